@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Development bootstrap: make sure SoftHSM2 is installed and write a project-local
+# SoftHSM2 configuration (var/softhsm2.conf, tokens in var/tokens).
+#
+# Never touches the system token directory (/var/lib/softhsm/tokens): everything the
+# project creates lives under var/, which is git-ignored. A production deployment does
+# not run this script; it points PKCS11_LIBRARY at the HSM vendor's library instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+find_softhsm() {
+  for p in "${PKCS11_LIBRARY:-}" /usr/lib/softhsm/libsofthsm2.so \
+           /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so \
+           /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so \
+           /usr/local/lib/softhsm/libsofthsm2.so; do
+    if [ -n "$p" ] && [ -f "$p" ]; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+need_pkgs=()
+find_softhsm >/dev/null || need_pkgs+=(softhsm2)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing ${need_pkgs[*]} with apt-get" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "bootstrap: missing ${need_pkgs[*]}. Install with:" >&2
+    echo "  sudo apt-get install -y ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+fi
+
+lib=$(find_softhsm) || { echo "bootstrap: libsofthsm2.so still not found" >&2; exit 1; }
+
+mkdir -p var/tokens
+chmod 700 var var/tokens
+if [ ! -f var/softhsm2.conf ]; then
+  sed "s#@TOKENDIR@#$root/var/tokens#" hsm/softhsm2.conf.template > var/softhsm2.conf
+fi
+# The service reads these when PKCS11_LIBRARY / SOFTHSM2_CONF are not set in the environment.
+printf 'PKCS11_LIBRARY=%s\nSOFTHSM2_CONF=%s\n' "$lib" "$root/var/softhsm2.conf" > var/dev.env
+echo "bootstrap: SoftHSM2 at $lib, config var/softhsm2.conf" >&2

@@ -1,0 +1,188 @@
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { loadConfig, readSecret, DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, Config } from '../config/config';
+import { isVbiError, vbiError } from '../errors';
+import { closeLibrary, findSlotByLabel, openLibrary, LibraryHandle } from '../hsm/pkcs11-library';
+import {
+  cloneSharedKeys, countDataObjects, generateModuleKeys, initToken, proveOfficer, tokenKeyReport, KeyReport,
+} from '../hsm/key-ceremony';
+import { CryptoModule } from '../hsm/crypto-module';
+import { PsdEngine } from '../module/psd-engine';
+import { isPackageSuite, PackageSuite } from '../hsm/mechanisms';
+import { keyLines, writeTranscript } from './transcript';
+
+/**
+ * The key ceremony CLI, run by a Security Officer:  npm run ceremony -- <step> [options]
+ *
+ *   init-token --label L [--force]
+ *   generate   --label L --officer NAME [--suite aes|legacy-3des]
+ *   clone      --from L1 --to L2 --officer NAME
+ *   status     --label L [--json]
+ *   reinstate  --label L --officer NAME --accept-checkpoint HEX|none
+ *
+ * PINs never go on the command line: VBI_SO_PIN / PKCS11_USER_PIN or their *_FILE variants
+ * (for clone: VBI_SO_PIN_FROM, VBI_SO_PIN_TO, PKCS11_USER_PIN_FROM, PKCS11_USER_PIN_TO, each
+ * also as *_FILE). The dev token label alone falls back to the dev PINs.
+ * Every step that changes a token writes a JSON transcript (default var/ceremony/).
+ */
+const USAGE = `usage: npm run ceremony -- <init-token|generate|clone|status|reinstate> [options]
+  init-token --label L [--force]
+  generate   --label L --officer NAME [--suite aes|legacy-3des]
+  clone      --from L1 --to L2 --officer NAME
+  status     --label L [--json]
+  reinstate  --label L --officer NAME --accept-checkpoint HEX|none
+options: --transcript-dir DIR (default var/ceremony)
+PINs from the environment: VBI_SO_PIN[_FILE], PKCS11_USER_PIN[_FILE] (clone: *_FROM / *_TO)`;
+
+type Env = Record<string, string | undefined>;
+
+function pin(env: Env, key: string, label: string, devDefault: string): string {
+  const v = readSecret(env, key);
+  if (v) return v;
+  if (label === DEV_TOKEN_LABEL) return devDefault;
+  throw vbiError('CONFIG_INVALID', `${key} or ${key}_FILE must hold the PIN for token '${label}'`);
+}
+
+function required(v: string | undefined, name: string): string {
+  if (!v) throw vbiError('BAD_REQUEST', `--${name} is required\n${USAGE}`);
+  return v;
+}
+
+export async function runCeremony(argv: string[], env: Env = process.env, out: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      label: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, officer: { type: 'string' },
+      suite: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' },
+      'transcript-dir': { type: 'string' }, 'accept-checkpoint': { type: 'string' }, help: { type: 'boolean' },
+    },
+  });
+  const step = positionals[0];
+  if (!step || values.help) {
+    out(USAGE);
+    return step ? 0 : 2;
+  }
+  const config: Config = loadConfig({ ...env, PKCS11_USER_PIN: env.PKCS11_USER_PIN ?? 'unused-by-ceremony' });
+  const suite: PackageSuite = (values.suite ?? config.hsm.suite) as PackageSuite;
+  if (!isPackageSuite(suite)) throw vbiError('BAD_REQUEST', `--suite must be aes or legacy-3des`);
+  const transcriptDir = values['transcript-dir'] ?? join(config.varDir, 'ceremony');
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf);
+  try {
+    switch (step) {
+      case 'init-token': {
+        const label = required(values.label, 'label');
+        const r = await initToken({
+          library: lib, label, force: values.force,
+          soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+        });
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'init-token', officer: values.officer ?? 'unspecified', library: lib.path,
+          tokens: [{ label, serial: r.serial }], result: { reinitialised: Boolean(values.force) },
+        });
+        out(`token '${label}' initialised, serial ${r.serial}\ntranscript ${t.path}`);
+        return 0;
+      }
+      case 'generate': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const keys = await generateModuleKeys({
+          library: lib, label, suite, wrapMechanism: config.hsm.wrapMechanism,
+          soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+        });
+        const serial = serialOf(lib, label);
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'generate', officer, library: lib.path, suite, tokens: [{ label, serial }],
+          keys: keyLines(label, keys), result: { generated: keys.length },
+        });
+        out(formatKeys(label, serial, keys));
+        out(`transcript ${t.path}`);
+        return 0;
+      }
+      case 'clone': {
+        const from = required(values.from, 'from');
+        const to = required(values.to, 'to');
+        const officer = required(values.officer, 'officer');
+        const r = await cloneSharedKeys({
+          suite, oaepHash: config.hsm.oaepHash, wrapMechanism: config.hsm.wrapMechanism,
+          from: { library: lib, label: from, soPin: pin(env, 'VBI_SO_PIN_FROM', from, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN_FROM', from, DEV_USER_PIN) },
+          to: { library: lib, label: to, soPin: pin(env, 'VBI_SO_PIN_TO', to, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN_TO', to, DEV_USER_PIN) },
+        });
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'clone', officer, library: lib.path, suite,
+          tokens: [{ label: from, serial: serialOf(lib, from) }, { label: to, serial: serialOf(lib, to) }],
+          keys: [...keyLines(from, r.from), ...keyLines(to, r.to)].filter((k) => k.class === 'secret'),
+          result: { kcvMatch: true },
+        });
+        out(`shared package keys cloned from '${from}' to '${to}'; KCVs match`);
+        out(formatKeys(to, serialOf(lib, to), r.to));
+        out(`transcript ${t.path}`);
+        return 0;
+      }
+      case 'status': {
+        const label = required(values.label, 'label');
+        const userPin = pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN);
+        const keys = await tokenKeyReport({ library: lib, label, userPin, suite, wrapMechanism: config.hsm.wrapMechanism });
+        const dataObjects = await countDataObjects({ library: lib, label, userPin });
+        const weak = keys.filter((k) => k.weaknesses.length > 0);
+        if (values.json) out(JSON.stringify({ label, serial: serialOf(lib, label), keys, dataObjects }, null, 2));
+        else {
+          out(formatKeys(label, serialOf(lib, label), keys));
+          out(`data objects (checkpoint ring, markers): ${dataObjects}`);
+          out(weak.length ? `WEAK: ${weak.length} key(s) flagged` : 'no weak attributes');
+        }
+        return weak.length ? 1 : 0;
+      }
+      case 'reinstate': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const accept = required(values['accept-checkpoint'], 'accept-checkpoint');
+        await proveOfficer(findSlotByLabel(lib, label), pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN));
+        const module = await CryptoModule.start({
+          library: lib, hsm: config.hsm,
+          module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
+        });
+        try {
+          const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize });
+          const audit = await engine.reinstate({ dbCheckpoint: accept === 'none' ? null : Buffer.from(accept, 'hex'), officer });
+          const t = writeTranscript(transcriptDir, {
+            ceremony: 'reinstate', officer, library: lib.path, tokens: [{ label, serial: module.serial }], result: { audit },
+          });
+          out(`module '${label}' reinstated\ntranscript ${t.path}`);
+        } finally {
+          await module.close();
+        }
+        return 0;
+      }
+      default:
+        out(USAGE);
+        return 2;
+    }
+  } finally {
+    closeLibrary(lib);
+  }
+}
+
+function serialOf(lib: LibraryHandle, label: string): string {
+  return findSlotByLabel(lib, label).getToken().serialNumber.trim();
+}
+
+function formatKeys(label: string, serial: string, keys: KeyReport[]): string {
+  const lines = [`token '${label}' serial ${serial}`];
+  for (const k of keys) {
+    const check = k.kcv ? `KCV ${k.kcv}` : k.spkiSha256 ? `SPKI-SHA256 ${k.spkiSha256}` : '';
+    const weak = k.weaknesses.length ? `  WEAK: ${k.weaknesses.join('; ')}` : '';
+    lines.push(`  ${k.label.padEnd(24)} ${k.class.padEnd(7)} ${k.keyType.padEnd(6)} ${check}${weak}`);
+  }
+  return lines.join('\n');
+}
+
+if (require.main === module) {
+  runCeremony(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,108 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { vbiError } from '../errors';
+import { PackageSuite, isPackageSuite } from '../hsm/mechanisms';
+
+/**
+ * Everything that differs between SoftHSM2 in development and a production HSM lives here,
+ * read from the environment. The code paths are the same for both.
+ */
+export interface ModuleConfig {
+  /** Token label that selects the slot (RFC 7512 `token=`). */
+  tokenLabel: string;
+  /** PIN of the service's role on the token (Crypto-User). */
+  userPin: string;
+  /** PKCS#11 user type used by the service: 1 = CKU_USER; e.g. 0x80000001 for a Luna Crypto User. */
+  userType: number;
+}
+
+export interface HsmConfig {
+  /** Path of the PKCS#11 library (libsofthsm2.so, libCryptoki2_64.so, ...). */
+  library: string;
+  /** SOFTHSM2_CONF to export before C_Initialize; undefined for other libraries. */
+  softhsm2Conf?: string;
+  modules: ModuleConfig[];
+  /** Cipher suite of the package keys of this deployment. */
+  suite: PackageSuite;
+  /** Number of checkpoint records each module keeps in its ring (3..5). */
+  ringSize: number;
+  /** Mechanism number for AES key wrap with padding (RFC 5649): SoftHSM2 0x210A, PKCS#11 3.x 0x210B. */
+  wrapMechanism: number;
+  /** Hash of RSA-OAEP used with the transport keys: SoftHSM2 2.6 accepts only sha1. */
+  oaepHash: 'sha1' | 'sha256';
+  /** Sessions per token kept open for concurrent commands. */
+  sessionPoolSize: number;
+}
+
+export interface Config {
+  hsm: HsmConfig;
+  /** Project-local state directory (dev tokens, embedded database, transcripts). */
+  varDir: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads `KEY=VALUE` lines written by scripts/bootstrap.sh (dev defaults only). */
+function readDevEnv(varDir: string): Env {
+  const file = join(varDir, 'dev.env');
+  if (!existsSync(file)) return {};
+  const out: Env = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+function intFrom(env: Env, key: string, dflt: number, min: number, max: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw vbiError('CONFIG_INVALID', `${key} must be an integer in [${min}, ${max}], got '${raw}'`);
+  }
+  return n;
+}
+
+/** A PIN comes from `<KEY>` or from the file named by `<KEY>_FILE` (trailing newline trimmed). */
+export function readSecret(env: Env, key: string): string | undefined {
+  const file = env[`${key}_FILE`];
+  if (file) return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  return env[key];
+}
+
+export const DEV_TOKEN_LABEL = 'vbi-dev-module';
+export const DEV_USER_PIN = '1234-dev-user';
+export const DEV_SO_PIN = '1234-dev-officer';
+
+export function loadConfig(env: Env = process.env, root = process.cwd()): Config {
+  const varDir = env.VBI_VAR_DIR ?? join(root, 'var');
+  const dev = readDevEnv(varDir);
+  const library = env.PKCS11_LIBRARY ?? dev.PKCS11_LIBRARY;
+  if (!library) {
+    throw vbiError('CONFIG_INVALID', 'PKCS11_LIBRARY is not set (run scripts/bootstrap.sh for a dev SoftHSM2)');
+  }
+  const softhsm2Conf = env.SOFTHSM2_CONF ?? (library.includes('softhsm') ? dev.SOFTHSM2_CONF : undefined);
+  const labels = (env.PKCS11_TOKEN_LABELS ?? DEV_TOKEN_LABEL).split(',').map((s) => s.trim()).filter(Boolean);
+  const isDevToken = labels.length === 1 && labels[0] === DEV_TOKEN_LABEL;
+  const userPin = readSecret(env, 'PKCS11_USER_PIN') ?? (isDevToken ? DEV_USER_PIN : undefined);
+  if (!userPin) throw vbiError('CONFIG_INVALID', 'PKCS11_USER_PIN or PKCS11_USER_PIN_FILE is required');
+  const userType = intFrom(env, 'PKCS11_USER_TYPE', 1, 0, 0xffffffff);
+  const suite = env.VBI_PACKAGE_SUITE ?? 'aes';
+  if (!isPackageSuite(suite)) throw vbiError('CONFIG_INVALID', `VBI_PACKAGE_SUITE must be 'aes' or 'legacy-3des', got '${suite}'`);
+  const oaepHash = env.PKCS11_OAEP_HASH ?? 'sha1';
+  if (oaepHash !== 'sha1' && oaepHash !== 'sha256') throw vbiError('CONFIG_INVALID', 'PKCS11_OAEP_HASH must be sha1 or sha256');
+  return {
+    varDir,
+    hsm: {
+      library,
+      softhsm2Conf,
+      modules: labels.map((tokenLabel) => ({ tokenLabel, userPin, userType })),
+      suite,
+      ringSize: intFrom(env, 'VBI_RING_SIZE', 3, 3, 5),
+      wrapMechanism: intFrom(env, 'PKCS11_WRAP_MECHANISM', 0x210a, 0, 0xffffffff),
+      oaepHash,
+      sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 1, 64),
+    },
+  };
+}

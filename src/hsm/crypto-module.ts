@@ -1,0 +1,434 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as graphene from 'graphene-pk11';
+import * as pkcs11 from 'pkcs11js';
+import { vbiError, VbiError } from '../errors';
+import { HsmConfig, ModuleConfig } from '../config/config';
+import { DataObject, HsmModule, IndiciumKeyAlgorithm, ModuleStatus } from './hsm-module';
+import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
+import { SessionPool } from './session-pool';
+import { ModuleStateMachine } from './module-state';
+import { KAT_VECTORS, KatVectors, SelfTestReport, runSelfTests } from './self-test';
+import { KeyRole, roleLabel, secretKeyTemplate, SESSION_KEY_TEMPLATES } from './key-templates';
+import {
+  aesGcm, des3Cbc, DES3_IV_BYTES, GCM_IV_BYTES, keyWrapPad, macMechanism, P256_PARAMS, PackageSuite,
+} from './mechanisms';
+import { ckr, isDeviceError, isRecoverable, toVbiError } from './pkcs11-errors';
+import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
+import * as ops from './async-ops';
+
+/** CKA_APPLICATION of every data object the service creates. */
+export const DATA_APPLICATION = 'vbi-postage-meter';
+
+export interface CryptoModuleOptions {
+  library: LibraryHandle;
+  module: ModuleConfig;
+  hsm: Pick<HsmConfig, 'suite' | 'wrapMechanism' | 'sessionPoolSize'>;
+  /** Replaced only by tests that prove a failed KAT puts the module into Error. */
+  vectors?: KatVectors;
+  clock?: () => Date;
+}
+
+interface KeyHandles {
+  kek: graphene.SecretKey;
+  enc: graphene.SecretKey;
+  mac: graphene.SecretKey;
+  identity: graphene.PrivateKey;
+  identityPub: graphene.PublicKey;
+  transportPub: graphene.PublicKey;
+}
+
+/**
+ * The cryptographic module: one PKCS#11 token used in the Crypto-User role. The only service
+ * code that calls PKCS#11. Sessions come from a pool; a lost session, a lost login or stale
+ * object handles are recovered once per call by reopening, logging in again and finding the
+ * keys again; a device error puts the module into Error until `reconnect()` succeeds.
+ */
+export class CryptoModule implements HsmModule {
+  readonly tokenLabel: string;
+  readonly suite: PackageSuite;
+  private _serial = '';
+  private readonly fsm: ModuleStateMachine;
+  private readonly pool: SessionPool;
+  private slot: graphene.Slot | undefined;
+  private keys: KeyHandles | undefined;
+  private identitySpki: Buffer | undefined;
+  private transportSpki: Buffer | undefined;
+  private selfTest: SelfTestReport | null = null;
+  private inFlight = 0;
+  private recovering: Promise<void> | undefined;
+
+  private constructor(private readonly opts: CryptoModuleOptions) {
+    this.tokenLabel = opts.module.tokenLabel;
+    this.suite = opts.hsm.suite;
+    this.fsm = new ModuleStateMachine(opts.clock);
+    this.pool = new SessionPool(() => this.openSession(), opts.hsm.sessionPoolSize);
+  }
+
+  /**
+   * Powers the module on: self-tests, login, key entry. Never throws for a failed self-test
+   * or a missing key: the module comes back in the Error state and says why in status().
+   */
+  static async start(opts: CryptoModuleOptions): Promise<CryptoModule> {
+    const m = new CryptoModule(opts);
+    await m.powerOn();
+    return m;
+  }
+
+  get serial(): string {
+    return this._serial;
+  }
+
+  status(): ModuleStatus {
+    return {
+      tokenLabel: this.tokenLabel,
+      serial: this._serial,
+      library: this.opts.library.path,
+      state: this.fsm.state,
+      reason: this.fsm.reason,
+      since: this.fsm.since.toISOString(),
+      suite: this.suite,
+      selfTest: this.selfTest,
+      sessions: this.pool.size,
+    };
+  }
+
+  private async powerOn(): Promise<void> {
+    try {
+      this.slot = findSlotByLabel(this.opts.library, this.tokenLabel);
+      this._serial = this.slot.getToken().serialNumber.trim();
+    } catch (e) {
+      return this.fail(e, 'token not found');
+    }
+    // SoftHSM2 generates key pairs (pairwise tests) only for a logged-in user, so the service
+    // role logs in first; no module key is touched before every test has passed.
+    let session: graphene.Session | undefined;
+    try {
+      session = await this.pool.acquire();
+      this.login(session);
+      this.selfTest = await runSelfTests(session, this.opts.vectors ?? KAT_VECTORS, this.opts.hsm.wrapMechanism);
+    } catch (e) {
+      if (session) this.pool.release(session, true);
+      return this.fail(e, 'self-test could not run');
+    }
+    this.pool.release(session);
+    if (!this.selfTest.ok) {
+      const failed = this.selfTest.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
+      this.fsm.to('Error', `self-test failed: ${failed.join('; ')}`);
+      return;
+    }
+    this.fsm.to('UnInitialized');
+    try {
+      await this.keyEntry();
+    } catch (e) {
+      this.fail(e, 'key entry failed');
+    }
+  }
+
+  /** Login as the service role, find every module key, check the suite, go Idle. */
+  private async keyEntry(): Promise<void> {
+    this.fsm.to('KeyEntry');
+    const s = await this.pool.acquire();
+    try {
+      this.login(s);
+      this.keys = this.findKeys(s);
+      this.identitySpki = ecPublicKeySpki(this.keys.identityPub);
+      this.transportSpki = rsaPublicKeySpki(this.keys.transportPub);
+      // conditional self-test of the long-term identity key (pairwise consistency)
+      const probe = randomBytes(32);
+      const sig = await ops.sign(s, 'ECDSA', this.keys.identity, probe);
+      if (!(await ops.verify(s, 'ECDSA', this.keys.identityPub, probe, sig))) {
+        throw vbiError('MODULE_ERROR', 'identity key pairwise-consistency test failed');
+      }
+    } catch (e) {
+      this.pool.release(s, true);
+      throw e;
+    }
+    this.pool.release(s);
+    this.fsm.to('Idle');
+  }
+
+  private fail(e: unknown, what: string): void {
+    const err = toVbiError(e, what);
+    this.fsm.to('Error', `${what}: ${err.message}`);
+  }
+
+  private openSession(): graphene.Session {
+    if (!this.slot) throw vbiError('MODULE_NOT_READY', 'no slot');
+    return this.slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+  }
+
+  /** Login state belongs to the whole token: "already logged in" is success. */
+  private login(s: graphene.Session): void {
+    try {
+      s.login(this.opts.module.userPin, this.opts.module.userType as graphene.UserType);
+    } catch (e) {
+      if (ckr(e) !== pkcs11.CKR_USER_ALREADY_LOGGED_IN) throw toVbiError(e, `login to '${this.tokenLabel}'`);
+    }
+  }
+
+  private findKeys(s: graphene.Session): KeyHandles {
+    const one = (role: KeyRole, cls: graphene.ObjectClass) => {
+      const found = s.find({ class: cls, label: roleLabel(role) });
+      if (found.length !== 1) {
+        throw vbiError('KEY_MISSING', `token '${this.tokenLabel}' has ${found.length} objects for ${role} (${roleLabel(role)})`);
+      }
+      return found.items(0);
+    };
+    const keys: KeyHandles = {
+      kek: one('package-kek', graphene.ObjectClass.SECRET_KEY).toType(),
+      enc: one('package-enc', graphene.ObjectClass.SECRET_KEY).toType(),
+      mac: one('package-mac', graphene.ObjectClass.SECRET_KEY).toType(),
+      identity: one('module-identity', graphene.ObjectClass.PRIVATE_KEY).toType(),
+      identityPub: one('module-identity', graphene.ObjectClass.PUBLIC_KEY).toType(),
+      transportPub: one('module-transport', graphene.ObjectClass.PUBLIC_KEY).toType(),
+    };
+    one('module-transport', graphene.ObjectClass.PRIVATE_KEY);
+    // The key types must be those of the configured suite, or every package would fail to open.
+    for (const [role, key] of [['package-enc', keys.enc], ['package-mac', keys.mac]] as const) {
+      const want = secretKeyTemplate(role, this.suite).keyType;
+      if (key.getAttribute('keyType') !== want) {
+        throw vbiError('CONFIG_INVALID', `${role} on '${this.tokenLabel}' is not a key of suite '${this.suite}'`);
+      }
+    }
+    return keys;
+  }
+
+  private assertServing(): void {
+    const st = this.fsm.state;
+    if (st === 'Idle' || st === 'User') return;
+    if (st === 'Error') throw vbiError('MODULE_ERROR', `module '${this.tokenLabel}' is in Error: ${this.fsm.reason}`);
+    throw vbiError('MODULE_NOT_READY', `module '${this.tokenLabel}' is ${st}`);
+  }
+
+  /**
+   * Runs one operation with a pooled session and the key handles. A recoverable PKCS#11 error
+   * triggers one recovery (new sessions, login, key handles) and one retry; a device error
+   * puts the module into Error.
+   */
+  private async run<T>(what: string, op: (s: graphene.Session, k: KeyHandles) => Promise<T> | T): Promise<T> {
+    this.assertServing();
+    this.inFlight++;
+    if (this.fsm.state === 'Idle') this.fsm.to('User');
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const s = await this.pool.acquire();
+        try {
+          const out = await op(s, this.keys as KeyHandles);
+          this.pool.release(s);
+          return out;
+        } catch (e) {
+          const raw = !(e instanceof VbiError);
+          const recoverable = raw && isRecoverable(e);
+          const device = raw && isDeviceError(e);
+          this.pool.release(s, recoverable || device);
+          if (recoverable && attempt === 0) {
+            await this.recover();
+            continue;
+          }
+          if (device) this.fsm.to('Error', `${what}: device error ${(e as Error).message}`);
+          throw toVbiError(e, what);
+        }
+      }
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0 && this.fsm.state === 'User') this.fsm.to('Idle');
+    }
+  }
+
+  /** Single-flight recovery: drop every pooled session, log in again, find keys again. */
+  private recover(): Promise<void> {
+    if (!this.recovering) {
+      this.recovering = (async () => {
+        this.pool.invalidate();
+        const s = await this.pool.acquire();
+        try {
+          this.login(s);
+          this.keys = this.findKeys(s);
+          this.pool.release(s);
+        } catch (e) {
+          this.pool.release(s, true);
+          throw e;
+        }
+      })().finally(() => {
+        this.recovering = undefined;
+      });
+    }
+    return this.recovering;
+  }
+
+  /** After a device error: find the token again (same serial), self-test, key entry. */
+  async reconnect(): Promise<void> {
+    if (this.inFlight > 0) throw vbiError('MODULE_NOT_READY', 'operations in flight');
+    this.pool.invalidate();
+    this.keys = undefined;
+    this.fsm.to('SelfTest');
+    const serial = this._serial;
+    await this.powerOn();
+    if (serial && this._serial !== serial) {
+      this.fsm.to('Error', `token '${this.tokenLabel}' now has serial ${this._serial}, expected ${serial}`);
+    }
+  }
+
+  // --- package keys -------------------------------------------------------------------
+
+  async encryptSecrets(req: { plaintext: Buffer; aad: Buffer }): Promise<Buffer> {
+    return this.run('encrypt package secrets', async (s, k) => {
+      if (this.suite === 'aes') {
+        const iv = randomBytes(GCM_IV_BYTES);
+        const ct = await ops.encrypt(s, aesGcm(iv, req.aad), k.enc, req.plaintext);
+        return Buffer.concat([iv, ct]);
+      }
+      // 3DES-CBC has no AAD: the package MAC binds the ciphertext to the public fields instead.
+      const iv = randomBytes(DES3_IV_BYTES);
+      const ct = await ops.encrypt(s, des3Cbc(iv), k.enc, req.plaintext);
+      return Buffer.concat([iv, ct]);
+    });
+  }
+
+  async decryptSecrets(req: { ciphertext: Buffer; aad: Buffer }): Promise<Buffer> {
+    return this.run('decrypt package secrets', async (s, k) => {
+      const ivLen = this.suite === 'aes' ? GCM_IV_BYTES : DES3_IV_BYTES;
+      if (req.ciphertext.length <= ivLen) throw vbiError('PACKAGE_DECRYPT_FAILED', 'secret section too short');
+      const iv = req.ciphertext.subarray(0, ivLen);
+      const body = req.ciphertext.subarray(ivLen);
+      const mech = this.suite === 'aes' ? aesGcm(Buffer.from(iv), req.aad) : des3Cbc(Buffer.from(iv));
+      try {
+        return await ops.decrypt(s, mech, k.enc, Buffer.from(body));
+      } catch (e) {
+        const c = ckr(e);
+        if (c === pkcs11.CKR_ENCRYPTED_DATA_INVALID || c === pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE) {
+          throw vbiError('PACKAGE_DECRYPT_FAILED', 'secret section does not decrypt');
+        }
+        throw e;
+      }
+    });
+  }
+
+  async mac(data: Buffer): Promise<Buffer> {
+    return this.run('mac', (s, k) => ops.sign(s, macMechanism(this.suite), k.mac, data));
+  }
+
+  async verifyMac(data: Buffer, mac: Buffer): Promise<boolean> {
+    return this.run('verify mac', (s, k) => ops.verify(s, macMechanism(this.suite), k.mac, data, mac));
+  }
+
+  // --- indicium keys ------------------------------------------------------------------
+
+  async generateIndiciumKey(req: { algorithm: IndiciumKeyAlgorithm }): Promise<{ wrappedKey: Buffer; publicKeySpki: Buffer }> {
+    return this.run('generate indicium key', async (s, k) => {
+      const t = SESSION_KEY_TEMPLATES['indicium-generate'];
+      const ec = req.algorithm === 'ec-p256';
+      const kp = await ops.generateKeyPair(
+        s,
+        ec ? 'EC_KEY_PAIR_GEN' : 'RSA_PKCS_KEY_PAIR_GEN',
+        ec
+          ? { keyType: graphene.KeyType.EC, paramsEC: P256_PARAMS, ...t.publicAttributes }
+          : { keyType: graphene.KeyType.RSA, modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]), ...t.publicAttributes },
+        { keyType: ec ? graphene.KeyType.EC : graphene.KeyType.RSA, ...t.privateAttributes },
+      );
+      try {
+        const wrappedKey = await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, kp.privateKey);
+        const publicKeySpki = ec ? ecPublicKeySpki(kp.publicKey) : rsaPublicKeySpki(kp.publicKey);
+        return { wrappedKey, publicKeySpki };
+      } finally {
+        ops.destroyQuietly(kp.privateKey);
+        ops.destroyQuietly(kp.publicKey);
+      }
+    });
+  }
+
+  async signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer> {
+    return this.run('sign with wrapped key', async (s, k) => {
+      const ec = req.algorithm === 'ec-p256';
+      const key = await ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, req.wrappedKey, {
+        class: graphene.ObjectClass.PRIVATE_KEY,
+        keyType: ec ? graphene.KeyType.EC : graphene.KeyType.RSA,
+        ...SESSION_KEY_TEMPLATES['indicium-unwrap'],
+      });
+      try {
+        return ec
+          ? await ops.sign(s, 'ECDSA', key, sha256(req.data))
+          : await ops.sign(s, 'SHA256_RSA_PKCS', key, req.data);
+      } finally {
+        ops.destroyQuietly(key);
+      }
+    });
+  }
+
+  async generateWrappedSecretKey(): Promise<Buffer> {
+    return this.run('generate wrapped secret key', async (s, k) => {
+      const key = await ops.generateKey(s, 'AES_KEY_GEN', {
+        class: graphene.ObjectClass.SECRET_KEY,
+        keyType: graphene.KeyType.AES,
+        valueLen: 32,
+        ...SESSION_KEY_TEMPLATES['user-secret-generate'],
+      });
+      try {
+        return await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, key);
+      } finally {
+        ops.destroyQuietly(key);
+      }
+    });
+  }
+
+  // --- identity and transport ---------------------------------------------------------
+
+  async identitySign(data: Buffer): Promise<Buffer> {
+    return this.run('identity sign', (s, k) => ops.sign(s, 'ECDSA', k.identity, sha256(data)));
+  }
+
+  identityPublicKey(): Buffer {
+    this.assertServing();
+    return this.identitySpki as Buffer;
+  }
+
+  transportPublicKey(): Buffer {
+    this.assertServing();
+    return this.transportSpki as Buffer;
+  }
+
+  // --- data objects (checkpoint ring, module markers) ---------------------------------
+
+  async listDataObjects(prefix: string): Promise<DataObject[]> {
+    return this.run('list data objects', (s) => {
+      const found = s.find({ class: graphene.ObjectClass.DATA, application: DATA_APPLICATION, token: true });
+      const out: DataObject[] = [];
+      for (let i = 0; i < found.length; i++) {
+        const a = found.items(i).getAttribute({ label: null, value: null });
+        const label = String(a.label);
+        if (label.startsWith(prefix)) out.push({ label, value: Buffer.from(a.value as Buffer) });
+      }
+      return out;
+    });
+  }
+
+  async createDataObject(obj: DataObject): Promise<void> {
+    await this.run('create data object', (s) => {
+      s.create({
+        class: graphene.ObjectClass.DATA,
+        token: true,
+        private: true,
+        modifiable: false,
+        application: DATA_APPLICATION,
+        label: obj.label,
+        value: obj.value,
+      });
+    });
+  }
+
+  async destroyDataObject(label: string): Promise<void> {
+    await this.run('destroy data object', (s) => {
+      s.destroy({ class: graphene.ObjectClass.DATA, application: DATA_APPLICATION, label });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.pool.close();
+    this.keys = undefined;
+    if (this.fsm.state !== 'Error') this.fsm.to('UnInitialized');
+  }
+}
+
+function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}

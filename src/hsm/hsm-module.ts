@@ -1,0 +1,65 @@
+import { ModuleState } from './module-state';
+import { SelfTestReport } from './self-test';
+import { PackageSuite } from './mechanisms';
+
+/**
+ * The HSM boundary: the one interface through which the service uses a cryptographic module.
+ * Everything PKCS#11 sits behind it (src/hsm/crypto-module.ts); SoftHSM2 specifics are only
+ * configuration. Keys are addressed by role, never by handle; no method returns secret key
+ * material, only ciphertext, MACs, signatures, wrapped keys and public keys.
+ *
+ * There is deliberately no method that creates or destroys a long-term key: those belong to
+ * the key ceremony (src/hsm/key-ceremony.ts), run by the Crypto-Officer.
+ */
+export interface HsmModule {
+  readonly tokenLabel: string;
+  /** Token serial number: the module's identity in the module table and checkpoints. */
+  readonly serial: string;
+  readonly suite: PackageSuite;
+
+  status(): ModuleStatus;
+
+  /** Encrypts package secrets under the package encryption key; returns IV || ciphertext (|| tag). */
+  encryptSecrets(req: { plaintext: Buffer; aad: Buffer }): Promise<Buffer>;
+  /** Inverse of encryptSecrets; throws PACKAGE_DECRYPT_FAILED on a bad tag or padding. */
+  decryptSecrets(req: { ciphertext: Buffer; aad: Buffer }): Promise<Buffer>;
+  /** MAC under the package/checkpoint MAC key (AES-CMAC 16 bytes, DES3-CMAC 8 bytes). */
+  mac(data: Buffer): Promise<Buffer>;
+  /** Verifies inside the token (C_Verify), so no comparison of MACs happens in the host. */
+  verifyMac(data: Buffer, mac: Buffer): Promise<boolean>;
+
+  /** Generates a meter's indicium key pair in the token; the private key leaves only wrapped. */
+  generateIndiciumKey(req: { algorithm: IndiciumKeyAlgorithm }): Promise<{ wrappedKey: Buffer; publicKeySpki: Buffer }>;
+  /** Unwraps the key into a session object, signs, destroys it. EC: raw r||s over SHA-256(data). */
+  signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer>;
+  /** A fresh AES-256 key generated in the token and returned wrapped under the KEK. */
+  generateWrappedSecretKey(): Promise<Buffer>;
+
+  /** Signs with the module identity key: raw r||s ECDSA P-256 over SHA-256(data). */
+  identitySign(data: Buffer): Promise<Buffer>;
+  identityPublicKey(): Buffer;
+  transportPublicKey(): Buffer;
+
+  /** Private CKO_DATA token objects of this application whose label starts with `prefix`. */
+  listDataObjects(prefix: string): Promise<DataObject[]>;
+  createDataObject(obj: DataObject): Promise<void>;
+  destroyDataObject(label: string): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export type IndiciumKeyAlgorithm = 'ec-p256' | 'rsa-2048';
+
+export interface DataObject { label: string; value: Buffer }
+
+export interface ModuleStatus {
+  tokenLabel: string;
+  serial: string;
+  library: string;
+  state: ModuleState;
+  reason?: string;
+  since: string;
+  suite: PackageSuite;
+  selfTest: SelfTestReport | null;
+  sessions: number;
+}

@@ -1,0 +1,336 @@
+import { createHash } from 'node:crypto';
+import * as graphene from 'graphene-pk11';
+import * as pkcs11 from 'pkcs11js';
+import { vbiError } from '../errors';
+import { LibraryHandle, findFreeSlot, findSlotByLabel } from './pkcs11-library';
+import {
+  Attributes, KEY_ROLES, KeyRole, SESSION_KEY_TEMPLATES, SHARED_ROLES, isSecretRole, pairTemplates, roleLabel, roleSpec,
+  secretKeyGenMechanism, secretKeyTemplate, secretKeyUnwrapTemplate,
+} from './key-templates';
+import { P256_PARAMS, PackageSuite, keyWrapPad, macMechanism, rsaOaep } from './mechanisms';
+import { ckr, toVbiError } from './pkcs11-errors';
+import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
+import { DATA_APPLICATION } from './crypto-module';
+import * as ops from './async-ops';
+
+/**
+ * Crypto-Officer operations (the key ceremony). Kept apart from CryptoModule, which the
+ * service uses in the Crypto-User role and which has no way to create or destroy a long-term
+ * key. Every step that changes keys first proves the Security Officer's PIN with an SO login.
+ */
+
+export interface TokenRef {
+  library: LibraryHandle;
+  label: string;
+}
+
+export interface KeyReport {
+  role: KeyRole | null;
+  label: string;
+  class: 'secret' | 'private' | 'public';
+  keyType: string;
+  /** Key check value of a secret key (see functionalKcv). */
+  kcv?: string;
+  /** SHA-256 of the SubjectPublicKeyInfo, first 8 bytes, for key pairs. */
+  spkiSha256?: string;
+  attributes: Attributes;
+  weaknesses: string[];
+}
+
+const rw = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
+
+function withSession<T>(slot: graphene.Slot, fn: (s: graphene.Session) => Promise<T> | T): Promise<T> {
+  const s = slot.open(rw);
+  return Promise.resolve()
+    .then(() => fn(s))
+    .finally(() => {
+      try { s.logout(); } catch { /* not logged in */ }
+      try { s.close(); } catch { /* closed */ }
+    });
+}
+
+function login(s: graphene.Session, pin: string, type: graphene.UserType, what: string): void {
+  try {
+    s.login(pin, type);
+  } catch (e) {
+    if (ckr(e) === pkcs11.CKR_USER_ALREADY_LOGGED_IN) return;
+    throw toVbiError(e, what);
+  }
+}
+
+/** Proves the officer holds the SO PIN, then leaves the session logged out. */
+function proveOfficer(slot: graphene.Slot, soPin: string): Promise<void> {
+  return withSession(slot, (s) => login(s, soPin, graphene.UserType.SO, 'SO login'));
+}
+
+// --- init-token ------------------------------------------------------------------------
+
+export async function initToken(req: { library: LibraryHandle; label: string; soPin: string; userPin: string; force?: boolean }): Promise<{ serial: string }> {
+  let slot: graphene.Slot | undefined;
+  try {
+    slot = findSlotByLabel(req.library, req.label);
+  } catch {
+    slot = undefined;
+  }
+  if (slot && !req.force) {
+    throw vbiError('TOKEN_ALREADY_INITIALIZED', `token '${req.label}' is already initialised; re-initialising destroys every key on it (--force)`);
+  }
+  const target = slot ?? findFreeSlot(req.library);
+  try {
+    // graphene's Slot.initToken mis-reads the return value: call C_InitToken directly.
+    target.lib.C_InitToken(target.handle, req.soPin, req.label.padEnd(32, ' '));
+  } catch (e) {
+    throw toVbiError(e, `initialise token '${req.label}'`);
+  }
+  const fresh = findSlotByLabel(req.library, req.label);
+  return withSession(fresh, (s) => {
+    login(s, req.soPin, graphene.UserType.SO, 'SO login');
+    s.initPin(req.userPin);
+    return { serial: fresh.getToken().serialNumber.trim() };
+  });
+}
+
+// --- generate --------------------------------------------------------------------------
+
+export async function generateModuleKeys(req: TokenRef & { soPin: string; userPin: string; suite: PackageSuite; roles?: readonly KeyRole[]; wrapMechanism?: number }): Promise<KeyReport[]> {
+  const slot = findSlotByLabel(req.library, req.label);
+  await proveOfficer(slot, req.soPin);
+  return withSession(slot, async (s) => {
+    login(s, req.userPin, graphene.UserType.USER, 'user login');
+    const roles = req.roles ?? KEY_ROLES;
+    for (const role of roles) {
+      if (s.find({ label: roleLabel(role) }).length > 0) {
+        throw vbiError('KEY_EXISTS', `token '${req.label}' already holds ${roleLabel(role)}; re-initialise the token to start over`);
+      }
+    }
+    for (const role of roles) await generateRole(s, role, req.suite);
+    return reportKeys(s, req.suite, req.wrapMechanism);
+  });
+}
+
+async function generateRole(s: graphene.Session, role: KeyRole, suite: PackageSuite): Promise<void> {
+  const spec = roleSpec(role);
+  if (isSecretRole(spec)) {
+    await ops.generateKey(s, secretKeyGenMechanism(role, suite), secretKeyTemplate(role, suite));
+    return;
+  }
+  const { kind, publicTemplate, privateTemplate } = pairTemplates(role);
+  if (kind === 'ec-p256') {
+    await ops.generateKeyPair(s, 'EC_KEY_PAIR_GEN', { ...publicTemplate, keyType: graphene.KeyType.EC, paramsEC: P256_PARAMS }, { ...privateTemplate, keyType: graphene.KeyType.EC });
+  } else {
+    await ops.generateKeyPair(s, 'RSA_PKCS_KEY_PAIR_GEN',
+      { ...publicTemplate, keyType: graphene.KeyType.RSA, modulusBits: 3072, publicExponent: Buffer.from([1, 0, 1]) },
+      { ...privateTemplate, keyType: graphene.KeyType.RSA });
+  }
+}
+
+// --- clone -----------------------------------------------------------------------------
+
+/**
+ * Copies the shared package keys from one module token to another under a one-time RSA-3072
+ * transport key generated inside the destination token. The source keys carry
+ * CKA_WRAP_WITH_TRUSTED, so the source token wraps them only under a key its SO marked
+ * CKA_TRUSTED: the SO imports the destination's transport public key as such a key for the
+ * duration of the clone and destroys it afterwards. Key values never exist outside the tokens.
+ */
+export async function cloneSharedKeys(req: {
+  from: TokenRef & { soPin: string; userPin: string };
+  to: TokenRef & { soPin: string; userPin: string };
+  suite: PackageSuite;
+  oaepHash: 'sha1' | 'sha256';
+  wrapMechanism?: number;
+}): Promise<{ from: KeyReport[]; to: KeyReport[] }> {
+  const src = findSlotByLabel(req.from.library, req.from.label);
+  const dst = findSlotByLabel(req.to.library, req.to.label);
+  await proveOfficer(dst, req.to.soPin);
+  const oaep = rsaOaep(req.oaepHash);
+  const transportLabel = `vbi.clone.transport.${Date.now()}`;
+
+  const dstSession = dst.open(rw);
+  try {
+    login(dstSession, req.to.userPin, graphene.UserType.USER, 'destination user login');
+    for (const role of SHARED_ROLES) {
+      if (dstSession.find({ label: roleLabel(role) }).length > 0) {
+        throw vbiError('KEY_EXISTS', `destination '${req.to.label}' already holds ${roleLabel(role)}`);
+      }
+    }
+    const t = SESSION_KEY_TEMPLATES['clone-transport'];
+    const transport = await ops.generateKeyPair(dstSession, 'RSA_PKCS_KEY_PAIR_GEN',
+      { ...t.publicAttributes, keyType: graphene.KeyType.RSA, modulusBits: 3072, publicExponent: Buffer.from([1, 0, 1]) },
+      { ...t.privateAttributes, keyType: graphene.KeyType.RSA });
+    const pub = transport.publicKey.getAttribute({ modulus: null, publicExponent: null });
+
+    // Source: the SO imports the transport public key as a trusted wrapping key...
+    await withSession(src, (s) => {
+      login(s, req.from.soPin, graphene.UserType.SO, 'source SO login');
+      s.create({
+        class: graphene.ObjectClass.PUBLIC_KEY, keyType: graphene.KeyType.RSA, token: true, private: false,
+        label: transportLabel, modulus: pub.modulus, publicExponent: pub.publicExponent,
+        wrap: true, encrypt: false, verify: false, trusted: true,
+      });
+    });
+    // ...the user role wraps each shared key under it, and the trusted key is destroyed.
+    const wrapped = await withSession(src, async (s) => {
+      login(s, req.from.userPin, graphene.UserType.USER, 'source user login');
+      const wrappingKey = s.find({ class: graphene.ObjectClass.PUBLIC_KEY, label: transportLabel }).items(0).toType<graphene.PublicKey>();
+      try {
+        const out: Array<[KeyRole, Buffer]> = [];
+        for (const role of SHARED_ROLES) {
+          const found = s.find({ class: graphene.ObjectClass.SECRET_KEY, label: roleLabel(role) });
+          if (found.length !== 1) throw vbiError('KEY_MISSING', `source '${req.from.label}' has no ${roleLabel(role)}`);
+          out.push([role, await ops.wrapKey(s, oaep, wrappingKey, found.items(0).toType<graphene.SecretKey>())]);
+        }
+        return out;
+      } finally {
+        ops.destroyQuietly(wrappingKey);
+      }
+    });
+    // Destination: unwrap into token objects with the role templates (same attributes as generated).
+    for (const [role, blob] of wrapped) {
+      await ops.unwrapKey(dstSession, oaep, transport.privateKey, blob, secretKeyUnwrapTemplate(role, req.suite));
+    }
+    ops.destroyQuietly(transport.privateKey);
+    ops.destroyQuietly(transport.publicKey);
+  } finally {
+    try { dstSession.logout(); } catch { /* ignore */ }
+    try { dstSession.close(); } catch { /* ignore */ }
+  }
+
+  const from = await tokenKeyReport({ library: req.from.library, label: req.from.label, userPin: req.from.userPin, suite: req.suite, wrapMechanism: req.wrapMechanism });
+  const to = await tokenKeyReport({ library: req.to.library, label: req.to.label, userPin: req.to.userPin, suite: req.suite, wrapMechanism: req.wrapMechanism });
+  for (const role of SHARED_ROLES) {
+    const a = from.find((k) => k.role === role)?.kcv;
+    const b = to.find((k) => k.role === role)?.kcv;
+    if (!a || a !== b) throw vbiError('KCV_MISMATCH', `${roleLabel(role)}: source KCV ${a}, destination KCV ${b}`);
+  }
+  return { from, to };
+}
+
+// --- status ----------------------------------------------------------------------------
+
+export function tokenKeyReport(req: TokenRef & { userPin: string; suite: PackageSuite; wrapMechanism?: number }): Promise<KeyReport[]> {
+  const slot = findSlotByLabel(req.library, req.label);
+  return withSession(slot, (s) => {
+    login(s, req.userPin, graphene.UserType.USER, 'user login');
+    return reportKeys(s, req.suite, req.wrapMechanism);
+  });
+}
+
+const BOOL_ATTRS = [
+  'token', 'private', 'modifiable', 'destroyable', 'sensitive', 'extractable', 'wrapWithTrusted', 'trusted',
+  'encrypt', 'decrypt', 'wrap', 'unwrap', 'sign', 'verify', 'derive',
+] as const;
+
+function readBooleans(obj: graphene.SessionObject): Attributes {
+  const out: Attributes = {};
+  for (const name of BOOL_ATTRS) {
+    try {
+      const v = obj.getAttribute(name);
+      if (typeof v === 'boolean') out[name] = v;
+    } catch {
+      // attribute not defined for this class
+    }
+  }
+  return out;
+}
+
+function roleOfLabel(label: string): KeyRole | null {
+  return KEY_ROLES.find((r) => roleLabel(r) === label) ?? null;
+}
+
+function reportKeys(s: graphene.Session, suite: PackageSuite, wrapMechanism = 0x210a): KeyReport[] {
+  const reports: KeyReport[] = [];
+  const objects = s.find();
+  for (let i = 0; i < objects.length; i++) {
+    const obj = objects.items(i);
+    const cls = obj.class;
+    if (cls !== graphene.ObjectClass.SECRET_KEY && cls !== graphene.ObjectClass.PRIVATE_KEY && cls !== graphene.ObjectClass.PUBLIC_KEY) continue;
+    const label = String(obj.getAttribute('label') ?? '');
+    const role = roleOfLabel(label);
+    const keyType = graphene.KeyType[obj.getAttribute('keyType') as number] ?? 'unknown';
+    const attributes = readBooleans(obj);
+    const kind = cls === graphene.ObjectClass.SECRET_KEY ? 'secret' : cls === graphene.ObjectClass.PRIVATE_KEY ? 'private' : 'public';
+    const r: KeyReport = { role, label, class: kind, keyType, attributes, weaknesses: [] };
+    if (kind === 'secret') {
+      r.kcv = functionalKcv(s, obj.toType<graphene.SecretKey>(), role, suite, wrapMechanism);
+    } else if (kind === 'public') {
+      try {
+        const spki = keyType === 'EC' ? ecPublicKeySpki(obj.toType<graphene.PublicKey>()) : rsaPublicKeySpki(obj.toType<graphene.PublicKey>());
+        r.spkiSha256 = createHash('sha256').update(spki).digest('hex').slice(0, 16);
+      } catch { r.spkiSha256 = undefined; }
+    }
+    r.weaknesses = weaknesses(r, suite);
+    reports.push(r);
+  }
+  return reports.sort((a, b) => a.label.localeCompare(b.label) || a.class.localeCompare(b.class));
+}
+
+/**
+ * Key check value computed by using the key for its own role, first 3 bytes of:
+ *  - encryption key: E_K(zero block) in ECB, the classic KCV (equal to CKA_CHECK_VALUE);
+ *  - MAC key: CMAC_K(zero block) (the CMAC-based KCV of ANSI X9.24-1:2017);
+ *  - KEK: the RFC 5649 wrap of an all-zero 32-byte key.
+ * Computed rather than read from CKA_CHECK_VALUE because SoftHSM2 leaves that attribute empty
+ * on keys created by C_UnwrapKey, which would make the clone check meaningless.
+ */
+function functionalKcv(s: graphene.Session, key: graphene.SecretKey, role: KeyRole | null, suite: PackageSuite, wrapMechanism: number): string | undefined {
+  const des3 = key.getAttribute('keyType') === graphene.KeyType.DES3;
+  const zero = Buffer.alloc(des3 ? 8 : 16);
+  try {
+    if (role === 'package-enc') {
+      return s.createCipher(des3 ? 'DES3_ECB' : 'AES_ECB', key).once(zero, Buffer.alloc(32)).subarray(0, 3).toString('hex');
+    }
+    if (role === 'package-mac') {
+      return s.createSign(macMechanism(suite), key).once(zero).subarray(0, 3).toString('hex');
+    }
+    if (role === 'package-kek') {
+      const probe = s.create({
+        class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, token: false, private: false,
+        value: Buffer.alloc(32), extractable: true, sensitive: false, label: 'vbi.kcv.probe',
+      }).toType<graphene.SecretKey>();
+      try {
+        return s.wrapKey(keyWrapPad(wrapMechanism), key, probe).subarray(0, 3).toString('hex');
+      } finally {
+        ops.destroyQuietly(probe);
+      }
+    }
+    const cv = key.getAttribute({ checkValue: null }).checkValue as Buffer;
+    return cv.length ? cv.toString('hex') : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Attributes that make a key weaker than its role allows. */
+export function weaknesses(r: KeyReport, suite: PackageSuite): string[] {
+  const w: string[] = [];
+  const a = r.attributes;
+  if (!r.label) w.push('missing label');
+  if (r.class !== 'public') {
+    if (a.sensitive === false) w.push('not sensitive');
+    if (a.extractable === true && a.wrapWithTrusted !== true) w.push('extractable without CKA_WRAP_WITH_TRUSTED');
+    if (a.private === false) w.push('not private');
+  }
+  if (r.role) {
+    const spec = roleSpec(r.role);
+    const want: Attributes = isSecretRole(spec)
+      ? { ...spec.attributes }
+      : r.class === 'private' ? { ...spec.privateAttributes } : { ...spec.publicAttributes };
+    for (const [name, value] of Object.entries(want)) {
+      if (name in a && a[name] !== value) w.push(`${name}=${a[name]} but template says ${value}`);
+    }
+    if (isSecretRole(spec) && r.keyType !== spec.keyType[suite]) w.push(`key type ${r.keyType} but suite '${suite}' needs ${spec.keyType[suite]}`);
+  }
+  return w;
+}
+
+/** Counts the service's data objects (checkpoint ring, markers) on a token, for `status`. */
+export function countDataObjects(req: TokenRef & { userPin: string }): Promise<number> {
+  const slot = findSlotByLabel(req.library, req.label);
+  return withSession(slot, (s) => {
+    login(s, req.userPin, graphene.UserType.USER, 'user login');
+    return s.find({ class: graphene.ObjectClass.DATA, application: DATA_APPLICATION }).length;
+  });
+}
+
+export { proveOfficer };

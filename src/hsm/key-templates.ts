@@ -1,0 +1,100 @@
+import * as graphene from 'graphene-pk11';
+import templates from '../../hsm/key-templates.json';
+import { PackageSuite } from './mechanisms';
+
+/** PKCS#11 v2.40 attributes graphene-pk11 2.3 does not know by name. */
+graphene.registerAttribute('destroyable', 0x172, 'boolean');
+graphene.registerAttribute('copyable', 0x171, 'boolean');
+
+export type KeyRole = 'package-kek' | 'package-enc' | 'package-mac' | 'module-identity' | 'module-transport';
+export const KEY_ROLES: readonly KeyRole[] = ['package-kek', 'package-enc', 'package-mac', 'module-identity', 'module-transport'];
+/** The roles every module of a deployment shares, copied by `ceremony clone`. */
+export const SHARED_ROLES: readonly KeyRole[] = ['package-kek', 'package-enc', 'package-mac'];
+
+export type Attributes = Record<string, boolean>;
+
+interface SecretRoleSpec {
+  label: string;
+  kind: 'secret';
+  shared: boolean;
+  keyType: Record<PackageSuite, 'AES' | 'DES3'>;
+  valueLen: Record<PackageSuite, number | null>;
+  attributes: Attributes;
+}
+interface PairRoleSpec {
+  label: string;
+  kind: 'ec-p256' | 'rsa-3072';
+  shared: boolean;
+  privateAttributes: Attributes;
+  publicAttributes: Attributes;
+}
+export type RoleSpec = SecretRoleSpec | PairRoleSpec;
+
+const roles = templates.roles as unknown as Record<KeyRole, RoleSpec>;
+const sessionKeys = templates.sessionKeys as unknown as {
+  'indicium-generate': { privateAttributes: Attributes; publicAttributes: Attributes };
+  'indicium-unwrap': Attributes;
+  'user-secret-generate': Attributes;
+  'clone-transport': { privateAttributes: Attributes; publicAttributes: Attributes };
+};
+
+export function roleSpec(role: KeyRole): RoleSpec {
+  return roles[role];
+}
+
+export function roleLabel(role: KeyRole): string {
+  return roles[role].label;
+}
+
+export function isSecretRole(spec: RoleSpec): spec is SecretRoleSpec {
+  return spec.kind === 'secret';
+}
+
+/** Template for generating (or unwrapping into) the secret key of a role. */
+export function secretKeyTemplate(role: KeyRole, suite: PackageSuite): graphene.ITemplate {
+  const spec = roles[role];
+  if (!isSecretRole(spec)) throw new Error(`${role} is not a secret-key role`);
+  const keyType = spec.keyType[suite] === 'AES' ? graphene.KeyType.AES : graphene.KeyType.DES3;
+  const t: graphene.ITemplate = { class: graphene.ObjectClass.SECRET_KEY, keyType, label: spec.label, ...spec.attributes };
+  const len = spec.valueLen[suite];
+  if (len !== null) t.valueLen = len;
+  return modifiableLast(t);
+}
+
+/**
+ * Template for C_UnwrapKey into a role (the clone ceremony): the key length comes from the
+ * wrapped value, and SoftHSM2 answers CKR_ATTRIBUTE_READ_ONLY to CKA_VALUE_LEN there.
+ */
+export function secretKeyUnwrapTemplate(role: KeyRole, suite: PackageSuite): graphene.ITemplate {
+  const t = { ...secretKeyTemplate(role, suite) };
+  delete t.valueLen;
+  return modifiableLast(t);
+}
+
+/**
+ * SoftHSM2 applies an unwrap template in order and refuses every attribute after
+ * CKA_MODIFIABLE=false (CKR_ATTRIBUTE_READ_ONLY), so it goes last in every template.
+ */
+function modifiableLast(t: graphene.ITemplate): graphene.ITemplate {
+  if (!('modifiable' in t)) return t;
+  const { modifiable, ...rest } = t;
+  return { ...rest, modifiable };
+}
+
+export function secretKeyGenMechanism(role: KeyRole, suite: PackageSuite): graphene.MechanismType {
+  const spec = roles[role];
+  if (!isSecretRole(spec)) throw new Error(`${role} is not a secret-key role`);
+  return spec.keyType[suite] === 'AES' ? 'AES_KEY_GEN' : 'DES3_KEY_GEN';
+}
+
+export function pairTemplates(role: KeyRole): { kind: PairRoleSpec['kind']; publicTemplate: graphene.ITemplate; privateTemplate: graphene.ITemplate } {
+  const spec = roles[role];
+  if (isSecretRole(spec)) throw new Error(`${role} is not a key-pair role`);
+  return {
+    kind: spec.kind,
+    publicTemplate: modifiableLast({ class: graphene.ObjectClass.PUBLIC_KEY, label: spec.label, ...spec.publicAttributes }),
+    privateTemplate: modifiableLast({ class: graphene.ObjectClass.PRIVATE_KEY, label: spec.label, ...spec.privateAttributes }),
+  };
+}
+
+export const SESSION_KEY_TEMPLATES = sessionKeys;

@@ -1,0 +1,73 @@
+import * as graphene from 'graphene-pk11';
+import * as pkcs11 from 'pkcs11js';
+import { vbiError } from '../errors';
+
+/**
+ * One initialised PKCS#11 library per path per process. C_Initialize is process-wide and
+ * C_Finalize anywhere ends every session of every module on that library, so modules share
+ * a reference-counted handle and only the last close finalises.
+ */
+export interface LibraryHandle {
+  readonly path: string;
+  readonly module: graphene.Module;
+}
+
+interface Entry { handle: LibraryHandle; refs: number; softhsm2Conf?: string }
+const libraries = new Map<string, Entry>();
+
+export function openLibrary(path: string, softhsm2Conf?: string): LibraryHandle {
+  const entry = libraries.get(path);
+  if (entry) {
+    if (softhsm2Conf && entry.softhsm2Conf && softhsm2Conf !== entry.softhsm2Conf) {
+      throw vbiError('CONFIG_INVALID', `library ${path} is already initialised with SOFTHSM2_CONF=${entry.softhsm2Conf}`);
+    }
+    entry.refs++;
+    return entry.handle;
+  }
+  // SoftHSM2 reads its configuration at C_Initialize; other libraries ignore the variable.
+  if (softhsm2Conf) process.env.SOFTHSM2_CONF = softhsm2Conf;
+  let module: graphene.Module;
+  try {
+    module = graphene.Module.load(path);
+  } catch (e) {
+    throw vbiError('CONFIG_INVALID', `cannot load PKCS#11 library ${path}: ${(e as Error).message}`);
+  }
+  // OS locking: without it SoftHSM2 turns its mutexes off while pkcs11js runs async calls on
+  // worker threads (pkcs11-notes).
+  module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+  const handle = { path, module };
+  libraries.set(path, { handle, refs: 1, softhsm2Conf });
+  return handle;
+}
+
+export function closeLibrary(handle: LibraryHandle): void {
+  const entry = libraries.get(handle.path);
+  if (!entry || entry.handle !== handle) return;
+  if (--entry.refs > 0) return;
+  libraries.delete(handle.path);
+  try {
+    handle.module.finalize();
+  } catch {
+    // already finalised
+  }
+}
+
+/** Finds the slot whose token carries `label` (labels are space-padded to 32 bytes). */
+export function findSlotByLabel(handle: LibraryHandle, label: string): graphene.Slot {
+  const slots = handle.module.getSlots(true);
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    if (slot.getToken().label.trim() === label) return slot;
+  }
+  throw vbiError('TOKEN_NOT_FOUND', `no token labelled '${label}' in ${handle.path}`);
+}
+
+/** The first slot with an uninitialised token (SoftHSM2 always offers one). */
+export function findFreeSlot(handle: LibraryHandle): graphene.Slot {
+  const slots = handle.module.getSlots(true);
+  for (let i = 0; i < slots.length; i++) {
+    const slot = slots.items(i);
+    if (!(slot.getToken().flags & graphene.TokenFlag.TOKEN_INITIALIZED)) return slot;
+  }
+  throw vbiError('TOKEN_NOT_FOUND', 'no uninitialised token slot is available');
+}

@@ -1,0 +1,170 @@
+import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import { encodeTlv, decodeTlv, u64, readU64, u8, readU8, str, readStr, TlvError } from './tlv';
+
+/**
+ * The PSD package: everything a Postal Security Device would hold for one meter (seed 001,
+ * "PSD package"; seed 000 claim 38). This module is the in-memory model and the canonical
+ * encoding of its two sections; sealing (encryption + MAC) is in src/module/package-seal.ts
+ * and the byte layout is documented in docs/psd-package.md. Tags are persisted: never renumber.
+ */
+export const OPERATIONAL_STATES = ['unassigned', 'active', 'suspended', 'closed'] as const;
+export type OperationalState = (typeof OPERATIONAL_STATES)[number];
+
+export interface PsdPublic {
+  meterId: string;
+  /** Record update counter: +1 on every seal, checked for freshness (seed 004). */
+  recordCounter: number;
+  state: OperationalState;
+  /** Ascending register: postage used, mills. */
+  ascendingRegister: number;
+  /** Descending register: postage available, mills. */
+  descendingRegister: number;
+  maxDescendingRegister: number;
+  /** Total refunded from this meter, mills. */
+  refundRegister: number;
+  licensingZip: string;
+  /** Serial of the indicium key certificate (hex); empty until MeterGen certifies the key. */
+  indiciumCertSerial: string;
+  indiciumKeyAlgorithm: IndiciumKeyAlgorithm | null;
+  /** Expiry of the indicium key and of the user secrets (HMK), ms since epoch; 0 = none. */
+  indiciumKeyExpiry: number;
+  userSecretsExpiry: number;
+  /** Time of the last transaction that changed the package, ms since epoch; 0 = never. */
+  lastTransactionTime: number;
+}
+
+export interface PsdSecrets {
+  /** Indicium private key wrapped under the package KEK (RFC 5649); empty until MeterGen. */
+  wrappedIndiciumKey: Buffer;
+  /** The per-meter key for the user secrets, wrapped under the package KEK. */
+  wrappedUserSecretsKey: Buffer;
+  /** User secrets (password verifier, HMK) protected under the user-secrets key; empty until registration. */
+  userSecrets: Buffer;
+  /** The last challenge the module issued to the client (operational state, seed 001 FIG. 7). */
+  lastChallenge: Buffer;
+  /** Digests of earlier passphrases, so that a passphrase is not reused (32 bytes each). */
+  passphraseHistory: Buffer[];
+}
+
+export interface PsdPackage extends PsdPublic {
+  secrets: PsdSecrets;
+}
+
+export const PUBLIC_TAGS = {
+  meterId: 1, recordCounter: 2, state: 3, ascendingRegister: 4, descendingRegister: 5, maxDescendingRegister: 6,
+  refundRegister: 7, licensingZip: 8, indiciumCertSerial: 9, indiciumKeyAlgorithm: 10, indiciumKeyExpiry: 11,
+  userSecretsExpiry: 12, lastTransactionTime: 13,
+} as const;
+
+export const SECRET_TAGS = {
+  wrappedIndiciumKey: 1, wrappedUserSecretsKey: 2, userSecrets: 3, lastChallenge: 4, passphraseHistory: 5,
+} as const;
+
+const KEY_ALGS: Array<IndiciumKeyAlgorithm | null> = [null, 'ec-p256', 'rsa-2048'];
+export const METER_ID_PATTERN = /^[A-Z0-9][A-Z0-9-]{0,31}$/;
+const ZIP_PATTERN = /^(\d{5})?$/;
+const SERIAL_PATTERN = /^([0-9a-f]{2}){0,32}$/;
+const DIGEST_BYTES = 32;
+
+export function encodePublic(p: PsdPublic): Buffer {
+  const t = PUBLIC_TAGS;
+  const alg = KEY_ALGS.indexOf(p.indiciumKeyAlgorithm);
+  if (!METER_ID_PATTERN.test(p.meterId)) throw new TlvError(`meter id '${p.meterId}' is not valid`);
+  if (!ZIP_PATTERN.test(p.licensingZip)) throw new TlvError('licensing ZIP must be 5 digits or empty');
+  if (!SERIAL_PATTERN.test(p.indiciumCertSerial)) throw new TlvError('certificate serial must be lower-case hex');
+  return encodeTlv([
+    [t.meterId, str(p.meterId)],
+    [t.recordCounter, u64(p.recordCounter)],
+    [t.state, u8(OPERATIONAL_STATES.indexOf(p.state))],
+    [t.ascendingRegister, u64(p.ascendingRegister)],
+    [t.descendingRegister, u64(p.descendingRegister)],
+    [t.maxDescendingRegister, u64(p.maxDescendingRegister)],
+    [t.refundRegister, u64(p.refundRegister)],
+    [t.licensingZip, str(p.licensingZip)],
+    [t.indiciumCertSerial, str(p.indiciumCertSerial)],
+    [t.indiciumKeyAlgorithm, u8(alg)],
+    [t.indiciumKeyExpiry, u64(p.indiciumKeyExpiry)],
+    [t.userSecretsExpiry, u64(p.userSecretsExpiry)],
+    [t.lastTransactionTime, u64(p.lastTransactionTime)],
+  ]);
+}
+
+export function decodePublic(buf: Buffer): PsdPublic {
+  const t = PUBLIC_TAGS;
+  const f = decodeTlv(buf, Object.values(t));
+  const get = (tag: number) => f.get(tag) as Buffer;
+  const stateIx = readU8(get(t.state), 'state');
+  const algIx = readU8(get(t.indiciumKeyAlgorithm), 'indicium key algorithm');
+  if (stateIx >= OPERATIONAL_STATES.length) throw new TlvError('unknown operational state');
+  if (algIx >= KEY_ALGS.length) throw new TlvError('unknown indicium key algorithm');
+  return {
+    meterId: readStr(get(t.meterId), 'meter id', METER_ID_PATTERN),
+    recordCounter: readU64(get(t.recordCounter), 'record counter'),
+    state: OPERATIONAL_STATES[stateIx],
+    ascendingRegister: readU64(get(t.ascendingRegister), 'AR'),
+    descendingRegister: readU64(get(t.descendingRegister), 'DR'),
+    maxDescendingRegister: readU64(get(t.maxDescendingRegister), 'max DR'),
+    refundRegister: readU64(get(t.refundRegister), 'refund register'),
+    licensingZip: readStr(get(t.licensingZip), 'licensing ZIP', ZIP_PATTERN),
+    indiciumCertSerial: readStr(get(t.indiciumCertSerial), 'certificate serial', SERIAL_PATTERN),
+    indiciumKeyAlgorithm: KEY_ALGS[algIx],
+    indiciumKeyExpiry: readU64(get(t.indiciumKeyExpiry), 'indicium key expiry'),
+    userSecretsExpiry: readU64(get(t.userSecretsExpiry), 'user secrets expiry'),
+    lastTransactionTime: readU64(get(t.lastTransactionTime), 'last transaction time'),
+  };
+}
+
+export function encodeSecrets(s: PsdSecrets): Buffer {
+  const t = SECRET_TAGS;
+  for (const d of s.passphraseHistory) if (d.length !== DIGEST_BYTES) throw new TlvError('passphrase digest must be 32 bytes');
+  return encodeTlv([
+    [t.wrappedIndiciumKey, s.wrappedIndiciumKey],
+    [t.wrappedUserSecretsKey, s.wrappedUserSecretsKey],
+    [t.userSecrets, s.userSecrets],
+    [t.lastChallenge, s.lastChallenge],
+    [t.passphraseHistory, Buffer.concat(s.passphraseHistory)],
+  ]);
+}
+
+export function decodeSecrets(buf: Buffer): PsdSecrets {
+  const t = SECRET_TAGS;
+  const f = decodeTlv(buf, Object.values(t));
+  const history = f.get(t.passphraseHistory) as Buffer;
+  if (history.length % DIGEST_BYTES !== 0) throw new TlvError('passphrase history is not a list of digests');
+  const list: Buffer[] = [];
+  for (let i = 0; i < history.length; i += DIGEST_BYTES) list.push(Buffer.from(history.subarray(i, i + DIGEST_BYTES)));
+  const copy = (tag: number) => Buffer.from(f.get(tag) as Buffer);
+  return {
+    wrappedIndiciumKey: copy(t.wrappedIndiciumKey),
+    wrappedUserSecretsKey: copy(t.wrappedUserSecretsKey),
+    userSecrets: copy(t.userSecrets),
+    lastChallenge: copy(t.lastChallenge),
+    passphraseHistory: list,
+  };
+}
+
+/** A new, unassigned package as MeterGen creates it (registers zero, no user secrets yet). */
+export function newPackage(init: { meterId: string; maxDescendingRegister: number; licensingZip?: string }): PsdPackage {
+  return {
+    meterId: init.meterId,
+    recordCounter: 0,
+    state: 'unassigned',
+    ascendingRegister: 0,
+    descendingRegister: 0,
+    maxDescendingRegister: init.maxDescendingRegister,
+    refundRegister: 0,
+    licensingZip: init.licensingZip ?? '',
+    indiciumCertSerial: '',
+    indiciumKeyAlgorithm: null,
+    indiciumKeyExpiry: 0,
+    userSecretsExpiry: 0,
+    lastTransactionTime: 0,
+    secrets: {
+      wrappedIndiciumKey: Buffer.alloc(0),
+      wrappedUserSecretsKey: Buffer.alloc(0),
+      userSecrets: Buffer.alloc(0),
+      lastChallenge: Buffer.alloc(0),
+      passphraseHistory: [],
+    },
+  };
+}
