@@ -36,6 +36,19 @@ export const ERROR_CODES = {
   // caller input (used by the engine and the API in later layers)
   BAD_REQUEST: { status: 400, kind: 'user', text: 'request is invalid' },
   INVALID_AMOUNT: { status: 400, kind: 'user', text: 'amount must be a positive integer number of mills within limits' },
+  // transaction engine
+  UNKNOWN_METER: { status: 404, kind: 'user', text: 'no such meter' },
+  METER_CLOSED: { status: 409, kind: 'user', text: 'meter is closed' },
+  METER_NOT_ACTIVE: { status: 409, kind: 'user', text: 'meter is not active (unassigned or suspended)' },
+  METER_NOT_EMPTY: { status: 409, kind: 'user', text: 'meter still holds postage in its descending register' },
+  INSUFFICIENT_FUNDS: { status: 409, kind: 'user', text: 'descending register is lower than the amount' },
+  MAX_DR_EXCEEDED: { status: 409, kind: 'user', text: "amount would take the descending register past the meter's maximum" },
+  SPOILAGE_LIMIT: { status: 409, kind: 'user', text: 'refund total would exceed the spoilage limit of the ascending register' },
+  UNKNOWN_INDICIUM: { status: 404, kind: 'user', text: 'no such indicium for this meter' },
+  POOL_EXHAUSTED: { status: 409, kind: 'user', text: "the vendor's postage pool holds less than the amount" },
+  NO_MODULE: { status: 503, kind: 'internal', text: 'no healthy cryptographic module is available' },
+  PACKAGE_STALE: { status: 500, kind: 'internal', text: "sealed package is not the one the meter's newest journal record names" },
+  DB_NEWER_THAN_CODE: { status: 500, kind: 'internal', text: 'database schema is newer than this code' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -50,7 +50,7 @@ describe('database foundation (real PostgreSQL)', function () {
     expect(rows.map((r) => r.version)).to.deep.equal(listMigrations().map((m) => m.version));
     expect(rows[0]).to.include({ version: 1, name: 'init' });
     expect(rows[0].applied_at).to.be.instanceOf(Date);
-    const { rows: schemas } = await db!.knex.raw("SELECT 1 FROM pg_namespace WHERE nspname = 'vbi'");
+    const { rows: schemas } = await db!.knex.raw("SELECT 1 FROM pg_tables WHERE tablename = 'journal'");
     expect(schemas).to.have.length(1);
   });
 

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeTestLibrary } from './helpers/hsm';
+import { closeTestDatabases } from './helpers/db';
 
 /**
  * Root hooks: every test run gets its own SoftHSM2 token directory in a temp folder, so tests
@@ -23,7 +24,8 @@ if (!process.env.PKCS11_LIBRARY) {
 }
 
 export const mochaHooks = {
-  afterAll(): void {
+  async afterAll(): Promise<void> {
+    await closeTestDatabases();
     closeTestLibrary();
     rmSync(root, { recursive: true, force: true });
   },

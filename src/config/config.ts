@@ -36,6 +36,10 @@ export interface HsmConfig {
 
 export interface Config {
   hsm: HsmConfig;
+  /** PostgreSQL URL; unset: an embedded PostgreSQL in <varDir>/pgdata. */
+  databaseUrl?: string;
+  /** Spoilage limit for partial refunds, basis points of the ascending register (100 = 1%). */
+  spoilageLimitBps: number;
   /** Project-local state directory (dev tokens, embedded database, transcripts). */
   varDir: string;
 }
@@ -94,6 +98,8 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   if (oaepHash !== 'sha1' && oaepHash !== 'sha256') throw vbiError('CONFIG_INVALID', 'PKCS11_OAEP_HASH must be sha1 or sha256');
   return {
     varDir,
+    databaseUrl: env.DATABASE_URL || undefined,
+    spoilageLimitBps: intFrom(env, 'VBI_SPOILAGE_LIMIT_BPS', 100, 0, 10_000),
     hsm: {
       library,
       softhsm2Conf,

@@ -1,7 +1,18 @@
 import { join } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
+import { types } from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrations';
+
+/**
+ * bigint (int8) columns hold mills and counters: read them as JavaScript numbers, refusing any
+ * value outside the safe-integer range rather than rounding it.
+ */
+types.setTypeParser(20, (v: string) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new Error(`int8 value ${v} is outside the safe integer range`);
+  return n;
+});
 
 export interface Database {
   knex: Knex;
@@ -15,14 +26,14 @@ export interface Database {
  * and brings the schema up to date. Fails (leaving nothing running) if migrating fails,
  * e.g. with DB_NEWER_THAN_CODE.
  */
-export async function openDatabase(opts: { url?: string; varDir: string }): Promise<Database> {
+export async function openDatabase(opts: { url?: string; varDir: string; poolSize?: number }): Promise<Database> {
   let server: EmbeddedPostgres | undefined;
   let url = opts.url;
   if (!url) {
     server = await startEmbeddedPostgres({ dataDir: join(opts.varDir, 'pgdata') });
     url = server.url;
   }
-  const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 10 } });
+  const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: opts.poolSize ?? 20 } });
   const close = async (): Promise<void> => {
     try {
       await knex.destroy();

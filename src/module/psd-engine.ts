@@ -33,6 +33,13 @@ export interface PsdCommand<R> {
   sealedPackage: Buffer | null;
   /** This module's checkpoint as the database holds it; null when the database has none. */
   dbCheckpoint: Buffer | null;
+  /**
+   * The checkpoint record of the meter's newest journal row (any module). When given, the
+   * package must be the one it names (meter and package digest): an older copy of the meter
+   * row restored from outside the service is refused with PACKAGE_STALE. The transaction engine
+   * always passes it; module-level tests without a journal leave it undefined.
+   */
+  meterCheckpoint?: Buffer | null;
   /** The command itself, run on the opened package after every check passed. */
   execute(pkg: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<R>>;
 }
@@ -131,7 +138,10 @@ export class PsdEngine {
       const presented = newest?.checkpoint.seq ?? 0;
       let outcome: CommandOutcome<R>;
       try {
+        // MAC first (an edited package is PACKAGE_MAC_INVALID), then freshness (an intact but
+        // older package restored from outside is PACKAGE_STALE).
         const pkg = cmd.sealedPackage ? await openPackage(this.hsm, cmd.sealedPackage, cmd.meterId) : null;
+        if (cmd.sealedPackage && cmd.meterCheckpoint !== undefined) await this.assertFresh(cmd.meterId, cmd.sealedPackage, cmd.meterCheckpoint);
         outcome = await cmd.execute(pkg, { hsm: this.hsm, now: this.now() });
         if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
       } catch (e) {
@@ -164,6 +174,14 @@ export class PsdEngine {
       await this.ring.append({ checkpoint: record, bytes: checkpoint });
       return { sealedPackage, package: pkg, checkpoint, record, result: outcome.result };
     });
+  }
+
+  private async assertFresh(meterId: string, sealed: Buffer, meterCheckpoint: Buffer | null): Promise<void> {
+    if (!meterCheckpoint) throw vbiError('PACKAGE_STALE', `meter ${meterId}: no journal record names its package`);
+    const cp = await decodeCheckpoint(this.hsm, meterCheckpoint);
+    if (cp.meterId !== meterId || !cp.packageDigest.equals(digestOf(sealed))) {
+      throw vbiError('PACKAGE_STALE', `meter ${meterId}: the package is not the one its newest journal record (module ${cp.moduleSerial}, seq ${cp.seq}) names`);
+    }
   }
 
   /**
@@ -202,7 +220,7 @@ export class PsdEngine {
       }
 
       const olderIx = entries.findIndex((e) => sameCheckpoint(dbCheckpoint, e));
-      const reason = olderIx >= 0 || predecessorMatches
+      const reason = olderIx >= 0 || predecessorMatches || (await this.olderThanRing(dbCheckpoint))
         ? 'database rolled back past a confirmed checkpoint'
         : dbCheckpoint === null
           ? 'database has no checkpoint for this module but the ring is not empty'
@@ -223,6 +241,18 @@ export class PsdEngine {
       await this.emit(audit);
       throw vbiError('RECOVERY_FAILED', `module ${this.hsm.serial} inhibited: ${reason}`, { moduleSerial: this.hsm.serial, reason });
     });
+  }
+
+  /** A genuine record of this module, older than everything in the ring: a rollback too. */
+  private async olderThanRing(db: Buffer | null): Promise<boolean> {
+    const oldest = this.ring.list()[0];
+    if (!db || !oldest) return false;
+    try {
+      const cp = await decodeCheckpoint(this.hsm, db);
+      return cp.moduleSerial === this.hsm.serial && cp.seq < oldest.checkpoint.seq;
+    } catch {
+      return false;
+    }
   }
 
   private async inhibitModule(reason: string, details: Record<string, unknown>): Promise<AuditRecord> {

@@ -1,0 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
+import { isVbiError, vbiError, VbiError } from '../errors';
+import { PsdEngine, DispatchResult, PsdCommand } from '../module/psd-engine';
+import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import { METER_ID_PATTERN } from '../psd/psd-package';
+import { createMeter } from '../module/commands/create-meter';
+import { postageValueDownload } from '../module/commands/postage-value-download';
+import { createIndicium, IndiciumDataBuilder, SignedIndicium } from '../module/commands/create-indicium';
+import { fullRefund, partialRefund, withdraw } from '../module/commands/refund';
+import { Registers } from '../module/commands/guards';
+import { assertMills } from './amounts';
+import { sealJournalPayload } from './journal';
+import { placeholderIndiciumData } from './placeholder-indicium';
+
+export interface LedgerOptions {
+  db: Knex;
+  engines: PsdEngine[];
+  /** Spoilage limit for partial refunds, basis points of AR (100 = 1%). */
+  spoilageLimitBps?: number;
+  indiciumData?: IndiciumDataBuilder;
+  /** Fault injection for tests: runs after every write, just before COMMIT. */
+  faults?: { beforeCommit?: (info: { meterId: string; type: string }) => void | Promise<void> };
+}
+
+type Execute<R> = PsdCommand<R>['execute'];
+
+interface Step<R> {
+  meterId: string;
+  /** True for the command that creates the meter row. */
+  creates?: boolean;
+  type: string;
+  execute: Execute<R>;
+  /** Checks and locks in the same transaction before the module runs (pool, original indicium). */
+  before?: (trx: Knex.Transaction) => Promise<void>;
+  /** Rows besides meter, module and journal, written in the same transaction. */
+  after?: (trx: Knex.Transaction, out: DispatchResult<R>, at: Date) => Promise<void>;
+  /** What the journal's encrypted payload records about the command. */
+  details: (out: DispatchResult<R>) => Record<string, unknown>;
+}
+
+/**
+ * The transaction engine. Every command is one module dispatch inside one PostgreSQL
+ * transaction: lock the meter row, lock the module's row and read its checkpoint, read the
+ * meter's newest journal checkpoint, dispatch, write package + checkpoint + journal + result,
+ * COMMIT, and only then return the result to the caller (an indicium is never released before
+ * the debit is durable). A checkpoint mismatch runs the module's auto-recovery and retries once;
+ * an inhibited or failed module leaves the rotation; with none left, NO_MODULE.
+ */
+export class Ledger {
+  private readonly inFlight = new Map<PsdEngine, number>();
+  private readonly outOfRotation = new Map<PsdEngine, string>();
+
+  constructor(private readonly opts: LedgerOptions) {
+    for (const e of opts.engines) this.inFlight.set(e, 0);
+  }
+
+  get db(): Knex {
+    return this.opts.db;
+  }
+
+  /** Makes sure every module has its row in the module table (no checkpoint yet for a new one). */
+  async registerModules(): Promise<void> {
+    for (const e of this.opts.engines) {
+      if (!e.hsm.serial) continue;
+      await this.db('modules').insert({ module_serial: e.hsm.serial, token_label: e.hsm.tokenLabel }).onConflict('module_serial').ignore();
+    }
+  }
+
+  /** Modules taken out of rotation by this process, and why. */
+  rotation(): Array<{ serial: string; label: string; inRotation: boolean; reason: string | null }> {
+    return this.opts.engines.map((e) => ({
+      serial: e.hsm.serial, label: e.hsm.tokenLabel,
+      inRotation: !this.outOfRotation.has(e), reason: this.outOfRotation.get(e) ?? null,
+    }));
+  }
+
+  // --- the vendor's pool ----------------------------------------------------------------
+
+  /** Postage bought from the post enters the pool (master PSD). */
+  async purchaseFromPost(req: { amount: number; reference: string }): Promise<void> {
+    const amount = assertMills(req.amount);
+    await this.db.transaction(async (trx) => {
+      await trx('pool_purchases').insert({ amount, reference: req.reference });
+      await trx('pool').where({ pool_id: 1 }).update({
+        purchased: trx.raw('purchased + ?', [amount]), available: trx.raw('available + ?', [amount]), updated_at: trx.fn.now(),
+      });
+    });
+  }
+
+  async pool(): Promise<{ purchased: number; available: number; refundsPaid: number }> {
+    const r = await this.db('pool').where({ pool_id: 1 }).first();
+    return { purchased: r.purchased, available: r.available, refundsPaid: r.refunds_paid };
+  }
+
+  // --- accounts and meters --------------------------------------------------------------
+
+  async createAccount(req: { name: string; licensingZip: string }): Promise<number> {
+    if (typeof req.name !== 'string' || !req.name.trim() || req.name.length > 200) throw vbiError('BAD_REQUEST', 'name is required (at most 200 characters)');
+    if (typeof req.licensingZip !== 'string' || !/^\d{5}$/.test(req.licensingZip)) throw vbiError('BAD_REQUEST', 'licensing ZIP must be 5 digits');
+    const [row] = await this.db('accounts').insert({ name: req.name.trim(), licensing_zip: req.licensingZip }).returning('account_id');
+    return row.account_id;
+  }
+
+  /** A new active meter for an account, its indicium key generated inside a module. */
+  async createMeter(req: { accountId: number; maxDescendingRegister: number; algorithm?: IndiciumKeyAlgorithm; meterId?: string }): Promise<{ meterId: string; publicKeySpki: Buffer }> {
+    const maxDr = assertMills(req.maxDescendingRegister, 'maxDescendingRegister');
+    const meterId = req.meterId ?? `VBI-${randomBytes(5).toString('hex').toUpperCase()}`;
+    if (!METER_ID_PATTERN.test(meterId)) throw vbiError('BAD_REQUEST', 'meter id must match [A-Z0-9][A-Z0-9-]{0,31}');
+    const account = await this.db('accounts').where({ account_id: req.accountId }).first();
+    if (!account) throw vbiError('BAD_REQUEST', `no account ${req.accountId}`);
+    const out = await this.run({
+      meterId, creates: true, type: 'meter-create',
+      execute: createMeter({ meterId, maxDescendingRegister: maxDr, licensingZip: account.licensing_zip, algorithm: req.algorithm ?? 'ec-p256' }),
+      details: () => ({ accountId: req.accountId, maxDescendingRegister: maxDr, algorithm: req.algorithm ?? 'ec-p256' }),
+      after: async (trx) => {
+        await trx('meters').where({ meter_id: meterId }).update({ account_id: req.accountId });
+      },
+    });
+    return { meterId, publicKeySpki: out.result.publicKeySpki };
+  }
+
+  // --- PSD commands -----------------------------------------------------------------------
+
+  /** PostageValueDownload: pool → meter DR, never past max DR, pool registers in the same transaction. */
+  async postageValueDownload(req: { meterId: string; amount: number }): Promise<Registers> {
+    const amount = assertMills(req.amount);
+    const out = await this.run({
+      meterId: req.meterId, type: 'pvd', execute: postageValueDownload({ amount }),
+      before: async (trx) => {
+        const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first();
+        if (pool.available < amount) throw vbiError('POOL_EXHAUSTED', `pool holds ${pool.available} mills, PVD asks ${amount}`);
+      },
+      after: async (trx) => {
+        await trx('pool').where({ pool_id: 1 }).update({ available: trx.raw('available - ?', [amount]), updated_at: trx.fn.now() });
+      },
+      details: () => ({ amount }),
+    });
+    return out.result;
+  }
+
+  /** CreateIndicium: debit DR, credit AR, indicium signed in the module; returned only after COMMIT. */
+  async createIndicium(req: { meterId: string; postage: number }): Promise<SignedIndicium & { indiciumId: number }> {
+    const postage = assertMills(req.postage, 'postage');
+    return this.printIndicium({ meterId: req.meterId, postage, kind: 'postage' });
+  }
+
+  /**
+   * Correction indicium (seed 002 "Postage Correction"): an indicium for the additional postage
+   * (zero for a date-only correction) that references the original indicium.
+   */
+  async correction(req: { meterId: string; originalIndiciumId: number; additionalPostage: number }): Promise<SignedIndicium & { indiciumId: number }> {
+    const postage = assertMills(req.additionalPostage, 'additionalPostage', { allowZero: true });
+    if (!Number.isSafeInteger(req.originalIndiciumId)) throw vbiError('BAD_REQUEST', 'originalIndiciumId must be an integer');
+    return this.printIndicium({ meterId: req.meterId, postage, kind: 'correction', corrects: req.originalIndiciumId });
+  }
+
+  private async printIndicium(req: { meterId: string; postage: number; kind: 'postage' | 'correction'; corrects?: number }): Promise<SignedIndicium & { indiciumId: number }> {
+    let indiciumId = 0;
+    const out = await this.run({
+      meterId: req.meterId, type: req.kind === 'postage' ? 'indicium' : 'correction',
+      execute: createIndicium({ postage: req.postage, build: this.opts.indiciumData ?? placeholderIndiciumData, type: req.kind === 'postage' ? 'indicium' : 'correction' }),
+      before: async (trx) => {
+        if (req.corrects === undefined) return;
+        const original = await trx('indicia').where({ indicium_id: req.corrects, meter_id: req.meterId }).first('indicium_id');
+        if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${req.meterId} has no indicium ${req.corrects}`);
+      },
+      after: async (trx, o, at) => {
+        const [row] = await trx('indicia').insert({
+          meter_id: req.meterId, sequence: o.result.sequence, kind: req.kind, postage: req.postage, corrects: req.corrects ?? null,
+          data: o.result.data, signature: o.result.signature, module_serial: o.record.moduleSerial,
+          checkpoint_seq: o.record.seq, created_at: at,
+        }).returning('indicium_id');
+        indiciumId = row.indicium_id;
+      },
+      details: (o) => ({ postage: req.postage, kind: req.kind, corrects: req.corrects ?? null, sequence: o.result.sequence, data: o.result.data.toString('base64'), signature: o.result.signature.toString('base64') }),
+    });
+    return { ...out.result, indiciumId };
+  }
+
+  /** Partial (spoilage) refund: paid out of the system. Full refund: meter closed, DR back to the pool. */
+  async refund(req: { meterId: string; kind: 'partial' | 'full'; amount?: number; reason: string }): Promise<Registers & { refunded: number }> {
+    if (req.kind !== 'partial' && req.kind !== 'full') throw vbiError('BAD_REQUEST', "refund kind must be 'partial' or 'full'");
+    if (typeof req.reason !== 'string' || req.reason.length > 500) throw vbiError('BAD_REQUEST', 'reason must be a string of at most 500 characters');
+    if (req.kind === 'partial') {
+      const amount = assertMills(req.amount);
+      const out = await this.run({
+        meterId: req.meterId, type: 'refund',
+        execute: partialRefund({ amount, spoilageLimitBps: this.opts.spoilageLimitBps ?? 100 }),
+        after: async (trx, o, at) => {
+          await trx('pool').where({ pool_id: 1 }).update({ refunds_paid: trx.raw('refunds_paid + ?', [amount]), updated_at: trx.fn.now() });
+          await trx('refunds').insert({ meter_id: req.meterId, kind: 'partial', amount, reason: req.reason, module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq, created_at: at });
+        },
+        details: () => ({ kind: 'partial', amount, reason: req.reason }),
+      });
+      return { ...out.result, refunded: amount };
+    }
+    if (req.amount !== undefined) throw vbiError('BAD_REQUEST', 'a full refund takes no amount: it refunds the whole descending register');
+    const out = await this.run({
+      meterId: req.meterId, type: 'refund', execute: fullRefund(),
+      after: async (trx, o, at) => {
+        await trx('pool').where({ pool_id: 1 }).update({ available: trx.raw('available + ?', [o.result.refunded]), updated_at: trx.fn.now() });
+        await trx('refunds').insert({ meter_id: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq, created_at: at });
+      },
+      details: (o) => ({ kind: 'full', amount: o.result.refunded, reason: req.reason }),
+    });
+    return out.result;
+  }
+
+  /** Withdraw: close an empty meter. */
+  async withdraw(req: { meterId: string }): Promise<Registers> {
+    const out = await this.run({ meterId: req.meterId, type: 'withdraw', execute: withdraw(), details: () => ({}) });
+    return out.result;
+  }
+
+  /** Registers as the database's non-secret columns hold them (the sealed package is the authority). */
+  async registers(meterId: string): Promise<Registers & { state: string; recordCounter: number }> {
+    const m = await this.db('meters').where({ meter_id: meterId }).first();
+    if (!m) throw vbiError('UNKNOWN_METER', `no meter ${meterId}`);
+    const refunded = await this.db('refunds').where({ meter_id: meterId }).sum({ s: 'amount' }).first();
+    return {
+      ascendingRegister: m.ascending_register, descendingRegister: m.descending_register,
+      refundRegister: Number(refunded?.s ?? 0), state: m.state, recordCounter: m.record_counter,
+    };
+  }
+
+  // --- the command runner -------------------------------------------------------------------
+
+  private pick(tried: Set<PsdEngine>): PsdEngine {
+    let best: PsdEngine | undefined;
+    for (const e of this.opts.engines) {
+      if (tried.has(e) || this.outOfRotation.has(e)) continue;
+      const st = e.status().state;
+      if (st !== 'Idle' && st !== 'User') {
+        this.outOfRotation.set(e, `${st}: ${e.status().reason ?? ''}`);
+        continue;
+      }
+      if (!best || (this.inFlight.get(e) ?? 0) < (this.inFlight.get(best) ?? 0)) best = e;
+    }
+    if (!best) {
+      throw vbiError('NO_MODULE', 'no healthy cryptographic module is available', { modules: this.rotation() });
+    }
+    return best;
+  }
+
+  private takeOut(e: PsdEngine, why: string): void {
+    this.outOfRotation.set(e, why);
+    void this.db('modules').where({ module_serial: e.hsm.serial }).update({ in_rotation: false, out_reason: why.slice(0, 500), updated_at: this.db.fn.now() }).catch(() => undefined);
+  }
+
+  private async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
+    if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
+    const tried = new Set<PsdEngine>();
+    const recovered = new Set<PsdEngine>();
+    for (;;) {
+      const engine = this.pick(tried);
+      this.inFlight.set(engine, (this.inFlight.get(engine) ?? 0) + 1);
+      try {
+        return await this.attempt(engine, step);
+      } catch (e) {
+        if (isVbiError(e, 'CHECKPOINT_MISMATCH') && !recovered.has(engine)) {
+          recovered.add(engine);
+          try {
+            const row = await this.db('modules').where({ module_serial: engine.hsm.serial }).first('checkpoint');
+            await engine.autoRecover(row?.checkpoint ?? null);
+            continue; // retry once on the same module
+          } catch (r) {
+            if (!(r instanceof VbiError)) throw r;
+            this.takeOut(engine, `${r.code}: ${r.message}`);
+            tried.add(engine);
+            continue;
+          }
+        }
+        if (e instanceof VbiError && ['MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'HSM_ERROR', 'CHECKPOINT_MISMATCH'].includes(e.code)) {
+          this.takeOut(engine, `${e.code}: ${e.message}`);
+          tried.add(engine);
+          continue;
+        }
+        throw e;
+      } finally {
+        this.inFlight.set(engine, (this.inFlight.get(engine) ?? 1) - 1);
+      }
+    }
+  }
+
+  private async attempt<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
+    const trx = await this.db.transaction();
+    try {
+      const meter = await trx('meters').where({ meter_id: step.meterId }).forUpdate().first();
+      if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
+      if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
+      // Locked after the meter (one order everywhere): commands on one module run one at a
+      // time from dispatch to COMMIT, so the next one always reads the committed checkpoint.
+      let moduleRow = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+      if (!moduleRow) {
+        // A missing row is a database without a checkpoint for this module: the module decides
+        // whether that is a new module (empty ring) or a deleted row (inhibit).
+        await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
+        moduleRow = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+      }
+      const meterCheckpoint = meter
+        ? ((await trx('journal').where({ meter_id: step.meterId }).orderBy('journal_id', 'desc').first('checkpoint'))?.checkpoint ?? null)
+        : undefined;
+      await step.before?.(trx);
+
+      const out = await engine.dispatch({
+        meterId: step.meterId,
+        sealedPackage: meter?.package ?? null,
+        dbCheckpoint: moduleRow.checkpoint ?? null,
+        meterCheckpoint,
+        execute: step.execute,
+      });
+      const at = new Date(out.record.time);
+      const row = {
+        state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
+        ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
+      };
+      if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);
+      else await trx('meters').insert({ meter_id: step.meterId, ...row });
+      await trx('modules').where({ module_serial: engine.hsm.serial }).update({
+        checkpoint: out.checkpoint, checkpoint_seq: out.record.seq, last_tx_at: at, last_tx_type: out.record.type,
+        last_tx_amount: out.record.amount, updated_at: at,
+      });
+      const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
+      await trx('journal').insert({
+        meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
+        amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
+        checkpoint: out.checkpoint, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
+      });
+      await step.after?.(trx, out, at);
+      await this.opts.faults?.beforeCommit?.({ meterId: step.meterId, type: step.type });
+      await trx.commit();
+      return out;
+    } catch (e) {
+      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,17 @@
+import { vbiError } from '../../errors';
+import { CommandOutcome } from '../psd-engine';
+import { PsdPackage } from '../../psd/psd-package';
+import { existing, requireActive, registersOf, Registers } from './guards';
+
+/** PVD: value from the vendor's pool into the meter's DR, never past the meter's maximum DR. */
+export function postageValueDownload(req: { amount: number }) {
+  return async (opened: PsdPackage | null): Promise<CommandOutcome<Registers>> => {
+    const pkg = existing(opened);
+    requireActive(pkg);
+    if (pkg.descendingRegister + req.amount > pkg.maxDescendingRegister) {
+      throw vbiError('MAX_DR_EXCEEDED', `meter ${pkg.meterId}: DR ${pkg.descendingRegister} + ${req.amount} > max ${pkg.maxDescendingRegister} mills`);
+    }
+    const next = { ...pkg, descendingRegister: pkg.descendingRegister + req.amount };
+    return { package: next, type: 'pvd', amount: req.amount, totals: { reset: req.amount }, result: registersOf(next) };
+  };
+}

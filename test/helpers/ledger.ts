@@ -1,0 +1,58 @@
+import { cloneSharedKeys, generateModuleKeys } from '../../src/hsm/key-ceremony';
+import { createService, Service } from '../../src/service';
+import { Config } from '../../src/config/config';
+import { LedgerOptions } from '../../src/ledger/ledger';
+import { Database } from '../../src/db/database';
+import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, testLibrary, uniqueLabel } from './hsm';
+import { freshDatabase } from './db';
+
+/** Two (or more) module tokens sharing package keys, as `ceremony clone` leaves them. */
+export async function provisionModules(count: number, prefix = 'mod'): Promise<string[]> {
+  const labels = Array.from({ length: count }, () => uniqueLabel(prefix));
+  await provisionToken(labels[0]);
+  for (const label of labels.slice(1)) {
+    await provisionToken(label, 'aes', false);
+    await cloneSharedKeys({
+      suite: 'aes', oaepHash: 'sha1',
+      from: { library: testLibrary(), label: labels[0], soPin: TEST_SO_PIN, userPin: TEST_USER_PIN },
+      to: { library: testLibrary(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN },
+    });
+    await generateModuleKeys({ library: testLibrary(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, suite: 'aes', roles: ['module-identity', 'module-transport'] });
+  }
+  return labels;
+}
+
+export function testConfig(labels: string[], over: Partial<Config> = {}): Config {
+  return {
+    varDir: process.env.VBI_TEST_ROOT as string,
+    spoilageLimitBps: 100,
+    hsm: { ...hsmConfig('aes'), modules: labels.map((tokenLabel) => ({ tokenLabel, userPin: TEST_USER_PIN, userType: 1 })) },
+    ...over,
+  };
+}
+
+export interface LedgerFixture { service: Service; db: Database; labels: string[] }
+
+/** A service on fresh tokens and a fresh database, with a funded pool and one account. */
+export async function ledgerFixture(opts: { modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'> } = {}): Promise<LedgerFixture & { accountId: number }> {
+  const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1));
+  const db = opts.db ?? (await freshDatabase());
+  const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
+  await service.ledger.purchaseFromPost({ amount: 100_000_000, reference: 'test stock' });
+  const accountId = await service.ledger.createAccount({ name: 'Test Mailer', licensingZip: '20260' });
+  return { service, db, labels, accountId };
+}
+
+/** Copies every table aside / puts the copy back, as a DBA restoring a snapshot would. */
+const TABLES = ['accounts', 'modules', 'meters', 'journal', 'indicia', 'pool', 'pool_purchases', 'payments', 'refunds', 'audit_log'];
+
+export async function snapshot(db: Database, name: string): Promise<void> {
+  for (const t of TABLES) await db.knex.raw(`CREATE TABLE ${name}_${t} AS SELECT * FROM ${t}`);
+}
+
+export async function restore(db: Database, name: string): Promise<void> {
+  await db.knex.transaction(async (trx) => {
+    await trx.raw(`TRUNCATE ${TABLES.join(', ')} CASCADE`);
+    for (const t of TABLES) await trx.raw(`INSERT INTO ${t} SELECT * FROM ${name}_${t}`);
+  });
+}

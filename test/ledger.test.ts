@@ -1,0 +1,246 @@
+import { expect } from 'chai';
+import { isVbiError, VbiError } from '../src/errors';
+import { auditRecords } from '../src/ledger/audit-store';
+import { verifyJournal } from '../src/ledger/journal-verify';
+import { conservation } from '../src/ledger/conservation';
+import { Service } from '../src/service';
+import { Database } from '../src/db/database';
+import { LedgerFixture, ledgerFixture, restore, snapshot } from './helpers/ledger';
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    if (e instanceof VbiError) return e.code;
+    throw e;
+  }
+}
+
+/** Everything a command may change, for "changes nothing" assertions. */
+async function state(db: Database): Promise<unknown> {
+  const k = db.knex;
+  return {
+    meters: await k('meters').orderBy('meter_id').select('meter_id', 'package', 'record_counter', 'state'),
+    journal: (await k('journal').count({ n: '*' }).first())?.n,
+    modules: await k('modules').orderBy('module_serial').select('module_serial', 'checkpoint'),
+    pool: await k('pool').first(),
+    indicia: (await k('indicia').count({ n: '*' }).first())?.n,
+  };
+}
+
+describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
+  this.timeout(120_000);
+
+  describe('one module', () => {
+    let f: LedgerFixture & { accountId: number };
+    let s: Service;
+    let meterId: string;
+    before(async () => {
+      f = await ledgerFixture();
+      s = f.service;
+    });
+    after(() => s.close());
+    beforeEach(async () => {
+      ({ meterId } = await s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 5_000_000 }));
+    });
+
+    it('moves value pool → DR → AR and keeps conservation per meter and system-wide', async () => {
+      const poolBefore = await s.ledger.pool();
+      expect(await s.ledger.postageValueDownload({ meterId, amount: 2_000_000 })).to.deep.include({ descendingRegister: 2_000_000, ascendingRegister: 0 });
+      const ind = await s.ledger.createIndicium({ meterId, postage: 680 });
+      expect(ind).to.deep.include({ descendingRegister: 1_999_320, ascendingRegister: 680, postage: 680 });
+      expect(ind.signature.length).to.equal(64);
+      await s.ledger.createIndicium({ meterId, postage: 1_250 });
+      expect(await s.ledger.refund({ meterId, kind: 'partial', amount: 19, reason: 'spoiled label' })).to.deep.include({ descendingRegister: 1_998_051, refundRegister: 19 });
+      const pool = await s.ledger.pool();
+      expect(pool.available).to.equal(poolBefore.available - 2_000_000);
+      expect(pool.refundsPaid).to.equal(poolBefore.refundsPaid + 19);
+      const c = await conservation(f.db.knex);
+      expect(c.violations).to.deep.equal([]);
+      expect(c.system.left).to.equal(c.system.right);
+      expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
+    });
+
+    it('50 concurrent CreateIndicium on one meter with funds for 30: exactly 30 succeed', async () => {
+      await s.ledger.postageValueDownload({ meterId, amount: 30 * 500 });
+      const results = await Promise.allSettled(Array.from({ length: 50 }, () => s.ledger.createIndicium({ meterId, postage: 500 })));
+      const ok = results.filter((r) => r.status === 'fulfilled');
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(ok).to.have.length(30);
+      expect(failed).to.have.length(20);
+      expect(failed.every((r) => isVbiError(r.reason, 'INSUFFICIENT_FUNDS')), String(failed[0]?.reason)).to.equal(true);
+      expect(await s.ledger.registers(meterId)).to.deep.include({ ascendingRegister: 15_000, descendingRegister: 0 });
+      const seqs = (await f.db.knex('indicia').where({ meter_id: meterId }).select('sequence')).map((r) => r.sequence);
+      expect(new Set(seqs).size).to.equal(30);
+      expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+    });
+
+    it('refunds: spoilage limit, full refund closes the meter and returns DR to the pool, withdraw', async () => {
+      await s.ledger.postageValueDownload({ meterId, amount: 100_000 });
+      await s.ledger.createIndicium({ meterId, postage: 50_000 });
+      // 1% of AR 50,000 = 500 mills
+      expect(await codeOf(s.ledger.refund({ meterId, kind: 'partial', amount: 501, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
+      await s.ledger.refund({ meterId, kind: 'partial', amount: 500, reason: 'spoiled' });
+      expect(await codeOf(s.ledger.refund({ meterId, kind: 'partial', amount: 1, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
+      expect(await codeOf(s.ledger.withdraw({ meterId }))).to.equal('METER_NOT_EMPTY');
+      const before = await s.ledger.pool();
+      const r = await s.ledger.refund({ meterId, kind: 'full', reason: 'software uninstalled' });
+      expect(r).to.deep.include({ refunded: 49_500, descendingRegister: 0 });
+      expect((await s.ledger.pool()).available).to.equal(before.available + 49_500);
+      expect((await s.ledger.registers(meterId)).state).to.equal('closed');
+      expect(await codeOf(s.ledger.createIndicium({ meterId, postage: 1 }))).to.equal('METER_CLOSED');
+      expect(await codeOf(s.ledger.withdraw({ meterId }))).to.equal('METER_CLOSED');
+      expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+    });
+
+    it('correction indicium references the original; max DR and the pool bound a PVD', async () => {
+      await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
+      const first = await s.ledger.createIndicium({ meterId, postage: 550 });
+      const corr = await s.ledger.correction({ meterId, originalIndiciumId: first.indiciumId, additionalPostage: 130 });
+      expect(corr).to.deep.include({ ascendingRegister: 680, descendingRegister: 9_320 });
+      const row = await f.db.knex('indicia').where({ indicium_id: corr.indiciumId }).first();
+      expect(row).to.deep.include({ kind: 'correction', corrects: first.indiciumId, postage: 130 });
+      expect(await codeOf(s.ledger.correction({ meterId, originalIndiciumId: 999_999, additionalPostage: 1 }))).to.equal('UNKNOWN_INDICIUM');
+      expect(await codeOf(s.ledger.postageValueDownload({ meterId, amount: 5_000_000 }))).to.equal('MAX_DR_EXCEEDED');
+      const pool = await s.ledger.pool();
+      const big = await s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: pool.available + 10 });
+      expect(await codeOf(s.ledger.postageValueDownload({ meterId: big.meterId, amount: pool.available + 1 }))).to.equal('POOL_EXHAUSTED');
+    });
+
+    it('bad input gets a stable code and changes nothing', async () => {
+      await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
+      const before = await state(f.db);
+      const cases: Array<[string, () => Promise<unknown>, string]> = [
+        ['negative', () => s.ledger.createIndicium({ meterId, postage: -1 }), 'INVALID_AMOUNT'],
+        ['zero', () => s.ledger.createIndicium({ meterId, postage: 0 }), 'INVALID_AMOUNT'],
+        ['fraction', () => s.ledger.postageValueDownload({ meterId, amount: 10.5 }), 'INVALID_AMOUNT'],
+        ['string', () => s.ledger.postageValueDownload({ meterId, amount: '100' as unknown as number }), 'INVALID_AMOUNT'],
+        ['NaN', () => s.ledger.createIndicium({ meterId, postage: NaN }), 'INVALID_AMOUNT'],
+        ['absurd', () => s.ledger.postageValueDownload({ meterId, amount: 1e15 }), 'INVALID_AMOUNT'],
+        ['unsafe', () => s.ledger.postageValueDownload({ meterId, amount: 2 ** 60 }), 'INVALID_AMOUNT'],
+        ['unknown meter', () => s.ledger.createIndicium({ meterId: 'VBI-NOPE', postage: 10 }), 'UNKNOWN_METER'],
+        ['malformed meter id', () => s.ledger.createIndicium({ meterId: "x'; drop table meters;--", postage: 10 }), 'UNKNOWN_METER'],
+        ['insufficient', () => s.ledger.createIndicium({ meterId, postage: 10_001 }), 'INSUFFICIENT_FUNDS'],
+        ['refund kind', () => s.ledger.refund({ meterId, kind: 'most' as 'full', reason: '' }), 'BAD_REQUEST'],
+      ];
+      for (const [what, call, code] of cases) expect(await codeOf(call()), what).to.equal(code);
+      expect(await state(f.db)).to.deep.equal(before);
+    });
+  });
+
+  describe('two modules with cloned package keys', () => {
+    it('serve the same meters interleaved; rings, module table and journal stay consistent', async () => {
+      const f = await ledgerFixture({ modules: 2 });
+      try {
+        const s = f.service;
+        const meters = await Promise.all([1, 2, 3].map(() => s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 })));
+        for (const m of meters) await s.ledger.postageValueDownload({ meterId: m.meterId, amount: 100_000 });
+        await Promise.all(meters.flatMap((m) => Array.from({ length: 8 }, () => s.ledger.createIndicium({ meterId: m.meterId, postage: 1_000 }))));
+        const rows = await f.db.knex('modules').orderBy('module_serial');
+        expect(rows).to.have.length(2);
+        for (const e of s.engines) {
+          const row = rows.find((r) => r.module_serial === e.hsm.serial);
+          expect(row.checkpoint_seq, 'both modules served').to.be.greaterThan(1);
+          expect((row.checkpoint as Buffer).equals(e.ringEntries().at(-1)!.bytes)).to.equal(true);
+        }
+        const byModule = await f.db.knex('journal').select('module_serial').count({ n: '*' }).groupBy('module_serial');
+        expect(byModule).to.have.length(2);
+        for (const m of meters) expect(await s.ledger.registers(m.meterId)).to.deep.include({ ascendingRegister: 8_000, descendingRegister: 92_000 });
+        expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+        expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[1].hsm })).to.deep.include({ ok: true });
+      } finally {
+        await f.service.close();
+      }
+    });
+  });
+
+  describe('crash between module dispatch and COMMIT', () => {
+    it('releases no indicium, auto-recovers on the next command and audits the discarded transaction', async () => {
+      let crash = false;
+      const f = await ledgerFixture({ ledger: { faults: { beforeCommit: () => { if (crash) throw new Error('simulated crash before COMMIT'); } } } });
+      try {
+        const s = f.service;
+        const { meterId } = await s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 });
+        await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
+        crash = true;
+        const err = await s.ledger.createIndicium({ meterId, postage: 4_000 }).then(() => null, (e) => e);
+        crash = false;
+        expect(String(err)).to.contain('simulated crash');
+        expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 0 });
+        // the module's ring is one record ahead of the database now
+        const row = await f.db.knex('modules').first();
+        expect((row.checkpoint as Buffer).equals(s.engines[0].ringEntries().at(-1)!.bytes)).to.equal(false);
+
+        const ok = await s.ledger.createIndicium({ meterId, postage: 1_000 });
+        expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
+        const audit = await auditRecords(f.db.knex);
+        expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-discarded']);
+        expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000, descendingRegister: 6_000 });
+        expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+        expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
+      } finally {
+        await f.service.close();
+      }
+    });
+  });
+
+  describe('tampering from outside the service is detected before the next signature', () => {
+    let f: LedgerFixture & { accountId: number };
+    let meterId: string;
+    beforeEach(async () => {
+      f = await ledgerFixture();
+      ({ meterId } = await f.service.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 }));
+      await f.service.ledger.postageValueDownload({ meterId, amount: 50_000 });
+    });
+    afterEach(() => f.service.close());
+
+    const signed = async () => Number((await f.db.knex('indicia').count({ n: '*' }).first())?.n);
+
+    it('an edited package: PACKAGE_MAC_INVALID', async () => {
+      const m = await f.db.knex('meters').where({ meter_id: meterId }).first();
+      const pkg = Buffer.from(m.package);
+      pkg[40] ^= 0x04;
+      await f.db.knex('meters').where({ meter_id: meterId }).update({ package: pkg });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('PACKAGE_MAC_INVALID');
+      expect(await signed()).to.equal(0);
+    });
+
+    it('an older copy of the meter row put back (replay of the previous package): PACKAGE_STALE', async () => {
+      const old = await f.db.knex('meters').where({ meter_id: meterId }).first();
+      await f.service.ledger.createIndicium({ meterId, postage: 30_000 });
+      await f.db.knex('meters').where({ meter_id: meterId }).update({ package: old.package, record_counter: old.record_counter, ascending_register: old.ascending_register, descending_register: old.descending_register });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 30_000 }))).to.equal('PACKAGE_STALE');
+      expect(await signed()).to.equal(1);
+    });
+
+    it("the module's checkpoint row deleted: module inhibited, NO_MODULE", async () => {
+      await f.db.knex('modules').del();
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
+      expect(f.service.engines[0].status().state).to.equal('Inhibited');
+      expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
+      expect(await signed()).to.equal(0);
+    });
+
+    it('a snapshot restored one committed transaction back, after a later command confirmed it: inhibited', async () => {
+      await snapshot(f.db, 'snap1');
+      await f.service.ledger.createIndicium({ meterId, postage: 100 }); // the transaction the restore loses
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 999_999 }))).to.equal('INSUFFICIENT_FUNDS'); // confirms it
+      await restore(f.db, 'snap1');
+      const before = await signed();
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
+      const st = f.service.engines[0].status();
+      expect(st.state).to.equal('Inhibited');
+      expect(st.reason).to.contain('rolled back');
+      expect(await signed()).to.equal(before);
+    });
+
+    it('a snapshot restored several transactions back: inhibited', async () => {
+      await snapshot(f.db, 'snap2');
+      for (let i = 0; i < 3; i++) await f.service.ledger.createIndicium({ meterId, postage: 100 });
+      await restore(f.db, 'snap2');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
+      expect(f.service.engines[0].status().reason).to.contain('rolled back');
+    });
+  });
+});
