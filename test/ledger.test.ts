@@ -6,6 +6,7 @@ import { conservation } from '../src/ledger/conservation';
 import { Service } from '../src/service';
 import { Database } from '../src/db/database';
 import { LedgerFixture, ledgerFixture, restore, snapshot } from './helpers/ledger';
+import { meterHistory } from '../src/ops/meter-history';
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -241,6 +242,47 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       await restore(f.db, 'snap2');
       expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
       expect(f.service.engines[0].status().reason).to.contain('rolled back');
+    });
+  });
+
+  describe('operability', () => {
+    let f: LedgerFixture & { accountId: number };
+    let meterId: string;
+    before(async () => {
+      f = await ledgerFixture();
+      ({ meterId } = await f.service.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 }));
+      await f.service.ledger.postageValueDownload({ meterId, amount: 20_000 });
+      for (const p of [100, 200, 300]) await f.service.ledger.createIndicium({ meterId, postage: p });
+    });
+    after(() => f.service.close());
+
+    it("prints a meter's registers and history from the verified journal", async () => {
+      const h = await meterHistory({ db: f.db.knex, hsm: f.service.engines[0].hsm, meterId });
+      expect(h.meter).to.deep.include({ meterId, ascendingRegister: 600, descendingRegister: 19_400 });
+      expect(h.history.map((l) => [l.type, l.amount])).to.deep.equal([['meter-create', 0], ['pvd', 20_000], ['indicium', 100], ['indicium', 200], ['indicium', 300]]);
+      expect(h.history[2].details).to.deep.include({ postage: 100, kind: 'postage' });
+    });
+
+    it('reports the first broken row of an edited or shortened journal', async () => {
+      const k = f.db.knex;
+      expect(await verifyJournal({ db: k, hsm: f.service.engines[0].hsm })).to.deep.include({ ok: true, rowsChecked: 5 });
+      const rows = await k('journal').orderBy('checkpoint_seq');
+      // someone with database rights goes around the append-only trigger
+      await k.transaction(async (trx) => {
+        await trx.raw("SET LOCAL session_replication_role = 'replica'");
+        await trx('journal').where({ journal_id: rows[2].journal_id, meter_id: meterId }).update({ amount: 1 });
+      });
+      let r = await verifyJournal({ db: k, hsm: f.service.engines[0].hsm });
+      expect(r.ok).to.equal(false);
+      expect(r.firstBroken).to.deep.include({ journalId: rows[2].journal_id, reason: 'row columns differ from its checkpoint record' });
+      await k.transaction(async (trx) => {
+        await trx.raw("SET LOCAL session_replication_role = 'replica'");
+        await trx('journal').where({ journal_id: rows[2].journal_id, meter_id: meterId }).update({ amount: rows[2].amount });
+        await trx('journal').where({ journal_id: rows[1].journal_id, meter_id: meterId }).del();
+      });
+      r = await verifyJournal({ db: k, hsm: f.service.engines[0].hsm });
+      expect(r.firstBroken?.journalId).to.equal(rows[2].journal_id);
+      expect(r.firstBroken?.reason).to.contain('hash chain broken');
     });
   });
 });

@@ -31,6 +31,13 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port?: numb
   const passwordFile = join(dataDir, PASSWORD_FILE);
 
   let password: string;
+  const running = initialised ? await runningPort(dataDir) : undefined;
+  if (running !== undefined && existsSync(passwordFile)) {
+    // Another process of ours (e.g. `npm start`) already runs this cluster: share it, and leave
+    // stopping it to that process (the ops scripts run beside the service).
+    password = (await readFile(passwordFile, 'utf8')).trim();
+    return { url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${running}/${DATABASE_NAME}`, stop: async () => undefined };
+  }
   if (initialised) {
     if (!existsSync(passwordFile)) {
       throw new Error(`${dataDir} holds a cluster but no ${PASSWORD_FILE}; delete the directory to re-initialise it`);
@@ -166,5 +173,19 @@ async function ensureDatabase(opts: { port: number; password: string }): Promise
     if (!rowCount) await client.query(`CREATE DATABASE ${client.escapeIdentifier(DATABASE_NAME)}`);
   } finally {
     await client.end();
+  }
+}
+
+/** The port of a live postmaster of this data directory (postmaster.pid line 4), if any. */
+async function runningPort(dataDir: string): Promise<number | undefined> {
+  try {
+    const lines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n');
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    if (!Number.isInteger(pid) || !Number.isInteger(port)) return undefined;
+    process.kill(pid, 0); // throws when no such process
+    return port;
+  } catch {
+    return undefined;
   }
 }

@@ -1,0 +1,38 @@
+/**
+ * npm run meter -- <meter id> [--json]
+ * Prints a meter's registers and its history from the journal (checkpoints verified, payloads
+ * decrypted by a module). Uses DATABASE_URL, or the embedded cluster in var/pgdata.
+ */
+import { loadConfig } from '../src/config/config';
+import { createService } from '../src/service';
+import { formatMills, meterHistory } from '../src/ops/meter-history';
+import { isVbiError } from '../src/errors';
+
+async function main(): Promise<number> {
+  const meterId = process.argv[2];
+  if (!meterId) {
+    process.stderr.write('usage: npm run meter -- <meter id> [--json]\n');
+    return 2;
+  }
+  const service = await createService({ config: loadConfig() });
+  try {
+    const r = await meterHistory({ db: service.db.knex, hsm: service.engines[0].hsm, meterId });
+    if (process.argv.includes('--json')) {
+      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      return 0;
+    }
+    const m = r.meter as { meterId: string; state: string; ascendingRegister: number; descendingRegister: number; recordCounter: number };
+    process.stdout.write(`meter ${m.meterId} (${m.state})  AR ${formatMills(m.ascendingRegister)}  DR ${formatMills(m.descendingRegister)}  record counter ${m.recordCounter}\n`);
+    for (const h of r.history) {
+      process.stdout.write(`${h.at}  ${h.type.padEnd(12)} ${formatMills(h.amount).padStart(12)}  AR ${formatMills(h.ascendingRegister).padStart(12)}  DR ${formatMills(h.descendingRegister).padStart(12)}  module ${h.module}#${h.seq}  ${JSON.stringify(h.details)}\n`);
+    }
+    return 0;
+  } finally {
+    await service.close();
+  }
+}
+
+main().then((c) => process.exit(c), (e) => {
+  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
+  process.exit(1);
+});
