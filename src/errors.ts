@@ -49,6 +49,49 @@ export const ERROR_CODES = {
   NO_MODULE: { status: 503, kind: 'internal', text: 'no healthy cryptographic module is available' },
   PACKAGE_STALE: { status: 500, kind: 'internal', text: "sealed package is not the one the meter's newest journal record names" },
   DB_NEWER_THAN_CODE: { status: 500, kind: 'internal', text: 'database schema is newer than this code' },
+  CLIENT_SECRET_INVALID: { status: 400, kind: 'user', text: 'an encrypted client secret does not decrypt under the module transport key' },
+  // mailer protocol (docs/protocol.md)
+  ALREADY_REGISTERED: { status: 409, kind: 'user', text: 'meter is already registered' },
+  NOT_REGISTERED: { status: 409, kind: 'user', text: 'meter has not completed registration' },
+  BAD_MAC: { status: 401, kind: 'user', text: 'request HMAC does not verify' },
+  STALE_CHALLENGE: { status: 409, kind: 'user', text: 'request does not carry the last challenge (replayed or out of order)' },
+  REGISTER_MISMATCH: { status: 409, kind: 'user', text: "client's register copy differs from the meter's" },
+  WRONG_PASSWORD: { status: 401, kind: 'user', text: 'password does not match' },
+  SESSION_NOT_FOUND: { status: 404, kind: 'user', text: 'no such session' },
+  SESSION_ENDED: { status: 401, kind: 'user', text: 'session ended (closed, missed heartbeat or bad dynamic password)' },
+  BAD_DYNAMIC_PASSWORD: { status: 401, kind: 'user', text: 'dynamic password does not verify; the session is ended' },
+  // indicium (src/indicium/)
+  INDICIUM_FIELD_INVALID: { status: 400, kind: 'user', text: 'an indicium field is out of range or badly formed' },
+  INDICIUM_MALFORMED: { status: 400, kind: 'user', text: 'indicium bytes do not decode' },
+  LABEL_INVALID: { status: 400, kind: 'user', text: 'label content is invalid' },
+  BARCODE_NOT_FOUND: { status: 400, kind: 'user', text: 'no DataMatrix symbol could be read from the image' },
+  DECODER_UNAVAILABLE: { status: 503, kind: 'internal', text: 'the DataMatrix decoder (dmtxread) is not installed' },
+  // PKI: MeterGen, the dev/test postal CA, rollover (src/pki/, docs/pki.md)
+  CA_REQUEST_REFUSED: { status: 403, kind: 'user', text: 'the CA refused the certificate request' },
+  CA_UNAVAILABLE: { status: 502, kind: 'internal', text: 'the CA could not be reached or answered with an error' },
+  CERT_INVALID: { status: 502, kind: 'internal', text: 'certificate does not verify against the trust anchor or breaks the profile' },
+  CERT_KEY_MISMATCH: { status: 502, kind: 'internal', text: "certificate's public key is not the meter's key" },
+  ROLLOVER_REJECTED: { status: 400, kind: 'user', text: 'new CA certificate is not signed by the current CA key or does not match the published key hash' },
+  METER_ALREADY_CERTIFIED: { status: 409, kind: 'user', text: 'meter is already certified (renew its key instead)' },
+  METER_NOT_CERTIFIED: { status: 409, kind: 'user', text: 'meter has no certified, unexpired indicium key' },
+  CSR_SIGN_REFUSED: { status: 400, kind: 'user', text: 'a meter key signs only a certification request for itself while uncertified' },
+  RENEWAL_NOT_FOUND: { status: 409, kind: 'user', text: 'no such pending key renewal' },
+  // HTTP API (src/api/)
+  NOT_FOUND: { status: 404, kind: 'user', text: 'no such resource or route' },
+  BAD_JSON: { status: 400, kind: 'user', text: 'request body is not well-formed JSON' },
+  BODY_TOO_LARGE: { status: 413, kind: 'user', text: 'request body exceeds the size limit' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, kind: 'user', text: 'request body must be application/json (UTF-8)' },
+  VALIDATION_FAILED: { status: 400, kind: 'user', text: 'request does not match the schema' },
+  IDEMPOTENCY_KEY_REQUIRED: { status: 400, kind: 'user', text: 'an Idempotency-Key header of 1 to 128 printable ASCII characters is required' },
+  IDEMPOTENCY_KEY_REUSED: { status: 409, kind: 'user', text: 'this Idempotency-Key was already used with a different request' },
+  IDEMPOTENCY_IN_PROGRESS: { status: 409, kind: 'user', text: 'a request with this Idempotency-Key is still being processed' },
+  RATE_LIMITED: { status: 429, kind: 'user', text: 'too many requests; retry after the time in Retry-After' },
+  INTERNAL: { status: 500, kind: 'internal', text: 'internal error' },
+  // payments (src/payments/)
+  PAYMENT_DECLINED: { status: 402, kind: 'user', text: 'the payment was declined' },
+  PAYMENT_LINK_FAILED: { status: 502, kind: 'internal', text: 'the payment processor could not be reached (after 3 attempts)' },
+  // postage rates (src/rates/)
+  RATE_NOT_FOUND: { status: 400, kind: 'user', text: 'no rate for that mail class, weight and zone' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { loadConfig, readSecret, DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, Config } from '../config/config';
 import { isVbiError, vbiError } from '../errors';
 import { closeLibrary, findSlotByLabel, openLibrary, LibraryHandle } from '../hsm/pkcs11-library';
@@ -10,6 +12,10 @@ import { CryptoModule } from '../hsm/crypto-module';
 import { PsdEngine } from '../module/psd-engine';
 import { isPackageSuite, PackageSuite } from '../hsm/mechanisms';
 import { keyLines, writeTranscript } from './transcript';
+import { signingKeyReport, withSigningRoles } from '../hsm/signing-keys';
+import { createVendorRaKey, initCa, registerRa, rolloverCa } from '../pki/ca/ca-ceremony';
+import { fromPem, toPem } from '../pki/pem';
+import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
 
 /**
  * The key ceremony CLI, run by a Security Officer:  npm run ceremony -- <step> [options]
@@ -20,18 +26,28 @@ import { keyLines, writeTranscript } from './transcript';
  *   status     --label L [--json]
  *   reinstate  --label L --officer NAME --accept-checkpoint HEX|none
  *
+ * PKI steps (docs/pki.md), on their own tokens (init-token them first):
+ *   ca-init        --label CA --officer NAME [--ca-dir DIR]    dev/test postal CA: root + issuing keys and certificates
+ *   ca-rollover    --label CA --officer NAME [--ca-dir DIR]    next root key generation becomes the root
+ *   vendor-ra      --label VENDOR --officer NAME --ra-id ID [--out FILE]   vendor RA key; writes its public key
+ *   ca-register-ra --ca-dir DIR --ra-id ID --public-key FILE --officer NAME   the CA accepts that RA's countersignatures
+ *
  * PINs never go on the command line: VBI_SO_PIN / PKCS11_USER_PIN or their *_FILE variants
  * (for clone: VBI_SO_PIN_FROM, VBI_SO_PIN_TO, PKCS11_USER_PIN_FROM, PKCS11_USER_PIN_TO, each
- * also as *_FILE). The dev token label alone falls back to the dev PINs.
+ * also as *_FILE). The dev token labels (vbi-dev-module, vbi-dev-ca, vbi-dev-vendor) fall back to the dev PINs.
  * Every step that changes a token writes a JSON transcript (default var/ceremony/).
  */
-const USAGE = `usage: npm run ceremony -- <init-token|generate|clone|status|reinstate> [options]
+const USAGE = `usage: npm run ceremony -- <init-token|generate|clone|status|reinstate|ca-init|ca-rollover|vendor-ra|ca-register-ra> [options]
   init-token --label L [--force]
   generate   --label L --officer NAME [--suite aes|legacy-3des]
   clone      --from L1 --to L2 --officer NAME
   status     --label L [--json]
   reinstate  --label L --officer NAME --accept-checkpoint HEX|none
-options: --transcript-dir DIR (default var/ceremony)
+  ca-init        --label CA --officer NAME [--ca-dir DIR]
+  ca-rollover    --label CA --officer NAME [--ca-dir DIR]
+  vendor-ra      --label VENDOR --officer NAME --ra-id ID [--out FILE]
+  ca-register-ra --ca-dir DIR --ra-id ID --public-key FILE --officer NAME
+options: --transcript-dir DIR (default var/ceremony), --ca-dir DIR (default var/ca)
 PINs from the environment: VBI_SO_PIN[_FILE], PKCS11_USER_PIN[_FILE] (clone: *_FROM / *_TO)`;
 
 type Env = Record<string, string | undefined>;
@@ -39,7 +55,7 @@ type Env = Record<string, string | undefined>;
 function pin(env: Env, key: string, label: string, devDefault: string): string {
   const v = readSecret(env, key);
   if (v) return v;
-  if (label === DEV_TOKEN_LABEL) return devDefault;
+  if (label === DEV_TOKEN_LABEL || label === DEV_CA_LABEL || label === DEV_VENDOR_LABEL) return devDefault;
   throw vbiError('CONFIG_INVALID', `${key} or ${key}_FILE must hold the PIN for token '${label}'`);
 }
 
@@ -56,6 +72,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
       label: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, officer: { type: 'string' },
       suite: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' },
       'transcript-dir': { type: 'string' }, 'accept-checkpoint': { type: 'string' }, help: { type: 'boolean' },
+      'ca-dir': { type: 'string' }, 'ra-id': { type: 'string' }, out: { type: 'string' }, 'public-key': { type: 'string' },
     },
   });
   const step = positionals[0];
@@ -67,6 +84,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
   const suite: PackageSuite = (values.suite ?? config.hsm.suite) as PackageSuite;
   if (!isPackageSuite(suite)) throw vbiError('BAD_REQUEST', `--suite must be aes or legacy-3des`);
   const transcriptDir = values['transcript-dir'] ?? join(config.varDir, 'ceremony');
+  const caDir = values['ca-dir'] ?? join(config.varDir, 'ca');
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf);
   try {
     switch (step) {
@@ -122,7 +140,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
       case 'status': {
         const label = required(values.label, 'label');
         const userPin = pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN);
-        const keys = await tokenKeyReport({ library: lib, label, userPin, suite, wrapMechanism: config.hsm.wrapMechanism });
+        const keys = withSigningRoles(await tokenKeyReport({ library: lib, label, userPin, suite, wrapMechanism: config.hsm.wrapMechanism }));
         const dataObjects = await countDataObjects({ library: lib, label, userPin });
         const weak = keys.filter((k) => k.weaknesses.length > 0);
         if (values.json) out(JSON.stringify({ label, serial: serialOf(lib, label), keys, dataObjects }, null, 2));
@@ -152,6 +170,57 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
         } finally {
           await module.close();
         }
+        return 0;
+      }
+      case 'ca-init':
+      case 'ca-rollover': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const token = {
+          library: lib, tokenLabel: label,
+          soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+        };
+        const r = step === 'ca-init' ? await initCa({ ...token, dir: caDir }) : await rolloverCa({ ...token, dir: caDir });
+        const keys = await signingKeyReport({ library: lib, label, userPin: token.userPin });
+        const t = writeTranscript(transcriptDir, {
+          ceremony: step, officer, library: lib.path, tokens: [{ label, serial: serialOf(lib, label) }],
+          keys: keyLines(label, keys), result: { ...r },
+        });
+        out(`CA in ${caDir}: root generation ${r.rootGeneration}, root serial ${r.rootSerial}, issuing serial ${r.issuingSerial}`);
+        out(`root key SPKI-SHA256 ${r.rootSpkiSha256}\nnext root key SPKI-SHA256 ${r.nextRootSpkiSha256} (published in the root certificate)`);
+        out(`trust anchor: ${join(caDir, 'root.pem')}\ntranscript ${t.path}`);
+        return 0;
+      }
+      case 'vendor-ra': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const raId = required(values['ra-id'], 'ra-id');
+        const key = await createVendorRaKey({
+          library: lib, tokenLabel: label,
+          soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+        });
+        const file = values.out ?? join(config.varDir, 'pki', `${raId}.pub.pem`);
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, toPem('PUBLIC KEY', key.publicKeySpki));
+        const fingerprint = createHash('sha256').update(key.publicKeySpki).digest('hex');
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'vendor-ra', officer, library: lib.path, tokens: [{ label, serial: serialOf(lib, label) }],
+          keys: keyLines(label, await signingKeyReport({ library: lib, label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN) })),
+          result: { raKeyId: raId, keyLabel: key.keyLabel, publicKeyFile: file, spkiSha256: fingerprint },
+        });
+        out(`vendor RA key ${key.keyLabel} in '${label}'; public key ${file}\nSPKI-SHA256 ${fingerprint} (read it to the CA operator)\ntranscript ${t.path}`);
+        return 0;
+      }
+      case 'ca-register-ra': {
+        const officer = required(values.officer, 'officer');
+        const raId = required(values['ra-id'], 'ra-id');
+        const spki = fromPem('PUBLIC KEY', readFileSync(required(values['public-key'], 'public-key'), 'utf8'));
+        const file = registerRa({ dir: caDir, raKeyId: raId, publicKeySpki: spki });
+        const fingerprint = createHash('sha256').update(spki).digest('hex');
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'ca-register-ra', officer, library: lib.path, tokens: [], result: { raKeyId: raId, file, spkiSha256: fingerprint },
+        });
+        out(`RA '${raId}' registered with the CA in ${caDir} (SPKI-SHA256 ${fingerprint})\ntranscript ${t.path}`);
         return 0;
       }
       default:

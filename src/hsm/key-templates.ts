@@ -6,8 +6,17 @@ import { PackageSuite } from './mechanisms';
 graphene.registerAttribute('destroyable', 0x172, 'boolean');
 graphene.registerAttribute('copyable', 0x171, 'boolean');
 
-export type KeyRole = 'package-kek' | 'package-enc' | 'package-mac' | 'module-identity' | 'module-transport';
-export const KEY_ROLES: readonly KeyRole[] = ['package-kek', 'package-enc', 'package-mac', 'module-identity', 'module-transport'];
+export type KeyRole = ModuleKeyRole | SigningRole;
+/** The keys of a module token (what `ceremony generate` creates). */
+export type ModuleKeyRole = 'package-kek' | 'package-enc' | 'package-mac' | 'module-identity' | 'module-transport';
+export const KEY_ROLES: readonly ModuleKeyRole[] = ['package-kek', 'package-enc', 'package-mac', 'module-identity', 'module-transport'];
+/**
+ * EC P-256 signing keys that live in their own tokens, never in a module token: the dev/test
+ * postal CA (root, issuing) and the vendor RA. Each may exist in several generations; the
+ * token object of generation n is labelled `<role label>.<n>` (signingKeyLabel).
+ */
+export type SigningRole = 'ca-root' | 'ca-issuing' | 'vendor-ra';
+export const SIGNING_ROLES: readonly SigningRole[] = ['ca-root', 'ca-issuing', 'vendor-ra'];
 /** The roles every module of a deployment shares, copied by `ceremony clone`. */
 export const SHARED_ROLES: readonly KeyRole[] = ['package-kek', 'package-enc', 'package-mac'];
 
@@ -35,6 +44,10 @@ const sessionKeys = templates.sessionKeys as unknown as {
   'indicium-generate': { privateAttributes: Attributes; publicAttributes: Attributes };
   'indicium-unwrap': Attributes;
   'user-secret-generate': Attributes;
+  'chain-wrap': Attributes;
+  'chain-hmac': Attributes;
+  'chain-encrypt': Attributes;
+  'client-import': Attributes;
   'clone-transport': { privateAttributes: Attributes; publicAttributes: Attributes };
 };
 
@@ -98,3 +111,27 @@ export function pairTemplates(role: KeyRole): { kind: PairRoleSpec['kind']; publ
 }
 
 export const SESSION_KEY_TEMPLATES = sessionKeys;
+
+export type SessionKeyName = 'indicium-unwrap' | 'user-secret-generate' | 'chain-wrap' | 'chain-hmac' | 'chain-encrypt' | 'client-import';
+
+/** A session-key template without its documentation keys ("$comment"). */
+export function sessionTemplate(name: SessionKeyName): graphene.ITemplate {
+  return Object.fromEntries(Object.entries(sessionKeys[name]).filter(([k]) => !k.startsWith('$'))) as graphene.ITemplate;
+}
+
+/** Token object label of generation `generation` (1, 2, ...) of a signing role's key. */
+export function signingKeyLabel(role: SigningRole, generation: number): string {
+  if (!Number.isInteger(generation) || generation < 1) throw new Error(`key generation must be a positive integer, got ${generation}`);
+  return `${roles[role].label}.${generation}`;
+}
+
+/** The signing role and generation a token object label names, or null. */
+export function parseSigningKeyLabel(label: string): { role: SigningRole; generation: number } | null {
+  for (const role of SIGNING_ROLES) {
+    const prefix = `${roles[role].label}.`;
+    if (label.startsWith(prefix) && /^[1-9][0-9]{0,8}$/.test(label.slice(prefix.length))) {
+      return { role, generation: Number(label.slice(prefix.length)) };
+    }
+  }
+  return null;
+}
