@@ -22,6 +22,9 @@ find_softhsm() {
 need_pkgs=()
 find_softhsm >/dev/null || need_pkgs+=(softhsm2)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# indicium tests and the verify CLI: an independent DataMatrix decoder, and PDF page rendering
+command -v dmtxread >/dev/null || need_pkgs+=(dmtx-utils)
+command -v pdftoppm >/dev/null || need_pkgs+=(poppler-utils)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
