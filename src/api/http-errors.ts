@@ -1,0 +1,89 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { ErrorCode, VbiError, vbiError } from '../errors';
+
+/**
+ * The wire shape of every error answer. `code` is stable (src/errors.ts, docs/errors.md);
+ * `message` is for people; `details` is only sent for user errors.
+ */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+/** Where unexpected errors and internal (5xx) errors are written; stderr unless injected. */
+export type ErrorLog = (line: string) => void;
+
+const stderrLog: ErrorLog = (line) => process.stderr.write(`${line}\n`);
+
+/**
+ * The errors body-parser raises (express.json()) carry a `type` and a `status`; they are the
+ * client's fault and are mapped to our own codes instead of leaking the parser's wording.
+ */
+interface ParserError {
+  type: string;
+  status: number;
+  expose?: boolean;
+  message: string;
+}
+
+function isParserError(e: unknown): e is ParserError {
+  const p = e as Partial<ParserError> | null;
+  return typeof p === 'object' && p !== null && typeof p.type === 'string' && typeof p.status === 'number';
+}
+
+/** Maps anything thrown or passed to next() onto a VbiError; undefined when it is unexpected. */
+export function toVbiError(e: unknown): VbiError | undefined {
+  if (e instanceof VbiError) return e;
+  if (!isParserError(e)) return undefined;
+  if (e.type === 'entity.parse.failed') return vbiError('BAD_JSON');
+  if (e.status === 413) return vbiError('BODY_TOO_LARGE');
+  if (e.status === 415) return vbiError('UNSUPPORTED_MEDIA_TYPE', `request body: ${e.message.toLowerCase()}`);
+  // request.aborted, request.size.invalid, ...: the client's fault, nothing more to say.
+  if (e.status >= 400 && e.status < 500 && e.expose) return vbiError('BAD_REQUEST', `request body: ${e.message.toLowerCase()}`);
+  return undefined;
+}
+
+/** The JSON body for an error; internal errors never carry details (they may name keys or rows). */
+export function errorBody(e: VbiError): ErrorBody {
+  return {
+    error: {
+      code: e.code,
+      message: e.message,
+      ...(e.kind === 'user' && e.details ? { details: e.details } : {}),
+    },
+  };
+}
+
+/**
+ * The last middleware of the app: VbiError → its registry status and `{ error: { code, message,
+ * details? } }`; body-parser errors → BAD_JSON / BODY_TOO_LARGE / UNSUPPORTED_MEDIA_TYPE;
+ * anything else → 500 INTERNAL with a fixed message, the stack going to `log` only.
+ * Internal VbiErrors are logged too (they are alarms). A response already under way is
+ * handed back to express, which closes the connection.
+ */
+export function errorHandler(opts: { log?: ErrorLog } = {}): ErrorRequestHandler {
+  const log = opts.log ?? stderrLog;
+  return (err, req, res, next) => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    let e = toVbiError(err);
+    if (!e) {
+      log(`${req.method} ${req.originalUrl}: unexpected error: ${(err as Error)?.stack ?? String(err)}`);
+      e = vbiError('INTERNAL');
+    } else if (e.kind === 'internal') {
+      log(`${req.method} ${req.originalUrl}: ${e.code}: ${e.message}${e.details ? ` ${JSON.stringify(e.details)}` : ''}`);
+    }
+    if (e.code === 'RATE_LIMITED' && typeof e.details?.retryAfterSeconds === 'number') {
+      res.setHeader('Retry-After', String(e.details.retryAfterSeconds));
+    }
+    res.status(e.status).json(errorBody(e));
+  };
+}
+
+/** Mounted after every route: whatever reached it matched nothing → 404 NOT_FOUND. */
+export function notFoundHandler(): RequestHandler {
+  return (req, _res, next) => {
+    next(vbiError('NOT_FOUND', `no route for ${req.method} ${req.path}`));
+  };
+}

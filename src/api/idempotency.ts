@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import type { Request, Response } from 'express';
+import type { Knex } from 'knex';
+import { vbiError } from '../errors';
+import type { ErrorLog } from './http-errors';
+import { DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
+
+/**
+ * Idempotency keys for the commands that move money or print value (purchase, print).
+ * A client that lost the answer retries with the same `Idempotency-Key` header and gets the
+ * stored answer back (same status, header `Idempotent-Replay: true`); the handler never runs a
+ * second time. Rows live in PostgreSQL (sql/0020_idempotency.sql), so this holds across
+ * processes and restarts.
+ *
+ * Per (scope, key): the first request INSERTs an 'in_progress' row (ON CONFLICT DO NOTHING:
+ * exactly one concurrent request wins) and runs; its answer is stored before it is sent.
+ * A 2xx-4xx answer (a 4xx VbiError included) is stored and replayed; a 5xx or unexpected error
+ * deletes the row so a retry runs again. The same key with another request is 409
+ * IDEMPOTENCY_KEY_REUSED; a duplicate while the first still runs is 409 IDEMPOTENCY_IN_PROGRESS.
+ *
+ * Handlers behind this middleware must answer with res.json() (or return a value through
+ * defineRoute): only JSON answers can be replayed. A non-JSON answer is recorded with its
+ * status and an empty body.
+ */
+export interface IdempotencyOptions {
+  db: Knex;
+  /** The authenticated meter or account id; mount this middleware after authentication. */
+  scope: (req: Request) => string;
+  /** Where failures to record an answer are logged (stderr unless injected). */
+  log?: ErrorLog;
+}
+
+/** Header names, as the IETF draft "The Idempotency-Key HTTP Header Field" spells them. */
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+export const REPLAY_HEADER = 'Idempotent-Replay';
+
+/** 1 to 128 printable ASCII characters (space to tilde). */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7E]{1,128}$/;
+
+const TABLE = 'idempotency_keys';
+
+/**
+ * JSON with object keys sorted at every level: two bodies that differ only in key order or
+ * whitespace hash alike. Part of the stored request_hash: changing it makes every stored key
+ * look reused, so only change it together with a purge.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === undefined) return '';
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+/** SHA-256 over method, path, query and canonical body: what "the same request" means. */
+export function requestHash(req: Pick<Request, 'method' | 'originalUrl' | 'query' | 'body'>): Buffer {
+  const path = req.originalUrl.split('?')[0];
+  return createHash('sha256')
+    .update(`${req.method}\n${path}\n${canonicalJson(req.query)}\n${canonicalJson(req.body)}`)
+    .digest();
+}
+
+interface Row {
+  request_hash: Buffer;
+  status: number | null;
+  response: unknown;
+  state: 'in_progress' | 'done';
+}
+
+/**
+ * The middleware. Mount it after authentication and validation (defineRoute's `middleware`),
+ * so invalid requests never reserve a key.
+ */
+export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const db = opts.db;
+
+  const middleware: DocumentedMiddleware = async (req, res, next) => {
+    const key = req.get(IDEMPOTENCY_HEADER);
+    if (key === undefined || !IDEMPOTENCY_KEY_PATTERN.test(key)) throw vbiError('IDEMPOTENCY_KEY_REQUIRED');
+    const scope = opts.scope(req);
+    if (typeof scope !== 'string' || scope.length === 0) {
+      throw new Error('idempotency: empty scope (mount the middleware after authentication)');
+    }
+    const hash = requestHash(req);
+    // Three rounds: a row may vanish between our INSERT and SELECT when its request failed
+    // with a 5xx; then we try to become the first again.
+    for (let round = 0; round < 3; round++) {
+      const inserted = await db(TABLE)
+        .insert({ scope, key, request_hash: hash, state: 'in_progress' })
+        .onConflict(['scope', 'key'])
+        .ignore()
+        .returning('key');
+      if (inserted.length === 1) {
+        recordAnswer(res, { db, scope, key, log });
+        next();
+        return;
+      }
+      const row: Row | undefined = await db(TABLE).where({ scope, key }).first('request_hash', 'status', 'response', 'state');
+      if (!row) continue;
+      if (!row.request_hash.equals(hash)) {
+        throw vbiError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key '${key}' was already used with a different request`);
+      }
+      if (row.state === 'in_progress') throw vbiError('IDEMPOTENCY_IN_PROGRESS');
+      res.setHeader(REPLAY_HEADER, 'true');
+      res.status(row.status as number);
+      if (row.response === null) res.end();
+      else res.json(row.response);
+      return;
+    }
+    throw vbiError('IDEMPOTENCY_IN_PROGRESS');
+  };
+  middleware.openapi = {
+    parameters: [
+      {
+        name: IDEMPOTENCY_HEADER,
+        in: 'header',
+        required: true,
+        description: 'client-chosen key, unique per request; a retry with the same key and body replays the first answer (with Idempotent-Replay: true)',
+        schema: { type: 'string', pattern: IDEMPOTENCY_KEY_PATTERN.source },
+      },
+    ],
+    responses: { 409: { description: 'IDEMPOTENCY_KEY_REUSED or IDEMPOTENCY_IN_PROGRESS', schema: ERROR_SCHEMA_REF } },
+  };
+  return middleware;
+}
+
+/**
+ * Intercepts res.json: the answer is written to the row first and sent afterwards, so a retry
+ * that arrives after the client saw the answer always finds it. 5xx answers (the error
+ * handler's too) delete the row instead. If recording fails the answer is still sent and the
+ * key stays in_progress: refusing retries is safer than running a payment twice.
+ */
+function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; log: ErrorLog }): void {
+  const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress' };
+  const settle = (status: number, body: unknown): Promise<unknown> =>
+    status >= 500
+      ? ctx.db(TABLE).where(where).delete()
+      : ctx.db(TABLE).where(where).update({ state: 'done', status, response: body === undefined ? null : JSON.stringify(body) });
+  const failed = (e: unknown) => ctx.log(`idempotency: could not record the answer for key '${ctx.key}' of '${ctx.scope}': ${(e as Error)?.message ?? e}`);
+
+  let settled = false;
+  const original = res.json;
+  res.json = function recordingJson(this: Response, body?: unknown) {
+    res.json = original;
+    if (settled) return original.call(res, body);
+    settled = true;
+    settle(res.statusCode, body)
+      .catch(failed)
+      .finally(() => original.call(res, body));
+    return res;
+  } as Response['json'];
+  res.on('finish', () => {
+    if (settled) return;
+    settled = true;
+    settle(res.statusCode, undefined).catch(failed);
+  });
+}
+
+/**
+ * Housekeeping: deletes keys created before `olderThan` ('done' ones only unless
+ * `includeInProgress`, which an operator uses after checking that a crashed request's command
+ * did or did not commit). Returns the number of rows deleted.
+ */
+export async function purgeIdempotencyKeys(req: { db: Knex; olderThan: Date; includeInProgress?: boolean }): Promise<number> {
+  const q = req.db(TABLE).where('created_at', '<', req.olderThan);
+  if (!req.includeInProgress) q.andWhere({ state: 'done' });
+  return q.delete();
+}

@@ -1,0 +1,68 @@
+/**
+ * The boundary to the payment processor (seed 002: credit card through the credit
+ * authorization server, ACH debit, checks through a lockbox that clear later). One narrow
+ * interface; the sandbox (./sandbox-provider.ts) and real processors live behind it.
+ *
+ * Contract every provider keeps:
+ * - `paymentId` is the idempotency key at the processor: authorize() called again with the same
+ *   paymentId (a retry after a link failure whose answer was lost) must not charge twice; it
+ *   answers with the first authorization's providerRef and status.
+ * - A declined payment is an answer (`status: 'declined'`), not an exception.
+ * - An exception that is a PaymentLinkError means "no answer": the request may or may not have
+ *   reached the processor, and retrying with the same paymentId is safe. Any other exception is
+ *   a bug and is not retried.
+ */
+
+/** How the mailer pays: `token` stands for the card, bank account or check (never the raw numbers). */
+export interface PaymentMethod {
+  kind: 'card' | 'ach' | 'check';
+  token: string;
+}
+
+/** Where a payment stands at the processor. */
+export type PaymentStatus = 'approved' | 'declined' | 'pending';
+
+/** One authorization: the amount of a purchase, charged to one payment method. */
+export interface AuthorizeRequest {
+  /** Our id of this payment, unique per purchase; the processor's idempotency key. */
+  paymentId: string;
+  /** Mills, a positive integer. */
+  amount: number;
+  method: PaymentMethod;
+}
+
+/** The processor's answer to authorize(). */
+export interface AuthorizeResponse {
+  /** approved: funds secured; pending: a check or debit that clears later (poll); declined: refused. */
+  status: PaymentStatus;
+  /** The processor's reference, for poll() and reconciliation. */
+  providerRef: string;
+  /** Why it was declined, e.g. 'credit_denied', 'card_invalid'. */
+  reason?: string;
+}
+
+/** The processor's answer to poll(). */
+export interface PollResponse {
+  status: PaymentStatus;
+  reason?: string;
+}
+
+/** A payment processor (sandbox, card acquirer, ACH originator, lockbox). */
+export interface PaymentProvider {
+  authorize(req: AuthorizeRequest): Promise<AuthorizeResponse>;
+  /** The current status of a pending payment (a check clears or is returned). */
+  poll(providerRef: string): Promise<PollResponse>;
+}
+
+/** The link to the processor failed (timeout, connection refused, 5xx): no answer, retry is safe. */
+export class PaymentLinkError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PaymentLinkError';
+  }
+}
+
+/** True for the one kind of failure chargeWithRetry retries. */
+export function isPaymentLinkError(e: unknown): e is PaymentLinkError {
+  return e instanceof PaymentLinkError;
+}
