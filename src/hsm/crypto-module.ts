@@ -3,14 +3,14 @@ import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError, VbiError } from '../errors';
 import { HsmConfig, ModuleConfig } from '../config/config';
-import { DataObject, HsmModule, IndiciumKeyAlgorithm, ModuleStatus } from './hsm-module';
+import { DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, ModuleStatus } from './hsm-module';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
 import { SessionPool } from './session-pool';
 import { ModuleStateMachine } from './module-state';
 import { KAT_VECTORS, KatVectors, SelfTestReport, runSelfTests } from './self-test';
-import { KeyRole, roleLabel, secretKeyTemplate, SESSION_KEY_TEMPLATES } from './key-templates';
+import { KeyRole, roleLabel, secretKeyTemplate, SESSION_KEY_TEMPLATES, sessionTemplate } from './key-templates';
 import {
-  aesGcm, des3Cbc, DES3_IV_BYTES, GCM_IV_BYTES, keyWrapPad, macMechanism, P256_PARAMS, PackageSuite,
+  aesGcm, des3Cbc, DES3_IV_BYTES, GCM_IV_BYTES, keyWrapPad, macMechanism, P256_PARAMS, PackageSuite, rsaOaep,
 } from './mechanisms';
 import { ckr, isDeviceError, isRecoverable, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
@@ -22,7 +22,7 @@ export const DATA_APPLICATION = 'vbi-postage-meter';
 export interface CryptoModuleOptions {
   library: LibraryHandle;
   module: ModuleConfig;
-  hsm: Pick<HsmConfig, 'suite' | 'wrapMechanism' | 'sessionPoolSize'>;
+  hsm: Pick<HsmConfig, 'suite' | 'wrapMechanism' | 'sessionPoolSize'> & Partial<Pick<HsmConfig, 'oaepHash'>>;
   /** Replaced only by tests that prove a failed KAT puts the module into Error. */
   vectors?: KatVectors;
   clock?: () => Date;
@@ -343,7 +343,7 @@ export class CryptoModule implements HsmModule {
       const key = await ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, req.wrappedKey, {
         class: graphene.ObjectClass.PRIVATE_KEY,
         keyType: ec ? graphene.KeyType.EC : graphene.KeyType.RSA,
-        ...SESSION_KEY_TEMPLATES['indicium-unwrap'],
+        ...sessionTemplate('indicium-unwrap'),
       });
       try {
         return ec
@@ -361,7 +361,7 @@ export class CryptoModule implements HsmModule {
         class: graphene.ObjectClass.SECRET_KEY,
         keyType: graphene.KeyType.AES,
         valueLen: 32,
-        ...SESSION_KEY_TEMPLATES['user-secret-generate'],
+        ...sessionTemplate('user-secret-generate'),
       });
       try {
         return await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, key);
@@ -369,6 +369,101 @@ export class CryptoModule implements HsmModule {
         ops.destroyQuietly(key);
       }
     });
+  }
+
+  // --- client secrets and key chains (registration, operational protocol, sessions) -----
+
+  private async unwrapChain(s: graphene.Session, k: KeyHandles, chain: KeyRef[], made: graphene.Key[]): Promise<graphene.Key> {
+    let parent: graphene.Key = k.kek;
+    for (const ref of chain) {
+      const t = ref.usage === 'wrap' ? sessionTemplate('chain-wrap') : ref.usage === 'hmac' ? sessionTemplate('chain-hmac') : sessionTemplate('chain-encrypt');
+      const keyType = ref.usage === 'hmac' ? graphene.KeyType.GENERIC_SECRET : graphene.KeyType.AES;
+      parent = await ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, ref.wrapped, { class: graphene.ObjectClass.SECRET_KEY, keyType, ...t });
+      made.push(parent);
+    }
+    return parent;
+  }
+
+  private withChain<T>(what: string, chain: KeyRef[], fn: (s: graphene.Session, key: graphene.Key, k: KeyHandles) => Promise<T>): Promise<T> {
+    return this.run(what, async (s, k) => {
+      const made: graphene.Key[] = [];
+      try {
+        return await fn(s, await this.unwrapChain(s, k, chain, made), k);
+      } finally {
+        for (const m of made) ops.destroyQuietly(m);
+      }
+    });
+  }
+
+  private unwrapClientSecret(s: graphene.Session, ciphertext: Buffer, usage: 'hmac' | 'encrypt', template: graphene.ITemplate): Promise<graphene.Key> {
+    return ops.unwrapKey(s, rsaOaep(this.opts.hsm.oaepHash ?? 'sha1'), this.transportPrivate(s), ciphertext, {
+      class: graphene.ObjectClass.SECRET_KEY,
+      keyType: usage === 'hmac' ? graphene.KeyType.GENERIC_SECRET : graphene.KeyType.AES,
+      ...template,
+      ...(usage === 'hmac' ? { sign: true, verify: true } : { encrypt: true, decrypt: true }),
+    }).catch((e) => {
+      // A ciphertext that does not decrypt under the transport key is the client's problem.
+      // SoftHSM2 reports a failed OAEP decoding as CKR_GENERAL_ERROR; HSMs use the specific codes.
+      if ([pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE].includes(ckr(e) ?? -1)) {
+        throw vbiError('CLIENT_SECRET_INVALID', 'the encrypted client secret does not decrypt under the module transport key');
+      }
+      throw e;
+    });
+  }
+
+  private transportPrivate(s: graphene.Session): graphene.Key {
+    const found = s.find({ class: graphene.ObjectClass.PRIVATE_KEY, label: roleLabel('module-transport') });
+    if (found.length !== 1) throw vbiError('KEY_MISSING', 'module transport key');
+    return found.items(0).toType<graphene.PrivateKey>();
+  }
+
+  async importClientSecret(req: { ciphertext: Buffer; usage: 'hmac' | 'encrypt'; under: KeyRef[] }): Promise<Buffer> {
+    return this.withChain('import client secret', req.under, async (s, parent) => {
+      const secret = await this.unwrapClientSecret(s, req.ciphertext, req.usage, sessionTemplate('client-import'));
+      try {
+        // SoftHSM2 leaves CKA_VALUE_LEN at 0 on unwrapped keys, so the size is checked by use:
+        // HMAC-SHA256 refuses keys shorter than 32 bytes (CKR_KEY_SIZE_RANGE).
+        if (req.usage === 'hmac') {
+          await ops.sign(s, 'SHA256_HMAC', secret, Buffer.alloc(1)).catch((e) => {
+            if (ckr(e) === pkcs11.CKR_KEY_SIZE_RANGE) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
+            throw e;
+          });
+        }
+        return await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, secret);
+      } finally {
+        ops.destroyQuietly(secret);
+      }
+    });
+  }
+
+  async hmac(req: { keyChain: KeyRef[]; data: Buffer }): Promise<Buffer> {
+    return this.withChain('hmac', req.keyChain, (s, key) => ops.sign(s, 'SHA256_HMAC', key, req.data));
+  }
+
+  async verifyHmac(req: { keyChain: KeyRef[]; data: Buffer; mac: Buffer }): Promise<boolean> {
+    return this.withChain('verify hmac', req.keyChain, (s, key) => ops.verify(s, 'SHA256_HMAC', key, req.data, req.mac));
+  }
+
+  async verifyHmacWithClientSecret(req: { ciphertext: Buffer; data: Buffer; mac: Buffer }): Promise<boolean> {
+    return this.run('verify client secret', async (s) => {
+      const secret = await this.unwrapClientSecret(s, req.ciphertext, 'hmac', sessionTemplate('chain-hmac'));
+      try {
+        return await ops.verify(s, 'SHA256_HMAC', secret, req.data, req.mac);
+      } finally {
+        ops.destroyQuietly(secret);
+      }
+    });
+  }
+
+  async encryptWithKeyChain(req: { keyChain: KeyRef[]; plaintext: Buffer; aad: Buffer }): Promise<Buffer> {
+    return this.withChain('encrypt with key chain', req.keyChain, async (s, key) => {
+      const iv = randomBytes(GCM_IV_BYTES);
+      return Buffer.concat([iv, await ops.encrypt(s, aesGcm(iv, req.aad), key, req.plaintext)]);
+    });
+  }
+
+  async random(bytes: number): Promise<Buffer> {
+    return this.run('random', (s) => Buffer.from(s.generateRandom(bytes)));
   }
 
   // --- identity and transport ---------------------------------------------------------

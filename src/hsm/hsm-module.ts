@@ -35,6 +35,24 @@ export interface HsmModule {
   /** A fresh AES-256 key generated in the token and returned wrapped under the KEK. */
   generateWrappedSecretKey(): Promise<Buffer>;
 
+  /**
+   * Takes a client secret (HMK, password secret, session key) that the client encrypted to the
+   * module transport key with RSA-OAEP, and returns it wrapped under the last key of `under`
+   * (or the KEK when `under` is empty). The secret exists in clear only inside the token.
+   */
+  importClientSecret(req: { ciphertext: Buffer; usage: 'hmac' | 'encrypt'; under: KeyRef[] }): Promise<Buffer>;
+  /** HMAC-SHA256 with the last key of a chain of wrapped keys (the first is unwrapped by the KEK). */
+  hmac(req: { keyChain: KeyRef[]; data: Buffer }): Promise<Buffer>;
+  /** Verifies an HMAC-SHA256 inside the token with the last key of the chain. */
+  verifyHmac(req: { keyChain: KeyRef[]; data: Buffer; mac: Buffer }): Promise<boolean>;
+  /** Verifies an HMAC-SHA256 with a client secret that arrives RSA-OAEP-encrypted (password check). */
+  verifyHmacWithClientSecret(req: { ciphertext: Buffer; data: Buffer; mac: Buffer }): Promise<boolean>;
+  /** AES-256-GCM with the last key of the chain: returns IV(12) || ciphertext || tag(16). */
+  encryptWithKeyChain(req: { keyChain: KeyRef[]; plaintext: Buffer; aad: Buffer }): Promise<Buffer>;
+
+  /** Random bytes from the token's generator (challenges, session ids). */
+  random(bytes: number): Promise<Buffer>;
+
   /** Signs with the module identity key: raw r||s ECDSA P-256 over SHA-256(data). */
   identitySign(data: Buffer): Promise<Buffer>;
   identityPublicKey(): Buffer;
@@ -49,6 +67,9 @@ export interface HsmModule {
 }
 
 export type IndiciumKeyAlgorithm = 'ec-p256' | 'rsa-2048';
+
+/** A key stored wrapped (in a package or a session row) and what it may be used for once unwrapped. */
+export interface KeyRef { wrapped: Buffer; usage: 'wrap' | 'hmac' | 'encrypt' }
 
 export interface DataObject { label: string; value: Buffer }
 

@@ -23,9 +23,9 @@ export interface LedgerOptions {
   faults?: { beforeCommit?: (info: { meterId: string; type: string }) => void | Promise<void> };
 }
 
-type Execute<R> = PsdCommand<R>['execute'];
+export type Execute<R> = PsdCommand<R>['execute'];
 
-interface Step<R> {
+export interface Step<R> {
   meterId: string;
   /** True for the command that creates the meter row. */
   creates?: boolean;
@@ -248,7 +248,11 @@ export class Ledger {
     void this.db('modules').where({ module_serial: e.hsm.serial }).update({ in_rotation: false, out_reason: why.slice(0, 500), updated_at: this.db.fn.now() }).catch(() => undefined);
   }
 
-  private async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
+  /**
+   * Runs one module command as one transaction (see the class comment). Public for the other
+   * services built on the engine (MeterGen store, the mailer protocol); callers validate input first.
+   */
+  async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
     const tried = new Set<PsdEngine>();
     const recovered = new Set<PsdEngine>();

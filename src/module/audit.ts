@@ -1,4 +1,5 @@
 import { HsmModule } from '../hsm/hsm-module';
+import { canonicalJson } from '../protocol/canonical-json';
 
 /**
  * Audit records the module emits about itself: discarded transactions after auto-recovery,
@@ -20,15 +21,7 @@ export interface AuditRecord {
 
 export type AuditSink = (record: AuditRecord) => void | Promise<void>;
 
-/** JSON with object keys sorted, so the signed bytes do not depend on insertion order. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
+export { canonicalJson };
 
 export async function signedAudit(hsm: HsmModule, rec: Omit<AuditRecord, 'signature' | 'moduleSerial'>): Promise<AuditRecord> {
   const unsigned = { ...rec, moduleSerial: hsm.serial };

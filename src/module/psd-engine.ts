@@ -13,8 +13,10 @@ const INHIBIT_LABEL = 'vbi.inhibit';
 
 export interface CommandContext {
   hsm: HsmModule;
-  /** The command's time stamp, ms since epoch (from the injected clock). */
+  /** The command's time stamp, ms since epoch (from the injected clock); also the package's and the checkpoint's. */
   now: number;
+  /** Sequence number the command's checkpoint record will carry (for receipts). */
+  checkpointSeq: number;
 }
 
 export interface CommandOutcome<R> {
@@ -136,20 +138,20 @@ export class PsdEngine {
       }
       // The database has just presented `newest`: it is confirmed from here on.
       const presented = newest?.checkpoint.seq ?? 0;
+      const now = this.now();
       let outcome: CommandOutcome<R>;
       try {
         // MAC first (an edited package is PACKAGE_MAC_INVALID), then freshness (an intact but
         // older package restored from outside is PACKAGE_STALE).
         const pkg = cmd.sealedPackage ? await openPackage(this.hsm, cmd.sealedPackage, cmd.meterId) : null;
         if (cmd.sealedPackage && cmd.meterCheckpoint !== undefined) await this.assertFresh(cmd.meterId, cmd.sealedPackage, cmd.meterCheckpoint);
-        outcome = await cmd.execute(pkg, { hsm: this.hsm, now: this.now() });
+        outcome = await cmd.execute(pkg, { hsm: this.hsm, now, checkpointSeq: this.ring.nextSeq() });
         if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
       } catch (e) {
         // No successor will record the confirmation: persist it in a marker.
         if (presented > 0) await this.ring.confirm(presented);
         throw e;
       }
-      const now = this.now();
       const pkg: PsdPackage = { ...outcome.package, recordCounter: outcome.package.recordCounter + 1, lastTransactionTime: now };
       const sealedPackage = await sealPackage(this.hsm, pkg);
       const prev = newest?.checkpoint.totals ?? { reset: 0, printed: 0, refunded: 0 };

@@ -1,0 +1,71 @@
+import { timingSafeEqual } from 'node:crypto';
+import { vbiError } from '../../errors';
+import { KeyRef } from '../../hsm/hsm-module';
+import { CommandContext, CommandOutcome } from '../psd-engine';
+import { PsdPackage } from '../../psd/psd-package';
+import { decodeUserSecrets } from '../../psd/user-secrets';
+import {
+  OperationalRequest, OperationalResponse, Receipt, receiptSignedBytes, requestMacInput, responseMacInput,
+} from '../../protocol/messages';
+import { existing } from './guards';
+import { CHALLENGE_BYTES } from './registration';
+
+/** What an operation inside the protocol gets besides the package. */
+export interface OperationContext extends CommandContext {
+  /** [user-secrets key, HMK]: for dynamic passwords and MACs inside the token. */
+  hmkChain: KeyRef[];
+  /** The user-secrets key alone: parent of session keys. */
+  usk: KeyRef;
+}
+
+export type Operation<R> = (pkg: PsdPackage, ctx: OperationContext) => Promise<Omit<CommandOutcome<R>, 'result'> & { result: R }>;
+
+/**
+ * The operational state of seed 001 (FIG. 7) around one operation, all inside one module
+ * dispatch: verify the request's HMAC with the HMK inside the token (BAD_MAC), that it carries
+ * the module's last challenge (STALE_CHALLENGE: replayed or reordered) and the client's register
+ * copy equals the package's (REGISTER_MISMATCH); run the operation; issue a new challenge; sign
+ * a receipt with the module identity key; MAC the response with the HMK.
+ */
+export function operational<R extends Record<string, unknown>>(req: OperationalRequest, op: Operation<R>) {
+  return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<OperationalResponse<R>>> => {
+    const pkg = existing(opened);
+    const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
+    if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} has not completed registration`);
+    const usk: KeyRef = { wrapped: pkg.secrets.wrappedUserSecretsKey, usage: 'wrap' };
+    const hmkChain: KeyRef[] = [usk, { wrapped: secrets.wrappedHmk, usage: 'hmac' }];
+
+    const mac = Buffer.from(req.mac, 'base64');
+    if (!(await ctx.hsm.verifyHmac({ keyChain: hmkChain, data: requestMacInput(req), mac }))) {
+      throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
+    }
+    const challenge = Buffer.from(req.challenge, 'base64');
+    const last = pkg.secrets.lastChallenge;
+    if (challenge.length !== last.length || last.length === 0 || !timingSafeEqual(challenge, last)) {
+      throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last (replayed or out of order)');
+    }
+    if (req.registers.ascending !== pkg.ascendingRegister || req.registers.descending !== pkg.descendingRegister) {
+      throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's", {
+        ascendingRegister: pkg.ascendingRegister, descendingRegister: pkg.descendingRegister,
+      });
+    }
+
+    const out = await op(pkg, { ...ctx, hmkChain, usk });
+    const next = await ctx.hsm.random(CHALLENGE_BYTES);
+    const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
+    const unsigned: Omit<Receipt, 'signature'> = {
+      meterId: pkg.meterId, op: req.op, amount: out.amount,
+      ascendingRegister: after.ascendingRegister, descendingRegister: after.descendingRegister,
+      sequence: pkg.recordCounter + 1, time: new Date(ctx.now).toISOString(),
+      moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
+    };
+    const receipt: Receipt = { ...unsigned, signature: (await ctx.hsm.identitySign(receiptSignedBytes(unsigned))).toString('base64') };
+    const response: Omit<OperationalResponse<R>, 'mac'> = {
+      meterId: pkg.meterId, op: req.op, challenge: next.toString('base64'),
+      registers: { ascending: after.ascendingRegister, descending: after.descendingRegister },
+      result: out.result, receipt,
+    };
+    const responseMac = await ctx.hsm.hmac({ keyChain: hmkChain, data: responseMacInput(response as OperationalResponse) });
+    return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
+  };
+}

@@ -1,0 +1,107 @@
+import { scryptSync } from 'node:crypto';
+import { canonicalJson } from './canonical-json';
+
+/**
+ * The mailer ↔ module protocol (docs/protocol.md), shared by the service and the client SDK so
+ * both compute exactly the same bytes. Seed 001 FIG. 7: every request carries the module's last
+ * challenge, the client's copy of the registers and an HMAC with the shared HMK over the whole
+ * message; the module answers with a new challenge and its own HMAC. Seed 003: a continuous
+ * session proved by dynamic passwords. Versioned by the PROTOCOL tag inside every MAC input.
+ */
+export const PROTOCOL = 'VBI-OP-1';
+
+export const OPERATIONS = ['session-open', 'session-close', 'purchase', 'print', 'refund', 'correction', 'balance', 'history'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+export interface RegisterEcho {
+  /** Ascending register, mills, as the client last saw it. */
+  ascending: number;
+  /** Descending register, mills. */
+  descending: number;
+}
+
+/** Every operational request. `mac` = base64 HMAC-SHA256(HMK, requestMacInput(rest)). */
+export interface OperationalRequest<B = Record<string, unknown>> {
+  meterId: string;
+  op: Operation;
+  /** base64 of the challenge the module issued last. */
+  challenge: string;
+  registers: RegisterEcho;
+  body: B;
+  mac: string;
+}
+
+export function requestMacInput(r: Omit<OperationalRequest, 'mac'>): Buffer {
+  return Buffer.from(`${PROTOCOL}\nrequest\n${canonicalJson({ meterId: r.meterId, op: r.op, challenge: r.challenge, registers: r.registers, body: r.body })}`, 'utf8');
+}
+
+/**
+ * A receipt (seed 002): what happened, when, the per-meter sequence number (the package's
+ * record counter) and the module's signature (identity key, ECDSA P-256, raw r||s, base64) over
+ * receiptSignedBytes.
+ */
+export interface Receipt {
+  meterId: string;
+  op: Operation;
+  amount: number;
+  ascendingRegister: number;
+  descendingRegister: number;
+  sequence: number;
+  time: string;
+  moduleSerial: string;
+  checkpointSeq: number;
+  signature: string;
+}
+
+export function receiptSignedBytes(r: Omit<Receipt, 'signature'>): Buffer {
+  return Buffer.from(`${PROTOCOL}\nreceipt\n${canonicalJson(r)}`, 'utf8');
+}
+
+/** Every operational response. `mac` = base64 HMAC-SHA256(HMK, responseMacInput(rest)). */
+export interface OperationalResponse<R = Record<string, unknown>> {
+  meterId: string;
+  op: Operation;
+  /** The challenge the module expects in the next request. */
+  challenge: string;
+  registers: RegisterEcho;
+  result: R;
+  receipt: Receipt;
+  mac: string;
+}
+
+export function responseMacInput(r: Omit<OperationalResponse, 'mac'>): Buffer {
+  return Buffer.from(`${PROTOCOL}\nresponse\n${canonicalJson({ meterId: r.meterId, op: r.op, challenge: r.challenge, registers: r.registers, result: r.result, receipt: r.receipt })}`, 'utf8');
+}
+
+/**
+ * The dynamic password of seed 003: HMAC-SHA256(HMK, dynamicPasswordInput(...)), over the
+ * session, a counter that rises by one per use, the client's clock and, for a print, the
+ * destination and the amount — so it is good for exactly one heartbeat or one print.
+ */
+export interface DynamicPasswordInput {
+  meterId: string;
+  sessionId: string;
+  counter: number;
+  /** Client time, ms since epoch. */
+  clientTime: number;
+  purpose: 'heartbeat' | 'print';
+  destinationZip?: string;
+  postage?: number;
+}
+
+export function dynamicPasswordInput(d: DynamicPasswordInput): Buffer {
+  return Buffer.from(`${PROTOCOL}\ndynamic-password\n${canonicalJson(d)}`, 'utf8');
+}
+
+/** Registration: what the module signs with its identity key to prove itself to a new client. */
+export function registrationChallengeBytes(r: { meterId: string; clientNonce: string; transportKeySpki: string }): Buffer {
+  return Buffer.from(`${PROTOCOL}\nregistration-challenge\n${canonicalJson(r)}`, 'utf8');
+}
+
+/**
+ * The 32-byte password secret the client sends (RSA-OAEP-encrypted) instead of the password:
+ * scrypt(password, "VBI-PASSWORD" || meter id). The module keeps only an HMAC verifier of it.
+ */
+export function passwordSecret(password: string, meterId: string): Buffer {
+  return scryptSync(password.normalize('NFKC'), `VBI-PASSWORD\n${meterId}`, 32, { N: 1 << 14, r: 8, p: 1 });
+}
