@@ -20,6 +20,8 @@ import { createService } from '../src/service';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { openDatabase } from '../src/db/database';
 import { Client } from 'pg';
+import { startDevPki } from '../src/pki/dev-pki';
+import { PgMeterStore } from '../src/ledger/pg-meter-store';
 
 const SO = 'bench-so-pin';
 const USER = 'bench-user-pin';
@@ -63,6 +65,7 @@ async function main(): Promise<void> {
   const library = process.env.PKCS11_LIBRARY ?? /^PKCS11_LIBRARY=(.*)$/m.exec(devEnv)?.[1] as string;
   const lib = openLibrary(library, join(root, 'softhsm2.conf'));
   const pg = await startEmbeddedPostgres({ dataDir: join(root, 'pgdata') });
+  const pki = await startDevPki({ library: lib, caLabel: 'bench-ca', vendorLabel: 'bench-vendor', soPin: SO, userPin: USER, caDir: join(root, 'ca') });
   try {
     const labels = ['bench-a', 'bench-b'];
     await initToken({ library: lib, label: labels[0], soPin: SO, userPin: USER });
@@ -110,12 +113,15 @@ async function main(): Promise<void> {
         // a fresh ring per configuration: reinitialise the tokens' rings by using new databases
         // would inhibit the modules, so each configuration reinstates them to an empty ring first
         const svc = await createService({ config: { varDir: root, spoilageLimitBps: 100, hsm: hsmConfig(modules) }, db });
+        const metergen = pki.metergen(new PgMeterStore(svc.ledger));
         for (const e of svc.engines) await e.reinstate({ dbCheckpoint: null, officer: 'bench' });
         const accountId = await svc.ledger.createAccount({ name: 'Bench', licensingZip: '20260' });
         await svc.ledger.purchaseFromPost({ amount: 1e12, reference: 'bench' });
         const meters: string[] = [];
         for (let i = 0; i < workers; i++) {
-          const { meterId } = await svc.ledger.createMeter({ accountId, maxDescendingRegister: 1e11 });
+          const meterId = `BENCH-${modules}-${workers}-${i}`;
+          await metergen.createMeter({ meterId, maxDescendingRegister: 1e11 });
+          await svc.ledger.assignMeter({ accountId, meterId });
           await svc.ledger.postageValueDownload({ meterId, amount: 1e10 });
           meters.push(meterId);
         }
@@ -125,7 +131,7 @@ async function main(): Promise<void> {
         await Promise.all(meters.map(async (meterId) => {
           while (performance.now() < end) {
             const t = performance.now();
-            await svc.ledger.createIndicium({ meterId, postage: 680 });
+            await svc.ledger.createIndicium({ meterId, postage: 680, mailpiece: { destinationZip: '205000001', rateCategory: 'FCL', rateTableId: 1, rateTableVersion: 1 } });
             lat.push(performance.now() - t);
           }
         }));
@@ -140,6 +146,7 @@ async function main(): Promise<void> {
     }
     say(`best durable rate ${bestDurable.toFixed(0)}/s (${bestLabel}) = ${((bestDurable / rawBest) * 100).toFixed(2)}% of the raw signature rate ${rawBest.toFixed(0)}/s`);
   } finally {
+    await pki.close();
     closeLibrary(lib);
     await pg.stop();
     rmSync(root, { recursive: true, force: true });

@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   UNKNOWN_INDICIUM: { status: 404, kind: 'user', text: 'no such indicium for this meter' },
   POOL_EXHAUSTED: { status: 409, kind: 'user', text: "the vendor's postage pool holds less than the amount" },
   NO_MODULE: { status: 503, kind: 'internal', text: 'no healthy cryptographic module is available' },
+  NO_METER_AVAILABLE: { status: 503, kind: 'internal', text: 'no certified, unassigned meter is available (MeterGen pool empty)' },
   PACKAGE_STALE: { status: 500, kind: 'internal', text: "sealed package is not the one the meter's newest journal record names" },
   DB_NEWER_THAN_CODE: { status: 500, kind: 'internal', text: 'database schema is newer than this code' },
   CLIENT_SECRET_INVALID: { status: 400, kind: 'user', text: 'an encrypted client secret does not decrypt under the module transport key' },

@@ -27,7 +27,7 @@ export async function createService(deps: {
   audit?: AuditSink;
   /** An already-open database (tests); otherwise DATABASE_URL or the embedded server. */
   db?: Database;
-  ledger?: Pick<LedgerOptions, 'faults' | 'indiciumData'>;
+  ledger?: Pick<LedgerOptions, 'faults'>;
 }): Promise<Service> {
   const { config } = deps;
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));

@@ -5,7 +5,7 @@ import { verifyJournal } from '../src/ledger/journal-verify';
 import { conservation } from '../src/ledger/conservation';
 import { Service } from '../src/service';
 import { Database } from '../src/db/database';
-import { LedgerFixture, ledgerFixture, restore, snapshot } from './helpers/ledger';
+import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot } from './helpers/ledger';
 import { meterHistory } from '../src/ops/meter-history';
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
@@ -34,7 +34,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
   this.timeout(120_000);
 
   describe('one module', () => {
-    let f: LedgerFixture & { accountId: number };
+    let f: LedgerFixture;
     let s: Service;
     let meterId: string;
     before(async () => {
@@ -43,16 +43,16 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
     });
     after(() => s.close());
     beforeEach(async () => {
-      ({ meterId } = await s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 5_000_000 }));
+      ({ meterId } = await f.newMeter(5_000_000));
     });
 
     it('moves value pool → DR → AR and keeps conservation per meter and system-wide', async () => {
       const poolBefore = await s.ledger.pool();
       expect(await s.ledger.postageValueDownload({ meterId, amount: 2_000_000 })).to.deep.include({ descendingRegister: 2_000_000, ascendingRegister: 0 });
-      const ind = await s.ledger.createIndicium({ meterId, postage: 680 });
+      const ind = await s.ledger.createIndicium({ meterId, postage: 680, mailpiece: MAIL });
       expect(ind).to.deep.include({ descendingRegister: 1_999_320, ascendingRegister: 680, postage: 680 });
       expect(ind.signature.length).to.equal(64);
-      await s.ledger.createIndicium({ meterId, postage: 1_250 });
+      await s.ledger.createIndicium({ meterId, postage: 1_250, mailpiece: MAIL });
       expect(await s.ledger.refund({ meterId, kind: 'partial', amount: 19, reason: 'spoiled label' })).to.deep.include({ descendingRegister: 1_998_051, refundRegister: 19 });
       const pool = await s.ledger.pool();
       expect(pool.available).to.equal(poolBefore.available - 2_000_000);
@@ -65,7 +65,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('50 concurrent CreateIndicium on one meter with funds for 30: exactly 30 succeed', async () => {
       await s.ledger.postageValueDownload({ meterId, amount: 30 * 500 });
-      const results = await Promise.allSettled(Array.from({ length: 50 }, () => s.ledger.createIndicium({ meterId, postage: 500 })));
+      const results = await Promise.allSettled(Array.from({ length: 50 }, () => s.ledger.createIndicium({ meterId, postage: 500, mailpiece: MAIL })));
       const ok = results.filter((r) => r.status === 'fulfilled');
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(ok).to.have.length(30);
@@ -79,7 +79,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('refunds: spoilage limit, full refund closes the meter and returns DR to the pool, withdraw', async () => {
       await s.ledger.postageValueDownload({ meterId, amount: 100_000 });
-      await s.ledger.createIndicium({ meterId, postage: 50_000 });
+      await s.ledger.createIndicium({ meterId, postage: 50_000, mailpiece: MAIL });
       // 1% of AR 50,000 = 500 mills
       expect(await codeOf(s.ledger.refund({ meterId, kind: 'partial', amount: 501, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
       await s.ledger.refund({ meterId, kind: 'partial', amount: 500, reason: 'spoiled' });
@@ -90,22 +90,22 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       expect(r).to.deep.include({ refunded: 49_500, descendingRegister: 0 });
       expect((await s.ledger.pool()).available).to.equal(before.available + 49_500);
       expect((await s.ledger.registers(meterId)).state).to.equal('closed');
-      expect(await codeOf(s.ledger.createIndicium({ meterId, postage: 1 }))).to.equal('METER_CLOSED');
+      expect(await codeOf(s.ledger.createIndicium({ meterId, postage: 1, mailpiece: MAIL }))).to.equal('METER_CLOSED');
       expect(await codeOf(s.ledger.withdraw({ meterId }))).to.equal('METER_CLOSED');
       expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
     });
 
     it('correction indicium references the original; max DR and the pool bound a PVD', async () => {
       await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
-      const first = await s.ledger.createIndicium({ meterId, postage: 550 });
-      const corr = await s.ledger.correction({ meterId, originalIndiciumId: first.indiciumId, additionalPostage: 130 });
+      const first = await s.ledger.createIndicium({ meterId, postage: 550, mailpiece: MAIL });
+      const corr = await s.ledger.correction({ meterId, originalIndiciumId: first.indiciumId, additionalPostage: 130, mailpiece: MAIL });
       expect(corr).to.deep.include({ ascendingRegister: 680, descendingRegister: 9_320 });
       const row = await f.db.knex('indicia').where({ indicium_id: corr.indiciumId }).first();
       expect(row).to.deep.include({ kind: 'correction', corrects: first.indiciumId, postage: 130 });
-      expect(await codeOf(s.ledger.correction({ meterId, originalIndiciumId: 999_999, additionalPostage: 1 }))).to.equal('UNKNOWN_INDICIUM');
+      expect(await codeOf(s.ledger.correction({ meterId, originalIndiciumId: 999_999, additionalPostage: 1, mailpiece: MAIL }))).to.equal('UNKNOWN_INDICIUM');
       expect(await codeOf(s.ledger.postageValueDownload({ meterId, amount: 5_000_000 }))).to.equal('MAX_DR_EXCEEDED');
       const pool = await s.ledger.pool();
-      const big = await s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: pool.available + 10 });
+      const big = await f.newMeter(pool.available + 10);
       expect(await codeOf(s.ledger.postageValueDownload({ meterId: big.meterId, amount: pool.available + 1 }))).to.equal('POOL_EXHAUSTED');
     });
 
@@ -113,16 +113,16 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
       const before = await state(f.db);
       const cases: Array<[string, () => Promise<unknown>, string]> = [
-        ['negative', () => s.ledger.createIndicium({ meterId, postage: -1 }), 'INVALID_AMOUNT'],
-        ['zero', () => s.ledger.createIndicium({ meterId, postage: 0 }), 'INVALID_AMOUNT'],
+        ['negative', () => s.ledger.createIndicium({ meterId, postage: -1, mailpiece: MAIL }), 'INVALID_AMOUNT'],
+        ['zero', () => s.ledger.createIndicium({ meterId, postage: 0, mailpiece: MAIL }), 'INVALID_AMOUNT'],
         ['fraction', () => s.ledger.postageValueDownload({ meterId, amount: 10.5 }), 'INVALID_AMOUNT'],
         ['string', () => s.ledger.postageValueDownload({ meterId, amount: '100' as unknown as number }), 'INVALID_AMOUNT'],
-        ['NaN', () => s.ledger.createIndicium({ meterId, postage: NaN }), 'INVALID_AMOUNT'],
+        ['NaN', () => s.ledger.createIndicium({ meterId, postage: NaN, mailpiece: MAIL }), 'INVALID_AMOUNT'],
         ['absurd', () => s.ledger.postageValueDownload({ meterId, amount: 1e15 }), 'INVALID_AMOUNT'],
         ['unsafe', () => s.ledger.postageValueDownload({ meterId, amount: 2 ** 60 }), 'INVALID_AMOUNT'],
-        ['unknown meter', () => s.ledger.createIndicium({ meterId: 'VBI-NOPE', postage: 10 }), 'UNKNOWN_METER'],
-        ['malformed meter id', () => s.ledger.createIndicium({ meterId: "x'; drop table meters;--", postage: 10 }), 'UNKNOWN_METER'],
-        ['insufficient', () => s.ledger.createIndicium({ meterId, postage: 10_001 }), 'INSUFFICIENT_FUNDS'],
+        ['unknown meter', () => s.ledger.createIndicium({ meterId: 'VBI-NOPE', postage: 10, mailpiece: MAIL }), 'UNKNOWN_METER'],
+        ['malformed meter id', () => s.ledger.createIndicium({ meterId: "x'; drop table meters;--", postage: 10, mailpiece: MAIL }), 'UNKNOWN_METER'],
+        ['insufficient', () => s.ledger.createIndicium({ meterId, postage: 10_001, mailpiece: MAIL }), 'INSUFFICIENT_FUNDS'],
         ['refund kind', () => s.ledger.refund({ meterId, kind: 'most' as 'full', reason: '' }), 'BAD_REQUEST'],
       ];
       for (const [what, call, code] of cases) expect(await codeOf(call()), what).to.equal(code);
@@ -135,9 +135,9 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       const f = await ledgerFixture({ modules: 2 });
       try {
         const s = f.service;
-        const meters = await Promise.all([1, 2, 3].map(() => s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 })));
+        const meters = await Promise.all([1, 2, 3].map(() => f.newMeter(1_000_000)));
         for (const m of meters) await s.ledger.postageValueDownload({ meterId: m.meterId, amount: 100_000 });
-        await Promise.all(meters.flatMap((m) => Array.from({ length: 8 }, () => s.ledger.createIndicium({ meterId: m.meterId, postage: 1_000 }))));
+        await Promise.all(meters.flatMap((m) => Array.from({ length: 8 }, () => s.ledger.createIndicium({ meterId: m.meterId, postage: 1_000, mailpiece: MAIL }))));
         const rows = await f.db.knex('modules').orderBy('module_serial');
         expect(rows).to.have.length(2);
         for (const e of s.engines) {
@@ -162,10 +162,10 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       const f = await ledgerFixture({ ledger: { faults: { beforeCommit: () => { if (crash) throw new Error('simulated crash before COMMIT'); } } } });
       try {
         const s = f.service;
-        const { meterId } = await s.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 });
+        const { meterId } = await f.newMeter(1_000_000);
         await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
         crash = true;
-        const err = await s.ledger.createIndicium({ meterId, postage: 4_000 }).then(() => null, (e) => e);
+        const err = await s.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
         crash = false;
         expect(String(err)).to.contain('simulated crash');
         expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 0 });
@@ -173,7 +173,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         const row = await f.db.knex('modules').first();
         expect((row.checkpoint as Buffer).equals(s.engines[0].ringEntries().at(-1)!.bytes)).to.equal(false);
 
-        const ok = await s.ledger.createIndicium({ meterId, postage: 1_000 });
+        const ok = await s.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
         const audit = await auditRecords(f.db.knex);
         expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-discarded']);
@@ -187,11 +187,11 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
   });
 
   describe('tampering from outside the service is detected before the next signature', () => {
-    let f: LedgerFixture & { accountId: number };
+    let f: LedgerFixture;
     let meterId: string;
     beforeEach(async () => {
       f = await ledgerFixture();
-      ({ meterId } = await f.service.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 }));
+      ({ meterId } = await f.newMeter(1_000_000));
       await f.service.ledger.postageValueDownload({ meterId, amount: 50_000 });
     });
     afterEach(() => f.service.close());
@@ -203,21 +203,21 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       const pkg = Buffer.from(m.package);
       pkg[40] ^= 0x04;
       await f.db.knex('meters').where({ meter_id: meterId }).update({ package: pkg });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('PACKAGE_MAC_INVALID');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_MAC_INVALID');
       expect(await signed()).to.equal(0);
     });
 
     it('an older copy of the meter row put back (replay of the previous package): PACKAGE_STALE', async () => {
       const old = await f.db.knex('meters').where({ meter_id: meterId }).first();
-      await f.service.ledger.createIndicium({ meterId, postage: 30_000 });
+      await f.service.ledger.createIndicium({ meterId, postage: 30_000, mailpiece: MAIL });
       await f.db.knex('meters').where({ meter_id: meterId }).update({ package: old.package, record_counter: old.record_counter, ascending_register: old.ascending_register, descending_register: old.descending_register });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 30_000 }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 30_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await signed()).to.equal(1);
     });
 
     it("the module's checkpoint row deleted: module inhibited, NO_MODULE", async () => {
       await f.db.knex('modules').del();
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(f.service.engines[0].status().state).to.equal('Inhibited');
       expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
       expect(await signed()).to.equal(0);
@@ -225,11 +225,11 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('a snapshot restored one committed transaction back, after a later command confirmed it: inhibited', async () => {
       await snapshot(f.db, 'snap1');
-      await f.service.ledger.createIndicium({ meterId, postage: 100 }); // the transaction the restore loses
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 999_999 }))).to.equal('INSUFFICIENT_FUNDS'); // confirms it
+      await f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }); // the transaction the restore loses
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 999_999, mailpiece: MAIL }))).to.equal('INSUFFICIENT_FUNDS'); // confirms it
       await restore(f.db, 'snap1');
       const before = await signed();
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       const st = f.service.engines[0].status();
       expect(st.state).to.equal('Inhibited');
       expect(st.reason).to.contain('rolled back');
@@ -238,34 +238,36 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('a snapshot restored several transactions back: inhibited', async () => {
       await snapshot(f.db, 'snap2');
-      for (let i = 0; i < 3; i++) await f.service.ledger.createIndicium({ meterId, postage: 100 });
+      for (let i = 0; i < 3; i++) await f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL });
       await restore(f.db, 'snap2');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100 }))).to.equal('NO_MODULE');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(f.service.engines[0].status().reason).to.contain('rolled back');
     });
   });
 
   describe('operability', () => {
-    let f: LedgerFixture & { accountId: number };
+    let f: LedgerFixture;
     let meterId: string;
     before(async () => {
       f = await ledgerFixture();
-      ({ meterId } = await f.service.ledger.createMeter({ accountId: f.accountId, maxDescendingRegister: 1_000_000 }));
+      ({ meterId } = await f.newMeter(1_000_000));
       await f.service.ledger.postageValueDownload({ meterId, amount: 20_000 });
-      for (const p of [100, 200, 300]) await f.service.ledger.createIndicium({ meterId, postage: p });
+      for (const p of [100, 200, 300]) await f.service.ledger.createIndicium({ meterId, postage: p, mailpiece: MAIL });
     });
     after(() => f.service.close());
 
     it("prints a meter's registers and history from the verified journal", async () => {
       const h = await meterHistory({ db: f.db.knex, hsm: f.service.engines[0].hsm, meterId });
       expect(h.meter).to.deep.include({ meterId, ascendingRegister: 600, descendingRegister: 19_400 });
-      expect(h.history.map((l) => [l.type, l.amount])).to.deep.equal([['meter-create', 0], ['pvd', 20_000], ['indicium', 100], ['indicium', 200], ['indicium', 300]]);
-      expect(h.history[2].details).to.deep.include({ postage: 100, kind: 'postage' });
+      expect(h.history.map((l) => [l.type, l.amount])).to.deep.equal([
+        ['meter-create', 0], ['meter-certify', 0], ['meter-assign', 0], ['pvd', 20_000], ['indicium', 100], ['indicium', 200], ['indicium', 300],
+      ]);
+      expect(h.history[4].details).to.deep.include({ postage: 100, kind: 'postage' });
     });
 
     it('reports the first broken row of an edited or shortened journal', async () => {
       const k = f.db.knex;
-      expect(await verifyJournal({ db: k, hsm: f.service.engines[0].hsm })).to.deep.include({ ok: true, rowsChecked: 5 });
+      expect(await verifyJournal({ db: k, hsm: f.service.engines[0].hsm })).to.deep.include({ ok: true, rowsChecked: 7 });
       const rows = await k('journal').orderBy('checkpoint_seq');
       // someone with database rights goes around the append-only trigger
       await k.transaction(async (trx) => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeTestLibrary } from './helpers/hsm';
 import { closeTestDatabases } from './helpers/db';
+import { closeTestPki } from './helpers/pki';
 
 /**
  * Root hooks: every test run gets its own SoftHSM2 token directory in a temp folder, so tests
@@ -25,6 +26,7 @@ if (!process.env.PKCS11_LIBRARY) {
 
 export const mochaHooks = {
   async afterAll(): Promise<void> {
+    await closeTestPki();
     await closeTestDatabases();
     closeTestLibrary();
     rmSync(root, { recursive: true, force: true });

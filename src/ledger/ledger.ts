@@ -1,24 +1,21 @@
-import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
 import { PsdEngine, DispatchResult, PsdCommand } from '../module/psd-engine';
-import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import { HsmModule } from '../hsm/hsm-module';
 import { METER_ID_PATTERN } from '../psd/psd-package';
-import { createMeter } from '../module/commands/create-meter';
 import { postageValueDownload } from '../module/commands/postage-value-download';
-import { createIndicium, IndiciumDataBuilder, SignedIndicium } from '../module/commands/create-indicium';
+import { createIndicium, Mailpiece, PrintedIndicium } from '../module/commands/create-indicium';
+import { assignMeter } from '../module/commands/assign-meter';
 import { fullRefund, partialRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
-import { placeholderIndiciumData } from './placeholder-indicium';
 
 export interface LedgerOptions {
   db: Knex;
   engines: PsdEngine[];
   /** Spoilage limit for partial refunds, basis points of AR (100 = 1%). */
   spoilageLimitBps?: number;
-  indiciumData?: IndiciumDataBuilder;
   /** Fault injection for tests: runs after every write, just before COMMIT. */
   faults?: { beforeCommit?: (info: { meterId: string; type: string }) => void | Promise<void> };
 }
@@ -67,6 +64,11 @@ export class Ledger {
     }
   }
 
+  /** A healthy module for operations that change no package (signing a certification request). */
+  anyModule(): HsmModule {
+    return this.pick(new Set()).hsm;
+  }
+
   /** Modules taken out of rotation by this process, and why. */
   rotation(): Array<{ serial: string; label: string; inRotation: boolean; reason: string | null }> {
     return this.opts.engines.map((e) => ({
@@ -102,22 +104,38 @@ export class Ledger {
     return row.account_id;
   }
 
-  /** A new active meter for an account, its indicium key generated inside a module. */
-  async createMeter(req: { accountId: number; maxDescendingRegister: number; algorithm?: IndiciumKeyAlgorithm; meterId?: string }): Promise<{ meterId: string; publicKeySpki: Buffer }> {
-    const maxDr = assertMills(req.maxDescendingRegister, 'maxDescendingRegister');
-    const meterId = req.meterId ?? `VBI-${randomBytes(5).toString('hex').toUpperCase()}`;
-    if (!METER_ID_PATTERN.test(meterId)) throw vbiError('BAD_REQUEST', 'meter id must match [A-Z0-9][A-Z0-9-]{0,31}');
+  /**
+   * Puts a certified, unassigned MeterGen meter into service for an account (meter-assign).
+   * Without `meterId`, takes the next one from the pool of certified, unassigned meters.
+   */
+  async assignMeter(req: { accountId: number; meterId?: string }): Promise<{ meterId: string; certSerial: string }> {
     const account = await this.db('accounts').where({ account_id: req.accountId }).first();
     if (!account) throw vbiError('BAD_REQUEST', `no account ${req.accountId}`);
-    const out = await this.run({
-      meterId, creates: true, type: 'meter-create',
-      execute: createMeter({ meterId, maxDescendingRegister: maxDr, licensingZip: account.licensing_zip, algorithm: req.algorithm ?? 'ec-p256' }),
-      details: () => ({ accountId: req.accountId, maxDescendingRegister: maxDr, algorithm: req.algorithm ?? 'ec-p256' }),
-      after: async (trx) => {
-        await trx('meters').where({ meter_id: meterId }).update({ account_id: req.accountId });
-      },
-    });
-    return { meterId, publicKeySpki: out.result.publicKeySpki };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const meterId = req.meterId ?? (await this.db('meters').where({ state: 'unassigned' }).whereNotNull('cert_serial').whereNull('account_id')
+        .orderBy('meter_id').first('meter_id'))?.meter_id;
+      if (!meterId) throw vbiError('NO_METER_AVAILABLE', 'the pool of certified, unassigned meters is empty (run MeterGen)');
+      try {
+        const out = await this.run({
+          meterId, type: 'meter-assign', execute: assignMeter({ licensingZip: account.licensing_zip }),
+          details: () => ({ accountId: req.accountId }),
+          after: async (trx) => {
+            await trx('meters').where({ meter_id: meterId }).update({ account_id: req.accountId });
+          },
+        });
+        return { meterId, certSerial: out.result.certSerial };
+      } catch (e) {
+        // another registration took the same pooled meter first: take the next one
+        if (req.meterId || !isVbiError(e, 'BAD_REQUEST')) throw e;
+      }
+    }
+    throw vbiError('NO_METER_AVAILABLE', 'no pooled meter could be assigned');
+  }
+
+  /** Certified, unassigned meters waiting in the pool (MeterGen keeps this above a threshold). */
+  async unassignedMeters(): Promise<number> {
+    const r = await this.db('meters').where({ state: 'unassigned' }).whereNotNull('cert_serial').whereNull('account_id').count({ n: '*' }).first();
+    return Number(r?.n ?? 0);
   }
 
   // --- PSD commands -----------------------------------------------------------------------
@@ -140,26 +158,26 @@ export class Ledger {
   }
 
   /** CreateIndicium: debit DR, credit AR, indicium signed in the module; returned only after COMMIT. */
-  async createIndicium(req: { meterId: string; postage: number }): Promise<SignedIndicium & { indiciumId: number }> {
+  async createIndicium(req: { meterId: string; postage: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {
     const postage = assertMills(req.postage, 'postage');
-    return this.printIndicium({ meterId: req.meterId, postage, kind: 'postage' });
+    return this.printIndicium({ meterId: req.meterId, postage, kind: 'postage', mailpiece: req.mailpiece });
   }
 
   /**
    * Correction indicium (seed 002 "Postage Correction"): an indicium for the additional postage
    * (zero for a date-only correction) that references the original indicium.
    */
-  async correction(req: { meterId: string; originalIndiciumId: number; additionalPostage: number }): Promise<SignedIndicium & { indiciumId: number }> {
+  async correction(req: { meterId: string; originalIndiciumId: number; additionalPostage: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {
     const postage = assertMills(req.additionalPostage, 'additionalPostage', { allowZero: true });
     if (!Number.isSafeInteger(req.originalIndiciumId)) throw vbiError('BAD_REQUEST', 'originalIndiciumId must be an integer');
-    return this.printIndicium({ meterId: req.meterId, postage, kind: 'correction', corrects: req.originalIndiciumId });
+    return this.printIndicium({ meterId: req.meterId, postage, kind: 'correction', corrects: req.originalIndiciumId, mailpiece: req.mailpiece });
   }
 
-  private async printIndicium(req: { meterId: string; postage: number; kind: 'postage' | 'correction'; corrects?: number }): Promise<SignedIndicium & { indiciumId: number }> {
+  private async printIndicium(req: { meterId: string; postage: number; kind: 'postage' | 'correction'; corrects?: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {
     let indiciumId = 0;
     const out = await this.run({
       meterId: req.meterId, type: req.kind === 'postage' ? 'indicium' : 'correction',
-      execute: createIndicium({ postage: req.postage, build: this.opts.indiciumData ?? placeholderIndiciumData, type: req.kind === 'postage' ? 'indicium' : 'correction' }),
+      execute: createIndicium({ postage: req.postage, mailpiece: req.mailpiece, type: req.kind === 'postage' ? 'indicium' : 'correction' }),
       before: async (trx) => {
         if (req.corrects === undefined) return;
         const original = await trx('indicia').where({ indicium_id: req.corrects, meter_id: req.meterId }).first('indicium_id');
@@ -173,7 +191,7 @@ export class Ledger {
         }).returning('indicium_id');
         indiciumId = row.indicium_id;
       },
-      details: (o) => ({ postage: req.postage, kind: req.kind, corrects: req.corrects ?? null, sequence: o.result.sequence, data: o.result.data.toString('base64'), signature: o.result.signature.toString('base64') }),
+      details: (o) => ({ postage: req.postage, kind: req.kind, corrects: req.corrects ?? null, sequence: o.result.sequence, indicium: o.result.indicium.toString('base64') }),
     });
     return { ...out.result, indiciumId };
   }
@@ -317,6 +335,7 @@ export class Ledger {
       const at = new Date(out.record.time);
       const row = {
         state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
+        cert_serial: out.package.indiciumCertSerial || null,
         ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
       };
       if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);

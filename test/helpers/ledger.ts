@@ -5,6 +5,11 @@ import { LedgerOptions } from '../../src/ledger/ledger';
 import { Database } from '../../src/db/database';
 import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, testLibrary, uniqueLabel } from './hsm';
 import { freshDatabase } from './db';
+import { testPki } from './pki';
+import { PgMeterStore } from '../../src/ledger/pg-meter-store';
+import { MeterGen } from '../../src/pki/metergen';
+import { Mailpiece } from '../../src/module/commands/create-indicium';
+import { randomBytes } from 'node:crypto';
 
 /** Two (or more) module tokens sharing package keys, as `ceremony clone` leaves them. */
 export async function provisionModules(count: number, prefix = 'mod'): Promise<string[]> {
@@ -31,20 +36,39 @@ export function testConfig(labels: string[], over: Partial<Config> = {}): Config
   };
 }
 
-export interface LedgerFixture { service: Service; db: Database; labels: string[] }
+export interface LedgerFixture {
+  service: Service;
+  db: Database;
+  labels: string[];
+  accountId: number;
+  metergen: MeterGen;
+  /** A MeterGen meter (key certified by the test CA) assigned to the fixture's account. */
+  newMeter(maxDescendingRegister: number, accountId?: number): Promise<{ meterId: string }>;
+}
+
+/** What a mailer's print asks for besides the amount (tests). */
+export const MAIL: Mailpiece = { destinationZip: '205000001', rateCategory: 'FCL', rateTableId: 1, rateTableVersion: 1 };
 
 /** A service on fresh tokens and a fresh database, with a funded pool and one account. */
-export async function ledgerFixture(opts: { modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'> } = {}): Promise<LedgerFixture & { accountId: number }> {
+export async function ledgerFixture(opts: { modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'> } = {}): Promise<LedgerFixture> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1));
   const db = opts.db ?? (await freshDatabase());
   const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
   await service.ledger.purchaseFromPost({ amount: 100_000_000, reference: 'test stock' });
   const accountId = await service.ledger.createAccount({ name: 'Test Mailer', licensingZip: '20260' });
-  return { service, db, labels, accountId };
+  const metergen = (await testPki()).metergen(new PgMeterStore(service.ledger));
+  let n = 0;
+  const newMeter = async (maxDescendingRegister: number, account = accountId) => {
+    const meterId = `T${randomBytes(3).toString('hex').toUpperCase()}-${++n}`;
+    await metergen.createMeter({ meterId, maxDescendingRegister });
+    await service.ledger.assignMeter({ accountId: account, meterId });
+    return { meterId };
+  };
+  return { service, db, labels, accountId, metergen, newMeter };
 }
 
 /** Copies every table aside / puts the copy back, as a DBA restoring a snapshot would. */
-const TABLES = ['accounts', 'modules', 'meters', 'journal', 'indicia', 'pool', 'pool_purchases', 'payments', 'refunds', 'audit_log'];
+const TABLES = ['accounts', 'modules', 'meters', 'journal', 'indicia', 'pool', 'pool_purchases', 'payments', 'refunds', 'audit_log', 'certificates'];
 
 export async function snapshot(db: Database, name: string): Promise<void> {
   for (const t of TABLES) await db.knex.raw(`CREATE TABLE ${name}_${t} AS SELECT * FROM ${t}`);

@@ -1,0 +1,23 @@
+import { vbiError } from '../../errors';
+import { CommandContext, CommandOutcome } from '../psd-engine';
+import { PsdPackage } from '../../psd/psd-package';
+import { existing } from './guards';
+import { requireCertifiedKey } from './metergen-certify';
+
+/**
+ * Puts a certified MeterGen meter into service for an account (registration): only an
+ * unassigned meter with a certified, unexpired indicium key can become active.
+ */
+export function assignMeter(req: { licensingZip: string }) {
+  return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<{ certSerial: string }>> => {
+    const pkg = existing(opened);
+    if (pkg.state !== 'unassigned') throw vbiError('BAD_REQUEST', `meter ${pkg.meterId} is ${pkg.state}, not unassigned`);
+    requireCertifiedKey(pkg, ctx.now);
+    return {
+      package: { ...pkg, state: 'active', licensingZip: req.licensingZip },
+      type: 'meter-assign',
+      amount: 0,
+      result: { certSerial: pkg.indiciumCertSerial },
+    };
+  };
+}

@@ -1,0 +1,81 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { LibraryHandle, findSlotByLabel } from '../hsm/pkcs11-library';
+import { initToken } from '../hsm/key-ceremony';
+import { TokenSigner } from '../hsm/token-signer';
+import { vbiError } from '../errors';
+import { createVendorRaKey, initCa, registerRa } from './ca/ca-ceremony';
+import { CaDirectory } from './ca/ca-directory';
+import { PostalCa } from './ca/postal-ca';
+import { RunningCa, startCaServer } from './ca/http-server';
+import { HttpCaClient } from './ca-client';
+import { TrustStore } from './trust-store';
+import { VendorRa } from './vendor-ra';
+import { MeterGen } from './metergen';
+import { KeyRenewalStore, MeterGenStore } from './meter-store';
+
+/** The RA key id under which the dev CA registers the dev vendor's RA key. */
+export const DEV_RA_KEY_ID = 'dev-vendor';
+
+export interface DevPki {
+  caUrl: string;
+  trust: TrustStore;
+  ra: VendorRa;
+  /** The dev CA's directory (root.pem, issuing.pem, issued index). */
+  caDir: string;
+  metergen(store: MeterGenStore & KeyRenewalStore, opts?: { keyLifetimeMs?: number; clock?: () => number }): MeterGen;
+  close(): Promise<void>;
+}
+
+/**
+ * The development and test PKI in one call: CA token and vendor token (provisioned with the
+ * given PINs when missing, SoftHSM2 only), the CA created in `caDir`, the vendor RA registered,
+ * and the CA served over HTTP on 127.0.0.1. Production has none of this: MeterGen talks to the
+ * postal CA at CA_URL (src/pki/metergen-config.ts).
+ */
+export async function startDevPki(req: {
+  library: LibraryHandle; caLabel: string; vendorLabel: string; soPin: string; userPin: string; caDir: string; port?: number;
+}): Promise<DevPki> {
+  const tokens = { library: req.library, soPin: req.soPin, userPin: req.userPin };
+  const provisioned = (label: string) => {
+    try {
+      findSlotByLabel(req.library, label);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!provisioned(req.caLabel) || !provisioned(req.vendorLabel) || !existsSync(join(req.caDir, 'root.pem'))) {
+    if (!/softhsm/i.test(req.library.path)) throw vbiError('TOKEN_NOT_FOUND', 'the dev PKI is provisioned only on SoftHSM2');
+    if (!provisioned(req.caLabel)) await initToken({ ...tokens, label: req.caLabel });
+    if (!provisioned(req.vendorLabel)) await initToken({ ...tokens, label: req.vendorLabel });
+    await initCa({ ...tokens, tokenLabel: req.caLabel, dir: req.caDir });
+    const ra = await createVendorRaKey({ ...tokens, tokenLabel: req.vendorLabel });
+    registerRa({ dir: req.caDir, raKeyId: DEV_RA_KEY_ID, publicKeySpki: ra.publicKeySpki });
+  }
+  const caSigner = await TokenSigner.open({ library: req.library, tokenLabel: req.caLabel, userPin: req.userPin });
+  const vendorSigner = await TokenSigner.open({ library: req.library, tokenLabel: req.vendorLabel, userPin: req.userPin });
+  const ca = await PostalCa.open({ dir: req.caDir, signer: caSigner });
+  let server: RunningCa;
+  try {
+    server = await startCaServer({ ca, host: '127.0.0.1', port: req.port ?? 0 });
+  } catch (e) {
+    caSigner.close();
+    vendorSigner.close();
+    throw e;
+  }
+  const ra = new VendorRa(vendorSigner, DEV_RA_KEY_ID);
+  const trust = new TrustStore(new CaDirectory(req.caDir).readCertificate('root.pem'));
+  return {
+    caUrl: server.url,
+    trust,
+    ra,
+    caDir: req.caDir,
+    metergen: (store, opts = {}) => new MeterGen({ store, ca: new HttpCaClient(server.url), ra, trust, organization: 'VBI Development Vendor', ...opts }),
+    close: async () => {
+      await server.close();
+      caSigner.close();
+      vendorSigner.close();
+    },
+  };
+}
