@@ -61,6 +61,7 @@ export const ERROR_CODES = {
   SESSION_NOT_FOUND: { status: 404, kind: 'user', text: 'no such session' },
   SESSION_ENDED: { status: 401, kind: 'user', text: 'session ended (closed, missed heartbeat or bad dynamic password)' },
   BAD_DYNAMIC_PASSWORD: { status: 401, kind: 'user', text: 'dynamic password does not verify; the session is ended' },
+  POSTAGE_MISMATCH: { status: 400, kind: 'user', text: 'postage differs from the rate table price of the piece' },
   // indicium (src/indicium/)
   INDICIUM_FIELD_INVALID: { status: 400, kind: 'user', text: 'an indicium field is out of range or badly formed' },
   INDICIUM_MALFORMED: { status: 400, kind: 'user', text: 'indicium bytes do not decode' },

@@ -6,6 +6,7 @@ import { METER_ID_PATTERN } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { createIndicium, Mailpiece, PrintedIndicium } from '../module/commands/create-indicium';
 import { assignMeter } from '../module/commands/assign-meter';
+import { suspendMeter } from '../module/commands/suspend';
 import { fullRefund, partialRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
@@ -26,6 +27,11 @@ export interface Step<R> {
   meterId: string;
   /** True for the command that creates the meter row. */
   creates?: boolean;
+  /**
+   * Only this module may run the command: a client encrypted its secrets to that module's
+   * transport key (registration, session open). NO_MODULE if it is out of rotation.
+   */
+  moduleSerial?: string;
   type: string;
   execute: Execute<R>;
   /** Checks and locks in the same transaction before the module runs (pool, original indicium). */
@@ -67,6 +73,11 @@ export class Ledger {
   /** A healthy module for operations that change no package (signing a certification request). */
   anyModule(): HsmModule {
     return this.pick(new Set()).hsm;
+  }
+
+  /** The modules of this service (for their certificates and transport keys). */
+  modules(): HsmModule[] {
+    return this.opts.engines.map((e) => e.hsm);
   }
 
   /** Modules taken out of rotation by this process, and why. */
@@ -225,6 +236,12 @@ export class Ledger {
     return out.result;
   }
 
+  /** Suspend a meter (fraud policy): its DR is disabled until an operator reactivates it. */
+  async suspendMeter(req: { meterId: string; reason: string }): Promise<Registers> {
+    const out = await this.run({ meterId: req.meterId, type: 'suspend', execute: suspendMeter(), details: () => ({ reason: req.reason }) });
+    return out.result;
+  }
+
   /** Withdraw: close an empty meter. */
   async withdraw(req: { meterId: string }): Promise<Registers> {
     const out = await this.run({ meterId: req.meterId, type: 'withdraw', execute: withdraw(), details: () => ({}) });
@@ -272,7 +289,8 @@ export class Ledger {
    */
   async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
-    const tried = new Set<PsdEngine>();
+    const tried = new Set<PsdEngine>(step.moduleSerial ? this.opts.engines.filter((e) => e.hsm.serial !== step.moduleSerial) : []);
+    if (step.moduleSerial && tried.size === this.opts.engines.length) throw vbiError('NO_MODULE', `no module ${step.moduleSerial} in this service`);
     const recovered = new Set<PsdEngine>();
     for (;;) {
       const engine = this.pick(tried);

@@ -27,6 +27,10 @@ export const TRANSACTION_TYPES = {
   'meter-certify': 9,
   'meter-assign': 10,
   suspend: 11,
+  /** An operational request that changed only the challenge (balance, history, print authorisation). */
+  inquiry: 12,
+  /** Session open or close. */
+  session: 13,
 } as const;
 export type TransactionType = keyof typeof TRANSACTION_TYPES;
 const TYPE_BY_CODE = new Map<number, TransactionType>(

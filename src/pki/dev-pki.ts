@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LibraryHandle, findSlotByLabel } from '../hsm/pkcs11-library';
 import { initToken } from '../hsm/key-ceremony';
@@ -19,6 +19,9 @@ export const DEV_RA_KEY_ID = 'dev-vendor';
 
 export interface DevPki {
   caUrl: string;
+  ca: HttpCaClient;
+  /** Issuing CA certificates (verifiers need them between an indicium certificate and the root). */
+  intermediates: Buffer[];
   trust: TrustStore;
   ra: VendorRa;
   /** The dev CA's directory (root.pem, issuing.pem, issued index). */
@@ -66,8 +69,12 @@ export async function startDevPki(req: {
   }
   const ra = new VendorRa(vendorSigner, DEV_RA_KEY_ID);
   const trust = new TrustStore(new CaDirectory(req.caDir).readCertificate('root.pem'));
+  const caDirectory = new CaDirectory(req.caDir);
+  const intermediates = readdirSync(req.caDir).filter((f) => /^issuing-\d+\.pem$/.test(f)).map((f) => caDirectory.readCertificate(f));
   return {
     caUrl: server.url,
+    ca: new HttpCaClient(server.url),
+    intermediates,
     trust,
     ra,
     caDir: req.caDir,

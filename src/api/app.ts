@@ -1,0 +1,151 @@
+import express from 'express';
+import type { Knex } from 'knex';
+import { MailerService } from '../mailer/mailer-service';
+import { EngineStatus } from '../module/psd-engine';
+import { IndiciumVerifier } from '../indicium/verify';
+import { computePostage } from '../rates/postage';
+import { OperationalRequest } from '../protocol/messages';
+import { ApiRegistry, DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
+import { errorHandler, notFoundHandler } from './http-errors';
+import { jsonBody } from './json-body';
+import { objectSchema, meterIdSchema } from './validation';
+import { idempotency } from './idempotency';
+import { RateLimiter } from './rate-limit';
+import { ApiMetrics } from './metrics';
+import { anyObject, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, verifySchema } from './schemas';
+
+export interface AppDeps {
+  db: Knex;
+  mailer: MailerService;
+  verifier: IndiciumVerifier;
+  status: () => { modules: EngineStatus[] };
+  /** Authentication endpoints: attempts per client (IP + meter) and window. */
+  authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
+  log?: (line: string) => void;
+}
+
+/**
+ * The service's HTTP API (docs/protocol.md): express routes defined once, with their JSON
+ * Schemas, in the registry that also writes the OpenAPI document at /v1/openapi.json.
+ */
+export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegistry } {
+  const app = express();
+  app.disable('x-powered-by');
+  const metrics = new ApiMetrics();
+  metrics.registerGauge({
+    name: 'vbi_modules_serving', help: 'modules in Idle or User state',
+    collect: () => deps.status().modules.filter((m) => m.state === 'Idle' || m.state === 'User').length,
+  });
+  app.use(metrics.middleware());
+  app.use(jsonBody());
+  const api = new ApiRegistry(app, { title: 'VBI postage meter', version: '1', description: 'Mailer protocol VBI-OP-1: docs/protocol.md' });
+  const m = deps.mailer;
+  const limiter = new RateLimiter({ limit: deps.authRateLimit?.limit ?? 20, windowMs: deps.authRateLimit?.windowMs ?? 60_000, clock: deps.authRateLimit?.clock });
+  const authLimit: DocumentedMiddleware[] = [limiter.middleware()];
+  const idem = [idempotency({ db: deps.db, scope: (req) => String((req.body as { meterId?: string })?.meterId ?? ''), log: deps.log })];
+  const ok = (description: string) => ({ 200: { description, schema: anyObject }, 400: { description: 'invalid request', schema: ERROR_SCHEMA_REF } });
+  const env = <B>(req: { body: unknown }) => req.body as OperationalRequest<B>;
+
+  // --- service ---
+  api.defineRoute({
+    method: 'get', path: '/v1/health', summary: 'module state machines and database reachability',
+    responses: { 200: { description: 'serving', schema: anyObject }, 503: { description: 'no module serving or database down', schema: anyObject } },
+    handler: async (_req, res) => {
+      const status = deps.status();
+      let database = 'ok';
+      try {
+        await deps.db.raw('select 1');
+      } catch (e) {
+        database = `down: ${(e as Error).message}`;
+      }
+      const serving = status.modules.some((x) => x.state === 'Idle' || x.state === 'User');
+      res.status(serving && database === 'ok' ? 200 : 503).json({ modules: status.modules, database });
+    },
+  });
+  api.defineRoute({
+    method: 'get', path: '/v1/metrics', summary: 'Prometheus metrics',
+    responses: { 200: { description: 'text exposition format', contentType: 'text/plain', schema: { type: 'string' } } },
+    handler: metrics.handler(),
+  });
+  api.defineRoute<unknown, { mailClass: string; weightOz: number; zone?: number }>({
+    method: 'get', path: '/v1/rates', summary: 'price one piece from the rate table in effect',
+    query: objectSchema({ mailClass: { type: 'string', maxLength: 40 }, weightOz: { type: 'number', exclusiveMinimum: 0 }, zone: { type: 'integer', minimum: 1, maximum: 9 } }, ['mailClass', 'weightOz']),
+    responses: ok('quote'),
+    handler: (req) => computePostage({ mailClass: req.query.mailClass, weightOz: Number(req.query.weightOz), zone: req.query.zone === undefined ? undefined : Number(req.query.zone) }),
+  });
+  api.defineRoute({
+    method: 'get', path: '/v1/modules', summary: 'modules, their identity certificates and transport keys',
+    responses: ok('modules'), handler: async () => ({ modules: await m.modules() }),
+  });
+
+  // --- registration ---
+  api.defineRoute<{ name: string; licensingZip: string; returnAddress: string[] }>({
+    method: 'post', path: '/v1/registrations', summary: 'create an account, request a license, assign a certified meter',
+    body: registrationSchema, before: authLimit,
+    responses: { 201: { description: 'registered', schema: anyObject }, 400: { description: 'invalid', schema: ERROR_SCHEMA_REF } },
+    handler: (req) => m.register(req.body),
+  });
+  api.defineRoute<{ moduleSerial: string; clientNonce: string }>({
+    method: 'post', path: '/v1/registrations/:meterId/challenge', summary: 'the module signs the client nonce with its identity key',
+    params: objectSchema({ meterId: meterIdSchema }), body: challengeSchema, before: authLimit, responses: ok('signed challenge'),
+    handler: (req) => m.challenge({ meterId: String(req.params.meterId), ...req.body }),
+  });
+  api.defineRoute<{ moduleSerial: string; encryptedHmk: string; encryptedPasswordSecret: string }>({
+    method: 'post', path: '/v1/registrations/:meterId/complete', summary: 'HMK and password secret into the meter package',
+    params: objectSchema({ meterId: meterIdSchema }), body: completeSchema, before: authLimit, responses: ok('first challenge'),
+    handler: (req) => m.complete({ meterId: String(req.params.meterId), ...req.body }),
+  });
+
+  // --- operational requests ---
+  api.defineRoute({ method: 'post', path: '/v1/balance', summary: 'registers', body: envelopeSchema('balance', bodies.balance), responses: ok('operational response'), handler: (req) => m.balance(env(req)) });
+  api.defineRoute({ method: 'post', path: '/v1/history', summary: 'journal of the meter', body: envelopeSchema('history', bodies.history), responses: ok('operational response'), handler: (req) => m.history(env(req)) });
+  api.defineRoute({
+    method: 'post', path: '/v1/purchases', summary: 'buy postage (payment, then postage value download)',
+    body: envelopeSchema('purchase', bodies.purchase), middleware: idem, responses: ok('operational response'), handler: (req) => m.purchase(env(req)),
+  });
+  api.defineRoute({
+    method: 'post', path: '/v1/purchases/:paymentId/settle', summary: 'download a pending payment once it cleared',
+    params: objectSchema({ paymentId: { type: 'integer', minimum: 1 } }), body: envelopeSchema('purchase', bodies.settle), responses: ok('operational response'),
+    handler: (req) => m.settle(env(req)),
+  });
+  api.defineRoute({ method: 'post', path: '/v1/refunds', summary: 'partial (spoilage) or full refund', body: envelopeSchema('refund', bodies.refund), responses: ok('operational response'), handler: (req) => m.refund(env(req)) });
+
+  // --- sessions and printing ---
+  api.defineRoute({
+    method: 'post', path: '/v1/sessions', summary: 'open a continuous session (password, session key)',
+    body: envelopeSchema('session-open', bodies.sessionOpen), before: authLimit, responses: ok('operational response'), handler: (req) => m.openSession(env(req)),
+  });
+  api.defineRoute<{ meterId: string; counter: number; clientTime: number; dynamicPassword: string }>({
+    method: 'post', path: '/v1/sessions/:sessionId/heartbeat', summary: 'keep the session alive with a dynamic password',
+    params: objectSchema({ sessionId: { type: 'string', pattern: '^[0-9a-f]{32}$' } }), body: heartbeatSchema, responses: ok('alive'),
+    handler: (req) => m.heartbeat({ sessionId: String(req.params.sessionId), ...req.body }),
+  });
+  api.defineRoute({
+    method: 'post', path: '/v1/sessions/:sessionId/close', summary: 'close the session',
+    params: objectSchema({ sessionId: { type: 'string', pattern: '^[0-9a-f]{32}$' } }), body: envelopeSchema('session-close', bodies.sessionClose), responses: ok('operational response'),
+    handler: (req) => m.closeSession(env(req)),
+  });
+  api.defineRoute({
+    method: 'post', path: '/v1/indicia', summary: 'print a batch of indicia (one or more) in a session',
+    body: envelopeSchema('print', bodies.print), middleware: idem, responses: ok('authorisation and printed items'), handler: (req) => m.print(env(req)),
+  });
+  api.defineRoute({
+    method: 'post', path: '/v1/corrections', summary: 'correction indicium',
+    body: envelopeSchema('correction', bodies.correction), middleware: idem, responses: ok('authorisation and the printed correction'), handler: (req) => m.correction(env(req)),
+  });
+
+  // --- verification ---
+  api.defineRoute<{ indicium: string; location?: string }>({
+    method: 'post', path: '/v1/verify', summary: 'verify a scanned indicium (signature, chain, validity, duplicates)',
+    body: verifySchema, responses: ok('result code and fields'),
+    handler: async (req) => {
+      const r = await deps.verifier.verify({ indicium: Buffer.from(req.body.indicium, 'base64'), scan: { location: req.body.location ?? 'api' } });
+      return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, firstSeen: r.firstSeen };
+    },
+  });
+
+  api.serveOpenApi('/v1/openapi.json');
+  app.use(notFoundHandler());
+  app.use(errorHandler({ log: deps.log }));
+  return { app, api };
+}

@@ -1,0 +1,73 @@
+import { vbiError } from '../../errors';
+import { KeyRef } from '../../hsm/hsm-module';
+import { PsdPackage } from '../../psd/psd-package';
+import { decodeUserSecrets, passwordVerifierInput } from '../../psd/user-secrets';
+import { Operation } from './operational';
+import { postageValueDownload } from './postage-value-download';
+import { fullRefund, partialRefund } from './refund';
+
+/**
+ * The operations that run inside the operational protocol wrapper (operational.ts): each gets
+ * the verified package and the meter's key chains, and returns the package after the operation.
+ */
+
+export interface Balance extends Record<string, unknown> { ascending: number; descending: number; refundRegister: number; state: string }
+
+/** Balance, history, print authorisation: only the challenge changes. */
+export const inquiry: Operation<Balance> = async (pkg) => ({
+  package: pkg, type: 'inquiry', amount: 0,
+  result: { ascending: pkg.ascendingRegister, descending: pkg.descendingRegister, refundRegister: pkg.refundRegister, state: pkg.state },
+});
+
+/**
+ * Session open (seed 003): the password secret, RSA-OAEP-encrypted to the transport key, must
+ * verify against the package's verifier inside the token (WRONG_PASSWORD); the client's fresh
+ * session key is taken in wrapped under the user-secrets key and handed back in `holder` for
+ * the session row — never in the response.
+ */
+export function openSession(req: { sessionId: string; encryptedPasswordSecret: Buffer; encryptedSessionKey: Buffer; heartbeatIntervalMs: number; timeoutMs: number; holder: { wrappedSessionKey?: Buffer } }): Operation<Record<string, unknown>> {
+  return async (pkg, ctx) => {
+    const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
+    if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} is not registered`);
+    const ok = await ctx.hsm.verifyHmacWithClientSecret({ ciphertext: req.encryptedPasswordSecret, data: passwordVerifierInput(pkg.meterId), mac: secrets.passwordVerifier });
+    if (!ok) throw vbiError('WRONG_PASSWORD', 'password does not match');
+    req.holder.wrappedSessionKey = await ctx.hsm.importClientSecret({ ciphertext: req.encryptedSessionKey, usage: 'encrypt', under: [ctx.usk] });
+    return {
+      package: pkg, type: 'session', amount: 0,
+      result: { sessionId: req.sessionId, heartbeatIntervalMs: req.heartbeatIntervalMs, timeoutMs: req.timeoutMs },
+    };
+  };
+}
+
+export function closeSession(req: { sessionId: string }): Operation<Record<string, unknown>> {
+  return async (pkg) => ({ package: pkg, type: 'session', amount: 0, result: { sessionId: req.sessionId, closed: true } });
+}
+
+/** Purchase: an approved payment becomes a PVD in the same dispatch. */
+export function purchase(req: { amount: number; paymentId: number; status: 'approved' | 'pending' }): Operation<Record<string, unknown>> {
+  return async (pkg) => {
+    if (req.status === 'pending') {
+      return { package: pkg, type: 'inquiry', amount: 0, result: { paymentId: req.paymentId, status: 'pending', amount: req.amount } };
+    }
+    const out = await postageValueDownload({ amount: req.amount })(pkg);
+    return { ...out, result: { paymentId: req.paymentId, status: 'approved', amount: req.amount } };
+  };
+}
+
+export function refundOperation(req: { kind: 'partial' | 'full'; amount?: number; spoilageLimitBps: number }): Operation<Record<string, unknown>> {
+  return async (pkg) => {
+    if (req.kind === 'partial') {
+      const out = await partialRefund({ amount: req.amount as number, spoilageLimitBps: req.spoilageLimitBps })(pkg);
+      return { ...out, result: { kind: 'partial', refunded: req.amount as number } };
+    }
+    const out = await fullRefund()(pkg);
+    return { ...out, result: { kind: 'full', refunded: out.result.refunded } };
+  };
+}
+
+/** The meter's HMK chain, for checks outside a dispatch (heartbeats). */
+export function hmkChain(pkg: PsdPackage): KeyRef[] {
+  const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
+  if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} is not registered`);
+  return [{ wrapped: pkg.secrets.wrappedUserSecretsKey, usage: 'wrap' }, { wrapped: secrets.wrappedHmk, usage: 'hmac' }];
+}

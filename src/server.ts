@@ -1,0 +1,90 @@
+import { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Service } from './service';
+import { MailerOptions, MailerService } from './mailer/mailer-service';
+import { ensureModuleCertificates } from './mailer/module-directory';
+import { createApp } from './api/app';
+import { PgMeterStore } from './ledger/pg-meter-store';
+import { IndiciumVerifier } from './indicium/verify';
+import { PgScanStore } from './indicium/scan-store';
+import { fraudReportPolicy } from './indicium/fraud-report';
+import { MeterGen } from './pki/metergen';
+import { certifyModuleIdentity } from './pki/module-identity';
+import { CaClient } from './pki/ca-client';
+import { RequestCountersigner } from './pki/vendor-ra';
+import { TrustStore } from './pki/trust-store';
+import { keepMeterPool } from './pki/meter-pool';
+import { Mutex } from './module/mutex';
+import { PaymentProvider } from './payments/payment-provider';
+
+export interface ServerDeps {
+  service: Service;
+  /** MeterGen over this service's store (dev: DevPki.metergen; production: createMeterGen). */
+  metergen: (store: PgMeterStore) => MeterGen;
+  /** For module identity certificates: the same CA, RA and trust anchor as MeterGen's. */
+  pki: { ca: CaClient; ra: RequestCountersigner; trust: TrustStore; intermediates: Buffer[] };
+  payments: PaymentProvider;
+  mailer?: Partial<Omit<MailerOptions, 'ledger' | 'payments'>>;
+  /** Certified, unassigned meters kept ready for registrations. */
+  meterPool?: { minimum: number; maxDescendingRegister: number };
+  host?: string;
+  port?: number;
+  authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
+  log?: (line: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  app: import('express').Express;
+  api: import('./api/openapi').ApiRegistry;
+  mailer: MailerService;
+  metergen: MeterGen;
+  store: PgMeterStore;
+  close(): Promise<void>;
+}
+
+/**
+ * The mailer-facing HTTP service on top of a running Service: module identity certificates,
+ * the MeterGen pool, the verifier with duplicate detection and the fraud policy, the API.
+ */
+export async function startServer(deps: ServerDeps): Promise<RunningServer> {
+  const { service } = deps;
+  const ledger = service.ledger;
+  const store = new PgMeterStore(ledger);
+  const metergen = deps.metergen(store);
+  await ensureModuleCertificates({
+    db: service.db.knex, modules: ledger.modules(),
+    certify: (m) => certifyModuleIdentity({ module: m, ca: deps.pki.ca, ra: deps.pki.ra, trustRoot: deps.pki.trust.current() }),
+  });
+  if (deps.meterPool) await keepMeterPool({ ledger, metergen, ...deps.meterPool });
+  // Pool refills run one at a time; registrations wait for a running one when the pool is empty.
+  const poolLock = new Mutex();
+  const replenishMeters = deps.meterPool
+    ? () => poolLock.run(async () => { await keepMeterPool({ ledger, metergen, ...deps.meterPool! }); })
+    : undefined;
+  const mailer = new MailerService({
+    ledger, payments: deps.payments, oaepHash: service.config.hsm.oaepHash, spoilageLimitBps: service.config.spoilageLimitBps,
+    replenishMeters, ...deps.mailer,
+  });
+  const verifier = new IndiciumVerifier({
+    trustAnchors: deps.pki.trust.anchors(),
+    intermediates: deps.pki.intermediates,
+    certificates: { bySerial: async (s) => (await store.certificates.getBySerial(s))?.certificateDer ?? null },
+    scanStore: new PgScanStore(service.db.knex),
+    onDuplicate: fraudReportPolicy({ knex: service.db.knex, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
+  });
+  const { app, api } = createApp({ db: service.db.knex, mailer, verifier, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log });
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(deps.port ?? 0, deps.host ?? '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    url: `http://${addr.address}:${addr.port}`,
+    app, api, mailer, metergen, store,
+    close: async () => {
+      await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
+      await poolLock.run(async () => undefined); // let a running pool refill finish
+    },
+  };
+}

@@ -1,0 +1,42 @@
+import { Service, createService } from '../../src/service';
+import { RunningServer, startServer } from '../../src/server';
+import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
+import { MailerOptions } from '../../src/mailer/mailer-service';
+import { freshDatabase } from './db';
+import { testPki } from './pki';
+import { provisionModules, testConfig } from './ledger';
+import { toPem } from '../../src/pki/pem';
+
+export interface ServerFixture {
+  service: Service;
+  server: RunningServer;
+  payments: SandboxPaymentProvider;
+  url: string;
+  rootPem: string;
+  close(): Promise<void>;
+}
+
+/** The whole service over HTTP on 127.0.0.1: modules, database, dev PKI, MeterGen pool, API. */
+export async function serverFixture(opts: { modules?: number; mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number } } = {}): Promise<ServerFixture> {
+  const labels = await provisionModules(opts.modules ?? 1, 'srv');
+  const db = await freshDatabase();
+  const service = await createService({ config: testConfig(labels), db });
+  await service.ledger.purchaseFromPost({ amount: 1_000_000_000, reference: 'test stock' });
+  const pki = await testPki();
+  const payments = new SandboxPaymentProvider({ clearAfterPolls: 1 });
+  const server = await startServer({
+    service, payments,
+    metergen: (store) => pki.metergen(store),
+    pki: { ca: pki.ca, ra: pki.ra, trust: pki.trust, intermediates: pki.intermediates },
+    meterPool: { minimum: opts.pool ?? 2, maxDescendingRegister: 500_000_000 },
+    mailer: { paymentBackoffMs: 1, ...opts.mailer },
+    authRateLimit: opts.authRateLimit,
+  });
+  return {
+    service, server, payments, url: server.url, rootPem: toPem('CERTIFICATE', pki.trust.current()),
+    close: async () => {
+      await server.close();
+      await service.close();
+    },
+  };
+}
