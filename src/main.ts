@@ -1,34 +1,76 @@
-import express from 'express';
-import { loadConfig } from './config/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEV_SO_PIN, DEV_USER_PIN, loadConfig } from './config/config';
 import { createService } from './service';
-import { isVbiError } from './errors';
+import { ServerDeps, startServer } from './server';
+import { isVbiError, vbiError } from './errors';
+import { openLibrary, closeLibrary } from './hsm/pkcs11-library';
+import { startDevPki, DevPki } from './pki/dev-pki';
+import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from './pki/dev';
+import { createMeterGen, loadMeterGenConfig } from './pki/metergen-config';
+import { PgMeterStore } from './ledger/pg-meter-store';
+import { MeterGen } from './pki/metergen';
+import { ServerDeps } from './server';
+import { fromPemAll } from './pki/pem';
+import { SandboxPaymentProvider } from './payments/sandbox-provider';
 
 /**
- * `npm start`: provisions the SoftHSM2 dev token when absent, powers the modules on
- * (self-tests, key entry, checkpoint ring), prints their status and serves it at /v1/health.
- * Later issues grow this into the full HTTP service.
+ * `npm start`: the whole service. On the embedded defaults (no DATABASE_URL, no CA_URL, the
+ * SoftHSM2 dev token) it provisions what is missing — dev module token and key ceremony, dev CA
+ * and vendor tokens, the CA itself — starts PostgreSQL, runs the migrations, keeps a few certified
+ * meters ready, and serves the API. Production sets PKCS11_*, DATABASE_URL, CA_URL and the
+ * MeterGen variables (src/pki/metergen-config.ts), VBI_INTERMEDIATES, and VBI_TLS_CERT/KEY.
  */
 async function main(): Promise<void> {
   const config = loadConfig();
   const service = await createService({ config });
-  const status = service.status();
-  for (const m of status.modules) {
+  for (const m of service.status().modules) {
     const tests = m.selfTest ? `${m.selfTest.results.filter((r) => r.ok).length}/${m.selfTest.results.length} self-tests passed` : 'self-tests not run';
     process.stdout.write(`module '${m.tokenLabel}' serial ${m.serial}: ${m.state}${m.reason ? ` (${m.reason})` : ''}; ${tests}; ring ${m.ring.entries}/${m.ring.size}\n`);
   }
-  const app = express();
-  app.get('/v1/health', (_req, res) => {
-    const s = service.status();
-    const ok = s.modules.some((m) => m.state === 'Idle' || m.state === 'User');
-    res.status(ok ? 200 : 503).json(s);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf);
+  let devPki: DevPki | undefined;
+  let closeRa = () => undefined as void;
+  let pki: ServerDeps['pki'];
+  let metergenOf: (store: PgMeterStore) => MeterGen;
+  if (!process.env.CA_URL) {
+    devPki = await startDevPki({
+      library: lib, caLabel: DEV_CA_LABEL, vendorLabel: DEV_VENDOR_LABEL, soPin: DEV_SO_PIN, userPin: DEV_USER_PIN,
+      caDir: join(config.varDir, 'dev-ca'), port: Number(process.env.VBI_CA_PORT ?? 8444),
+    });
+    process.stdout.write(`dev postal CA on ${devPki.caUrl} (root certificate: var/dev-ca/root.pem)\n`);
+    pki = { ca: devPki.ca, ra: devPki.ra, trust: devPki.trust, intermediates: devPki.intermediates };
+    metergenOf = devPki.metergen.bind(devPki);
+    // a dev deployment buys its first postage stock from the "post" once
+    if ((await service.ledger.pool()).purchased === 0) await service.ledger.purchaseFromPost({ amount: 10_000_000_000, reference: 'dev stock' });
+  } else {
+    const intermediatesFile = process.env.VBI_INTERMEDIATES;
+    if (!intermediatesFile) throw vbiError('CONFIG_INVALID', 'VBI_INTERMEDIATES must name the issuing CA certificate(s) (PEM)');
+    const built = await createMeterGen({ config: loadMeterGenConfig(), library: lib, store: new PgMeterStore(service.ledger) });
+    closeRa = built.close;
+    pki = { ca: built.ca, ra: built.ra, trust: built.trust, intermediates: fromPemAll('CERTIFICATE', readFileSync(intermediatesFile, 'utf8')) };
+    metergenOf = () => built.metergen;
+  }
+  const tls = process.env.VBI_TLS_CERT && process.env.VBI_TLS_KEY
+    ? { cert: readFileSync(process.env.VBI_TLS_CERT), key: readFileSync(process.env.VBI_TLS_KEY) }
+    : undefined;
+  const server = await startServer({
+    service, pki, metergen: metergenOf, payments: new SandboxPaymentProvider(),
+    meterPool: { minimum: Number(process.env.VBI_METER_POOL ?? 3), maxDescendingRegister: 1_000_000_000 },
+    host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls,
   });
-  const port = Number(process.env.PORT ?? 8080);
-  const server = app.listen(port, '127.0.0.1', () => {
-    process.stdout.write(`listening on http://127.0.0.1:${port}  (try: curl http://127.0.0.1:${port}/v1/health)\n`);
-  });
+  process.stdout.write(`meters ready for registration: ${await service.ledger.unassignedMeters()}\n`);
+  process.stdout.write(`listening on ${server.url}  (health: ${server.url}/v1/health, API: ${server.url}/v1/openapi.json)\n`);
+  process.stdout.write(`try:  VBI_SERVER=${server.url} VBI_PASSWORD='choose-a-password' npm run vbi -- register --name "Acme Mail Room" --zip 20260 --return-address "Acme Mail Room|1 Main St|Washington DC 20260"\n`);
   const stop = () => {
-    server.close();
-    void service.close().then(() => process.exit(0));
+    void (async () => {
+      await server.close();
+      await devPki?.close();
+      closeRa();
+      closeLibrary(lib);
+      await service.close();
+      process.exit(0);
+    })();
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -1,4 +1,5 @@
-import { Server } from 'node:http';
+import { Server, createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Service } from './service';
 import { MailerOptions, MailerService } from './mailer/mailer-service';
@@ -29,6 +30,8 @@ export interface ServerDeps {
   meterPool?: { minimum: number; maxDescendingRegister: number };
   host?: string;
   port?: number;
+  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
+  tls?: { cert: Buffer; key: Buffer };
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   log?: (line: string) => void;
 }
@@ -74,13 +77,14 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     onDuplicate: fraudReportPolicy({ knex: service.db.knex, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
   });
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(deps.port ?? 0, deps.host ?? '127.0.0.1', () => resolve(s));
-    s.once('error', reject);
+  const server: Server = deps.tls ? createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' }, app) : createHttpServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(deps.port ?? 0, deps.host ?? '127.0.0.1', () => resolve());
   });
   const addr = server.address() as AddressInfo;
   return {
-    url: `http://${addr.address}:${addr.port}`,
+    url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });

@@ -78,7 +78,7 @@ export function loadMeterGenConfig(env: Env = process.env, root = process.cwd())
  */
 export async function createMeterGen(deps: {
   config: MeterGenConfig; library: LibraryHandle; store: MeterGenStore & KeyRenewalStore; clock?: () => number;
-}): Promise<{ metergen: MeterGen; trust: TrustStore; close(): void }> {
+}): Promise<{ metergen: MeterGen; trust: TrustStore; ra: VendorRa; ca: HttpCaClient; close(): void }> {
   const { config } = deps;
   let anchors: Buffer[];
   try {
@@ -89,14 +89,16 @@ export async function createMeterGen(deps: {
   }
   const trust = new TrustStore(anchors, deps.clock);
   const signer = await TokenSigner.open({ library: deps.library, tokenLabel: config.ra.tokenLabel, userPin: config.ra.userPin });
+  const ca = new HttpCaClient(config.caUrl, config.caTimeoutMs);
+  const ra = new VendorRa(signer, config.ra.keyId, { role: 'vendor-ra', generation: config.ra.generation });
   const metergen = new MeterGen({
     store: deps.store,
-    ca: new HttpCaClient(config.caUrl, config.caTimeoutMs),
-    ra: new VendorRa(signer, config.ra.keyId, { role: 'vendor-ra', generation: config.ra.generation }),
+    ca,
+    ra,
     trust,
     organization: config.organization,
     keyLifetimeMs: config.keyLifetimeMs,
     clock: deps.clock,
   });
-  return { metergen, trust, close: () => signer.close() };
+  return { metergen, trust, ra, ca, close: () => signer.close() };
 }
