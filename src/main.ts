@@ -10,7 +10,6 @@ import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from './pki/dev';
 import { createMeterGen, loadMeterGenConfig } from './pki/metergen-config';
 import { PgMeterStore } from './ledger/pg-meter-store';
 import { MeterGen } from './pki/metergen';
-import { ServerDeps } from './server';
 import { fromPemAll } from './pki/pem';
 import { SandboxPaymentProvider } from './payments/sandbox-provider';
 
