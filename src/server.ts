@@ -69,14 +69,18 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     ledger, payments: deps.payments, oaepHash: service.config.hsm.oaepHash, spoilageLimitBps: service.config.spoilageLimitBps,
     replenishMeters, ...deps.mailer,
   });
-  const verifier = new IndiciumVerifier({
+  const checks = {
     trustAnchors: deps.pki.trust.anchors(),
     intermediates: deps.pki.intermediates,
-    certificates: { bySerial: async (s) => (await store.certificates.getBySerial(s))?.certificateDer ?? null },
+    certificates: { bySerial: async (s: string) => (await store.certificates.getBySerial(s))?.certificateDer ?? null },
+  };
+  const verifier = new IndiciumVerifier({
+    ...checks,
     scanStore: new PgScanStore(service.db.knex),
     onDuplicate: fraudReportPolicy({ knex: service.db.knex, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
   });
-  const { app, api } = createApp({ db: service.db.knex, mailer, verifier, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log });
+  const checker = new IndiciumVerifier(checks);
+  const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log });
   const server: Server = deps.tls ? createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' }, app) : createHttpServer(app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -17,7 +17,10 @@ import { anyObject, bodies, challengeSchema, completeSchema, envelopeSchema, hea
 export interface AppDeps {
   db: Knex;
   mailer: MailerService;
+  /** Records every sighting (duplicate detection, fraud policy): the mail stream's scans. */
   verifier: IndiciumVerifier;
+  /** The same checks without recording (`"record": false`: a mailer checking its own label). */
+  checker: IndiciumVerifier;
   status: () => { modules: EngineStatus[] };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
@@ -135,11 +138,13 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
 
   // --- verification ---
-  api.defineRoute<{ indicium: string; location?: string }>({
+  api.defineRoute<{ indicium: string; location?: string; record?: boolean }>({
     method: 'post', path: '/v1/verify', summary: 'verify a scanned indicium (signature, chain, validity, duplicates)',
     body: verifySchema, responses: ok('result code and fields'),
     handler: async (req) => {
-      const r = await deps.verifier.verify({ indicium: Buffer.from(req.body.indicium, 'base64'), scan: { location: req.body.location ?? 'api' } });
+      // A mailer checking its own label must not count as a sighting in the mail stream.
+      const verifier = req.body.record === false ? deps.checker : deps.verifier;
+      const r = await verifier.verify({ indicium: Buffer.from(req.body.indicium, 'base64'), scan: { location: req.body.location ?? 'api' } });
       return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, firstSeen: r.firstSeen };
     },
   });

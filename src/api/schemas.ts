@@ -49,7 +49,7 @@ export const bodies = {
 
 export const heartbeatSchema = objectSchema({ meterId: meterIdSchema, counter, clientTime: { type: 'integer', minimum: 0 }, dynamicPassword: base64Schema(64) });
 
-export const verifySchema = objectSchema({ indicium: base64Schema(2048), location: { type: 'string', maxLength: 100 } }, ['indicium']);
+export const verifySchema = objectSchema({ indicium: base64Schema(2048), location: { type: 'string', maxLength: 100 }, record: { type: 'boolean' } }, ['indicium']);
 
 /** Responses are documented loosely: their exact content is docs/protocol.md. */
 export const anyObject: JsonSchema = { type: 'object' };

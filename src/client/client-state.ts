@@ -1,0 +1,59 @@
+import type { LabelSize } from '../indicium/render/label-request';
+import type { RegisterEcho } from '../protocol/messages';
+
+/** RSA-OAEP hash of a module transport key, as the service announces it. */
+export type OaepHash = 'sha1' | 'sha256';
+
+/** A module the client has verified against its root (registration steps 1a/1b). */
+export interface KnownModule {
+  /** Token serial = CN of the module identity certificate. */
+  serial: string;
+  /** base64 DER SubjectPublicKeyInfo of the module transport key (RSA). */
+  transportKey: string;
+  oaepHash: OaepHash;
+  /** PEM, identity certificate first, then the issuing CA(s). Verified to `rootCertPem` at registration. */
+  certificateChain: string[];
+}
+
+/** What the mailer prints with unless told otherwise. */
+export interface SessionDefaults {
+  name: string;
+  licensingZip: string;
+  /** Printed as the label's return address. */
+  returnAddress: string[];
+  labelSize: LabelSize;
+  mailClass: string;
+}
+
+/**
+ * Everything the client keeps between runs, stored encrypted in the key file
+ * (./key-file.ts). Persisted: add fields, never rename them; bump `version` for a change
+ * that old clients must not read.
+ */
+export interface ClientState {
+  version: 1;
+  /** 'pending' from just before registration step 1c until its answer is checked. */
+  status: 'pending' | 'active';
+  serverUrl: string;
+  meterId: string;
+  accountId?: number | string;
+  registrationId?: number | string;
+  /** The module the client encrypts its secrets to (registration and session-open). */
+  moduleSerial: string;
+  /** base64 of the 32-byte HMAC key shared with the module (never leaves this file in clear). */
+  hmk: string;
+  /** base64 of the challenge the module issued last; '' while pending. */
+  challenge: string;
+  /** The client's copy of the meter's registers, mills. */
+  registers: RegisterEcho;
+  /** Every module verified at registration; receipts are checked with their identity keys. */
+  modules: KnownModule[];
+  /** The trust anchor the modules were verified against. */
+  rootCertPem: string;
+  defaults: SessionDefaults;
+}
+
+/** The module `serial` from the state, or undefined. */
+export function findModule(state: ClientState, serial: string): KnownModule | undefined {
+  return state.modules.find((m) => m.serial === serial);
+}

@@ -1,0 +1,93 @@
+import { vbiError } from '../errors';
+import { DecodedIndicium, decodeIndicium } from '../indicium/layout';
+import type { ItemType } from '../indicium/fields';
+import type { Receipt } from '../protocol/messages';
+import { computePostage, PostageQuote } from '../rates/postage';
+import { dynamicPassword } from './dynamic-password';
+import type { WirePrintItem, WireRate } from './wire';
+
+/** What the caller wants printed. */
+export interface PrintItemRequest {
+  /** 5, 9 or 11 digits (ZIP, ZIP+4, ZIP+4+delivery point). */
+  destinationZip: string;
+  /** Mills. Without `rate`: the fixed amount (rate category FIX). With `rate`: must equal the rate's price. */
+  postage?: number;
+  /** Priced locally with the shipped rate tables (computePostage) and again by the service. */
+  rate?: WireRate;
+  /** Default 'postage'. */
+  itemType?: ItemType;
+  /** 'YYYY-MM-DD'; default the client's local date. */
+  dateOfMailing?: string;
+}
+
+/** The postage of an item: from `rate` (checked against `postage` when both are given) or fixed. */
+export function priceItem(item: PrintItemRequest, at: Date): { postage: number; quote?: PostageQuote } {
+  if (item.rate) {
+    const quote = computePostage({ mailClass: item.rate.mailClass, weightOz: item.rate.weightOz, zone: item.rate.zone, at });
+    if (item.postage !== undefined && item.postage !== quote.postage) {
+      throw vbiError('BAD_REQUEST', `postage ${item.postage} differs from the ${quote.rateTableName} rate ${quote.postage} for ${quote.class}`, { field: 'postage' });
+    }
+    return { postage: quote.postage, quote };
+  }
+  if (item.postage === undefined || !Number.isSafeInteger(item.postage) || item.postage < 0) {
+    throw vbiError('INVALID_AMOUNT', 'an item without a rate needs postage in whole mills', { field: 'postage' });
+  }
+  return { postage: item.postage };
+}
+
+/** The local calendar date of `ms` as YYYY-MM-DD: the day the mailer mails on. */
+export function localDate(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+/**
+ * One item of a print request (docs/protocol.md 4), with its dynamic password over the
+ * session, the counter, the client time, the destination and the postage.
+ */
+export function buildPrintItem(req: {
+  meterId: string; sessionId: string; counter: number; clientTime: number; hmk: Buffer; item: PrintItemRequest;
+}): WirePrintItem {
+  const { item } = req;
+  if (!/^(\d{5}|\d{9}|\d{11})$/.test(item.destinationZip)) {
+    throw vbiError('BAD_REQUEST', `destination ZIP '${item.destinationZip}' must have 5, 9 or 11 digits`, { field: 'destinationZip' });
+  }
+  const { postage } = priceItem(item, new Date(req.clientTime));
+  const password = dynamicPassword(req.hmk, {
+    meterId: req.meterId, sessionId: req.sessionId, counter: req.counter, clientTime: req.clientTime,
+    purpose: 'print', destinationZip: item.destinationZip, postage,
+  });
+  return {
+    counter: req.counter,
+    clientTime: req.clientTime,
+    destinationZip: item.destinationZip,
+    postage,
+    ...(item.rate ? { rate: { mailClass: item.rate.mailClass, weightOz: item.rate.weightOz, ...(item.rate.zone !== undefined ? { zone: item.rate.zone } : {}) } } : {}),
+    itemType: item.itemType ?? 'postage',
+    dateOfMailing: item.dateOfMailing ?? localDate(req.clientTime),
+    dynamicPassword: password,
+  };
+}
+
+/**
+ * Checks a decrypted indicium against what was asked and what the module signed in the item's
+ * receipt: it decodes (INDICIUM_MALFORMED), and meter, item type, postage, destination, date of
+ * mailing and the registers after the item all match (INDICIUM_FIELD_INVALID naming the field).
+ */
+export function checkPrintedIndicium(req: { indicium: Buffer; item: WirePrintItem; meterId: string; receipt: Receipt }): DecodedIndicium {
+  const decoded = decodeIndicium(req.indicium);
+  const f = decoded.fields;
+  const expect: Array<[string, unknown, unknown]> = [
+    ['meterId', f.meterId, req.meterId],
+    ['itemType', f.itemType, req.item.itemType],
+    ['postage', f.postage, req.item.postage],
+    ['destinationZip', f.destinationZip, req.item.destinationZip],
+    ['dateOfMailing', f.dateOfMailing, req.item.dateOfMailing],
+    ['ascendingRegister', f.ascendingRegister, req.receipt.ascendingRegister],
+    ['descendingRegister', f.descendingRegister, req.receipt.descendingRegister],
+  ];
+  for (const [field, got, want] of expect) {
+    if (got !== want) throw vbiError('INDICIUM_FIELD_INVALID', `printed indicium has ${field} ${String(got)}, expected ${String(want)}`, { field });
+  }
+  return decoded;
+}
