@@ -1,9 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { decodeIndicium } from '../indicium/layout';
-import { readDataMatrix } from '../indicium/decoder/dmtxread';
-import { withPdfPagePng } from '../indicium/decoder/pdf-page';
-import { vbiError } from '../errors';
+import { readIndiciumFromLabel } from '../indicium/decoder/label-reader';
 import { CliContext, DEFAULT_SERVER, UsageError } from './cli-context';
 import { HttpClient } from './http';
 import { checkLabelText, labelSizeOf } from './label-output';
@@ -155,7 +152,9 @@ export async function cmdVerify(ctx: CliContext, v: Values, args: string[]): Pro
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(payload)) throw new UsageError('--payload is not base64');
     indicium = Buffer.from(payload, 'base64');
   } else {
-    indicium = await indiciumFromLabel(resolve(ctx.io.cwd, args[0]));
+    const file = resolve(ctx.io.cwd, args[0]);
+    if (!existsSync(file)) throw new UsageError(`no such file: ${args[0]}`);
+    indicium = await readIndiciumFromLabel(file);
   }
   const http = new HttpClient({ baseUrl: ctx.serverOverride ?? DEFAULT_SERVER, fetch: ctx.io.fetch });
   const r = await verifyIndiciumRemote(http, indicium);
@@ -170,25 +169,3 @@ export async function cmdVerify(ctx: CliContext, v: Values, args: string[]): Pro
   return r.result === 'VALID' ? 0 : 1;
 }
 
-/**
- * The indicium on a label image or PDF (dmtxread; PDFs through pdftoppm at 300 dpi): the first
- * symbol that decodes as an indicium, else the first symbol.
- */
-async function indiciumFromLabel(file: string): Promise<Buffer> {
-  if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
-  const scan = async (png: string): Promise<Buffer> => {
-    let first: Buffer | undefined;
-    for await (const symbol of readDataMatrix(png)) {
-      first ??= symbol;
-      try {
-        decodeIndicium(symbol);
-        return symbol;
-      } catch {
-        // another symbol (art): keep looking
-      }
-    }
-    if (first) return first;
-    throw vbiError('BARCODE_NOT_FOUND', `no DataMatrix symbol found in ${file}`);
-  };
-  return /\.pdf$/i.test(file) ? withPdfPagePng(file, 300, scan) : scan(file);
-}

@@ -1,5 +1,5 @@
 import type { ItemType } from '../indicium/fields';
-import type { OperationalResponse, Receipt, RegisterEcho } from '../protocol/messages';
+import type { OperationalResponse, PrintedItem, RegisterEcho } from '../protocol/messages';
 import type { OaepHash } from './client-state';
 
 /**
@@ -109,18 +109,8 @@ export interface WirePrintItem {
   dynamicPassword: string;
 }
 
-/**
- * One item of a print answer: printed (debited), voided (the session ended first) or failed
- * (the service refused the item, e.g. INSUFFICIENT_FUNDS; its transaction rolled back).
- */
-export interface WirePrintedItem {
-  index: number;
-  status: 'printed' | 'voided' | 'failed';
-  indiciumId?: number;
-  encryptedIndicium?: string;
-  receipt?: Receipt;
-  reason?: string;
-}
+/** One item of a print answer (shared with the service). */
+export type WirePrintedItem = PrintedItem;
 
 /** The answer to POST /v1/indicia. */
 export interface PrintAnswer {

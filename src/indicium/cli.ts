@@ -2,9 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isVbiError, vbiError } from '../errors';
 import { directoryCertificateLookup } from './cert-directory';
-import { readDataMatrix } from './decoder/dmtxread';
-import { withPdfPagePng } from './decoder/pdf-page';
-import { decodeIndicium } from './layout';
+import { readIndiciumFromLabel } from './decoder/label-reader';
 import { formatMills } from './render/human-readable';
 import { IndiciumVerifier, VerifyResult } from './verify';
 
@@ -42,7 +40,7 @@ export async function runVerifyCli(argv: string[], out: Out = (s) => process.std
     intermediates: (values.intermediate ?? []).map((f) => readFileSync(f)),
     certificates: values['cert-dir'] ? directoryCertificateLookup(values['cert-dir']) : undefined,
   });
-  const indicium = values.payload !== undefined ? decodeBase64(values.payload) : await indiciumFromFile(file!);
+  const indicium = values.payload !== undefined ? decodeBase64(values.payload) : await readIndiciumFromLabel(file!);
   const result = await verifier.verify({ indicium, certificate: values.cert ? readFileSync(values.cert) : undefined });
   out(values.json ? JSON.stringify(result, null, 2) : formatResult(result));
   return result.code === 'VALID' ? 0 : 1;
@@ -69,27 +67,6 @@ function decodeBase64(s: string): Buffer {
   return Buffer.from(s, 'base64');
 }
 
-/**
- * The symbol in the image that decodes as an indicium (a label may carry other symbols, e.g.
- * in its ad art), else the first symbol (which then verifies as MALFORMED).
- */
-async function indiciumFromFile(file: string): Promise<Buffer> {
-  const scan = async (png: string): Promise<Buffer> => {
-    let first: Buffer | undefined;
-    for await (const symbol of readDataMatrix(png)) {
-      first ??= symbol;
-      try {
-        decodeIndicium(symbol);
-        return symbol;
-      } catch {
-        // not an indicium: keep looking
-      }
-    }
-    if (first) return first;
-    throw vbiError('BARCODE_NOT_FOUND', `no DataMatrix symbol found in ${file}`);
-  };
-  return /\.pdf$/i.test(file) ? withPdfPagePng(file, 300, scan) : scan(file);
-}
 
 function formatResult(r: VerifyResult): string {
   const lines = [r.code, `reason: ${r.reason}`];

@@ -10,7 +10,7 @@ import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation
 import { printSessionItem } from '../module/commands/print-item';
 import { Mailpiece } from '../module/commands/create-indicium';
 import {
-  OperationalRequest, OperationalResponse, Receipt, dynamicPasswordInput, registrationChallengeBytes, requestMacInput,
+  OperationalRequest, OperationalResponse, PrintedItem, Receipt, dynamicPasswordInput, registrationChallengeBytes, requestMacInput,
 } from '../protocol/messages';
 import { PaymentProvider } from '../payments/payment-provider';
 import { chargeWithRetry } from '../payments/charge';
@@ -47,14 +47,6 @@ export interface PrintItemRequest {
   dynamicPassword: string;
 }
 
-export interface PrintedItem {
-  index: number;
-  status: 'printed' | 'voided' | 'failed';
-  indiciumId?: number;
-  encryptedIndicium?: string;
-  receipt?: Receipt;
-  reason?: string;
-}
 
 const CLOCK_SKEW_MS = 5 * 60_000;
 
