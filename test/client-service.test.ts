@@ -86,4 +86,34 @@ describe('client SDK against the service over HTTP', function () {
     expect(out.split('\n')[0]).to.equal('VALID');
     expect(out).to.include('to ZIP: 02108');
   });
+
+  it('a check that clears later, a correction indicium, the history and a full refund, through the SDK', async () => {
+    const keyFilePath = join(dir, 'key-story.json');
+    const client = await VbiClient.register({
+      baseUrl: f.url, rootCertPem: f.rootPem, name: 'Story Mail Room', licensingZip: '20260',
+      returnAddress: ['Story Mail Room', '1 Main St'], password, keyFilePath,
+    });
+    const pending = await client.buy({ amount: 8_000, payment: { kind: 'check', token: 'tok_approve' } });
+    expect(pending.status).to.equal('pending');
+    expect(client.registers.descending).to.equal(0);
+    const cleared = await client.settle(pending.paymentId);
+    expect(cleared.status).to.equal('approved');
+    expect(client.registers.descending).to.equal(8_000);
+
+    await client.openSession({ heartbeats: false });
+    const printed = await client.print([{ destinationZip: '205000001', postage: 500 }]);
+    const original = printed.items[0].indiciumId as number;
+    const corr = await client.correction({ originalIndiciumId: original, item: { destinationZip: '205000001', postage: 180 } });
+    expect(corr.status).to.equal('printed');
+    expect(client.registers).to.deep.equal({ ascending: 680, descending: 7_320 });
+    const row = await f.service.db.knex('indicia').where({ indicium_id: corr.indiciumId }).first();
+    expect(row).to.include({ kind: 'correction', corrects: original, postage: 180 });
+    await client.closeSession();
+
+    const history = await client.history(20);
+    expect(history.map((h) => h.type)).to.include.members(['pvd', 'indicium', 'correction', 'session']);
+    const full = await client.refund({ kind: 'full', reason: 'software uninstalled' });
+    expect(full.refunded).to.equal(7_320);
+    expect(await client.balance()).to.include({ descending: 0, state: 'closed' });
+  });
 });

@@ -27,6 +27,23 @@ describe('module sessions', () => {
     }
   });
 
+  it('reconnects to the token (new sessions, self-tests again, same serial) and serves again', async () => {
+    const m = await startModule(a);
+    try {
+      const first = m.status().selfTest?.ranAt;
+      const mac = await m.mac(Buffer.from('x'));
+      await new Promise((r) => setTimeout(r, 5));
+      await m.reconnect();
+      const st = m.status();
+      expect(st.state).to.equal('Idle');
+      expect(st.selfTest?.ok).to.equal(true);
+      expect(st.selfTest?.ranAt).to.not.equal(first);
+      expect((await m.mac(Buffer.from('x'))).equals(mac)).to.equal(true);
+    } finally {
+      await m.close();
+    }
+  });
+
   it('runs several modules (tokens) in one process, concurrently, each with its own keys', async () => {
     const ma = await startModule(a);
     const mb = await startModule(b);

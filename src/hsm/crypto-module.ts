@@ -261,6 +261,8 @@ export class CryptoModule implements HsmModule {
     if (this.inFlight > 0) throw vbiError('MODULE_NOT_READY', 'operations in flight');
     this.pool.invalidate();
     this.keys = undefined;
+    // keys are dropped (UnInitialized) before the power-on sequence runs again
+    if (this.fsm.state !== 'Error') this.fsm.to('UnInitialized');
     this.fsm.to('SelfTest');
     const serial = this._serial;
     await this.powerOn();
