@@ -198,6 +198,26 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect(await snapshotOf(f, c.meterId)).to.deep.equal(before);
   });
 
+  it('no HMK, password, password secret or session key appears anywhere in the database', async () => {
+    const c = new RawClient(f.url);
+    await c.register(password);
+    const sessionKey = randomBytes(32);
+    const open = await c.op('/v1/sessions', 'session-open', { moduleSerial: c.moduleSerial, encryptedPasswordSecret: c.encrypt(passwordSecret(password, c.meterId)), encryptedSessionKey: c.encrypt(sessionKey) });
+    expect(open.status).to.equal(200);
+    const secrets = [c.hmk, passwordSecret(password, c.meterId), sessionKey, Buffer.from(password)];
+    const needles = secrets.flatMap((b) => [b.toString('hex'), b.toString('base64')]);
+    const k = f.service.db.knex;
+    const tables = (await k.raw("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).rows.map((r: { tablename: string }) => r.tablename);
+    let rows = 0;
+    for (const t of tables) {
+      const dump = (await k.raw(`SELECT t::text AS row FROM "${t}" t`)).rows as Array<{ row: string }>;
+      rows += dump.length;
+      for (const { row } of dump) for (const n of needles) expect(row.includes(n), `${t} holds a secret`).to.equal(false);
+    }
+    expect(rows).to.be.greaterThan(20);
+    expect(JSON.stringify(open.json).includes(sessionKey.toString('base64'))).to.equal(false);
+  });
+
   it('serves an OpenAPI document that matches the routes exactly', async () => {
     const doc = await (await fetch(`${f.url}/v1/openapi.json`)).json();
     expect(routesMissingFromSpec(f.server.app, doc)).to.deep.equal({ undocumented: [], unrouted: [] });
