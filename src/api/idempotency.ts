@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
+import { canonicalJson as protocolCanonicalJson } from '../protocol/canonical-json';
 import { vbiError } from '../errors';
 import type { ErrorLog } from './http-errors';
 import { DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
@@ -40,17 +41,12 @@ export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7E]{1,128}$/;
 const TABLE = 'idempotency_keys';
 
 /**
- * JSON with object keys sorted at every level: two bodies that differ only in key order or
- * whitespace hash alike. Part of the stored request_hash: changing it makes every stored key
- * look reused, so only change it together with a purge.
+ * JSON with object keys sorted at every level (the protocol's canonical JSON): two bodies that
+ * differ only in key order or whitespace hash alike. Part of the stored request_hash: changing it
+ * makes every stored key look reused, so only change it together with a purge.
  */
 export function canonicalJson(value: unknown): string {
-  if (value === undefined) return '';
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
+  return value === undefined ? '' : protocolCanonicalJson(value);
 }
 
 /** SHA-256 over method, path, query and canonical body: what "the same request" means. */

@@ -17,7 +17,7 @@ export interface ServerFixture {
 }
 
 /** The whole service over HTTP on 127.0.0.1: modules, database, dev PKI, MeterGen pool, API. */
-export async function serverFixture(opts: { modules?: number; mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number } } = {}): Promise<ServerFixture> {
+export async function serverFixture(opts: { modules?: number; mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer } } = {}): Promise<ServerFixture> {
   const labels = await provisionModules(opts.modules ?? 1, 'srv');
   const db = await freshDatabase();
   const service = await createService({ config: testConfig(labels), db });
@@ -31,6 +31,7 @@ export async function serverFixture(opts: { modules?: number; mailer?: Partial<M
     meterPool: { minimum: opts.pool ?? 2, maxDescendingRegister: 500_000_000 },
     mailer: { paymentBackoffMs: 1, ...opts.mailer },
     authRateLimit: opts.authRateLimit,
+    tls: opts.tls,
   });
   return {
     service, server, payments, url: server.url, rootPem: toPem('CERTIFICATE', pki.trust.current()),
