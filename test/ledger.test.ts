@@ -5,7 +5,13 @@ import { verifyJournal } from '../src/ledger/journal-verify';
 import { conservation } from '../src/ledger/conservation';
 import { Service } from '../src/service';
 import { Database } from '../src/db/database';
-import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot } from './helpers/ledger';
+import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot, testConfig } from './helpers/ledger';
+import { createService } from '../src/service';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 import { meterHistory } from '../src/ops/meter-history';
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
@@ -182,6 +188,32 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
       } finally {
         await f.service.close();
+      }
+    });
+  });
+
+  describe('process killed between module dispatch and COMMIT', () => {
+    it('the next service process auto-recovers; nothing was released; the audit names the lost transaction', async () => {
+      const f = await ledgerFixture();
+      const { meterId } = await f.newMeter(1_000_000);
+      await f.service.ledger.postageValueDownload({ meterId, amount: 10_000 });
+      await f.service.close(); // the child process owns the token now
+      const child = await run(process.execPath, [join(__dirname, 'helpers', 'crash-child.js'), f.db.url, meterId, ...f.labels], { env: process.env })
+        .then(() => 'exited', (e: { signal?: string }) => e.signal ?? 'failed');
+      expect(child).to.equal('SIGKILL');
+      expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 0 });
+
+      const again = await createService({ config: testConfig(f.labels), db: f.db });
+      try {
+        const ok = await again.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
+        expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
+        const audit = await auditRecords(f.db.knex);
+        expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-discarded']);
+        expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000 });
+        expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+        expect(await verifyJournal({ db: f.db.knex, hsm: again.engines[0].hsm })).to.deep.include({ ok: true });
+      } finally {
+        await again.close();
       }
     });
   });
