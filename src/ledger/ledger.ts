@@ -11,6 +11,7 @@ import { fullRefund, partialRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
+import { debitPool, recordRefund, reservePool } from './pool-registers';
 
 export interface LedgerOptions {
   db: Knex;
@@ -156,13 +157,8 @@ export class Ledger {
     const amount = assertMills(req.amount);
     const out = await this.run({
       meterId: req.meterId, type: 'pvd', execute: postageValueDownload({ amount }),
-      before: async (trx) => {
-        const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first();
-        if (pool.available < amount) throw vbiError('POOL_EXHAUSTED', `pool holds ${pool.available} mills, PVD asks ${amount}`);
-      },
-      after: async (trx) => {
-        await trx('pool').where({ pool_id: 1 }).update({ available: trx.raw('available - ?', [amount]), updated_at: trx.fn.now() });
-      },
+      before: (trx) => reservePool(trx, amount),
+      after: (trx) => debitPool(trx, amount),
       details: () => ({ amount }),
     });
     return out.result;
@@ -216,10 +212,7 @@ export class Ledger {
       const out = await this.run({
         meterId: req.meterId, type: 'refund',
         execute: partialRefund({ amount, spoilageLimitBps: this.opts.spoilageLimitBps ?? 100 }),
-        after: async (trx, o, at) => {
-          await trx('pool').where({ pool_id: 1 }).update({ refunds_paid: trx.raw('refunds_paid + ?', [amount]), updated_at: trx.fn.now() });
-          await trx('refunds').insert({ meter_id: req.meterId, kind: 'partial', amount, reason: req.reason, module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq, created_at: at });
-        },
+        after: (trx, o, at) => recordRefund(trx, { meterId: req.meterId, kind: 'partial', amount, reason: req.reason, record: o.record, at }),
         details: () => ({ kind: 'partial', amount, reason: req.reason }),
       });
       return { ...out.result, refunded: amount };
@@ -227,10 +220,7 @@ export class Ledger {
     if (req.amount !== undefined) throw vbiError('BAD_REQUEST', 'a full refund takes no amount: it refunds the whole descending register');
     const out = await this.run({
       meterId: req.meterId, type: 'refund', execute: fullRefund(),
-      after: async (trx, o, at) => {
-        await trx('pool').where({ pool_id: 1 }).update({ available: trx.raw('available + ?', [o.result.refunded]), updated_at: trx.fn.now() });
-        await trx('refunds').insert({ meter_id: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq, created_at: at });
-      },
+      after: (trx, o, at) => recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, record: o.record, at }),
       details: (o) => ({ kind: 'full', amount: o.result.refunded, reason: req.reason }),
     });
     return out.result;

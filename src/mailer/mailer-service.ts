@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
 import { Ledger } from '../ledger/ledger';
+import { HsmModule } from '../hsm/hsm-module';
+import { PsdPackage } from '../psd/psd-package';
 import { assertMills } from '../ledger/amounts';
+import { debitPool, recordRefund, reservePool } from '../ledger/pool-registers';
 import { openPackage } from '../module/package-seal';
 import { operational, Operation } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
@@ -164,12 +167,7 @@ export class MailerService {
       return out;
     }, {
       type: 'refund', details: { kind, reason },
-      after: async (trx, at, record) => {
-        await trx('pool').where({ pool_id: 1 }).update(kind === 'partial'
-          ? { refunds_paid: trx.raw('refunds_paid + ?', [refunded]), updated_at: trx.fn.now() }
-          : { available: trx.raw('available + ?', [refunded]), updated_at: trx.fn.now() });
-        await trx('refunds').insert({ meter_id: env.meterId, kind, amount: refunded, reason, module_serial: record.moduleSerial, checkpoint_seq: record.seq, created_at: at });
-      },
+      after: (trx, at, record) => recordRefund(trx, { meterId: env.meterId, kind, amount: refunded, reason, record, at }),
     });
   }
 
@@ -202,11 +200,19 @@ export class MailerService {
    * a dispatch: nothing changes and the challenge stays valid. Used before side effects outside
    * the module (charging a payment); the dispatch that follows checks everything again.
    */
-  private async preauthenticate(env: OperationalRequest): Promise<void> {
-    const meter = await this.db('meters').where({ meter_id: env.meterId }).first('package');
-    if (!meter) throw vbiError('UNKNOWN_METER', `no meter ${env.meterId}`);
+  /**
+   * A meter's package opened (MAC-checked) by a module for checks that change nothing — no
+   * dispatch, no checkpoint: heartbeats and the envelope check before a payment.
+   */
+  private async readPackage(meterId: string): Promise<{ hsm: HsmModule; pkg: PsdPackage }> {
+    const meter = await this.db('meters').where({ meter_id: meterId }).first('package');
+    if (!meter) throw vbiError('UNKNOWN_METER', `no meter ${meterId}`);
     const hsm = this.opts.ledger.anyModule();
-    const pkg = await openPackage(hsm, meter.package, env.meterId);
+    return { hsm, pkg: await openPackage(hsm, meter.package, meterId) };
+  }
+
+  private async preauthenticate(env: OperationalRequest): Promise<void> {
+    const { hsm, pkg } = await this.readPackage(env.meterId);
     if (!(await hsm.verifyHmac({ keyChain: hmkChain(pkg), data: requestMacInput(env), mac: Buffer.from(env.mac, 'base64') }))) {
       throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
     }
@@ -240,13 +246,11 @@ export class MailerService {
       before: async (trx) => {
         const p = await trx('payments').where({ payment_id: pay.paymentId }).forUpdate().first('status');
         if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${pay.paymentId} is already applied`);
-        if (pay.status !== 'approved') return;
-        const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first();
-        if (pool.available < pay.amount) throw vbiError('POOL_EXHAUSTED', `pool holds ${pool.available} mills`);
+        if (pay.status === 'approved') await reservePool(trx, pay.amount);
       },
       after: async (trx, _at, record) => {
         if (pay.status !== 'approved') return;
-        await trx('pool').where({ pool_id: 1 }).update({ available: trx.raw('available - ?', [pay.amount]), updated_at: trx.fn.now() });
+        await debitPool(trx, pay.amount);
         await trx('payments').where({ payment_id: pay.paymentId }).update({ status: 'applied', applied_checkpoint_seq: record.seq, updated_at: trx.fn.now() });
       },
     });
@@ -290,9 +294,7 @@ export class MailerService {
   async heartbeat(req: { sessionId: string; meterId: string; counter: number; clientTime: number; dynamicPassword: string }): Promise<{ counter: number; expiresAt: string }> {
     const session = await this.liveSession(this.db, req.sessionId, req.meterId);
     this.checkCounter(session, req.counter, req.clientTime);
-    const meter = await this.db('meters').where({ meter_id: req.meterId }).first('package');
-    const hsm = this.opts.ledger.anyModule();
-    const pkg = await openPackage(hsm, meter.package, req.meterId);
+    const { hsm, pkg } = await this.readPackage(req.meterId);
     const ok = await hsm.verifyHmac({
       keyChain: hmkChain(pkg),
       data: dynamicPasswordInput({ meterId: req.meterId, sessionId: req.sessionId, counter: req.counter, clientTime: req.clientTime, purpose: 'heartbeat' }),
