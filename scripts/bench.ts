@@ -1,5 +1,5 @@
 /**
- * npm run bench -- ledger [--seconds N]
+ * npm run bench -- ledger [--seconds N] [--meters N]
  *
  * Measures, on fresh SoftHSM2 tokens and a fresh embedded PostgreSQL in a temp directory:
  *  - raw token ECDSA P-256 signatures per second (module identity key, 1 and 2 in flight);
@@ -18,7 +18,9 @@ import { CryptoModule } from '../src/hsm/crypto-module';
 import { Config } from '../src/config/config';
 import { createService } from '../src/service';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
-import { openDatabase } from '../src/db/database';
+import { Database, openDatabase } from '../src/db/database';
+import { createHash } from 'node:crypto';
+import { buildMap } from '../src/module/meter-map';
 import { Client } from 'pg';
 import { startDevPki } from '../src/pki/dev-pki';
 import { PgMeterStore } from '../src/ledger/pg-meter-store';
@@ -52,12 +54,29 @@ async function timed(seconds: number, inFlight: number, op: () => Promise<unknow
   return { count: lat.length, rate: lat.length / elapsed, p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
+/**
+ * Puts `n` other meters' leaves (slots 0..n-1) into a new database's meter map, as a deployment
+ * with n meters has them: every non-empty node on their paths, and the map row's root and next
+ * free slot. The modules accept that map through the officer's reinstatement.
+ */
+async function fillMeterMap(db: Database, n: number): Promise<void> {
+  const leaves = new Map<number, Buffer>();
+  for (let slot = 0; slot < n; slot++) leaves.set(slot, createHash('sha256').update(`bench filler ${slot}`).digest());
+  const built = buildMap(leaves);
+  for (let i = 0; i < built.nodes.length; i += 5000) {
+    await db.knex('meter_map_nodes').insert(built.nodes.slice(i, i + 5000).map((x) => ({ shard: 0, level: x.level, idx: x.index, hash: x.hash })));
+  }
+  await db.knex('meter_map').where({ shard: 0 }).update({ root: built.root, next_slot: n });
+  await db.knex.raw('ANALYZE meter_map_nodes');
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] !== 'ledger') {
-    process.stderr.write('usage: npm run bench -- ledger [--seconds N]\n');
+    process.stderr.write('usage: npm run bench -- ledger [--seconds N] [--meters N]\n');
     process.exit(2);
   }
   const seconds = arg('seconds', 5);
+  const fill = arg('meters', 0);
   const root = mkdtempSync(join(tmpdir(), 'vbi-bench-'));
   mkdirSync(join(root, 'tokens'));
   writeFileSync(join(root, 'softhsm2.conf'), `directories.tokendir = ${join(root, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
@@ -84,7 +103,7 @@ async function main(): Promise<void> {
 
     const out: string[] = [];
     const say = (s: string) => { out.push(s); process.stdout.write(s + '\n'); };
-    say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${seconds} s per measurement`);
+    say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${seconds} s per measurement, meter map holding ${fill} other meters`);
 
     // raw token signatures
     const m = await CryptoModule.start({ library: lib, module: { tokenLabel: labels[0], userPin: USER, userType: 1 }, hsm: hsmConfig(1) });
@@ -110,11 +129,16 @@ async function main(): Promise<void> {
         const url = new URL(pg.url);
         url.pathname = `/${dbName}`;
         const db = await openDatabase({ url: url.toString(), varDir: root, poolSize: workers + 4 });
-        // a fresh ring per configuration: reinitialise the tokens' rings by using new databases
-        // would inhibit the modules, so each configuration reinstates them to an empty ring first
+        // Each configuration has a new database: the tokens' rings are ahead of it, so the modules
+        // start inhibited and an officer reinstates them (the operator's path), after the map was
+        // filled with `--meters` other meters' leaves.
+        if (fill > 0) await fillMeterMap(db, fill);
         const svc = await createService({ config: { varDir: root, spoilageLimitBps: 100, hsm: hsmConfig(modules) }, db });
         const metergen = pki.metergen(new PgMeterStore(svc.ledger));
-        for (const e of svc.engines) await e.reinstate({ dbCheckpoint: null, officer: 'bench' });
+        for (const e of svc.engines) {
+          const row = await db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+          await svc.ledger.reinstate({ moduleSerial: e.hsm.serial, officer: 'bench', acceptCheckpoint: row?.checkpoint ?? null });
+        }
         const accountId = await svc.ledger.createAccount({ name: 'Bench', licensingZip: '20260' });
         await svc.ledger.purchaseFromPost({ amount: 1e12, reference: 'bench' });
         const meters: string[] = [];

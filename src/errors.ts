@@ -33,6 +33,9 @@ export const ERROR_CODES = {
   CHECKPOINT_MAC_INVALID: { status: 500, kind: 'internal', text: 'checkpoint record MAC does not verify' },
   CHECKPOINT_MISMATCH: { status: 409, kind: 'internal', text: "database checkpoint differs from the module's newest ring entry" },
   RECOVERY_FAILED: { status: 503, kind: 'internal', text: 'auto-recovery refused: module inhibited' },
+  MAP_AHEAD: { status: 503, kind: 'internal', text: "database meter map is ahead of the modules' rings" },
+  MODULE_IN_USE: { status: 503, kind: 'internal', text: 'another process holds the lease on this module' },
+  CHECKPOINT_APPEND_FAILED: { status: 503, kind: 'internal', text: 'the command committed but its checkpoint is not in the ring yet: nothing released' },
   // caller input (used by the engine and the API in later layers)
   BAD_REQUEST: { status: 400, kind: 'user', text: 'request is invalid' },
   INVALID_AMOUNT: { status: 400, kind: 'user', text: 'amount must be a positive integer number of mills within limits' },
@@ -48,7 +51,7 @@ export const ERROR_CODES = {
   POOL_EXHAUSTED: { status: 409, kind: 'user', text: "the vendor's postage pool holds less than the amount" },
   NO_MODULE: { status: 503, kind: 'internal', text: 'no healthy cryptographic module is available' },
   NO_METER_AVAILABLE: { status: 503, kind: 'internal', text: 'no certified, unassigned meter is available (MeterGen pool empty)' },
-  PACKAGE_STALE: { status: 500, kind: 'internal', text: "sealed package is not the one the meter's newest journal record names" },
+  PACKAGE_STALE: { status: 500, kind: 'internal', text: 'sealed package is not the current one (meter map proof or newest journal record)' },
   DB_NEWER_THAN_CODE: { status: 500, kind: 'internal', text: 'database schema is newer than this code' },
   CLIENT_SECRET_INVALID: { status: 400, kind: 'user', text: 'an encrypted client secret does not decrypt under the module transport key' },
   // mailer protocol (docs/protocol.md)

@@ -7,6 +7,9 @@ import { AuditSink } from './module/audit';
 import { Database, openDatabase } from './db/database';
 import { Ledger, LedgerOptions } from './ledger/ledger';
 import { databaseAuditSink } from './ledger/audit-store';
+import { Lease, mapShardResource, moduleResource } from './ledger/module-lease';
+import { MAP_SHARD } from './ledger/pg-meter-map';
+import { MeterMapAnchor } from './module/map-anchor';
 
 export interface Service {
   config: Config;
@@ -33,28 +36,41 @@ export async function createService(deps: {
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf);
   const engines: PsdEngine[] = [];
+  const leases = new Map<PsdEngine, Lease>();
+  const held: Lease[] = [];
+  const anchor = new MeterMapAnchor();
   const sink = databaseAuditSink(db.knex);
   const audit: AuditSink = async (r) => {
     await sink(r);
     await deps.audit?.(r);
   };
+  const modules: CryptoModule[] = [];
   try {
+    // One process serves the map shard and each module; a second one stops here, before it
+    // changes anything on a token.
+    held.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));
     for (const m of config.hsm.modules) {
       if (m.tokenLabel === DEV_TOKEN_LABEL) {
         const r = await ensureDevToken({ library: lib, label: m.tokenLabel, soPin: DEV_SO_PIN, userPin: m.userPin, suite: config.hsm.suite });
         if (r.created) process.stderr.write(`provisioned SoftHSM2 dev token '${m.tokenLabel}' (init-token + generate)\n`);
       }
       const hsm = await CryptoModule.start({ library: lib, module: m, hsm: config.hsm, clock: deps.clock ? () => new Date(deps.clock!()) : undefined });
-      engines.push(await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit }));
+      modules.push(hsm);
+      const lease = await Lease.acquire({ url: db.url, resource: moduleResource(hsm.serial) });
+      held.push(lease);
+      const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, anchor });
+      engines.push(engine);
+      leases.set(engine, lease);
     }
   } catch (e) {
-    for (const e2 of engines) await e2.hsm.close();
+    for (const m of modules) await m.close();
+    for (const l of held) await l.release();
     closeLibrary(lib);
     if (!deps.db) await db.close();
     throw e;
   }
-  const ledger = new Ledger({ db: db.knex, engines, spoilageLimitBps: config.spoilageLimitBps, ...deps.ledger });
-  await ledger.registerModules();
+  const ledger = new Ledger({ db: db.knex, engines, leases, spoilageLimitBps: config.spoilageLimitBps, ...deps.ledger });
+  await ledger.start();
   return {
     config,
     db,
@@ -63,6 +79,7 @@ export async function createService(deps: {
     status: () => ({ modules: engines.map((e) => e.status()) }),
     close: async () => {
       for (const e of engines) await e.hsm.close();
+      for (const l of held) await l.release();
       closeLibrary(lib);
       if (!deps.db) await db.close();
     },

@@ -4,7 +4,8 @@ import { createVerify } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AuditRecord, canonicalJson } from '../src/module/audit';
-import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
+import { decodeCheckpoint, digestOf, parseCheckpoint } from '../src/module/checkpoint';
+import { EMPTY_ROOT, leafHash, rootOf } from '../src/module/meter-map';
 import { PsdEngine } from '../src/module/psd-engine';
 import { CryptoModule } from '../src/hsm/crypto-module';
 import { isVbiError } from '../src/errors';
@@ -15,7 +16,7 @@ import { provisionToken, startEngine, uniqueLabel } from './helpers/hsm';
 const run = promisify(execFile);
 
 /** Reads the ring in a fresh process: only what is in the token files can show up there. */
-async function ringInAnotherProcess(label: string): Promise<{ state: string; seqs: number[]; newest: string | null; confirmedSeq: number }> {
+async function ringInAnotherProcess(label: string): Promise<{ state: string; seqs: number[]; newest: string | null; mapEpoch: number }> {
   const r = await run(process.execPath, [join(__dirname, 'helpers', 'ring-reader.js'), label], { env: process.env });
   return JSON.parse(r.stdout);
 }
@@ -27,7 +28,7 @@ function verifyAudit(rec: AuditRecord, identitySpki: Buffer): boolean {
     { key: spkiToKeyObject(identitySpki), dsaEncoding: 'ieee-p1363' }, raw);
 }
 
-describe('checkpoint ring', () => {
+describe('checkpoint ring and meter map (module level)', () => {
   let label: string;
   let module: CryptoModule;
   let engine: PsdEngine;
@@ -44,15 +45,22 @@ describe('checkpoint ring', () => {
   });
   afterEach(() => module.close());
 
-  it('appends one MACed record per command and keeps only the newest N', async () => {
+  const codeOf = (p: Promise<unknown>) => p.then(() => 'OK', (e) => (isVbiError(e) ? e.code : String(e)));
+
+  it('appends one MACed record per completed command, each carrying the new map root, and keeps only the newest N', async () => {
     for (let i = 1; i <= 5; i++) await rows.credit(engine, 'M-RING-1', 1000 * i);
     const seqs = engine.ringEntries().map((e) => e.checkpoint.seq);
     expect(seqs).to.deep.equal([4, 5, 6]);
     const newest = await decodeCheckpoint(module, rows.checkpoint as Buffer);
-    expect(newest).to.deep.include({ seq: 6, meterId: 'M-RING-1', type: 'pvd', amount: 5000, descendingRegister: 15_000, ascendingRegister: 0 });
+    expect(newest).to.deep.include({ seq: 6, meterId: 'M-RING-1', type: 'pvd', amount: 5000, descendingRegister: 15_000, ascendingRegister: 0, slot: 0, mapEpoch: 6 });
     expect(newest.totals).to.deep.equal({ reset: 15_000, printed: 0, refunded: 0 });
-    expect(newest.packageDigest.equals(digestOf(rows.pkg as Buffer))).to.equal(true);
+    expect(newest.packageDigest.equals(digestOf(rows.pkg('M-RING-1')))).to.equal(true);
     expect(newest.prevDigest.equals(digestOf(engine.ringEntries()[1].bytes))).to.equal(true);
+    // the root in the record is the map with this meter's leaf = its current package
+    const proof = rows.map.view('M-RING-1');
+    expect(rootOf(0, leafHash(0, 'M-RING-1', digestOf(rows.pkg('M-RING-1'))), proof.siblings).equals(newest.mapRoot)).to.equal(true);
+    expect(newest.mapRoot.equals(EMPTY_ROOT)).to.equal(false);
+    expect(engine.status().map).to.deep.equal({ epoch: 6, root: newest.mapRoot.toString('hex') });
     expect(await module.listDataObjects('vbi.ckpt.')).to.have.length(3);
   });
 
@@ -60,7 +68,7 @@ describe('checkpoint ring', () => {
     const stale = rows.checkpoint;
     await rows.credit(engine, 'M-RING-1', 100);
     let ran = false;
-    const cmd = creditCommand('M-RING-1', rows.pkg as Buffer, stale, 100);
+    const cmd = { ...rows.creditCommand('M-RING-1', 100), dbCheckpoint: stale };
     const err = await engine.dispatch({ ...cmd, execute: async (p, c) => { ran = true; return cmd.execute(p, c); } }).then(() => null, (e) => e);
     expect(isVbiError(err, 'CHECKPOINT_MISMATCH'), String(err)).to.equal(true);
     expect(ran).to.equal(false);
@@ -72,74 +80,54 @@ describe('checkpoint ring', () => {
     expect(other.state).to.equal('Idle');
     expect(other.seqs).to.deep.equal([1, 2]);
     expect(other.newest).to.equal((rows.checkpoint as Buffer).toString('hex'));
+    expect(other.mapEpoch).to.equal(2);
   });
 
-  it('auto-recovers a crash after the ring update and before the database stored the checkpoint', async () => {
-    await rows.credit(engine, 'M-RING-1', 300);
-    const before = { pkg: rows.pkg, checkpoint: rows.checkpoint };
-    // the module ran the command, the "database" never committed it:
-    const lost = await engine.dispatch(creditCommand('M-RING-1', rows.pkg as Buffer, rows.checkpoint, 700));
-    const mismatch = await engine.dispatch(creditCommand('M-RING-1', before.pkg as Buffer, before.checkpoint, 50)).then(() => null, (e) => e);
-    expect(isVbiError(mismatch, 'CHECKPOINT_MISMATCH')).to.equal(true);
-
-    const r = await engine.autoRecover(before.checkpoint);
-    expect(r.recovered).to.equal(true);
-    expect(r.audit).to.have.length(1);
-    const rec = r.audit[0];
-    expect(rec.kind).to.equal('checkpoint-discarded');
-    expect(rec.details.checkpoint).to.deep.include({ seq: lost.record.seq, amount: 700, type: 'pvd', meterId: 'M-RING-1' });
-    expect(verifyAudit(rec, module.identityPublicKey())).to.equal(true);
-    expect(audit).to.deep.equal(r.audit);
-
-    // the retried command now runs on the database's state
-    expect(await rows.credit(engine, 'M-RING-1', 50)).to.equal(350);
-    expect(engine.status().state).to.equal('Idle');
-    const other = await ringInAnotherProcess(label);
-    // the discarded number is issued again: the database never saw the discarded record
-    expect(other.seqs).to.deep.equal([1, 2, lost.record.seq]);
-    expect(other.newest).to.equal((rows.checkpoint as Buffer).toString('hex'));
+  it('puts nothing in the ring before complete(): an aborted command leaves ring and anchor as they were', async () => {
+    const before = engine.ringEntries().map((e) => e.checkpoint.seq);
+    const p = await engine.prepare(rows.creditCommand('M-RING-1', 700));
+    expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal(before);
+    expect(engine.status().map.epoch).to.equal(1);
+    engine.abort(p);
+    expect(await engine.reconcile(rows.checkpoint)).to.equal('in-step');
+    expect(await rows.credit(engine, 'M-RING-1', 50)).to.equal(50);
+    expect(engine.ringEntries().at(-1)!.checkpoint.seq).to.equal(2);
   });
 
-  it('auto-recovers a crash on the very first command of a module (database has no row)', async () => {
-    const fresh = uniqueLabel('ring-first');
-    await provisionToken(fresh);
-    const e2 = await startEngine(fresh);
-    try {
-      await e2.engine.dispatch(createMeterCommand('M-FIRST-1', null));
-      const r = await e2.engine.autoRecover(null);
-      expect(r.recovered).to.equal(true);
-      expect(e2.engine.ringEntries()).to.have.length(0);
-    } finally {
-      await e2.module.close();
-    }
+  it('rolls forward a record the database committed before a crash kept it out of the ring, and audits it', async () => {
+    const p = await engine.prepare(rows.creditCommand('M-RING-1', 300));
+    rows.store(p); // COMMIT happened ...
+    engine.abort(p); // ... and the process died before complete()
+    expect(engine.ringEntries().at(-1)!.checkpoint.seq).to.equal(1);
+    expect(await engine.reconcile(rows.checkpoint)).to.equal('rolled-forward');
+    expect(engine.ringEntries().at(-1)!.bytes.equals(p.checkpoint)).to.equal(true);
+    expect(engine.status().map.epoch).to.equal(2);
+    expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
+    expect(audit[0].details.checkpoint).to.deep.include({ seq: 2, amount: 300 });
+    expect(verifyAudit(audit[0], module.identityPublicKey())).to.equal(true);
+    expect(await rows.credit(engine, 'M-RING-1', 1)).to.equal(301);
+    expect((await ringInAnotherProcess(label)).seqs).to.deep.equal([1, 2, 3]);
   });
 
-  it('inhibits, persistently, when the database presents an older but confirmed entry (rollback)', async () => {
-    await rows.credit(engine, 'M-RING-1', 100);
-    const snapshot = { pkg: rows.pkg, checkpoint: rows.checkpoint };
-    await rows.credit(engine, 'M-RING-1', 200); // confirms `snapshot` ...
-    await rows.credit(engine, 'M-RING-1', 300);
-    // ... so a database restored to the snapshot is a rollback, not a crash
-    const err = await engine.autoRecover(snapshot.checkpoint).then(() => null, (e) => e);
+  it('inhibits, persistently, when the database is exactly one committed transaction back (no residual window)', async () => {
+    const snapshot = { pkg: rows.pkg('M-RING-1'), checkpoint: rows.checkpoint };
+    await rows.credit(engine, 'M-RING-1', 100); // committed, in the ring, released
+    const err = await engine.reconcile(snapshot.checkpoint).then(() => null, (e) => e);
     expect(isVbiError(err, 'RECOVERY_FAILED'), String(err)).to.equal(true);
     expect((err as { message: string }).message).to.contain('rolled back');
     expect(engine.status().state).to.equal('Inhibited');
     expect(audit.map((a) => a.kind)).to.deep.equal(['module-inhibited']);
     expect(verifyAudit(audit[0], module.identityPublicKey())).to.equal(true);
-    const refused = await rows.credit(engine, 'M-RING-1', 1).then(() => null, (e) => e);
-    expect(isVbiError(refused, 'MODULE_INHIBITED'), String(refused)).to.equal(true);
+    expect(await codeOf(rows.credit(engine, 'M-RING-1', 1))).to.equal('MODULE_INHIBITED');
     expect((await ringInAnotherProcess(label)).state).to.equal('Inhibited');
   });
 
-  it('inhibits when a rollback of one transaction is presented after the newest was confirmed without a successor', async () => {
-    await rows.credit(engine, 'M-RING-1', 100);
-    const previous = rows.checkpoint;
-    await rows.credit(engine, 'M-RING-1', 200);
-    // a command presents the newest checkpoint (confirming it) and then fails its own checks
-    const failed = await rows.credit(engine, 'M-RING-1', 5_000_000).then(() => null, (e) => e);
-    expect(String(failed)).to.contain('over max DR');
-    // the database is then rolled back by exactly one committed transaction
-    const err = await engine.autoRecover(previous).then(() => null, (e) => e);
+  it('does not roll forward a record that was prepared, aborted, and later presented after another committed', async () => {
+    const aborted = await engine.prepare(rows.creditCommand('M-RING-1', 999));
+    engine.abort(aborted);
+    await rows.credit(engine, 'M-RING-1', 5); // the real seq 2
+    expect(parseCheckpoint(aborted.checkpoint).record.seq).to.equal(2);
+    const err = await engine.reconcile(aborted.checkpoint).then(() => null, (e) => e);
     expect(isVbiError(err, 'RECOVERY_FAILED'), String(err)).to.equal(true);
     expect(engine.status().state).to.equal('Inhibited');
   });
@@ -148,7 +136,7 @@ describe('checkpoint ring', () => {
     await rows.credit(engine, 'M-RING-1', 100);
     const forged = Buffer.from(rows.checkpoint as Buffer);
     forged[20] ^= 0xff;
-    const err = await engine.autoRecover(forged).then(() => null, (e) => e);
+    const err = await engine.reconcile(forged).then(() => null, (e) => e);
     expect(isVbiError(err, 'RECOVERY_FAILED'), String(err)).to.equal(true);
     expect((err as { message: string }).message).to.contain('matches no ring entry');
 
@@ -159,7 +147,7 @@ describe('checkpoint ring', () => {
       const r2 = new Rows();
       await r2.create(e2.engine, 'M-RING-2');
       await r2.credit(e2.engine, 'M-RING-2', 5);
-      const err2 = await e2.engine.autoRecover(null).then(() => null, (e) => e);
+      const err2 = await e2.engine.reconcile(null).then(() => null, (e) => e);
       expect(isVbiError(err2, 'RECOVERY_FAILED'), String(err2)).to.equal(true);
       expect(e2.engine.status().state).to.equal('Inhibited');
     } finally {
@@ -167,21 +155,64 @@ describe('checkpoint ring', () => {
     }
   });
 
-  it('returns to service only through the officer reinstatement, accepting the database checkpoint', async () => {
+  it('refuses an older package of a meter whose map leaf moved on (PACKAGE_STALE), signs nothing, audits it', async () => {
+    const old = rows.pkg('M-RING-1');
     await rows.credit(engine, 'M-RING-1', 100);
-    const snapshot = { pkg: rows.pkg, checkpoint: rows.checkpoint };
+    let ran = false;
+    const cmd = creditCommand('M-RING-1', old, rows.checkpoint, 100, rows.map.view('M-RING-1'));
+    const err = await engine.dispatch({ ...cmd, execute: async (p, c) => { ran = true; return cmd.execute(p, c); } }).then(() => null, (e) => e);
+    expect(isVbiError(err, 'PACKAGE_STALE'), String(err)).to.equal(true);
+    expect(ran).to.equal(false);
+    expect(audit.map((a) => a.kind)).to.deep.equal(['package-stale']);
+    expect(verifyAudit(audit[0], module.identityPublicKey())).to.equal(true);
+    expect(engine.status().state).to.equal('Idle');
+  });
+
+  it("refuses a meter presented with another meter's slot, and a create on a slot already taken", async () => {
+    await rows.create(engine, 'M-RING-2');
+    const wrongSlot = { ...rows.map.view('M-RING-2'), ...{ slot: 0, siblings: rows.map.view('M-RING-1').siblings } };
+    expect(await codeOf(engine.dispatch(creditCommand('M-RING-2', rows.pkg('M-RING-2'), rows.checkpoint, 1, wrongSlot)))).to.equal('PACKAGE_STALE');
+    expect(await codeOf(engine.dispatch(createMeterCommand('M-RING-3', rows.checkpoint, rows.map.view('M-RING-1'))))).to.equal('PACKAGE_STALE');
+  });
+
+  it('inhibits on a map older than the rings or edited at the same epoch; a map ahead is MAP_AHEAD', async () => {
+    await rows.credit(engine, 'M-RING-1', 100);
+    const ahead = { ...rows.map.view('M-RING-1'), epoch: rows.map.epoch + 1 };
+    expect(await codeOf(engine.dispatch(creditCommand('M-RING-1', rows.pkg('M-RING-1'), rows.checkpoint, 1, ahead)))).to.equal('MAP_AHEAD');
+    expect(engine.status().state).to.equal('Idle');
+    const edited = { ...rows.map.view('M-RING-1'), root: Buffer.alloc(32, 7) };
+    expect(await codeOf(engine.dispatch(creditCommand('M-RING-1', rows.pkg('M-RING-1'), rows.checkpoint, 1, edited)))).to.equal('RECOVERY_FAILED');
+    expect(engine.status().reason).to.contain('edited');
+    // a second module: the older map
+    const label2 = uniqueLabel('ring-map');
+    await provisionToken(label2);
+    const e2 = await startEngine(label2);
+    try {
+      const r2 = new Rows();
+      await r2.create(e2.engine, 'M-MAP-1');
+      const before = r2.map.view('M-MAP-1');
+      await r2.credit(e2.engine, 'M-MAP-1', 1);
+      const err = await e2.engine.dispatch(creditCommand('M-MAP-1', r2.pkg('M-MAP-1'), r2.checkpoint, 1, { ...r2.map.view('M-MAP-1'), epoch: before.epoch, root: before.root })).then(() => null, (e) => e);
+      expect(isVbiError(err, 'RECOVERY_FAILED'), String(err)).to.equal(true);
+      expect(e2.engine.status().reason).to.contain('rolled back');
+    } finally {
+      await e2.module.close();
+    }
+  });
+
+  it('returns to service only through the officer reinstatement, which accepts the database state and never reuses a sequence number', async () => {
+    const snapshot = { pkg: rows.pkg('M-RING-1'), checkpoint: rows.checkpoint, map: rows.map.view('M-RING-1') };
     await rows.credit(engine, 'M-RING-1', 200);
     await rows.credit(engine, 'M-RING-1', 300);
-    await engine.autoRecover(snapshot.checkpoint).catch(() => undefined);
+    await engine.reconcile(snapshot.checkpoint).catch(() => undefined);
     expect(engine.status().state).to.equal('Inhibited');
-    const rec = await engine.reinstate({ dbCheckpoint: snapshot.checkpoint, officer: 'test officer' });
+    const r = await engine.prepareReinstatement({ dbCheckpoint: snapshot.checkpoint, map: snapshot.map });
+    expect(r.record).to.deep.include({ type: 'reinstate', seq: 4, mapEpoch: 4 });
+    expect(r.record.prevDigest.equals(digestOf(snapshot.checkpoint as Buffer))).to.equal(true);
+    const rec = await engine.completeReinstatement({ ...r, officer: 'test officer' });
     expect(rec.kind).to.equal('module-reinstated');
     expect(engine.status().state).to.equal('Idle');
-    rows.pkg = snapshot.pkg;
-    rows.checkpoint = snapshot.checkpoint;
-    expect(await rows.credit(engine, 'M-RING-1', 1)).to.equal(101);
-    // sequence numbers are never reused after a reinstatement
-    expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([2, 5]);
+    expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([4]);
     expect((await ringInAnotherProcess(label)).state).to.equal('Idle');
   });
 

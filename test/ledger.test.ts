@@ -162,28 +162,28 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
     });
   });
 
-  describe('crash between module dispatch and COMMIT', () => {
-    it('releases no indicium, auto-recovers on the next command and audits the discarded transaction', async () => {
+  describe('crash between module prepare and COMMIT', () => {
+    it('releases nothing, leaves the ring as it was, and the next command runs on the database state', async () => {
       let crash = false;
       const f = await ledgerFixture({ ledger: { faults: { beforeCommit: () => { if (crash) throw new Error('simulated crash before COMMIT'); } } } });
       try {
         const s = f.service;
         const { meterId } = await f.newMeter(1_000_000);
         await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
+        const ringBefore = s.engines[0].ringEntries().map((e) => e.checkpoint.seq);
         crash = true;
         const err = await s.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
         crash = false;
         expect(String(err)).to.contain('simulated crash');
         expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 0 });
-        // the module's ring is one record ahead of the database now
+        // commit-then-checkpoint: the ring never saw the uncommitted record
+        expect(s.engines[0].ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal(ringBefore);
         const row = await f.db.knex('modules').first();
-        expect((row.checkpoint as Buffer).equals(s.engines[0].ringEntries().at(-1)!.bytes)).to.equal(false);
+        expect((row.checkpoint as Buffer).equals(s.engines[0].ringEntries().at(-1)!.bytes)).to.equal(true);
 
         const ok = await s.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
-        const audit = await auditRecords(f.db.knex);
-        expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-discarded']);
-        expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000, descendingRegister: 6_000 });
+        expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
         expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
         expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
       } finally {
@@ -192,30 +192,40 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
     });
   });
 
-  describe('process killed between module dispatch and COMMIT', () => {
-    it('the next service process auto-recovers; nothing was released; the audit names the lost transaction', async () => {
-      const f = await ledgerFixture();
-      const { meterId } = await f.newMeter(1_000_000);
-      await f.service.ledger.postageValueDownload({ meterId, amount: 10_000 });
-      await f.service.close(); // the child process owns the token now
-      const child = await run(process.execPath, [join(__dirname, 'helpers', 'crash-child.js'), f.db.url, meterId, ...f.labels], { env: process.env })
-        .then(() => 'exited', (e: { signal?: string }) => e.signal ?? 'failed');
-      expect(child).to.equal('SIGKILL');
-      expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 0 });
+  describe('process killed (SIGKILL) around COMMIT', () => {
+    for (const mode of ['before', 'after'] as const) {
+      it(mode === 'before'
+        ? 'before COMMIT: nothing released, nothing committed, the next process goes on without an audit or an inhibition'
+        : 'after COMMIT, before the ring append: the next process rolls the ring forward; nothing lost, nothing inhibited', async () => {
+        const f = await ledgerFixture();
+        const { meterId } = await f.newMeter(1_000_000);
+        await f.service.ledger.postageValueDownload({ meterId, amount: 10_000 });
+        await f.service.close(); // the child process owns the token now
+        const child = await run(process.execPath, [join(__dirname, 'helpers', 'crash-child.js'), mode, f.db.url, meterId, ...f.labels], { env: process.env })
+          .then(() => 'exited', (e: { signal?: string }) => e.signal ?? 'failed');
+        expect(child).to.equal('SIGKILL');
+        const committed = Number((await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first())?.n);
+        expect(committed).to.equal(mode === 'before' ? 0 : 1);
 
-      const again = await createService({ config: testConfig(f.labels), db: f.db });
-      try {
-        const ok = await again.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
-        expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
-        const audit = await auditRecords(f.db.knex);
-        expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-discarded']);
-        expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000 });
-        expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
-        expect(await verifyJournal({ db: f.db.knex, hsm: again.engines[0].hsm })).to.deep.include({ ok: true });
-      } finally {
-        await again.close();
-      }
-    });
+        const again = await createService({ config: testConfig(f.labels), db: f.db });
+        try {
+          expect(again.engines[0].status().state).to.equal('Idle');
+          const row = await f.db.knex('modules').first();
+          expect((row.checkpoint as Buffer).equals(again.engines[0].ringEntries().at(-1)!.bytes)).to.equal(true);
+          const ok = await again.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
+          expect(ok).to.deep.include(mode === 'before'
+            ? { ascendingRegister: 1_000, descendingRegister: 9_000 }
+            : { ascendingRegister: 5_000, descendingRegister: 5_000 });
+          const audit = await auditRecords(f.db.knex);
+          expect(audit.map((a) => a.kind)).to.deep.equal(mode === 'before' ? [] : ['checkpoint-rolled-forward']);
+          if (mode === 'after') expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000 });
+          expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+          expect(await verifyJournal({ db: f.db.knex, hsm: again.engines[0].hsm })).to.deep.include({ ok: true });
+        } finally {
+          await again.close();
+        }
+      });
+    }
   });
 
   describe('tampering from outside the service is detected before the next signature', () => {
@@ -255,10 +265,9 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       expect(await signed()).to.equal(0);
     });
 
-    it('a snapshot restored one committed transaction back, after a later command confirmed it: inhibited', async () => {
+    it('a snapshot restored exactly one committed transaction back, with no command after it: inhibited', async () => {
       await snapshot(f.db, 'snap1');
       await f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }); // the transaction the restore loses
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 999_999, mailpiece: MAIL }))).to.equal('INSUFFICIENT_FUNDS'); // confirms it
       await restore(f.db, 'snap1');
       const before = await signed();
       expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');

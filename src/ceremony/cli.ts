@@ -10,6 +10,11 @@ import {
 } from '../hsm/key-ceremony';
 import { CryptoModule } from '../hsm/crypto-module';
 import { PsdEngine } from '../module/psd-engine';
+import { openDatabase } from '../db/database';
+import { Lease, mapShardResource, moduleResource } from '../ledger/module-lease';
+import { MAP_SHARD } from '../ledger/pg-meter-map';
+import { reinstateModule } from '../ledger/reinstatement';
+import { databaseAuditSink } from '../ledger/audit-store';
 import { isPackageSuite, PackageSuite } from '../hsm/mechanisms';
 import { keyLines, writeTranscript } from './transcript';
 import { signingKeyReport, withSigningRoles } from '../hsm/signing-keys';
@@ -160,14 +165,21 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
           library: lib, hsm: config.hsm,
           module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
         });
+        // The service must be stopped: the reinstatement takes the map shard's and the module's leases.
+        const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir });
+        const leases: Lease[] = [];
         try {
-          const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize });
-          const audit = await engine.reinstate({ dbCheckpoint: accept === 'none' ? null : Buffer.from(accept, 'hex'), officer });
+          leases.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));
+          leases.push(await Lease.acquire({ url: db.url, resource: moduleResource(module.serial) }));
+          const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize, audit: databaseAuditSink(db.knex) });
+          const audit = await reinstateModule({ db: db.knex, engine, officer, acceptCheckpoint: accept === 'none' ? null : Buffer.from(accept, 'hex') });
           const t = writeTranscript(transcriptDir, {
             ceremony: 'reinstate', officer, library: lib.path, tokens: [{ label, serial: module.serial }], result: { audit },
           });
           out(`module '${label}' reinstated\ntranscript ${t.path}`);
         } finally {
+          for (const l of leases) await l.release();
+          await db.close();
           await module.close();
         }
         return 0;

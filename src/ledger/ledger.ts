@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
-import { PsdEngine, DispatchResult, PsdCommand } from '../module/psd-engine';
+import { PsdEngine, DispatchResult, PsdCommand, PreparedCommand } from '../module/psd-engine';
 import { HsmModule } from '../hsm/hsm-module';
 import { METER_ID_PATTERN } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
@@ -12,17 +12,32 @@ import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
 import { debitPool, recordRefund, reservePool } from './pool-registers';
+import { Lease } from './module-lease';
+import { lockMapRow, mapView, readMapRow, storeMap } from './pg-meter-map';
+import { reinstateModule } from './reinstatement';
+import { AuditRecord } from '../module/audit';
 
 export interface LedgerOptions {
   db: Knex;
   engines: PsdEngine[];
   /** Spoilage limit for partial refunds, basis points of AR (100 = 1%). */
   spoilageLimitBps?: number;
-  /** Fault injection for tests: runs after every write, just before COMMIT. */
-  faults?: { beforeCommit?: (info: { meterId: string; type: string }) => void | Promise<void> };
+  /** Each module's lease (src/ledger/module-lease.ts); a module whose lease is lost leaves the rotation. */
+  leases?: Map<PsdEngine, Lease>;
+  /**
+   * Fault injection for tests: `beforeCommit` runs after every write, just before COMMIT;
+   * `afterCommit` right after COMMIT, before the ring append (a crash there must roll forward).
+   */
+  faults?: {
+    beforeCommit?: (info: { meterId: string; type: string }) => void | Promise<void>;
+    afterCommit?: (info: { meterId: string; type: string }) => void | Promise<void>;
+  };
 }
 
 export type Execute<R> = PsdCommand<R>['execute'];
+
+/** Errors that take the module that raised them out of rotation; the command goes to the next module. */
+const MODULE_FAULTS = ['MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'HSM_ERROR', 'CHECKPOINT_MISMATCH', 'RECOVERY_FAILED', 'MAP_AHEAD'];
 
 export interface Step<R> {
   meterId: string;
@@ -45,11 +60,13 @@ export interface Step<R> {
 
 /**
  * The transaction engine. Every command is one module dispatch inside one PostgreSQL
- * transaction: lock the meter row, lock the module's row and read its checkpoint, read the
- * meter's newest journal checkpoint, dispatch, write package + checkpoint + journal + result,
- * COMMIT, and only then return the result to the caller (an indicium is never released before
- * the debit is durable). A checkpoint mismatch runs the module's auto-recovery and retries once;
- * an inhibited or failed module leaves the rotation; with none left, NO_MODULE.
+ * transaction, commit-then-checkpoint (docs/ledger.md): under the process's map lock, lock the
+ * meter row, the module's row and the meter map row; read the map proof for the meter's slot and
+ * the meter's newest journal checkpoint; the module prepares (checks, runs, re-seals, MACs the
+ * next record); write package + checkpoint + journal + map + result; COMMIT; the module appends
+ * the record to its ring; only then is the result returned to the caller. A checkpoint or map
+ * mismatch reconciles every module (roll forward, or inhibit) and retries once; an inhibited or
+ * failed module leaves the rotation; with none left, NO_MODULE.
  */
 export class Ledger {
   private readonly inFlight = new Map<PsdEngine, number>();
@@ -61,6 +78,28 @@ export class Ledger {
 
   get db(): Knex {
     return this.opts.db;
+  }
+
+  /**
+   * Start-up: every module gets its row in the module table (no checkpoint yet for a new one),
+   * then each ring is reconciled with the database (roll forward after a crash between COMMIT
+   * and ring append; a rollback or an edit inhibits the module).
+   */
+  async start(): Promise<void> {
+    await this.registerModules();
+    await this.reconcileAll();
+  }
+
+  /**
+   * Officer reinstatement of one of this process's modules (src/ledger/reinstatement.ts); the
+   * module returns to the rotation. The ceremony CLI does the same with the service stopped.
+   */
+  async reinstate(req: { moduleSerial: string; officer: string; acceptCheckpoint: Buffer | null }): Promise<AuditRecord> {
+    const engine = this.opts.engines.find((e) => e.hsm.serial === req.moduleSerial);
+    if (!engine) throw vbiError('NO_MODULE', `no module ${req.moduleSerial} in this service`);
+    const audit = await reinstateModule({ db: this.db, engine, officer: req.officer, acceptCheckpoint: req.acceptCheckpoint });
+    this.outOfRotation.delete(engine);
+    return audit;
   }
 
   /** Makes sure every module has its row in the module table (no checkpoint yet for a new one). */
@@ -255,6 +294,11 @@ export class Ledger {
     let best: PsdEngine | undefined;
     for (const e of this.opts.engines) {
       if (tried.has(e) || this.outOfRotation.has(e)) continue;
+      const lost = this.opts.leases?.get(e)?.lost;
+      if (lost) {
+        this.outOfRotation.set(e, `lease lost: ${lost}`);
+        continue;
+      }
       const st = e.status().state;
       if (st !== 'Idle' && st !== 'User') {
         this.outOfRotation.set(e, `${st}: ${e.status().reason ?? ''}`);
@@ -274,6 +318,29 @@ export class Ledger {
   }
 
   /**
+   * Brings every serving module's ring in step with its database row (PsdEngine.reconcile),
+   * under the map lock; a module that finds a rollback or an edit is inhibited and leaves the
+   * rotation.
+   */
+  private async reconcileAll(): Promise<void> {
+    const engines = this.opts.engines;
+    if (engines.length === 0) return;
+    await engines[0].exclusive(async () => {
+      for (const e of engines) {
+        const st = e.status().state;
+        if (st !== 'Idle' && st !== 'User') continue;
+        const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+        try {
+          await e.reconcile(row?.checkpoint ?? null);
+        } catch (r) {
+          if (!(r instanceof VbiError)) throw r;
+          this.takeOut(e, `${r.code}: ${r.message}`);
+        }
+      }
+    });
+  }
+
+  /**
    * Runs one module command as one transaction (see the class comment). Public for the other
    * services built on the engine (MeterGen store, the mailer protocol); callers validate input first.
    */
@@ -281,27 +348,27 @@ export class Ledger {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
     const tried = new Set<PsdEngine>(step.moduleSerial ? this.opts.engines.filter((e) => e.hsm.serial !== step.moduleSerial) : []);
     if (step.moduleSerial && tried.size === this.opts.engines.length) throw vbiError('NO_MODULE', `no module ${step.moduleSerial} in this service`);
-    const recovered = new Set<PsdEngine>();
+    let reconciled = false;
     for (;;) {
       const engine = this.pick(tried);
       this.inFlight.set(engine, (this.inFlight.get(engine) ?? 0) + 1);
       try {
-        return await this.attempt(engine, step);
+        return await engine.exclusive(() => this.attempt(engine, step));
       } catch (e) {
-        if (isVbiError(e, 'CHECKPOINT_MISMATCH') && !recovered.has(engine)) {
-          recovered.add(engine);
-          try {
-            const row = await this.db('modules').where({ module_serial: engine.hsm.serial }).first('checkpoint');
-            await engine.autoRecover(row?.checkpoint ?? null);
-            continue; // retry once on the same module
-          } catch (r) {
-            if (!(r instanceof VbiError)) throw r;
-            this.takeOut(engine, `${r.code}: ${r.message}`);
-            tried.add(engine);
-            continue;
-          }
+        if (!(e instanceof VbiError)) throw e;
+        if ((e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD') && !reconciled) {
+          reconciled = true;
+          await this.reconcileAll();
+          continue; // retry once, on whatever module is still in rotation
         }
-        if (e instanceof VbiError && ['MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'HSM_ERROR', 'CHECKPOINT_MISMATCH'].includes(e.code)) {
+        if (e.code === 'MAP_AHEAD') {
+          // still ahead after every module was reconciled: no record of ours explains it
+          const row = await readMapRow(this.db);
+          await engine.refuseMap({ epoch: row?.epoch ?? -1, root: row?.root ?? Buffer.alloc(0) }).catch((r) => {
+            if (!(r instanceof VbiError)) throw r;
+          });
+        }
+        if (MODULE_FAULTS.includes(e.code)) {
           this.takeOut(engine, `${e.code}: ${e.message}`);
           tried.add(engine);
           continue;
@@ -314,13 +381,16 @@ export class Ledger {
   }
 
   private async attempt<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
+    const lease = this.opts.leases?.get(engine);
+    if (lease?.lost) throw vbiError('MODULE_NOT_READY', `module ${engine.hsm.serial}: ${lease.lost}`);
     const trx = await this.db.transaction();
+    let prepared: PreparedCommand<R> | null = null;
     try {
       const meter = await trx('meters').where({ meter_id: step.meterId }).forUpdate().first();
       if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
       if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
-      // Locked after the meter (one order everywhere): commands on one module run one at a
-      // time from dispatch to COMMIT, so the next one always reads the committed checkpoint.
+      // Lock order everywhere: meter, module, map. Commands of this process already run one at a
+      // time (map lock); the row locks keep out writers from outside the engine.
       let moduleRow = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
       if (!moduleRow) {
         // A missing row is a database without a checkpoint for this module: the module decides
@@ -328,18 +398,24 @@ export class Ledger {
         await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
         moduleRow = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
       }
+      const mapRow = await lockMapRow(trx);
+      const slot: number | null = meter ? meter.slot : mapRow.nextSlot;
+      if (slot === null || slot === undefined) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
+      const map = await mapView(trx, mapRow, slot);
       const meterCheckpoint = meter
         ? ((await trx('journal').where({ meter_id: step.meterId }).orderBy('journal_id', 'desc').first('checkpoint'))?.checkpoint ?? null)
         : undefined;
       await step.before?.(trx);
 
-      const out = await engine.dispatch({
+      prepared = await engine.prepare({
         meterId: step.meterId,
         sealedPackage: meter?.package ?? null,
         dbCheckpoint: moduleRow.checkpoint ?? null,
+        map,
         meterCheckpoint,
         execute: step.execute,
       });
+      const out = prepared;
       const at = new Date(out.record.time);
       const row = {
         state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
@@ -347,11 +423,12 @@ export class Ledger {
         ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
       };
       if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);
-      else await trx('meters').insert({ meter_id: step.meterId, ...row });
+      else await trx('meters').insert({ meter_id: step.meterId, slot, ...row });
       await trx('modules').where({ module_serial: engine.hsm.serial }).update({
         checkpoint: out.checkpoint, checkpoint_seq: out.record.seq, last_tx_at: at, last_tx_type: out.record.type,
         last_tx_amount: out.record.amount, updated_at: at,
       });
+      await storeMap(trx, { nodes: out.mapNodes, epoch: out.record.mapEpoch, root: out.record.mapRoot, nextSlot: meter ? mapRow.nextSlot : slot + 1 });
       const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
       await trx('journal').insert({
         meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
@@ -361,10 +438,22 @@ export class Ledger {
       await step.after?.(trx, out, at);
       await this.opts.faults?.beforeCommit?.({ meterId: step.meterId, type: step.type });
       await trx.commit();
-      return out;
     } catch (e) {
+      // Not committed, or not known to be: the record stays out of the ring. If COMMIT did
+      // happen, the database presents the record's exact successor next time: roll forward.
+      if (prepared) engine.abort(prepared);
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
     }
+    await this.opts.faults?.afterCommit?.({ meterId: step.meterId, type: step.type });
+    try {
+      await engine.complete(prepared);
+    } catch (e) {
+      // Committed but not in the ring: nothing is released, and the command must not run again
+      // on another module. The module rolls forward when it is reconciled.
+      this.takeOut(engine, `ring append failed: ${(e as Error).message}`);
+      throw vbiError('CHECKPOINT_APPEND_FAILED', `module ${engine.hsm.serial}: ${(e as Error).message}`, { moduleSerial: engine.hsm.serial });
+    }
+    return prepared;
   }
 }

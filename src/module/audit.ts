@@ -2,12 +2,15 @@ import { HsmModule } from '../hsm/hsm-module';
 import { canonicalJson } from '../protocol/canonical-json';
 
 /**
- * Audit records the module emits about itself: discarded transactions after auto-recovery,
- * inhibition, reinstatement. Each is signed with the module identity key (ECDSA P-256 over
+ * Audit records the module emits about itself: a ring rolled forward after a crash, a stale
+ * package refused, inhibition, reinstatement. Each is signed with the module identity key (ECDSA P-256 over
  * SHA-256 of the canonical JSON of every other field), so a record cannot be forged or edited
  * by whoever holds the database.
  */
-export type AuditKind = 'checkpoint-discarded' | 'module-inhibited' | 'module-reinstated';
+export type AuditKind =
+  | 'checkpoint-rolled-forward' | 'package-stale' | 'module-inhibited' | 'module-reinstated'
+  /** Written by versions before the meter map (auto-discard); still listed by verify-journal. */
+  | 'checkpoint-discarded';
 
 export interface AuditRecord {
   kind: AuditKind;

@@ -4,12 +4,12 @@ import { readU64, u64 } from '../psd/tlv';
 
 /** Label prefixes of the module's token data objects. Persisted: never change. */
 export const RING_PREFIX = 'vbi.ckpt.';
-export const CONFIRMED_PREFIX = 'vbi.confirmed.';
+export const FLOOR_PREFIX = 'vbi.seqfloor.';
 
 export interface RingEntry { checkpoint: Checkpoint; bytes: Buffer }
 
 const ringLabel = (seq: number) => `${RING_PREFIX}${String(seq).padStart(16, '0')}`;
-const confirmedLabel = (seq: number) => `${CONFIRMED_PREFIX}${String(seq).padStart(16, '0')}`;
+const floorLabel = (seq: number) => `${FLOOR_PREFIX}${String(seq).padStart(16, '0')}`;
 
 /**
  * The checkpoint ring: the module's newest N checkpoint records, each in its own private
@@ -17,18 +17,16 @@ const confirmedLabel = (seq: number) => `${CONFIRMED_PREFIX}${String(seq).padSta
  * by creating the new record and then destroying the oldest: a crash in between leaves N+1
  * records, never fewer than one).
  *
- * Confirmation: a record is confirmed once the database has presented it back (a later
- * command was dispatched with it as the database's checkpoint). Every record that has a
- * successor was confirmed that way, so only the newest can be unconfirmed; when the newest is
- * presented but no successor follows (the command failed after the check), a confirmation
- * marker object records it. The marker also carries the sequence floor across a reinstate.
+ * A record enters the ring only after the database has committed it (commit, then checkpoint,
+ * then release: docs/checkpoint.md), so the ring is never legitimately ahead of the database.
  *
  * The ring is read from the token once at start and then kept in memory: one process owns a
- * module token (pkcs11-notes: SoftHSM2 2.6 races between processes sharing a token).
+ * module token, under a lease (src/ledger/module-lease.ts).
  */
 export class CheckpointRing {
   private entries: RingEntry[] = [];
-  private confirmedMarker = 0;
+  /** Sequence floor after an officer reinstatement: numbers at or below it are never reused. */
+  private floor = 0;
 
   constructor(private readonly hsm: HsmModule, readonly size: number) {}
 
@@ -37,8 +35,8 @@ export class CheckpointRing {
     const entries: RingEntry[] = [];
     for (const o of objs) entries.push({ checkpoint: await decodeCheckpoint(this.hsm, o.value), bytes: o.value });
     this.entries = entries.sort((a, b) => a.checkpoint.seq - b.checkpoint.seq);
-    const markers = await this.hsm.listDataObjects(CONFIRMED_PREFIX);
-    this.confirmedMarker = Math.max(0, ...markers.map((m) => readU64(m.value, 'confirmed seq')));
+    const markers = await this.hsm.listDataObjects(FLOOR_PREFIX);
+    this.floor = Math.max(0, ...markers.map((m) => readU64(m.value, 'sequence floor')));
   }
 
   /** Entries oldest first. */
@@ -50,14 +48,8 @@ export class CheckpointRing {
     return this.entries[this.entries.length - 1];
   }
 
-  /** Highest sequence number the database is known to have stored. */
-  confirmedSeq(): number {
-    const withSuccessor = this.entries.length > 1 ? this.entries[this.entries.length - 2].checkpoint.seq : 0;
-    return Math.max(withSuccessor, this.confirmedMarker);
-  }
-
   nextSeq(): number {
-    return Math.max(this.newest()?.checkpoint.seq ?? 0, this.confirmedMarker) + 1;
+    return Math.max(this.newest()?.checkpoint.seq ?? 0, this.floor) + 1;
   }
 
   /** Adds the newest record, then drops the oldest beyond the ring size. */
@@ -71,41 +63,26 @@ export class CheckpointRing {
     }
   }
 
-  /** Persists that the database has stored record `seq` (no-op if already known). */
-  async confirm(seq: number): Promise<void> {
-    if (seq <= this.confirmedSeq()) return;
-    await this.writeMarker(seq);
-  }
-
-  /** Removes the newest record (auto-recovery of an unconfirmed transaction). */
-  async discardNewest(): Promise<RingEntry> {
-    const newest = this.entries[this.entries.length - 1];
-    await this.hsm.destroyDataObject(ringLabel(newest.checkpoint.seq));
-    this.entries.pop();
-    return newest;
-  }
-
   /**
-   * Officer reinstatement: the ring becomes exactly [accepted] (or empty), newest first
-   * destroyed, and the sequence floor is kept so sequence numbers are never reused.
+   * Officer reinstatement: the ring becomes exactly [accepted], newest first destroyed, and the
+   * sequence floor is raised so sequence numbers are never reused.
    */
-  async resetTo(accepted: RingEntry | null): Promise<void> {
-    const floor = Math.max(this.nextSeq() - 1, accepted?.checkpoint.seq ?? 0);
+  async resetTo(accepted: RingEntry): Promise<void> {
+    const floor = Math.max(this.nextSeq() - 1, accepted.checkpoint.seq);
+    await this.writeFloor(floor);
     for (const e of [...this.entries].reverse()) {
-      await this.hsm.destroyDataObject(ringLabel(e.checkpoint.seq));
+      if (e.checkpoint.seq !== accepted.checkpoint.seq) await this.hsm.destroyDataObject(ringLabel(e.checkpoint.seq));
     }
-    this.entries = [];
-    if (accepted) {
+    if (!this.entries.some((e) => e.checkpoint.seq === accepted.checkpoint.seq)) {
       await this.hsm.createDataObject({ label: ringLabel(accepted.checkpoint.seq), value: accepted.bytes });
-      this.entries = [accepted];
     }
-    await this.writeMarker(floor);
+    this.entries = [accepted];
   }
 
-  private async writeMarker(seq: number): Promise<void> {
-    const old = await this.hsm.listDataObjects(CONFIRMED_PREFIX);
-    await this.hsm.createDataObject({ label: confirmedLabel(seq), value: u64(seq) });
-    for (const o of old) if (o.label !== confirmedLabel(seq)) await this.hsm.destroyDataObject(o.label);
-    this.confirmedMarker = seq;
+  private async writeFloor(seq: number): Promise<void> {
+    const old = await this.hsm.listDataObjects(FLOOR_PREFIX);
+    await this.hsm.createDataObject({ label: floorLabel(seq), value: u64(seq) });
+    for (const o of old) if (o.label !== floorLabel(seq)) await this.hsm.destroyDataObject(o.label);
+    this.floor = seq;
   }
 }

@@ -12,7 +12,11 @@ import { encodeTlv, decodeTlv, u64, readU64, u8, readU8, str, readStr, TlvError 
  *   "VBIC" | version u8 | TLV fields | macLen u8 | MAC     (docs/checkpoint.md)
  */
 export const CHECKPOINT_MAGIC = Buffer.from('VBIC', 'ascii');
-export const CHECKPOINT_FORMAT_VERSION = 1;
+/**
+ * 2: adds the meter's map slot and the meter map (epoch, root) after the transaction
+ * (docs/checkpoint.md). Version 1 records (before the meter map) are refused.
+ */
+export const CHECKPOINT_FORMAT_VERSION = 2;
 
 /** Transaction types as persisted in checkpoints and journal rows. Never renumber. */
 export const TRANSACTION_TYPES = {
@@ -31,6 +35,8 @@ export const TRANSACTION_TYPES = {
   inquiry: 12,
   /** Session open or close. */
   session: 13,
+  /** Officer reinstatement: the module accepts the database's state (docs/checkpoint.md); no meter. */
+  reinstate: 14,
 } as const;
 export type TransactionType = keyof typeof TRANSACTION_TYPES;
 const TYPE_BY_CODE = new Map<number, TransactionType>(
@@ -62,11 +68,18 @@ export interface Checkpoint {
   packageDigest: Buffer;
   /** SHA-256 of the previous checkpoint record of this module; zeros for the first. */
   prevDigest: Buffer;
+  /** The meter's slot in the meter map (src/module/meter-map.ts). */
+  slot: number;
+  /** Meter map epoch after this transaction: +1 for every transaction of the map, over all modules. */
+  mapEpoch: number;
+  /** Meter map root after this transaction. */
+  mapRoot: Buffer;
 }
 
 const T = {
   moduleSerial: 1, seq: 2, meterId: 3, type: 4, amount: 5, ar: 6, dr: 7, time: 8,
   totalReset: 9, totalPrinted: 10, totalRefunded: 11, packageDigest: 12, prevDigest: 13,
+  slot: 14, mapEpoch: 15, mapRoot: 16,
 } as const;
 
 export const ZERO_DIGEST = Buffer.alloc(32);
@@ -76,7 +89,7 @@ export function digestOf(b: Buffer): Buffer {
 }
 
 function body(c: Checkpoint): Buffer {
-  if (c.packageDigest.length !== 32 || c.prevDigest.length !== 32) throw new TlvError('digests must be 32 bytes');
+  if (c.packageDigest.length !== 32 || c.prevDigest.length !== 32 || c.mapRoot.length !== 32) throw new TlvError('digests must be 32 bytes');
   const tlv = encodeTlv([
     [T.moduleSerial, str(c.moduleSerial)],
     [T.seq, u64(c.seq)],
@@ -91,6 +104,9 @@ function body(c: Checkpoint): Buffer {
     [T.totalRefunded, u64(c.totals.refunded)],
     [T.packageDigest, c.packageDigest],
     [T.prevDigest, c.prevDigest],
+    [T.slot, u64(c.slot)],
+    [T.mapEpoch, u64(c.mapEpoch)],
+    [T.mapRoot, c.mapRoot],
   ]);
   return Buffer.concat([CHECKPOINT_MAGIC, Buffer.from([CHECKPOINT_FORMAT_VERSION]), tlv]);
 }
@@ -115,6 +131,7 @@ export async function decodeCheckpoint(hsm: HsmModule, bytes: Buffer): Promise<C
 export function parseCheckpoint(bytes: Buffer): { record: Checkpoint; macLength: number } {
   const bad = (why: string) => vbiError('CHECKPOINT_MALFORMED', `checkpoint: ${why}`);
   if (bytes.length < 7 || !bytes.subarray(0, 4).equals(CHECKPOINT_MAGIC)) throw bad('bad magic');
+  if (bytes[4] === 1) throw bad('format version 1 (written before the meter map): reset the dev tokens and database, or reinstate the module (docs/checkpoint.md)');
   if (bytes[4] !== CHECKPOINT_FORMAT_VERSION) throw bad(`format version ${bytes[4]}`);
   // the MAC length byte sits right before the MAC: find it by trying the suites' lengths
   const macLength = [16, 8].find((n) => bytes.length > 5 + n + 1 && bytes[bytes.length - 1 - n] === n);
@@ -147,6 +164,9 @@ export function parseCheckpoint(bytes: Buffer): { record: Checkpoint; macLength:
         },
         packageDigest: digest(T.packageDigest, 'package digest'),
         prevDigest: digest(T.prevDigest, 'previous digest'),
+        slot: readU64(g(T.slot), 'slot'),
+        mapEpoch: readU64(g(T.mapEpoch), 'map epoch'),
+        mapRoot: digest(T.mapRoot, 'map root'),
       },
     };
   } catch (e) {
@@ -162,5 +182,6 @@ export function checkpointView(c: Checkpoint): Record<string, unknown> {
     ascendingRegister: c.ascendingRegister, descendingRegister: c.descendingRegister,
     time: new Date(c.time).toISOString(), totals: c.totals,
     packageDigest: c.packageDigest.toString('hex'), prevDigest: c.prevDigest.toString('hex'),
+    slot: c.slot, mapEpoch: c.mapEpoch, mapRoot: c.mapRoot.toString('hex'),
   };
 }

@@ -7,7 +7,8 @@ import {
 } from './checkpoint';
 import { CheckpointRing, RingEntry } from './checkpoint-ring';
 import { AuditRecord, AuditSink, signedAudit } from './audit';
-import { Mutex } from './mutex';
+import { EMPTY_LEAF, MapNode, MeterMapView, leafHash, pathNodes } from './meter-map';
+import { MeterMapAnchor } from './map-anchor';
 
 const INHIBIT_LABEL = 'vbi.inhibit';
 
@@ -36,10 +37,14 @@ export interface PsdCommand<R> {
   /** This module's checkpoint as the database holds it; null when the database has none. */
   dbCheckpoint: Buffer | null;
   /**
-   * The checkpoint record of the meter's newest journal row (any module). When given, the
-   * package must be the one it names (meter and package digest): an older copy of the meter
-   * row restored from outside the service is refused with PACKAGE_STALE. The transaction engine
-   * always passes it; module-level tests without a journal leave it undefined.
+   * The meter map as the database presents it, with the proof for the meter's slot (for a
+   * command that creates the meter: the free slot it takes). The proof must lead from the
+   * presented package to the root the modules' rings hold, or nothing runs (PACKAGE_STALE).
+   */
+  map: MeterMapView;
+  /**
+   * The checkpoint record of the meter's newest journal row (any module). When given, it must
+   * name the presented package: a deleted or re-inserted journal row is refused too.
    */
   meterCheckpoint?: Buffer | null;
   /** The command itself, run on the opened package after every check passed. */
@@ -52,14 +57,22 @@ export interface DispatchResult<R> {
   /** The new checkpoint record to store as this module's row, in the same DB transaction. */
   checkpoint: Buffer;
   record: Checkpoint;
+  /** Map nodes on the meter's path after the command (leaf to root), to store in the same DB transaction. */
+  mapNodes: MapNode[];
   result: R;
+}
+
+/** A command run by the module and not yet in its ring: the caller stores it, COMMITs, then completes it. */
+export interface PreparedCommand<R> extends DispatchResult<R> {
+  readonly engine: PsdEngine;
 }
 
 export interface InhibitInfo { reason: string; at: string; details: Record<string, unknown> }
 
 export interface EngineStatus extends ModuleStatus {
   inhibited: InhibitInfo | null;
-  ring: { size: number; entries: number; newestSeq: number | null; confirmedSeq: number };
+  ring: { size: number; entries: number; newestSeq: number | null };
+  map: { epoch: number; root: string };
 }
 
 export interface EngineOptions {
@@ -67,23 +80,32 @@ export interface EngineOptions {
   ringSize: number;
   clock?: () => number;
   audit?: AuditSink;
+  /** The process's meter map authority, shared by all its modules; a module alone gets its own. */
+  anchor?: MeterMapAnchor;
 }
 
 /**
- * The PSD engine over one module ("sdx_dispatch", seed 001): every command presents the
- * database's checkpoint, which must equal the newest ring entry; the package is opened
- * (MAC, meter binding), the command runs, the package is re-sealed and a new checkpoint is
- * appended to the ring before anything is returned. Commands on one module run one at a time.
+ * The PSD engine over one module ("sdx_dispatch", seed 001), with commit-then-checkpoint:
+ *  1. prepare: the database's checkpoint for this module must be the newest ring entry and its
+ *     meter map the one the rings hold; the package is opened (MAC) and proved current against
+ *     the map root; the command runs; the package is re-sealed and the next checkpoint record
+ *     (new map root, epoch + 1) is MAC'd — but not put in the ring;
+ *  2. the caller stores everything and COMMITs;
+ *  3. complete: the record is appended to the ring; only then may the caller release a result.
+ * The ring can therefore never be legitimately ahead of the database (docs/checkpoint.md).
+ * Commands of all modules of a process run one at a time, under the map anchor's lock.
  */
 export class PsdEngine {
-  private readonly lock = new Mutex();
   private readonly ring: CheckpointRing;
   private inhibit: InhibitInfo | null = null;
+  private pending: PreparedCommand<unknown> | null = null;
   private readonly now: () => number;
+  readonly anchor: MeterMapAnchor;
 
   private constructor(private readonly opts: EngineOptions) {
     this.ring = new CheckpointRing(opts.hsm, opts.ringSize);
     this.now = opts.clock ?? Date.now;
+    this.anchor = opts.anchor ?? new MeterMapAnchor();
   }
 
   static async start(opts: EngineOptions): Promise<PsdEngine> {
@@ -93,6 +115,8 @@ export class PsdEngine {
       await e.ring.load();
       const marker = await opts.hsm.listDataObjects(INHIBIT_LABEL);
       if (marker.length > 0) e.inhibit = JSON.parse(marker[0].value.toString('utf8')) as InhibitInfo;
+      const newest = e.ring.newest();
+      if (newest) e.anchor.observe(newest.checkpoint);
     }
     return e;
   }
@@ -108,12 +132,8 @@ export class PsdEngine {
       state: this.inhibit && s.state !== 'Error' ? 'Inhibited' : s.state,
       reason: this.inhibit && s.state !== 'Error' ? this.inhibit.reason : s.reason,
       inhibited: this.inhibit,
-      ring: {
-        size: this.ring.size,
-        entries: this.ring.list().length,
-        newestSeq: this.ring.newest()?.checkpoint.seq ?? null,
-        confirmedSeq: this.ring.confirmedSeq(),
-      },
+      ring: { size: this.ring.size, entries: this.ring.list().length, newestSeq: this.ring.newest()?.checkpoint.seq ?? null },
+      map: { epoch: this.anchor.epoch, root: this.anchor.root.toString('hex') },
     };
   }
 
@@ -122,13 +142,20 @@ export class PsdEngine {
     return this.ring.list();
   }
 
+  /** Runs `fn` holding the process's map lock (re-entrant): the transaction engine wraps a whole command in it. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.anchor.lock.run(fn);
+  }
+
   private assertServing(): void {
     if (this.inhibit) throw vbiError('MODULE_INHIBITED', `module ${this.hsm.serial} is inhibited: ${this.inhibit.reason}`);
   }
 
-  dispatch<R>(cmd: PsdCommand<R>): Promise<DispatchResult<R>> {
-    return this.lock.run(async () => {
+  /** Step 1 of a command (see the class comment). The caller must complete() or abort() it. */
+  prepare<R>(cmd: PsdCommand<R>): Promise<PreparedCommand<R>> {
+    return this.exclusive(async () => {
       this.assertServing();
+      if (this.pending) throw new Error(`module ${this.hsm.serial}: a prepared command is still open`);
       const newest = this.ring.newest();
       if (!sameCheckpoint(cmd.dbCheckpoint, newest)) {
         throw vbiError('CHECKPOINT_MISMATCH', `module ${this.hsm.serial}: database checkpoint is not the newest ring entry`, {
@@ -136,24 +163,18 @@ export class PsdEngine {
           ringNewestSeq: newest?.checkpoint.seq ?? null,
         });
       }
-      // The database has just presented `newest`: it is confirmed from here on.
-      const presented = newest?.checkpoint.seq ?? 0;
+      await this.assertMapInStep(cmd.map);
+      // MAC first (an edited package is PACKAGE_MAC_INVALID), then freshness (an intact but
+      // older package, or another meter's, is PACKAGE_STALE).
+      const pkgIn = cmd.sealedPackage ? await openPackage(this.hsm, cmd.sealedPackage, cmd.meterId) : null;
+      await this.assertCurrent(cmd);
       const now = this.now();
-      let outcome: CommandOutcome<R>;
-      try {
-        // MAC first (an edited package is PACKAGE_MAC_INVALID), then freshness (an intact but
-        // older package restored from outside is PACKAGE_STALE).
-        const pkg = cmd.sealedPackage ? await openPackage(this.hsm, cmd.sealedPackage, cmd.meterId) : null;
-        if (cmd.sealedPackage && cmd.meterCheckpoint !== undefined) await this.assertFresh(cmd.meterId, cmd.sealedPackage, cmd.meterCheckpoint);
-        outcome = await cmd.execute(pkg, { hsm: this.hsm, now, checkpointSeq: this.ring.nextSeq() });
-        if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
-      } catch (e) {
-        // No successor will record the confirmation: persist it in a marker.
-        if (presented > 0) await this.ring.confirm(presented);
-        throw e;
-      }
+      const outcome = await cmd.execute(pkgIn, { hsm: this.hsm, now, checkpointSeq: this.ring.nextSeq() });
+      if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
+
       const pkg: PsdPackage = { ...outcome.package, recordCounter: outcome.package.recordCounter + 1, lastTransactionTime: now };
       const sealedPackage = await sealPackage(this.hsm, pkg);
+      const mapNodes = pathNodes(cmd.map.slot, leafHash(cmd.map.slot, cmd.meterId, digestOf(sealedPackage)), cmd.map.siblings);
       const prev = newest?.checkpoint.totals ?? { reset: 0, printed: 0, refunded: 0 };
       const record: Checkpoint = {
         moduleSerial: this.hsm.serial,
@@ -171,125 +192,209 @@ export class PsdEngine {
         },
         packageDigest: digestOf(sealedPackage),
         prevDigest: newest ? digestOf(newest.bytes) : ZERO_DIGEST,
+        slot: cmd.map.slot,
+        mapEpoch: this.anchor.epoch + 1,
+        mapRoot: mapNodes[mapNodes.length - 1].hash,
       };
       const checkpoint = await encodeCheckpoint(this.hsm, record);
-      await this.ring.append({ checkpoint: record, bytes: checkpoint });
-      return { sealedPackage, package: pkg, checkpoint, record, result: outcome.result };
+      const prepared: PreparedCommand<R> = { engine: this, sealedPackage, package: pkg, checkpoint, record, mapNodes, result: outcome.result };
+      this.pending = prepared;
+      return prepared;
     });
   }
 
-  private async assertFresh(meterId: string, sealed: Buffer, meterCheckpoint: Buffer | null): Promise<void> {
-    if (!meterCheckpoint) throw vbiError('PACKAGE_STALE', `meter ${meterId}: no journal record names its package`);
-    const cp = await decodeCheckpoint(this.hsm, meterCheckpoint);
-    if (cp.meterId !== meterId || !cp.packageDigest.equals(digestOf(sealed))) {
-      throw vbiError('PACKAGE_STALE', `meter ${meterId}: the package is not the one its newest journal record (module ${cp.moduleSerial}, seq ${cp.seq}) names`);
+  /**
+   * Step 3: the database has COMMITted `p`; the record enters the ring and the map anchor moves
+   * on. The anchor moves even if the token write fails: the database holds the record, and the
+   * module rolls its ring forward at the next reconcile.
+   */
+  complete(p: PreparedCommand<unknown>): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.pending !== p) throw new Error(`module ${this.hsm.serial}: complete() of a command that is not the open one`);
+      this.pending = null;
+      this.anchor.observe(p.record);
+      await this.ring.append({ checkpoint: p.record, bytes: p.checkpoint });
+    });
+  }
+
+  /** The database did not COMMIT `p` (or may not have): forget it; the next reconcile tells which. */
+  abort(p: PreparedCommand<unknown>): void {
+    if (this.pending === p) this.pending = null;
+  }
+
+  /** prepare + complete, for stores without a database transaction (in-memory reference store, module tests). */
+  dispatch<R>(cmd: PsdCommand<R>): Promise<DispatchResult<R>> {
+    return this.exclusive(async () => {
+      const p = await this.prepare(cmd);
+      await this.complete(p);
+      return p;
+    });
+  }
+
+  private async assertMapInStep(view: MeterMapView): Promise<void> {
+    if (this.anchor.matches(view)) return;
+    if (view.epoch > this.anchor.epoch) {
+      // legitimate only after a crash between COMMIT and ring append: the caller reconciles the
+      // modules (roll forward) and retries; refuseMap() if that does not explain it
+      throw vbiError('MAP_AHEAD', `meter map epoch ${view.epoch} in the database, ${this.anchor.epoch} in the rings`, {
+        dbEpoch: view.epoch, ringEpoch: this.anchor.epoch,
+      });
     }
+    const reason = view.epoch < this.anchor.epoch
+      ? 'database rolled back: its meter map is older than the one in the rings'
+      : 'database meter map edited: same epoch, another root';
+    await this.inhibitAndThrow(reason, {
+      dbMap: { epoch: view.epoch, root: view.root.toString('hex') },
+      ringMap: { epoch: this.anchor.epoch, root: this.anchor.root.toString('hex') },
+    });
+  }
+
+  /** The database's map is still ahead after every module was reconciled: nothing of ours explains it. */
+  refuseMap(view: { epoch: number; root: Buffer }): Promise<never> {
+    return this.exclusive(() => this.inhibitAndThrow('database meter map is ahead of every ring: forged, or from another deployment', {
+      dbMap: { epoch: view.epoch, root: view.root.toString('hex') },
+      ringMap: { epoch: this.anchor.epoch, root: this.anchor.root.toString('hex') },
+    }));
+  }
+
+  /** The presented package is the meter's current one: map proof to the anchored root, and the newest journal record. */
+  private async assertCurrent(cmd: PsdCommand<unknown>): Promise<void> {
+    const leaf = cmd.sealedPackage ? leafHash(cmd.map.slot, cmd.meterId, digestOf(cmd.sealedPackage)) : EMPTY_LEAF;
+    const proved = pathNodes(cmd.map.slot, leaf, cmd.map.siblings)[cmd.map.siblings.length].hash.equals(this.anchor.root);
+    let why: string | null = null;
+    if (!proved) {
+      why = cmd.sealedPackage
+        ? `meter ${cmd.meterId}: the package is not the one the meter map (epoch ${this.anchor.epoch}) holds for slot ${cmd.map.slot}`
+        : `meter ${cmd.meterId}: slot ${cmd.map.slot} of the meter map is not free`;
+    } else if (cmd.sealedPackage && cmd.meterCheckpoint !== undefined) {
+      if (!cmd.meterCheckpoint) why = `meter ${cmd.meterId}: no journal record names its package`;
+      else {
+        const cp = await decodeCheckpoint(this.hsm, cmd.meterCheckpoint);
+        if (cp.meterId !== cmd.meterId || !cp.packageDigest.equals(digestOf(cmd.sealedPackage))) {
+          why = `meter ${cmd.meterId}: the newest journal record (module ${cp.moduleSerial}, seq ${cp.seq}) names another package`;
+        }
+      }
+    }
+    if (!why) return;
+    const audit = await signedAudit(this.hsm, {
+      kind: 'package-stale', at: new Date(this.now()).toISOString(), reason: why,
+      details: { meterId: cmd.meterId, slot: cmd.map.slot, mapEpoch: this.anchor.epoch },
+    });
+    await this.emit([audit]);
+    throw vbiError('PACKAGE_STALE', why, { meterId: cmd.meterId });
   }
 
   /**
-   * "Auto-Recover module Checkpoint" (seed 001), stricter than the seed: the module rolls back
-   * only its newest entry, and only if the database never confirmed it (a crash between the
-   * ring update and the database COMMIT). A database that presents an older, confirmed entry
-   * was rolled back; one that presents no ring entry was swapped or edited. Both inhibit the
-   * module, persistently, and only an officer's reinstatement returns it to service.
+   * Brings the ring in step with the database's checkpoint row for this module:
+   *  - the row is the ring's newest record → nothing to do;
+   *  - the row is the MAC-valid exact successor of the newest (this module's serial, next
+   *    sequence number, previous digest = the newest's, map epoch = the anchor's + 1) → the
+   *    database committed it and the process died (or the token failed) before the ring append:
+   *    the ring rolls forward;
+   *  - anything else — a ring ahead of the database, a row deleted, edited or from elsewhere —
+   *    is a rollback or an edit: the module is inhibited (RECOVERY_FAILED), persistently.
    */
-  autoRecover(dbCheckpoint: Buffer | null): Promise<{ recovered: boolean; audit: AuditRecord[] }> {
-    return this.lock.run(async () => {
+  reconcile(dbCheckpoint: Buffer | null): Promise<'in-step' | 'rolled-forward'> {
+    return this.exclusive(async () => {
       this.assertServing();
-      const entries = this.ring.list();
       const newest = this.ring.newest();
-      if (sameCheckpoint(dbCheckpoint, newest)) return { recovered: false, audit: [] };
-
-      const n = entries.length;
-      const predecessorMatches =
-        n >= 2 ? sameCheckpoint(dbCheckpoint, entries[n - 2])
-          : n === 1 ? dbCheckpoint === null && entries[0].checkpoint.prevDigest.equals(ZERO_DIGEST)
-            : false;
-      const newestUnconfirmed = newest !== undefined && newest.checkpoint.seq > this.ring.confirmedSeq();
-
-      if (predecessorMatches && newestUnconfirmed) {
-        const discarded = await this.ring.discardNewest();
-        const audit = [await signedAudit(this.hsm, {
-          kind: 'checkpoint-discarded',
-          at: new Date(this.now()).toISOString(),
-          reason: 'auto-recovery: transaction never stored by the database (crash before COMMIT)',
-          details: { checkpoint: checkpointView(discarded.checkpoint) },
-        })];
-        const back = this.ring.newest();
-        if (back) await this.ring.confirm(back.checkpoint.seq);
-        await this.emit(audit);
-        return { recovered: true, audit };
+      if (sameCheckpoint(dbCheckpoint, newest)) return 'in-step';
+      let presented: Checkpoint | null = null;
+      let decodeError: string | null = null;
+      if (dbCheckpoint && dbCheckpoint.length > 0) {
+        try {
+          presented = await decodeCheckpoint(this.hsm, dbCheckpoint);
+        } catch (e) {
+          decodeError = (e as Error).message;
+        }
       }
-
-      const olderIx = entries.findIndex((e) => sameCheckpoint(dbCheckpoint, e));
-      const reason = olderIx >= 0 || predecessorMatches || (await this.olderThanRing(dbCheckpoint))
-        ? 'database rolled back past a confirmed checkpoint'
-        : dbCheckpoint === null
-          ? 'database has no checkpoint for this module but the ring is not empty'
-          : 'database checkpoint matches no ring entry';
+      if (presented && dbCheckpoint
+        && presented.moduleSerial === this.hsm.serial
+        && presented.seq === this.ring.nextSeq()
+        && presented.prevDigest.equals(newest ? digestOf(newest.bytes) : ZERO_DIGEST)
+        && presented.mapEpoch === this.anchor.epoch + 1) {
+        this.anchor.observe(presented);
+        await this.ring.append({ checkpoint: presented, bytes: dbCheckpoint });
+        const audit = await signedAudit(this.hsm, {
+          kind: 'checkpoint-rolled-forward', at: new Date(this.now()).toISOString(),
+          reason: 'the database committed this record before the ring append (crash or token failure in between)',
+          details: { checkpoint: checkpointView(presented) },
+        });
+        await this.emit([audit]);
+        return 'rolled-forward';
+      }
+      const newestSeq = newest?.checkpoint.seq ?? 0;
+      const reason = !dbCheckpoint || dbCheckpoint.length === 0
+        ? 'database has no checkpoint for this module but the ring is not empty (row deleted, or database swapped)'
+        : presented && presented.moduleSerial === this.hsm.serial && presented.seq <= newestSeq
+          ? `database rolled back: it presents checkpoint ${presented.seq}, the ring holds ${newestSeq}`
+          : 'database checkpoint matches no ring entry and is not its successor (edited, swapped, or from another module)';
       const details: Record<string, unknown> = {
         dbCheckpointDigest: dbCheckpoint ? digestOf(dbCheckpoint).toString('hex') : null,
-        ringSeqs: entries.map((e) => e.checkpoint.seq),
-        confirmedSeq: this.ring.confirmedSeq(),
+        ringSeqs: this.ring.list().map((e) => e.checkpoint.seq),
       };
-      if (dbCheckpoint) {
-        try {
-          details.dbCheckpoint = checkpointView(await decodeCheckpoint(this.hsm, dbCheckpoint));
-        } catch (e) {
-          details.dbCheckpointError = (e as Error).message;
-        }
-      }
-      const audit = [await this.inhibitModule(reason, details)];
-      await this.emit(audit);
-      throw vbiError('RECOVERY_FAILED', `module ${this.hsm.serial} inhibited: ${reason}`, { moduleSerial: this.hsm.serial, reason });
+      if (presented) details.dbCheckpoint = checkpointView(presented);
+      if (decodeError) details.dbCheckpointError = decodeError;
+      return this.inhibitAndThrow(reason, details);
     });
   }
 
-  /** A genuine record of this module, older than everything in the ring: a rollback too. */
-  private async olderThanRing(db: Buffer | null): Promise<boolean> {
-    const oldest = this.ring.list()[0];
-    if (!db || !oldest) return false;
-    try {
-      const cp = await decodeCheckpoint(this.hsm, db);
-      return cp.moduleSerial === this.hsm.serial && cp.seq < oldest.checkpoint.seq;
-    } catch {
-      return false;
-    }
-  }
-
-  private async inhibitModule(reason: string, details: Record<string, unknown>): Promise<AuditRecord> {
+  private async inhibitAndThrow(reason: string, details: Record<string, unknown>): Promise<never> {
     const info: InhibitInfo = { reason, at: new Date(this.now()).toISOString(), details };
-    await this.hsm.createDataObject({ label: INHIBIT_LABEL, value: Buffer.from(JSON.stringify(info), 'utf8') });
-    this.inhibit = info;
-    return signedAudit(this.hsm, { kind: 'module-inhibited', at: info.at, reason, details });
+    if (!this.inhibit) {
+      await this.hsm.createDataObject({ label: INHIBIT_LABEL, value: Buffer.from(JSON.stringify(info), 'utf8') });
+      this.inhibit = info;
+      await this.emit([await signedAudit(this.hsm, { kind: 'module-inhibited', at: info.at, reason, details })]);
+    }
+    throw vbiError('RECOVERY_FAILED', `module ${this.hsm.serial} inhibited: ${this.inhibit.reason}`, { moduleSerial: this.hsm.serial, reason: this.inhibit.reason });
   }
 
   /**
-   * Officer procedure after disaster recovery (docs/operations.md): accept the database's
-   * checkpoint for this module as the truth (its MAC must verify and it must be this module's),
-   * make it the only ring entry, and lift the inhibition. `null` accepts a database without a
-   * checkpoint row: the ring is emptied and sequence numbers continue after the old ones.
+   * Officer reinstatement, step 1 (src/ledger/reinstatement.ts): a `reinstate` record that
+   * accepts the database's state — its checkpoint row for this module (or none) and its meter map
+   * — chained to that row, with a map epoch above everything this module and the database have
+   * seen. The caller stores it as the module row and the map row, COMMITs, then calls
+   * completeReinstatement().
    */
-  reinstate(req: { dbCheckpoint: Buffer | null; officer: string }): Promise<AuditRecord> {
-    return this.lock.run(async () => {
-      let accepted: RingEntry | null = null;
+  prepareReinstatement(req: { dbCheckpoint: Buffer | null; map: { epoch: number; root: Buffer } }): Promise<{ record: Checkpoint; bytes: Buffer }> {
+    return this.exclusive(async () => {
+      let accepted: Checkpoint | null = null;
       if (req.dbCheckpoint) {
-        const cp = await decodeCheckpoint(this.hsm, req.dbCheckpoint);
-        if (cp.moduleSerial !== this.hsm.serial) {
-          throw vbiError('CHECKPOINT_MISMATCH', `checkpoint belongs to module ${cp.moduleSerial}, not ${this.hsm.serial}`);
+        accepted = await decodeCheckpoint(this.hsm, req.dbCheckpoint);
+        if (accepted.moduleSerial !== this.hsm.serial) {
+          throw vbiError('CHECKPOINT_MISMATCH', `checkpoint belongs to module ${accepted.moduleSerial}, not ${this.hsm.serial}`);
         }
-        accepted = { checkpoint: cp, bytes: req.dbCheckpoint };
       }
-      await this.ring.resetTo(accepted);
+      const record: Checkpoint = {
+        moduleSerial: this.hsm.serial,
+        seq: Math.max(this.ring.nextSeq(), (accepted?.seq ?? 0) + 1),
+        meterId: '', type: 'reinstate', amount: 0, ascendingRegister: 0, descendingRegister: 0,
+        time: this.now(),
+        totals: accepted?.totals ?? { reset: 0, printed: 0, refunded: 0 },
+        packageDigest: ZERO_DIGEST,
+        prevDigest: req.dbCheckpoint ? digestOf(req.dbCheckpoint) : ZERO_DIGEST,
+        slot: 0,
+        mapEpoch: Math.max(this.anchor.epoch, req.map.epoch) + 1,
+        mapRoot: Buffer.from(req.map.root),
+      };
+      return { record, bytes: await encodeCheckpoint(this.hsm, record) };
+    });
+  }
+
+  /** Step 2, after COMMIT: the ring becomes [record], the anchor takes its map, the inhibition is lifted last. */
+  completeReinstatement(req: { record: Checkpoint; bytes: Buffer; officer: string }): Promise<AuditRecord> {
+    return this.exclusive(async () => {
+      await this.ring.resetTo({ checkpoint: req.record, bytes: req.bytes });
+      this.anchor.observe(req.record);
       // Lifted last: a crash before this line leaves the module inhibited, never half-reinstated.
-      await this.hsm.destroyDataObject(INHIBIT_LABEL);
+      if ((await this.hsm.listDataObjects(INHIBIT_LABEL)).length > 0) await this.hsm.destroyDataObject(INHIBIT_LABEL);
       const previous = this.inhibit;
       this.inhibit = null;
       const audit = await signedAudit(this.hsm, {
         kind: 'module-reinstated',
         at: new Date(this.now()).toISOString(),
         reason: `reinstated by officer ${req.officer}`,
-        details: { accepted: accepted ? checkpointView(accepted.checkpoint) : null, previousInhibit: previous },
+        details: { record: checkpointView(req.record), previousInhibit: previous },
       });
       await this.emit([audit]);
       return audit;

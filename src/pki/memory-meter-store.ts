@@ -9,6 +9,7 @@ import { certifyMeterKey } from '../module/commands/metergen-certify';
 import { renewMeterKey } from '../module/commands/key-renewal';
 import { signRequestWithKey, signRequestWithPackageKey } from '../module/commands/certification-request';
 import { PsdPackage } from '../psd/psd-package';
+import { MemoryMeterMap } from '../module/memory-meter-map';
 import { CertificateStore, certificateRecord } from './certificate-store';
 import {
   CertifyMeterRequest, CreateMeterRequest, CreatedMeter, KeyRenewalStore, MeterGenStore, PendingRenewal,
@@ -18,7 +19,8 @@ interface PendingKey { renewalId: string; wrappedKey: Buffer; algorithm: Indiciu
 
 /**
  * Reference implementation of the MeterGen storage ports over one PsdEngine, with the two
- * database rows kept in memory: each meter's sealed package, and the module's checkpoint.
+ * database rows kept in memory: each meter's sealed package, the module's checkpoint and the
+ * meter map.
  * The PostgreSQL engine does the same with a row lock and one transaction per dispatch.
  * Pending renewal keys are kept in memory only: a crash loses them, and renewal starts over.
  */
@@ -26,6 +28,7 @@ export class MemoryMeterStore implements MeterGenStore, KeyRenewalStore {
   private readonly packages = new Map<string, Buffer>();
   private readonly pending = new Map<string, PendingKey>();
   private readonly lock = new Mutex();
+  private readonly map = new MemoryMeterMap();
 
   constructor(private readonly engine: PsdEngine, private readonly certificates: CertificateStore, private checkpoint: Buffer | null = null) {}
 
@@ -42,7 +45,7 @@ export class MemoryMeterStore implements MeterGenStore, KeyRenewalStore {
     return this.lock.run(async () => {
       if (this.packages.has(req.meterId)) throw vbiError('BAD_REQUEST', `meter ${req.meterId} already exists`);
       const r = this.store(await this.engine.dispatch({
-        meterId: req.meterId, sealedPackage: null, dbCheckpoint: this.checkpoint, execute: createUncertifiedMeter(req),
+        meterId: req.meterId, sealedPackage: null, dbCheckpoint: this.checkpoint, map: this.map.view(req.meterId), execute: createUncertifiedMeter(req),
       }));
       return { meterId: req.meterId, publicKeySpki: r.publicKeySpki, algorithm: r.algorithm };
     });
@@ -55,7 +58,7 @@ export class MemoryMeterStore implements MeterGenStore, KeyRenewalStore {
   certifyMeter(req: CertifyMeterRequest): Promise<void> {
     return this.lock.run(async () => {
       const r = await this.engine.dispatch({
-        meterId: req.meterId, sealedPackage: this.row(req.meterId), dbCheckpoint: this.checkpoint, execute: certifyMeterKey(req),
+        meterId: req.meterId, sealedPackage: this.row(req.meterId), dbCheckpoint: this.checkpoint, map: this.map.view(req.meterId), execute: certifyMeterKey(req),
       });
       // One "transaction": the certificate becomes findable together with the certified package.
       await this.certificates.put(certificateRecord(req.meterId, req.certificateDer));
@@ -70,6 +73,7 @@ export class MemoryMeterStore implements MeterGenStore, KeyRenewalStore {
       const pkg = await openPackage(this.engine.hsm, sealed, meterId);
       if (pkg.indiciumCertSerial !== '') throw vbiError('METER_ALREADY_CERTIFIED', `meter ${meterId} is certified and cannot be discarded`);
       this.packages.delete(meterId);
+      this.map.forget(meterId);
     });
   }
 
@@ -92,7 +96,7 @@ export class MemoryMeterStore implements MeterGenStore, KeyRenewalStore {
     return this.lock.run(async () => {
       const p = this.pendingKey(req.meterId, req.renewalId);
       const r = await this.engine.dispatch({
-        meterId: req.meterId, sealedPackage: this.row(req.meterId), dbCheckpoint: this.checkpoint,
+        meterId: req.meterId, sealedPackage: this.row(req.meterId), dbCheckpoint: this.checkpoint, map: this.map.view(req.meterId),
         execute: renewMeterKey({ ...req, newWrappedKey: p.wrappedKey, algorithm: p.algorithm }),
       });
       await this.certificates.put(certificateRecord(req.meterId, req.certificateDer));
@@ -121,6 +125,7 @@ export class MemoryMeterStore implements MeterGenStore, KeyRenewalStore {
   private store<R>(r: DispatchResult<R>): R {
     this.packages.set(r.package.meterId, r.sealedPackage);
     this.checkpoint = r.checkpoint;
+    this.map.store(r);
     return r.result;
   }
 }

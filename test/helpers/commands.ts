@@ -1,13 +1,15 @@
 import { CommandOutcome, PsdCommand, PsdEngine, DispatchResult } from '../../src/module/psd-engine';
 import { newPackage, PsdPackage } from '../../src/psd/psd-package';
+import { MemoryMeterMap } from '../../src/module/memory-meter-map';
+import { MeterMapView } from '../../src/module/meter-map';
 
 /**
- * Minimal commands for exercising the engine's checkpoint handling at the module level. The
- * real PSD commands (PVD, indicium, refund, ...) are built on the same dispatch.
+ * Minimal commands for exercising the engine's checkpoint and map handling at the module level.
+ * The real PSD commands (PVD, indicium, refund, ...) are built on the same prepare/complete.
  */
-export function createMeterCommand(meterId: string, dbCheckpoint: Buffer | null): PsdCommand<null> {
+export function createMeterCommand(meterId: string, dbCheckpoint: Buffer | null, map: MeterMapView): PsdCommand<null> {
   return {
-    meterId, sealedPackage: null, dbCheckpoint,
+    meterId, sealedPackage: null, dbCheckpoint, map,
     execute: async (): Promise<CommandOutcome<null>> => ({
       package: { ...newPackage({ meterId, maxDescendingRegister: 1_000_000 }), state: 'active' },
       type: 'meter-create', amount: 0, result: null,
@@ -15,9 +17,9 @@ export function createMeterCommand(meterId: string, dbCheckpoint: Buffer | null)
   };
 }
 
-export function creditCommand(meterId: string, sealedPackage: Buffer, dbCheckpoint: Buffer | null, amount: number): PsdCommand<number> {
+export function creditCommand(meterId: string, sealedPackage: Buffer, dbCheckpoint: Buffer | null, amount: number, map: MeterMapView): PsdCommand<number> {
   return {
-    meterId, sealedPackage, dbCheckpoint,
+    meterId, sealedPackage, dbCheckpoint, map,
     execute: async (pkg: PsdPackage | null): Promise<CommandOutcome<number>> => {
       const p = pkg as PsdPackage;
       if (p.descendingRegister + amount > p.maxDescendingRegister) throw new Error('over max DR');
@@ -26,22 +28,33 @@ export function creditCommand(meterId: string, sealedPackage: Buffer, dbCheckpoi
   };
 }
 
-/** A stand-in for the database's two rows: the meter's package and the module's checkpoint. */
+/** A stand-in for the database's rows: each meter's package, the module's checkpoint, the meter map. */
 export class Rows {
-  pkg: Buffer | null = null;
+  readonly packages = new Map<string, Buffer>();
   checkpoint: Buffer | null = null;
+  readonly map = new MemoryMeterMap();
 
+  pkg(meterId: string): Buffer {
+    return this.packages.get(meterId) as Buffer;
+  }
+
+  /** What a committed transaction stores. */
   store<R>(r: DispatchResult<R>): R {
-    this.pkg = r.sealedPackage;
+    this.packages.set(r.package.meterId, r.sealedPackage);
     this.checkpoint = r.checkpoint;
+    this.map.store(r);
     return r.result;
   }
 
   async create(engine: PsdEngine, meterId: string): Promise<void> {
-    this.store(await engine.dispatch(createMeterCommand(meterId, this.checkpoint)));
+    this.store(await engine.dispatch(createMeterCommand(meterId, this.checkpoint, this.map.view(meterId))));
+  }
+
+  creditCommand(meterId: string, amount: number): PsdCommand<number> {
+    return creditCommand(meterId, this.pkg(meterId), this.checkpoint, amount, this.map.view(meterId));
   }
 
   async credit(engine: PsdEngine, meterId: string, amount: number): Promise<number> {
-    return this.store(await engine.dispatch(creditCommand(meterId, this.pkg as Buffer, this.checkpoint, amount)));
+    return this.store(await engine.dispatch(this.creditCommand(meterId, amount)));
   }
 }

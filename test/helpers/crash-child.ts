@@ -1,20 +1,22 @@
 /**
- * Run as a separate process by the crash test: one CreateIndicium on the given meter, with the
- * process killed (SIGKILL) after the module dispatch and the database writes, before COMMIT.
+ * Run as a separate process by the crash tests: one CreateIndicium on the given meter, with the
+ * process killed (SIGKILL) either after the module's prepare and the database writes, before
+ * COMMIT (`before`), or right after COMMIT, before the ring append (`after`).
  */
 import { openDatabase } from '../../src/db/database';
 import { createService } from '../../src/service';
 import { MAIL, testConfig } from './ledger';
 
 async function main(): Promise<void> {
-  const [url, meterId, ...labels] = process.argv.slice(2);
+  const [mode, url, meterId, ...labels] = process.argv.slice(2);
+  const kill = () => { process.kill(process.pid, 'SIGKILL'); };
   const db = await openDatabase({ url, varDir: process.env.VBI_TEST_ROOT as string });
   const service = await createService({
     config: testConfig(labels), db,
-    ledger: { faults: { beforeCommit: () => { process.kill(process.pid, 'SIGKILL'); } } },
+    ledger: { faults: mode === 'after' ? { afterCommit: kill } : { beforeCommit: kill } },
   });
   await service.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL });
-  process.stdout.write('COMMITTED (the kill did not happen)\n');
+  process.stdout.write('RELEASED (the kill did not happen)\n');
 }
 
 main().catch((e) => {

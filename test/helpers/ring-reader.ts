@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     reason: st.reason ?? null,
     seqs: engine.ringEntries().map((e) => e.checkpoint.seq),
     newest: engine.ringEntries().at(-1)?.bytes.toString('hex') ?? null,
-    confirmedSeq: st.ring.confirmedSeq,
+    mapEpoch: st.map.epoch,
   }));
   await module.close();
   closeTestLibrary();

@@ -1,0 +1,54 @@
+import type { Knex } from 'knex';
+import { vbiError } from '../errors';
+import { AuditRecord } from '../module/audit';
+import { PsdEngine } from '../module/psd-engine';
+import { sealJournalPayload } from './journal';
+import { MAP_SHARD, lockMapRow } from './pg-meter-map';
+
+/**
+ * Officer reinstatement (docs/checkpoint.md): the module accepts the database's state as the
+ * truth — its checkpoint row for this module and the meter map row — after a disaster recovery
+ * or an investigated inhibition. One `reinstate` record, chained to the accepted row and carrying
+ * a map epoch above everything seen, is stored as the module row, the map row's epoch and a
+ * journal row, COMMITted, and only then made the module's whole ring; the inhibition is lifted
+ * last. `acceptCheckpoint` (hex the officer read from the module row, or null for none) must
+ * still be what the database holds, so nothing changed between inspection and acceptance.
+ */
+export async function reinstateModule(req: { db: Knex; engine: PsdEngine; officer: string; acceptCheckpoint: Buffer | null }): Promise<AuditRecord> {
+  const { db, engine } = req;
+  if (typeof req.officer !== 'string' || !req.officer.trim()) throw vbiError('BAD_REQUEST', 'officer name is required');
+  return engine.exclusive(async () => {
+    const trx = await db.transaction();
+    let prepared;
+    try {
+      let row = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+      if (!row) {
+        await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
+        row = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+      }
+      const dbCheckpoint: Buffer | null = row.checkpoint ?? null;
+      const same = req.acceptCheckpoint === null ? dbCheckpoint === null : dbCheckpoint !== null && dbCheckpoint.equals(req.acceptCheckpoint);
+      if (!same) throw vbiError('CHECKPOINT_MISMATCH', "the module row's checkpoint is not the one the officer accepted (it changed, or was mistyped)");
+      const map = await lockMapRow(trx);
+      if (map.epoch < 0) throw vbiError('BAD_REQUEST', `the database has no meter map row for shard ${MAP_SHARD}: restore it first`);
+      prepared = await engine.prepareReinstatement({ dbCheckpoint, map });
+      const at = new Date(prepared.record.time);
+      await trx('modules').where({ module_serial: engine.hsm.serial }).update({
+        checkpoint: prepared.bytes, checkpoint_seq: prepared.record.seq, last_tx_at: at, last_tx_type: 'reinstate', last_tx_amount: 0,
+        in_rotation: true, out_reason: null, updated_at: at,
+      });
+      await trx('meter_map').where({ shard: MAP_SHARD }).update({ epoch: prepared.record.mapEpoch, updated_at: at });
+      const sealed = await sealJournalPayload(engine.hsm, prepared.bytes, { officer: req.officer });
+      await trx('journal').insert({
+        meter_id: '', module_serial: engine.hsm.serial, checkpoint_seq: prepared.record.seq, tx_type: 'reinstate',
+        amount: 0, ascending_register: 0, descending_register: 0,
+        checkpoint: prepared.bytes, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
+      });
+      await trx.commit();
+    } catch (e) {
+      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
+      throw e;
+    }
+    return engine.completeReinstatement({ ...prepared, officer: req.officer });
+  });
+}
