@@ -4,7 +4,7 @@
  * decrypted by a module). Uses DATABASE_URL, or the embedded cluster in var/pgdata.
  */
 import { loadConfig } from '../src/config/config';
-import { createService } from '../src/service';
+import { openVerifier } from '../src/ops/verifier';
 import { formatMills, meterHistory } from '../src/ops/meter-history';
 import { isVbiError } from '../src/errors';
 
@@ -14,9 +14,9 @@ async function main(): Promise<number> {
     process.stderr.write('usage: npm run meter -- <meter id> [--json]\n');
     return 2;
   }
-  const service = await createService({ config: loadConfig() });
+  const v = await openVerifier(loadConfig());
   try {
-    const r = await meterHistory({ db: service.db.knex, hsm: service.engines[0].hsm, meterId });
+    const r = await meterHistory({ db: v.db.knex, hsm: v.hsm, meterId });
     if (process.argv.includes('--json')) {
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       return 0;
@@ -28,7 +28,7 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
-    await service.close();
+    await v.close();
   }
 }
 

@@ -63,7 +63,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       const pool = await s.ledger.pool();
       expect(pool.available).to.equal(poolBefore.available - 2_000_000);
       expect(pool.refundsPaid).to.equal(poolBefore.refundsPaid + 19);
-      const c = await conservation(f.db.knex);
+      const c = await conservation(f.db.knex, { hsm: f.service.engines[0].hsm });
       expect(c.violations).to.deep.equal([]);
       expect(c.system.left).to.equal(c.system.right);
       expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
@@ -80,7 +80,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       expect(await s.ledger.registers(meterId)).to.deep.include({ ascendingRegister: 15_000, descendingRegister: 0 });
       const seqs = (await f.db.knex('indicia').where({ meter_id: meterId }).select('sequence')).map((r) => r.sequence);
       expect(new Set(seqs).size).to.equal(30);
-      expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+      expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
     });
 
     it('refunds: spoilage limit, full refund closes the meter and returns DR to the pool, withdraw', async () => {
@@ -98,7 +98,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       expect((await s.ledger.registers(meterId)).state).to.equal('closed');
       expect(await codeOf(s.ledger.createIndicium({ meterId, postage: 1, mailpiece: MAIL }))).to.equal('METER_CLOSED');
       expect(await codeOf(s.ledger.withdraw({ meterId }))).to.equal('METER_CLOSED');
-      expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+      expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
     });
 
     it('correction indicium references the original; max DR and the pool bound a PVD', async () => {
@@ -154,7 +154,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         const byModule = await f.db.knex('journal').select('module_serial').count({ n: '*' }).groupBy('module_serial');
         expect(byModule).to.have.length(2);
         for (const m of meters) expect(await s.ledger.registers(m.meterId)).to.deep.include({ ascendingRegister: 8_000, descendingRegister: 92_000 });
-        expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+        expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
         expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[1].hsm })).to.deep.include({ ok: true });
       } finally {
         await f.service.close();
@@ -184,7 +184,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         const ok = await s.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
         expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
-        expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+        expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
         expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
       } finally {
         await f.service.close();
@@ -219,7 +219,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
           const audit = await auditRecords(f.db.knex);
           expect(audit.map((a) => a.kind)).to.deep.equal(mode === 'before' ? [] : ['checkpoint-rolled-forward']);
           if (mode === 'after') expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000 });
-          expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+          expect((await conservation(f.db.knex, { hsm: again.engines[0].hsm })).violations).to.deep.equal([]);
           expect(await verifyJournal({ db: f.db.knex, hsm: again.engines[0].hsm })).to.deep.include({ ok: true });
         } finally {
           await again.close();

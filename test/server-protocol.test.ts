@@ -108,7 +108,7 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect(settled.status, JSON.stringify(settled.json)).to.equal(200);
     expect(settled.json.result).to.include({ status: 'approved' });
     expect(settled.json.registers.descending).to.equal(27_000);
-    expect((await conservation(f.service.db.knex)).violations).to.deep.equal([]);
+    expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 
   it('a missed heartbeat during a batch voids the rest of the batch; nothing is debited for it', async () => {
@@ -147,7 +147,7 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     const late = await c.call('POST', `/v1/sessions/${sessionId}/heartbeat`, { meterId: c.meterId, ...hb2 });
     expect([late.status, late.json.error.code]).to.deep.equal([401, 'SESSION_ENDED']);
     expect((await c.op('/v1/balance', 'balance', {})).json.result).to.include({ ascending: 1_360, descending: 98_640 });
-    expect((await conservation(f.service.db.knex)).violations).to.deep.equal([]);
+    expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 
   it('verifies a printed indicium: VALID, then DUPLICATE (fraud report, meter suspended)', async () => {

@@ -1,11 +1,15 @@
 import type { Knex } from 'knex';
+import { HsmModule } from '../hsm/hsm-module';
+import { openPackage } from '../module/package-seal';
 
 /**
  * The conservation invariants, in integer mills (architecture brief, invariant 2):
  *  - per meter: AR + DR = value downloaded - value refunded (from the journal);
  *  - system: pool available + sum(DR) + sum(AR) = bought from the post - refunds paid out.
+ * With a module (`hsm`), AR and DR are read from the sealed packages (the authority), and a meter
+ * row whose copy columns differ from its package is reported too; without one, from the copies.
  */
-export async function conservation(db: Knex): Promise<{ violations: string[]; system: { left: number; right: number } }> {
+export async function conservation(db: Knex, opts: { hsm?: HsmModule } = {}): Promise<{ violations: string[]; system: { left: number; right: number } }> {
   const violations: string[] = [];
   const rows = await db('meters as m')
     .leftJoin(
@@ -14,15 +18,31 @@ export async function conservation(db: Knex): Promise<{ violations: string[]; sy
         .sum({ refunded: db.raw("CASE WHEN tx_type = 'refund' THEN amount ELSE 0 END") })
         .groupBy('meter_id').as('j'),
       'j.meter_id', 'm.meter_id')
-    .select('m.meter_id', 'm.ascending_register', 'm.descending_register', 'j.downloaded', 'j.refunded');
+    .select('m.meter_id', 'm.package', 'm.ascending_register', 'm.descending_register', 'j.downloaded', 'j.refunded');
+  let sumAr = 0;
+  let sumDr = 0;
   for (const r of rows) {
-    const lhs = r.ascending_register + r.descending_register;
+    let ar = r.ascending_register as number;
+    let dr = r.descending_register as number;
+    if (opts.hsm) {
+      try {
+        const pkg = await openPackage(opts.hsm, r.package, r.meter_id);
+        if (pkg.ascendingRegister !== ar || pkg.descendingRegister !== dr) {
+          violations.push(`meter ${r.meter_id}: the row's register copies (AR ${ar}, DR ${dr}) differ from its sealed package (AR ${pkg.ascendingRegister}, DR ${pkg.descendingRegister})`);
+        }
+        ar = pkg.ascendingRegister;
+        dr = pkg.descendingRegister;
+      } catch (e) {
+        violations.push(`meter ${r.meter_id}: sealed package does not open: ${(e as Error).message}`);
+      }
+    }
+    sumAr += ar;
+    sumDr += dr;
     const rhs = Number(r.downloaded ?? 0) - Number(r.refunded ?? 0);
-    if (lhs !== rhs) violations.push(`meter ${r.meter_id}: AR + DR = ${lhs} but downloaded - refunded = ${rhs}`);
+    if (ar + dr !== rhs) violations.push(`meter ${r.meter_id}: AR + DR = ${ar + dr} but downloaded - refunded = ${rhs}`);
   }
   const pool = await db('pool').where({ pool_id: 1 }).first();
-  const sums = await db('meters').sum({ ar: 'ascending_register', dr: 'descending_register' }).first();
-  const left = pool.available + Number(sums?.ar ?? 0) + Number(sums?.dr ?? 0);
+  const left = pool.available + sumAr + sumDr;
   const right = pool.purchased - pool.refunds_paid;
   if (left !== right) violations.push(`system: pool + DR + AR = ${left} but bought - refunds paid = ${right}`);
   return { violations, system: { left, right } };

@@ -13,7 +13,7 @@ import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
 import { debitPool, recordRefund, reservePool } from './pool-registers';
 import { Lease } from './module-lease';
-import { lockMapRow, mapView, readMapRow, storeMap } from './pg-meter-map';
+import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
 import { reinstateModule } from './reinstatement';
 import { AuditRecord } from '../module/audit';
 
@@ -386,25 +386,26 @@ export class Ledger {
     const trx = await this.db.transaction();
     let prepared: PreparedCommand<R> | null = null;
     try {
-      const meter = await trx('meters').where({ meter_id: step.meterId }).forUpdate().first();
+      // the meter row and its newest journal record, one round trip
+      const meter = (await trx.raw(
+        `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
+           FROM meters m WHERE m.meter_id = ? FOR UPDATE OF m`, [step.meterId])).rows[0];
       if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
       if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
-      // Lock order everywhere: meter, module, map. Commands of this process already run one at a
-      // time (map lock); the row locks keep out writers from outside the engine.
-      let moduleRow = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+      if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
+      // Lock order everywhere: meter, then module and map. Commands of this process already run
+      // one at a time (map lock); the row locks keep out writers from outside the engine.
+      const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: meter ? meter.slot : null });
+      let moduleRow = locked.moduleRow;
       if (!moduleRow) {
         // A missing row is a database without a checkpoint for this module: the module decides
         // whether that is a new module (empty ring) or a deleted row (inhibit).
         await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
-        moduleRow = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+        moduleRow = { checkpoint: null };
       }
-      const mapRow = await lockMapRow(trx);
-      const slot: number | null = meter ? meter.slot : mapRow.nextSlot;
-      if (slot === null || slot === undefined) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
-      const map = await mapView(trx, mapRow, slot);
-      const meterCheckpoint = meter
-        ? ((await trx('journal').where({ meter_id: step.meterId }).orderBy('journal_id', 'desc').first('checkpoint'))?.checkpoint ?? null)
-        : undefined;
+      const { row: mapRow, view: map } = locked;
+      const slot = map.slot;
+      const meterCheckpoint: Buffer | null | undefined = meter ? (meter.newest_checkpoint ?? null) : undefined;
       await step.before?.(trx);
 
       prepared = await engine.prepare({

@@ -9,12 +9,16 @@ export interface MapRow { epoch: number; root: Buffer; nextSlot: number }
 /**
  * The meter map's rows in PostgreSQL (sql/0050_meter_map.sql): the map row (epoch, root, next
  * free slot) and the non-empty nodes. The database only stores them; the modules decide what
- * they prove (src/module/psd-engine.ts).
+ * they prove (src/module/psd-engine.ts). One statement to lock the row and read a proof, one to
+ * store a path and the row: they are on every command's path.
  */
+
+/** A deleted map row reads as epoch -1: the module refuses it as a rollback. */
+const NO_ROW: MapRow = { epoch: -1, root: Buffer.alloc(0), nextSlot: 0 };
+
 export async function lockMapRow(trx: Knex.Transaction): Promise<MapRow> {
-  const r = await trx('meter_map').where({ shard: MAP_SHARD }).forUpdate().first();
-  if (!r) return { epoch: -1, root: Buffer.alloc(0), nextSlot: 0 }; // row deleted: the module refuses it
-  return { epoch: r.epoch, root: r.root, nextSlot: r.next_slot };
+  const r = await trx.raw('SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE', [MAP_SHARD]);
+  return r.rows[0] ? { epoch: r.rows[0].epoch, root: r.rows[0].root, nextSlot: r.rows[0].next_slot } : NO_ROW;
 }
 
 export async function readMapRow(db: Knex): Promise<MapRow | null> {
@@ -22,25 +26,81 @@ export async function readMapRow(db: Knex): Promise<MapRow | null> {
   return r ? { epoch: r.epoch, root: r.root, nextSlot: r.next_slot } : null;
 }
 
-/** The proof for `slot`: one sibling per level, bottom-up, EMPTY[level] where no node is stored. One query. */
-export async function mapView(trx: Knex.Transaction, row: MapRow, slot: number): Promise<MeterMapView> {
+/**
+ * Locks the map row (FOR UPDATE) and reads the proof for the meter's slot — for a meter being
+ * created (`slot` null), the map row's next free slot — in one round trip when the slot is known.
+ */
+export async function lockMapAndProve(trx: Knex.Transaction, slot: number | null): Promise<{ row: MapRow; view: MeterMapView }> {
+  if (slot === null) {
+    const row = await lockMapRow(trx);
+    return { row, view: { epoch: row.epoch, root: row.root, slot: row.nextSlot, siblings: await siblings(trx, row.nextSlot) } };
+  }
   const pos = siblingPositions(slot);
-  const rows: Array<{ level: number; idx: number; hash: Buffer }> = await trx('meter_map_nodes')
-    .where({ shard: MAP_SHARD })
-    .whereIn(['level', 'idx'], pos.map((p) => [p.level, p.index]))
-    .select('level', 'idx', 'hash');
-  const byLevel = new Map(rows.map((r) => [r.level, r]));
-  const siblings = pos.map((p) => {
-    const r = byLevel.get(p.level);
-    return r && r.idx === p.index ? r.hash : EMPTY[p.level];
-  });
-  return { epoch: row.epoch, root: row.root, slot, siblings };
+  const r = await trx.raw(
+    `SELECT m.epoch, m.root, m.next_slot, n.level, n.idx, n.hash
+       FROM (SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE) m
+       LEFT JOIN (SELECT level, idx, hash FROM meter_map_nodes
+                   WHERE shard = ? AND (level, idx) IN (SELECT * FROM unnest(?::smallint[], ?::bigint[]))) n ON true`,
+    [MAP_SHARD, MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
+  const first = r.rows[0];
+  const row = first ? { epoch: first.epoch, root: first.root, nextSlot: first.next_slot } : NO_ROW;
+  return { row, view: { epoch: row.epoch, root: row.root, slot, siblings: fill(pos, first ? r.rows : []) } };
 }
 
-/** Stores a command's new path and the map row, in the command's transaction. */
+/**
+ * The hot path's one round trip for module and map: locks this module's row and the map row and
+ * reads the proof for a known slot. `moduleRow` is null when the module has no row.
+ */
+export async function lockModuleAndMap(trx: Knex.Transaction, req: { moduleSerial: string; slot: number | null }): Promise<{ moduleRow: { checkpoint: Buffer | null } | null; row: MapRow; view: MeterMapView }> {
+  if (req.slot === null) {
+    const m = await trx('modules').where({ module_serial: req.moduleSerial }).forUpdate().first('checkpoint');
+    return { moduleRow: m ?? null, ...(await lockMapAndProve(trx, null)) };
+  }
+  const pos = siblingPositions(req.slot);
+  const r = await trx.raw(
+    `WITH mo AS (SELECT checkpoint FROM modules WHERE module_serial = ? FOR UPDATE),
+          mp AS (SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE)
+     SELECT (SELECT count(*) FROM mo)::int AS module_rows, (SELECT checkpoint FROM mo) AS checkpoint,
+            mp.epoch, mp.root, mp.next_slot, n.level, n.idx, n.hash
+       FROM (SELECT 1) AS one
+       LEFT JOIN mp ON true
+       LEFT JOIN (SELECT level, idx, hash FROM meter_map_nodes
+                   WHERE shard = ? AND (level, idx) IN (SELECT * FROM unnest(?::smallint[], ?::bigint[]))) n ON true`,
+    [req.moduleSerial, MAP_SHARD, MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
+  const first = r.rows[0];
+  const row = first.epoch === null ? NO_ROW : { epoch: first.epoch, root: first.root, nextSlot: first.next_slot };
+  return {
+    moduleRow: first.module_rows > 0 ? { checkpoint: first.checkpoint } : null,
+    row,
+    view: { epoch: row.epoch, root: row.root, slot: req.slot, siblings: fill(pos, first.epoch === null ? [] : r.rows) },
+  };
+}
+
+async function siblings(trx: Knex.Transaction, slot: number): Promise<Buffer[]> {
+  const pos = siblingPositions(slot);
+  const r = await trx.raw(
+    'SELECT level, idx, hash FROM meter_map_nodes WHERE shard = ? AND (level, idx) IN (SELECT * FROM unnest(?::smallint[], ?::bigint[]))',
+    [MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
+  return fill(pos, r.rows);
+}
+
+/** One sibling per level, EMPTY[level] where no node is stored. */
+function fill(pos: Array<{ level: number; index: number }>, rows: Array<{ level: number | null; idx: number | null; hash: Buffer | null }>): Buffer[] {
+  const byLevel = new Map<number, { idx: number; hash: Buffer }>();
+  for (const r of rows) if (r.level !== null && r.idx !== null && r.hash !== null) byLevel.set(r.level, { idx: r.idx, hash: r.hash });
+  return pos.map((p) => {
+    const n = byLevel.get(p.level);
+    return n && n.idx === p.index ? n.hash : EMPTY[p.level];
+  });
+}
+
+/** Stores a command's new path and the map row, in the command's transaction (one statement). */
 export async function storeMap(trx: Knex.Transaction, req: { nodes: MapNode[]; epoch: number; root: Buffer; nextSlot: number }): Promise<void> {
-  await trx('meter_map_nodes')
-    .insert(req.nodes.map((n) => ({ shard: MAP_SHARD, level: n.level, idx: n.index, hash: n.hash })))
-    .onConflict(['shard', 'level', 'idx']).merge(['hash']);
-  await trx('meter_map').where({ shard: MAP_SHARD }).update({ epoch: req.epoch, root: req.root, next_slot: req.nextSlot, updated_at: trx.fn.now() });
+  await trx.raw(
+    `WITH path AS (
+       INSERT INTO meter_map_nodes (shard, level, idx, hash)
+       SELECT ?, l, i, h FROM unnest(?::smallint[], ?::bigint[], ?::bytea[]) AS p(l, i, h)
+       ON CONFLICT (shard, level, idx) DO UPDATE SET hash = EXCLUDED.hash)
+     UPDATE meter_map SET epoch = ?, root = ?, next_slot = ?, updated_at = now() WHERE shard = ?`,
+    [MAP_SHARD, req.nodes.map((n) => n.level), req.nodes.map((n) => n.index), req.nodes.map((n) => n.hash), req.epoch, req.root, req.nextSlot, MAP_SHARD]);
 }

@@ -288,8 +288,8 @@ export class PsdEngine {
    * Brings the ring in step with the database's checkpoint row for this module:
    *  - the row is the ring's newest record → nothing to do;
    *  - the row is the MAC-valid exact successor of the newest (this module's serial, next
-   *    sequence number, previous digest = the newest's, map epoch = the anchor's + 1) → the
-   *    database committed it and the process died (or the token failed) before the ring append:
+   *    sequence number, previous digest = the newest's, map epoch after the newest's and at most
+   *    the anchor's + 1) → the database committed it and the process died (or the token failed) before the ring append:
    *    the ring rolls forward;
    *  - anything else — a ring ahead of the database, a row deleted, edited or from elsewhere —
    *    is a rollback or an edit: the module is inhibited (RECOVERY_FAILED), persistently.
@@ -312,7 +312,10 @@ export class PsdEngine {
         && presented.moduleSerial === this.hsm.serial
         && presented.seq === this.ring.nextSeq()
         && presented.prevDigest.equals(newest ? digestOf(newest.bytes) : ZERO_DIGEST)
-        && presented.mapEpoch === this.anchor.epoch + 1) {
+        // made after the ring's newest, and not ahead of what the process has seen by more
+        // than this one transaction (another module may have gone on after it committed)
+        && presented.mapEpoch > (newest?.checkpoint.mapEpoch ?? 0)
+        && presented.mapEpoch <= this.anchor.epoch + 1) {
         this.anchor.observe(presented);
         await this.ring.append({ checkpoint: presented, bytes: dbCheckpoint });
         const audit = await signedAudit(this.hsm, {

@@ -1,0 +1,365 @@
+import { expect } from 'chai';
+import { createVerify } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Knex } from 'knex';
+import { VbiError } from '../src/errors';
+import { auditRecords } from '../src/ledger/audit-store';
+import { AuditRecord, canonicalJson } from '../src/module/audit';
+import { spkiToKeyObject } from '../src/hsm/public-keys';
+import { createService, Service } from '../src/service';
+import { conservation } from '../src/ledger/conservation';
+import { verifyJournal } from '../src/ledger/journal-verify';
+import { LedgerFixture, MAIL, ledgerFixture, provisionModules, restore, snapshot, testConfig } from './helpers/ledger';
+import { freshDatabase } from './helpers/db';
+
+const run = promisify(execFile);
+
+/**
+ * The insider's attacks on the ledger, done with SQL from outside the service, each after the
+ * honest path worked: whole-database rollbacks by one or more committed transactions, one meter's
+ * rows put back (deleted or re-inserted journal and indicia rows), rows swapped or brought from
+ * another database of the deployment, the meter map edited, two processes on one token. For
+ * each: nothing more is signed, the module is inhibited or the meter refused, and a record
+ * signed by the module identity key says why.
+ */
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    if (e instanceof VbiError) return e.code;
+    throw e;
+  }
+}
+
+/** Writes as a superuser going around the journal's append-only trigger would. */
+async function asInsider(k: Knex, fn: (trx: Knex.Transaction) => Promise<void>): Promise<void> {
+  await k.transaction(async (trx) => {
+    await trx.raw("SET LOCAL session_replication_role = 'replica'");
+    await fn(trx);
+  });
+}
+
+function signedBy(service: Service, rec: AuditRecord): boolean {
+  const engine = service.engines.find((e) => e.hsm.serial === rec.moduleSerial);
+  if (!engine) return false;
+  const { signature, ...rest } = rec;
+  return createVerify('sha256').update(canonicalJson(rest)).verify(
+    { key: spkiToKeyObject(engine.hsm.identityPublicKey()), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64'));
+}
+
+const indicia = async (k: Knex) => Number((await k('indicia').count({ n: '*' }).first())?.n);
+
+describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, SQL from outside)', function () {
+  this.timeout(180_000);
+
+  describe('one module', () => {
+    let f: LedgerFixture;
+    let a: string;
+    let b: string;
+    beforeEach(async () => {
+      f = await ledgerFixture();
+      a = (await f.newMeter(5_000_000)).meterId;
+      b = (await f.newMeter(5_000_000)).meterId;
+      await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
+      await f.service.ledger.postageValueDownload({ meterId: b, amount: 100_000 });
+      // the honest path works before every attack
+      await f.service.ledger.createIndicium({ meterId: a, postage: 500, mailpiece: MAIL });
+    });
+    afterEach(() => f.service.close());
+
+    const expectInhibited = async (why: string) => {
+      const st = f.service.engines[0].status();
+      expect(st.state).to.equal('Inhibited');
+      expect(st.reason).to.contain(why);
+      const audit = (await auditRecords(f.db.knex)).filter((r) => r.kind === 'module-inhibited');
+      expect(audit).to.have.length(1);
+      expect(audit[0].reason).to.contain(why);
+      expect(signedBy(f.service, audit[0])).to.equal(true);
+    };
+
+    for (const back of [1, 5]) {
+      it(`a snapshot restored exactly ${back} committed print(s) back: inhibited, nothing signed, and still after a restart`, async () => {
+        await snapshot(f.db, `p${back}`);
+        for (let i = 0; i < back; i++) await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
+        await restore(f.db, `p${back}`);
+        const before = await indicia(f.db.knex);
+        expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+        expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+        await expectInhibited('rolled back');
+        expect(await indicia(f.db.knex)).to.equal(before);
+        await f.service.close();
+        f.service = await createService({ config: testConfig(f.labels), db: f.db });
+        expect(f.service.engines[0].status().state).to.equal('Inhibited');
+        expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+        expect(await indicia(f.db.knex)).to.equal(before);
+      });
+    }
+
+    it('a snapshot restored exactly one committed purchase back: inhibited at the next start, nothing signed', async () => {
+      await snapshot(f.db, 'pvd1');
+      await f.service.ledger.postageValueDownload({ meterId: a, amount: 50_000 });
+      await f.service.close();
+      await restore(f.db, 'pvd1');
+      f.service = await createService({ config: testConfig(f.labels), db: f.db });
+      await expectInhibited('rolled back');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 120_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await indicia(f.db.knex)).to.equal(1);
+    });
+
+    it("one meter's row put back and its later journal and indicia rows deleted, after another meter was served: PACKAGE_STALE", async () => {
+      const k = f.db.knex;
+      const oldRow = await k('meters').where({ meter_id: a }).first();
+      const lastJournal = (await k('journal').where({ meter_id: a }).max({ id: 'journal_id' }).first())?.id as number;
+      const lastIndicium = (await k('indicia').max({ id: 'indicium_id' }).first())?.id as number;
+      await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
+      await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      await asInsider(k, async (trx) => {
+        await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, record_counter: oldRow.record_counter, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
+        await trx('journal').where({ meter_id: a }).where('journal_id', '>', lastJournal).del();
+        await trx('indicia').where({ meter_id: a }).where('indicium_id', '>', lastIndicium).del();
+      });
+      const before = await indicia(k);
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await indicia(k)).to.equal(before);
+      const stale = (await auditRecords(k)).filter((r) => r.kind === 'package-stale');
+      expect(stale).to.have.length(1);
+      expect(stale[0].details).to.deep.include({ meterId: a });
+      expect(signedBy(f.service, stale[0])).to.equal(true);
+      // the other meter is unaffected
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL }))).to.equal('OK');
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+    });
+
+    it("the same, with the meter's old journal row re-inserted as its newest instead of deleting rows: PACKAGE_STALE", async () => {
+      const k = f.db.knex;
+      const oldRow = await k('meters').where({ meter_id: a }).first();
+      const oldJournal = await k('journal').where({ meter_id: a }).orderBy('journal_id', 'desc').first();
+      await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
+      await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      await asInsider(k, async (trx) => {
+        await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, record_counter: oldRow.record_counter, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
+        const { journal_id: _omit, ...copy } = oldJournal;
+        await trx('journal').insert(copy);
+      });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await indicia(k)).to.equal(3);
+    });
+
+    it("the same, with the meter map's nodes on the meter's path put back too: PACKAGE_STALE; with the map row too: inhibited", async () => {
+      const k = f.db.knex;
+      await snapshot(f.db, 'one');
+      await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
+      await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      await asInsider(k, async (trx) => {
+        await trx.raw('UPDATE meters m SET package = s.package, record_counter = s.record_counter, ascending_register = s.ascending_register, descending_register = s.descending_register FROM one_meters s WHERE m.meter_id = s.meter_id AND m.meter_id = ?', [a]);
+        await trx.raw('DELETE FROM journal WHERE meter_id = ? AND journal_id > (SELECT max(journal_id) FROM one_journal WHERE meter_id = ?)', [a, a]);
+        // every map node as it was in the snapshot
+        await trx.raw('DELETE FROM meter_map_nodes');
+        await trx.raw('INSERT INTO meter_map_nodes SELECT * FROM one_meter_map_nodes');
+      });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      await asInsider(k, async (trx) => {
+        await trx.raw('UPDATE meter_map m SET epoch = s.epoch, root = s.root FROM one_meter_map s WHERE m.shard = s.shard');
+      });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      await expectInhibited('rolled back');
+      expect(await indicia(k)).to.equal(3);
+    });
+
+    it("two meters' rows swapped, or only their slots: refused, nothing signed", async () => {
+      const k = f.db.knex;
+      const ra = await k('meters').where({ meter_id: a }).first();
+      const rb = await k('meters').where({ meter_id: b }).first();
+      const cols = (r: typeof ra) => ({ package: r.package, record_counter: r.record_counter, ascending_register: r.ascending_register, descending_register: r.descending_register, slot: r.slot });
+      await k('meters').where({ meter_id: a }).update(cols(rb));
+      await k('meters').where({ meter_id: b }).update(cols(ra));
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.be.oneOf(['PACKAGE_METER_MISMATCH', 'PACKAGE_STALE']);
+      await k('meters').where({ meter_id: a }).update({ ...cols(ra), slot: rb.slot });
+      await k('meters').where({ meter_id: b }).update({ ...cols(rb), slot: ra.slot });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await indicia(k)).to.equal(1);
+    });
+
+    it("an interior node of the meter map edited: the meters under it are refused; the map row's root edited: inhibited", async () => {
+      const k = f.db.knex;
+      const slotA = (await k('meters').where({ meter_id: a }).first()).slot as number;
+      // a node on A's proof path, three levels up, written (edited or inserted)
+      await k('meter_map_nodes').insert({ shard: 0, level: 3, idx: Math.floor(slotA / 8) ^ 1, hash: Buffer.alloc(32, 0x5a) })
+        .onConflict(['shard', 'level', 'idx']).merge(['hash']);
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      await k('meter_map').update({ root: Buffer.alloc(32, 0x11) });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      await expectInhibited('edited');
+      expect(await indicia(k)).to.equal(1);
+    });
+
+    it("the module's checkpoint row deleted, or the map row deleted: inhibited", async () => {
+      await f.db.knex('meter_map').del();
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      await expectInhibited('rolled back');
+    });
+
+    it('a second process started on the same token and database gets MODULE_IN_USE and changes nothing; the first goes on', async () => {
+      const ring = f.service.engines[0].ringEntries().map((e) => e.checkpoint.seq);
+      const r = await run(process.execPath, [join(__dirname, 'helpers', 'service-child.js'), f.db.url, ...f.labels], { env: process.env });
+      expect(r.stdout.trim()).to.equal('MODULE_IN_USE');
+      expect(f.service.engines[0].ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal(ring);
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('OK');
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+      expect((await auditRecords(f.db.knex)).map((x) => x.kind)).to.deep.equal([]);
+    });
+  });
+
+  it("one meter's row restored from another database of the same deployment (same package keys): PACKAGE_STALE", async () => {
+    const labels = await provisionModules(2, 'dep');
+    const f1 = await ledgerFixture({ labels: [labels[0]] });
+    const f2 = await ledgerFixture({ labels: [labels[1]] });
+    try {
+      const meterId = 'SAME-METER-1';
+      for (const f of [f1, f2]) {
+        await f.metergen.createMeter({ meterId, maxDescendingRegister: 5_000_000 });
+        await f.service.ledger.assignMeter({ accountId: f.accountId, meterId });
+      }
+      await f1.service.ledger.postageValueDownload({ meterId, amount: 1_000 });
+      await f2.service.ledger.postageValueDownload({ meterId, amount: 4_000_000 });
+      const rich = await f2.db.knex('meters').where({ meter_id: meterId }).first();
+      await f1.db.knex('meters').where({ meter_id: meterId }).update({ package: rich.package, descending_register: rich.descending_register, record_counter: rich.record_counter });
+      expect(await codeOf(f1.service.ledger.createIndicium({ meterId, postage: 1_000_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await indicia(f1.db.knex)).to.equal(0);
+    } finally {
+      await f1.service.close();
+      await f2.service.close();
+    }
+  });
+
+  describe('two modules interleaved on the same meters', () => {
+    let f: LedgerFixture;
+    let a: string;
+    beforeEach(async () => {
+      f = await ledgerFixture({ modules: 2 });
+      a = (await f.newMeter(5_000_000)).meterId;
+      await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
+      // concurrent commands spread over both modules (each picks the least busy)
+      await Promise.all(Array.from({ length: 6 }, () => f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL })));
+      const used = await f.db.knex('indicia').distinct('module_serial');
+      expect(used.length).to.equal(2);
+    });
+    afterEach(() => f.service.close());
+
+    it('a snapshot one committed transaction back: both modules refuse (ring ahead / map older), nothing signed', async () => {
+      await snapshot(f.db, 'two');
+      await f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL });
+      await restore(f.db, 'two');
+      const before = await indicia(f.db.knex);
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(f.service.engines.map((e) => e.status().state)).to.deep.equal(['Inhibited', 'Inhibited']);
+      expect(f.service.engines.map((e) => e.status().reason).join(' | ')).to.contain('rolled back');
+      const inhibited = (await auditRecords(f.db.knex)).filter((r) => r.kind === 'module-inhibited');
+      expect(inhibited.every((r) => signedBy(f.service, r))).to.equal(true);
+      expect(await indicia(f.db.knex)).to.equal(before);
+    });
+
+    it("one meter's row put back: PACKAGE_STALE on either module, both stay in service", async () => {
+      const old = await f.db.knex('meters').where({ meter_id: a }).first();
+      await f.service.ledger.createIndicium({ meterId: a, postage: 99_000, mailpiece: MAIL });
+      await f.db.knex('meters').where({ meter_id: a }).update({ package: old.package });
+      for (let i = 0; i < 2; i++) {
+        expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 99_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      }
+      expect(f.service.engines.map((e) => e.status().state)).to.deep.equal(['Idle', 'Idle']);
+      // conservation on the sealed packages sees the row's copy columns disagree with the package put back
+      const c = await conservation(f.db.knex, { hsm: f.service.engines[0].hsm });
+      expect(c.violations).to.have.length(1);
+      expect(c.violations[0]).to.contain('differ from its sealed package');
+    });
+  });
+
+  it('a fresh database presented to modules that have served another: inhibited at start', async () => {
+    const f = await ledgerFixture();
+    try {
+      const { meterId } = await f.newMeter(1_000_000);
+      await f.service.ledger.postageValueDownload({ meterId, amount: 1_000 });
+      await f.service.close();
+      const other = await freshDatabase();
+      f.service = await createService({ config: testConfig(f.labels), db: other });
+      expect(f.service.engines[0].status().state).to.equal('Inhibited');
+      expect(f.service.engines[0].status().reason).to.contain('no checkpoint');
+    } finally {
+      await f.service.close();
+    }
+  });
+});
+
+describe('verify-journal finds and classifies what the insider did (offline)', function () {
+  this.timeout(180_000);
+  let f: LedgerFixture;
+  let a: string;
+  let b: string;
+  beforeEach(async () => {
+    f = await ledgerFixture();
+    a = (await f.newMeter(5_000_000)).meterId;
+    b = (await f.newMeter(5_000_000)).meterId;
+    await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
+    await f.service.ledger.postageValueDownload({ meterId: b, amount: 100_000 });
+    for (const m of [a, b, a]) await f.service.ledger.createIndicium({ meterId: m, postage: 500, mailpiece: MAIL });
+  });
+  afterEach(() => f.service.close());
+
+  const verify = () => verifyJournal({ db: f.db.knex, hsm: f.service.engines[0].hsm });
+  const kinds = async () => [...new Set((await verify()).findings.map((x) => x.kind))].sort();
+
+  it('passes an honest journal, with conservation on the sealed packages', async () => {
+    const r = await verify();
+    expect(r.findings).to.deep.equal([]);
+    expect(r.ok).to.equal(true);
+    expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+  });
+
+  it("one meter's row put back with its later journal and indicium rows deleted: deleted rows, map mismatch", async () => {
+    const k = f.db.knex;
+    const oldRow = await k('meters').where({ meter_id: a }).first();
+    const lastJournal = (await k('journal').where({ meter_id: a }).max({ id: 'journal_id' }).first())?.id as number;
+    await f.service.ledger.createIndicium({ meterId: a, postage: 900, mailpiece: MAIL });
+    await f.service.ledger.createIndicium({ meterId: b, postage: 900, mailpiece: MAIL });
+    await asInsider(k, async (trx) => {
+      await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
+      await trx('journal').where({ meter_id: a }).where('journal_id', '>', lastJournal).del();
+      await trx('indicia').where({ meter_id: a }).where('postage', 900).del();
+    });
+    expect(await kinds()).to.include.members(['deleted', 'map']);
+  });
+
+  it('a journal row copied in again: inserted; an indicium row deleted: indicium; two rows swapped: reordered', async () => {
+    const k = f.db.knex;
+    const rows = await k('journal').orderBy('journal_id');
+    await asInsider(k, async (trx) => {
+      const { journal_id: _omit, ...copy } = rows[rows.length - 1];
+      await trx('journal').insert(copy);
+    });
+    expect(await kinds()).to.include('inserted');
+    await asInsider(k, async (trx) => {
+      await trx('journal').where({ journal_id: rows[rows.length - 1].journal_id }).del();
+    });
+    const copyRows = await k('journal').orderBy('journal_id');
+    await asInsider(k, async (trx) => {
+      // the copy (newest id) is now the only row of that record; make it "older" than its predecessor
+      const last = copyRows[copyRows.length - 1];
+      const prevSameModule = copyRows.filter((r) => r.module_serial === last.module_serial && r.journal_id !== last.journal_id).at(-1);
+      await trx('journal').where({ journal_id: last.journal_id }).update({ journal_id: 1_000_000 });
+      await trx('journal').where({ journal_id: prevSameModule.journal_id }).update({ journal_id: 2_000_000 });
+    });
+    expect(await kinds()).to.include('reordered');
+    const one = await k('indicia').orderBy('indicium_id').first();
+    await k('indicia').where({ indicium_id: one.indicium_id }).del();
+    expect(await kinds()).to.include('indicium');
+  });
+
+  it("the map row's root edited: map", async () => {
+    await f.db.knex('meter_map').update({ root: Buffer.alloc(32, 3) });
+    expect(await kinds()).to.deep.equal(['map']);
+  });
+});
