@@ -32,7 +32,7 @@ export const ERROR_CODES = {
   CHECKPOINT_MALFORMED: { status: 500, kind: 'internal', text: 'checkpoint record does not decode' },
   CHECKPOINT_MAC_INVALID: { status: 500, kind: 'internal', text: 'checkpoint record MAC does not verify' },
   CHECKPOINT_MISMATCH: { status: 409, kind: 'internal', text: "database checkpoint differs from the module's newest ring entry" },
-  RECOVERY_FAILED: { status: 503, kind: 'internal', text: 'auto-recovery refused: module inhibited' },
+  RECOVERY_FAILED: { status: 503, kind: 'internal', text: 'reconcile found a rollback or an edit: module inhibited' },
   MAP_AHEAD: { status: 503, kind: 'internal', text: "database meter map is ahead of the modules' rings" },
   MODULE_IN_USE: { status: 503, kind: 'internal', text: 'another process holds the lease on this module' },
   CHECKPOINT_APPEND_FAILED: { status: 503, kind: 'internal', text: 'the command committed but its checkpoint is not in the ring yet: nothing released' },

@@ -4,15 +4,16 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Knex } from 'knex';
-import { VbiError } from '../src/errors';
 import { auditRecords } from '../src/ledger/audit-store';
 import { AuditRecord, canonicalJson } from '../src/module/audit';
 import { spkiToKeyObject } from '../src/hsm/public-keys';
 import { createService, Service } from '../src/service';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
+import { codeOf } from './helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture, provisionModules, restore, snapshot, testConfig } from './helpers/ledger';
 import { freshDatabase } from './helpers/db';
+import { TEST_SO_PIN, TEST_USER_PIN } from './helpers/hsm';
 
 const run = promisify(execFile);
 
@@ -24,15 +25,6 @@ const run = promisify(execFile);
  * each: nothing more is signed, the module is inhibited or the meter refused, and a record
  * signed by the module identity key says why.
  */
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (e) {
-    if (e instanceof VbiError) return e.code;
-    throw e;
-  }
-}
 
 /** Writes as a superuser going around the journal's append-only trigger would. */
 async function asInsider(k: Knex, fn: (trx: Knex.Transaction) => Promise<void>): Promise<void> {
@@ -50,6 +42,16 @@ function signedBy(service: Service, rec: AuditRecord): boolean {
     { key: spkiToKeyObject(engine.hsm.identityPublicKey()), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64'));
 }
 
+/** A service with two funded meters, the honest path exercised (`prints` on meter a). */
+async function twoMeters(prints: string[] = ['a']): Promise<{ f: LedgerFixture; a: string; b: string }> {
+  const f = await ledgerFixture();
+  const a = (await f.newMeter(5_000_000)).meterId;
+  const b = (await f.newMeter(5_000_000)).meterId;
+  for (const m of [a, b]) await f.service.ledger.postageValueDownload({ meterId: m, amount: 100_000 });
+  for (const which of prints) await f.service.ledger.createIndicium({ meterId: which === 'a' ? a : b, postage: 500, mailpiece: MAIL });
+  return { f, a, b };
+}
+
 const indicia = async (k: Knex) => Number((await k('indicia').count({ n: '*' }).first())?.n);
 
 describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, SQL from outside)', function () {
@@ -60,13 +62,8 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
     let a: string;
     let b: string;
     beforeEach(async () => {
-      f = await ledgerFixture();
-      a = (await f.newMeter(5_000_000)).meterId;
-      b = (await f.newMeter(5_000_000)).meterId;
-      await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
-      await f.service.ledger.postageValueDownload({ meterId: b, amount: 100_000 });
       // the honest path works before every attack
-      await f.service.ledger.createIndicium({ meterId: a, postage: 500, mailpiece: MAIL });
+      ({ f, a, b } = await twoMeters());
     });
     afterEach(() => f.service.close());
 
@@ -89,6 +86,10 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
         expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
         expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
         await expectInhibited('rolled back');
+        // the signed record names what the rollback lost
+        const inhibited = (await auditRecords(f.db.knex)).find((r) => r.kind === 'module-inhibited') as AuditRecord;
+        const lost = inhibited.details.ringRecordsMissingFromDatabase as Array<Record<string, unknown>>;
+        expect(lost.map((l) => [l.meterId, l.type, l.amount])).to.deep.include([a, 'indicium', 1_000]);
         expect(await indicia(f.db.knex)).to.equal(before);
         await f.service.close();
         f.service = await createService({ config: testConfig(f.labels), db: f.db });
@@ -97,6 +98,56 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
         expect(await indicia(f.db.knex)).to.equal(before);
       });
     }
+
+    it('after a rollback, the officer reinstates the module onto the restored database; a stale acceptance is refused', async () => {
+      await snapshot(f.db, 'ri');
+      await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
+      await restore(f.db, 'ri');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      const serial = f.service.engines[0].hsm.serial;
+      const row = await f.db.knex('modules').where({ module_serial: serial }).first();
+      expect(await codeOf(f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: Buffer.alloc(40, 1) }))).to.equal('CHECKPOINT_MISMATCH');
+      expect(f.service.engines[0].status().state).to.equal('Inhibited');
+      const rec = await f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: row.checkpoint });
+      expect(rec.kind).to.equal('module-reinstated');
+      expect(signedBy(f.service, rec)).to.equal(true);
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      const report = await verifyJournal({ db: f.db.knex, hsm: f.service.engines[0].hsm });
+      expect(report.findings).to.deep.equal([]);
+      // and across a restart
+      await f.service.close();
+      f.service = await createService({ config: testConfig(f.labels), db: f.db });
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+    });
+
+    it('the ceremony CLI reinstates with the service stopped, proving the SO PIN; refused while a service holds the lease', async () => {
+      await snapshot(f.db, 'cli');
+      await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
+      await restore(f.db, 'cli');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      const serial = f.service.engines[0].hsm.serial;
+      const hex = ((await f.db.knex('modules').where({ module_serial: serial }).first()).checkpoint as Buffer).toString('hex');
+      const cli = (extra: Record<string, string> = {}) => run(process.execPath, [join(__dirname, '..', 'src', 'ceremony', 'cli.js'), 'reinstate',
+        '--label', f.labels[0], '--officer', 'Test Officer', '--accept-checkpoint', hex, '--transcript-dir', join(process.env.VBI_TEST_ROOT as string, 'ceremony')], {
+        env: { ...process.env, DATABASE_URL: f.db.url, PKCS11_TOKEN_LABELS: f.labels[0], PKCS11_USER_PIN: TEST_USER_PIN, VBI_SO_PIN: TEST_SO_PIN, VBI_VAR_DIR: process.env.VBI_TEST_ROOT as string, ...extra },
+      }).then((r) => ({ code: 0, out: r.stdout + r.stderr }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));
+      const busy = await cli();
+      expect(busy.code).to.equal(1);
+      expect(busy.out).to.contain('MODULE_IN_USE');
+      await f.service.close();
+      const wrongPin = await cli({ VBI_SO_PIN: 'not-the-officer' });
+      expect(wrongPin.code).to.equal(1);
+      const ok = await cli();
+      expect(ok.out).to.contain('reinstated');
+      expect(ok.code).to.equal(0);
+      f.service = await createService({ config: testConfig(f.labels), db: f.db });
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      expect((await auditRecords(f.db.knex)).map((r) => r.kind)).to.include.members(['module-inhibited', 'module-reinstated']);
+    });
 
     it('a snapshot restored exactly one committed purchase back: inhibited at the next start, nothing signed', async () => {
       await snapshot(f.db, 'pvd1');
@@ -133,19 +184,27 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       expect(f.service.engines[0].status().state).to.equal('Idle');
     });
 
-    it("the same, with the meter's old journal row re-inserted as its newest instead of deleting rows: PACKAGE_STALE", async () => {
+    it("an old journal row of the meter re-inserted as its newest: PACKAGE_STALE; with the old meter row put back too: still", async () => {
       const k = f.db.knex;
       const oldRow = await k('meters').where({ meter_id: a }).first();
       const oldJournal = await k('journal').where({ meter_id: a }).orderBy('journal_id', 'desc').first();
       await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
       await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      const { journal_id: _omit, ...copy } = oldJournal;
+      await asInsider(k, async (trx) => {
+        await trx('journal').insert(copy);
+      });
+      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 9_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       await asInsider(k, async (trx) => {
         await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, record_counter: oldRow.record_counter, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
-        const { journal_id: _omit, ...copy } = oldJournal;
-        await trx('journal').insert(copy);
       });
       expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await indicia(k)).to.equal(3);
+      const stale = (await auditRecords(k)).filter((r) => r.kind === 'package-stale');
+      expect(stale.map((r) => r.details.meterId)).to.deep.equal([a, a]);
+      expect(stale[0].reason).to.contain('newest journal record');
+      expect(stale[1].reason).to.contain('meter map');
+      expect(stale.every((r) => signedBy(f.service, r))).to.equal(true);
     });
 
     it("the same, with the meter map's nodes on the meter's path put back too: PACKAGE_STALE; with the map row too: inhibited", async () => {
@@ -182,6 +241,10 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await indicia(k)).to.equal(1);
+      const refused = (await auditRecords(k)).filter((r) => r.kind === 'package-invalid' || r.kind === 'package-stale');
+      expect(refused.length).to.equal(3);
+      expect(refused.every((r) => signedBy(f.service, r))).to.equal(true);
+      expect(f.service.engines[0].status().state).to.equal('Idle');
     });
 
     it("an interior node of the meter map edited: the meters under it are refused; the map row's root edited: inhibited", async () => {
@@ -300,12 +363,7 @@ describe('verify-journal finds and classifies what the insider did (offline)', f
   let a: string;
   let b: string;
   beforeEach(async () => {
-    f = await ledgerFixture();
-    a = (await f.newMeter(5_000_000)).meterId;
-    b = (await f.newMeter(5_000_000)).meterId;
-    await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
-    await f.service.ledger.postageValueDownload({ meterId: b, amount: 100_000 });
-    for (const m of [a, b, a]) await f.service.ledger.createIndicium({ meterId: m, postage: 500, mailpiece: MAIL });
+    ({ f, a, b } = await twoMeters(['a', 'b', 'a']));
   });
   afterEach(() => f.service.close());
 

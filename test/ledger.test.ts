@@ -1,10 +1,11 @@
 import { expect } from 'chai';
-import { isVbiError, VbiError } from '../src/errors';
+import { isVbiError } from '../src/errors';
 import { auditRecords } from '../src/ledger/audit-store';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { conservation } from '../src/ledger/conservation';
 import { Service } from '../src/service';
 import { Database } from '../src/db/database';
+import { codeOf } from './helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot, testConfig } from './helpers/ledger';
 import { createService } from '../src/service';
 import { execFile } from 'node:child_process';
@@ -14,15 +15,6 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 import { meterHistory } from '../src/ops/meter-history';
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (e) {
-    if (e instanceof VbiError) return e.code;
-    throw e;
-  }
-}
 
 /** Everything a command may change, for "changes nothing" assertions. */
 async function state(db: Database): Promise<unknown> {
@@ -186,6 +178,30 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
         expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
         expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
+      } finally {
+        await f.service.close();
+      }
+    });
+  });
+
+  describe('crash between COMMIT and the ring append (in process)', () => {
+    it('releases nothing; the next command rolls the ring forward and runs on the committed state', async () => {
+      let crash = false;
+      const f = await ledgerFixture({ ledger: { faults: { afterCommit: () => { if (crash) throw new Error('simulated crash after COMMIT'); } } } });
+      try {
+        const s = f.service;
+        const { meterId } = await f.newMeter(1_000_000);
+        await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
+        crash = true;
+        const err = await s.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
+        crash = false;
+        expect(String(err)).to.contain('simulated crash after COMMIT');
+        expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 1 });
+        const ok = await s.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
+        expect(ok).to.deep.include({ ascendingRegister: 5_000, descendingRegister: 5_000 });
+        expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
+        expect(s.engines[0].status().state).to.equal('Idle');
+        expect((await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).findings).to.deep.equal([]);
       } finally {
         await f.service.close();
       }

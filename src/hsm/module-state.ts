@@ -7,7 +7,7 @@
  *    Error  (refuses every command; `reason` says why)
  *
  * CryptoOfficer is the state of a key-ceremony session (SO role); the service never enters it.
- * Inhibited is seed 001's state after a failed checkpoint auto-recovery: persisted in the token,
+ * Inhibited is seed 001's state after a rollback or an edit of the database was found (docs/checkpoint.md): persisted in the token,
  * cleared only by the officer's `ceremony reinstate`.
  */
 export const MODULE_STATES = [

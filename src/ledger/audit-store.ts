@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { AuditRecord, AuditSink } from '../module/audit';
 
-/** Stores the modules' signed audit records (auto-recovery, inhibition, reinstatement). */
+/** Stores the modules' signed audit records (roll-forward, stale packages, inhibition, reinstatement). */
 export function databaseAuditSink(db: Knex): AuditSink {
   return async (r: AuditRecord) => {
     await db('audit_log').insert({ kind: r.kind, module_serial: r.moduleSerial, at: r.at, record: JSON.stringify(r) });

@@ -446,7 +446,12 @@ export class Ledger {
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
     }
-    await this.opts.faults?.afterCommit?.({ meterId: step.meterId, type: step.type });
+    try {
+      await this.opts.faults?.afterCommit?.({ meterId: step.meterId, type: step.type });
+    } catch (e) {
+      engine.abort(prepared); // a simulated crash between COMMIT and the ring append
+      throw e;
+    }
     try {
       await engine.complete(prepared);
     } catch (e) {

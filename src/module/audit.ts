@@ -8,7 +8,7 @@ import { canonicalJson } from '../protocol/canonical-json';
  * by whoever holds the database.
  */
 export type AuditKind =
-  | 'checkpoint-rolled-forward' | 'package-stale' | 'module-inhibited' | 'module-reinstated'
+  | 'checkpoint-rolled-forward' | 'package-stale' | 'package-invalid' | 'module-inhibited' | 'module-reinstated'
   /** Written by versions before the meter map (auto-discard); still listed by verify-journal. */
   | 'checkpoint-discarded';
 

@@ -1,4 +1,4 @@
-import { vbiError } from '../errors';
+import { isVbiError, vbiError } from '../errors';
 import { HsmModule, ModuleStatus } from '../hsm/hsm-module';
 import { PsdPackage } from '../psd/psd-package';
 import { openPackage, sealPackage } from './package-seal';
@@ -166,7 +166,7 @@ export class PsdEngine {
       await this.assertMapInStep(cmd.map);
       // MAC first (an edited package is PACKAGE_MAC_INVALID), then freshness (an intact but
       // older package, or another meter's, is PACKAGE_STALE).
-      const pkgIn = cmd.sealedPackage ? await openPackage(this.hsm, cmd.sealedPackage, cmd.meterId) : null;
+      const pkgIn = cmd.sealedPackage ? await this.openPresented(cmd.meterId, cmd.sealedPackage) : null;
       await this.assertCurrent(cmd);
       const now = this.now();
       const outcome = await cmd.execute(pkgIn, { hsm: this.hsm, now, checkpointSeq: this.ring.nextSeq() });
@@ -257,6 +257,21 @@ export class PsdEngine {
     }));
   }
 
+  /** Opens the presented package; a package that fails its MAC or belongs to another meter is audited, then refused. */
+  private async openPresented(meterId: string, sealed: Buffer): Promise<PsdPackage> {
+    try {
+      return await openPackage(this.hsm, sealed, meterId);
+    } catch (e) {
+      if (isVbiError(e) && ['PACKAGE_MAC_INVALID', 'PACKAGE_METER_MISMATCH', 'PACKAGE_MALFORMED'].includes(e.code)) {
+        await this.emit([await signedAudit(this.hsm, {
+          kind: 'package-invalid', at: new Date(this.now()).toISOString(), reason: `meter ${meterId}: ${e.code}: ${e.message}`,
+          details: { meterId, code: e.code, packageDigest: digestOf(sealed).toString('hex') },
+        })]);
+      }
+      throw e;
+    }
+  }
+
   /** The presented package is the meter's current one: map proof to the anchored root, and the newest journal record. */
   private async assertCurrent(cmd: PsdCommand<unknown>): Promise<void> {
     const leaf = cmd.sealedPackage ? leafHash(cmd.map.slot, cmd.meterId, digestOf(cmd.sealedPackage)) : EMPTY_LEAF;
@@ -337,6 +352,9 @@ export class PsdEngine {
         ringSeqs: this.ring.list().map((e) => e.checkpoint.seq),
       };
       if (presented) details.dbCheckpoint = checkpointView(presented);
+      // the evidence of what a rollback lost: ring records the database no longer has
+      const ahead = this.ring.list().filter((e) => !presented || e.checkpoint.seq > presented.seq);
+      if (ahead.length > 0) details.ringRecordsMissingFromDatabase = ahead.map((e) => checkpointView(e.checkpoint));
       if (decodeError) details.dbCheckpointError = decodeError;
       return this.inhibitAndThrow(reason, details);
     });
