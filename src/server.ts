@@ -1,4 +1,7 @@
-import { Server, createServer as createHttpServer } from 'node:http';
+import { STATUS_CODES, Server, createServer as createHttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { errorBody } from './api/http-errors';
+import { vbiError } from './errors';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Service } from './service';
@@ -82,6 +85,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const checker = new IndiciumVerifier(checks);
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log });
   const server: Server = deps.tls ? createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' }, app) : createHttpServer(app);
+  server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(deps.port ?? 0, deps.host ?? '127.0.0.1', () => resolve());
@@ -95,4 +99,20 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       await poolLock.run(async () => undefined); // let a running pool refill finish
     },
   };
+}
+
+/**
+ * Requests Node's HTTP parser refuses before express sees them (headers too large, malformed
+ * request line) still get the documented error body, not a bare status line.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const e = err.code === 'HPE_HEADER_OVERFLOW'
+    ? vbiError('HEADERS_TOO_LARGE')
+    : vbiError('BAD_REQUEST', 'the request is not well-formed HTTP');
+  const body = JSON.stringify(errorBody(e));
+  socket.end(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

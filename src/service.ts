@@ -11,14 +11,23 @@ import { Lease, mapShardResource, moduleResource } from './ledger/module-lease';
 import { MAP_SHARD } from './ledger/pg-meter-map';
 import { MeterMapAnchor } from './module/map-anchor';
 
+/** A module as /v1/health shows it: its state machine, ring and map, and whether it takes commands. */
+export interface ModuleHealth extends EngineStatus {
+  inRotation: boolean;
+  outOfRotation: string | null;
+}
+
 export interface Service {
   config: Config;
   db: Database;
   engines: PsdEngine[];
   ledger: Ledger;
-  status(): { modules: EngineStatus[] };
+  status(): { modules: ModuleHealth[] };
   close(): Promise<void>;
 }
+
+/** How often modules out of rotation are health-checked and, when they pass, put back. */
+export const MODULE_CHECK_INTERVAL_MS = 10_000;
 
 /**
  * Composition root: configuration in, a running service out. No singletons: tests build as
@@ -31,6 +40,8 @@ export async function createService(deps: {
   /** An already-open database (tests); otherwise DATABASE_URL or the embedded server. */
   db?: Database;
   ledger?: Pick<LedgerOptions, 'faults'>;
+  /** Module monitor period (ms); 0 turns it off (tests call ledger.checkModules() themselves). */
+  moduleCheckIntervalMs?: number;
 }): Promise<Service> {
   const { config } = deps;
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));
@@ -71,13 +82,25 @@ export async function createService(deps: {
   }
   const ledger = new Ledger({ db: db.knex, engines, leases, spoilageLimitBps: config.spoilageLimitBps, ...deps.ledger });
   await ledger.start();
+  const period = deps.moduleCheckIntervalMs ?? MODULE_CHECK_INTERVAL_MS;
+  const monitor = period > 0 ? setInterval(() => { void ledger.checkModules().catch(() => undefined); }, period) : undefined;
+  monitor?.unref();
   return {
     config,
     db,
     engines,
     ledger,
-    status: () => ({ modules: engines.map((e) => e.status()) }),
+    status: () => {
+      const rotation = new Map(ledger.rotation().map((r) => [r.serial, r]));
+      return {
+        modules: engines.map((e) => {
+          const r = rotation.get(e.hsm.serial);
+          return { ...e.status(), inRotation: r?.inRotation ?? false, outOfRotation: r?.reason ?? null };
+        }),
+      };
+    },
     close: async () => {
+      if (monitor) clearInterval(monitor);
       for (const e of engines) await e.hsm.close();
       for (const l of held) await l.release();
       closeLibrary(lib);

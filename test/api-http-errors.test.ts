@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { ERROR_CODES } from '../src/errors';
 import express from 'express';
 import { vbiError } from '../src/errors';
 import { errorHandler, notFoundHandler } from '../src/api/http-errors';
@@ -45,11 +46,12 @@ describe('HTTP error mapping', () => {
     expect(logged).to.deep.equal([]);
   });
 
-  it('maps an internal VbiError to its 5xx without details, and logs it', async () => {
+  it("maps an internal VbiError to its 5xx with the registry's text only (no token wording, no details), and logs it all", async () => {
     const r = await srv.request('/internal-error');
     expect(r.status).to.equal(503);
-    expect(r.json).to.deep.equal({ error: { code: 'HSM_ERROR', message: 'C_Sign failed on slot 3' } });
-    expect(logged.join()).to.include('HSM_ERROR').and.include('secret-key-label');
+    expect(r.json).to.deep.equal({ error: { code: 'HSM_ERROR', message: ERROR_CODES.HSM_ERROR.text } });
+    expect(r.text).not.to.include('C_Sign');
+    expect(logged.join()).to.include('HSM_ERROR').and.include('secret-key-label').and.include('C_Sign failed on slot 3');
   });
 
   it('answers an unexpected error with a bare 500 INTERNAL and logs the stack', async () => {

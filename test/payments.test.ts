@@ -82,6 +82,7 @@ describe('payments', () => {
           throw new TypeError('bug in the adapter');
         },
         poll: async () => ({ status: 'pending' }),
+        void: async () => undefined,
       };
       let thrown: unknown;
       await chargeWithRetry(buggy, req('card', 'x'), { sleep }).catch((e) => (thrown = e));
@@ -95,6 +96,7 @@ describe('payments', () => {
           throw new PaymentLinkError('connect ECONNREFUSED 10.0.0.9:443');
         },
         poll: async () => ({ status: 'pending' }),
+        void: async () => undefined,
       };
       let thrown: VbiError | undefined;
       await chargeWithRetry(down, req('card', 'x'), { sleep }).catch((e) => (thrown = e));

@@ -1,18 +1,20 @@
 import express from 'express';
 import type { Knex } from 'knex';
 import { MailerService } from '../mailer/mailer-service';
-import { EngineStatus } from '../module/psd-engine';
+import type { ModuleHealth } from '../service';
 import { IndiciumVerifier } from '../indicium/verify';
 import { computePostage } from '../rates/postage';
 import { OperationalRequest } from '../protocol/messages';
 import { ApiRegistry, DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
 import { errorHandler, notFoundHandler } from './http-errors';
 import { jsonBody } from './json-body';
+import { refuseContentEncoding, textGuard } from './text-guard';
 import { objectSchema, meterIdSchema } from './validation';
 import { idempotency } from './idempotency';
 import { RateLimiter } from './rate-limit';
 import { ApiMetrics } from './metrics';
-import { anyObject, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, verifySchema } from './schemas';
+import { vbiError } from '../errors';
+import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, verifySchema } from './schemas';
 
 export interface AppDeps {
   db: Knex;
@@ -21,7 +23,7 @@ export interface AppDeps {
   verifier: IndiciumVerifier;
   /** The same checks without recording (`"record": false`: a mailer checking its own label). */
   checker: IndiciumVerifier;
-  status: () => { modules: EngineStatus[] };
+  status: () => { modules: ModuleHealth[] };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   log?: (line: string) => void;
@@ -37,15 +39,26 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   const metrics = new ApiMetrics();
   metrics.registerGauge({
     name: 'vbi_modules_serving', help: 'modules in Idle or User state',
-    collect: () => deps.status().modules.filter((m) => m.state === 'Idle' || m.state === 'User').length,
+    collect: () => deps.status().modules.filter((m) => (m.state === 'Idle' || m.state === 'User') && m.inRotation).length,
   });
   app.use(metrics.middleware());
+  app.use(refuseContentEncoding());
   app.use(jsonBody());
+  app.use(textGuard());
   const api = new ApiRegistry(app, { title: 'VBI postage meter', version: '1', description: 'Mailer protocol VBI-OP-1: docs/protocol.md' });
   const m = deps.mailer;
   const limiter = new RateLimiter({ limit: deps.authRateLimit?.limit ?? 20, windowMs: deps.authRateLimit?.windowMs ?? 60_000, clock: deps.authRateLimit?.clock });
   const authLimit: DocumentedMiddleware[] = [limiter.middleware()];
-  const idem = [idempotency({ db: deps.db, scope: (req) => String((req.body as { meterId?: string })?.meterId ?? ''), log: deps.log })];
+  // Keys are scoped by the meter whose HMK signed the request: the envelope MAC is checked (in a
+  // module, without using the challenge) before a key is reserved, so a retry still replays.
+  const idem = [idempotency({
+    db: deps.db, log: deps.log,
+    scope: async (req) => {
+      const e = req.body as OperationalRequest;
+      await m.authenticate(e);
+      return e.meterId;
+    },
+  })];
   const ok = (description: string) => ({ 200: { description, schema: anyObject }, 400: { description: 'invalid request', schema: ERROR_SCHEMA_REF } });
   const env = <B>(req: { body: unknown }) => req.body as OperationalRequest<B>;
 
@@ -61,7 +74,8 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
       } catch (e) {
         database = `down: ${(e as Error).message}`;
       }
-      const serving = status.modules.some((x) => x.state === 'Idle' || x.state === 'User');
+      // serving: a module in Idle or User that the transaction engine has not taken out of rotation
+      const serving = status.modules.some((x) => (x.state === 'Idle' || x.state === 'User') && x.inRotation);
       res.status(serving && database === 'ok' ? 200 : 503).json({ modules: status.modules, database });
     },
   });
@@ -93,7 +107,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     params: objectSchema({ meterId: meterIdSchema }), body: challengeSchema, before: authLimit, responses: ok('signed challenge'),
     handler: (req) => m.challenge({ meterId: String(req.params.meterId), ...req.body }),
   });
-  api.defineRoute<{ moduleSerial: string; encryptedHmk: string; encryptedPasswordSecret: string }>({
+  api.defineRoute<{ moduleSerial: string; registrationToken: string; encryptedHmk: string; encryptedPasswordSecret: string }>({
     method: 'post', path: '/v1/registrations/:meterId/complete', summary: 'HMK and password secret into the meter package',
     params: objectSchema({ meterId: meterIdSchema }), body: completeSchema, before: authLimit, responses: ok('first challenge'),
     handler: (req) => m.complete({ meterId: String(req.params.meterId), ...req.body }),
@@ -108,8 +122,12 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
   api.defineRoute({
     method: 'post', path: '/v1/purchases/:paymentId/settle', summary: 'download a pending payment once it cleared',
-    params: objectSchema({ paymentId: { type: 'integer', minimum: 1 } }), body: envelopeSchema('purchase', bodies.settle), responses: ok('operational response'),
-    handler: (req) => m.settle(env(req)),
+    params: objectSchema({ paymentId: idSchema }), body: envelopeSchema('purchase', bodies.settle), responses: ok('operational response'),
+    handler: (req) => {
+      const body = env<{ paymentId: number }>(req);
+      if (Number(req.params.paymentId) !== body.body.paymentId) throw vbiError('VALIDATION_FAILED', 'the payment id in the path and in the body differ', { in: 'params', errors: [{ path: '/paymentId', message: 'must equal body.paymentId' }] });
+      return m.settle(body);
+    },
   });
   api.defineRoute({ method: 'post', path: '/v1/refunds', summary: 'partial (spoilage) or full refund', body: envelopeSchema('refund', bodies.refund), responses: ok('operational response'), handler: (req) => m.refund(env(req)) });
 

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { ErrorCode, VbiError, vbiError } from '../errors';
+import { ERROR_CODES, ErrorCode, VbiError, vbiError } from '../errors';
 
 /**
  * The wire shape of every error answer. `code` is stable (src/errors.ts, docs/errors.md);
@@ -33,7 +33,10 @@ function isParserError(e: unknown): e is ParserError {
 /** Maps anything thrown or passed to next() onto a VbiError; undefined when it is unexpected. */
 export function toVbiError(e: unknown): VbiError | undefined {
   if (e instanceof VbiError) return e;
+  // express's router could not percent-decode a path parameter (%zz, %FF, a lone %)
+  if (e instanceof URIError) return vbiError('BAD_REQUEST', 'a path parameter is not valid percent-encoding');
   if (!isParserError(e)) return undefined;
+  if (e.type === 'encoding.unsupported') return vbiError('CONTENT_ENCODING_UNSUPPORTED');
   if (e.type === 'entity.parse.failed') return vbiError('BAD_JSON');
   if (e.status === 413) return vbiError('BODY_TOO_LARGE');
   if (e.status === 415) return vbiError('UNSUPPORTED_MEDIA_TYPE', `request body: ${e.message.toLowerCase()}`);
@@ -42,12 +45,15 @@ export function toVbiError(e: unknown): VbiError | undefined {
   return undefined;
 }
 
-/** The JSON body for an error; internal errors never carry details (they may name keys or rows). */
+/**
+ * The JSON body for an error. Internal errors carry neither details nor their own message (they
+ * may name keys, rows or token codes): the registry's text only; the full message goes to the log.
+ */
 export function errorBody(e: VbiError): ErrorBody {
   return {
     error: {
       code: e.code,
-      message: e.message,
+      message: e.kind === 'internal' ? ERROR_CODES[e.code].text : e.message,
       ...(e.kind === 'user' && e.details ? { details: e.details } : {}),
     },
   };

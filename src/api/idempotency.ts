@@ -25,8 +25,11 @@ import { DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
  */
 export interface IdempotencyOptions {
   db: Knex;
-  /** The authenticated meter or account id; mount this middleware after authentication. */
-  scope: (req: Request) => string;
+  /**
+   * The authenticated meter or account id: authenticates the request (or fails it) and names
+   * whose keys these are, so no stranger can reserve a key in someone else's scope.
+   */
+  scope: (req: Request) => string | Promise<string>;
   /** Where failures to record an answer are logged (stderr unless injected). */
   log?: ErrorLog;
 }
@@ -75,7 +78,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
   const middleware: DocumentedMiddleware = async (req, res, next) => {
     const key = req.get(IDEMPOTENCY_HEADER);
     if (key === undefined || !IDEMPOTENCY_KEY_PATTERN.test(key)) throw vbiError('IDEMPOTENCY_KEY_REQUIRED');
-    const scope = opts.scope(req);
+    const scope = await opts.scope(req);
     if (typeof scope !== 'string' || scope.length === 0) {
       throw new Error('idempotency: empty scope (mount the middleware after authentication)');
     }

@@ -4,14 +4,32 @@ import { Operation } from '../protocol/messages';
 /** JSON Schemas of the mailer protocol's messages (docs/protocol.md), used for validation and OpenAPI. */
 
 export const base64Schema = (maxLength = 4096): JsonSchema => ({ type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength });
+
+/**
+ * Base64 of exactly `bytes` bytes (padded): MACs and dynamic passwords (HMAC-SHA256, 32 bytes),
+ * challenges (16). Checked here so a wrong length never reaches a token.
+ */
+export function base64Bytes(bytes: number): JsonSchema {
+  const chars = 4 * Math.ceil(bytes / 3);
+  const pad = (3 - (bytes % 3)) % 3;
+  return { type: 'string', pattern: `^[A-Za-z0-9+/]{${chars - pad}}={${pad}}$`, minLength: chars, maxLength: chars, description: `${bytes} bytes, base64` };
+}
+
+/** RSA-OAEP ciphertext under a module transport key: 2048 to 4096-bit moduli (the module checks its own). */
+const rsaCiphertext: JsonSchema = { ...base64Schema(684), minLength: 344, description: 'RSA-OAEP ciphertext under the module transport key, base64' };
+
+/** Database ids: positive integers that fit a bigint and a JavaScript number. */
+export const idSchema = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } as const;
+const clientTime = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
+const mac = base64Bytes(32);
 const counter = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER };
-const registers = objectSchema({ ascending: { type: 'integer', minimum: 0 }, descending: { type: 'integer', minimum: 0 } });
+const registers = objectSchema({ ascending: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, descending: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } });
 const zip = { type: 'string', pattern: '^(\\d{5}|\\d{9}|\\d{11})?$' };
 
 /** The operational envelope around an operation's body. */
 export function envelopeSchema(op: Operation, body: JsonSchema): JsonSchema {
   return objectSchema({
-    meterId: meterIdSchema, op: { type: 'string', const: op }, challenge: base64Schema(64), registers, body, mac: base64Schema(64),
+    meterId: meterIdSchema, op: { type: 'string', const: op }, challenge: base64Bytes(16), registers, body, mac,
   });
 }
 
@@ -23,14 +41,17 @@ export const registrationSchema = objectSchema({
 
 export const challengeSchema = objectSchema({ moduleSerial: { type: 'string', maxLength: 32 }, clientNonce: base64Schema(100) });
 
-export const completeSchema = objectSchema({ moduleSerial: { type: 'string', maxLength: 32 }, encryptedHmk: base64Schema(1024), encryptedPasswordSecret: base64Schema(1024) });
+export const completeSchema = objectSchema({
+  moduleSerial: { type: 'string', maxLength: 32 }, registrationToken: { type: 'string', pattern: '^[0-9a-f]{32}$' },
+  encryptedHmk: rsaCiphertext, encryptedPasswordSecret: rsaCiphertext,
+});
 
 export const printItemSchema = objectSchema({
-  counter, clientTime: { type: 'integer', minimum: 0 }, destinationZip: zip, postage: millsSchema,
+  counter, clientTime, destinationZip: zip, postage: millsSchema,
   rate: objectSchema({ mailClass: { type: 'string', maxLength: 40 }, weightOz: { type: 'number', exclusiveMinimum: 0, maximum: 1120 }, zone: { type: 'integer', minimum: 1, maximum: 9 } }, ['mailClass', 'weightOz']),
   itemType: { type: 'string', enum: ['postage', 'ticket', 'coupon', 'voucher'] },
   dateOfMailing: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
-  dynamicPassword: base64Schema(64),
+  dynamicPassword: mac,
 }, ['counter', 'clientTime', 'destinationZip', 'postage', 'dynamicPassword']);
 
 const sessionId = { type: 'string', pattern: '^[0-9a-f]{32}$' };
@@ -39,15 +60,15 @@ export const bodies = {
   balance: objectSchema({}),
   history: objectSchema({ limit: { type: 'integer', minimum: 1, maximum: 500 } }, []),
   purchase: objectSchema({ amount: millsSchema, payment: objectSchema({ kind: { type: 'string', enum: ['card', 'ach', 'check'] }, token: { type: 'string', minLength: 1, maxLength: 100 } }) }),
-  settle: objectSchema({ paymentId: { type: 'integer', minimum: 1 } }),
+  settle: objectSchema({ paymentId: idSchema }),
   refund: objectSchema({ kind: { type: 'string', enum: ['partial', 'full'] }, amount: millsSchema, reason: { type: 'string', maxLength: 500 } }, ['kind', 'reason']),
-  sessionOpen: objectSchema({ moduleSerial: { type: 'string', maxLength: 32 }, encryptedPasswordSecret: base64Schema(1024), encryptedSessionKey: base64Schema(1024) }),
+  sessionOpen: objectSchema({ moduleSerial: { type: 'string', maxLength: 32 }, encryptedPasswordSecret: rsaCiphertext, encryptedSessionKey: rsaCiphertext }),
   sessionClose: objectSchema({ sessionId }),
   print: objectSchema({ sessionId, items: { type: 'array', items: printItemSchema, minItems: 1, maxItems: 500 } }),
-  correction: objectSchema({ sessionId, originalIndiciumId: { type: 'integer', minimum: 1 }, item: printItemSchema }),
+  correction: objectSchema({ sessionId, originalIndiciumId: idSchema, item: printItemSchema }),
 };
 
-export const heartbeatSchema = objectSchema({ meterId: meterIdSchema, counter, clientTime: { type: 'integer', minimum: 0 }, dynamicPassword: base64Schema(64) });
+export const heartbeatSchema = objectSchema({ meterId: meterIdSchema, counter, clientTime, dynamicPassword: mac });
 
 export const verifySchema = objectSchema({ indicium: base64Schema(2048), location: { type: 'string', maxLength: 100 }, record: { type: 'boolean' } }, ['indicium']);
 

@@ -38,6 +38,8 @@ export interface ClientState {
   meterId: string;
   accountId?: number | string;
   registrationId?: number | string;
+  /** Step 1a's token, kept while the registration is pending so 1c can be sent again. */
+  registrationToken?: string;
   /** The module the client encrypts its secrets to (registration and session-open). */
   moduleSerial: string;
   /** base64 of the 32-byte HMAC key shared with the module (never leaves this file in clear). */

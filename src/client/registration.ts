@@ -78,7 +78,7 @@ export async function registerMeter(req: RegistrationRequest, deps: { http: Http
   };
   const pending: ClientState = {
     version: 1, status: 'pending', serverUrl: deps.http.baseUrl, meterId: created.meterId,
-    accountId: created.accountId, registrationId: created.registrationId, moduleSerial: verified.serial,
+    accountId: created.accountId, registrationId: created.registrationId, registrationToken: created.registrationToken, moduleSerial: verified.serial,
     hmk: hmk.toString('base64'), challenge: '', registers: { ascending: 0, descending: 0 },
     modules, rootCertPem: req.rootCertPem, defaults,
   };
@@ -87,7 +87,7 @@ export async function registerMeter(req: RegistrationRequest, deps: { http: Http
   let done: RegistrationCompleted;
   try {
     done = await deps.http.post<RegistrationCompleted>(`/v1/registrations/${encodeURIComponent(created.meterId)}/complete`, {
-      moduleSerial: verified.serial,
+      moduleSerial: verified.serial, registrationToken: created.registrationToken,
       encryptedHmk: encryptToModule(verified, hmk),
       encryptedPasswordSecret: encryptToModule(verified, passwordSecret(req.password, created.meterId)),
     });

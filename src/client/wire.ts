@@ -18,6 +18,8 @@ export interface WireModule {
 /** 1a answer. */
 export interface RegistrationCreated {
   registrationId: number | string;
+  /** Proves to step 1c that this client is the one step 1a handed the meter to. */
+  registrationToken: string;
   accountId: number | string;
   meterId: string;
   modules: WireModule[];

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError, VbiError } from '../errors';
@@ -15,6 +15,9 @@ import {
 import { ckr, isDeviceError, isRecoverable, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
 import * as ops from './async-ops';
+
+/** HMAC-SHA256 output: request MACs and dynamic passwords. */
+const HMAC_BYTES = 32;
 
 /** CKA_APPLICATION of every data object the service creates. */
 export const DATA_APPLICATION = 'vbi-postage-meter';
@@ -56,6 +59,9 @@ export class CryptoModule implements HsmModule {
   private selfTest: SelfTestReport | null = null;
   private inFlight = 0;
   private recovering: Promise<void> | undefined;
+  private transportModulus: number | undefined;
+  /** Length of a 32-byte key wrapped with the configured mechanism (measured once). */
+  private wrappedLength32: number | undefined;
 
   private constructor(private readonly opts: CryptoModuleOptions) {
     this.tokenLabel = opts.module.tokenLabel;
@@ -419,7 +425,36 @@ export class CryptoModule implements HsmModule {
     return found.items(0).toType<graphene.PrivateKey>();
   }
 
+  /** How long a 32-byte key is once wrapped with the configured mechanism: a throw-away session key, wrapped once. */
+  private async wrapped32(s: graphene.Session, wrapping: graphene.Key): Promise<number> {
+    if (this.wrappedLength32 === undefined) {
+      const probe = await ops.generateKey(s, 'AES_KEY_GEN', {
+        class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, valueLen: 32, token: false, private: true,
+        sensitive: true, extractable: true, encrypt: true,
+      });
+      try {
+        this.wrappedLength32 = (await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), wrapping, probe)).length;
+      } finally {
+        ops.destroyQuietly(probe);
+      }
+    }
+    return this.wrappedLength32;
+  }
+
+  /** RSA-OAEP ciphertexts under the transport key are exactly as long as its modulus: checked before any token call. */
+  private assertTransportCiphertext(ciphertext: Buffer): void {
+    if (ciphertext.length !== this.transportModulusBytes()) {
+      throw vbiError('CLIENT_SECRET_INVALID', `an encrypted client secret is ${this.transportModulusBytes()} bytes (RSA-OAEP under the module transport key)`);
+    }
+  }
+
+  private transportModulusBytes(): number {
+    this.transportModulus ??= (createPublicKey({ key: this.transportPublicKey(), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength ?? 0) / 8;
+    return this.transportModulus;
+  }
+
   async importClientSecret(req: { ciphertext: Buffer; usage: 'hmac' | 'encrypt'; under: KeyRef[] }): Promise<Buffer> {
+    this.assertTransportCiphertext(req.ciphertext);
     return this.withChain('import client secret', req.under, async (s, parent) => {
       const secret = await this.unwrapClientSecret(s, req.ciphertext, req.usage, sessionTemplate('client-import'));
       try {
@@ -431,7 +466,11 @@ export class CryptoModule implements HsmModule {
             throw e;
           });
         }
-        return await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, secret);
+        const wrapped = await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, secret);
+        // Client secrets (HMK, password secret, session key) are 32 bytes. SoftHSM2 leaves
+        // CKA_VALUE_LEN at 0 on unwrapped keys; the wrapped length tells the key's length.
+        if (wrapped.length !== (await this.wrapped32(s, parent))) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
+        return wrapped;
       } finally {
         ops.destroyQuietly(secret);
       }
@@ -443,10 +482,14 @@ export class CryptoModule implements HsmModule {
   }
 
   async verifyHmac(req: { keyChain: KeyRef[]; data: Buffer; mac: Buffer }): Promise<boolean> {
+    // a MAC of another length never verifies: answered here, the token never sees it
+    if (req.mac.length !== HMAC_BYTES) return false;
     return this.withChain('verify hmac', req.keyChain, (s, key) => ops.verify(s, 'SHA256_HMAC', key, req.data, req.mac));
   }
 
   async verifyHmacWithClientSecret(req: { ciphertext: Buffer; data: Buffer; mac: Buffer }): Promise<boolean> {
+    this.assertTransportCiphertext(req.ciphertext);
+    if (req.mac.length !== HMAC_BYTES) return false;
     return this.run('verify client secret', async (s) => {
       const secret = await this.unwrapClientSecret(s, req.ciphertext, 'hmac', sessionTemplate('chain-hmac'));
       try {
@@ -469,6 +512,25 @@ export class CryptoModule implements HsmModule {
   }
 
   // --- identity and transport ---------------------------------------------------------
+
+  /**
+   * Is the token working? A signature with the identity key, verified, and a few random bytes:
+   * what the transaction engine asks before taking the module out of rotation for a token error,
+   * and again before putting it back.
+   */
+  async healthCheck(): Promise<{ ok: boolean; reason?: string }> {
+    try {
+      await this.run('health check', async (s, k) => {
+        const digest = sha256(Buffer.from(`vbi health ${Date.now()}`));
+        const sig = await ops.sign(s, 'ECDSA', k.identity, digest);
+        if (!(await ops.verify(s, 'ECDSA', k.identityPub, digest, sig))) throw vbiError('MODULE_ERROR', 'identity signature does not verify');
+        s.generateRandom(8);
+      });
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, reason: (e as Error).message };
+    }
+  }
 
   async identitySign(data: Buffer): Promise<Buffer> {
     return this.run('identity sign', (s, k) => ops.sign(s, 'ECDSA', k.identity, sha256(data)));

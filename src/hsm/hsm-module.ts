@@ -63,6 +63,12 @@ export interface HsmModule {
   createDataObject(obj: DataObject): Promise<void>;
   destroyDataObject(label: string): Promise<void>;
 
+  /** After a device error: find the token again (same serial), self-tests, key entry. */
+  reconnect(): Promise<void>;
+
+  /** Signs and verifies with the identity key and draws random bytes: is the token working? Never throws. */
+  healthCheck(): Promise<{ ok: boolean; reason?: string }>;
+
   close(): Promise<void>;
 }
 

@@ -29,6 +29,31 @@ const DEVICE = new Set<number>([
   pkcs11.CKR_DEVICE_MEMORY,
 ]);
 
+/**
+ * Errors caused by the data an operation was given — a caller's ciphertext, MAC, wrapped key or
+ * length — not by the token: the request's fault (400 CRYPTO_INPUT_INVALID), never a reason to
+ * take the module out of service. The service checks lengths before the token sees them; these
+ * are the codes a token still answers for input it dislikes.
+ */
+const INPUT = new Set<number>([
+  pkcs11.CKR_ARGUMENTS_BAD,
+  pkcs11.CKR_DATA_INVALID,
+  pkcs11.CKR_DATA_LEN_RANGE,
+  pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+  pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+  pkcs11.CKR_SIGNATURE_INVALID,
+  pkcs11.CKR_SIGNATURE_LEN_RANGE,
+  pkcs11.CKR_WRAPPED_KEY_INVALID,
+  pkcs11.CKR_WRAPPED_KEY_LEN_RANGE,
+  pkcs11.CKR_MECHANISM_PARAM_INVALID,
+  pkcs11.CKR_KEY_SIZE_RANGE,
+]);
+
+export function isInputError(e: unknown): boolean {
+  const c = ckr(e);
+  return c !== undefined && INPUT.has(c);
+}
+
 export function isRecoverable(e: unknown): boolean {
   const c = ckr(e);
   return c !== undefined && RECOVERABLE.has(c);
@@ -44,6 +69,8 @@ export function toVbiError(e: unknown, what: string): VbiError {
   if (e instanceof VbiError) return e;
   const c = ckr(e);
   if (c === pkcs11.CKR_PIN_INCORRECT || c === pkcs11.CKR_PIN_LEN_RANGE) return vbiError('PIN_INCORRECT', `${what}: PIN rejected`);
+  // no token wording in a user error: it may describe keys or mechanisms
+  if (c !== undefined && INPUT.has(c)) return vbiError('CRYPTO_INPUT_INVALID', `${what}: the data given does not fit the operation`);
   const msg = e instanceof Error ? e.message : String(e);
   return vbiError('HSM_ERROR', `${what}: ${msg}`, c !== undefined ? { ckr: `0x${c.toString(16)}` } : undefined);
 }

@@ -36,8 +36,12 @@ export interface LedgerOptions {
 
 export type Execute<R> = PsdCommand<R>['execute'];
 
-/** Errors that take the module that raised them out of rotation; the command goes to the next module. */
-const MODULE_FAULTS = ['MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'HSM_ERROR', 'CHECKPOINT_MISMATCH', 'RECOVERY_FAILED', 'MAP_AHEAD'];
+/**
+ * Errors that take the module that raised them out of rotation; the command goes to the next
+ * module. A plain token error (HSM_ERROR) does so only when the module's health check then fails:
+ * otherwise it was this command's own failure and the module keeps serving.
+ */
+const MODULE_FAULTS = ['MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'CHECKPOINT_MISMATCH', 'RECOVERY_FAILED', 'MAP_AHEAD'];
 
 export interface Step<R> {
   meterId: string;
@@ -96,7 +100,7 @@ export class Ledger {
    */
   async reinstate(req: { moduleSerial: string; officer: string; acceptCheckpoint: Buffer | null }): Promise<AuditRecord> {
     const engine = this.opts.engines.find((e) => e.hsm.serial === req.moduleSerial);
-    if (!engine) throw vbiError('NO_MODULE', `no module ${req.moduleSerial} in this service`);
+    if (!engine) throw vbiError('UNKNOWN_MODULE', `no module ${req.moduleSerial} in this service`);
     const audit = await reinstateModule({ db: this.db, engine, officer: req.officer, acceptCheckpoint: req.acceptCheckpoint });
     this.outOfRotation.delete(engine);
     return audit;
@@ -312,6 +316,34 @@ export class Ledger {
     return best;
   }
 
+  /**
+   * One pass of the module monitor (the service runs it on a timer): every module out of rotation
+   * that is not inhibited and whose lease is held is reconnected if it is in Error, health-checked,
+   * reconciled with its database row (a ring append lost after COMMIT rolls forward here), and
+   * returns to the rotation when all of that passes. Returns the modules put back.
+   */
+  async checkModules(): Promise<string[]> {
+    const back: string[] = [];
+    for (const e of this.opts.engines) {
+      if (!this.outOfRotation.has(e) || this.opts.leases?.get(e)?.lost) continue;
+      if (e.status().state === 'Inhibited') continue;
+      try {
+        if (e.hsm.status().state === 'Error') await e.restart();
+        const health = await e.hsm.healthCheck();
+        if (!health.ok) continue;
+        const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+        await e.reconcile(row?.checkpoint ?? null);
+      } catch (err) {
+        if (err instanceof VbiError) this.outOfRotation.set(e, `${err.code}: ${err.message}`);
+        continue;
+      }
+      this.outOfRotation.delete(e);
+      await this.db('modules').where({ module_serial: e.hsm.serial }).update({ in_rotation: true, out_reason: null, updated_at: this.db.fn.now() }).catch(() => undefined);
+      back.push(e.hsm.serial);
+    }
+    return back;
+  }
+
   private takeOut(e: PsdEngine, why: string): void {
     this.outOfRotation.set(e, why);
     void this.db('modules').where({ module_serial: e.hsm.serial }).update({ in_rotation: false, out_reason: why.slice(0, 500), updated_at: this.db.fn.now() }).catch(() => undefined);
@@ -347,7 +379,7 @@ export class Ledger {
   async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
     const tried = new Set<PsdEngine>(step.moduleSerial ? this.opts.engines.filter((e) => e.hsm.serial !== step.moduleSerial) : []);
-    if (step.moduleSerial && tried.size === this.opts.engines.length) throw vbiError('NO_MODULE', `no module ${step.moduleSerial} in this service`);
+    if (step.moduleSerial && tried.size === this.opts.engines.length) throw vbiError('UNKNOWN_MODULE', `no module ${step.moduleSerial} in this service`);
     let reconciled = false;
     for (;;) {
       const engine = this.pick(tried);
@@ -372,6 +404,14 @@ export class Ledger {
           this.takeOut(engine, `${e.code}: ${e.message}`);
           tried.add(engine);
           continue;
+        }
+        if (e.code === 'HSM_ERROR') {
+          const health = await engine.hsm.healthCheck();
+          if (!health.ok) {
+            this.takeOut(engine, `${e.code}: ${e.message}; health check failed: ${health.reason ?? ''}`);
+            tried.add(engine);
+            continue;
+          }
         }
         throw e;
       } finally {

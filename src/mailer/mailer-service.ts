@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
 import { Ledger } from '../ledger/ledger';
@@ -11,6 +11,7 @@ import { operational, Operation } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
 import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation } from '../module/commands/mailer-operations';
 import { printSessionItem } from '../module/commands/print-item';
+import { postageValueDownload } from '../module/commands/postage-value-download';
 import { Mailpiece } from '../module/commands/create-indicium';
 import {
   OperationalRequest, OperationalResponse, PrintedItem, Receipt, dynamicPasswordInput, registrationChallengeBytes, requestMacInput,
@@ -53,6 +54,11 @@ export interface PrintItemRequest {
 
 const CLOCK_SKEW_MS = 5 * 60_000;
 
+/** Registration tokens are kept only as their SHA-256. */
+function tokenHash(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
 /**
  * The mailer's service (docs/protocol.md) on the transaction engine: registration, the
  * operational protocol, continuous sessions with dynamic passwords, purchases, printing.
@@ -80,9 +86,12 @@ export class MailerService {
   // --- 1. registration ------------------------------------------------------------------
 
   /** 1a: account, license request, a certified meter from the MeterGen pool. */
-  async register(req: { name: string; licensingZip: string; returnAddress: string[] }): Promise<{ registrationId: number; accountId: number; meterId: string; modules: ModuleEntry[] }> {
-    const accountId = await this.opts.ledger.createAccount({ name: req.name, licensingZip: req.licensingZip });
-    await this.db('accounts').where({ account_id: accountId }).update({ return_address: req.returnAddress });
+  async register(req: { name: string; licensingZip: string; returnAddress: string[] }): Promise<{ registrationId: number; registrationToken: string; accountId: number; meterId: string; modules: ModuleEntry[] }> {
+    // names and addresses are compared and printed: one Unicode form (NFC)
+    const name = req.name.normalize('NFC');
+    const returnAddress = req.returnAddress.map((l) => l.normalize('NFC'));
+    const accountId = await this.opts.ledger.createAccount({ name, licensingZip: req.licensingZip });
+    await this.db('accounts').where({ account_id: accountId }).update({ return_address: returnAddress });
     let meterId: string;
     try {
       ({ meterId } = await this.opts.ledger.assignMeter({ accountId }));
@@ -92,8 +101,11 @@ export class MailerService {
       ({ meterId } = await this.opts.ledger.assignMeter({ accountId }));
     }
     void this.opts.replenishMeters?.().catch(() => undefined);
-    const [row] = await this.db('license_requests').insert({ account_id: accountId, meter_id: meterId, licensing_zip: req.licensingZip }).returning('request_id');
-    return { registrationId: row.request_id, accountId, meterId, modules: await this.modules() };
+    const registrationToken = randomBytes(16).toString('hex');
+    const [row] = await this.db('license_requests').insert({
+      account_id: accountId, meter_id: meterId, licensing_zip: req.licensingZip, token_hash: tokenHash(registrationToken),
+    }).returning('request_id');
+    return { registrationId: row.request_id, registrationToken, accountId, meterId, modules: await this.modules() };
   }
 
   /** 1b: the module signs the client's nonce with its identity key. */
@@ -102,7 +114,8 @@ export class MailerService {
     if (!meter) throw vbiError('UNKNOWN_METER', `no meter ${req.meterId}`);
     const entry = (await this.modules()).find((m) => m.serial === req.moduleSerial);
     const module = this.opts.ledger.modules().find((m) => m.serial === req.moduleSerial);
-    if (!entry || !module) throw vbiError('NO_MODULE', `module ${req.moduleSerial} is not available`);
+    if (!module) throw vbiError('UNKNOWN_MODULE', `no module ${req.moduleSerial} in this service`);
+    if (!entry) throw vbiError('NO_MODULE', `module ${req.moduleSerial} is not available`);
     const nonce = Buffer.from(req.clientNonce, 'base64');
     if (nonce.length < 16 || nonce.length > 64) throw vbiError('BAD_REQUEST', 'clientNonce must be 16 to 64 bytes');
     const signature = await module.identitySign(registrationChallengeBytes({ meterId: req.meterId, clientNonce: req.clientNonce, transportKeySpki: entry.transportKey }));
@@ -110,9 +123,20 @@ export class MailerService {
   }
 
   /** 1c: HMK and password secret into the package, meter active, first challenge. */
-  async complete(req: { meterId: string; moduleSerial: string; encryptedHmk: string; encryptedPasswordSecret: string }): Promise<{ challenge: string; hmkProof: string; registers: { ascending: number; descending: number } }> {
+  async complete(req: { meterId: string; moduleSerial: string; registrationToken: string; encryptedHmk: string; encryptedPasswordSecret: string }): Promise<{ challenge: string; hmkProof: string; registers: { ascending: number; descending: number } }> {
+    let requestId = 0;
     const out = await this.opts.ledger.run({
       meterId: req.meterId, moduleSerial: req.moduleSerial, type: 'registration',
+      // only the meter step 1a handed out, to the holder of its token, once
+      before: async (trx) => {
+        const lr = await trx('license_requests').where({ meter_id: req.meterId, token_hash: tokenHash(req.registrationToken) })
+          .whereNull('completed_at').forUpdate().first('request_id');
+        if (!lr) throw vbiError('REGISTRATION_UNKNOWN', `no open registration for meter ${req.meterId} with that token`);
+        requestId = lr.request_id;
+      },
+      after: async (trx, _o, at) => {
+        await trx('license_requests').where({ request_id: requestId }).update({ completed_at: at });
+      },
       execute: registerUserSecrets({
         encryptedHmk: Buffer.from(req.encryptedHmk, 'base64'), encryptedPasswordSecret: Buffer.from(req.encryptedPasswordSecret, 'base64'),
         userSecretsLifetimeMs: this.opts.userSecretsLifetimeMs ?? 2 * 365 * 86_400_000,
@@ -180,8 +204,13 @@ export class MailerService {
    */
   async purchase(env: OperationalRequest<{ amount: number; payment: { kind: 'card' | 'ach' | 'check'; token: string } }>): Promise<OperationalResponse> {
     const amount = assertMills(env.body.amount);
-    // Nobody is charged for a message that would not pass the module's checks.
-    await this.preauthenticate(env);
+    // Nobody is charged for a message that would not pass the module's checks, nor for a
+    // download the meter or the pool would refuse: the same download rules, run on the package
+    // as it is now (the dispatch that follows checks everything again).
+    const pkg = await this.preauthenticate(env);
+    await postageValueDownload({ amount })(pkg);
+    const pool = await this.db('pool').where({ pool_id: 1 }).first('available');
+    if (!pool || pool.available < amount) throw vbiError('POOL_EXHAUSTED', `the pool cannot supply ${amount} mills now`);
     const [row] = await this.db('payments').insert({ meter_id: env.meterId, amount, provider: 'sandbox', status: 'pending', method_kind: env.body.payment.kind }).returning('payment_id');
     const paymentId: number = row.payment_id;
     let charge;
@@ -192,7 +221,17 @@ export class MailerService {
       throw e;
     }
     await this.db('payments').where({ payment_id: paymentId }).update({ provider_ref: charge.providerRef, status: charge.status, updated_at: this.db.fn.now() });
-    return this.applyPayment(env, { paymentId, amount, status: charge.status });
+    try {
+      return await this.applyPayment(env, { paymentId, amount, status: charge.status });
+    } catch (e) {
+      // The download was refused (a concurrent request took the challenge or the funds): nothing
+      // was stored, so the charge is voided at the processor and the payment recorded as voided.
+      if (isVbiError(e) && e.kind === 'user') {
+        await this.opts.payments.void(charge.providerRef);
+        await this.db('payments').where({ payment_id: paymentId }).update({ status: 'voided', updated_at: this.db.fn.now() });
+      }
+      throw e;
+    }
   }
 
   /**
@@ -211,16 +250,30 @@ export class MailerService {
     return { hsm, pkg: await openPackage(hsm, meter.package, meterId) };
   }
 
-  private async preauthenticate(env: OperationalRequest): Promise<void> {
+  /**
+   * Only that the meter's HMK signed this envelope (no challenge check: a retry of an answered
+   * request carries a used challenge and must still be recognised). Changes nothing.
+   */
+  async authenticate(env: OperationalRequest): Promise<void> {
     const { hsm, pkg } = await this.readPackage(env.meterId);
+    await this.assertMac(hsm, pkg, env);
+  }
+
+  private async assertMac(hsm: HsmModule, pkg: PsdPackage, env: OperationalRequest): Promise<void> {
     if (!(await hsm.verifyHmac({ keyChain: hmkChain(pkg), data: requestMacInput(env), mac: Buffer.from(env.mac, 'base64') }))) {
       throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
     }
+  }
+
+  private async preauthenticate(env: OperationalRequest): Promise<PsdPackage> {
+    const { hsm, pkg } = await this.readPackage(env.meterId);
+    await this.assertMac(hsm, pkg, env);
     const challenge = Buffer.from(env.challenge, 'base64');
     if (!challenge.equals(pkg.secrets.lastChallenge) || challenge.length === 0) throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last');
     if (env.registers.ascending !== pkg.ascendingRegister || env.registers.descending !== pkg.descendingRegister) {
       throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's");
     }
+    return pkg;
   }
 
   /**
@@ -232,6 +285,8 @@ export class MailerService {
     if (!p) throw vbiError('BAD_REQUEST', `no payment ${env.body.paymentId} for meter ${env.meterId}`);
     if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${p.payment_id} is already applied`);
     if (p.status === 'declined') throw vbiError('PAYMENT_DECLINED', `payment ${p.payment_id} was declined`);
+    if (p.status === 'voided') throw vbiError('BAD_REQUEST', `payment ${p.payment_id} was voided`);
+    if (p.status === 'pending' && !p.provider_ref) throw vbiError('BAD_REQUEST', `payment ${p.payment_id} is still being charged`);
     const polled = p.status === 'approved' ? { status: 'approved' as const } : await this.opts.payments.poll(p.provider_ref);
     if (polled.status === 'declined') {
       await this.db('payments').where({ payment_id: p.payment_id }).update({ status: 'declined', updated_at: this.db.fn.now() });

@@ -99,6 +99,8 @@ export class PsdEngine {
   private readonly ring: CheckpointRing;
   private inhibit: InhibitInfo | null = null;
   private pending: PreparedCommand<unknown> | null = null;
+  /** The ring was read from the token (not when the module was in Error at start). */
+  private loaded = false;
   private readonly now: () => number;
   readonly anchor: MeterMapAnchor;
 
@@ -110,15 +112,32 @@ export class PsdEngine {
 
   static async start(opts: EngineOptions): Promise<PsdEngine> {
     const e = new PsdEngine(opts);
-    const st = opts.hsm.status().state;
-    if (st === 'Idle' || st === 'User') {
-      await e.ring.load();
-      const marker = await opts.hsm.listDataObjects(INHIBIT_LABEL);
-      if (marker.length > 0) e.inhibit = JSON.parse(marker[0].value.toString('utf8')) as InhibitInfo;
-      const newest = e.ring.newest();
-      if (newest) e.anchor.observe(newest.checkpoint);
-    }
+    await e.load();
     return e;
+  }
+
+  /** Reads ring and inhibition from the token (once the module serves; a module in Error is read after restart()). */
+  private async load(): Promise<void> {
+    const st = this.opts.hsm.status().state;
+    if (st !== 'Idle' && st !== 'User') return;
+    await this.ring.load();
+    const marker = await this.opts.hsm.listDataObjects(INHIBIT_LABEL);
+    if (marker.length > 0) this.inhibit = JSON.parse(marker[0].value.toString('utf8')) as InhibitInfo;
+    const newest = this.ring.newest();
+    if (newest) this.anchor.observe(newest.checkpoint);
+    this.loaded = true;
+  }
+
+  /**
+   * After the token failed: reconnect (find the token again, self-tests, keys) and read the ring
+   * from the token again, under the map lock. The caller reconciles with the database next.
+   */
+  restart(): Promise<void> {
+    return this.exclusive(async () => {
+      this.pending = null;
+      await this.opts.hsm.reconnect();
+      await this.load();
+    });
   }
 
   get hsm(): HsmModule {
@@ -155,6 +174,7 @@ export class PsdEngine {
   prepare<R>(cmd: PsdCommand<R>): Promise<PreparedCommand<R>> {
     return this.exclusive(async () => {
       this.assertServing();
+      if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
       if (this.pending) throw new Error(`module ${this.hsm.serial}: a prepared command is still open`);
       const newest = this.ring.newest();
       if (!sameCheckpoint(cmd.dbCheckpoint, newest)) {
@@ -312,6 +332,7 @@ export class PsdEngine {
   reconcile(dbCheckpoint: Buffer | null): Promise<'in-step' | 'rolled-forward'> {
     return this.exclusive(async () => {
       this.assertServing();
+      if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
       const newest = this.ring.newest();
       if (sameCheckpoint(dbCheckpoint, newest)) return 'in-step';
       let presented: Checkpoint | null = null;

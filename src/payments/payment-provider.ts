@@ -52,6 +52,8 @@ export interface PaymentProvider {
   authorize(req: AuthorizeRequest): Promise<AuthorizeResponse>;
   /** The current status of a pending payment (a check clears or is returned). */
   poll(providerRef: string): Promise<PollResponse>;
+  /** Cancels an authorization whose purchase was refused after it (nothing was downloaded). Idempotent. */
+  void(providerRef: string): Promise<void>;
 }
 
 /** The link to the processor failed (timeout, connection refused, 5xx): no answer, retry is safe. */

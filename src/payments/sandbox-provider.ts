@@ -22,6 +22,8 @@ export interface SandboxPayment {
   /** authorize() calls for this paymentId, failed ones included. */
   authorizeCalls: number;
   polls: number;
+  /** Cancelled by void(): the mailer is not charged. */
+  voided?: boolean;
 }
 
 interface Plan {
@@ -113,11 +115,16 @@ export class SandboxPaymentProvider implements PaymentProvider {
 
   async poll(providerRef: string): Promise<PollResponse> {
     const p = this.get(providerRef);
-    if (p.status === 'pending') {
+    if (p.status === 'pending' && !p.voided) {
       p.polls += 1;
       if (p.polls >= (this.opts.clearAfterPolls ?? 2)) this.settle(p);
     }
     return p.reason ? { status: p.status, reason: p.reason } : { status: p.status };
+  }
+
+  async void(providerRef: string): Promise<void> {
+    const p = this.get(providerRef);
+    Object.assign(p, { status: 'declined', reason: 'voided', voided: true });
   }
 
   /** The lockbox reports the check cleared: a pending payment is approved at the next poll. */

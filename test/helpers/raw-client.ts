@@ -37,7 +37,7 @@ export class RawClient {
     this.moduleSerial = reg.json.modules[0].serial;
     this.transportKey = Buffer.from(reg.json.modules[0].transportKey, 'base64');
     const done = await this.call('POST', `/v1/registrations/${this.meterId}/complete`, {
-      moduleSerial: this.moduleSerial, encryptedHmk: this.encrypt(this.hmk), encryptedPasswordSecret: this.encrypt(passwordSecret(password, this.meterId)),
+      moduleSerial: this.moduleSerial, registrationToken: reg.json.registrationToken, encryptedHmk: this.encrypt(this.hmk), encryptedPasswordSecret: this.encrypt(passwordSecret(password, this.meterId)),
     });
     if (done.status !== 200) throw new Error(`complete: ${JSON.stringify(done.json)}`);
     this.challenge = done.json.challenge;

@@ -18,6 +18,8 @@ export function registerUserSecrets(req: { encryptedHmk: Buffer; encryptedPasswo
   return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<{ challenge: Buffer; hmkProof: Buffer }>> => {
     const pkg = existing(opened);
     if (pkg.state === 'closed') throw vbiError('METER_CLOSED', `meter ${pkg.meterId} is closed`);
+    // a pool meter no registration was given (step 1a assigns it to an account first)
+    if (pkg.state === 'unassigned' || !pkg.licensingZip) throw vbiError('REGISTRATION_UNKNOWN', `meter ${pkg.meterId} was not handed out by a registration`);
     if (decodeUserSecrets(pkg.secrets.userSecrets)) throw vbiError('ALREADY_REGISTERED', `meter ${pkg.meterId} is already registered`);
     if (!pkg.indiciumCertSerial) throw vbiError('METER_NOT_CERTIFIED', `meter ${pkg.meterId} has no certified indicium key`);
     const wrappedUsk = pkg.secrets.wrappedUserSecretsKey.length ? pkg.secrets.wrappedUserSecretsKey : await ctx.hsm.generateWrappedSecretKey();
