@@ -122,11 +122,19 @@ describe('hostile input over HTTP (real token and database)', function () {
     const before = await rowsOf(f, c.meterId);
     errorShape(await c.send('/v1/sessions', c.envelope('session-open', { moduleSerial: c.moduleSerial, encryptedPasswordSecret: pw, encryptedSessionKey: enc(randomBytes(16)) })), 400, 'CLIENT_SECRET_INVALID');
     errorShape(await c.send('/v1/sessions', c.envelope('session-open', { moduleSerial: c.moduleSerial, encryptedPasswordSecret: pw, encryptedSessionKey: randomBytes(256).toString('base64') })), 400, 'CLIENT_SECRET_INVALID');
+    for (const n of [0, 24, 25, 31, 33]) {
+      errorShape(await c.send('/v1/sessions', c.envelope('session-open', { moduleSerial: c.moduleSerial, encryptedPasswordSecret: pw, encryptedSessionKey: enc(randomBytes(n)) })), 400, 'CLIENT_SECRET_INVALID');
+    }
+    errorShape(await c.send('/v1/sessions', c.envelope('session-open', { moduleSerial: '', encryptedPasswordSecret: pw, encryptedSessionKey: enc(randomBytes(32)) })), 400, 'VALIDATION_FAILED');
     expect(await rowsOf(f, c.meterId)).to.deep.equal(before);
     await healthy();
     // the challenge was not used up: the next good request goes through
     const ok = await c.send('/v1/sessions', c.envelope('session-open', { moduleSerial: c.moduleSerial, encryptedPasswordSecret: pw, encryptedSessionKey: enc(randomBytes(32)) }));
     expect(ok.status, JSON.stringify(ok.json)).to.equal(200);
+    // closing it under another session id in the path is refused; the session stays open
+    const sessionId = ok.json.result.sessionId as string;
+    errorShape(await c.call('POST', `/v1/sessions/${'0'.repeat(32)}/close`, c.envelope('session-close', { sessionId })), 400, 'VALIDATION_FAILED');
+    expect((await f.service.db.knex('sessions').where({ session_id: sessionId }).first('state')).state).to.equal('open');
   });
 
   it('control characters and lone surrogates in any text field: 400 TEXT_INVALID, no account, no refund', async () => {
@@ -137,6 +145,9 @@ describe('hostile input over HTTP (real token and database)', function () {
     errorShape(await c.call('POST', '/v1/registrations', { name: 'Fine', licensingZip: '20260', returnAddress: ['1 Main St\u0000'] }), 400, 'TEXT_INVALID');
     errorShape(await c.send('/v1/refunds', c.envelope('refund', { kind: 'partial', amount: 1, reason: 'spoiled\u0000' })), 400, 'TEXT_INVALID');
     errorShape(await c.call('POST', '/v1/verify', { indicium: 'AAAA', location: 'dock\u0000 7' }), 400, 'TEXT_INVALID');
+    // nesting deep enough to exhaust a recursive walk, well inside the body limit
+    const deep = `{"name":${'['.repeat(20_000)}${']'.repeat(20_000)},"licensingZip":"20260","returnAddress":["x"]}`;
+    errorShape(await raw(f.url, { method: 'POST', path: '/v1/registrations', headers: { 'content-type': 'application/json' }, body: deep }), 400, 'BAD_JSON');
     expect(await rowsOf(f, c.meterId)).to.deep.equal(before);
   });
 

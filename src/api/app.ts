@@ -144,7 +144,11 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   api.defineRoute({
     method: 'post', path: '/v1/sessions/:sessionId/close', summary: 'close the session',
     params: objectSchema({ sessionId: { type: 'string', pattern: '^[0-9a-f]{32}$' } }), body: envelopeSchema('session-close', bodies.sessionClose), responses: ok('operational response'),
-    handler: (req) => m.closeSession(env(req)),
+    handler: (req) => {
+      const body = env<{ sessionId: string }>(req);
+      if (req.params.sessionId !== body.body.sessionId) throw vbiError('VALIDATION_FAILED', 'the session id in the path and in the body differ', { in: 'params', errors: [{ path: '/sessionId', message: 'must equal body.sessionId' }] });
+      return m.closeSession(body);
+    },
   });
   api.defineRoute({
     method: 'post', path: '/v1/indicia', summary: 'print a batch of indicia (one or more) in a session',

@@ -22,6 +22,8 @@ const rsaCiphertext: JsonSchema = { ...base64Schema(684), minLength: 344, descri
 export const idSchema = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } as const;
 const clientTime = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 const mac = base64Bytes(32);
+/** Token serial numbers: 1 to 32 printable ASCII characters without spaces (PKCS#11 serialNumber). */
+const moduleSerial = { type: 'string', pattern: '^[\\x21-\\x7e]{1,32}$' };
 const counter = { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER };
 const registers = objectSchema({ ascending: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, descending: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } });
 const zip = { type: 'string', pattern: '^(\\d{5}|\\d{9}|\\d{11})?$' };
@@ -39,10 +41,10 @@ export const registrationSchema = objectSchema({
   returnAddress: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 40 }, minItems: 1, maxItems: 4 },
 });
 
-export const challengeSchema = objectSchema({ moduleSerial: { type: 'string', maxLength: 32 }, clientNonce: base64Schema(100) });
+export const challengeSchema = objectSchema({ moduleSerial, clientNonce: base64Schema(100) });
 
 export const completeSchema = objectSchema({
-  moduleSerial: { type: 'string', maxLength: 32 }, registrationToken: { type: 'string', pattern: '^[0-9a-f]{32}$' },
+  moduleSerial, registrationToken: { type: 'string', pattern: '^[0-9a-f]{32}$' },
   encryptedHmk: rsaCiphertext, encryptedPasswordSecret: rsaCiphertext,
 });
 
@@ -62,7 +64,7 @@ export const bodies = {
   purchase: objectSchema({ amount: millsSchema, payment: objectSchema({ kind: { type: 'string', enum: ['card', 'ach', 'check'] }, token: { type: 'string', minLength: 1, maxLength: 100 } }) }),
   settle: objectSchema({ paymentId: idSchema }),
   refund: objectSchema({ kind: { type: 'string', enum: ['partial', 'full'] }, amount: millsSchema, reason: { type: 'string', maxLength: 500 } }, ['kind', 'reason']),
-  sessionOpen: objectSchema({ moduleSerial: { type: 'string', maxLength: 32 }, encryptedPasswordSecret: rsaCiphertext, encryptedSessionKey: rsaCiphertext }),
+  sessionOpen: objectSchema({ moduleSerial, encryptedPasswordSecret: rsaCiphertext, encryptedSessionKey: rsaCiphertext }),
   sessionClose: objectSchema({ sessionId }),
   print: objectSchema({ sessionId, items: { type: 'array', items: printItemSchema, minItems: 1, maxItems: 500 } }),
   correction: objectSchema({ sessionId, originalIndiciumId: idSchema, item: printItemSchema }),

@@ -11,20 +11,28 @@ import { vbiError } from '../errors';
 // eslint-disable-next-line no-control-regex
 const BAD_TEXT = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-export function findBadText(value: unknown, path = ''): string | null {
-  if (typeof value === 'string') return BAD_TEXT.test(value) ? path || '/' : null;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const p = findBadText(value[i], `${path}/${i}`);
-      if (p) return p;
+/** JSON nested deeper than this is refused: no message of the protocol comes close. */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * The JSON Pointer of the first string (or key) holding bad text, or null. Iterative, so a
+ * hostile nesting depth cannot exhaust the stack; deeper than MAX_JSON_DEPTH is refused.
+ */
+export function findBadText(value: unknown): string | null {
+  const stack: Array<{ v: unknown; path: string; depth: number }> = [{ v: value, path: '', depth: 0 }];
+  while (stack.length > 0) {
+    const { v, path, depth } = stack.pop() as { v: unknown; path: string; depth: number };
+    if (typeof v === 'string') {
+      if (BAD_TEXT.test(v)) return path || '/';
+      continue;
     }
-    return null;
-  }
-  if (value && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      if (BAD_TEXT.test(k)) return `${path}/${k.replace(BAD_TEXT, '?')}`;
-      const p = findBadText(v, `${path}/${k}`);
-      if (p) return p;
+    if (!v || typeof v !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH) throw vbiError('BAD_JSON', `request nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const entries: Array<[string, unknown]> = Array.isArray(v) ? v.map((x, i) => [String(i), x]) : Object.entries(v);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [k, x] = entries[i];
+      if (!Array.isArray(v) && BAD_TEXT.test(k)) return `${path}/${k.replace(BAD_TEXT, '?')}`;
+      stack.push({ v: x, path: `${path}/${k}`, depth: depth + 1 });
     }
   }
   return null;

@@ -410,9 +410,11 @@ export class CryptoModule implements HsmModule {
       ...template,
       ...(usage === 'hmac' ? { sign: true, verify: true } : { encrypt: true, decrypt: true }),
     }).catch((e) => {
-      // A ciphertext that does not decrypt under the transport key is the client's problem.
-      // SoftHSM2 reports a failed OAEP decoding as CKR_GENERAL_ERROR; HSMs use the specific codes.
-      if ([pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE].includes(ckr(e) ?? -1)) {
+      // The ciphertext is the client's: whatever the token says about unwrapping it (a failed OAEP
+      // decoding — SoftHSM2 reports CKR_GENERAL_ERROR, HSMs the specific codes —, an empty or
+      // oversized key, a template it will not build from those bytes) is the client's problem,
+      // unless the session or the device failed.
+      if (ckr(e) !== undefined && !isRecoverable(e) && !isDeviceError(e)) {
         throw vbiError('CLIENT_SECRET_INVALID', 'the encrypted client secret does not decrypt under the module transport key');
       }
       throw e;
@@ -458,14 +460,16 @@ export class CryptoModule implements HsmModule {
     return this.withChain('import client secret', req.under, async (s, parent) => {
       const secret = await this.unwrapClientSecret(s, req.ciphertext, req.usage, sessionTemplate('client-import'));
       try {
-        // SoftHSM2 leaves CKA_VALUE_LEN at 0 on unwrapped keys, so the size is checked by use:
-        // HMAC-SHA256 refuses keys shorter than 32 bytes (CKR_KEY_SIZE_RANGE).
-        if (req.usage === 'hmac') {
-          await ops.sign(s, 'SHA256_HMAC', secret, Buffer.alloc(1)).catch((e) => {
-            if (ckr(e) === pkcs11.CKR_KEY_SIZE_RANGE) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
-            throw e;
-          });
-        }
+        // SoftHSM2 leaves CKA_VALUE_LEN at 0 on unwrapped keys, so the size is checked by use —
+        // HMAC-SHA256 refuses keys shorter than 32 bytes, AES any but 16, 24 or 32 — and by the
+        // wrapped length below (at most 32 bytes).
+        const trial = req.usage === 'hmac'
+          ? ops.sign(s, 'SHA256_HMAC', secret, Buffer.alloc(1))
+          : ops.encrypt(s, aesGcm(randomBytes(GCM_IV_BYTES), Buffer.alloc(0)), secret, Buffer.alloc(1));
+        await trial.catch((e) => {
+          if (ckr(e) !== undefined && !isRecoverable(e) && !isDeviceError(e)) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
+          throw e;
+        });
         const wrapped = await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, secret);
         // Client secrets (HMK, password secret, session key) are 32 bytes. SoftHSM2 leaves
         // CKA_VALUE_LEN at 0 on unwrapped keys; the wrapped length tells the key's length.

@@ -378,8 +378,9 @@ export class Ledger {
    */
   async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
-    const tried = new Set<PsdEngine>(step.moduleSerial ? this.opts.engines.filter((e) => e.hsm.serial !== step.moduleSerial) : []);
-    if (step.moduleSerial && tried.size === this.opts.engines.length) throw vbiError('UNKNOWN_MODULE', `no module ${step.moduleSerial} in this service`);
+    const named = step.moduleSerial !== undefined;
+    const tried = new Set<PsdEngine>(named ? this.opts.engines.filter((e) => e.hsm.serial !== step.moduleSerial) : []);
+    if (named && tried.size === this.opts.engines.length) throw vbiError('UNKNOWN_MODULE', `no module ${step.moduleSerial} in this service`);
     let reconciled = false;
     for (;;) {
       const engine = this.pick(tried);

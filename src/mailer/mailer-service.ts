@@ -281,6 +281,8 @@ export class MailerService {
    * approved payment whose download failed, e.g. on a concurrent request) its value is downloaded.
    */
   async settle(env: OperationalRequest<{ paymentId: number }>): Promise<OperationalResponse> {
+    // only the meter's owner learns anything about its payments or makes the provider be asked
+    await this.authenticate(env);
     const p = await this.db('payments').where({ payment_id: env.body.paymentId, meter_id: env.meterId }).first();
     if (!p) throw vbiError('BAD_REQUEST', `no payment ${env.body.paymentId} for meter ${env.meterId}`);
     if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${p.payment_id} is already applied`);
@@ -439,13 +441,22 @@ export class MailerService {
     const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { originalIndiciumId } }), {
       type: 'inquiry',
       before: async (trx) => {
-        await this.liveSession(trx, sessionId, env.meterId, true);
+        // everything the item can be refused for without the module, before the authorisation commits
+        const session = await this.liveSession(trx, sessionId, env.meterId, true);
+        this.checkCounter(session, item.counter, item.clientTime);
         const original = await trx('indicia').where({ indicium_id: originalIndiciumId, meter_id: env.meterId }).first('indicium_id');
         if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${env.meterId} has no indicium ${originalIndiciumId}`);
       },
     });
-    const r = await this.printItem(env.meterId, sessionId, item, mailpiece, 'correction', originalIndiciumId);
-    return { authorization, item: { index: 0, status: 'printed', ...r } };
+    // The authorisation has committed (the client's next challenge is in it): a refusal of the
+    // item itself is answered inside the 200, as for a print batch.
+    try {
+      const r = await this.printItem(env.meterId, sessionId, item, mailpiece, 'correction', originalIndiciumId);
+      return { authorization, item: { index: 0, status: 'printed', ...r } };
+    } catch (e) {
+      if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
+      return { authorization, item: { index: 0, status: e.code === 'BAD_DYNAMIC_PASSWORD' ? 'voided' : 'failed', reason: e.code } };
+    }
   }
 
   private mailpiece(it: PrintItemRequest): Mailpiece {
