@@ -5,6 +5,9 @@ import { ServerFixture, serverFixture } from './helpers/server';
 import { RawClient } from './helpers/raw-client';
 import { passwordSecret } from '../src/protocol/messages';
 import { vbiError } from '../src/errors';
+import { ledgerFixture } from './helpers/ledger';
+import { MailerService } from '../src/mailer/mailer-service';
+import { SandboxPaymentProvider } from '../src/payments/sandbox-provider';
 
 /**
  * Hostile input against the real server (SoftHSM2 token, PostgreSQL): requests an attacker on
@@ -226,5 +229,22 @@ describe('hostile input over HTTP (real token and database)', function () {
     expect(await f.service.ledger.checkModules()).to.deep.equal([engine.hsm.serial]);
     await healthy();
     expect((await c.op('/v1/balance', 'balance', {})).status).to.equal(200);
+  });
+});
+
+describe('a registration refused for want of a meter', function () {
+  this.timeout(120_000);
+  it('leaves no account behind', async () => {
+    const f = await ledgerFixture();
+    try {
+      const mailer = new MailerService({ ledger: f.service.ledger, payments: new SandboxPaymentProvider(), oaepHash: 'sha1', spoilageLimitBps: 100 });
+      const count = async () => Number((await f.db.knex('accounts').count({ n: '*' }).first())?.n);
+      const before = await count();
+      const err = await mailer.register({ name: 'No Meter Left', licensingZip: '20260', returnAddress: ['x'] }).then(() => null, (e) => e);
+      expect(err?.code).to.equal('NO_METER_AVAILABLE');
+      expect(await count()).to.equal(before);
+    } finally {
+      await f.service.close();
+    }
   });
 });

@@ -94,11 +94,17 @@ export class MailerService {
     await this.db('accounts').where({ account_id: accountId }).update({ return_address: returnAddress });
     let meterId: string;
     try {
-      ({ meterId } = await this.opts.ledger.assignMeter({ accountId }));
+      try {
+        ({ meterId } = await this.opts.ledger.assignMeter({ accountId }));
+      } catch (e) {
+        if (!isVbiError(e, 'NO_METER_AVAILABLE') || !this.opts.replenishMeters) throw e;
+        await this.opts.replenishMeters();
+        ({ meterId } = await this.opts.ledger.assignMeter({ accountId }));
+      }
     } catch (e) {
-      if (!isVbiError(e, 'NO_METER_AVAILABLE') || !this.opts.replenishMeters) throw e;
-      await this.opts.replenishMeters();
-      ({ meterId } = await this.opts.ledger.assignMeter({ accountId }));
+      // no meter was assigned: a refused registration leaves no account behind
+      await this.db('accounts').where({ account_id: accountId }).del().catch(() => undefined);
+      throw e;
     }
     void this.opts.replenishMeters?.().catch(() => undefined);
     const registrationToken = randomBytes(16).toString('hex');
