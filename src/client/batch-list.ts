@@ -4,7 +4,7 @@ import { parseMills } from './money';
 import type { PrintItemRequest } from './print-item';
 
 /**
- * A mailing list for `vbi print-batch` (seed 002 "print from mailing lists"): CSV with a header
+ * A mailing list for `vbi print-batch` (WO 99/41690 "print from mailing lists"): CSV with a header
  * row naming these columns, in any order (names are case-insensitive):
  *
  *   to       required  delivery address lines separated by '|' ("Name|Street|City ST ZIP")

@@ -106,7 +106,7 @@ function checkPathWithOpenSsl(ders: Buffer[], anchors: Buffer[], at: Date): void
 }
 
 /**
- * Receipt signatures (seed 002): ECDSA P-256 / SHA-256 by the module identity key over
+ * Receipt signatures (WO 99/41690): ECDSA P-256 / SHA-256 by the module identity key over
  * receiptSignedBytes, raw r||s. Public keys are taken from the certificates verified at
  * registration and cached.
  */

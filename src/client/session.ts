@@ -14,7 +14,7 @@ export function isEndingCode(code: string | undefined): boolean {
 }
 
 /**
- * A continuous session (seed 003) on the client side: the session key, one counter shared by
+ * A continuous session (secure on-line printing claims: continuous link, dynamic password) on the client side: the session key, one counter shared by
  * heartbeats and print items (strictly increasing: the module refuses any counter not above
  * every one used before), and the heartbeat timer.
  *

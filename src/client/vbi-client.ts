@@ -244,7 +244,7 @@ export class VbiClient {
   }
 
   /**
-   * `correction` (seed 002): a correction indicium for the additional postage of indicium
+   * `correction` (WO 99/41690): a correction indicium for the additional postage of indicium
    * `originalIndiciumId`, printed in the open session like one print item.
    */
   async correction(req: { originalIndiciumId: number; item: PrintItemRequest; idempotencyKey?: string }): Promise<PrintedItem> {

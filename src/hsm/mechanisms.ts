@@ -21,7 +21,7 @@ export const GCM_TAG_BITS = 128;
 export const DES3_IV_BYTES = 8;
 
 export function aesGcm(iv: Buffer, aad: Buffer): graphene.IAlgorithm {
-  // AesGcm240Params sets ulIvBits; the older AesGcmParams leaves it uninitialised (pkcs11-notes).
+  // AesGcm240Params sets ulIvBits; the older AesGcmParams leaves it uninitialised (seen with graphene-pk11 2.3.6).
   return { name: 'AES_GCM', params: new graphene.AesGcm240Params(iv, aad, GCM_TAG_BITS) };
 }
 

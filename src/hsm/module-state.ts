@@ -1,5 +1,5 @@
 /**
- * The module's finite state machine (seed 002, Fig. 8), as the status call reports it.
+ * The module's finite state machine (WO 99/41690, Fig. 8), as the status call reports it.
  *
  *   SelfTest ──pass──▶ UnInitialized ──login, keys found──▶ KeyEntry ──▶ Idle ⇄ User
  *      │fail                  ▲                                           │
@@ -7,7 +7,7 @@
  *    Error  (refuses every command; `reason` says why)
  *
  * CryptoOfficer is the state of a key-ceremony session (SO role); the service never enters it.
- * Inhibited is seed 001's state after a rollback or an edit of the database was found (docs/checkpoint.md): persisted in the token,
+ * Inhibited is WO 01/29778's state after a rollback or an edit of the database was found (docs/checkpoint.md): persisted in the token,
  * cleared only by the officer's `ceremony reinstate`.
  */
 export const MODULE_STATES = [

@@ -33,7 +33,7 @@ export function openLibrary(path: string, softhsm2Conf?: string): LibraryHandle 
     throw vbiError('CONFIG_INVALID', `cannot load PKCS#11 library ${path}: ${(e as Error).message}`);
   }
   // OS locking: without it SoftHSM2 turns its mutexes off while pkcs11js runs async calls on
-  // worker threads (pkcs11-notes).
+  // worker threads.
   module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
   const handle = { path, module };
   libraries.set(path, { handle, refs: 1, softhsm2Conf });

@@ -4,7 +4,7 @@ import { aesGcm, des3Cbc, keyWrapPad, P256_PARAMS } from './mechanisms';
 import * as pkcs11 from 'pkcs11js';
 
 /**
- * Power-on self-tests (seed 002, "Finite State Machine"): known-answer tests for every
+ * Power-on self-tests (WO 99/41690, "Finite State Machine"): known-answer tests for every
  * symmetric mechanism the module uses, computed by the token with keys of known value, and
  * pairwise-consistency tests (sign, then verify) for EC P-256 and RSA key pairs generated for
  * the test. A mismatch puts the module into the Error state.

@@ -3,7 +3,7 @@ import { DuplicateEvent } from './verify';
 
 /**
  * The default onDuplicate policy: write a fraud report (fraud_reports, sql/0010) and, when the
- * transaction engine provides it, suspend the meter (seed 002: on "the same evidence of
+ * transaction engine provides it, suspend the meter (WO 99/41690: on "the same evidence of
  * payment more than one time" the server disables the descending register and reports).
  * The report is written first so that a failing suspension still leaves the evidence.
  */

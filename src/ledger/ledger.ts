@@ -214,7 +214,7 @@ export class Ledger {
   }
 
   /**
-   * Correction indicium (seed 002 "Postage Correction"): an indicium for the additional postage
+   * Correction indicium (WO 99/41690 "Postage Correction"): an indicium for the additional postage
    * (zero for a date-only correction) that references the original indicium.
    */
   async correction(req: { meterId: string; originalIndiciumId: number; additionalPostage: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {

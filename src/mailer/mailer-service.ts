@@ -440,7 +440,7 @@ export class MailerService {
     return { authorization, items: results, registers };
   }
 
-  /** Correction indicium (seed 002) inside a session, for the additional postage. */
+  /** Correction indicium (WO 99/41690) inside a session, for the additional postage. */
   async correction(env: OperationalRequest<{ sessionId: string; originalIndiciumId: number; item: PrintItemRequest }>): Promise<{ authorization: OperationalResponse; item: PrintedItem }> {
     const { sessionId, originalIndiciumId, item } = env.body;
     const mailpiece = this.mailpiece(item);

@@ -4,7 +4,7 @@ import { HsmModule } from '../hsm/hsm-module';
 import { encodeTlv, decodeTlv, u64, readU64, u8, readU8, str, readStr, TlvError } from '../psd/tlv';
 
 /**
- * A checkpoint record: the record of one transaction that changed a PSD package (seed 001,
+ * A checkpoint record: the record of one transaction that changed a PSD package (WO 01/29778,
  * "checkpoint concept"), MAC'd with the package MAC key. The module keeps the newest N in its
  * ring (token objects); the database keeps the newest in the module table. Equality is byte
  * equality of the encoded record.

@@ -85,7 +85,7 @@ export interface EngineOptions {
 }
 
 /**
- * The PSD engine over one module ("sdx_dispatch", seed 001), with commit-then-checkpoint:
+ * The PSD engine over one module ("sdx_dispatch", WO 01/29778), with commit-then-checkpoint:
  *  1. prepare: the database's checkpoint for this module must be the newest ring entry and its
  *     meter map the one the rings hold; the package is opened (MAC) and proved current against
  *     the map root; the command runs; the package is re-sealed and the next checkpoint record

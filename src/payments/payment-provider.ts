@@ -1,5 +1,5 @@
 /**
- * The boundary to the payment processor (seed 002: credit card through the credit
+ * The boundary to the payment processor (WO 99/41690: credit card through the credit
  * authorization server, ACH debit, checks through a lockbox that clear later). One narrow
  * interface; the sandbox (./sandbox-provider.ts) and real processors live behind it.
  *

@@ -65,8 +65,8 @@ function plan(method: PaymentMethod): Plan {
  * | token              | outcome |
  * | ---                | --- |
  * | `tok_approve`      | approved (card, ACH); a **check** is pending and clears on poll: checks never clear at once |
- * | `tok_decline`      | declined, reason `credit_denied` (seed 002 "Credit Denied") |
- * | `tok_invalid`      | declined, reason `card_invalid` (seed 002 "Incorrect Credit Card Information") |
+ * | `tok_decline`      | declined, reason `credit_denied` (WO 99/41690 "Credit Denied") |
+ * | `tok_invalid`      | declined, reason `card_invalid` (WO 99/41690 "Incorrect Credit Card Information") |
  * | `tok_pending`      | pending; approved on the `clearAfterPolls`-th poll (default 2) or at once after `clear(ref)` |
  * | `tok_bounce`       | pending; declined (`check_returned`) on the `clearAfterPolls`-th poll |
  * | `tok_linkfail_N`   | N = 1..9: the first N authorize calls for the payment throw PaymentLinkError, later ones approve (`tok_linkfail_1`, `tok_linkfail_3`) |

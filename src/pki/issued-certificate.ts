@@ -3,7 +3,7 @@ import { CertInfo, parseCertificate } from './cert-info';
 import { verifyPath } from './path';
 
 /**
- * The requester's check of a certificate a CA returned (seed 001: "MeterGen verifies the
+ * The requester's check of a certificate a CA returned (WO 01/29778: "MeterGen verifies the
  * certificate using the USPS Certificate Authority's certificate"): it must chain to one of the
  * requester's own trust anchors (signatures, validity at `at`, CA constraints), be an end-entity
  * certificate for digital signatures, name the expected subject, and certify exactly the

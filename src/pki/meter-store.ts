@@ -28,7 +28,7 @@ export interface MeterGenStore {
   discardMeter(meterId: string): Promise<void>;
 }
 
-/** Renewal of a certified meter's indicium key (seed 002 key expiry). */
+/** Renewal of a certified meter's indicium key (WO 99/41690 key expiry). */
 export interface KeyRenewalStore {
   /** Generates the next key pair in a module; it stays outside the package (wrapped) until commit. */
   beginKeyRenewal(req: { meterId: string; algorithm: IndiciumKeyAlgorithm }): Promise<PendingRenewal>;

@@ -48,7 +48,7 @@ export interface CertifiedKey {
 }
 
 /**
- * MeterGen (seed 001): creates meters whose indicium keys are certified by the postal CA.
+ * MeterGen (WO 01/29778): creates meters whose indicium keys are certified by the postal CA.
  *  1. the module generates the key pair and seals an unassigned package (store);
  *  2. a PKCS#10 request with CN = meter ID is signed by the new key (proof of possession);
  *  3. the vendor RA countersigns it;

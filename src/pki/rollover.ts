@@ -4,7 +4,7 @@ import { readNextCaKeyHash, spkiHash } from './extensions';
 import { issuedBy } from './path';
 
 /**
- * What a CA sends when it rolls its root key over (seed 002 "Certification Authority
+ * What a CA sends when it rolls its root key over (WO 99/41690 "Certification Authority
  * Certificate"; RFC 4210 4.4 names the two certificates NewWithOld and NewWithNew):
  *  - link:  the new key, certified by the CURRENT root key;
  *  - root:  the new key's self-signed certificate, the next trust anchor.

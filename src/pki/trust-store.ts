@@ -4,7 +4,7 @@ import { RolloverCertificates, verifyRollover } from './rollover';
 
 /**
  * The relying party's trust anchors: the postal CA root it installed out of band (certs/,
- * seed 002: "distributed by means of regular US certified mail"), plus the roots that
+ * WO 99/41690: "distributed by means of regular US certified mail"), plus the roots that
  * replaced it through accepted rollovers. The newest is `current()`; older ones stay, so that
  * certificates issued before a rollover (and the indicia they verify) remain verifiable.
  */

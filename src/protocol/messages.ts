@@ -3,7 +3,7 @@ import { canonicalJson } from './canonical-json';
 
 /**
  * The mailer ↔ module protocol (docs/protocol.md), shared by the service and the client SDK so
- * both compute exactly the same bytes. Seed 001 FIG. 7: every request carries the module's last
+ * both compute exactly the same bytes. WO 01/29778 FIG. 7: every request carries the module's last
  * challenge, the client's copy of the registers and an HMAC with the shared HMK over the whole
  * message; the module answers with a new challenge and its own HMAC. Seed 003: a continuous
  * session proved by dynamic passwords. Versioned by the PROTOCOL tag inside every MAC input.
@@ -36,7 +36,7 @@ export function requestMacInput(r: Omit<OperationalRequest, 'mac'>): Buffer {
 }
 
 /**
- * A receipt (seed 002): what happened, when, the per-meter sequence number (the package's
+ * A receipt (WO 99/41690): what happened, when, the per-meter sequence number (the package's
  * record counter) and the module's signature (identity key, ECDSA P-256, raw r||s, base64) over
  * receiptSignedBytes.
  */
@@ -88,7 +88,7 @@ export function responseMacInput(r: Omit<OperationalResponse, 'mac'>): Buffer {
 }
 
 /**
- * The dynamic password of seed 003: HMAC-SHA256(HMK, dynamicPasswordInput(...)), over the
+ * The dynamic password of the secure on-line printing claims (continuous link): HMAC-SHA256(HMK, dynamicPasswordInput(...)), over the
  * session, a counter that rises by one per use, the client's clock and, for a print, the
  * destination and the amount — so it is good for exactly one heartbeat or one print.
  */

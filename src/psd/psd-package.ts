@@ -2,8 +2,8 @@ import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
 import { encodeTlv, decodeTlv, u64, readU64, u8, readU8, str, readStr, TlvError } from './tlv';
 
 /**
- * The PSD package: everything a Postal Security Device would hold for one meter (seed 001,
- * "PSD package"; seed 000 claim 38). This module is the in-memory model and the canonical
+ * The PSD package: everything a Postal Security Device would hold for one meter (WO 01/29778,
+ * "PSD package"; the secure on-line VBI system claims, claim 38). This module is the in-memory model and the canonical
  * encoding of its two sections; sealing (encryption + MAC) is in src/module/package-seal.ts
  * and the byte layout is documented in docs/psd-package.md. Tags are persisted: never renumber.
  */
@@ -12,7 +12,7 @@ export type OperationalState = (typeof OPERATIONAL_STATES)[number];
 
 export interface PsdPublic {
   meterId: string;
-  /** Record update counter: +1 on every seal, checked for freshness (seed 004). */
+  /** Record update counter: +1 on every seal, checked for freshness (WO 98/57304). */
   recordCounter: number;
   state: OperationalState;
   /** Ascending register: postage used, mills. */
@@ -40,7 +40,7 @@ export interface PsdSecrets {
   wrappedUserSecretsKey: Buffer;
   /** User secrets (password verifier, HMK) protected under the user-secrets key; empty until registration. */
   userSecrets: Buffer;
-  /** The last challenge the module issued to the client (operational state, seed 001 FIG. 7). */
+  /** The last challenge the module issued to the client (operational state, WO 01/29778 FIG. 7). */
   lastChallenge: Buffer;
   /** Digests of earlier passphrases, so that a passphrase is not reused (32 bytes each). */
   passphraseHistory: Buffer[];

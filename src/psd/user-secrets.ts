@@ -1,7 +1,7 @@
 import { decodeTlv, encodeTlv, TlvError } from './tlv';
 
 /**
- * The "user secrets" field of a PSD package (seed 001): the mailer's HMAC key (HMK), wrapped
+ * The "user secrets" field of a PSD package (WO 01/29778): the mailer's HMAC key (HMK), wrapped
  * under the meter's user-secrets key inside a token, and the password verifier
  * HMAC-SHA256(password secret, "VBI-PASSWORD-VERIFIER" || meter id), computed inside a token.
  * Neither the HMK nor the password ever exists in clear outside a token or the client.

@@ -20,7 +20,7 @@ export interface LabelRequest {
   deliveryAddress: string[];
   /** Optional, up to 5 lines of at most 40 characters. */
   returnAddress?: string[];
-  /** Authorised advertising art (seed 002 "Authorized Advertising Art"): a PNG approved by id. */
+  /** Authorised advertising art (WO 99/41690 "Authorized Advertising Art"): a PNG approved by id. */
   art?: { id: string; png: Buffer };
   /** One line of display text (at most 40 characters), e.g. a slogan or a ticket note. */
   displayText?: string;

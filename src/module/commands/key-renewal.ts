@@ -8,7 +8,7 @@ import { CertificateToStore, checkCertificate } from './metergen-certify';
 import { assertKeyMatches } from './key-probe';
 
 /**
- * Indicium key renewal (seed 002: keys expire, a new pair is generated and certified): swaps
+ * Indicium key renewal (WO 99/41690: keys expire, a new pair is generated and certified): swaps
  * the wrapped key, algorithm, certificate serial and expiry in one sealed package, so there is
  * no moment where the package holds a key without its certificate. The module proves that the
  * new certificate names the new wrapped key. The previous certificate is not touched: indicia

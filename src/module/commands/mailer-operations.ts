@@ -20,7 +20,7 @@ export const inquiry: Operation<Balance> = async (pkg) => ({
 });
 
 /**
- * Session open (seed 003): the password secret, RSA-OAEP-encrypted to the transport key, must
+ * Session open (secure on-line printing claims: continuous link, dynamic password): the password secret, RSA-OAEP-encrypted to the transport key, must
  * verify against the package's verifier inside the token (WRONG_PASSWORD); the client's fresh
  * session key is taken in wrapped under the user-secrets key and handed back in `holder` for
  * the session row — never in the response.

@@ -9,7 +9,7 @@ export interface MeterGenCreated {
 }
 
 /**
- * MeterGen step 1 (seed 001): a new package, state 'unassigned', with an indicium key pair
+ * MeterGen step 1 (WO 01/29778): a new package, state 'unassigned', with an indicium key pair
  * generated in the token (wrapped under the package KEK) and a user-secrets key. The
  * certificate serial stays empty: the package is unusable until meter-certify (certifyMeterKey)
  * stores a certificate for this key. Returns the public key for the certificate request.

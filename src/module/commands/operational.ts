@@ -21,7 +21,7 @@ export interface OperationContext extends CommandContext {
 export type Operation<R> = (pkg: PsdPackage, ctx: OperationContext) => Promise<Omit<CommandOutcome<R>, 'result'> & { result: R }>;
 
 /**
- * The operational state of seed 001 (FIG. 7) around one operation, all inside one module
+ * The operational state of WO 01/29778 (FIG. 7) around one operation, all inside one module
  * dispatch: verify the request's HMAC with the HMK inside the token (BAD_MAC), that it carries
  * the module's last challenge (STALE_CHALLENGE: replayed or reordered) and the client's register
  * copy equals the package's (REGISTER_MISMATCH); run the operation; issue a new challenge; sign

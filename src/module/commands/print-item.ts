@@ -20,7 +20,7 @@ export function indiciumAad(sessionId: string, counter: number): Buffer {
 }
 
 /**
- * One print of a session (seed 003): the item's dynamic password — HMAC with the HMK over
+ * One print of a session (secure on-line printing claims: continuous link, dynamic password): the item's dynamic password — HMAC with the HMK over
  * session, counter, client time, destination and amount — is verified inside the token
  * (BAD_DYNAMIC_PASSWORD), then the indicium is debited and signed (CreateIndicium) and encrypted
  * to the session key inside the token, with a receipt signed by the module identity key.

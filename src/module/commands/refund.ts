@@ -4,7 +4,7 @@ import { PsdPackage } from '../../psd/psd-package';
 import { existing, requireActive, requireFunds, registersOf, Registers } from './guards';
 
 /**
- * Partial refund for spoilage (seed 002 "Refunds"): value leaves the meter's DR and is paid out;
+ * Partial refund for spoilage (WO 99/41690 "Refunds"): value leaves the meter's DR and is paid out;
  * the refund register plus the amount may not exceed `spoilageLimitBps` (basis points, 100 = 1%)
  * of the current ascending register, else SPOILAGE_LIMIT.
  */

@@ -8,7 +8,7 @@ import { existing } from './guards';
 export const CHALLENGE_BYTES = 16;
 
 /**
- * Registration, second half (seed 001 "registration/authorization state"): the client has
+ * Registration, second half (WO 01/29778 "registration/authorization state"): the client has
  * verified the module and sends a fresh HMK and its password secret, each RSA-OAEP-encrypted to
  * the module transport key. The module takes both in without the host seeing them: the HMK is
  * kept wrapped under the meter's user-secrets key, the password only as an HMAC verifier computed

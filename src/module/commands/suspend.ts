@@ -4,7 +4,7 @@ import { PsdPackage } from '../../psd/psd-package';
 import { existing, registersOf, Registers } from './guards';
 
 /**
- * Suspends a meter (seed 002: on fraud — the same evidence of payment seen twice — the server
+ * Suspends a meter (WO 99/41690: on fraud — the same evidence of payment seen twice — the server
  * disables the descending register and reports): no value moves until an operator reactivates it.
  */
 export function suspendMeter() {

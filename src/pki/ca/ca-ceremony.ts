@@ -86,7 +86,7 @@ export async function initCa(req: CaTokenRef & {
 }
 
 /**
- * Rolls the root over (seed 002): root generation g+1, whose hash generation g published,
+ * Rolls the root over (WO 99/41690): root generation g+1, whose hash generation g published,
  * becomes the root. Generation g+2 is created and published in its certificates; the link
  * certificate (g+1 certified by g) and the new self-signed root are written for relying parties
  * (TrustStore.acceptRollover), and the issuing key is re-certified under the new root.
