@@ -177,6 +177,18 @@ describe('hostile input over HTTP (real token and database)', function () {
     await healthy();
   });
 
+  it('settling a payment that is still being charged: a stranger gets 401, the owner a 400, never a 500', async () => {
+    const k = f.service.db.knex;
+    const [row] = await k('payments').insert({ meter_id: c.meterId, amount: 3_000, provider: 'sandbox', status: 'pending', method_kind: 'card' }).returning('payment_id');
+    const id = row.payment_id as number;
+    const forged = { ...c.envelope('purchase', { paymentId: id }), mac: randomBytes(32).toString('base64') };
+    errorShape(await c.call('POST', `/v1/purchases/${id}/settle`, forged), 401, 'BAD_MAC');
+    errorShape(await c.call('POST', `/v1/purchases/${id}/settle`, c.envelope('purchase', { paymentId: id })), 400, 'BAD_REQUEST');
+    expect((await k('payments').where({ payment_id: id }).first('status')).status).to.equal('pending');
+    await k('payments').where({ payment_id: id }).update({ status: 'declined' });
+    await healthy();
+  });
+
   it("a stranger cannot reserve a mailer's idempotency key; the mailer's own request runs", async () => {
     const body = { amount: 1_000, payment: { kind: 'card', token: 'tok_approve' } };
     const forged = { ...c.envelope('purchase', body), mac: randomBytes(32).toString('base64') };
