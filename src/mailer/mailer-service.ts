@@ -241,11 +241,6 @@ export class MailerService {
   }
 
   /**
-   * The module's envelope checks (MAC with the HMK in the token, challenge, registers) without
-   * a dispatch: nothing changes and the challenge stays valid. Used before side effects outside
-   * the module (charging a payment); the dispatch that follows checks everything again.
-   */
-  /**
    * A meter's package opened (MAC-checked) by a module for checks that change nothing — no
    * dispatch, no checkpoint: heartbeats and the envelope check before a payment.
    */
@@ -271,6 +266,11 @@ export class MailerService {
     }
   }
 
+  /**
+   * The module's envelope checks (MAC with the HMK in the token, challenge, registers) without
+   * a dispatch: nothing changes and the challenge stays valid. Used before side effects outside
+   * the module (charging a payment); the dispatch that follows checks everything again.
+   */
   private async preauthenticate(env: OperationalRequest): Promise<PsdPackage> {
     const { hsm, pkg } = await this.readPackage(env.meterId);
     await this.assertMac(hsm, pkg, env);
