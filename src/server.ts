@@ -1,6 +1,7 @@
 import { STATUS_CODES, Server, createServer as createHttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody } from './api/http-errors';
+import { purgeIdempotencyKeys } from './api/idempotency';
 import { vbiError } from './errors';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -37,7 +38,12 @@ export interface ServerDeps {
   tls?: { cert: Buffer; key: Buffer };
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   log?: (line: string) => void;
+  /** Answered idempotency keys are kept this long (default 30 days) and purged every hour. */
+  idempotencyRetentionMs?: number;
 }
+
+export const IDEMPOTENCY_RETENTION_MS = 30 * 86_400_000;
+const IDEMPOTENCY_PURGE_EVERY_MS = 3_600_000;
 
 export interface RunningServer {
   url: string;
@@ -46,6 +52,8 @@ export interface RunningServer {
   mailer: MailerService;
   metergen: MeterGen;
   store: PgMeterStore;
+  /** One purge of answered idempotency keys older than the retention (the hourly timer's step). */
+  purgeIdempotencyKeys(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -91,10 +99,16 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     server.listen(deps.port ?? 0, deps.host ?? '127.0.0.1', () => resolve());
   });
   const addr = server.address() as AddressInfo;
+  const retention = deps.idempotencyRetentionMs ?? IDEMPOTENCY_RETENTION_MS;
+  const purge = () => purgeIdempotencyKeys({ db: service.db.knex, olderThan: new Date(Date.now() - retention) });
+  const purgeTimer = setInterval(() => { void purge().catch(() => undefined); }, IDEMPOTENCY_PURGE_EVERY_MS);
+  purgeTimer.unref();
   return {
+    purgeIdempotencyKeys: purge,
     url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {
+      clearInterval(purgeTimer);
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
       await poolLock.run(async () => undefined); // let a running pool refill finish
     },
