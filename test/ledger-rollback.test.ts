@@ -99,11 +99,16 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       });
     }
 
-    it('after a rollback, the officer reinstates the module onto the restored database; a stale acceptance is refused', async () => {
-      await snapshot(f.db, 'ri');
+    /** One committed print lost to a restored snapshot: from then on the module refuses. */
+    const rollBackOnePrint = async (name: string) => {
+      await snapshot(f.db, name);
       await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
-      await restore(f.db, 'ri');
+      await restore(f.db, name);
       expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+    };
+
+    it('after a rollback, the officer reinstates the module onto the restored database; a stale acceptance is refused', async () => {
+      await rollBackOnePrint('ri');
       const serial = f.service.engines[0].hsm.serial;
       const row = await f.db.knex('modules').where({ module_serial: serial }).first();
       expect(await codeOf(f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: Buffer.alloc(40, 1) }))).to.equal('CHECKPOINT_MISMATCH');
@@ -124,10 +129,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
     });
 
     it('the ceremony CLI reinstates with the service stopped, proving the SO PIN; refused while a service holds the lease', async () => {
-      await snapshot(f.db, 'cli');
-      await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
-      await restore(f.db, 'cli');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      await rollBackOnePrint('cli');
       const serial = f.service.engines[0].hsm.serial;
       const hex = ((await f.db.knex('modules').where({ module_serial: serial }).first()).checkpoint as Buffer).toString('hex');
       const cli = (extra: Record<string, string> = {}) => run(process.execPath, [join(__dirname, '..', 'src', 'ceremony', 'cli.js'), 'reinstate',

@@ -49,11 +49,6 @@ const INPUT = new Set<number>([
   pkcs11.CKR_KEY_SIZE_RANGE,
 ]);
 
-export function isInputError(e: unknown): boolean {
-  const c = ckr(e);
-  return c !== undefined && INPUT.has(c);
-}
-
 export function isRecoverable(e: unknown): boolean {
   const c = ckr(e);
   return c !== undefined && RECOVERABLE.has(c);

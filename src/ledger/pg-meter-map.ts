@@ -30,7 +30,7 @@ export async function readMapRow(db: Knex): Promise<MapRow | null> {
  * Locks the map row (FOR UPDATE) and reads the proof for the meter's slot — for a meter being
  * created (`slot` null), the map row's next free slot — in one round trip when the slot is known.
  */
-export async function lockMapAndProve(trx: Knex.Transaction, slot: number | null): Promise<{ row: MapRow; view: MeterMapView }> {
+async function lockMapAndProve(trx: Knex.Transaction, slot: number | null): Promise<{ row: MapRow; view: MeterMapView }> {
   if (slot === null) {
     const row = await lockMapRow(trx);
     return { row, view: { epoch: row.epoch, root: row.root, slot: row.nextSlot, siblings: await siblings(trx, row.nextSlot) } };

@@ -68,6 +68,12 @@ export class MailerService {
   private readonly now: () => number;
   readonly heartbeatIntervalMs: number;
   readonly sessionTimeoutMs: number;
+  /**
+   * Envelopes of requests in flight whose MAC this service already checked (the idempotency
+   * scope does it first), with the package it was checked against: one check per request before
+   * the dispatch, which checks everything again inside the module.
+   */
+  private readonly authenticated = new WeakMap<OperationalRequest, PsdPackage>();
 
   constructor(private readonly opts: MailerOptions) {
     this.now = opts.clock ?? Date.now;
@@ -253,17 +259,18 @@ export class MailerService {
 
   /**
    * Only that the meter's HMK signed this envelope (no challenge check: a retry of an answered
-   * request carries a used challenge and must still be recognised). Changes nothing.
+   * request carries a used challenge and must still be recognised). Changes nothing; returns the
+   * package it checked against, and checks one envelope once.
    */
-  async authenticate(env: OperationalRequest): Promise<void> {
+  async authenticate(env: OperationalRequest): Promise<PsdPackage> {
+    const done = this.authenticated.get(env);
+    if (done) return done;
     const { hsm, pkg } = await this.readPackage(env.meterId);
-    await this.assertMac(hsm, pkg, env);
-  }
-
-  private async assertMac(hsm: HsmModule, pkg: PsdPackage, env: OperationalRequest): Promise<void> {
     if (!(await hsm.verifyHmac({ keyChain: hmkChain(pkg), data: requestMacInput(env), mac: Buffer.from(env.mac, 'base64') }))) {
       throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
     }
+    this.authenticated.set(env, pkg);
+    return pkg;
   }
 
   /**
@@ -272,8 +279,7 @@ export class MailerService {
    * the module (charging a payment); the dispatch that follows checks everything again.
    */
   private async preauthenticate(env: OperationalRequest): Promise<PsdPackage> {
-    const { hsm, pkg } = await this.readPackage(env.meterId);
-    await this.assertMac(hsm, pkg, env);
+    const pkg = await this.authenticate(env);
     const challenge = Buffer.from(env.challenge, 'base64');
     if (!challenge.equals(pkg.secrets.lastChallenge) || challenge.length === 0) throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last');
     if (env.registers.ascending !== pkg.ascendingRegister || env.registers.descending !== pkg.descendingRegister) {

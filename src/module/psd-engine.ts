@@ -63,9 +63,7 @@ export interface DispatchResult<R> {
 }
 
 /** A command run by the module and not yet in its ring: the caller stores it, COMMITs, then completes it. */
-export interface PreparedCommand<R> extends DispatchResult<R> {
-  readonly engine: PsdEngine;
-}
+export type PreparedCommand<R> = DispatchResult<R>;
 
 export interface InhibitInfo { reason: string; at: string; details: Record<string, unknown> }
 
@@ -217,7 +215,7 @@ export class PsdEngine {
         mapRoot: mapNodes[mapNodes.length - 1].hash,
       };
       const checkpoint = await encodeCheckpoint(this.hsm, record);
-      const prepared: PreparedCommand<R> = { engine: this, sealedPackage, package: pkg, checkpoint, record, mapNodes, result: outcome.result };
+      const prepared: PreparedCommand<R> = { sealedPackage, package: pkg, checkpoint, record, mapNodes, result: outcome.result };
       this.pending = prepared;
       return prepared;
     });
