@@ -91,7 +91,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     onDuplicate: fraudReportPolicy({ knex: service.db.knex, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
   });
   const checker = new IndiciumVerifier(checks);
-  const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log });
+  const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log,
+    instance: { id: service.instanceId, alive: (id) => service.instanceAlive(id) } });
   const server: Server = deps.tls ? createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' }, app) : createHttpServer(app);
   server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {

@@ -7,7 +7,8 @@ import { AuditSink } from './module/audit';
 import { Database, openDatabase } from './db/database';
 import { Ledger, LedgerOptions } from './ledger/ledger';
 import { databaseAuditSink } from './ledger/audit-store';
-import { Lease, mapShardResource, moduleResource } from './ledger/module-lease';
+import { randomBytes } from 'node:crypto';
+import { instanceResource, Lease, leaseHeld, mapShardResource, moduleResource } from './ledger/module-lease';
 import { MAP_SHARD } from './ledger/pg-meter-map';
 import { MeterMapAnchor } from './module/map-anchor';
 
@@ -22,6 +23,13 @@ export interface Service {
   db: Database;
   engines: PsdEngine[];
   ledger: Ledger;
+  /**
+   * This process's instance id (32 hex, new at every start), held as the lease "instance <id>"
+   * while the process lives: requests it runs are recorded as its own (idempotency owner).
+   */
+  instanceId: string;
+  /** Whether the process with that instance id is alive (holds its instance lease). */
+  instanceAlive(id: string): Promise<boolean>;
   status(): { modules: ModuleHealth[] };
   close(): Promise<void>;
 }
@@ -56,7 +64,9 @@ export async function createService(deps: {
     await deps.audit?.(r);
   };
   const modules: CryptoModule[] = [];
+  const instanceId = randomBytes(16).toString('hex');
   try {
+    held.push(await Lease.acquire({ url: db.url, resource: instanceResource(instanceId) }));
     // One process serves the map shard and each module; a second one stops here, before it
     // changes anything on a token.
     held.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));
@@ -90,6 +100,8 @@ export async function createService(deps: {
     db,
     engines,
     ledger,
+    instanceId,
+    instanceAlive: (id) => leaseHeld(db.knex, instanceResource(id)),
     status: () => {
       const rotation = new Map(ledger.rotation().map((r) => [r.serial, r]));
       return {

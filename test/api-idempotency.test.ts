@@ -5,7 +5,7 @@ import { Database } from '../src/db/database';
 import { errorHandler } from '../src/api/http-errors';
 import { jsonBody } from '../src/api/json-body';
 import { ApiRegistry } from '../src/api/openapi';
-import { canonicalJson, idempotency, purgeIdempotencyKeys } from '../src/api/idempotency';
+import { canonicalJson, idempotency, idempotencyContext, purgeIdempotencyKeys, requestHash } from '../src/api/idempotency';
 import { millsSchema, objectSchema } from '../src/api/validation';
 import { freshDatabase } from './helpers/db';
 import { listen, TestServer } from './helpers/http-server';
@@ -25,6 +25,9 @@ describe('idempotency keys (PostgreSQL)', function () {
   let gate: { promise: Promise<void>; resolve: () => void } | undefined;
   let entered: (() => void) | undefined;
   const logged: string[] = [];
+  const resumed: Record<string, boolean | undefined> = {};
+  const DEAD = 'dead'.repeat(8);
+  const ALIVE = 'a11e'.repeat(8);
 
   before(async () => {
     db = await freshDatabase();
@@ -36,7 +39,10 @@ describe('idempotency keys (PostgreSQL)', function () {
       next();
     };
     const api = new ApiRegistry(app, { title: 't', version: '1' });
-    const idem = idempotency({ db: db.knex, scope: (req) => (req.res as express.Response).locals.meterId as string, log: (l) => logged.push(l) });
+    const idem = idempotency({
+      db: db.knex, scope: (req) => (req.res as express.Response).locals.meterId as string, log: (l) => logged.push(l),
+      ownerAlive: async (owner) => owner !== DEAD,
+    });
     api.defineRoute<{ amount: number; outcome?: string }>({
       method: 'post',
       path: '/v1/meters/:meterId/purchases',
@@ -45,9 +51,10 @@ describe('idempotency keys (PostgreSQL)', function () {
       before: [auth],
       middleware: [idem],
       responses: { 201: { description: 'done' } },
-      handler: async (req) => {
+      handler: async (req, res) => {
         const tag = `${req.params.meterId}:${req.body.amount}:${req.body.outcome ?? 'ok'}`;
         runs[tag] = (runs[tag] ?? 0) + 1;
+        resumed[tag] = idempotencyContext(res)?.resumed;
         switch (req.body.outcome) {
           case 'declined':
             throw vbiError('PAYMENT_DECLINED', 'the payment was declined: credit_denied', { reason: 'credit_denied' });
@@ -171,15 +178,39 @@ describe('idempotency keys (PostgreSQL)', function () {
   });
 
   for (const outcome of ['crash', 'bug'] as const) {
-    it(`forgets the key after a ${outcome === 'crash' ? '5xx VbiError' : 'unexpected error'}, so a retry runs again`, async () => {
+    it(`releases the key after a ${outcome === 'crash' ? '5xx VbiError' : 'unexpected error'}, so a retry runs again (and resumes)`, async () => {
       const first = await post(`k-${outcome}`, { amount: 500, outcome });
       expect(first.status).to.equal(outcome === 'crash' ? 503 : 500);
-      expect(await db.knex('idempotency_keys').where({ key: `k-${outcome}` }).first()).to.equal(undefined);
+      const row = await db.knex('idempotency_keys').where({ key: `k-${outcome}` }).first('state', 'owner');
+      expect(row).to.deep.equal({ state: 'in_progress', owner: null });
       const again = await post(`k-${outcome}`, { amount: 500, outcome });
       expect(again.headers.get('idempotent-replay')).to.equal(null);
       expect(runs[`VBI-A:500:${outcome}`]).to.equal(2);
     });
   }
+
+  it('a request left in progress by a dead process is taken over by its retry, which resumes; a live owner keeps it', async () => {
+    const hash = (amount: number) => requestHash({ method: 'POST', originalUrl: '/v1/meters/VBI-A/purchases', query: {}, body: { amount } });
+    await db.knex('idempotency_keys').insert([
+      { scope: 'VBI-A', key: 'k-dead', request_hash: hash(7001), state: 'in_progress', owner: DEAD },
+      { scope: 'VBI-A', key: 'k-alive', request_hash: hash(7002), state: 'in_progress', owner: ALIVE },
+    ]);
+    const stillRunning = await post('k-alive', { amount: 7002 });
+    expect(stillRunning.json.error.code).to.equal('IDEMPOTENCY_IN_PROGRESS');
+    expect(runs['VBI-A:7002:ok']).to.equal(undefined);
+    const other = await post('k-dead', { amount: 7009 });
+    expect(other.json.error.code).to.equal('IDEMPOTENCY_KEY_REUSED');
+    const taken = await post('k-dead', { amount: 7001 });
+    expect(taken.status).to.equal(201);
+    expect(taken.headers.get('idempotent-replay')).to.equal(null);
+    expect(resumed['VBI-A:7001:ok']).to.equal(true);
+    const row = await db.knex('idempotency_keys').where({ key: 'k-dead' }).first('state', 'owner');
+    expect(row.state).to.equal('done');
+    expect(row.owner).to.match(/^[0-9a-f]{32}$/).and.not.equal(DEAD);
+    const replay = await post('k-dead', { amount: 7001 });
+    expect(replay.headers.get('idempotent-replay')).to.equal('true');
+    expect(runs['VBI-A:7001:ok']).to.equal(1);
+  });
 
   it('answers a concurrent duplicate with 409 IDEMPOTENCY_IN_PROGRESS, then replays once done', async () => {
     gate = deferred();

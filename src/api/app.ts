@@ -10,11 +10,12 @@ import { errorHandler, notFoundHandler } from './http-errors';
 import { jsonBody } from './json-body';
 import { refuseContentEncoding, textGuard } from './text-guard';
 import { objectSchema, meterIdSchema } from './validation';
-import { idempotency } from './idempotency';
+import { idempotency, idempotencyContext } from './idempotency';
 import { RateLimiter } from './rate-limit';
 import { ApiMetrics } from './metrics';
 import { vbiError } from '../errors';
-import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, verifySchema } from './schemas';
+import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, resyncSchema, verifySchema } from './schemas';
+import type { ResyncRequest } from '../protocol/messages';
 
 export interface AppDeps {
   db: Knex;
@@ -26,6 +27,8 @@ export interface AppDeps {
   status: () => { modules: ModuleHealth[] };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
+  /** This process's instance id and the liveness of others (idempotency owners; src/service.ts). */
+  instance?: { id: string; alive: (id: string) => Promise<boolean> };
   log?: (line: string) => void;
 }
 
@@ -52,7 +55,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   // Keys are scoped by the meter whose HMK signed the request: the envelope MAC is checked (in a
   // module, without using the challenge) before a key is reserved, so a retry still replays.
   const idem = [idempotency({
-    db: deps.db, log: deps.log,
+    db: deps.db, log: deps.log, owner: deps.instance?.id, ownerAlive: deps.instance?.alive,
     scope: async (req) => {
       const e = req.body as OperationalRequest;
       await m.authenticate(e);
@@ -118,7 +121,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   api.defineRoute({ method: 'post', path: '/v1/history', summary: 'journal of the meter', body: envelopeSchema('history', bodies.history), responses: ok('operational response'), handler: (req) => m.history(env(req)) });
   api.defineRoute({
     method: 'post', path: '/v1/purchases', summary: 'buy postage (payment, then postage value download)',
-    body: envelopeSchema('purchase', bodies.purchase), middleware: idem, responses: ok('operational response'), handler: (req) => m.purchase(env(req)),
+    body: envelopeSchema('purchase', bodies.purchase), middleware: idem, responses: ok('operational response'), handler: (req, res) => m.purchase(env(req), idempotencyContext(res)),
   });
   api.defineRoute({
     method: 'post', path: '/v1/purchases/:paymentId/settle', summary: 'download a pending payment once it cleared',
@@ -152,11 +155,21 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
   api.defineRoute({
     method: 'post', path: '/v1/indicia', summary: 'print a batch of indicia (one or more) in a session',
-    body: envelopeSchema('print', bodies.print), middleware: idem, responses: ok('authorisation and printed items'), handler: (req) => m.print(env(req)),
+    body: envelopeSchema('print', bodies.print), middleware: idem, responses: ok('authorisation and printed items'), handler: (req, res) => m.print(env(req), idempotencyContext(res)),
   });
   api.defineRoute({
     method: 'post', path: '/v1/corrections', summary: 'correction indicium',
-    body: envelopeSchema('correction', bodies.correction), middleware: idem, responses: ok('authorisation and the printed correction'), handler: (req) => m.correction(env(req)),
+    body: envelopeSchema('correction', bodies.correction), middleware: idem, responses: ok('authorisation and the printed correction'), handler: (req, res) => m.correction(env(req), idempotencyContext(res)),
+  });
+
+  // --- recovery ---
+  api.defineRoute<ResyncRequest>({
+    method: 'post', path: '/v1/resync', summary: 'next challenge, registers and transactions for a client that lost its state (HMAC over a fresh nonce)',
+    body: resyncSchema, before: authLimit, responses: ok('signed resync answer'), handler: (req) => m.resync(req.body),
+  });
+  api.defineRoute({
+    method: 'post', path: '/v1/indicia/redeliver', summary: 'committed indicia again, encrypted to the open session',
+    body: envelopeSchema('redeliver', bodies.redeliver), responses: ok('operational response with the indicia'), handler: (req) => m.redeliver(env(req)),
   });
 
   // --- verification ---

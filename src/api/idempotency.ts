@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import { canonicalJson as protocolCanonicalJson } from '../protocol/canonical-json';
@@ -7,17 +7,22 @@ import type { ErrorLog } from './http-errors';
 import { DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
 
 /**
- * Idempotency keys for the commands that move money or print value (purchase, print).
- * A client that lost the answer retries with the same `Idempotency-Key` header and gets the
- * stored answer back (same status, header `Idempotent-Replay: true`); the handler never runs a
- * second time. Rows live in PostgreSQL (sql/0020_idempotency.sql), so this holds across
- * processes and restarts.
+ * Idempotency keys for the commands that move money or print value (purchase, print,
+ * correction). A client that lost the answer retries with the same `Idempotency-Key` header and
+ * gets the stored answer back (same status, header `Idempotent-Replay: true`); the handler never
+ * runs twice at the same time. Rows live in PostgreSQL (sql/0020_idempotency.sql,
+ * sql/0080_recovery.sql), so this holds across processes and restarts.
  *
- * Per (scope, key): the first request INSERTs an 'in_progress' row (ON CONFLICT DO NOTHING:
- * exactly one concurrent request wins) and runs; its answer is stored before it is sent.
- * A 2xx-4xx answer (a 4xx VbiError included) is stored and replayed; a 5xx or unexpected error
- * deletes the row so a retry runs again. The same key with another request is 409
- * IDEMPOTENCY_KEY_REUSED; a duplicate while the first still runs is 409 IDEMPOTENCY_IN_PROGRESS.
+ * Per (scope, key): the first request INSERTs an 'in_progress' row owned by this process's
+ * instance id (ON CONFLICT DO NOTHING: exactly one concurrent request wins) and runs; its answer
+ * is stored before it is sent. A 2xx-4xx answer (a 4xx VbiError included) is stored and
+ * replayed. A 5xx or unexpected error releases the row (owner NULL, still 'in_progress').
+ * A retry that finds the row 'in_progress' with no live owner — a 5xx, or a process that died —
+ * takes it over and runs the handler again: **handlers behind this middleware must resume**
+ * from what their earlier run committed (`res.locals.idempotency` tells them the key and since
+ * when it exists) and never repeat a committed effect. The same key with another request is 409
+ * IDEMPOTENCY_KEY_REUSED; a duplicate while a live process still runs it is 409
+ * IDEMPOTENCY_IN_PROGRESS.
  *
  * Handlers behind this middleware must answer with res.json() (or return a value through
  * defineRoute): only JSON answers can be replayed. A non-JSON answer is recorded with its
@@ -32,6 +37,27 @@ export interface IdempotencyOptions {
   scope: (req: Request) => string | Promise<string>;
   /** Where failures to record an answer are logged (stderr unless injected). */
   log?: ErrorLog;
+  /** This process's instance id (32 hex), recorded as the owner of the requests it runs; a random one if not given. */
+  owner?: string;
+  /**
+   * Whether the process with that instance id still lives (Service.instanceAlive). Without it,
+   * every owner counts as alive: only rows released by a 5xx are taken over.
+   */
+  ownerAlive?: (owner: string) => Promise<boolean>;
+}
+
+/** What a handler behind the middleware learns: the key, and since when (database clock) it exists. */
+export interface IdempotencyContext {
+  scope: string;
+  key: string;
+  since: Date;
+  /** True when an earlier run of this request died or failed: resume from what it committed. */
+  resumed: boolean;
+}
+
+/** The context the middleware left for the handler, or undefined without an Idempotency-Key. */
+export function idempotencyContext(res: Response): IdempotencyContext | undefined {
+  return res.locals.idempotency as IdempotencyContext | undefined;
 }
 
 /** Header names, as the IETF draft "The Idempotency-Key HTTP Header Field" spells them. */
@@ -65,6 +91,8 @@ interface Row {
   status: number | null;
   response: unknown;
   state: 'in_progress' | 'done';
+  owner: string | null;
+  created_at: Date;
 }
 
 /**
@@ -74,6 +102,7 @@ interface Row {
 export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const db = opts.db;
+  const owner = opts.owner ?? randomBytes(16).toString('hex');
 
   const middleware: DocumentedMiddleware = async (req, res, next) => {
     const key = req.get(IDEMPOTENCY_HEADER);
@@ -83,25 +112,39 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
       throw new Error('idempotency: empty scope (mount the middleware after authentication)');
     }
     const hash = requestHash(req);
-    // Three rounds: a row may vanish between our INSERT and SELECT when its request failed
-    // with a 5xx; then we try to become the first again.
-    for (let round = 0; round < 3; round++) {
+    // A few rounds: a row may change between our INSERT and SELECT (answered, released, taken
+    // over by another retry); then we look again.
+    for (let round = 0; round < 4; round++) {
       const inserted = await db(TABLE)
-        .insert({ scope, key, request_hash: hash, state: 'in_progress' })
+        .insert({ scope, key, request_hash: hash, state: 'in_progress', owner })
         .onConflict(['scope', 'key'])
         .ignore()
-        .returning('key');
+        .returning('created_at');
       if (inserted.length === 1) {
+        res.locals.idempotency = { scope, key, since: inserted[0].created_at, resumed: false } satisfies IdempotencyContext;
         recordAnswer(res, { db, scope, key, log });
         next();
         return;
       }
-      const row: Row | undefined = await db(TABLE).where({ scope, key }).first('request_hash', 'status', 'response', 'state');
+      const row: Row | undefined = await db(TABLE).where({ scope, key }).first('request_hash', 'status', 'response', 'state', 'owner', 'created_at');
       if (!row) continue;
       if (!row.request_hash.equals(hash)) {
         throw vbiError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key '${key}' was already used with a different request`);
       }
-      if (row.state === 'in_progress') throw vbiError('IDEMPOTENCY_IN_PROGRESS');
+      if (row.state === 'in_progress') {
+        if (row.owner !== null && (row.owner === owner || !opts.ownerAlive || (await opts.ownerAlive(row.owner)))) {
+          throw vbiError('IDEMPOTENCY_IN_PROGRESS');
+        }
+        // Its process died or its run failed: take the row over and resume the request.
+        const taken = await db(TABLE).where({ scope, key, state: 'in_progress' })
+          .where((q) => (row.owner === null ? q.whereNull('owner') : q.where('owner', row.owner)))
+          .update({ owner });
+        if (taken !== 1) continue;
+        res.locals.idempotency = { scope, key, since: row.created_at, resumed: true } satisfies IdempotencyContext;
+        recordAnswer(res, { db, scope, key, log });
+        next();
+        return;
+      }
       res.setHeader(REPLAY_HEADER, 'true');
       res.status(row.status as number);
       if (row.response === null) res.end();
@@ -128,14 +171,16 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
 /**
  * Intercepts res.json: the answer is written to the row first and sent afterwards, so a retry
  * that arrives after the client saw the answer always finds it. 5xx answers (the error
- * handler's too) delete the row instead. If recording fails the answer is still sent and the
- * key stays in_progress: refusing retries is safer than running a payment twice.
+ * handler's too) release the row instead (owner NULL): the next retry resumes the request.
+ * A row a handler already answered inside its own transaction (state 'done') is left as it is.
+ * If recording fails the answer is still sent and the key stays in_progress under this process:
+ * it is taken over once the process is gone.
  */
 function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; log: ErrorLog }): void {
   const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress' };
   const settle = (status: number, body: unknown): Promise<unknown> =>
     status >= 500
-      ? ctx.db(TABLE).where(where).delete()
+      ? ctx.db(TABLE).where(where).update({ owner: null })
       : ctx.db(TABLE).where(where).update({ state: 'done', status, response: body === undefined ? null : JSON.stringify(body) });
   const failed = (e: unknown) => ctx.log(`idempotency: could not record the answer for key '${ctx.key}' of '${ctx.scope}': ${(e as Error)?.message ?? e}`);
 

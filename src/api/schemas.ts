@@ -68,7 +68,17 @@ export const bodies = {
   sessionClose: objectSchema({ sessionId }),
   print: objectSchema({ sessionId, items: { type: 'array', items: printItemSchema, minItems: 1, maxItems: 500 } }),
   correction: objectSchema({ sessionId, originalIndiciumId: idSchema, item: printItemSchema }),
+  redeliver: objectSchema({
+    sessionId, batchId: { type: 'string', pattern: '^[0-9a-f]{16}$' }, idempotencyKey: { type: 'string', pattern: '^[\\x20-\\x7e]{1,128}$' },
+    fromSequence: idSchema, toSequence: idSchema,
+  }, ['sessionId']),
 };
+
+/** The resync exchange (docs/protocol.md 6): a fresh nonce instead of the challenge. */
+export const resyncSchema = objectSchema({
+  meterId: meterIdSchema, clientNonce: { ...base64Schema(88), minLength: 24 }, clientTime,
+  afterSequence: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, mac,
+});
 
 export const heartbeatSchema = objectSchema({ meterId: meterIdSchema, counter, clientTime, dynamicPassword: mac });
 

@@ -60,6 +60,8 @@ export interface Step<R> {
   after?: (trx: Knex.Transaction, out: DispatchResult<R>, at: Date) => Promise<void>;
   /** What the journal's encrypted payload records about the command. */
   details: (out: DispatchResult<R>) => Record<string, unknown>;
+  /** The receipt the module signed for the mailer, kept with the journal row for the resync exchange. */
+  receipt?: (out: DispatchResult<R>) => unknown;
 }
 
 /**
@@ -476,6 +478,7 @@ export class Ledger {
         meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
         amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
         checkpoint: out.checkpoint, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
+        sequence: out.package.recordCounter, receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
       });
       await step.after?.(trx, out, at);
       await this.opts.faults?.beforeCommit?.({ meterId: step.meterId, type: step.type });

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Client } from 'pg';
+import type { Knex } from 'knex';
 import { vbiError } from '../errors';
 
 /** First key of every advisory lock this service takes ("VBI1"); the second names the resource. */
@@ -52,7 +53,21 @@ export class Lease {
   }
 }
 
+/**
+ * Whether some process holds the lease on `resource` now (pg_locks; the two int4 keys of an
+ * advisory lock appear there as classid and objid, unsigned, with objsubid 2).
+ */
+export async function leaseHeld(db: Knex, resource: string): Promise<boolean> {
+  const r = await db.raw(
+    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+       AND classid::bigint = ? AND objid::bigint = ?) AS held`,
+    [LOCK_CLASS >>> 0, lockKey(resource) >>> 0],
+  );
+  return r.rows[0].held === true;
+}
+
 export const moduleResource = (serial: string) => `module ${serial}`;
+export const instanceResource = (id: string) => `instance ${id}`;
 export const mapShardResource = (shard: number) => `meter map shard ${shard}`;
 
 function lockKey(resource: string): number {

@@ -13,8 +13,13 @@ import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation
 import { printSessionItem } from '../module/commands/print-item';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { Mailpiece } from '../module/commands/create-indicium';
+import { resync } from '../module/commands/resync';
+import { redeliver, StoredIndicium } from '../module/commands/redeliver';
+import { assembleIndicium } from '../indicium/layout';
+import type { IdempotencyContext } from '../api/idempotency';
 import {
-  OperationalRequest, OperationalResponse, PrintedItem, Receipt, dynamicPasswordInput, registrationChallengeBytes, requestMacInput,
+  MeterTransaction, OperationalRequest, OperationalResponse, PrintedItem, Receipt, ResyncRequest, ResyncResponse, dynamicPasswordInput,
+  registrationChallengeBytes, requestMacInput,
 } from '../protocol/messages';
 import { PaymentProvider } from '../payments/payment-provider';
 import { chargeWithRetry } from '../payments/charge';
@@ -53,6 +58,12 @@ export interface PrintItemRequest {
 
 
 const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** Stores a request's 200 answer under its Idempotency-Key inside the transaction that commits it. */
+async function answerInTransaction(trx: Knex.Transaction, idem: IdempotencyContext, response: unknown): Promise<void> {
+  await trx('idempotency_keys').where({ scope: idem.scope, key: idem.key, state: 'in_progress' })
+    .update({ state: 'done', status: 200, response: JSON.stringify(response) });
+}
 
 /** Registration tokens are kept only as their SHA-256. */
 function tokenHash(token: string): Buffer {
@@ -166,13 +177,15 @@ export class MailerService {
   /** One operational request: envelope checks and the operation in one module dispatch. */
   private async operate<R extends Record<string, unknown>>(env: OperationalRequest, op: Operation<R>, extra: {
     type: string; moduleSerial?: string; details?: Record<string, unknown>;
-    before?: (trx: Knex.Transaction) => Promise<void>; after?: (trx: Knex.Transaction, at: Date, record: { moduleSerial: string; seq: number }) => Promise<void>;
+    before?: (trx: Knex.Transaction) => Promise<void>;
+    after?: (trx: Knex.Transaction, at: Date, record: { moduleSerial: string; seq: number }, response: OperationalResponse<R>) => Promise<void>;
   }): Promise<OperationalResponse<R>> {
     const out = await this.opts.ledger.run<OperationalResponse<R>>({
       meterId: env.meterId, moduleSerial: extra.moduleSerial, type: extra.type,
       execute: operational(env, op), before: extra.before,
-      after: extra.after ? (trx, o, at) => extra.after!(trx, at, o.record) : undefined,
+      after: extra.after ? (trx, o, at) => extra.after!(trx, at, o.record, o.result) : undefined,
       details: () => ({ op: env.op, ...extra.details }),
+      receipt: (o) => o.result.receipt,
     });
     return out.result;
   }
@@ -213,18 +226,35 @@ export class MailerService {
    * Purchase (PVD paid by the mailer): the payment is charged first (three attempts on a link
    * failure); a decline changes nothing; an approved payment becomes a PVD in the same dispatch
    * that answers the request; a check stays pending until `settle` finds it cleared.
+   *
+   * Behind an Idempotency-Key the payment carries the key, and the answer is stored in the
+   * download's own transaction: a retry after a crash continues the same payment (charged again
+   * under the same payment id, which the processor answers without a second charge), never a new
+   * one, and finds the answer if the download committed.
    */
-  async purchase(env: OperationalRequest<{ amount: number; payment: { kind: 'card' | 'ach' | 'check'; token: string } }>): Promise<OperationalResponse> {
+  async purchase(env: OperationalRequest<{ amount: number; payment: { kind: 'card' | 'ach' | 'check'; token: string } }>, idem?: IdempotencyContext): Promise<OperationalResponse> {
     const amount = assertMills(env.body.amount);
-    // Nobody is charged for a message that would not pass the module's checks, nor for a
-    // download the meter or the pool would refuse: the same download rules, run on the package
-    // as it is now (the dispatch that follows checks everything again).
-    const pkg = await this.preauthenticate(env);
-    await postageValueDownload({ amount })(pkg);
-    const pool = await this.db('pool').where({ pool_id: 1 }).first('available');
-    if (!pool || pool.available < amount) throw vbiError('POOL_EXHAUSTED', `the pool cannot supply ${amount} mills now`);
-    const [row] = await this.db('payments').insert({ meter_id: env.meterId, amount, provider: 'sandbox', status: 'pending', method_kind: env.body.payment.kind }).returning('payment_id');
-    const paymentId: number = row.payment_id;
+    const prior = idem ? await this.db('payments').where({ meter_id: env.meterId, idempotency_key: idem.key }).where('created_at', '>=', idem.since).orderBy('payment_id', 'desc').first() : undefined;
+    let paymentId: number;
+    if (prior) {
+      paymentId = prior.payment_id;
+      if (prior.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${paymentId} is already applied`);
+      if (prior.status === 'declined') throw vbiError('PAYMENT_DECLINED', `payment ${paymentId} was declined`);
+      if (prior.status === 'voided') throw vbiError('BAD_REQUEST', `payment ${paymentId} was voided: its download was refused`);
+      if (prior.provider_ref) return this.applyCharged(env, { paymentId, amount: prior.amount, providerRef: prior.provider_ref, status: prior.status }, idem);
+    } else {
+      // Nobody is charged for a message that would not pass the module's checks, nor for a
+      // download the meter or the pool would refuse: the same download rules, run on the package
+      // as it is now (the dispatch that follows checks everything again).
+      const pkg = await this.preauthenticate(env);
+      await postageValueDownload({ amount })(pkg);
+      const pool = await this.db('pool').where({ pool_id: 1 }).first('available');
+      if (!pool || pool.available < amount) throw vbiError('POOL_EXHAUSTED', `the pool cannot supply ${amount} mills now`);
+      const [row] = await this.db('payments').insert({
+        meter_id: env.meterId, amount, provider: 'sandbox', status: 'pending', method_kind: env.body.payment.kind, idempotency_key: idem?.key ?? null,
+      }).returning('payment_id');
+      paymentId = row.payment_id;
+    }
     let charge;
     try {
       charge = await chargeWithRetry(this.opts.payments, { paymentId: String(paymentId), amount, method: env.body.payment }, { attempts: 3, backoffMs: this.opts.paymentBackoffMs ?? 250 });
@@ -233,14 +263,19 @@ export class MailerService {
       throw e;
     }
     await this.db('payments').where({ payment_id: paymentId }).update({ provider_ref: charge.providerRef, status: charge.status, updated_at: this.db.fn.now() });
+    return this.applyCharged(env, { paymentId, amount, providerRef: charge.providerRef, status: charge.status }, idem);
+  }
+
+  /** The download of a charged payment; a refusal voids the charge. */
+  private async applyCharged(env: OperationalRequest, pay: { paymentId: number; amount: number; providerRef: string; status: 'approved' | 'pending' }, idem?: IdempotencyContext): Promise<OperationalResponse> {
     try {
-      return await this.applyPayment(env, { paymentId, amount, status: charge.status });
+      return await this.applyPayment(env, { paymentId: pay.paymentId, amount: pay.amount, status: pay.status }, idem);
     } catch (e) {
       // The download was refused (a concurrent request took the challenge or the funds): nothing
       // was stored, so the charge is voided at the processor and the payment recorded as voided.
       if (isVbiError(e) && e.kind === 'user') {
-        await this.opts.payments.void(charge.providerRef);
-        await this.db('payments').where({ payment_id: paymentId }).update({ status: 'voided', updated_at: this.db.fn.now() });
+        await this.opts.payments.void(pay.providerRef);
+        await this.db('payments').where({ payment_id: pay.paymentId }).update({ status: 'voided', updated_at: this.db.fn.now() });
       }
       throw e;
     }
@@ -309,7 +344,7 @@ export class MailerService {
     return this.applyPayment(env, { paymentId: p.payment_id, amount: p.amount, status: polled.status });
   }
 
-  private applyPayment(env: OperationalRequest, pay: { paymentId: number; amount: number; status: 'approved' | 'pending' }): Promise<OperationalResponse> {
+  private applyPayment(env: OperationalRequest, pay: { paymentId: number; amount: number; status: 'approved' | 'pending' }, idem?: IdempotencyContext): Promise<OperationalResponse> {
     return this.operate(env, purchase(pay), {
       type: pay.status === 'approved' ? 'pvd' : 'inquiry', details: { paymentId: pay.paymentId, amount: pay.amount, status: pay.status },
       before: async (trx) => {
@@ -317,10 +352,87 @@ export class MailerService {
         if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${pay.paymentId} is already applied`);
         if (pay.status === 'approved') await reservePool(trx, pay.amount);
       },
-      after: async (trx, _at, record) => {
+      after: async (trx, _at, record, response) => {
+        // the request's answer commits with the download: a crash after COMMIT cannot lose it
+        if (idem) await answerInTransaction(trx, idem, response);
         if (pay.status !== 'approved') return;
         await debitPool(trx, pay.amount);
         await trx('payments').where({ payment_id: pay.paymentId }).update({ status: 'applied', applied_checkpoint_seq: record.seq, updated_at: trx.fn.now() });
+      },
+    });
+  }
+
+  // --- recovery (docs/protocol.md 6) --------------------------------------------------------
+
+  /**
+   * The resync exchange: a client that lost its challenge or register copy proves the HMK over a
+   * fresh nonce; one dispatch issues the next challenge and answers with the registers and the
+   * meter's transactions after `afterSequence` (read in the same transaction), signed by the
+   * module identity key.
+   */
+  async resync(req: ResyncRequest): Promise<ResyncResponse> {
+    const limit = 200;
+    let listed: { list: MeterTransaction[]; more: boolean } = { list: [], more: false };
+    const out = await this.opts.ledger.run({
+      meterId: req.meterId, type: 'inquiry',
+      before: async (trx) => {
+        const rows = await trx('journal as j')
+          .leftJoin('indicia as i', function joinIndicium() {
+            this.on('i.meter_id', '=', 'j.meter_id').andOn('i.sequence', '=', 'j.sequence');
+          })
+          .where('j.meter_id', req.meterId).where('j.sequence', '>', req.afterSequence)
+          .orderBy('j.sequence').limit(limit + 1)
+          .select('j.sequence', 'j.tx_type', 'j.amount', 'j.ascending_register', 'j.descending_register', 'j.created_at', 'j.receipt',
+            'i.indicium_id', 'i.batch_id', 'i.item_index');
+        listed = {
+          more: rows.length > limit,
+          list: rows.slice(0, limit).map((r) => ({
+            sequence: Number(r.sequence), type: r.tx_type, amount: Number(r.amount), ascending: Number(r.ascending_register), descending: Number(r.descending_register),
+            time: r.created_at.toISOString(),
+            ...(r.receipt ? { receipt: r.receipt as Receipt } : {}),
+            ...(r.indicium_id !== null ? { indiciumId: Number(r.indicium_id) } : {}),
+            ...(r.batch_id !== null ? { batchId: r.batch_id as string, index: r.item_index as number } : {}),
+          })),
+        };
+      },
+      execute: resync(req, () => listed),
+      details: () => ({ op: 'resync', afterSequence: req.afterSequence }),
+    });
+    return out.result;
+  }
+
+  /**
+   * `redeliver`: committed indicia of the meter sent again, encrypted to the session that asks
+   * (the same bytes as printed; nothing debited or signed again). Exactly one selector: a batch,
+   * the Idempotency-Key of a print or correction request, or a range of receipt sequences.
+   */
+  async redeliver(env: OperationalRequest<{ sessionId: string; batchId?: string; idempotencyKey?: string; fromSequence?: number; toSequence?: number }>): Promise<OperationalResponse> {
+    const b = env.body;
+    const selectors = [b.batchId !== undefined, b.idempotencyKey !== undefined, b.fromSequence !== undefined].filter(Boolean).length;
+    if (selectors !== 1 || (b.fromSequence === undefined) !== (b.toSequence === undefined)) {
+      throw vbiError('VALIDATION_FAILED', 'redeliver takes exactly one of batchId, idempotencyKey, or fromSequence with toSequence', { in: 'body', errors: [{ path: '', message: 'exactly one selector' }] });
+    }
+    if (b.fromSequence !== undefined && (b.toSequence! < b.fromSequence || b.toSequence! - b.fromSequence >= 500)) {
+      throw vbiError('VALIDATION_FAILED', 'a sequence range holds 1 to 500 sequences', { in: 'body', errors: [{ path: '/toSequence', message: 'fromSequence <= toSequence < fromSequence + 500' }] });
+    }
+    let wrapped: Buffer = Buffer.alloc(0);
+    let found: StoredIndicium[] = [];
+    return this.operate(env, redeliver({ sessionId: b.sessionId, wrappedSessionKey: () => wrapped, indicia: () => found }), {
+      type: 'inquiry', details: { redeliver: { batchId: b.batchId, idempotencyKey: b.idempotencyKey, fromSequence: b.fromSequence, toSequence: b.toSequence } },
+      before: async (trx) => {
+        const session = await this.liveSession(trx, b.sessionId, env.meterId, true);
+        wrapped = session.wrapped_session_key;
+        const q = trx('indicia as i').where('i.meter_id', env.meterId);
+        if (b.batchId !== undefined) q.where('i.batch_id', b.batchId);
+        else if (b.idempotencyKey !== undefined) {
+          q.whereIn('i.batch_id', trx('print_batches').where({ meter_id: env.meterId, idempotency_key: b.idempotencyKey }).select('batch_id'));
+        } else q.whereBetween('i.sequence', [b.fromSequence!, b.toSequence!]);
+        const rows = await q.orderBy('i.sequence').limit(500)
+          .select('i.indicium_id', 'i.sequence', 'i.kind', 'i.postage', 'i.batch_id', 'i.item_index', 'i.data', 'i.signature', 'i.receipt');
+        found = rows.map((r) => ({
+          indiciumId: Number(r.indicium_id), sequence: Number(r.sequence), kind: r.kind, postage: Number(r.postage), batchId: r.batch_id, index: r.item_index,
+          indicium: assembleIndicium(r.data, r.signature), receipt: r.receipt,
+        }));
       },
     });
   }
@@ -406,39 +518,54 @@ export class MailerService {
   // --- 4. printing -------------------------------------------------------------------------------
 
   /**
-   * A print batch: the envelope authorises it (one dispatch), then each item is printed in its
-   * own dispatch and transaction while the session is live. Items after the session ends are
-   * voided and not debited (docs/protocol.md section 4).
+   * A print batch: the envelope authorises it (one dispatch, which records the batch and its
+   * answer), then each item is printed in its own dispatch and transaction while the session is
+   * live. Items after the session ends are voided and not debited (docs/protocol.md section 4).
+   *
+   * Behind an Idempotency-Key a retry of a batch whose run died resumes it: the authorisation
+   * and every item already committed are answered from the database (the same bytes), and only
+   * the items that never committed are printed, if the session is still live.
    */
-  async print(env: OperationalRequest<{ sessionId: string; items: PrintItemRequest[] }>): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
+  async print(env: OperationalRequest<{ sessionId: string; items: PrintItemRequest[] }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const { sessionId, items } = env.body;
     const mailpieces = items.map((it) => this.mailpiece(it));
-    const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { batchId: randomBytes(8).toString('hex'), items: items.length } }), {
-      type: 'inquiry', details: { sessionId, items: items.length },
+    const batch = await this.authorizeBatch(env, 'print', idem, { sessionId, items: items.length }, {
+      details: { sessionId, items: items.length },
       before: async (trx) => {
         await this.liveSession(trx, sessionId, env.meterId, true);
       },
     });
+    const { authorization } = batch;
     const results: PrintedItem[] = [];
     let registers = authorization.registers;
     let ended: string | undefined;
     for (let i = 0; i < items.length; i++) {
-      if (ended) {
+      const earlier = batch.done.get(i);
+      if (earlier) {
+        results.push(earlier);
+        if (earlier.receipt) registers = { ascending: earlier.receipt.ascendingRegister, descending: earlier.receipt.descendingRegister };
+        if (earlier.status === 'voided') ended ??= earlier.reason;
+      } else if (ended) {
         results.push({ index: i, status: 'voided', reason: ended });
       } else {
         try {
-          const r = await this.printItem(env.meterId, sessionId, items[i], mailpieces[i], 'postage');
+          const r = await this.printItem(env.meterId, sessionId, items[i], mailpieces[i], 'postage', { batchId: batch.batchId, index: i });
           results.push({ index: i, status: 'printed', ...r });
           registers = { ascending: r.receipt.ascendingRegister, descending: r.receipt.descendingRegister };
         } catch (e) {
           if (!(e instanceof VbiError)) throw e;
+          let item: PrintedItem;
           if (['SESSION_ENDED', 'SESSION_NOT_FOUND', 'BAD_DYNAMIC_PASSWORD'].includes(e.code)) {
             ended = e.code;
             await this.endSession(sessionId, e.code === 'SESSION_ENDED' ? 'missed heartbeat' : e.code);
-            results.push({ index: i, status: 'voided', reason: e.code });
+            item = { index: i, status: 'voided', reason: e.code };
+          } else if (e.kind === 'user') {
+            item = { index: i, status: 'failed', reason: e.code };
           } else {
-            results.push({ index: i, status: 'failed', reason: e.code });
+            throw e; // the service failed (database, module): the retry resumes from here
           }
+          results.push(item);
+          await this.recordOutcome(batch.batchId, item);
         }
       }
       await this.opts.afterItem?.(i);
@@ -446,12 +573,11 @@ export class MailerService {
     return { authorization, items: results, registers };
   }
 
-  /** Correction indicium (WO 99/41690) inside a session, for the additional postage. */
-  async correction(env: OperationalRequest<{ sessionId: string; originalIndiciumId: number; item: PrintItemRequest }>): Promise<{ authorization: OperationalResponse; item: PrintedItem }> {
+  /** Correction indicium (WO 99/41690) inside a session, for the additional postage. Resumes like print. */
+  async correction(env: OperationalRequest<{ sessionId: string; originalIndiciumId: number; item: PrintItemRequest }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; item: PrintedItem }> {
     const { sessionId, originalIndiciumId, item } = env.body;
     const mailpiece = this.mailpiece(item);
-    const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { originalIndiciumId } }), {
-      type: 'inquiry',
+    const batch = await this.authorizeBatch(env, 'correction', idem, { sessionId, items: 1, result: { originalIndiciumId } }, {
       before: async (trx) => {
         // everything the item can be refused for without the module, before the authorisation commits
         const session = await this.liveSession(trx, sessionId, env.meterId, true);
@@ -460,15 +586,65 @@ export class MailerService {
         if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${env.meterId} has no indicium ${originalIndiciumId}`);
       },
     });
+    const { authorization } = batch;
+    const earlier = batch.done.get(0);
+    if (earlier) return { authorization, item: earlier };
     // The authorisation has committed (the client's next challenge is in it): a refusal of the
     // item itself is answered inside the 200, as for a print batch.
     try {
-      const r = await this.printItem(env.meterId, sessionId, item, mailpiece, 'correction', originalIndiciumId);
+      const r = await this.printItem(env.meterId, sessionId, item, mailpiece, 'correction', { batchId: batch.batchId, index: 0 }, originalIndiciumId);
       return { authorization, item: { index: 0, status: 'printed', ...r } };
     } catch (e) {
       if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
-      return { authorization, item: { index: 0, status: e.code === 'BAD_DYNAMIC_PASSWORD' ? 'voided' : 'failed', reason: e.code } };
+      const refused: PrintedItem = { index: 0, status: e.code === 'BAD_DYNAMIC_PASSWORD' ? 'voided' : 'failed', reason: e.code };
+      await this.recordOutcome(batch.batchId, refused);
+      return { authorization, item: refused };
     }
+  }
+
+  /**
+   * The authorisation of a print or correction request: one dispatch that also records the batch
+   * with its answer. A resumed request (same Idempotency-Key, its batch already recorded) gets the
+   * recorded answer and the items that committed, without a dispatch.
+   */
+  private async authorizeBatch(env: OperationalRequest, kind: 'print' | 'correction', idem: IdempotencyContext | undefined,
+    batch: { sessionId: string; items: number; result?: Record<string, unknown> },
+    extra: { details?: Record<string, unknown>; before: (trx: Knex.Transaction) => Promise<void> },
+  ): Promise<{ batchId: string; authorization: OperationalResponse; done: Map<number, PrintedItem> }> {
+    if (idem) {
+      const prior = await this.db('print_batches').where({ meter_id: env.meterId, kind, idempotency_key: idem.key })
+        .where('created_at', '>=', idem.since).orderBy('created_at', 'desc').first('batch_id', 'answer', 'outcomes');
+      if (prior) return { batchId: prior.batch_id, authorization: prior.answer, done: await this.batchItems(prior.batch_id, prior.outcomes) };
+    }
+    const batchId = randomBytes(8).toString('hex');
+    const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { batchId, items: batch.items, ...batch.result } }), {
+      type: 'inquiry', details: { batchId, ...extra.details }, before: extra.before,
+      after: async (trx, _at, _record, response) => {
+        await trx('print_batches').insert({
+          batch_id: batchId, meter_id: env.meterId, kind, idempotency_key: idem?.key ?? null, session_id: batch.sessionId, items: batch.items,
+          answer: JSON.stringify(response),
+        });
+      },
+    });
+    return { batchId, authorization, done: new Map() };
+  }
+
+  /** The items of a batch that have an outcome: printed (committed indicia) or refused earlier. */
+  private async batchItems(batchId: string, outcomes: Record<string, { status: 'voided' | 'failed'; reason: string }>): Promise<Map<number, PrintedItem>> {
+    const done = new Map<number, PrintedItem>();
+    for (const [index, o] of Object.entries(outcomes ?? {})) done.set(Number(index), { index: Number(index), status: o.status, reason: o.reason });
+    const rows = await this.db('indicia').where({ batch_id: batchId }).select('indicium_id', 'item_index', 'encrypted_indicium', 'receipt');
+    for (const r of rows) {
+      done.set(r.item_index, { index: r.item_index, status: 'printed', indiciumId: Number(r.indicium_id), encryptedIndicium: r.encrypted_indicium.toString('base64'), receipt: r.receipt });
+    }
+    return done;
+  }
+
+  /** Best effort: a refused or voided item is remembered so a resumed batch answers it the same way. */
+  private async recordOutcome(batchId: string, item: PrintedItem): Promise<void> {
+    await this.db('print_batches').where({ batch_id: batchId })
+      .update({ outcomes: this.db.raw('outcomes || ?::jsonb', [JSON.stringify({ [item.index]: { status: item.status, reason: item.reason } })]) })
+      .catch(() => undefined);
   }
 
   private mailpiece(it: PrintItemRequest): Mailpiece {
@@ -479,7 +655,7 @@ export class MailerService {
     return { destinationZip: it.destinationZip, rateCategory: q.rateCategory, rateTableId: q.rateTableId, rateTableVersion: q.rateTableVersion, itemType: it.itemType, dateOfMailing: it.dateOfMailing };
   }
 
-  private async printItem(meterId: string, sessionId: string, it: PrintItemRequest, mailpiece: Mailpiece, kind: 'postage' | 'correction', corrects?: number): Promise<{ indiciumId: number; encryptedIndicium: string; receipt: Receipt }> {
+  private async printItem(meterId: string, sessionId: string, it: PrintItemRequest, mailpiece: Mailpiece, kind: 'postage' | 'correction', place: { batchId: string; index: number }, corrects?: number): Promise<{ indiciumId: number; encryptedIndicium: string; receipt: Receipt }> {
     let session: { wrapped_session_key: Buffer; counter: number } | undefined;
     let indiciumId = 0;
     try {
@@ -499,10 +675,13 @@ export class MailerService {
           const [row] = await trx('indicia').insert({
             meter_id: meterId, sequence: o.result.sequence, kind, postage: it.postage, corrects: corrects ?? null,
             data: o.result.data, signature: o.result.signature, module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq, created_at: at,
+            batch_id: place.batchId, item_index: place.index, counter: it.counter,
+            encrypted_indicium: o.result.encryptedIndicium, receipt: JSON.stringify(o.result.receipt),
           }).returning('indicium_id');
           indiciumId = row.indicium_id;
         },
         details: (o) => ({ sessionId, counter: it.counter, kind, sequence: o.result.sequence, indicium: o.result.indicium.toString('base64') }),
+        receipt: (o) => o.result.receipt,
       });
       return { indiciumId, encryptedIndicium: out.result.encryptedIndicium.toString('base64'), receipt: out.result.receipt };
     } catch (e) {

@@ -10,7 +10,7 @@ import { canonicalJson } from './canonical-json';
  */
 export const PROTOCOL = 'VBI-OP-1';
 
-export const OPERATIONS = ['session-open', 'session-close', 'purchase', 'print', 'refund', 'correction', 'balance', 'history'] as const;
+export const OPERATIONS = ['session-open', 'session-close', 'purchase', 'print', 'refund', 'correction', 'balance', 'history', 'redeliver'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 export interface RegisterEcho {
@@ -118,4 +118,87 @@ export function registrationChallengeBytes(r: { meterId: string; clientNonce: st
  */
 export function passwordSecret(password: string, meterId: string): Buffer {
   return scryptSync(password.normalize('NFKC'), `VBI-PASSWORD\n${meterId}`, 32, { N: 1 << 14, r: 8, p: 1 });
+}
+
+/**
+ * The resync exchange (docs/protocol.md 6): a client whose challenge or register copy no longer
+ * matches the module's (an answer lost, a crash) proves the HMK over a fresh nonce instead of the
+ * challenge. `mac` = base64 HMAC-SHA256(HMK, resyncMacInput(rest)).
+ */
+export interface ResyncRequest {
+  meterId: string;
+  /** base64 of 16..64 fresh random bytes: the answer carries it back. */
+  clientNonce: string;
+  /** The client's clock, ms since epoch: within 5 minutes of the module's. */
+  clientTime: number;
+  /** The newest receipt sequence the client has seen; the answer lists the meter's transactions after it. */
+  afterSequence: number;
+  mac: string;
+}
+
+export function resyncMacInput(r: Omit<ResyncRequest, 'mac'>): Buffer {
+  return Buffer.from(`${PROTOCOL}
+resync
+${canonicalJson({ meterId: r.meterId, clientNonce: r.clientNonce, clientTime: r.clientTime, afterSequence: r.afterSequence })}`, 'utf8');
+}
+
+/** One of the meter's transactions in a resync answer, as the journal records it. */
+export interface MeterTransaction {
+  /** The meter's record counter after it (the receipt's `sequence`). */
+  sequence: number;
+  /** Checkpoint record type: pvd, indicium, correction, refund, inquiry, session, … */
+  type: string;
+  amount: number;
+  ascending: number;
+  descending: number;
+  time: string;
+  /** The receipt the module signed then, when the transaction answered a mailer request. */
+  receipt?: Receipt;
+  /** For a printed indicium: its id and, when it was part of a print request, the batch and place. */
+  indiciumId?: number;
+  batchId?: string;
+  index?: number;
+}
+
+/** The module's answer: signed by the module identity key, MACed with the HMK. */
+export interface ResyncResponse {
+  meterId: string;
+  clientNonce: string;
+  /** The challenge the module expects in the next operational request. */
+  challenge: string;
+  registers: RegisterEcho;
+  /** The meter's state (active, suspended, …). */
+  state: string;
+  /** The meter's record counter after this exchange. */
+  sequence: number;
+  time: string;
+  moduleSerial: string;
+  checkpointSeq: number;
+  /** Transactions after the request's `afterSequence`, oldest first, at most 200. */
+  transactions: MeterTransaction[];
+  /** True when there are more after the last one listed: resync again from it. */
+  more: boolean;
+  /** base64 raw r||s, ECDSA P-256 / SHA-256 over resyncSignedBytes (everything but signature and mac). */
+  signature: string;
+  mac: string;
+}
+
+export function resyncSignedBytes(r: Omit<ResyncResponse, 'signature' | 'mac'>): Buffer {
+  return Buffer.from(`${PROTOCOL}
+resync-answer
+${canonicalJson(r)}`, 'utf8');
+}
+
+export function resyncResponseMacInput(r: Omit<ResyncResponse, 'mac'>): Buffer {
+  return Buffer.from(`${PROTOCOL}
+resync-response
+${canonicalJson(r)}`, 'utf8');
+}
+
+/**
+ * AAD of an indicium sent again (op `redeliver`) under the session key of the session that asks:
+ * it names that session and the indicium, never a print counter.
+ */
+export function redeliveryAad(sessionId: string, indiciumId: number): Buffer {
+  return Buffer.from(`VBI-INDICIUM-REDELIVERED\n${sessionId}\n${indiciumId}`, 'utf8');
 }
