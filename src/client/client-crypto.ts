@@ -39,12 +39,12 @@ const TAG_BYTES = 16;
  * the session key; the AAD binds it to the session and the item's counter. INDICIUM_MALFORMED
  * when it does not decrypt (wrong key, session, counter, or modified bytes).
  */
-export function decryptIndicium(req: { sessionKey: Buffer; sessionId: string; counter: number; encryptedIndicium: string }): Buffer {
+export function decryptIndicium(req: { sessionKey: Buffer; sessionId: string; counter: number; encryptedIndicium: string; aad?: Buffer }): Buffer {
   const blob = Buffer.from(req.encryptedIndicium, 'base64');
   if (blob.length < IV_BYTES + TAG_BYTES + 1) throw vbiError('INDICIUM_MALFORMED', 'encrypted indicium is too short', { field: 'encryptedIndicium' });
   try {
     const decipher = createDecipheriv('aes-256-gcm', req.sessionKey, blob.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
-    decipher.setAAD(indiciumAad(req.sessionId, req.counter));
+    decipher.setAAD(req.aad ?? indiciumAad(req.sessionId, req.counter));
     decipher.setAuthTag(blob.subarray(blob.length - TAG_BYTES));
     return Buffer.concat([decipher.update(blob.subarray(IV_BYTES, blob.length - TAG_BYTES)), decipher.final()]);
   } catch {

@@ -1,5 +1,6 @@
 import type { LabelSize } from '../indicium/render/label-request';
-import type { RegisterEcho } from '../protocol/messages';
+import type { OperationalRequest, RegisterEcho } from '../protocol/messages';
+import type { PrintItemRequest } from './print-item';
 
 /** RSA-OAEP hash of a module transport key, as the service announces it. */
 export type OaepHash = 'sha1' | 'sha256';
@@ -48,6 +49,14 @@ export interface ClientState {
   challenge: string;
   /** The client's copy of the meter's registers, mills. */
   registers: RegisterEcho;
+  /** The newest receipt sequence (the meter's record counter) the client has seen; resync lists what came after. */
+  lastSequence?: number;
+  /**
+   * Requests that move money or print value, saved just before they are sent and removed once
+   * their answer is handled: after a lost answer or a crash, recover() sends them again with
+   * the same Idempotency-Key and the same bytes.
+   */
+  pending?: PendingRequest[];
   /** Every module verified at registration; receipts are checked with their identity keys. */
   modules: KnownModule[];
   /** The trust anchor the modules were verified against. */
@@ -58,4 +67,16 @@ export interface ClientState {
 /** The module `serial` from the state, or undefined. */
 export function findModule(state: ClientState, serial: string): KnownModule | undefined {
   return state.modules.find((m) => m.serial === serial);
+}
+
+/** A purchase, print or correction whose answer the client has not handled yet. */
+export interface PendingRequest {
+  op: 'purchase' | 'print' | 'correction';
+  path: string;
+  idempotencyKey: string;
+  envelope: OperationalRequest;
+  /** Print and correction: what the mailer asked for, to check the indicia against. */
+  requests?: PrintItemRequest[];
+  /** ms since epoch. */
+  sentAt: number;
 }

@@ -25,6 +25,8 @@ export interface HttpRequest {
   body?: unknown;
   /** Sent as Idempotency-Key; makes a POST safe to retry after a network failure. */
   idempotencyKey?: string;
+  /** A POST that changes nothing the client could lose by sending it twice. */
+  safeToRepeat?: boolean;
 }
 
 /**
@@ -72,8 +74,9 @@ export class HttpClient {
   }
 
   /** POST `body` as JSON; the parsed JSON answer. */
-  post<T>(path: string, body: unknown, opts: { idempotencyKey?: string } = {}): Promise<T> {
-    return this.request<T>({ method: 'POST', path, body, idempotencyKey: opts.idempotencyKey });
+  /** `safeToRepeat`: a POST that may be sent again after a network failure without a key (resync). */
+  post<T>(path: string, body: unknown, opts: { idempotencyKey?: string; safeToRepeat?: boolean } = {}): Promise<T> {
+    return this.request<T>({ method: 'POST', path, body, idempotencyKey: opts.idempotencyKey, safeToRepeat: opts.safeToRepeat });
   }
 
   /** GET; the parsed JSON answer. */
@@ -82,7 +85,7 @@ export class HttpClient {
   }
 
   async request<T>(req: HttpRequest): Promise<T> {
-    const retryable = req.method === 'GET' || req.idempotencyKey !== undefined;
+    const retryable = req.method === 'GET' || req.idempotencyKey !== undefined || req.safeToRepeat === true;
     const attempts = retryable ? this.attempts : 1;
     // Serialised once: a retry must send exactly the same bytes (idempotency request hash).
     const body = req.body === undefined ? undefined : JSON.stringify(req.body);

@@ -39,6 +39,8 @@ export function checkPrintedItems(req: {
   meterId: string; op: 'print' | 'correction'; sessionId: string; sessionKey: Buffer;
   requests: PrintItemRequest[]; items: WirePrintItem[]; answered: WirePrintedItem[];
   startRegisters: RegisterEcho; receipts: ReceiptVerifier;
+  /** How an item's indicium is decrypted; default: under `sessionKey` with the item's counter. */
+  decrypt?: (answered: WirePrintedItem, item: WirePrintItem) => Buffer;
 }): { items: PrintedItem[]; registers: RegisterEcho } {
   let registers = req.startRegisters;
   const out: PrintedItem[] = [];
@@ -65,7 +67,9 @@ export function checkPrintedItems(req: {
         throw vbiError('CERT_INVALID', `item ${index}: receipt for ${receipt.amount} mills moved the registers from ${before.ascending}/${before.descending} to ${receipt.ascendingRegister}/${receipt.descendingRegister}, not by the postage ${item.postage}`);
       }
       if (typeof a.encryptedIndicium !== 'string') throw vbiError('INDICIUM_MALFORMED', `item ${index}: printed without an indicium`);
-      const indicium = decryptIndicium({ sessionKey: req.sessionKey, sessionId: req.sessionId, counter: item.counter, encryptedIndicium: a.encryptedIndicium });
+      const indicium = req.decrypt
+        ? req.decrypt(a, item)
+        : decryptIndicium({ sessionKey: req.sessionKey, sessionId: req.sessionId, counter: item.counter, encryptedIndicium: a.encryptedIndicium });
       const decoded = checkPrintedIndicium({ indicium, item, meterId: req.meterId, receipt });
       out.push({ ...base, status: 'printed', indiciumId: a.indiciumId, indicium, decoded, receipt });
     } catch (e) {

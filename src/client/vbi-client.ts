@@ -1,11 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { vbiError } from '../errors';
-import { Operation, OperationalResponse, passwordSecret, Receipt, RegisterEcho } from '../protocol/messages';
-import { encryptToModule } from './client-crypto';
-import { ClientState, findModule, KnownModule } from './client-state';
+import { isVbiError, vbiError } from '../errors';
+import {
+  Operation, OperationalRequest, OperationalResponse, passwordSecret, Receipt, redeliveryAad, RegisterEcho, ResyncResponse,
+} from '../protocol/messages';
+import { decryptIndicium, encryptToModule } from './client-crypto';
+import { ClientState, findModule, KnownModule, PendingRequest } from './client-state';
+import { buildResyncRequest, checkResyncResponse } from './resync';
+import { decodeIndicium, DecodedIndicium } from '../indicium/layout';
 import { dynamicPassword } from './dynamic-password';
 import { buildEnvelope, checkResponseMac, checkResponseReceipt } from './envelope';
-import { FetchFn, HttpClient, HttpClientOptions } from './http';
+import { FetchFn, HttpClient, HttpClientOptions, NetworkError } from './http';
 import { KeyFile } from './key-file';
 import { checkModuleCertificate, ReceiptVerifier } from './module-trust';
 import { buildPrintItem, PrintItemRequest } from './print-item';
@@ -15,7 +19,7 @@ import { ClientSession, endsSession, isEndingCode } from './session';
 import { verifyIndiciumRemote } from './verify-remote';
 import type {
   BalanceResult, CorrectionAnswer, HeartbeatAnswer, HistoryEntry, Payment, PrintAnswer, PurchaseResult, SessionOpened, VerifyAnswer,
-  WireModule,
+  WireModule, WirePrintedItem, WirePrintItem,
 } from './wire';
 
 /** Injectable dependencies (tests). */
@@ -25,7 +29,49 @@ export interface VbiClientOptions {
   clock?: () => number;
   /** Retry and timeout settings of the HTTP layer. */
   http?: Omit<HttpClientOptions, 'baseUrl' | 'fetch'>;
+  /**
+   * Receives every request recover() finishes, also when another call recovers it first (a
+   * print whose answer was lost: its indicia, the same bytes as printed).
+   */
+  onRecovered?: (r: RecoveredRequest) => void | Promise<void>;
 }
+
+/** A purchase, print or correction whose answer was lost, finished by recover(). */
+export interface RecoveredRequest {
+  op: PendingRequest['op'];
+  idempotencyKey: string;
+  /** purchase: the operational response. */
+  response?: OperationalResponse;
+  /** print, correction: the outcome as print() would have returned it. */
+  outcome?: PrintOutcome;
+  /** The service refused the request (nothing happened): its error code. */
+  refused?: string;
+}
+
+/** A committed indicium fetched again (redeliver): the same bytes as printed. */
+export interface RedeliveredIndicium {
+  indiciumId: number;
+  sequence: number;
+  kind: 'postage' | 'correction';
+  postage: number;
+  batchId?: string;
+  index?: number;
+  indicium: Buffer;
+  decoded: DecodedIndicium;
+  receipt: Receipt;
+}
+
+/** Which committed indicia to fetch again: one print request's, by batch or key, or a sequence range. */
+export type RedeliverySelector = { batchId: string } | { idempotencyKey: string } | { fromSequence: number; toSequence: number };
+
+/**
+ * The code that means the client's challenge is not the module's last (an answer was lost, or the
+ * key file is older than the meter): nothing happened, resync and send again. REGISTER_MISMATCH
+ * with the right challenge cannot come from a lost answer (every register change issues a new
+ * challenge): it is surfaced, not repaired.
+ */
+const OUT_OF_STEP = ['STALE_CHALLENGE'] as const;
+const outOfStep = (e: unknown) => OUT_OF_STEP.some((c) => isVbiError(e, c));
 
 /** A refund request (docs/protocol.md 2). */
 export type RefundRequest = { kind: 'partial'; amount: number; reason: string } | { kind: 'full'; reason: string };
@@ -76,7 +122,8 @@ export class VbiClient {
    * `pwSecret` = passwordSecret(password, meterId), kept instead of the password for
    * session-open; the key file is already decrypted.
    */
-  private constructor(private readonly keyFile: KeyFile<ClientState>, http: HttpClient, clock: () => number, private readonly pwSecret: Buffer) {
+  private constructor(private readonly keyFile: KeyFile<ClientState>, http: HttpClient, clock: () => number, private readonly pwSecret: Buffer,
+    private readonly onRecovered?: VbiClientOptions['onRecovered']) {
     this.http = http;
     this.clock = clock;
     this.hmk = Buffer.from(keyFile.state.hmk, 'base64');
@@ -88,7 +135,7 @@ export class VbiClient {
     const http = new HttpClient({ ...req.http, baseUrl: req.baseUrl, fetch: req.fetch });
     const clock = req.clock ?? Date.now;
     const file = await registerMeter(req, { http, clock });
-    return new VbiClient(file, http, clock, passwordSecret(req.password, file.state.meterId));
+    return new VbiClient(file, http, clock, passwordSecret(req.password, file.state.meterId), req.onRecovered);
   }
 
   /**
@@ -102,7 +149,7 @@ export class VbiClient {
       throw vbiError('NOT_REGISTERED', `registration of meter ${file.state.meterId} did not complete (key file ${req.keyFilePath} is pending)`);
     }
     const http = new HttpClient({ ...req.http, baseUrl: req.baseUrl ?? file.state.serverUrl, fetch: req.fetch });
-    return new VbiClient(file, http, req.clock ?? Date.now, passwordSecret(req.password, file.state.meterId));
+    return new VbiClient(file, http, req.clock ?? Date.now, passwordSecret(req.password, file.state.meterId), req.onRecovered);
   }
 
   /** The meter this client operates. */
@@ -127,42 +174,58 @@ export class VbiClient {
 
   /** `balance`: the meter's registers and state. */
   async balance(): Promise<BalanceResult> {
-    return (await this.operate<BalanceResult>('balance', '/v1/balance', {})).result;
+    return (await this.operate<BalanceResult>('balance', '/v1/balance', {}, { lostAnswer: 'repeat' })).result;
   }
 
   /** `history`: the newest `limit` (1..500) movements. */
   async history(limit = 50): Promise<HistoryEntry[]> {
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw vbiError('BAD_REQUEST', 'limit must be 1..500', { field: 'limit' });
-    return (await this.operate<{ entries: HistoryEntry[] }>('history', '/v1/history', { limit })).result.entries;
+    return (await this.operate<{ entries: HistoryEntry[] }>('history', '/v1/history', { limit }, { lostAnswer: 'repeat' })).result.entries;
   }
 
   /**
    * `purchase`: a postage value download paid with `payment`. One Idempotency-Key per call
-   * (or the caller's, to continue an earlier attempt): a network failure is retried with the
-   * same key and the same bytes, so the payment is never taken twice.
+   * (or the caller's, to continue an earlier attempt): the request is saved before it is sent, a
+   * network failure is retried with the same key and the same bytes, and a request whose answer
+   * never came is finished by recover() — the payment is never taken twice.
    */
   async buy(req: { amount: number; payment: Payment; idempotencyKey?: string }): Promise<PurchaseResult & { receipt: Receipt }> {
-    const r = await this.operate<PurchaseResult>('purchase', '/v1/purchases', { amount: req.amount, payment: req.payment }, req.idempotencyKey ?? randomUUID());
+    const r = await this.serial(async () => {
+      await this.recoverPending();
+      return this.sendPending<OperationalResponse<PurchaseResult>>('purchase', '/v1/purchases', { amount: req.amount, payment: req.payment }, req.idempotencyKey ?? randomUUID(), async (p, raw) => {
+        const response = await this.accept<PurchaseResult>(raw, 'purchase');
+        await this.dropPending(p);
+        return response;
+      });
+    });
     return { ...r.result, receipt: r.receipt };
   }
 
   /** Settles a pending (check) purchase: a cleared check is downloaded now. */
   async settle(paymentId: number): Promise<PurchaseResult & { receipt: Receipt }> {
     if (!Number.isSafeInteger(paymentId) || paymentId < 1) throw vbiError('BAD_REQUEST', 'paymentId must be a positive integer', { field: 'paymentId' });
-    const r = await this.operate<PurchaseResult>('purchase', `/v1/purchases/${paymentId}/settle`, { paymentId });
+    const r = await this.operate<PurchaseResult>('purchase', `/v1/purchases/${paymentId}/settle`, { paymentId }, {
+      // a lost answer: the download committed if the meter's journal shows a PVD for this payment's amount since
+      lostAnswer: (rs) => rs.transactions.find((t) => t.type === 'pvd' && t.receipt?.op === 'purchase')?.receipt,
+      result: (receipt) => ({ paymentId, status: 'approved', amount: receipt.amount }),
+    });
     return { ...r.result, receipt: r.receipt };
   }
 
   /** `refund`: part of the descending register, or all of it. */
   async refund(req: RefundRequest): Promise<{ refunded: number; receipt: Receipt }> {
-    const r = await this.operate<{ refunded: number }>('refund', '/v1/refunds', req);
+    const r = await this.operate<{ refunded: number }>('refund', '/v1/refunds', req, {
+      lostAnswer: (rs) => rs.transactions.find((t) => t.receipt?.op === 'refund')?.receipt,
+      result: (receipt) => ({ refunded: receipt.amount }),
+    });
     return { ...r.result, receipt: r.receipt };
   }
 
   /**
    * `session-open`: proves the password (the password secret, RSA-OAEP to the module transport
    * key; WRONG_PASSWORD) and hands the module a fresh 32-byte session key the same way.
-   * Heartbeats start at heartbeatIntervalMs unless `heartbeats: false`.
+   * Heartbeats start at heartbeatIntervalMs unless `heartbeats: false`. A print whose answer was
+   * lost is then recovered in the new session (onRecovered).
    */
   async openSession(opts: { heartbeats?: boolean } = {}): Promise<ClientSession> {
     if (this.current && !this.current.ended) throw vbiError('BAD_REQUEST', `session ${this.current.sessionId} is already open`);
@@ -170,11 +233,12 @@ export class VbiClient {
     const module = findModule(s, s.moduleSerial);
     if (!module) throw vbiError('CERT_INVALID', `key file names module ${s.moduleSerial} but holds no verified key for it`);
     const sessionKey = randomBytes(32);
+    // a lost answer leaves an unused session on the service, which times out: open another
     const r = await this.operate<SessionOpened>('session-open', '/v1/sessions', {
       moduleSerial: module.serial,
       encryptedPasswordSecret: encryptToModule(module, this.pwSecret),
       encryptedSessionKey: encryptToModule(module, sessionKey),
-    });
+    }, { lostAnswer: 'repeat' });
     const { sessionId, heartbeatIntervalMs, timeoutMs } = r.result;
     const session = new ClientSession({
       sessionId, sessionKey, heartbeatIntervalMs, timeoutMs,
@@ -184,6 +248,9 @@ export class VbiClient {
     });
     this.current = session;
     if (opts.heartbeats !== false) session.startHeartbeats();
+    if (this.keyFile.state.pending?.length) {
+      await session.exclusive(() => this.serial(() => this.recoverPending())).catch(() => undefined);
+    }
     return session;
   }
 
@@ -204,7 +271,7 @@ export class VbiClient {
     session.stopHeartbeats();
     try {
       if (!session.ended) {
-        await session.exclusive(() => this.operate('session-close', `/v1/sessions/${encodeURIComponent(session.sessionId)}/close`, { sessionId: session.sessionId }));
+        await session.exclusive(() => this.operate('session-close', `/v1/sessions/${encodeURIComponent(session.sessionId)}/close`, { sessionId: session.sessionId }, { lostAnswer: 'repeat' }));
       }
     } catch (e) {
       if (!endsSession(e)) throw e;
@@ -218,27 +285,20 @@ export class VbiClient {
    * `print`: one authorisation envelope for the batch (1..500 items), each item with its own
    * counter and dynamic password; priced locally when it has a `rate`. The answer's items are
    * decrypted with the session key and checked (./print-results.ts); the register copy is saved;
-   * then `onProgress` runs once per item.
+   * then `onProgress` runs once per item. The request is saved before it is sent: if its answer
+   * never comes, recover() (or the next call) fetches it with the same Idempotency-Key.
    */
   async print(items: PrintItemRequest[], opts: { onProgress?: (p: PrintProgress) => void | Promise<void>; idempotencyKey?: string } = {}): Promise<PrintOutcome> {
     if (items.length < 1 || items.length > 500) throw vbiError('BAD_REQUEST', 'a print batch has 1 to 500 items', { field: 'items' });
     const session = this.requireSession();
     const outcome = await session.exclusive(() => this.serial(async () => {
+      await this.recoverPending();
       const clientTime = this.clock();
       const wire = items.map((item) => buildPrintItem({
         meterId: this.meterId, sessionId: session.sessionId, counter: session.nextCounter(), clientTime, hmk: this.hmk, item,
       }));
-      const answer = await this.sessionCall(session, () => this.send('print', '/v1/indicia', { sessionId: session.sessionId, items: wire }, opts.idempotencyKey ?? randomUUID())) as PrintAnswer;
-      const auth = await this.accept<{ batchId?: string }>(answer?.authorization, 'print');
-      const checked = checkPrintedItems({
-        meterId: this.meterId, op: 'print', sessionId: session.sessionId, sessionKey: session.sessionKey,
-        requests: items, items: wire, answered: Array.isArray(answer.items) ? answer.items : [],
-        startRegisters: auth.registers, receipts: await this.receiptsFor(answer.items),
-      });
-      await this.keyFile.save({ ...this.keyFile.state, registers: checked.registers });
-      const ended = checked.items.find((i) => i.status === 'voided' && isEndingCode(i.reason));
-      if (ended) session.end(vbiError(ended.reason as 'SESSION_ENDED', `session ${session.sessionId} ended during the batch (item ${ended.index})`));
-      return { batchId: auth.result?.batchId, ...checked };
+      return this.sessionCall(session, () => this.sendPending('print', '/v1/indicia', { sessionId: session.sessionId, items: wire }, opts.idempotencyKey ?? randomUUID(),
+        (p, raw) => this.finishBatch(p, raw), items));
     }));
     return this.report(outcome, opts.onProgress);
   }
@@ -249,19 +309,44 @@ export class VbiClient {
    */
   async correction(req: { originalIndiciumId: number; item: PrintItemRequest; idempotencyKey?: string }): Promise<PrintedItem> {
     const session = this.requireSession();
-    return session.exclusive(() => this.serial(async () => {
+    const outcome = await session.exclusive(() => this.serial(async () => {
+      await this.recoverPending();
       const wire = buildPrintItem({ meterId: this.meterId, sessionId: session.sessionId, counter: session.nextCounter(), clientTime: this.clock(), hmk: this.hmk, item: req.item });
       const body = { sessionId: session.sessionId, originalIndiciumId: req.originalIndiciumId, item: wire };
-      const answer = await this.sessionCall(session, () => this.send('correction', '/v1/corrections', body, req.idempotencyKey ?? randomUUID())) as CorrectionAnswer;
-      const auth = await this.accept(answer?.authorization, 'correction');
-      const answered = answer.item ? [{ ...answer.item, index: 0 }] : [];
-      const checked = checkPrintedItems({
-        meterId: this.meterId, op: 'correction', sessionId: session.sessionId, sessionKey: session.sessionKey,
-        requests: [req.item], items: [wire], answered, startRegisters: auth.registers, receipts: await this.receiptsFor(answered),
-      });
-      await this.keyFile.save({ ...this.keyFile.state, registers: checked.registers });
-      return checked.items[0];
+      return this.sessionCall(session, () => this.sendPending('correction', '/v1/corrections', body, req.idempotencyKey ?? randomUUID(),
+        (p, raw) => this.finishBatch(p, raw), [req.item]));
     }));
+    return outcome.items[0];
+  }
+
+  /**
+   * The resync exchange (docs/protocol.md 6): the module's next challenge, the registers and the
+   * meter's transactions after the newest receipt this client saw, checked (HMAC with the HMK,
+   * signature of a verified module) and saved. The client does this by itself whenever the
+   * service says its challenge or registers are not the module's, or an answer was lost.
+   */
+  resync(): Promise<ResyncResponse> {
+    return this.serial(() => this.resyncNow());
+  }
+
+  /**
+   * Finishes every purchase, print or correction whose answer was lost (the client crashed, the
+   * network or the service failed): each is sent again with its Idempotency-Key and the same
+   * bytes, so the service answers it from what committed — never a second payment, debit or
+   * signature. Indicia of a print from an earlier session are fetched again in the open session
+   * (redeliver); without an open session such a print stays pending (SESSION_NOT_FOUND).
+   */
+  recover(): Promise<RecoveredRequest[]> {
+    return this.serial(() => this.recoverPending());
+  }
+
+  /**
+   * `redeliver`: committed indicia fetched again, encrypted to the open session: the same bytes
+   * as printed (checked against their signed receipts), never a new signature or a second debit.
+   */
+  redeliver(selector: RedeliverySelector): Promise<RedeliveredIndicium[]> {
+    const session = this.requireSession();
+    return session.exclusive(() => this.serial(() => this.redeliverNow(selector)));
   }
 
   /**
@@ -322,21 +407,206 @@ export class VbiClient {
     });
   }
 
-  /** One operational call: envelope, send, accept; serialised. */
-  private operate<R>(op: Operation, path: string, body: unknown, idempotencyKey?: string): Promise<OperationalResponse<R>> {
-    return this.serial(async () => this.accept<R>(await this.send(op, path, body, idempotencyKey), op));
+  /**
+   * One operational call: envelope, send, accept; serialised. When the service says the
+   * client's challenge or registers are stale, the client resyncs and sends it once more. When
+   * the answer is lost (network failure), the client resyncs and either sends it again
+   * (`lostAnswer: 'repeat'`: reads, and requests whose repetition is harmless) or finds its
+   * signed receipt among the transactions since (`lostAnswer(resync)`), else sends it again.
+   */
+  private operate<R>(op: Operation, path: string, body: unknown, recovery: {
+    lostAnswer?: 'repeat' | ((rs: ResyncResponse) => Receipt | undefined);
+    result?: (receipt: Receipt) => R;
+  } = {}): Promise<OperationalResponse<R>> {
+    return this.serial(async () => {
+      await this.recoverPending().catch(() => undefined);
+      return this.operateNow<R>(op, path, body, recovery);
+    });
+  }
+
+  private async operateNow<R>(op: Operation, path: string, body: unknown, recovery: {
+    lostAnswer?: 'repeat' | ((rs: ResyncResponse) => Receipt | undefined);
+    result?: (receipt: Receipt) => R;
+  } = {}): Promise<OperationalResponse<R>> {
+    const seen = this.keyFile.state.lastSequence ?? 0;
+    try {
+      return await this.accept<R>(await this.send(op, path, body), op);
+    } catch (e) {
+      if (outOfStep(e)) {
+        await this.resyncNow();
+        return this.accept<R>(await this.send(op, path, body), op);
+      }
+      if (!(e instanceof NetworkError) || !recovery.lostAnswer) throw e;
+      const rs = await this.resyncNow(seen);
+      if (recovery.lostAnswer !== 'repeat' && recovery.result) {
+        const receipt = recovery.lostAnswer(rs);
+        if (receipt && (await this.receiptsFor([{ receipt }])).verify(receipt)) {
+          // it committed: its signed receipt is the answer (the registers are the resync's)
+          this.lastReceipt = receipt;
+          return {
+            meterId: this.meterId, op, challenge: rs.challenge, registers: rs.registers, result: recovery.result(receipt), receipt, mac: '',
+          };
+        }
+      }
+      return this.accept<R>(await this.send(op, path, body), op);
+    }
   }
 
   private send(op: Operation, path: string, body: unknown, idempotencyKey?: string): Promise<unknown> {
-    const s = this.keyFile.state;
-    const envelope = buildEnvelope({ meterId: s.meterId, op, challenge: s.challenge, registers: s.registers, body, hmk: this.hmk });
-    return this.http.post<unknown>(path, envelope, { idempotencyKey });
+    return this.http.post<unknown>(path, this.envelope(op, body), { idempotencyKey });
   }
 
-  /** MAC check, save challenge and registers, receipt check (see the class comment for the order). */
+  private envelope(op: Operation, body: unknown): OperationalRequest {
+    const s = this.keyFile.state;
+    return buildEnvelope({ meterId: s.meterId, op, challenge: s.challenge, registers: s.registers, body, hmk: this.hmk }) as OperationalRequest;
+  }
+
+  /**
+   * A request that moves money or prints value: saved in the key file with its key and bytes,
+   * then sent; `finish` handles the answer and drops it. A stale challenge (nothing happened)
+   * resyncs and sends it once more under a new key. A network failure leaves it pending.
+   */
+  private async sendPending<T>(op: PendingRequest['op'], path: string, body: unknown, idempotencyKey: string,
+    finish: (p: PendingRequest, raw: unknown) => Promise<T>, requests?: PrintItemRequest[]): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const p: PendingRequest = { op, path, idempotencyKey: attempt === 0 ? idempotencyKey : randomUUID(), envelope: this.envelope(op, body), requests, sentAt: this.clock() };
+      await this.keyFile.save({ ...this.keyFile.state, pending: [...(this.keyFile.state.pending ?? []), p] });
+      let raw: unknown;
+      try {
+        raw = await this.http.post<unknown>(p.path, p.envelope, { idempotencyKey: p.idempotencyKey });
+      } catch (e) {
+        // the answer is lost, or the service failed part way: recover() finishes it
+        if (!isVbiError(e) || e.kind !== 'user') throw e;
+        await this.dropPending(p); // refused: nothing happened
+        if (outOfStep(e) && attempt === 0) {
+          await this.resyncNow();
+          continue;
+        }
+        throw e;
+      }
+      return finish(p, raw);
+    }
+  }
+
+  private async dropPending(p: PendingRequest): Promise<void> {
+    const left = (this.keyFile.state.pending ?? []).filter((x) => x.idempotencyKey !== p.idempotencyKey);
+    await this.keyFile.save({ ...this.keyFile.state, pending: left });
+  }
+
+  /** The answer of a print or correction, checked; indicia of another session are fetched again. */
+  private async finishBatch(p: PendingRequest, raw: unknown): Promise<{ batchId?: string; items: PrintedItem[]; registers: RegisterEcho }> {
+    const answer = raw as PrintAnswer & CorrectionAnswer;
+    const body = p.envelope.body as { sessionId: string; items?: WirePrintItem[]; item?: WirePrintItem };
+    const wire = body.items ?? (body.item ? [body.item] : []);
+    const answered = p.op === 'print' ? (Array.isArray(answer?.items) ? answer.items : []) : (answer?.item ? [{ ...answer.item, index: 0 }] : []);
+    const session = this.current;
+    const sameSession = !!session && session.sessionId === body.sessionId;
+    const anyPrinted = answered.some((a) => a?.status === 'printed');
+    if (!sameSession && anyPrinted && (!session || session.ended)) {
+      throw vbiError('SESSION_NOT_FOUND', `print request ${p.idempotencyKey} was answered in session ${body.sessionId}; open a session to receive its indicia again`);
+    }
+    const auth = await this.accept<{ batchId?: string }>(answer?.authorization, p.op);
+    let decrypt: ((a: WirePrintedItem) => Buffer) | undefined;
+    if (!sameSession && anyPrinted) {
+      const again = await this.redeliverNow({ idempotencyKey: p.idempotencyKey });
+      const byId = new Map(again.map((x) => [x.indiciumId, x.indicium]));
+      decrypt = (a) => {
+        const bytes = byId.get(a.indiciumId as number);
+        if (!bytes) throw vbiError('INDICIUM_MALFORMED', `indicium ${String(a.indiciumId)} was not delivered again`);
+        return bytes;
+      };
+    }
+    const checked = checkPrintedItems({
+      meterId: this.meterId, op: p.op === 'correction' ? 'correction' : 'print', sessionId: body.sessionId, sessionKey: sameSession ? session!.sessionKey : Buffer.alloc(32),
+      requests: p.requests ?? [], items: wire, answered, startRegisters: auth.registers, receipts: await this.receiptsFor(answered), decrypt,
+    });
+    const newest = Math.max(0, ...checked.items.map((i) => i.receipt?.sequence ?? 0));
+    const state = this.keyFile.state;
+    const fresher = newest >= (state.lastSequence ?? 0);
+    await this.keyFile.save({
+      ...state, ...(fresher ? { registers: checked.registers, lastSequence: newest } : {}),
+      pending: (state.pending ?? []).filter((x) => x.idempotencyKey !== p.idempotencyKey),
+    });
+    const ended = checked.items.find((i) => i.status === 'voided' && isEndingCode(i.reason));
+    if (ended && sameSession) session!.end(vbiError(ended.reason as 'SESSION_ENDED', `session ${body.sessionId} ended during the batch (item ${ended.index})`));
+    return { batchId: auth.result?.batchId, ...checked };
+  }
+
+  /** recover() inside the queue: see there. Requests the service refuses are dropped (nothing happened). */
+  private async recoverPending(): Promise<RecoveredRequest[]> {
+    const done: RecoveredRequest[] = [];
+    for (const p of [...(this.keyFile.state.pending ?? [])]) {
+      let raw: unknown;
+      try {
+        raw = await this.http.post<unknown>(p.path, p.envelope, { idempotencyKey: p.idempotencyKey });
+      } catch (e) {
+        if (!isVbiError(e) || e.kind !== 'user' || e.code === 'IDEMPOTENCY_IN_PROGRESS') throw e;
+        await this.dropPending(p);
+        const r: RecoveredRequest = { op: p.op, idempotencyKey: p.idempotencyKey, refused: (e as { code?: string }).code ?? 'ERROR' };
+        done.push(r);
+        await this.onRecovered?.(r);
+        continue;
+      }
+      let r: RecoveredRequest;
+      if (p.op === 'purchase') {
+        const response = await this.accept<Record<string, unknown>>(raw, 'purchase');
+        await this.dropPending(p);
+        r = { op: p.op, idempotencyKey: p.idempotencyKey, response };
+      } else {
+        const outcome = await this.finishBatch(p, raw);
+        r = { op: p.op, idempotencyKey: p.idempotencyKey, outcome: await this.report(outcome) };
+      }
+      done.push(r);
+      await this.onRecovered?.(r);
+    }
+    return done;
+  }
+
+  private async resyncNow(afterSequence = this.keyFile.state.lastSequence ?? 0): Promise<ResyncResponse> {
+    const request = buildResyncRequest({ meterId: this.meterId, hmk: this.hmk, afterSequence, clientTime: this.clock() });
+    const raw = await this.http.post<unknown>('/v1/resync', request, { safeToRepeat: true });
+    const serial = (raw as { moduleSerial?: unknown } | null)?.moduleSerial;
+    if (typeof serial === 'string' && !findModule(this.keyFile.state, serial)) await this.refreshModules().catch(() => undefined);
+    const r = checkResyncResponse({ response: raw, request, hmk: this.hmk, modules: this.keyFile.state.modules });
+    await this.keyFile.save({ ...this.keyFile.state, challenge: r.challenge, registers: { ...r.registers }, lastSequence: r.sequence });
+    return r;
+  }
+
+  private async redeliverNow(selector: RedeliverySelector): Promise<RedeliveredIndicium[]> {
+    const session = this.requireSession();
+    const r = await this.operateNow<{ items: Array<Omit<RedeliveredIndicium, 'indicium' | 'decoded'> & { encryptedIndicium: string }> }>(
+      'redeliver', '/v1/indicia/redeliver', { sessionId: session.sessionId, ...selector }, { lostAnswer: 'repeat' });
+    const items = Array.isArray(r.result?.items) ? r.result.items : [];
+    const receipts = await this.receiptsFor(items);
+    return items.map((x) => {
+      const receipt = x.receipt;
+      if (!receipt || receipt.meterId !== this.meterId || !receipts.verify(receipt)) {
+        throw vbiError('CERT_INVALID', `redelivered indicium ${x.indiciumId}: its receipt is not signed by a module of this meter`);
+      }
+      const indicium = decryptIndicium({
+        sessionKey: session.sessionKey, sessionId: session.sessionId, counter: 0, encryptedIndicium: x.encryptedIndicium, aad: redeliveryAad(session.sessionId, x.indiciumId),
+      });
+      const decoded = decodeIndicium(indicium);
+      const f = decoded.fields;
+      if (f.meterId !== this.meterId || f.postage !== receipt.amount || f.ascendingRegister !== receipt.ascendingRegister || f.descendingRegister !== receipt.descendingRegister) {
+        throw vbiError('INDICIUM_FIELD_INVALID', `redelivered indicium ${x.indiciumId} does not match its signed receipt`);
+      }
+      return { indiciumId: x.indiciumId, sequence: x.sequence, kind: x.kind, postage: x.postage, batchId: x.batchId, index: x.index, indicium, decoded, receipt };
+    });
+  }
+
+  /**
+   * MAC check, save challenge and registers, receipt check (see the class comment for the
+   * order). An answer older than the newest receipt the client saw (a replay fetched late) does
+   * not move the saved challenge and registers back.
+   */
   private async accept<R>(raw: unknown, op: Operation): Promise<OperationalResponse<R>> {
     const response = checkResponseMac<R>({ response: raw, meterId: this.meterId, op, hmk: this.hmk });
-    await this.keyFile.save({ ...this.keyFile.state, challenge: response.challenge, registers: { ...response.registers } });
+    const state = this.keyFile.state;
+    const sequence = Number.isSafeInteger(response.receipt?.sequence) ? response.receipt.sequence : 0;
+    if (sequence >= (state.lastSequence ?? 0)) {
+      await this.keyFile.save({ ...state, challenge: response.challenge, registers: { ...response.registers }, lastSequence: sequence });
+    }
     checkResponseReceipt(response, await this.receiptsFor([response]));
     this.lastReceipt = response.receipt;
     return response;
