@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   NO_METER_AVAILABLE: { status: 503, kind: 'internal', text: 'no certified, unassigned meter is available (MeterGen pool empty)' },
   PACKAGE_STALE: { status: 500, kind: 'internal', text: 'sealed package is not the current one (meter map proof or newest journal record)' },
   DB_NEWER_THAN_CODE: { status: 500, kind: 'internal', text: 'database schema is newer than this code' },
+  DATABASE_UNAVAILABLE: { status: 503, kind: 'internal', text: 'the database is unavailable (restarting or unreachable); retry the request' },
   UNKNOWN_MODULE: { status: 400, kind: 'user', text: 'no module with that serial in this service' },
   REGISTRATION_UNKNOWN: { status: 403, kind: 'user', text: 'no open registration for this meter with that registration token' },
   CRYPTO_INPUT_INVALID: { status: 400, kind: 'user', text: 'a ciphertext, MAC, key or password in the request does not fit the cryptographic operation' },

@@ -31,11 +31,16 @@ export interface Service {
   /** Whether the process with that instance id is alive (holds its instance lease). */
   instanceAlive(id: string): Promise<boolean>;
   status(): { modules: ModuleHealth[] };
+  /**
+   * One pass of the monitor (its timer runs it every moduleCheckIntervalMs): leases lost with
+   * their connection are taken again, modules out of rotation are checked and put back.
+   */
+  checkModules(): Promise<string[]>;
   close(): Promise<void>;
 }
 
-/** How often modules out of rotation are health-checked and, when they pass, put back. */
-export const MODULE_CHECK_INTERVAL_MS = 10_000;
+/** How often lost leases are taken again and modules out of rotation health-checked and put back. */
+export const MODULE_CHECK_INTERVAL_MS = 2_000;
 
 /**
  * Composition root: configuration in, a running service out. No singletons: tests build as
@@ -65,11 +70,15 @@ export async function createService(deps: {
   };
   const modules: CryptoModule[] = [];
   const instanceId = randomBytes(16).toString('hex');
+  let instanceLease: Lease | undefined;
+  let mapLease: Lease | undefined;
   try {
-    held.push(await Lease.acquire({ url: db.url, resource: instanceResource(instanceId) }));
+    instanceLease = await Lease.acquire({ url: db.url, resource: instanceResource(instanceId) });
+    held.push(instanceLease);
     // One process serves the map shard and each module; a second one stops here, before it
     // changes anything on a token.
-    held.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));
+    mapLease = await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) });
+    held.push(mapLease);
     for (const m of config.hsm.modules) {
       if (m.tokenLabel === DEV_TOKEN_LABEL) {
         const r = await ensureDevToken({ library: lib, label: m.tokenLabel, soPin: DEV_SO_PIN, userPin: m.userPin, suite: config.hsm.suite });
@@ -90,10 +99,14 @@ export async function createService(deps: {
     if (!deps.db) await db.close();
     throw e;
   }
-  const ledger = new Ledger({ db: db.knex, engines, leases, spoilageLimitBps: config.spoilageLimitBps, ...deps.ledger });
+  const ledger = new Ledger({ db: db.knex, engines, leases, mapLease, spoilageLimitBps: config.spoilageLimitBps, ...deps.ledger });
   await ledger.start();
   const period = deps.moduleCheckIntervalMs ?? MODULE_CHECK_INTERVAL_MS;
-  const monitor = period > 0 ? setInterval(() => { void ledger.checkModules().catch(() => undefined); }, period) : undefined;
+  const check = async (): Promise<string[]> => {
+    await instanceLease!.renew();
+    return ledger.checkModules();
+  };
+  const monitor = period > 0 ? setInterval(() => { void check().catch(() => undefined); }, period) : undefined;
   monitor?.unref();
   return {
     config,
@@ -101,6 +114,7 @@ export async function createService(deps: {
     engines,
     ledger,
     instanceId,
+    checkModules: check,
     instanceAlive: (id) => leaseHeld(db.knex, instanceResource(id)),
     status: () => {
       const rotation = new Map(ledger.rotation().map((r) => [r.serial, r]));

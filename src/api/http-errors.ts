@@ -33,6 +33,7 @@ function isParserError(e: unknown): e is ParserError {
 /** Maps anything thrown or passed to next() onto a VbiError; undefined when it is unexpected. */
 export function toVbiError(e: unknown): VbiError | undefined {
   if (e instanceof VbiError) return e;
+  if (isConnectionLoss(e)) return vbiError('DATABASE_UNAVAILABLE', `database connection: ${(e as Error).message}`);
   // express's router could not percent-decode a path parameter (%zz, %FF, a lone %)
   if (e instanceof URIError) return vbiError('BAD_REQUEST', 'a path parameter is not valid percent-encoding');
   if (!isParserError(e)) return undefined;
@@ -43,6 +44,22 @@ export function toVbiError(e: unknown): VbiError | undefined {
   // request.aborted, request.size.invalid, ...: the client's fault, nothing more to say.
   if (e.status >= 400 && e.status < 500 && e.expose) return vbiError('BAD_REQUEST', `request body: ${e.message.toLowerCase()}`);
   return undefined;
+}
+
+/** SQLSTATE classes and codes of a server going away or not accepting connections yet. */
+const CONNECTION_SQLSTATES = /^(08...|57P01|57P02|57P03)$/;
+const CONNECTION_ERRNOS = ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'];
+
+/**
+ * True for a lost or refused PostgreSQL connection (the server restarted, crashed or is still
+ * recovering): the request failed as a whole and may be retried; the pool reconnects by itself.
+ */
+export function isConnectionLoss(e: unknown): boolean {
+  const x = e as { code?: unknown; message?: unknown } | null;
+  if (!x || typeof x !== 'object') return false;
+  if (typeof x.code === 'string' && (CONNECTION_SQLSTATES.test(x.code) || CONNECTION_ERRNOS.includes(x.code))) return true;
+  const m = typeof x.message === 'string' ? x.message : '';
+  return /Connection terminated|connection error and is not queryable|Knex: Timeout acquiring a connection|Transaction query already complete/.test(m);
 }
 
 /**
@@ -83,6 +100,7 @@ export function errorHandler(opts: { log?: ErrorLog } = {}): ErrorRequestHandler
     if (e.code === 'RATE_LIMITED' && typeof e.details?.retryAfterSeconds === 'number') {
       res.setHeader('Retry-After', String(e.details.retryAfterSeconds));
     }
+    if (e.code === 'DATABASE_UNAVAILABLE') res.setHeader('Retry-After', '1');
     res.status(e.status).json(errorBody(e));
   };
 }

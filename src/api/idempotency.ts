@@ -103,6 +103,9 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const db = opts.db;
   const owner = opts.owner ?? randomBytes(16).toString('hex');
+  // Requests this middleware runs now. A row owned by this process but not in here was left
+  // behind when recording its answer failed (the database went away): a retry takes it over.
+  const running = new Set<string>();
 
   const middleware: DocumentedMiddleware = async (req, res, next) => {
     const key = req.get(IDEMPOTENCY_HEADER);
@@ -120,9 +123,11 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
         .onConflict(['scope', 'key'])
         .ignore()
         .returning('created_at');
+      const id = `${scope}\n${key}`;
       if (inserted.length === 1) {
         res.locals.idempotency = { scope, key, since: inserted[0].created_at, resumed: false } satisfies IdempotencyContext;
-        recordAnswer(res, { db, scope, key, log });
+        running.add(id);
+        recordAnswer(res, { db, scope, key, log, done: () => running.delete(id) });
         next();
         return;
       }
@@ -132,16 +137,18 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
         throw vbiError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key '${key}' was already used with a different request`);
       }
       if (row.state === 'in_progress') {
-        if (row.owner !== null && (row.owner === owner || !opts.ownerAlive || (await opts.ownerAlive(row.owner)))) {
-          throw vbiError('IDEMPOTENCY_IN_PROGRESS');
-        }
+        const alive = row.owner === null ? false
+          : row.owner === owner ? running.has(id)
+            : !opts.ownerAlive || (await opts.ownerAlive(row.owner));
+        if (alive) throw vbiError('IDEMPOTENCY_IN_PROGRESS');
         // Its process died or its run failed: take the row over and resume the request.
         const taken = await db(TABLE).where({ scope, key, state: 'in_progress' })
           .where((q) => (row.owner === null ? q.whereNull('owner') : q.where('owner', row.owner)))
           .update({ owner });
-        if (taken !== 1) continue;
+        if (taken !== 1 || running.has(id)) continue;
         res.locals.idempotency = { scope, key, since: row.created_at, resumed: true } satisfies IdempotencyContext;
-        recordAnswer(res, { db, scope, key, log });
+        running.add(id);
+        recordAnswer(res, { db, scope, key, log, done: () => running.delete(id) });
         next();
         return;
       }
@@ -173,10 +180,10 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
  * that arrives after the client saw the answer always finds it. 5xx answers (the error
  * handler's too) release the row instead (owner NULL): the next retry resumes the request.
  * A row a handler already answered inside its own transaction (state 'done') is left as it is.
- * If recording fails the answer is still sent and the key stays in_progress under this process:
- * it is taken over once the process is gone.
+ * If recording fails the answer is still sent and the key stays in_progress under this process,
+ * which no longer runs it: the next retry takes it over and resumes.
  */
-function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; log: ErrorLog }): void {
+function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; log: ErrorLog; done: () => void }): void {
   const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress' };
   const settle = (status: number, body: unknown): Promise<unknown> =>
     status >= 500
@@ -192,13 +199,16 @@ function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string
     settled = true;
     settle(res.statusCode, body)
       .catch(failed)
-      .finally(() => original.call(res, body));
+      .finally(() => {
+        ctx.done();
+        original.call(res, body);
+      });
     return res;
   } as Response['json'];
   res.on('finish', () => {
     if (settled) return;
     settled = true;
-    settle(res.statusCode, undefined).catch(failed);
+    settle(res.statusCode, undefined).catch(failed).finally(ctx.done);
   });
 }
 

@@ -5,7 +5,7 @@ import { vbiError } from '../errors';
 import { toPem } from '../pki/pem';
 import { PasswordUnavailable, promptPassword } from './cli-password';
 import type { FetchFn } from './http';
-import { VbiClient } from './vbi-client';
+import { VbiClient, VbiClientOptions } from './vbi-client';
 
 /** The default server when neither --server, VBI_SERVER nor the key file names one. */
 export const DEFAULT_SERVER = 'http://127.0.0.1:8080';
@@ -87,11 +87,11 @@ export class CliContext {
   }
 
   /** Opens the key file and returns a client (NOT_REGISTERED before asking for a password when there is none). */
-  async client(): Promise<VbiClient> {
+  async client(opts: Pick<VbiClientOptions, 'onRecovered'> = {}): Promise<VbiClient> {
     if (!existsSync(this.keyFilePath)) throw vbiError('NOT_REGISTERED', `no key file at ${this.keyFilePath} (run vbi register, or give --key-file)`);
     return VbiClient.open({
       keyFilePath: this.keyFilePath, password: await this.password(), baseUrl: this.serverOverride,
-      fetch: this.io.fetch, clock: this.io.clock,
+      fetch: this.io.fetch, clock: this.io.clock, ...opts,
     });
   }
 

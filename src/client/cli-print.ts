@@ -37,6 +37,7 @@ export async function cmdPrint(ctx: CliContext, v: Values): Promise<number> {
   if (!written) {
     // paid for but not on paper: never a success
     ctx.warn(`the meter was debited ${formatMills(f.postage)} for indicium ${printed.indiciumId ?? '-'} (sequence ${f.sequence}); keep the base64 above: it is the signed indicium ('vbi verify --payload' checks it)`);
+    ctx.warn(`to write the label again: vbi reprint --from ${f.sequence} --to ${f.sequence} --out DIR/`);
     return 1;
   }
   ctx.say(`printed ${formatMills(f.postage)} ${f.rateCategory} to ${f.destinationZip} (indicium ${printed.indiciumId ?? '-'}, sequence ${f.sequence}) -> ${file}`);

@@ -4,6 +4,7 @@ import { CliContext, CliIo, DEFAULT_SERVER, GlobalOptions, UsageError } from './
 import { cmdBalance, cmdBuy, cmdHistory, cmdLogin, cmdRefund, cmdRegister, cmdSettle, cmdVerify, Values } from './cli-commands';
 import { cmdPrint } from './cli-print';
 import { cmdPrintBatch, DEFAULT_CHUNK } from './cli-print-batch';
+import { cmdRecover, cmdReprint } from './cli-recover';
 
 /**
  * The `vbi` command: the mailer's side of docs/protocol.md on the command line.
@@ -30,6 +31,12 @@ commands:
         progress on stderr, then a summary of printed and voided items
   refund --partial AMOUNT --reason TEXT | --full [--reason TEXT]
         return unused postage from the descending register
+  recover --out DIR/ [--format pdf|png|svg] [--size 4x6|10]
+        finish every purchase or print whose answer was lost (a crash, a network failure) and
+        write the labels of its indicia; the same request is sent again, never a second debit
+  reprint (--batch ID | --key IDEMPOTENCY_KEY | --from SEQ --to SEQ) --out DIR/ [--format F] [--size S]
+        fetch committed indicia again (the same bytes, nothing debited) and write their labels;
+        the address block carries the destination ZIP only (the meter keeps no address)
   verify LABEL.png|LABEL.pdf | --payload BASE64
         ask the service to verify an indicium (exit 0 only for VALID); a check by the mailer
         is not recorded as a sighting, so it never makes the piece a DUPLICATE
@@ -86,6 +93,11 @@ const COMMANDS: Record<string, { options: ParseArgsConfig['options']; run: Comma
     run: (ctx, v, args) => (noArgs(args), cmdRefund(ctx, v)),
   },
   verify: { options: { payload: { type: 'string' } }, run: cmdVerify },
+  recover: { options: { out: { type: 'string' }, format: { type: 'string' }, size: { type: 'string' } }, run: cmdRecover },
+  reprint: {
+    options: { batch: { type: 'string' }, key: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, out: { type: 'string' }, format: { type: 'string' }, size: { type: 'string' } },
+    run: cmdReprint,
+  },
 };
 
 function noArgs(args: string[]): void {

@@ -65,12 +65,14 @@ export interface RedeliveredIndicium {
 export type RedeliverySelector = { batchId: string } | { idempotencyKey: string } | { fromSequence: number; toSequence: number };
 
 /**
- * The code that means the client's challenge is not the module's last (an answer was lost, or the
- * key file is older than the meter): nothing happened, resync and send again. REGISTER_MISMATCH
- * with the right challenge cannot come from a lost answer (every register change issues a new
- * challenge): it is surfaced, not repaired.
+ * Codes that mean the client's copy is not the module's and nothing happened: the challenge is
+ * not the module's last (an answer was lost, the key file is older than the meter), or the
+ * registers differ (a print whose authorisation was handled but whose items' answer was lost:
+ * items move the registers without a new challenge). The client resyncs — adopting only
+ * registers the module signed and MACed for its nonce — and sends the request again; if the
+ * resync itself fails, the original error is reported.
  */
-const OUT_OF_STEP = ['STALE_CHALLENGE'] as const;
+const OUT_OF_STEP = ['STALE_CHALLENGE', 'REGISTER_MISMATCH'] as const;
 const outOfStep = (e: unknown) => OUT_OF_STEP.some((c) => isVbiError(e, c));
 
 /** A refund request (docs/protocol.md 2). */
@@ -433,7 +435,7 @@ export class VbiClient {
       return await this.accept<R>(await this.send(op, path, body), op);
     } catch (e) {
       if (outOfStep(e)) {
-        await this.resyncNow();
+        await this.resyncNow().catch(() => Promise.reject(e));
         return this.accept<R>(await this.send(op, path, body), op);
       }
       if (!(e instanceof NetworkError) || !recovery.lostAnswer) throw e;
@@ -479,7 +481,7 @@ export class VbiClient {
         if (!isVbiError(e) || e.kind !== 'user') throw e;
         await this.dropPending(p); // refused: nothing happened
         if (outOfStep(e) && attempt === 0) {
-          await this.resyncNow();
+          await this.resyncNow().catch(() => Promise.reject(e));
           continue;
         }
         throw e;

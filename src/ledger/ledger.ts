@@ -24,6 +24,8 @@ export interface LedgerOptions {
   spoilageLimitBps?: number;
   /** Each module's lease (src/ledger/module-lease.ts); a module whose lease is lost leaves the rotation. */
   leases?: Map<PsdEngine, Lease>;
+  /** The meter map shard's lease: while it is lost, no command runs (NO_MODULE). */
+  mapLease?: Lease;
   /**
    * Fault injection for tests: `beforeCommit` runs after every write, just before COMMIT;
    * `afterCommit` right after COMMIT, before the ring append (a crash there must roll forward).
@@ -326,11 +328,21 @@ export class Ledger {
    */
   async checkModules(): Promise<string[]> {
     const back: string[] = [];
+    // a lease lost with its connection (the database restarted) is taken again when free
+    if (this.opts.mapLease?.lost && !(await this.opts.mapLease.renew())) return back;
     for (const e of this.opts.engines) {
-      if (!this.outOfRotation.has(e) || this.opts.leases?.get(e)?.lost) continue;
+      const lease = this.opts.leases?.get(e);
+      if (lease?.lost && !this.outOfRotation.has(e)) this.outOfRotation.set(e, `lease lost: ${lease.lost}`);
+      if (!this.outOfRotation.has(e)) continue;
       if (e.status().state === 'Inhibited') continue;
+      let renewed = false;
+      if (lease?.lost) {
+        if (!(await lease.renew())) continue;
+        renewed = true;
+      }
       try {
-        if (e.hsm.status().state === 'Error') await e.restart();
+        // another process may have used the token while the lease was away: reload its ring
+        if (renewed || e.hsm.status().state === 'Error') await e.restart();
         const health = await e.hsm.healthCheck();
         if (!health.ok) continue;
         const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
@@ -424,6 +436,8 @@ export class Ledger {
   }
 
   private async attempt<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
+    const mapLost = this.opts.mapLease?.lost;
+    if (mapLost) throw vbiError('NO_MODULE', `the meter map lease is lost (${mapLost}); commands wait until it is taken again`);
     const lease = this.opts.leases?.get(engine);
     if (lease?.lost) throw vbiError('MODULE_NOT_READY', `module ${engine.hsm.serial}: ${lease.lost}`);
     const trx = await this.db.transaction();

@@ -16,10 +16,15 @@ const LOCK_CLASS = 0x56424931 | 0;
  */
 export class Lease {
   private lostReason: string | null = null;
+  private released = false;
 
-  private constructor(readonly resource: string, private readonly client: Client) {
+  private constructor(readonly resource: string, private readonly url: string, private client: Client) {
+    this.watch(client);
+  }
+
+  private watch(client: Client): void {
     const lose = (why: string) => {
-      if (!this.lostReason) this.lostReason = why;
+      if (client === this.client && !this.lostReason) this.lostReason = why;
     };
     client.on('error', (e) => lose(`lease connection failed: ${e.message}`));
     client.on('end', () => lose('lease connection closed'));
@@ -27,18 +32,7 @@ export class Lease {
 
   /** Takes the lease or fails at once with MODULE_IN_USE. */
   static async acquire(req: { url: string; resource: string }): Promise<Lease> {
-    const client = new Client({ connectionString: req.url, application_name: `vbi lease ${req.resource}`.slice(0, 63) });
-    await client.connect();
-    try {
-      const r = await client.query('SELECT pg_try_advisory_lock($1::int, $2::int) AS ok', [LOCK_CLASS, lockKey(req.resource)]);
-      if (r.rows[0].ok !== true) {
-        throw vbiError('MODULE_IN_USE', `${req.resource} is held by another process of this deployment (one owner at a time)`, { resource: req.resource });
-      }
-    } catch (e) {
-      await client.end().catch(() => undefined);
-      throw e;
-    }
-    return new Lease(req.resource, client);
+    return new Lease(req.resource, req.url, await lock(req.url, req.resource));
   }
 
   /** Why the lease is gone, or null while it is held. */
@@ -46,11 +40,53 @@ export class Lease {
     return this.lostReason;
   }
 
-  async release(): Promise<void> {
-    if (this.lostReason) return;
-    this.lostReason = 'released';
-    await this.client.end().catch(() => undefined);
+  /**
+   * Takes a lost lease again (the database restarted, the connection dropped) on a new
+   * connection: true when held again, false while another process holds it or the database is
+   * still away. The caller must reload whatever the lease covered before using it again: another
+   * process may have used it meanwhile.
+   */
+  async renew(): Promise<boolean> {
+    if (this.released) return false;
+    if (!this.lostReason) return true;
+    let client: Client;
+    try {
+      client = await lock(this.url, this.resource);
+    } catch {
+      return false;
+    }
+    const old = this.client;
+    this.client = client;
+    this.watch(client);
+    this.lostReason = null;
+    void old.end().catch(() => undefined);
+    return true;
   }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    const wasLost = this.lostReason !== null;
+    this.lostReason = 'released';
+    if (!wasLost) await this.client.end().catch(() => undefined);
+  }
+}
+
+/** A connection of its own holding the advisory lock of `resource`, or MODULE_IN_USE. */
+async function lock(url: string, resource: string): Promise<Client> {
+  const client = new Client({ connectionString: url, application_name: `vbi lease ${resource}`.slice(0, 63) });
+  client.on('error', () => undefined); // until the Lease watches it
+  await client.connect();
+  try {
+    const r = await client.query('SELECT pg_try_advisory_lock($1::int, $2::int) AS ok', [LOCK_CLASS, lockKey(resource)]);
+    if (r.rows[0].ok !== true) {
+      throw vbiError('MODULE_IN_USE', `${resource} is held by another process of this deployment (one owner at a time)`, { resource });
+    }
+  } catch (e) {
+    await client.end().catch(() => undefined);
+    throw e;
+  }
+  return client;
 }
 
 /**

@@ -1,0 +1,134 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/** A free TCP port on 127.0.0.1 (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The service as an operator runs it — `node dist/src/main.js`, the `npm start` program — on
+ * its own directory: its own SoftHSM2 token directory (dev module token, dev CA and vendor
+ * tokens provisioned at the first start), its own embedded PostgreSQL in var/pgdata, fixed
+ * ports. kill() is a SIGKILL of the node process (the embedded PostgreSQL lives on, as it does
+ * after a real kill -9); killDatabase() is a SIGKILL of the postmaster as well.
+ */
+export class ServiceProcess {
+  private child: ChildProcess | undefined;
+  private output = '';
+  readonly varDir: string;
+  readonly url: string;
+
+  private constructor(readonly dir: string, private readonly port: number, private readonly caPort: number) {
+    this.varDir = join(dir, 'var');
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  static async create(dir: string): Promise<ServiceProcess> {
+    mkdirSync(join(dir, 'tokens'), { recursive: true });
+    chmodSync(dir, 0o711); // as root the embedded server runs as 'postgres', which must reach var/pgdata
+    writeFileSync(join(dir, 'softhsm2.conf'), `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+    return new ServiceProcess(dir, await freePort(), await freePort());
+  }
+
+  /** The postal root certificate of the dev CA (after the first start). */
+  get rootPem(): string {
+    return readFileSync(join(this.varDir, 'dev-ca', 'root.pem'), 'utf8');
+  }
+
+  /** Starts the service and waits until it listens; throws with its output if it does not within `timeoutMs`. */
+  async start(timeoutMs = 90_000): Promise<number> {
+    const began = Date.now();
+    this.output = '';
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      SOFTHSM2_CONF: join(this.dir, 'softhsm2.conf'), VBI_VAR_DIR: this.varDir, PORT: String(this.port), VBI_CA_PORT: String(this.caPort),
+      HOST: '127.0.0.1', VBI_METER_POOL: '2',
+    };
+    delete env.DATABASE_URL;
+    delete env.PKCS11_TOKEN_LABELS;
+    const child = spawn(process.execPath, [join(__dirname, '..', '..', 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
+    child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => finish(new Error(`the service did not listen within ${timeoutMs} ms:\n${this.output}`)), timeoutMs);
+      const poll = setInterval(() => {
+        if (this.output.includes('listening on ')) finish();
+      }, 25);
+      const exited = (code: number | null) => finish(new Error(`the service exited (${code}) before listening:\n${this.output}`));
+      child.once('exit', exited);
+      function finish(e?: Error): void {
+        clearTimeout(timer);
+        clearInterval(poll);
+        child.off('exit', exited);
+        if (e) reject(e);
+        else resolve();
+      }
+    });
+    return Date.now() - began;
+  }
+
+  /** What the running (or last) service printed. */
+  get log(): string {
+    return this.output;
+  }
+
+  /** SIGKILL of the service (node) process; waits until it is gone. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+  }
+
+  /** SIGKILL of the embedded PostgreSQL postmaster (its backends then exit by themselves). */
+  killDatabase(): boolean {
+    const pid = this.postmasterPid();
+    if (!pid) return false;
+    try {
+      process.kill(pid, 'SIGKILL');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stops everything: the service, then the embedded PostgreSQL (fast shutdown). */
+  async stop(): Promise<void> {
+    await this.kill();
+    const pid = this.postmasterPid();
+    if (!pid) return;
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      return;
+    }
+    for (let i = 0; i < 200; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private postmasterPid(): number | undefined {
+    const file = join(this.varDir, 'pgdata', 'postmaster.pid');
+    if (!existsSync(file)) return undefined;
+    const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  }
+}
