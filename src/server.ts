@@ -38,7 +38,7 @@ export interface ServerDeps {
   tls?: { cert: Buffer; key: Buffer };
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   log?: (line: string) => void;
-  /** Answered idempotency keys are kept this long (default 30 days) and purged every hour. */
+  /** Idempotency keys are kept this long (default 30 days; answered or not) and purged every hour. */
   idempotencyRetentionMs?: number;
 }
 
@@ -101,7 +101,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   });
   const addr = server.address() as AddressInfo;
   const retention = deps.idempotencyRetentionMs ?? IDEMPOTENCY_RETENTION_MS;
-  const purge = () => purgeIdempotencyKeys({ db: service.db.knex, olderThan: new Date(Date.now() - retention) });
+  // Keys still in progress after the retention belong to requests no client ever retried (a
+  // request runs for seconds): what they committed stays in the ledger, redeliverable by batch.
+  const purge = () => purgeIdempotencyKeys({ db: service.db.knex, olderThan: new Date(Date.now() - retention), includeInProgress: true });
   const purgeTimer = setInterval(() => { void purge().catch(() => undefined); }, IDEMPOTENCY_PURGE_EVERY_MS);
   purgeTimer.unref();
   return {

@@ -189,6 +189,26 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
     await client.closeSession();
   });
 
+  it('a lost correction answer: recovered under the same key, one correction indicium, debited once', async () => {
+    const { client } = await newClient();
+    await client.buy({ amount: 20_000, payment: { kind: 'card', token: 'tok_approve' } });
+    await client.openSession({ heartbeats: false });
+    const [original] = (await client.print([{ destinationZip: '10001', postage: 500 }])).items;
+    drop.set('/v1/corrections', 2);
+    const lost = await client.correction({ originalIndiciumId: original.indiciumId!, item: { destinationZip: '10001', postage: 120 } }).catch((e) => e);
+    expect(errCode(lost)).to.equal('NETWORK_ERROR');
+    const [r] = await client.recover();
+    expect(r.op).to.equal('correction');
+    expect(r.outcome!.items.map((i) => i.status)).to.deep.equal(['printed']);
+    const rows = await f.service.db.knex('indicia').where({ meter_id: client.meterId, kind: 'correction' }).select('indicium_id', 'corrects');
+    expect(rows).to.have.length(1);
+    expect(Number(rows[0].corrects)).to.equal(original.indiciumId);
+    expect(r.outcome!.items[0].indicium!.equals((await storedIndicia(client.meterId)).get(Number(rows[0].indicium_id))!)).to.equal(true);
+    expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 620, descending: 19_380 });
+    expect(client.registers).to.deep.equal({ ascending: 620, descending: 19_380 });
+    await client.closeSession();
+  });
+
   it('a client that crashed with a print unanswered gets its indicia in a new session (redelivered, same bytes)', async () => {
     const { client, keyFilePath } = await newClient();
     await client.buy({ amount: 50_000, payment: { kind: 'card', token: 'tok_approve' } });

@@ -39,10 +39,13 @@ export function checkPrintedItems(req: {
   meterId: string; op: 'print' | 'correction'; sessionId: string; sessionKey: Buffer;
   requests: PrintItemRequest[]; items: WirePrintItem[]; answered: WirePrintedItem[];
   startRegisters: RegisterEcho; receipts: ReceiptVerifier;
+  /** The authorisation receipt's sequence: an item right after it (or after the previous item) must move startRegisters by its postage. */
+  startSequence?: number;
   /** How an item's indicium is decrypted; default: under `sessionKey` with the item's counter. */
   decrypt?: (answered: WirePrintedItem, item: WirePrintItem) => Buffer;
 }): { items: PrintedItem[]; registers: RegisterEcho } {
   let registers = req.startRegisters;
+  let sequence = req.startSequence;
   const out: PrintedItem[] = [];
   for (let index = 0; index < req.items.length; index++) {
     const item = req.items[index];
@@ -61,9 +64,15 @@ export function checkPrintedItems(req: {
       continue;
     }
     const before = registers;
+    // A resumed request (docs/protocol.md 6) may have other transactions of the meter between
+    // its authorisation and an item (a gap in the signed sequences): then only the amount is
+    // checked against the item; otherwise the registers must move by exactly the postage.
+    const follows = sequence === undefined || receipt.sequence === sequence + 1;
     registers = { ascending: receipt.ascendingRegister, descending: receipt.descendingRegister };
+    sequence = receipt.sequence;
     try {
-      if (receipt.amount !== item.postage || receipt.ascendingRegister !== before.ascending + item.postage || receipt.descendingRegister !== before.descending - item.postage) {
+      if (receipt.amount !== item.postage
+        || (follows && (receipt.ascendingRegister !== before.ascending + item.postage || receipt.descendingRegister !== before.descending - item.postage))) {
         throw vbiError('CERT_INVALID', `item ${index}: receipt for ${receipt.amount} mills moved the registers from ${before.ascending}/${before.descending} to ${receipt.ascendingRegister}/${receipt.descendingRegister}, not by the postage ${item.postage}`);
       }
       if (typeof a.encryptedIndicium !== 'string') throw vbiError('INDICIUM_MALFORMED', `item ${index}: printed without an indicium`);

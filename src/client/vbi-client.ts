@@ -421,7 +421,7 @@ export class VbiClient {
     result?: (receipt: Receipt) => R;
   } = {}): Promise<OperationalResponse<R>> {
     return this.serial(async () => {
-      await this.recoverPending().catch(() => undefined);
+      await this.recoverPending();
       return this.operateNow<R>(op, path, body, recovery);
     });
   }
@@ -520,7 +520,8 @@ export class VbiClient {
     }
     const checked = checkPrintedItems({
       meterId: this.meterId, op: p.op === 'correction' ? 'correction' : 'print', sessionId: body.sessionId, sessionKey: sameSession ? session!.sessionKey : Buffer.alloc(32),
-      requests: p.requests ?? [], items: wire, answered, startRegisters: auth.registers, receipts: await this.receiptsFor(answered), decrypt,
+      requests: p.requests ?? [], items: wire, answered, startRegisters: auth.registers, startSequence: auth.receipt.sequence,
+      receipts: await this.receiptsFor(answered), decrypt,
     });
     const newest = Math.max(0, ...checked.items.map((i) => i.receipt?.sequence ?? 0));
     const state = this.keyFile.state;
@@ -534,10 +535,17 @@ export class VbiClient {
     return { batchId: auth.result?.batchId, ...checked };
   }
 
-  /** recover() inside the queue: see there. Requests the service refuses are dropped (nothing happened). */
+  /**
+   * recover() inside the queue: see there. Requests the service refuses are dropped (nothing
+   * happened). A print or correction of another session waits while no session is open (its
+   * indicia could not be received); everything else is finished before the caller's request.
+   */
   private async recoverPending(): Promise<RecoveredRequest[]> {
     const done: RecoveredRequest[] = [];
     for (const p of [...(this.keyFile.state.pending ?? [])]) {
+      const sessionId = (p.envelope.body as { sessionId?: string }).sessionId;
+      const open = this.current && !this.current.ended ? this.current : undefined;
+      if (p.op !== 'purchase' && !open && sessionId !== this.current?.sessionId) continue;
       let raw: unknown;
       try {
         raw = await this.http.post<unknown>(p.path, p.envelope, { idempotencyKey: p.idempotencyKey });

@@ -122,9 +122,14 @@ export class SandboxPaymentProvider implements PaymentProvider {
     return p.reason ? { status: p.status, reason: p.reason } : { status: p.status };
   }
 
+  /**
+   * The sandbox keeps its authorizations in the service's memory, so a restarted service has
+   * forgotten those of the process before: voiding one of them is accepted and changes nothing,
+   * as a processor accepts the void of an authorization it already released.
+   */
   async void(providerRef: string): Promise<void> {
-    const p = this.get(providerRef);
-    Object.assign(p, { status: 'declined', reason: 'voided', voided: true });
+    const p = this.byRef.get(providerRef);
+    if (p) Object.assign(p, { status: 'declined', reason: 'voided', voided: true });
   }
 
   /** The lockbox reports the check cleared: a pending payment is approved at the next poll. */

@@ -22,6 +22,8 @@ export interface CrashLoopOptions {
   seed?: number;
   /** Kill the postmaster too on every n-th fault; 0 never. Default 5. */
   databaseEvery?: number;
+  /** On every n-th fault the restart itself is killed half way first; 0 never. Default 7. */
+  startupKillEvery?: number;
   /** Random run time before each kill, ms. Default 150..1500. */
   runMs?: [number, number];
   log?: (line: string) => void;
@@ -82,6 +84,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRep
   const rng = new Prng(opts.seed ?? 1);
   const [lo, hi] = opts.runMs ?? [150, 1500];
   const databaseEvery = opts.databaseEvery ?? 5;
+  const startupKillEvery = opts.startupKillEvery ?? 7;
   const service = await ServiceProcess.create(opts.dir);
   const report: CrashLoopReport = {
     faults: 0, printsAcknowledged: 0, itemsPrinted: 0, losses: 0, doubleSpends: 0, lockedOut: 0, undelivered: 0, deliveredTwice: 0,
@@ -123,11 +126,13 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRep
       await service.kill();
       const withDatabase = databaseEvery > 0 && fault % databaseEvery === 0 && service.killDatabase();
       report.faults++;
+      const halfWay = startupKillEvery > 0 && fault % startupKillEvery === 0;
+      if (halfWay) await service.startAndKill(rng.range(100, 1500));
       for (;;) {
         try {
           const ms = await service.start(120_000);
           report.restartMs.push(ms);
-          log(`fault ${fault}${withDatabase ? ' (service and PostgreSQL)' : ''}: restarted in ${ms} ms`);
+          log(`fault ${fault}${withDatabase ? ' (service and PostgreSQL)' : ''}${halfWay ? ' (a restart killed half way first)' : ''}: restarted in ${ms} ms`);
           break;
         } catch (e) {
           report.failedRestarts++;

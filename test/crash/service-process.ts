@@ -45,6 +45,17 @@ export class ServiceProcess {
     return readFileSync(join(this.varDir, 'dev-ca', 'root.pem'), 'utf8');
   }
 
+  /**
+   * Starts the service and kills it (SIGKILL) after `ms`, wherever its start-up is then (token
+   * login, ring reconcile, migrations, PKI, listening): a restart killed half way.
+   */
+  async startAndKill(ms: number): Promise<void> {
+    const starting = this.start(120_000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, ms));
+    await this.kill();
+    await starting;
+  }
+
   /** Starts the service and waits until it listens; throws with its output if it does not within `timeoutMs`. */
   async start(timeoutMs = 90_000): Promise<number> {
     const began = Date.now();
@@ -54,6 +65,11 @@ export class ServiceProcess {
       SOFTHSM2_CONF: join(this.dir, 'softhsm2.conf'), VBI_VAR_DIR: this.varDir, PORT: String(this.port), VBI_CA_PORT: String(this.caPort),
       HOST: '127.0.0.1', VBI_METER_POOL: '2',
     };
+    if (!env.PKCS11_LIBRARY) {
+      // as test/setup.ts does: the library scripts/bootstrap.sh found (npm test and npm run soak run it)
+      const m = /^PKCS11_LIBRARY=(.*)$/m.exec(readFileSync(join(__dirname, '..', '..', '..', 'var', 'dev.env'), 'utf8'));
+      if (m) env.PKCS11_LIBRARY = m[1];
+    }
     delete env.DATABASE_URL;
     delete env.PKCS11_TOKEN_LABELS;
     const child = spawn(process.execPath, [join(__dirname, '..', '..', 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
