@@ -24,6 +24,8 @@ export interface CrashLoopOptions {
   databaseEvery?: number;
   /** On every n-th fault the restart itself is killed half way first; 0 never. Default 7. */
   startupKillEvery?: number;
+  /** Every n-th fault is a SIGTERM followed by a SIGKILL half way through the shutdown; 0 never. Default 11. */
+  shutdownKillEvery?: number;
   /** Random run time before each kill, ms. Default 150..1500. */
   runMs?: [number, number];
   log?: (line: string) => void;
@@ -85,6 +87,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRep
   const [lo, hi] = opts.runMs ?? [150, 1500];
   const databaseEvery = opts.databaseEvery ?? 5;
   const startupKillEvery = opts.startupKillEvery ?? 7;
+  const shutdownKillEvery = opts.shutdownKillEvery ?? 11;
   const service = await ServiceProcess.create(opts.dir);
   const report: CrashLoopReport = {
     faults: 0, printsAcknowledged: 0, itemsPrinted: 0, losses: 0, doubleSpends: 0, lockedOut: 0, undelivered: 0, deliveredTwice: 0,
@@ -123,7 +126,9 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRep
 
     for (let fault = 1; fault <= opts.faults; fault++) {
       await sleep(rng.range(lo, hi));
-      await service.kill();
+      const inShutdown = shutdownKillEvery > 0 && fault % shutdownKillEvery === 0;
+      if (inShutdown) await service.terminateThenKill(rng.range(0, 300));
+      else await service.kill();
       const withDatabase = databaseEvery > 0 && fault % databaseEvery === 0 && service.killDatabase();
       report.faults++;
       const halfWay = startupKillEvery > 0 && fault % startupKillEvery === 0;
@@ -132,7 +137,7 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopRep
         try {
           const ms = await service.start(120_000);
           report.restartMs.push(ms);
-          log(`fault ${fault}${withDatabase ? ' (service and PostgreSQL)' : ''}${halfWay ? ' (a restart killed half way first)' : ''}: restarted in ${ms} ms`);
+          log(`fault ${fault}${withDatabase ? ' (service and PostgreSQL)' : ''}${halfWay ? ' (a restart killed half way first)' : ''}${inShutdown ? ' (killed during its shutdown)' : ''}: restarted in ${ms} ms`);
           break;
         } catch (e) {
           report.failedRestarts++;

@@ -99,6 +99,14 @@ export class ServiceProcess {
     return this.output;
   }
 
+  /** SIGTERM (an orderly shutdown begins), then SIGKILL after `ms` wherever the shutdown is. */
+  async terminateThenKill(ms: number): Promise<void> {
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, ms));
+    await this.kill();
+  }
+
   /** SIGKILL of the service (node) process; waits until it is gone. */
   async kill(): Promise<void> {
     const child = this.child;
