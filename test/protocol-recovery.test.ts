@@ -1,9 +1,10 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { RecoveredRequest, VbiClient } from '../src/client/vbi-client';
+import { runCli } from '../src/client/cli';
 import { KeyFile } from '../src/client/key-file';
 import { ClientState } from '../src/client/client-state';
 import { buildResyncRequest, checkResyncResponse } from '../src/client/resync';
@@ -237,6 +238,37 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
     expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 4_000, descending: 46_000 });
     expect(restarted.registers).to.deep.equal({ ascending: 4_000, descending: 46_000 });
     await restarted.closeSession();
+  });
+
+  it('vbi recover writes the labels of a print whose answer was lost; vbi reprint fetches committed indicia again', async () => {
+    const { client, keyFilePath } = await newClient();
+    await client.buy({ amount: 20_000, payment: { kind: 'card', token: 'tok_approve' } });
+    await client.openSession({ heartbeats: false });
+    drop.set('/v1/indicia', 2);
+    expect(errCode(await client.print([{ destinationZip: '10001', postage: 700 }, { destinationZip: '10002', postage: 800 }]).catch((e) => e))).to.equal('NETWORK_ERROR');
+    client.stopHeartbeats(); // the program that printed is gone
+    let out = '';
+    let err = '';
+    const io = {
+      stdout: { write: (x: string) => (out += x) }, stderr: { write: (x: string) => (err += x) }, cwd: dir, fetch: lossyFetch,
+      env: { VBI_PASSWORD: password, VBI_KEY_FILE: keyFilePath, VBI_SERVER: f.url },
+    };
+    expect(await runCli(['recover', '--out', 'recovered', '--format', 'svg'], io), err).to.equal(0);
+    expect(out).to.match(/print \S+: printed 2, voided 0, failed 0/);
+    const meterLabels = (d: string) => readdirSync(join(dir, d)).filter((x) => x.startsWith(client.meterId)).sort();
+    expect(meterLabels('recovered')).to.have.length(2);
+    out = '';
+    expect(await runCli(['recover', '--out', 'recovered'], io), err).to.equal(0);
+    expect(out).to.include('nothing was pending');
+    const [row] = await f.service.db.knex('indicia').where({ meter_id: client.meterId }).orderBy('sequence').select('sequence', 'batch_id');
+    expect(await runCli(['reprint', '--from', String(row.sequence), '--to', String(row.sequence + 5), '--out', 'again', '--format', 'svg'], io), err).to.equal(0);
+    expect(meterLabels('again')).to.deep.equal(meterLabels('recovered'));
+    out = '';
+    expect(await runCli(['reprint', '--batch', row.batch_id, '--out', 'again', '--format', 'svg'], io), err).to.equal(0);
+    expect(out.match(/exists, kept/g)).to.have.length(2);
+    expect(await runCli(['reprint', '--batch', 'ffffffffffffffff', '--out', 'none'], io)).to.equal(1);
+    expect(await runCli(['reprint', '--out', 'none'], io)).to.equal(2);
+    expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 1_500, descending: 18_500 });
   });
 
   it('a print request that failed half way (a 5xx) is resumed by its retry: committed items answered again, the rest printed', async () => {

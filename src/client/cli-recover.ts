@@ -46,8 +46,8 @@ export async function cmdRecover(ctx: CliContext, v: Values, args: string[]): Pr
   required(v, 'out');
   const recovered: RecoveredRequest[] = [];
   const client = await ctx.client({ onRecovered: (r) => { recovered.push(r); } });
-  await client.resync();
-  await client.openSession({ heartbeats: false }); // recovers pending requests in this session
+  // opening the session finishes saved purchases first, then prints (their indicia in this session)
+  await client.openSession({ heartbeats: false });
   try {
     await client.recover();
   } finally {
