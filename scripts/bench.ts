@@ -1,4 +1,5 @@
 /**
+ * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50]   (scripts/bench-http.ts)
  * npm run bench -- ledger [--seconds N] [--meters N]
  *
  * Measures, on fresh SoftHSM2 tokens and a fresh embedded PostgreSQL in a temp directory:
@@ -24,6 +25,7 @@ import { buildMap } from '../src/module/meter-map';
 import { Client } from 'pg';
 import { startDevPki } from '../src/pki/dev-pki';
 import { PgMeterStore } from '../src/ledger/pg-meter-store';
+import { benchHttp } from './bench-http';
 
 const SO = 'bench-so-pin';
 const USER = 'bench-user-pin';
@@ -71,8 +73,12 @@ async function fillMeterMap(db: Database, n: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'http') {
+    await benchHttp();
+    return;
+  }
   if (process.argv[2] !== 'ledger') {
-    process.stderr.write('usage: npm run bench -- ledger [--seconds N] [--meters N]\n');
+    process.stderr.write('usage: npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50]\n       npm run bench -- ledger [--seconds N] [--meters N]\n');
     process.exit(2);
   }
   const seconds = arg('seconds', 5);
