@@ -57,6 +57,8 @@ async function main(): Promise<void> {
     service, pki, metergen: metergenOf, payments: new SandboxPaymentProvider(),
     meterPool: { minimum: Number(process.env.VBI_METER_POOL ?? 3), maxDescendingRegister: 1_000_000_000 },
     host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls,
+    // registration, challenge and session-open attempts per client address (and meter) per minute
+    authRateLimit: process.env.VBI_AUTH_RATE_LIMIT ? { limit: Number(process.env.VBI_AUTH_RATE_LIMIT), windowMs: 60_000 } : undefined,
   });
   process.stdout.write(`meters ready for registration: ${await service.ledger.unassignedMeters()}\n`);
   process.stdout.write(`listening on ${server.url}  (health: ${server.url}/v1/health, API: ${server.url}/v1/openapi.json)\n`);

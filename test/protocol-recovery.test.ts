@@ -235,6 +235,18 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
     for (const x of bySequence) expect(x.indicium.equals(stored.get(x.indiciumId)!)).to.equal(true);
     const byBatch = await restarted.redeliver({ batchId: bySequence[0].batchId! });
     expect(byBatch).to.have.length(2);
+    // the resync list shows the print request as one transaction with both indicia
+    const file = await KeyFile.open<ClientState>({ path: keyFilePath, password });
+    const hmk = Buffer.from(file.state.hmk, 'base64');
+    const req = buildResyncRequest({ meterId: client.meterId, hmk, afterSequence: 0, clientTime: Date.now() });
+    const answer = checkResyncResponse({
+      response: await (await fetch(`${f.url}/v1/resync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) })).json(),
+      request: req, hmk, modules: file.state.modules,
+    });
+    const printRecord = answer.transactions.find((t) => t.type === 'indicium');
+    expect(printRecord?.amount).to.equal(4_000);
+    expect(printRecord?.indicia?.map((x) => [x.indiciumId, x.batchId, x.index])).to.deep.equal(
+      [...byBatch].sort((a, b) => a.index! - b.index!).map((x) => [x.indiciumId, x.batchId, x.index]));
     expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 4_000, descending: 46_000 });
     expect(restarted.registers).to.deep.equal({ ascending: 4_000, descending: 46_000 });
     await restarted.closeSession();
@@ -271,11 +283,11 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
     expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 1_500, descending: 18_500 });
   });
 
-  it('a print request that failed half way (a 5xx) is resumed by its retry: committed items answered again, the rest printed', async () => {
+  it('a print request that fails in the middle of its dispatch (a 5xx) commits nothing; its retry under the same key prints every item once', async () => {
     const { client } = await newClient();
     await client.buy({ amount: 50_000, payment: { kind: 'card', token: 'tok_approve' } });
     await client.openSession({ heartbeats: false });
-    // the service fails right after item 0 committed (a database or module failure)
+    // the service fails right after item 0 was signed (a database or module failure)
     afterItem = (i) => {
       if (i === 0) {
         afterItem = undefined;
@@ -285,13 +297,13 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
     const failed = await client.print([1, 2, 3].map((i) => ({ destinationZip: '10001', postage: 100 * i }))).catch((e) => e);
     expect(errCode(failed)).to.equal('INTERNAL');
     expect(client.state.pending).to.have.length(1);
-    const first = await f.service.db.knex('indicia').where({ meter_id: client.meterId }).select('indicium_id', 'item_index');
-    expect(first.map((r) => r.item_index)).to.deep.equal([0]);
+    // one dispatch, one transaction: nothing of the request committed, nothing debited
+    expect(await f.service.db.knex('indicia').where({ meter_id: client.meterId })).to.deep.equal([]);
+    expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 0, descending: 50_000 });
     expect(await f.service.db.knex('idempotency_keys').where({ scope: client.meterId, state: 'in_progress' }).select('owner')).to.deep.equal([{ owner: null }]);
 
     const [r] = await client.recover();
     expect(r.outcome!.items.map((i) => i.status)).to.deep.equal(['printed', 'printed', 'printed']);
-    expect(r.outcome!.items[0].indiciumId).to.equal(Number(first[0].indicium_id));
     const stored = await storedIndicia(client.meterId);
     expect(stored.size).to.equal(3);
     for (const item of r.outcome!.items) expect(item.indicium!.equals(stored.get(item.indiciumId!)!)).to.equal(true);

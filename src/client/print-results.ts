@@ -39,7 +39,7 @@ export function checkPrintedItems(req: {
   meterId: string; op: 'print' | 'correction'; sessionId: string; sessionKey: Buffer;
   requests: PrintItemRequest[]; items: WirePrintItem[]; answered: WirePrintedItem[];
   startRegisters: RegisterEcho; receipts: ReceiptVerifier;
-  /** The authorisation receipt's sequence: an item right after it (or after the previous item) must move startRegisters by its postage. */
+  /** The sequence before the first item, if known: a first item right after it must move startRegisters by its postage. */
   startSequence?: number;
   /** How an item's indicium is decrypted; default: under `sessionKey` with the item's counter. */
   decrypt?: (answered: WirePrintedItem, item: WirePrintItem) => Buffer;
@@ -64,9 +64,9 @@ export function checkPrintedItems(req: {
       continue;
     }
     const before = registers;
-    // A resumed request (docs/protocol.md 6) may have other transactions of the meter between
-    // its authorisation and an item (a gap in the signed sequences): then only the amount is
-    // checked against the item; otherwise the registers must move by exactly the postage.
+    // Items of one request follow each other (consecutive signed sequences) and must move the
+    // registers by exactly their postage; where the sequences have a gap (other transactions of
+    // the meter in between) only the amount is checked.
     const follows = sequence === undefined || receipt.sequence === sequence + 1;
     registers = { ascending: receipt.ascendingRegister, descending: receipt.descendingRegister };
     sequence = receipt.sequence;

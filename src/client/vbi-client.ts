@@ -67,10 +67,9 @@ export type RedeliverySelector = { batchId: string } | { idempotencyKey: string 
 /**
  * Codes that mean the client's copy is not the module's and nothing happened: the challenge is
  * not the module's last (an answer was lost, the key file is older than the meter), or the
- * registers differ (a print whose authorisation was handled but whose items' answer was lost:
- * items move the registers without a new challenge). The client resyncs — adopting only
- * registers the module signed and MACed for its nonce — and sends the request again; if the
- * resync itself fails, the original error is reported.
+ * registers differ (a key file whose registers were lost or edited). The client resyncs —
+ * adopting only registers the module signed and MACed for its nonce — and sends the request
+ * again; if the resync itself fails, the original error is reported.
  */
 const OUT_OF_STEP = ['STALE_CHALLENGE', 'REGISTER_MISMATCH'] as const;
 const outOfStep = (e: unknown) => OUT_OF_STEP.some((c) => isVbiError(e, c));
@@ -520,7 +519,9 @@ export class VbiClient {
     }
     const checked = checkPrintedItems({
       meterId: this.meterId, op: p.op === 'correction' ? 'correction' : 'print', sessionId: body.sessionId, sessionKey: sameSession ? session!.sessionKey : Buffer.alloc(32),
-      requests: p.requests ?? [], items: wire, answered, startRegisters: auth.registers, startSequence: auth.receipt.sequence,
+      // the items come first in the request's one dispatch, from the registers the envelope carried
+      // (the module checked them); the authorisation's receipt follows them
+      requests: p.requests ?? [], items: wire, answered, startRegisters: p.envelope.registers,
       receipts: await this.receiptsFor(answered), decrypt,
     });
     const newest = Math.max(0, ...checked.items.map((i) => i.receipt?.sequence ?? 0));

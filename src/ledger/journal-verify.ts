@@ -43,7 +43,8 @@ const PRINT_TYPES = new Set(['indicium', 'correction']);
  *    the last one is the database's map row; the meter map rebuilt from each meter's newest record
  *    has the root of that record and of the map row, and each meter row holds the package and
  *    slot its newest record names (`map`);
- *  - each indicium row belongs to one journal print record and each print record has one (`indicium`).
+ *  - each indicium row belongs to one journal print record, each print record has its rows and
+ *    their postage adds up to its amount (`indicium`).
  */
 export async function verifyJournal(req: { db: Knex; hsm: HsmModule }): Promise<JournalReport> {
   const findings: Finding[] = [];
@@ -160,21 +161,29 @@ async function checkMap(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>,
   }
 }
 
-/** Each indicium row names one journal print record (module, sequence, meter), and each print record has one row. */
+/**
+ * Each indicium row names one journal print record (module, sequence, meter); each print record
+ * has at least one row (a print request signs all its items in one record), and its rows' postage
+ * adds up to the record's amount.
+ */
 async function checkIndicia(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>, found: (f: Finding) => void): Promise<void> {
   const prints = new Map<string, Row>();
   for (const r of rows) if (decoded.has(r.journal_id) && PRINT_TYPES.has(r.tx_type)) prints.set(`${r.module_serial}#${r.checkpoint_seq}`, r);
-  const indicia: Array<{ indicium_id: number; meter_id: string; module_serial: string; checkpoint_seq: number }> =
-    await db('indicia').select('indicium_id', 'meter_id', 'module_serial', 'checkpoint_seq').orderBy('indicium_id');
-  const matched = new Set<string>();
+  const indicia: Array<{ indicium_id: number; meter_id: string; module_serial: string; checkpoint_seq: number; postage: number }> =
+    await db('indicia').select('indicium_id', 'meter_id', 'module_serial', 'checkpoint_seq', 'postage').orderBy('indicium_id');
+  const postage = new Map<string, number>();
   for (const i of indicia) {
     const key = `${i.module_serial}#${i.checkpoint_seq}`;
     const r = prints.get(key);
-    if (!r || r.meter_id !== i.meter_id) found({ kind: 'indicium', meterId: i.meter_id, reason: `indicium row ${i.indicium_id} belongs to no journal print record` });
-    else if (matched.has(key)) found({ kind: 'indicium', meterId: i.meter_id, reason: `indicium row ${i.indicium_id} is a second row for one print record` });
-    matched.add(key);
+    if (!r || r.meter_id !== i.meter_id) {
+      found({ kind: 'indicium', meterId: i.meter_id, reason: `indicium row ${i.indicium_id} belongs to no journal print record` });
+      continue;
+    }
+    postage.set(key, (postage.get(key) ?? 0) + Number(i.postage));
   }
   for (const [key, r] of prints) {
-    if (!matched.has(key)) found({ kind: 'indicium', journalId: r.journal_id, moduleSerial: r.module_serial, seq: r.checkpoint_seq, meterId: r.meter_id, reason: 'journal print record without its indicium row (deleted?)' });
+    const total = postage.get(key);
+    if (total === undefined) found({ kind: 'indicium', journalId: r.journal_id, moduleSerial: r.module_serial, seq: r.checkpoint_seq, meterId: r.meter_id, reason: 'journal print record without its indicium rows (deleted?)' });
+    else if (total !== Number(r.amount)) found({ kind: 'indicium', journalId: r.journal_id, moduleSerial: r.module_serial, seq: r.checkpoint_seq, meterId: r.meter_id, reason: `the print record's indicium rows add up to ${total} mills, the record to ${r.amount} (a row inserted or deleted?)` });
   }
 }

@@ -10,7 +10,8 @@ import { openPackage } from '../module/package-seal';
 import { operational, Operation } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
 import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation } from '../module/commands/mailer-operations';
-import { printSessionItem } from '../module/commands/print-item';
+import { SessionItem } from '../module/commands/print-item';
+import { BatchItem, BatchItemResult, printBatch } from '../module/commands/print-batch';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { Mailpiece } from '../module/commands/create-indicium';
 import { resync } from '../module/commands/resync';
@@ -176,7 +177,7 @@ export class MailerService {
 
   /** One operational request: envelope checks and the operation in one module dispatch. */
   private async operate<R extends Record<string, unknown>>(env: OperationalRequest, op: Operation<R>, extra: {
-    type: string; moduleSerial?: string; details?: Record<string, unknown>;
+    type: string; moduleSerial?: string; details?: Record<string, unknown> | (() => Record<string, unknown>);
     before?: (trx: Knex.Transaction) => Promise<void>;
     after?: (trx: Knex.Transaction, at: Date, record: { moduleSerial: string; seq: number }, response: OperationalResponse<R>) => Promise<void>;
   }): Promise<OperationalResponse<R>> {
@@ -184,7 +185,7 @@ export class MailerService {
       meterId: env.meterId, moduleSerial: extra.moduleSerial, type: extra.type,
       execute: operational(env, op), before: extra.before,
       after: extra.after ? (trx, o, at) => extra.after!(trx, at, o.record, o.result) : undefined,
-      details: () => ({ op: env.op, ...extra.details }),
+      details: () => ({ op: env.op, ...(typeof extra.details === 'function' ? extra.details() : extra.details) }),
       receipt: (o) => o.result.receipt,
     });
     return out.result;
@@ -377,22 +378,32 @@ export class MailerService {
       meterId: req.meterId, type: 'inquiry',
       before: async (trx) => {
         const rows = await trx('journal as j')
-          .leftJoin('indicia as i', function joinIndicium() {
-            this.on('i.meter_id', '=', 'j.meter_id').andOn('i.sequence', '=', 'j.sequence');
-          })
           .where('j.meter_id', req.meterId).where('j.sequence', '>', req.afterSequence)
           .orderBy('j.sequence').limit(limit + 1)
-          .select('j.sequence', 'j.tx_type', 'j.amount', 'j.ascending_register', 'j.descending_register', 'j.created_at', 'j.receipt',
-            'i.indicium_id', 'i.batch_id', 'i.item_index');
+          .select('j.sequence', 'j.tx_type', 'j.amount', 'j.ascending_register', 'j.descending_register', 'j.created_at', 'j.receipt', 'j.module_serial', 'j.checkpoint_seq');
+        const shown = rows.slice(0, limit);
+        // the indicia each record printed (a print request signs all its items in one record)
+        const printed = shown.length === 0 ? [] : await trx('indicia').where({ meter_id: req.meterId })
+          .whereIn(['module_serial', 'checkpoint_seq'], shown.map((r) => [r.module_serial, r.checkpoint_seq]))
+          .orderBy('sequence').select('indicium_id', 'sequence', 'batch_id', 'item_index', 'module_serial', 'checkpoint_seq');
+        const byRecord = new Map<string, NonNullable<MeterTransaction['indicia']>>();
+        for (const i of printed) {
+          const key = `${i.module_serial}#${i.checkpoint_seq}`;
+          const list = byRecord.get(key) ?? [];
+          list.push({ indiciumId: Number(i.indicium_id), sequence: Number(i.sequence), ...(i.batch_id !== null ? { batchId: i.batch_id as string, index: i.item_index as number } : {}) });
+          byRecord.set(key, list);
+        }
         listed = {
           more: rows.length > limit,
-          list: rows.slice(0, limit).map((r) => ({
-            sequence: Number(r.sequence), type: r.tx_type, amount: Number(r.amount), ascending: Number(r.ascending_register), descending: Number(r.descending_register),
-            time: r.created_at.toISOString(),
-            ...(r.receipt ? { receipt: r.receipt as Receipt } : {}),
-            ...(r.indicium_id !== null ? { indiciumId: Number(r.indicium_id) } : {}),
-            ...(r.batch_id !== null ? { batchId: r.batch_id as string, index: r.item_index as number } : {}),
-          })),
+          list: shown.map((r) => {
+            const indicia = byRecord.get(`${r.module_serial}#${r.checkpoint_seq}`);
+            return {
+              sequence: Number(r.sequence), type: r.tx_type, amount: Number(r.amount), ascending: Number(r.ascending_register), descending: Number(r.descending_register),
+              time: r.created_at.toISOString(),
+              ...(r.receipt ? { receipt: r.receipt as Receipt } : {}),
+              ...(indicia ? { indicia } : {}),
+            };
+          }),
         };
       },
       execute: resync(req, () => listed),
@@ -518,133 +529,141 @@ export class MailerService {
   // --- 4. printing -------------------------------------------------------------------------------
 
   /**
-   * A print batch: the envelope authorises it (one dispatch, which records the batch and its
-   * answer), then each item is printed in its own dispatch and transaction while the session is
-   * live. Items after the session ends are voided and not debited (docs/protocol.md section 4).
+   * A print batch in one module dispatch and one transaction (docs/protocol.md section 4): the
+   * envelope, then every item while the session is live — dynamic password, counter, funds,
+   * signature, encryption to the session key — and the package sealed once. Items after the
+   * session ends are voided and not debited.
    *
-   * Behind an Idempotency-Key a retry of a batch whose run died resumes it: the authorisation
-   * and every item already committed are answered from the database (the same bytes), and only
-   * the items that never committed are printed, if the session is still live.
+   * Behind an Idempotency-Key a retry of a request whose run died gets the committed answer
+   * from the database (the batch row and its indicia: the same bytes), or runs it if nothing
+   * committed.
    */
   async print(env: OperationalRequest<{ sessionId: string; items: PrintItemRequest[] }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const { sessionId, items } = env.body;
     const mailpieces = items.map((it) => this.mailpiece(it));
-    const batch = await this.authorizeBatch(env, 'print', idem, { sessionId, items: items.length }, {
+    const out = await this.printRequest(env, 'print', idem, items.map((item, i) => ({ item, mailpiece: mailpieces[i] })), {
       details: { sessionId, items: items.length },
-      before: async (trx) => {
-        await this.liveSession(trx, sessionId, env.meterId, true);
-      },
     });
-    const { authorization } = batch;
-    const results: PrintedItem[] = [];
-    let registers = authorization.registers;
-    let ended: string | undefined;
-    for (let i = 0; i < items.length; i++) {
-      const earlier = batch.done.get(i);
-      if (earlier) {
-        results.push(earlier);
-        if (earlier.receipt) registers = { ascending: earlier.receipt.ascendingRegister, descending: earlier.receipt.descendingRegister };
-        if (earlier.status === 'voided') ended ??= earlier.reason;
-      } else if (ended) {
-        results.push({ index: i, status: 'voided', reason: ended });
-      } else {
-        try {
-          const r = await this.printItem(env.meterId, sessionId, items[i], mailpieces[i], 'postage', { batchId: batch.batchId, index: i });
-          results.push({ index: i, status: 'printed', ...r });
-          registers = { ascending: r.receipt.ascendingRegister, descending: r.receipt.descendingRegister };
-        } catch (e) {
-          if (!(e instanceof VbiError)) throw e;
-          let item: PrintedItem;
-          if (['SESSION_ENDED', 'SESSION_NOT_FOUND', 'BAD_DYNAMIC_PASSWORD'].includes(e.code)) {
-            ended = e.code;
-            await this.endSession(sessionId, e.code === 'SESSION_ENDED' ? 'missed heartbeat' : e.code);
-            item = { index: i, status: 'voided', reason: e.code };
-          } else if (e.kind === 'user') {
-            item = { index: i, status: 'failed', reason: e.code };
-          } else {
-            throw e; // the service failed (database, module): the retry resumes from here
-          }
-          results.push(item);
-          await this.recordOutcome(batch.batchId, item);
-        }
-      }
-      await this.opts.afterItem?.(i);
-    }
-    return { authorization, items: results, registers };
+    return out;
   }
 
-  /** Correction indicium (WO 99/41690) inside a session, for the additional postage. Resumes like print. */
+  /** Correction indicium (WO 99/41690) inside a session, for the additional postage: one item, the same way. */
   async correction(env: OperationalRequest<{ sessionId: string; originalIndiciumId: number; item: PrintItemRequest }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; item: PrintedItem }> {
     const { sessionId, originalIndiciumId, item } = env.body;
     const mailpiece = this.mailpiece(item);
-    const batch = await this.authorizeBatch(env, 'correction', idem, { sessionId, items: 1, result: { originalIndiciumId } }, {
-      before: async (trx) => {
-        // everything the item can be refused for without the module, before the authorisation commits
-        const session = await this.liveSession(trx, sessionId, env.meterId, true);
+    const out = await this.printRequest(env, 'correction', idem, [{ item, mailpiece }], {
+      result: { originalIndiciumId }, corrects: originalIndiciumId,
+      before: async (trx, session) => {
+        // refused before the authorisation commits: the request fails as a whole
         this.checkCounter(session, item.counter, item.clientTime);
         const original = await trx('indicia').where({ indicium_id: originalIndiciumId, meter_id: env.meterId }).first('indicium_id');
         if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${env.meterId} has no indicium ${originalIndiciumId}`);
       },
+      details: { sessionId, originalIndiciumId },
     });
-    const { authorization } = batch;
-    const earlier = batch.done.get(0);
-    if (earlier) return { authorization, item: earlier };
-    // The authorisation has committed (the client's next challenge is in it): a refusal of the
-    // item itself is answered inside the 200, as for a print batch.
-    try {
-      const r = await this.printItem(env.meterId, sessionId, item, mailpiece, 'correction', { batchId: batch.batchId, index: 0 }, originalIndiciumId);
-      return { authorization, item: { index: 0, status: 'printed', ...r } };
-    } catch (e) {
-      if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
-      const refused: PrintedItem = { index: 0, status: e.code === 'BAD_DYNAMIC_PASSWORD' ? 'voided' : 'failed', reason: e.code };
-      await this.recordOutcome(batch.batchId, refused);
-      return { authorization, item: refused };
-    }
+    return { authorization: out.authorization, item: out.items[0] };
   }
 
   /**
-   * The authorisation of a print or correction request: one dispatch that also records the batch
-   * with its answer. A resumed request (same Idempotency-Key, its batch already recorded) gets the
-   * recorded answer and the items that committed, without a dispatch.
+   * The print and correction requests: the authorisation, every item and the batch row (with the
+   * answer and the items refused or voided) in one dispatch and one transaction.
    */
-  private async authorizeBatch(env: OperationalRequest, kind: 'print' | 'correction', idem: IdempotencyContext | undefined,
-    batch: { sessionId: string; items: number; result?: Record<string, unknown> },
-    extra: { details?: Record<string, unknown>; before: (trx: Knex.Transaction) => Promise<void> },
-  ): Promise<{ batchId: string; authorization: OperationalResponse; done: Map<number, PrintedItem> }> {
+  private async printRequest(env: OperationalRequest<{ sessionId: string }>, kind: 'print' | 'correction', idem: IdempotencyContext | undefined,
+    requested: Array<{ item: PrintItemRequest; mailpiece: Mailpiece }>,
+    extra: { result?: Record<string, unknown>; corrects?: number; details: Record<string, unknown>; before?: (trx: Knex.Transaction, session: { counter: number }) => Promise<void> },
+  ): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
+    const { sessionId } = env.body;
+    const meterId = env.meterId;
     if (idem) {
-      const prior = await this.db('print_batches').where({ meter_id: env.meterId, kind, idempotency_key: idem.key })
-        .where('created_at', '>=', idem.since).orderBy('created_at', 'desc').first('batch_id', 'answer', 'outcomes');
-      if (prior) return { batchId: prior.batch_id, authorization: prior.answer, done: await this.batchItems(prior.batch_id, prior.outcomes) };
+      const prior = await this.db('print_batches').where({ meter_id: meterId, kind, idempotency_key: idem.key })
+        .where('created_at', '>=', idem.since).orderBy('created_at', 'desc').first('batch_id', 'answer', 'outcomes', 'items');
+      if (prior) return this.storedBatch(prior);
     }
     const batchId = randomBytes(8).toString('hex');
-    const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { batchId, items: batch.items, ...batch.result } }), {
-      type: 'inquiry', details: { batchId, ...extra.details }, before: extra.before,
-      after: async (trx, _at, _record, response) => {
-        await trx('print_batches').insert({
-          batch_id: batchId, meter_id: env.meterId, kind, idempotency_key: idem?.key ?? null, session_id: batch.sessionId, items: batch.items,
-          answer: JSON.stringify(response),
-        });
+    const holder: { results?: BatchItemResult[] } = {};
+    let session: { wrapped_session_key: Buffer; counter: number; last_seen_at: Date; timeout_ms: number } | undefined;
+    let batchItems: BatchItem[] = [];
+    let lastSeen = 0;
+    const ids = new Map<number, number>();
+    const run = printBatch({
+      sessionId, type: kind === 'print' ? 'indicium' : 'correction', holder,
+      wrappedSessionKey: () => session!.wrapped_session_key,
+      items: () => batchItems,
+      live: async (index: number) => {
+        if (index > 0) await this.opts.afterItem?.(index - 1);
+        // a missed heartbeat ends the session: the service counts each printed item as activity
+        if (this.now() - lastSeen > session!.timeout_ms) return 'SESSION_ENDED';
+        lastSeen = Math.max(lastSeen, this.now());
+        return null;
       },
     });
-    return { batchId, authorization, done: new Map() };
+    const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await run(pkg, ctx)), result: { batchId, items: requested.length, ...extra.result } }), {
+      type: 'inquiry',
+      before: async (trx) => {
+        const s = await this.liveSession(trx, sessionId, meterId, true);
+        session = s;
+        lastSeen = s.last_seen_at.getTime();
+        await extra.before?.(trx, s);
+        // counters rise strictly from the session's; the client clock within 5 minutes
+        let counter = s.counter;
+        batchItems = requested.map(({ item, mailpiece }) => {
+          const it: SessionItem = { counter: item.counter, clientTime: item.clientTime, destinationZip: item.destinationZip, postage: item.postage, dynamicPassword: Buffer.from(item.dynamicPassword, 'base64') };
+          try {
+            this.checkCounter({ counter }, item.counter, item.clientTime);
+          } catch (e) {
+            return { item: it, mailpiece, refused: (e as VbiError).code };
+          }
+          counter = item.counter;
+          return { item: it, mailpiece };
+        });
+      },
+      after: async (trx, at, record, response) => {
+        const results = holder.results ?? [];
+        const printed = results.filter((r) => r.status === 'printed');
+        const refused = Object.fromEntries(results.filter((r) => r.status !== 'printed').map((r) => [r.index, { status: r.status, reason: r.reason }]));
+        await trx('print_batches').insert({
+          batch_id: batchId, meter_id: meterId, kind, idempotency_key: idem?.key ?? null, session_id: sessionId, items: requested.length,
+          answer: JSON.stringify(response), outcomes: JSON.stringify(refused),
+        });
+        if (printed.length) {
+          const rows = await trx('indicia').insert(printed.map((r) => ({
+            meter_id: meterId, sequence: r.printed!.sequence, kind: kind === 'print' ? 'postage' : 'correction', postage: r.printed!.postage,
+            corrects: extra.corrects ?? null, data: r.printed!.data, signature: r.printed!.signature, module_serial: record.moduleSerial,
+            checkpoint_seq: record.seq, created_at: at, batch_id: batchId, item_index: r.index, counter: batchItems[r.index].item.counter,
+            encrypted_indicium: r.printed!.encryptedIndicium, receipt: JSON.stringify(r.printed!.receipt),
+          }))).returning(['indicium_id', 'item_index']);
+          for (const row of rows) ids.set(row.item_index, Number(row.indicium_id));
+          const top = Math.max(...printed.map((r) => batchItems[r.index].item.counter));
+          await trx('sessions').where({ session_id: sessionId }).update({ counter: top, last_seen_at: new Date(this.now()) });
+        }
+        const ended = results.find((r) => r.status === 'voided');
+        if (ended) await trx('sessions').where({ session_id: sessionId }).update({ state: 'ended', end_reason: ended.reason === 'SESSION_ENDED' ? 'missed heartbeat' : ended.reason });
+      },
+      details: () => ({
+        batchId, ...extra.details,
+        printed: (holder.results ?? []).filter((r) => r.printed).map((r) => ({
+          index: r.index, counter: batchItems[r.index].item.counter, sequence: r.printed!.sequence, indicium: r.printed!.indicium.toString('base64'),
+        })),
+      }),
+    });
+    if (requested.length) await this.opts.afterItem?.(requested.length - 1);
+    const results = holder.results ?? [];
+    const items: PrintedItem[] = results.map((r) => (r.printed
+      ? { index: r.index, status: 'printed', indiciumId: ids.get(r.index), encryptedIndicium: r.printed.encryptedIndicium.toString('base64'), receipt: r.printed.receipt }
+      : { index: r.index, status: r.status, reason: r.reason }));
+    return { authorization, items, registers: authorization.registers };
   }
 
-  /** The items of a batch that have an outcome: printed (committed indicia) or refused earlier. */
-  private async batchItems(batchId: string, outcomes: Record<string, { status: 'voided' | 'failed'; reason: string }>): Promise<Map<number, PrintedItem>> {
+  /** A committed print or correction request answered again from the database: the same bytes. */
+  private async storedBatch(prior: { batch_id: string; answer: OperationalResponse; outcomes: Record<string, { status: 'voided' | 'failed'; reason: string }>; items: number }): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const done = new Map<number, PrintedItem>();
-    for (const [index, o] of Object.entries(outcomes ?? {})) done.set(Number(index), { index: Number(index), status: o.status, reason: o.reason });
-    const rows = await this.db('indicia').where({ batch_id: batchId }).select('indicium_id', 'item_index', 'encrypted_indicium', 'receipt');
+    for (const [index, o] of Object.entries(prior.outcomes ?? {})) done.set(Number(index), { index: Number(index), status: o.status, reason: o.reason });
+    const rows = await this.db('indicia').where({ batch_id: prior.batch_id }).select('indicium_id', 'item_index', 'encrypted_indicium', 'receipt');
     for (const r of rows) {
       done.set(r.item_index, { index: r.item_index, status: 'printed', indiciumId: Number(r.indicium_id), encryptedIndicium: r.encrypted_indicium.toString('base64'), receipt: r.receipt });
     }
-    return done;
-  }
-
-  /** Best effort: a refused or voided item is remembered so a resumed batch answers it the same way. */
-  private async recordOutcome(batchId: string, item: PrintedItem): Promise<void> {
-    await this.db('print_batches').where({ batch_id: batchId })
-      .update({ outcomes: this.db.raw('outcomes || ?::jsonb', [JSON.stringify({ [item.index]: { status: item.status, reason: item.reason } })]) })
-      .catch(() => undefined);
+    const items = Array.from({ length: prior.items }, (_, i) => done.get(i) ?? { index: i, status: 'voided' as const, reason: 'NOT_PRINTED' });
+    return { authorization: prior.answer, items, registers: prior.answer.registers };
   }
 
   private mailpiece(it: PrintItemRequest): Mailpiece {
@@ -653,40 +672,5 @@ export class MailerService {
     const q = computePostage({ ...it.rate, at: new Date(this.now()) });
     if (q.postage !== it.postage) throw vbiError('POSTAGE_MISMATCH', `rate table ${q.rateTableName} prices this piece at ${q.postage} mills, not ${it.postage}`, { postage: q.postage });
     return { destinationZip: it.destinationZip, rateCategory: q.rateCategory, rateTableId: q.rateTableId, rateTableVersion: q.rateTableVersion, itemType: it.itemType, dateOfMailing: it.dateOfMailing };
-  }
-
-  private async printItem(meterId: string, sessionId: string, it: PrintItemRequest, mailpiece: Mailpiece, kind: 'postage' | 'correction', place: { batchId: string; index: number }, corrects?: number): Promise<{ indiciumId: number; encryptedIndicium: string; receipt: Receipt }> {
-    let session: { wrapped_session_key: Buffer; counter: number } | undefined;
-    let indiciumId = 0;
-    try {
-      const out = await this.opts.ledger.run({
-        meterId, type: kind === 'postage' ? 'indicium' : 'correction',
-        before: async (trx) => {
-          session = await this.liveSession(trx, sessionId, meterId, true);
-          this.checkCounter(session as { counter: number }, it.counter, it.clientTime);
-        },
-        execute: async (pkg, ctx) => printSessionItem({
-          sessionId, wrappedSessionKey: (session as { wrapped_session_key: Buffer }).wrapped_session_key, mailpiece,
-          type: kind === 'postage' ? 'indicium' : 'correction',
-          item: { counter: it.counter, clientTime: it.clientTime, destinationZip: it.destinationZip, postage: it.postage, dynamicPassword: Buffer.from(it.dynamicPassword, 'base64') },
-        })(pkg, ctx),
-        after: async (trx, o, at) => {
-          await trx('sessions').where({ session_id: sessionId }).update({ counter: it.counter, last_seen_at: new Date(this.now()) });
-          const [row] = await trx('indicia').insert({
-            meter_id: meterId, sequence: o.result.sequence, kind, postage: it.postage, corrects: corrects ?? null,
-            data: o.result.data, signature: o.result.signature, module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq, created_at: at,
-            batch_id: place.batchId, item_index: place.index, counter: it.counter,
-            encrypted_indicium: o.result.encryptedIndicium, receipt: JSON.stringify(o.result.receipt),
-          }).returning('indicium_id');
-          indiciumId = row.indicium_id;
-        },
-        details: (o) => ({ sessionId, counter: it.counter, kind, sequence: o.result.sequence, indicium: o.result.indicium.toString('base64') }),
-        receipt: (o) => o.result.receipt,
-      });
-      return { indiciumId, encryptedIndicium: out.result.encryptedIndicium.toString('base64'), receipt: out.result.receipt };
-    } catch (e) {
-      if (isVbiError(e, 'BAD_DYNAMIC_PASSWORD')) await this.endSession(sessionId, 'bad dynamic password');
-      throw e;
-    }
   }
 }

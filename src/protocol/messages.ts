@@ -154,10 +154,8 @@ export interface MeterTransaction {
   time: string;
   /** The receipt the module signed then, when the transaction answered a mailer request. */
   receipt?: Receipt;
-  /** For a printed indicium: its id and, when it was part of a print request, the batch and place. */
-  indiciumId?: number;
-  batchId?: string;
-  index?: number;
+  /** The indicia it printed: id, sequence and, for a print or correction request, batch and place. */
+  indicia?: Array<{ indiciumId: number; sequence: number; batchId?: string; index?: number }>;
 }
 
 /** The module's answer: signed by the module identity key, MACed with the HMK. */

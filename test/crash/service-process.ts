@@ -24,6 +24,8 @@ export function freePort(): Promise<number> {
  */
 export class ServiceProcess {
   private child: ChildProcess | undefined;
+  /** Extra environment for every start (e.g. VBI_AUTH_RATE_LIMIT for a benchmark). */
+  env: NodeJS.ProcessEnv = {};
   private output = '';
   readonly varDir: string;
   readonly url: string;
@@ -57,13 +59,13 @@ export class ServiceProcess {
   }
 
   /** Starts the service and waits until it listens; throws with its output if it does not within `timeoutMs`. */
-  async start(timeoutMs = 90_000): Promise<number> {
+  async start(timeoutMs = 90_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
     const began = Date.now();
     this.output = '';
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       SOFTHSM2_CONF: join(this.dir, 'softhsm2.conf'), VBI_VAR_DIR: this.varDir, PORT: String(this.port), VBI_CA_PORT: String(this.caPort),
-      HOST: '127.0.0.1', VBI_METER_POOL: '2',
+      HOST: '127.0.0.1', VBI_METER_POOL: '2', ...this.env, ...extraEnv,
     };
     if (!env.PKCS11_LIBRARY) {
       // as test/setup.ts does: the library scripts/bootstrap.sh found (npm test and npm run soak run it)

@@ -56,7 +56,8 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
     const unsigned: Omit<Receipt, 'signature'> = {
       meterId: pkg.meterId, op: req.op, amount: out.amount,
       ascendingRegister: after.ascendingRegister, descendingRegister: after.descendingRegister,
-      sequence: pkg.recordCounter + 1, time: new Date(ctx.now).toISOString(),
+      // after whatever the operation took (a print request's items take the values before it)
+      sequence: out.package.recordCounter + 1, time: new Date(ctx.now).toISOString(),
       moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
     };
     const receipt: Receipt = { ...unsigned, signature: (await ctx.hsm.identitySign(receiptSignedBytes(unsigned))).toString('base64') };
