@@ -71,4 +71,9 @@ export class RawClient {
     const dp = createHmac('sha256', this.hmk).update(dynamicPasswordInput({ meterId: this.meterId, sessionId, counter, clientTime, purpose, ...extra })).digest('base64');
     return { counter, clientTime, dynamicPassword: dp };
   }
+
+  /** A genuine print dynamic password for a counter of the caller's choosing (e.g. one already used). */
+  dynamicPasswordFor(sessionId: string, counter: number, clientTime: number, extra: { destinationZip: string; postage: number }): string {
+    return createHmac('sha256', this.hmk).update(dynamicPasswordInput({ meterId: this.meterId, sessionId, counter, clientTime, purpose: 'print', ...extra })).digest('base64');
+  }
 }

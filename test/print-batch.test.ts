@@ -1,0 +1,87 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { ServerFixture, serverFixture } from './helpers/server';
+import { RawClient } from './helpers/raw-client';
+import { conservation } from '../src/ledger/conservation';
+import { verifyJournal } from '../src/ledger/journal-verify';
+import { passwordSecret } from '../src/protocol/messages';
+
+/**
+ * A print request is one module dispatch and one transaction (docs/protocol.md 4), against the
+ * real service: a refused item fails alone and the others' results, registers and receipts stay
+ * right; a bad dynamic password voids the rest; the journal holds one record for the request with
+ * one indicium row per printed item, and verify-journal and conservation agree.
+ */
+describe('print requests: one dispatch, items that fail alone', function () {
+  this.timeout(120_000);
+  let f: ServerFixture;
+  const password = 'batch password';
+
+  before(async () => {
+    f = await serverFixture();
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  async function mailer(funds: number): Promise<{ c: RawClient; sessionId: string }> {
+    const c = new RawClient(f.url);
+    await c.register(password);
+    const buy = await c.op('/v1/purchases', 'purchase', { amount: funds, payment: { kind: 'card', token: 'tok_approve' } }, { 'Idempotency-Key': `buy-${c.meterId}` });
+    expect(buy.status, JSON.stringify(buy.json)).to.equal(200);
+    const open = await c.op('/v1/sessions', 'session-open', {
+      moduleSerial: c.moduleSerial, encryptedPasswordSecret: c.encrypt(passwordSecret(password, c.meterId)), encryptedSessionKey: c.encrypt(randomBytes(32)),
+    });
+    expect(open.status, JSON.stringify(open.json)).to.equal(200);
+    return { c, sessionId: open.json.result.sessionId };
+  }
+
+  const item = (c: RawClient, sessionId: string, postage: number) => ({ destinationZip: '205000001', postage, ...c.dynamicPassword(sessionId, 'print', { destinationZip: '205000001', postage }) });
+
+  it('an item beyond the funds and one with a used counter fail alone; the others print, registers and receipts follow', async () => {
+    const { c, sessionId } = await mailer(2_000);
+    const a = item(c, sessionId, 700);
+    const tooMuch = item(c, sessionId, 5_000);
+    const b = item(c, sessionId, 800);
+    const reused = { ...item(c, sessionId, 100), counter: b.counter }; // a counter already used in this request
+    reused.dynamicPassword = c.dynamicPasswordFor(sessionId, reused.counter, reused.clientTime, { destinationZip: '205000001', postage: 100 });
+    const r = await c.op('/v1/indicia', 'print', { sessionId, items: [a, tooMuch, b, reused] }, { 'Idempotency-Key': 'mixed' });
+    expect(r.status, JSON.stringify(r.json)).to.equal(200);
+    expect(r.json.items.map((i: { status: string; reason?: string }) => [i.status, i.reason ?? null])).to.deep.equal([
+      ['printed', null], ['failed', 'INSUFFICIENT_FUNDS'], ['printed', null], ['failed', 'STALE_CHALLENGE'],
+    ]);
+    const [first, , second] = r.json.items;
+    expect([first.receipt.ascendingRegister, first.receipt.descendingRegister]).to.deep.equal([700, 1_300]);
+    expect([second.receipt.ascendingRegister, second.receipt.descendingRegister]).to.deep.equal([1_500, 500]);
+    expect(second.receipt.sequence).to.equal(first.receipt.sequence + 1);
+    // the authorisation's receipt follows the items and carries the registers after them
+    expect(r.json.authorization.receipt).to.include({ sequence: second.receipt.sequence + 1, amount: 1_500, ascendingRegister: 1_500, descendingRegister: 500 });
+    expect(r.json.registers).to.deep.equal({ ascending: 1_500, descending: 500 });
+
+    const rows = await f.service.db.knex('indicia').where({ meter_id: c.meterId }).orderBy('sequence').select('postage', 'checkpoint_seq', 'item_index');
+    expect(rows.map((x) => [Number(x.postage), x.item_index])).to.deep.equal([[700, 0], [800, 2]]);
+    expect(rows[0].checkpoint_seq).to.equal(rows[1].checkpoint_seq);
+    const report = await verifyJournal({ db: f.service.db.knex, hsm: f.service.engines[0].hsm });
+    expect(report.findings).to.deep.equal([]);
+    expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+  });
+
+  it('a bad dynamic password voids that item and the rest, ends the session, and debits nothing for them', async () => {
+    const { c, sessionId } = await mailer(10_000);
+    const good = item(c, sessionId, 300);
+    const forged = { ...item(c, sessionId, 300), dynamicPassword: randomBytes(32).toString('base64') };
+    const after = item(c, sessionId, 300);
+    const r = await c.op('/v1/indicia', 'print', { sessionId, items: [good, forged, after] }, { 'Idempotency-Key': 'forged' });
+    expect(r.status, JSON.stringify(r.json)).to.equal(200);
+    expect(r.json.items.map((i: { status: string; reason?: string }) => [i.status, i.reason ?? null])).to.deep.equal([
+      ['printed', null], ['voided', 'BAD_DYNAMIC_PASSWORD'], ['voided', 'BAD_DYNAMIC_PASSWORD'],
+    ]);
+    expect(r.json.registers).to.deep.equal({ ascending: 300, descending: 9_700 });
+    const s = await f.service.db.knex('sessions').where({ session_id: sessionId }).first('state');
+    expect(s.state).to.equal('ended');
+    const again = await c.op('/v1/indicia', 'print', { sessionId, items: [item(c, sessionId, 300)] }, { 'Idempotency-Key': 'after-forged' });
+    expect(again.json.error.code).to.equal('SESSION_ENDED');
+    expect((await f.service.db.knex('indicia').where({ meter_id: c.meterId })).length).to.equal(1);
+    expect((await verifyJournal({ db: f.service.db.knex, hsm: f.service.engines[0].hsm })).findings).to.deep.equal([]);
+  });
+});
