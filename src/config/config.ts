@@ -108,7 +108,8 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       ringSize: intFrom(env, 'VBI_RING_SIZE', 3, 3, 5),
       wrapMechanism: intFrom(env, 'PKCS11_WRAP_MECHANISM', 0x210a, 0, 0xffffffff),
       oaepHash,
-      sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 1, 64),
+      // at least 2: a command's key scope holds one session while it signs with the identity key
+      sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 2, 64),
     },
   };
 }

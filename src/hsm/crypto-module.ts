@@ -3,7 +3,7 @@ import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError, VbiError } from '../errors';
 import { HsmConfig, ModuleConfig } from '../config/config';
-import { DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, ModuleStatus } from './hsm-module';
+import { DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, KeyScope, ModuleStatus } from './hsm-module';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
 import { SessionPool } from './session-pool';
 import { ModuleStateMachine } from './module-state';
@@ -46,6 +46,11 @@ interface KeyHandles {
  * object handles are recovered once per call by reopening, logging in again and finding the
  * keys again; a device error puts the module into Error until `reconnect()` succeeds.
  */
+/** EC: raw r||s ECDSA over SHA-256(data); RSA: PKCS#1 v1.5 with SHA-256. */
+function signIndiciumData(s: graphene.Session, key: graphene.Key, algorithm: IndiciumKeyAlgorithm, data: Buffer): Promise<Buffer> {
+  return algorithm === 'ec-p256' ? ops.sign(s, 'ECDSA', key, sha256(data)) : ops.sign(s, 'SHA256_RSA_PKCS', key, data);
+}
+
 export class CryptoModule implements HsmModule {
   readonly tokenLabel: string;
   readonly suite: PackageSuite;
@@ -347,21 +352,83 @@ export class CryptoModule implements HsmModule {
 
   async signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer> {
     return this.run('sign with wrapped key', async (s, k) => {
-      const ec = req.algorithm === 'ec-p256';
-      const key = await ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, req.wrappedKey, {
-        class: graphene.ObjectClass.PRIVATE_KEY,
-        keyType: ec ? graphene.KeyType.EC : graphene.KeyType.RSA,
-        ...sessionTemplate('indicium-unwrap'),
-      });
+      const key = await this.unwrapIndiciumKey(s, k, req.wrappedKey, req.algorithm);
       try {
-        return ec
-          ? await ops.sign(s, 'ECDSA', key, sha256(req.data))
-          : await ops.sign(s, 'SHA256_RSA_PKCS', key, req.data);
+        return await signIndiciumData(s, key, req.algorithm, req.data);
       } finally {
         ops.destroyQuietly(key);
       }
     });
   }
+
+  private unwrapIndiciumKey(s: graphene.Session, k: KeyHandles, wrapped: Buffer, algorithm: IndiciumKeyAlgorithm): Promise<graphene.Key> {
+    return ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, wrapped, {
+      class: graphene.ObjectClass.PRIVATE_KEY,
+      keyType: algorithm === 'ec-p256' ? graphene.KeyType.EC : graphene.KeyType.RSA,
+      ...sessionTemplate('indicium-unwrap'),
+    });
+  }
+
+  /**
+   * A key scope (KeyScope): one pooled session for `fn`, keys unwrapped once and destroyed in
+   * `finally`. A session that fails recoverably runs `fn` again once on a new session (like every
+   * other operation), so `fn` must produce its results only through its return value.
+   */
+  withKeys<T>(fn: (keys: KeyScope) => Promise<T>): Promise<T> {
+    // An error of the caller's own code (a database failure, a refusal) is the caller's: it
+    // passes through as it is instead of becoming a token error (HSM_ERROR).
+    let own: { error: unknown } | undefined;
+    return this.run('key scope', async (s, k) => {
+      const made: graphene.Key[] = [];
+      const chains = new Map<string, graphene.Key>();
+      const chainKey = async (chain: KeyRef[]): Promise<graphene.Key> => {
+        let parent: graphene.Key = k.kek;
+        let path = '';
+        for (const ref of chain) {
+          path += `${ref.usage}:${ref.wrapped.toString('base64')}/`;
+          let key = chains.get(path);
+          if (!key) {
+            key = await this.unwrapChain(s, parent, [ref], made);
+            chains.set(path, key);
+          }
+          parent = key;
+        }
+        return parent;
+      };
+      const scope: KeyScope = {
+        hmac: async (req) => ops.sign(s, 'SHA256_HMAC', await chainKey(req.keyChain), req.data),
+        verifyHmac: async (req) => req.mac.length === HMAC_BYTES && ops.verify(s, 'SHA256_HMAC', await chainKey(req.keyChain), req.data, req.mac),
+        encryptWithKeyChain: async (req) => {
+          const key = await chainKey(req.keyChain);
+          const iv = randomBytes(GCM_IV_BYTES);
+          return Buffer.concat([iv, await ops.encrypt(s, aesGcm(iv, req.aad), key, req.plaintext)]);
+        },
+        signWithWrappedKey: async (req) => {
+          const path = `indicium:${req.algorithm}:${req.wrappedKey.toString('base64')}`;
+          let key = chains.get(path);
+          if (!key) {
+            key = await this.unwrapIndiciumKey(s, k, req.wrappedKey, req.algorithm);
+            made.push(key);
+            chains.set(path, key);
+          }
+          return signIndiciumData(s, key, req.algorithm, req.data);
+        },
+      };
+      try {
+        return await fn(scope);
+      } catch (e) {
+        if (e instanceof VbiError || ckr(e) !== undefined) throw e;
+        own = { error: e };
+        throw vbiError('INTERNAL', 'key scope: the caller failed');
+      } finally {
+        for (const m of made) ops.destroyQuietly(m);
+      }
+    }).catch((e) => {
+      if (own) throw own.error;
+      throw e;
+    });
+  }
+
 
   async generateWrappedSecretKey(): Promise<Buffer> {
     return this.run('generate wrapped secret key', async (s, k) => {
@@ -381,8 +448,8 @@ export class CryptoModule implements HsmModule {
 
   // --- client secrets and key chains (registration, operational protocol, sessions) -----
 
-  private async unwrapChain(s: graphene.Session, k: KeyHandles, chain: KeyRef[], made: graphene.Key[]): Promise<graphene.Key> {
-    let parent: graphene.Key = k.kek;
+  /** Unwraps `chain` starting under `parent` (the KEK for a whole chain); every object made goes to `made`. */
+  private async unwrapChain(s: graphene.Session, parent: graphene.Key, chain: KeyRef[], made: graphene.Key[]): Promise<graphene.Key> {
     for (const ref of chain) {
       const t = ref.usage === 'wrap' ? sessionTemplate('chain-wrap') : ref.usage === 'hmac' ? sessionTemplate('chain-hmac') : sessionTemplate('chain-encrypt');
       const keyType = ref.usage === 'hmac' ? graphene.KeyType.GENERIC_SECRET : graphene.KeyType.AES;
@@ -396,7 +463,7 @@ export class CryptoModule implements HsmModule {
     return this.run(what, async (s, k) => {
       const made: graphene.Key[] = [];
       try {
-        return await fn(s, await this.unwrapChain(s, k, chain, made), k);
+        return await fn(s, await this.unwrapChain(s, k.kek, chain, made), k);
       } finally {
         for (const m of made) ops.destroyQuietly(m);
       }

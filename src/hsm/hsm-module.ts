@@ -50,6 +50,12 @@ export interface HsmModule {
   /** AES-256-GCM with the last key of the chain: returns IV(12) || ciphertext || tag(16). */
   encryptWithKeyChain(req: { keyChain: KeyRef[]; plaintext: Buffer; aad: Buffer }): Promise<Buffer>;
 
+  /**
+   * Runs `fn` with a key scope (KeyScope): one command's operations with the same wrapped keys
+   * unwrap each key once instead of once per call.
+   */
+  withKeys<T>(fn: (keys: KeyScope) => Promise<T>): Promise<T>;
+
   /** Random bytes from the token's generator (challenges, session ids). */
   random(bytes: number): Promise<Buffer>;
 
@@ -73,6 +79,19 @@ export interface HsmModule {
 }
 
 export type IndiciumKeyAlgorithm = 'ec-p256' | 'rsa-2048';
+
+/**
+ * The key-chain operations of HsmModule inside one PKCS#11 session held for the scope: each
+ * wrapped key (each prefix of a chain, each wrapped indicium key) is unwrapped into a session
+ * object the first time it is needed and reused after that; every object is destroyed when the
+ * scope's function returns or throws, and none outlives that session. Calls must not overlap.
+ */
+export interface KeyScope {
+  hmac(req: { keyChain: KeyRef[]; data: Buffer }): Promise<Buffer>;
+  verifyHmac(req: { keyChain: KeyRef[]; data: Buffer; mac: Buffer }): Promise<boolean>;
+  encryptWithKeyChain(req: { keyChain: KeyRef[]; plaintext: Buffer; aad: Buffer }): Promise<Buffer>;
+  signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer>;
+}
 
 /** A key stored wrapped (in a package or a session row) and what it may be used for once unwrapped. */
 export interface KeyRef { wrapped: Buffer; usage: 'wrap' | 'hmac' | 'encrypt' }

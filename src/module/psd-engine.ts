@@ -1,5 +1,5 @@
 import { isVbiError, vbiError } from '../errors';
-import { HsmModule, ModuleStatus } from '../hsm/hsm-module';
+import { HsmModule, ModuleStatus, KeyScope } from '../hsm/hsm-module';
 import { PsdPackage } from '../psd/psd-package';
 import { openPackage, sealPackage } from './package-seal';
 import {
@@ -14,6 +14,8 @@ const INHIBIT_LABEL = 'vbi.inhibit';
 
 export interface CommandContext {
   hsm: HsmModule;
+  /** Keys unwrapped once for the whole command, when the command opened a key scope (operational()). */
+  keys?: KeyScope;
   /** The command's time stamp, ms since epoch (from the injected clock); also the package's and the checkpoint's. */
   now: number;
   /** Sequence number the command's checkpoint record will carry (for receipts). */

@@ -72,7 +72,7 @@ export function createIndicium(req: { postage: number; mailpiece: Mailpiece; typ
     // Field checks run before anything is signed (INDICIUM_FIELD_INVALID changes nothing).
     const signed = await signIndicium({
       fields,
-      sign: (data) => ctx.hsm.signWithWrappedKey({ wrappedKey: pkg.secrets.wrappedIndiciumKey, algorithm, data }),
+      sign: (data) => (ctx.keys ?? ctx.hsm).signWithWrappedKey({ wrappedKey: pkg.secrets.wrappedIndiciumKey, algorithm, data }),
     });
     return {
       package: next,

@@ -35,38 +35,41 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
     const usk: KeyRef = { wrapped: pkg.secrets.wrappedUserSecretsKey, usage: 'wrap' };
     const hmkChain: KeyRef[] = [usk, { wrapped: secrets.wrappedHmk, usage: 'hmac' }];
 
-    const mac = Buffer.from(req.mac, 'base64');
-    if (!(await ctx.hsm.verifyHmac({ keyChain: hmkChain, data: requestMacInput(req), mac }))) {
-      throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
-    }
-    const challenge = Buffer.from(req.challenge, 'base64');
-    const last = pkg.secrets.lastChallenge;
-    if (challenge.length !== last.length || last.length === 0 || !timingSafeEqual(challenge, last)) {
-      throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last (replayed or out of order)');
-    }
-    if (req.registers.ascending !== pkg.ascendingRegister || req.registers.descending !== pkg.descendingRegister) {
-      throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's", {
-        ascendingRegister: pkg.ascendingRegister, descendingRegister: pkg.descendingRegister,
-      });
-    }
+    // one key scope for the whole request: the HMK and the keys under it are unwrapped once
+    return ctx.hsm.withKeys(async (keys) => {
+      const mac = Buffer.from(req.mac, 'base64');
+      if (!(await keys.verifyHmac({ keyChain: hmkChain, data: requestMacInput(req), mac }))) {
+        throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
+      }
+      const challenge = Buffer.from(req.challenge, 'base64');
+      const last = pkg.secrets.lastChallenge;
+      if (challenge.length !== last.length || last.length === 0 || !timingSafeEqual(challenge, last)) {
+        throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last (replayed or out of order)');
+      }
+      if (req.registers.ascending !== pkg.ascendingRegister || req.registers.descending !== pkg.descendingRegister) {
+        throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's", {
+          ascendingRegister: pkg.ascendingRegister, descendingRegister: pkg.descendingRegister,
+        });
+      }
 
-    const out = await op(pkg, { ...ctx, hmkChain, usk });
-    const next = await ctx.hsm.random(CHALLENGE_BYTES);
-    const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
-    const unsigned: Omit<Receipt, 'signature'> = {
-      meterId: pkg.meterId, op: req.op, amount: out.amount,
-      ascendingRegister: after.ascendingRegister, descendingRegister: after.descendingRegister,
-      // after whatever the operation took (a print request's items take the values before it)
-      sequence: out.package.recordCounter + 1, time: new Date(ctx.now).toISOString(),
-      moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
-    };
-    const receipt: Receipt = { ...unsigned, signature: (await ctx.hsm.identitySign(receiptSignedBytes(unsigned))).toString('base64') };
-    const response: Omit<OperationalResponse<R>, 'mac'> = {
-      meterId: pkg.meterId, op: req.op, challenge: next.toString('base64'),
-      registers: { ascending: after.ascendingRegister, descending: after.descendingRegister },
-      result: out.result, receipt,
-    };
-    const responseMac = await ctx.hsm.hmac({ keyChain: hmkChain, data: responseMacInput(response as OperationalResponse) });
-    return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
+      const out = await op(pkg, { ...ctx, keys, hmkChain, usk });
+      const next = await ctx.hsm.random(CHALLENGE_BYTES);
+      const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
+      const unsigned: Omit<Receipt, 'signature'> = {
+        meterId: pkg.meterId, op: req.op, amount: out.amount,
+        ascendingRegister: after.ascendingRegister, descendingRegister: after.descendingRegister,
+        // after whatever the operation took (a print request's items take the values before it)
+        sequence: out.package.recordCounter + 1, time: new Date(ctx.now).toISOString(),
+        moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
+      };
+      const receipt: Receipt = { ...unsigned, signature: (await ctx.hsm.identitySign(receiptSignedBytes(unsigned))).toString('base64') };
+      const response: Omit<OperationalResponse<R>, 'mac'> = {
+        meterId: pkg.meterId, op: req.op, challenge: next.toString('base64'),
+        registers: { ascending: after.ascendingRegister, descending: after.descendingRegister },
+        result: out.result, receipt,
+      };
+      const responseMac = await keys.hmac({ keyChain: hmkChain, data: responseMacInput(response as OperationalResponse) });
+      return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
+    });
   };
 }

@@ -49,6 +49,8 @@ export function printBatch(req: {
 }): Operation<Record<string, unknown>> {
   return async (pkg, ctx) => {
     const sessionKey = { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const };
+    // the request's key scope: the HMK, the session key and the indicium key are unwrapped once
+    const keys = ctx.keys ?? ctx.hsm;
     const results: BatchItemResult[] = [];
     let cur: PsdPackage = pkg;
     let ended: string | null = null;
@@ -70,7 +72,7 @@ export function printBatch(req: {
         meterId: pkg.meterId, sessionId: req.sessionId, counter: item.counter, clientTime: item.clientTime,
         purpose: 'print', destinationZip: item.destinationZip, postage: item.postage,
       });
-      if (!(await ctx.hsm.verifyHmac({ keyChain: ctx.hmkChain, data: dp, mac: item.dynamicPassword }))) {
+      if (!(await keys.verifyHmac({ keyChain: ctx.hmkChain, data: dp, mac: item.dynamicPassword }))) {
         ended = 'BAD_DYNAMIC_PASSWORD';
         results.push({ index, status: 'voided', reason: ended });
         continue;
@@ -84,7 +86,7 @@ export function printBatch(req: {
         results.push({ index, status: isVbiError(e) && ENDING.includes(e.code) ? 'voided' : 'failed', reason: e.code });
         continue;
       }
-      const encryptedIndicium = await ctx.hsm.encryptWithKeyChain({
+      const encryptedIndicium = await keys.encryptWithKeyChain({
         keyChain: [ctx.usk, sessionKey], plaintext: out.result.indicium, aad: indiciumAad(req.sessionId, item.counter),
       });
       const unsigned: Omit<Receipt, 'signature'> = {

@@ -24,7 +24,7 @@ export function redeliver(req: { sessionId: string; wrappedSessionKey: () => Buf
     const keyChain = [ctx.usk, { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const }];
     const items = [];
     for (const i of req.indicia()) {
-      const encryptedIndicium = await ctx.hsm.encryptWithKeyChain({ keyChain, plaintext: i.indicium, aad: redeliveryAad(req.sessionId, i.indiciumId) });
+      const encryptedIndicium = await (ctx.keys ?? ctx.hsm).encryptWithKeyChain({ keyChain, plaintext: i.indicium, aad: redeliveryAad(req.sessionId, i.indiciumId) });
       items.push({
         indiciumId: i.indiciumId, sequence: i.sequence, kind: i.kind, postage: i.postage,
         ...(i.batchId !== null ? { batchId: i.batchId, index: i.index } : {}),
