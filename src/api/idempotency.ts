@@ -68,6 +68,9 @@ export const REPLAY_HEADER = 'Idempotent-Replay';
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7E]{1,128}$/;
 
 const TABLE = 'idempotency_keys';
+/** Recording an answer again after the database failed: every second, for up to 10 minutes. */
+const RECORD_RETRY_MS = 1_000;
+const RECORD_RETRIES = 600;
 
 /**
  * JSON with object keys sorted at every level (the protocol's canonical JSON): two bodies that
@@ -127,7 +130,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
       if (inserted.length === 1) {
         res.locals.idempotency = { scope, key, since: inserted[0].created_at, resumed: false } satisfies IdempotencyContext;
         running.add(id);
-        recordAnswer(res, { db, scope, key, log, done: () => running.delete(id) });
+        recordAnswer(res, { db, scope, key, owner, log, done: () => running.delete(id) });
         next();
         return;
       }
@@ -148,7 +151,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
         if (taken !== 1 || running.has(id)) continue;
         res.locals.idempotency = { scope, key, since: row.created_at, resumed: true } satisfies IdempotencyContext;
         running.add(id);
-        recordAnswer(res, { db, scope, key, log, done: () => running.delete(id) });
+        recordAnswer(res, { db, scope, key, owner, log, done: () => running.delete(id) });
         next();
         return;
       }
@@ -183,14 +186,25 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
  * If recording fails the answer is still sent and the key stays in_progress under this process,
  * which no longer runs it: the next retry takes it over and resumes.
  */
-function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; log: ErrorLog; done: () => void }): void {
-  const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress' };
+function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; owner: string; log: ErrorLog; done: () => void }): void {
+  // only while the row is still this process's: a retry elsewhere may have taken it over
+  const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress', owner: ctx.owner };
   const settle = (status: number, body: unknown): Promise<unknown> =>
     status >= 500
       ? ctx.db(TABLE).where(where).update({ owner: null })
       : ctx.db(TABLE).where(where).update({ state: 'done', status, response: body === undefined ? null : JSON.stringify(body) });
   const failed = (e: unknown) => ctx.log(`idempotency: could not record the answer for key '${ctx.key}' of '${ctx.scope}': ${(e as Error)?.message ?? e}`);
 
+  // The database may be away for a moment (a restart): an answer that could not be recorded is
+  // recorded again in the background, so a key whose answer the client received does not stay
+  // in progress; a 5xx is released the same way.
+  const later = (status: number, body: unknown, attempt = 1): void => {
+    if (attempt > RECORD_RETRIES) return;
+    const t = setTimeout(() => {
+      settle(status, body).catch(() => later(status, body, attempt + 1));
+    }, RECORD_RETRY_MS);
+    t.unref();
+  };
   let settled = false;
   const original = res.json;
   res.json = function recordingJson(this: Response, body?: unknown) {
@@ -198,7 +212,10 @@ function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string
     if (settled) return original.call(res, body);
     settled = true;
     settle(res.statusCode, body)
-      .catch(failed)
+      .catch((e) => {
+        failed(e);
+        later(res.statusCode, body);
+      })
       .finally(() => {
         ctx.done();
         original.call(res, body);
@@ -208,7 +225,10 @@ function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string
   res.on('finish', () => {
     if (settled) return;
     settled = true;
-    settle(res.statusCode, undefined).catch(failed).finally(ctx.done);
+    settle(res.statusCode, undefined).catch((e) => {
+      failed(e);
+      later(res.statusCode, undefined);
+    }).finally(ctx.done);
   });
 }
 
