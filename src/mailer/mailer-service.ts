@@ -41,7 +41,7 @@ export interface MailerOptions {
   clock?: () => number;
   /** Refills the pool of certified, unassigned meters (MeterGen); called when registration finds it empty and after each registration. */
   replenishMeters?: () => Promise<void>;
-  /** Test hook: runs after each printed or voided item of a batch. */
+  /** Test hook: runs inside a print request's dispatch after each item but the last (a throw fails the whole request). */
   afterItem?: (index: number) => void | Promise<void>;
   paymentBackoffMs?: number;
 }
@@ -646,7 +646,6 @@ export class MailerService {
         })),
       }),
     });
-    if (requested.length) await this.opts.afterItem?.(requested.length - 1);
     const results = holder.results ?? [];
     const items: PrintedItem[] = results.map((r) => (r.printed
       ? { index: r.index, status: 'printed', indiciumId: ids.get(r.index), encryptedIndicium: r.printed.encryptedIndicium.toString('base64'), receipt: r.printed.receipt }
