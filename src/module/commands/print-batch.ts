@@ -1,4 +1,4 @@
-import { isVbiError, VbiError } from '../../errors';
+import { VbiError } from '../../errors';
 import { PsdPackage } from '../../psd/psd-package';
 import { dynamicPasswordInput, Receipt, receiptSignedBytes } from '../../protocol/messages';
 import { ModuleTotals } from '../checkpoint';
@@ -83,7 +83,7 @@ export function printBatch(req: {
       } catch (e) {
         if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
         if (ENDING.includes(e.code)) ended = e.code;
-        results.push({ index, status: isVbiError(e) && ENDING.includes(e.code) ? 'voided' : 'failed', reason: e.code });
+        results.push({ index, status: ENDING.includes(e.code) ? 'voided' : 'failed', reason: e.code });
         continue;
       }
       const encryptedIndicium = await keys.encryptWithKeyChain({
