@@ -541,10 +541,9 @@ export class MailerService {
   async print(env: OperationalRequest<{ sessionId: string; items: PrintItemRequest[] }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const { sessionId, items } = env.body;
     const mailpieces = items.map((it) => this.mailpiece(it));
-    const out = await this.printRequest(env, 'print', idem, items.map((item, i) => ({ item, mailpiece: mailpieces[i] })), {
-      details: { sessionId, items: items.length },
+    return this.printRequest(env, 'print', idem, items.map((item, i) => ({ item, mailpiece: mailpieces[i] })), {
+      details: { sessionId, items: items.length }, answer: (a) => a,
     });
-    return out;
   }
 
   /** Correction indicium (WO 99/41690) inside a session, for the additional postage: one item, the same way. */
@@ -559,7 +558,7 @@ export class MailerService {
         const original = await trx('indicia').where({ indicium_id: originalIndiciumId, meter_id: env.meterId }).first('indicium_id');
         if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${env.meterId} has no indicium ${originalIndiciumId}`);
       },
-      details: { sessionId, originalIndiciumId },
+      details: { sessionId, originalIndiciumId }, answer: (a) => ({ authorization: a.authorization, item: a.items[0] }),
     });
     return { authorization: out.authorization, item: out.items[0] };
   }
@@ -570,7 +569,11 @@ export class MailerService {
    */
   private async printRequest(env: OperationalRequest<{ sessionId: string }>, kind: 'print' | 'correction', idem: IdempotencyContext | undefined,
     requested: Array<{ item: PrintItemRequest; mailpiece: Mailpiece }>,
-    extra: { result?: Record<string, unknown>; corrects?: number; details: Record<string, unknown>; before?: (trx: Knex.Transaction, session: { counter: number }) => Promise<void> },
+    extra: {
+      result?: Record<string, unknown>; corrects?: number; details: Record<string, unknown>; before?: (trx: Knex.Transaction, session: { counter: number }) => Promise<void>;
+      /** The HTTP answer from the request's results: stored under its Idempotency-Key in the same transaction. */
+      answer: (a: { authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }) => unknown;
+    },
   ): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const { sessionId } = env.body;
     const meterId = env.meterId;
@@ -585,6 +588,7 @@ export class MailerService {
     let batchItems: BatchItem[] = [];
     let lastSeen = 0;
     const ids = new Map<number, number>();
+    let answered: PrintedItem[] = [];
     const run = printBatch({
       sessionId, type: kind === 'print' ? 'indicium' : 'correction', holder,
       wrappedSessionKey: () => session!.wrapped_session_key,
@@ -638,6 +642,11 @@ export class MailerService {
         }
         const ended = results.find((r) => r.status === 'voided');
         if (ended) await trx('sessions').where({ session_id: sessionId }).update({ state: 'ended', end_reason: ended.reason === 'SESSION_ENDED' ? 'missed heartbeat' : ended.reason });
+        answered = results.map((r) => (r.printed
+          ? { index: r.index, status: 'printed', indiciumId: ids.get(r.index), encryptedIndicium: r.printed.encryptedIndicium.toString('base64'), receipt: r.printed.receipt }
+          : { index: r.index, status: r.status, reason: r.reason }));
+        // the answer commits with the request: one commit per print, and a crash after it cannot lose it
+        if (idem) await answerInTransaction(trx, idem, extra.answer({ authorization: response, items: answered, registers: response.registers }));
       },
       details: () => ({
         batchId, ...extra.details,
@@ -646,11 +655,7 @@ export class MailerService {
         })),
       }),
     });
-    const results = holder.results ?? [];
-    const items: PrintedItem[] = results.map((r) => (r.printed
-      ? { index: r.index, status: 'printed', indiciumId: ids.get(r.index), encryptedIndicium: r.printed.encryptedIndicium.toString('base64'), receipt: r.printed.receipt }
-      : { index: r.index, status: r.status, reason: r.reason }));
-    return { authorization, items, registers: authorization.registers };
+    return { authorization, items: answered, registers: authorization.registers };
   }
 
   /** A committed print or correction request answered again from the database: the same bytes. */
