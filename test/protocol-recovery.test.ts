@@ -52,6 +52,8 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
   };
   const http = { attempts: 2, retryDelayMs: 1 };
   let afterItem: ((index: number) => void) | undefined;
+  /** Runs right after COMMIT, before the ring append: throwing there is a ring append that did not happen. */
+  let afterCommit: ((info: { meterId: string; type: string }) => void) | undefined;
   let n = 0;
 
   async function newClient(opts: { onRecovered?: (r: RecoveredRequest) => void } = {}): Promise<{ client: VbiClient; keyFilePath: string }> {
@@ -74,7 +76,7 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
   }
 
   before(async () => {
-    f = await serverFixture({ mailer: { afterItem: (i) => afterItem?.(i) } });
+    f = await serverFixture({ mailer: { afterItem: (i) => afterItem?.(i) }, ledger: { faults: { afterCommit: (info) => afterCommit?.(info) } } });
     dir = mkdtempSync(join(tmpdir(), 'vbi-recovery-'));
   });
   after(async () => {
@@ -310,6 +312,32 @@ describe('protocol recovery: lost answers, resync, redelivery', function () {
     expect(await meterRow(client.meterId)).to.deep.equal({ ascending: 600, descending: 49_400 });
     expect(client.registers).to.deep.equal({ ascending: 600, descending: 49_400 });
     expect(await f.service.db.knex('idempotency_keys').where({ scope: client.meterId, state: 'in_progress' })).to.deep.equal([]);
+    await client.closeSession();
+  });
+
+  it('a committed request whose ring append failed is answered again only after its record is rolled forward into the ring', async () => {
+    const { client } = await newClient();
+    await client.buy({ amount: 30_000, payment: { kind: 'card', token: 'tok_approve' } });
+    await client.openSession({ heartbeats: false });
+    const engine = f.service.engines[0];
+    afterCommit = () => {
+      afterCommit = undefined;
+      throw new Error('injected: the ring append did not happen');
+    };
+    const failed = await client.print([{ destinationZip: '10001', postage: 1_100 }]).catch((e) => e);
+    expect(errCode(failed)).to.equal('INTERNAL');
+    // committed, but not in the ring: nothing was released
+    const [row] = await f.service.db.knex('indicia').where({ meter_id: client.meterId }).select('checkpoint_seq', 'module_serial');
+    expect(row.module_serial).to.equal(engine.hsm.serial);
+    expect(engine.status().ring.newestSeq).to.be.below(Number(row.checkpoint_seq));
+
+    // the retry resumes from the database: the record is rolled forward first, then answered
+    const [r] = await client.recover();
+    expect(r.outcome!.items.map((i) => i.status)).to.deep.equal(['printed']);
+    expect(engine.status().ring.newestSeq).to.be.at.least(Number(row.checkpoint_seq));
+    const rolled = await f.service.db.knex('audit_log').where({ module_serial: engine.hsm.serial }).select('kind');
+    expect(rolled.map((a) => a.kind)).to.include('checkpoint-rolled-forward');
+    expect(client.registers).to.deep.equal(await meterRow(client.meterId));
     await client.closeSession();
   });
 });

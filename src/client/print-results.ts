@@ -39,13 +39,10 @@ export function checkPrintedItems(req: {
   meterId: string; op: 'print' | 'correction'; sessionId: string; sessionKey: Buffer;
   requests: PrintItemRequest[]; items: WirePrintItem[]; answered: WirePrintedItem[];
   startRegisters: RegisterEcho; receipts: ReceiptVerifier;
-  /** The sequence before the first item, if known: a first item right after it must move startRegisters by its postage. */
-  startSequence?: number;
   /** How an item's indicium is decrypted; default: under `sessionKey` with the item's counter. */
   decrypt?: (answered: WirePrintedItem, item: WirePrintItem) => Buffer;
 }): { items: PrintedItem[]; registers: RegisterEcho } {
   let registers = req.startRegisters;
-  let sequence = req.startSequence;
   const out: PrintedItem[] = [];
   for (let index = 0; index < req.items.length; index++) {
     const item = req.items[index];
@@ -64,15 +61,9 @@ export function checkPrintedItems(req: {
       continue;
     }
     const before = registers;
-    // Items of one request follow each other (consecutive signed sequences) and must move the
-    // registers by exactly their postage; where the sequences have a gap (other transactions of
-    // the meter in between) only the amount is checked.
-    const follows = sequence === undefined || receipt.sequence === sequence + 1;
     registers = { ascending: receipt.ascendingRegister, descending: receipt.descendingRegister };
-    sequence = receipt.sequence;
     try {
-      if (receipt.amount !== item.postage
-        || (follows && (receipt.ascendingRegister !== before.ascending + item.postage || receipt.descendingRegister !== before.descending - item.postage))) {
+      if (receipt.amount !== item.postage || receipt.ascendingRegister !== before.ascending + item.postage || receipt.descendingRegister !== before.descending - item.postage) {
         throw vbiError('CERT_INVALID', `item ${index}: receipt for ${receipt.amount} mills moved the registers from ${before.ascending}/${before.descending} to ${receipt.ascendingRegister}/${receipt.descendingRegister}, not by the postage ${item.postage}`);
       }
       if (typeof a.encryptedIndicium !== 'string') throw vbiError('INDICIUM_MALFORMED', `item ${index}: printed without an indicium`);

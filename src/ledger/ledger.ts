@@ -129,6 +129,23 @@ export class Ledger {
   }
 
   /** Modules taken out of rotation by this process, and why. */
+  /**
+   * What a command committed may be answered again from the database only once its checkpoint
+   * record is in its module's ring, where a rolled-back database would be caught. A record whose
+   * ring append failed is rolled forward here first (reconcile); if it still is not in the ring,
+   * CHECKPOINT_APPEND_FAILED and nothing is released. Records of a ring are consecutive, so any
+   * newer one will do.
+   */
+  async ensureCheckpointed(moduleSerial: string, seq: number): Promise<void> {
+    const inRing = () => {
+      const newest = this.opts.engines.find((x) => x.hsm.serial === moduleSerial)?.status().ring.newestSeq;
+      return newest !== null && newest !== undefined && newest >= seq;
+    };
+    if (inRing()) return;
+    await this.reconcileAll();
+    if (!inRing()) throw vbiError('CHECKPOINT_APPEND_FAILED', `record ${seq} of module ${moduleSerial} is not in its ring: nothing is released`, { moduleSerial });
+  }
+
   rotation(): Array<{ serial: string; label: string; inRotation: boolean; reason: string | null }> {
     return this.opts.engines.map((e) => ({
       serial: e.hsm.serial, label: e.hsm.tokenLabel,

@@ -60,12 +60,6 @@ export interface PrintItemRequest {
 
 const CLOCK_SKEW_MS = 5 * 60_000;
 
-/** Stores a request's 200 answer under its Idempotency-Key inside the transaction that commits it. */
-async function answerInTransaction(trx: Knex.Transaction, idem: IdempotencyContext, response: unknown): Promise<void> {
-  await trx('idempotency_keys').where({ scope: idem.scope, key: idem.key, state: 'in_progress' })
-    .update({ state: 'done', status: 200, response: JSON.stringify(response) });
-}
-
 /** Registration tokens are kept only as their SHA-256. */
 function tokenHash(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
@@ -228,10 +222,11 @@ export class MailerService {
    * failure); a decline changes nothing; an approved payment becomes a PVD in the same dispatch
    * that answers the request; a check stays pending until `settle` finds it cleared.
    *
-   * Behind an Idempotency-Key the payment carries the key, and the answer is stored in the
+   * Behind an Idempotency-Key the payment carries the key, and the answer is kept on it in the
    * download's own transaction: a retry after a crash continues the same payment (charged again
    * under the same payment id, which the processor answers without a second charge), never a new
-   * one, and finds the answer if the download committed.
+   * one, and is answered from the payment if the download committed (once its checkpoint is in
+   * the ring).
    */
   async purchase(env: OperationalRequest<{ amount: number; payment: { kind: 'card' | 'ach' | 'check'; token: string } }>, idem?: IdempotencyContext): Promise<OperationalResponse> {
     const amount = assertMills(env.body.amount);
@@ -239,7 +234,12 @@ export class MailerService {
     let paymentId: number;
     if (prior) {
       paymentId = prior.payment_id;
-      if (prior.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${paymentId} is already applied`);
+      if (prior.status === 'applied') {
+        if (!prior.answer) throw vbiError('BAD_REQUEST', `payment ${paymentId} is already applied`);
+        const answer = prior.answer as OperationalResponse;
+        await this.opts.ledger.ensureCheckpointed(answer.receipt.moduleSerial, answer.receipt.checkpointSeq);
+        return answer;
+      }
       if (prior.status === 'declined') throw vbiError('PAYMENT_DECLINED', `payment ${paymentId} was declined`);
       if (prior.status === 'voided') throw vbiError('BAD_REQUEST', `payment ${paymentId} was voided: its download was refused`);
       if (prior.provider_ref) return this.applyCharged(env, { paymentId, amount: prior.amount, providerRef: prior.provider_ref, status: prior.status }, idem);
@@ -354,11 +354,12 @@ export class MailerService {
         if (pay.status === 'approved') await reservePool(trx, pay.amount);
       },
       after: async (trx, _at, record, response) => {
-        // the request's answer commits with the download: a crash after COMMIT cannot lose it
-        if (idem) await answerInTransaction(trx, idem, response);
         if (pay.status !== 'approved') return;
         await debitPool(trx, pay.amount);
-        await trx('payments').where({ payment_id: pay.paymentId }).update({ status: 'applied', applied_checkpoint_seq: record.seq, updated_at: trx.fn.now() });
+        // the answer is kept with the download, for a retry after a crash (never released before the ring append)
+        await trx('payments').where({ payment_id: pay.paymentId }).update({
+          status: 'applied', applied_checkpoint_seq: record.seq, answer: idem ? JSON.stringify(response) : null, updated_at: trx.fn.now(),
+        });
       },
     });
   }
@@ -534,15 +535,15 @@ export class MailerService {
    * signature, encryption to the session key — and the package sealed once. Items after the
    * session ends are voided and not debited.
    *
-   * Behind an Idempotency-Key a retry of a request whose run died gets the committed answer
-   * from the database (the batch row and its indicia: the same bytes), or runs it if nothing
-   * committed.
+   * Behind an Idempotency-Key a retry of a request whose run died or failed gets what it
+   * committed from the database (the batch row and its indicia: the same bytes) once its
+   * checkpoint is in the ring, or runs it if nothing committed.
    */
   async print(env: OperationalRequest<{ sessionId: string; items: PrintItemRequest[] }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const { sessionId, items } = env.body;
     const mailpieces = items.map((it) => this.mailpiece(it));
     return this.printRequest(env, 'print', idem, items.map((item, i) => ({ item, mailpiece: mailpieces[i] })), {
-      details: { sessionId, items: items.length }, answer: (a) => a,
+      details: { sessionId, items: items.length },
     });
   }
 
@@ -558,7 +559,7 @@ export class MailerService {
         const original = await trx('indicia').where({ indicium_id: originalIndiciumId, meter_id: env.meterId }).first('indicium_id');
         if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${env.meterId} has no indicium ${originalIndiciumId}`);
       },
-      details: { sessionId, originalIndiciumId }, answer: (a) => ({ authorization: a.authorization, item: a.items[0] }),
+      details: { sessionId, originalIndiciumId },
     });
     return { authorization: out.authorization, item: out.items[0] };
   }
@@ -571,13 +572,12 @@ export class MailerService {
     requested: Array<{ item: PrintItemRequest; mailpiece: Mailpiece }>,
     extra: {
       result?: Record<string, unknown>; corrects?: number; details: Record<string, unknown>; before?: (trx: Knex.Transaction, session: { counter: number }) => Promise<void>;
-      /** The HTTP answer from the request's results: stored under its Idempotency-Key in the same transaction. */
-      answer: (a: { authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }) => unknown;
     },
   ): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
     const { sessionId } = env.body;
     const meterId = env.meterId;
-    if (idem) {
+    if (idem?.resumed) {
+      // an earlier run of this request died or failed: if it committed, answer what it committed
       const prior = await this.db('print_batches').where({ meter_id: meterId, kind, idempotency_key: idem.key })
         .where('created_at', '>=', idem.since).orderBy('created_at', 'desc').first('batch_id', 'answer', 'outcomes', 'items');
       if (prior) return this.storedBatch(prior);
@@ -645,8 +645,6 @@ export class MailerService {
         answered = results.map((r) => (r.printed
           ? { index: r.index, status: 'printed', indiciumId: ids.get(r.index), encryptedIndicium: r.printed.encryptedIndicium.toString('base64'), receipt: r.printed.receipt }
           : { index: r.index, status: r.status, reason: r.reason }));
-        // the answer commits with the request: one commit per print, and a crash after it cannot lose it
-        if (idem) await answerInTransaction(trx, idem, extra.answer({ authorization: response, items: answered, registers: response.registers }));
       },
       details: () => ({
         batchId, ...extra.details,
@@ -658,8 +656,12 @@ export class MailerService {
     return { authorization, items: answered, registers: authorization.registers };
   }
 
-  /** A committed print or correction request answered again from the database: the same bytes. */
+  /**
+   * A committed print or correction request answered again from the database: the same bytes,
+   * and only once its checkpoint record is in the module's ring (never released before that).
+   */
   private async storedBatch(prior: { batch_id: string; answer: OperationalResponse; outcomes: Record<string, { status: 'voided' | 'failed'; reason: string }>; items: number }): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
+    await this.opts.ledger.ensureCheckpointed(prior.answer.receipt.moduleSerial, prior.answer.receipt.checkpointSeq);
     const done = new Map<number, PrintedItem>();
     for (const [index, o] of Object.entries(prior.outcomes ?? {})) done.set(Number(index), { index: Number(index), status: o.status, reason: o.reason });
     const rows = await this.db('indicia').where({ batch_id: prior.batch_id }).select('indicium_id', 'item_index', 'encrypted_indicium', 'receipt');

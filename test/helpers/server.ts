@@ -4,6 +4,7 @@ import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
 import { MailerOptions } from '../../src/mailer/mailer-service';
 import { freshDatabase } from './db';
 import type { Database } from '../../src/db/database';
+import type { LedgerOptions } from '../../src/ledger/ledger';
 import { testPki } from './pki';
 import { provisionModules, testConfig } from './ledger';
 import { toPem } from '../../src/pki/pem';
@@ -18,10 +19,10 @@ export interface ServerFixture {
 }
 
 /** The whole service over HTTP on 127.0.0.1: modules, database, dev PKI, MeterGen pool, API. */
-export async function serverFixture(opts: { db?: Database; modules?: number; mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer } } = {}): Promise<ServerFixture> {
+export async function serverFixture(opts: { db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; modules?: number; mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer } } = {}): Promise<ServerFixture> {
   const labels = await provisionModules(opts.modules ?? 1, 'srv');
   const db = opts.db ?? (await freshDatabase());
-  const service = await createService({ config: testConfig(labels), db });
+  const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
   await service.ledger.purchaseFromPost({ amount: 1_000_000_000, reference: 'test stock' });
   const pki = await testPki();
   const payments = new SandboxPaymentProvider({ clearAfterPolls: 1 });

@@ -22,9 +22,6 @@ export interface BatchItemResult {
   printed?: PrintedIndicium & { encryptedIndicium: Buffer; receipt: Receipt };
 }
 
-/** Codes after which the session is over: this item and every later one are voided. */
-const ENDING = ['SESSION_ENDED', 'BAD_DYNAMIC_PASSWORD'];
-
 /**
  * A whole print (or correction) request inside the one module dispatch that also checks its
  * envelope (operational()): for each item, while the session is live, the item's dynamic
@@ -82,8 +79,7 @@ export function printBatch(req: {
         out = await createIndicium({ postage: item.postage, mailpiece, type: req.type })(cur, ctx);
       } catch (e) {
         if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
-        if (ENDING.includes(e.code)) ended = e.code;
-        results.push({ index, status: ENDING.includes(e.code) ? 'voided' : 'failed', reason: e.code });
+        results.push({ index, status: 'failed', reason: e.code });
         continue;
       }
       const encryptedIndicium = await keys.encryptWithKeyChain({
