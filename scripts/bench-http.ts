@@ -99,7 +99,7 @@ export async function benchHttp(): Promise<void> {
     try {
       const m = await CryptoModule.start({
         library: lib, module: { tokenLabel: DEV_TOKEN_LABEL, userPin: DEV_USER_PIN, userType: 1 },
-        hsm: { suite: 'aes', wrapMechanism: 0x210a, oaepHash: 'sha1', sessionPoolSize: 4 },
+        hsm: { suite: 'aes', wrapMechanism: lib.profile.wrapMechanism, oaepHash: lib.profile.oaepHash, sessionPoolSize: 4 },
       });
       let raw = 0;
       for (const inFlight of [1, 2]) {

@@ -97,13 +97,14 @@ async function main(): Promise<void> {
     await generateModuleKeys({ library: lib, label: labels[0], soPin: SO, userPin: USER, suite: 'aes' });
     await initToken({ library: lib, label: labels[1], soPin: SO, userPin: USER });
     await cloneSharedKeys({
-      suite: 'aes', oaepHash: 'sha1',
+      suite: 'aes', oaepHash: lib.profile.oaepHash, wrapMechanism: lib.profile.wrapMechanism,
       from: { library: lib, label: labels[0], soPin: SO, userPin: USER }, to: { library: lib, label: labels[1], soPin: SO, userPin: USER },
     });
     await generateModuleKeys({ library: lib, label: labels[1], soPin: SO, userPin: USER, suite: 'aes', roles: ['module-identity', 'module-transport'] });
 
     const hsmConfig = (n: number): Config['hsm'] => ({
-      library, softhsm2Conf: join(root, 'softhsm2.conf'), suite: 'aes', ringSize: 3, wrapMechanism: 0x210a, oaepHash: 'sha1',
+      library, softhsm2Conf: join(root, 'softhsm2.conf'), profile: lib.profile, suite: 'aes', ringSize: 3,
+      wrapMechanism: lib.profile.wrapMechanism, oaepHash: lib.profile.oaepHash,
       sessionPoolSize: 4, modules: labels.slice(0, n).map((tokenLabel) => ({ tokenLabel, userPin: USER, userType: 1 })),
     });
 

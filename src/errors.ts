@@ -16,11 +16,14 @@ export const ERROR_CODES = {
   KEY_EXISTS: { status: 409, kind: 'user', text: 'the token already holds a key with that label' },
   KEY_ATTRIBUTES_WEAK: { status: 503, kind: 'internal', text: 'a module key has attributes its template forbids' },
   KCV_MISMATCH: { status: 500, kind: 'internal', text: 'key check values of cloned keys differ' },
+  TOKEN_UNSUITABLE: { status: 503, kind: 'internal', text: 'the token fails a check of its profile (npm run ceremony -- probe)' },
+  ALGORITHM_DISABLED: { status: 503, kind: 'internal', text: "the module's self-test disabled this optional algorithm" },
   // module state
   MODULE_ERROR: { status: 503, kind: 'internal', text: 'module is in the Error state' },
   MODULE_NOT_READY: { status: 503, kind: 'internal', text: 'module is not ready for service' },
   MODULE_INHIBITED: { status: 503, kind: 'internal', text: 'module is inhibited until an officer reinstates it' },
   HSM_ERROR: { status: 503, kind: 'internal', text: 'the cryptographic token reported an error' },
+  HSM_OPERATION_REFUSED: { status: 500, kind: 'internal', text: "the token refused this operation's template or mechanism; the module stays in service" },
   // sealed packages
   PACKAGE_MALFORMED: { status: 500, kind: 'internal', text: 'sealed package does not decode' },
   PACKAGE_VERSION_UNSUPPORTED: { status: 500, kind: 'internal', text: 'sealed package version is not supported' },

@@ -1,3 +1,4 @@
+import { vbiError } from './errors';
 import { Config, DEV_SO_PIN, DEV_TOKEN_LABEL } from './config/config';
 import { closeLibrary, openLibrary } from './hsm/pkcs11-library';
 import { CryptoModule } from './hsm/crypto-module';
@@ -58,7 +59,7 @@ export async function createService(deps: {
 }): Promise<Service> {
   const { config } = deps;
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile);
   const engines: PsdEngine[] = [];
   const leases = new Map<PsdEngine, Lease>();
   const held: Lease[] = [];
@@ -86,6 +87,12 @@ export async function createService(deps: {
       }
       const hsm = await CryptoModule.start({ library: lib, module: m, hsm: config.hsm, clock: deps.clock ? () => new Date(deps.clock!()) : undefined });
       modules.push(hsm);
+      // a token the service cannot use safely stops the start, with the probe's reasons
+      if (hsm.unsuitable) throw vbiError('TOKEN_UNSUITABLE', hsm.unsuitable);
+      const twin = modules.find((o) => o !== hsm && o.serial && o.serial === hsm.serial);
+      if (twin) {
+        throw vbiError('TOKEN_UNSUITABLE', `tokens '${twin.tokenLabel}' and '${hsm.tokenLabel}' have the same module serial ${hsm.serial}: use a token profile with serialSource identity-key`);
+      }
       const lease = await Lease.acquire({ url: db.url, resource: moduleResource(hsm.serial) });
       held.push(lease);
       const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, anchor });

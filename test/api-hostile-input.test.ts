@@ -1,3 +1,4 @@
+import { testLibrary } from './helpers/hsm';
 import { expect } from 'chai';
 import { request as httpRequest } from 'node:http';
 import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
@@ -95,7 +96,7 @@ describe('hostile input over HTTP (real token and database)', function () {
     const { meterId, registrationToken } = reg.json;
     const serial = reg.json.modules[0].serial;
     const key = createPublicKey({ key: Buffer.from(reg.json.modules[0].transportKey, 'base64'), format: 'der', type: 'spki' });
-    const enc = (b: Buffer) => publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, b).toString('base64');
+    const enc = (b: Buffer) => publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: testLibrary().profile.oaepHash }, b).toString('base64');
     const good = { moduleSerial: serial, registrationToken, encryptedHmk: enc(randomBytes(32)), encryptedPasswordSecret: enc(passwordSecret(password, meterId)) };
     const complete = (body: unknown, id = meterId) => c.call('POST', `/v1/registrations/${id}/complete`, body);
     const before = await rowsOf(f, meterId);
@@ -120,7 +121,7 @@ describe('hostile input over HTTP (real token and database)', function () {
 
   it('a session opened with a 16-byte session key or a wrong-length ciphertext is refused and changes nothing', async () => {
     const key = createPublicKey({ key: c.transportKey, format: 'der', type: 'spki' });
-    const enc = (b: Buffer) => publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, b).toString('base64');
+    const enc = (b: Buffer) => publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: testLibrary().profile.oaepHash }, b).toString('base64');
     const pw = enc(passwordSecret(password, c.meterId));
     const before = await rowsOf(f, c.meterId);
     errorShape(await c.send('/v1/sessions', c.envelope('session-open', { moduleSerial: c.moduleSerial, encryptedPasswordSecret: pw, encryptedSessionKey: enc(randomBytes(16)) })), 400, 'CLIENT_SECRET_INVALID');
@@ -262,7 +263,7 @@ describe('a registration refused for want of a meter', function () {
   it('leaves no account behind', async () => {
     const f = await ledgerFixture();
     try {
-      const mailer = new MailerService({ ledger: f.service.ledger, payments: new SandboxPaymentProvider(), oaepHash: 'sha1', spoilageLimitBps: 100 });
+      const mailer = new MailerService({ ledger: f.service.ledger, payments: new SandboxPaymentProvider(), oaepHash: testLibrary().profile.oaepHash, spoilageLimitBps: 100 });
       const count = async () => Number((await f.db.knex('accounts').count({ n: '*' }).first())?.n);
       const before = await count();
       const err = await mailer.register({ name: 'No Meter Left', licensingZip: '20260', returnAddress: ['x'] }).then(() => null, (e) => e);

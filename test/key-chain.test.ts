@@ -4,7 +4,7 @@ import { CryptoModule } from '../src/hsm/crypto-module';
 import { KeyRef } from '../src/hsm/hsm-module';
 import { spkiToKeyObject } from '../src/hsm/public-keys';
 import { isVbiError } from '../src/errors';
-import { provisionToken, startModule, uniqueLabel } from './helpers/hsm';
+import { provisionToken, startModule, testLibrary, uniqueLabel } from './helpers/hsm';
 
 describe('client secrets and key chains in the module', () => {
   const label = uniqueLabel('chain');
@@ -18,7 +18,7 @@ describe('client secrets and key chains in the module', () => {
   after(() => m.close());
 
   /** What a client does: RSA-OAEP (SHA-1, SoftHSM2's only choice) to the module transport key. */
-  const toModule = (secret: Buffer) => publicEncrypt({ key: spkiToKeyObject(m.transportPublicKey()), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, secret);
+  const toModule = (secret: Buffer) => publicEncrypt({ key: spkiToKeyObject(m.transportPublicKey()), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: testLibrary().profile.oaepHash }, secret);
 
   it('imports an HMK the host never sees and computes the same HMAC as the client', async () => {
     const hmk = randomBytes(32);

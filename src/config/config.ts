@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { vbiError } from '../errors';
 import { PackageSuite, isPackageSuite } from '../hsm/mechanisms';
+import { TokenProfile, loadProfile } from '../hsm/token-profile';
 
 /**
  * Everything that differs between SoftHSM2 in development and a production HSM lives here,
@@ -21,14 +22,16 @@ export interface HsmConfig {
   library: string;
   /** SOFTHSM2_CONF to export before C_Initialize; undefined for other libraries. */
   softhsm2Conf?: string;
+  /** What the token implementation supports and needs (PKCS11_PROFILE, hsm/profiles). */
+  profile: TokenProfile;
   modules: ModuleConfig[];
   /** Cipher suite of the package keys of this deployment. */
   suite: PackageSuite;
   /** Number of checkpoint records each module keeps in its ring (3..5). */
   ringSize: number;
-  /** Mechanism number for AES key wrap with padding (RFC 5649): SoftHSM2 0x210A, PKCS#11 3.x 0x210B. */
+  /** Mechanism number for AES key wrap with padding (RFC 5649): the profile's unless PKCS11_WRAP_MECHANISM. */
   wrapMechanism: number;
-  /** Hash of RSA-OAEP used with the transport keys: SoftHSM2 2.6 accepts only sha1. */
+  /** Hash of RSA-OAEP used with the transport keys: the profile's unless PKCS11_OAEP_HASH. */
   oaepHash: 'sha1' | 'sha256';
   /** Sessions per token kept open for concurrent commands. */
   sessionPoolSize: number;
@@ -94,7 +97,11 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   const userType = intFrom(env, 'PKCS11_USER_TYPE', 1, 0, 0xffffffff);
   const suite = env.VBI_PACKAGE_SUITE ?? 'aes';
   if (!isPackageSuite(suite)) throw vbiError('CONFIG_INVALID', `VBI_PACKAGE_SUITE must be 'aes' or 'legacy-3des', got '${suite}'`);
-  const oaepHash = env.PKCS11_OAEP_HASH ?? 'sha1';
+  const profile = loadProfile(env.PKCS11_PROFILE || undefined, library);
+  if (!profile.suites.includes(suite)) {
+    throw vbiError('CONFIG_INVALID', `VBI_PACKAGE_SUITE '${suite}' is not available on token profile '${profile.name}' (${profile.suites.join(', ')})`);
+  }
+  const oaepHash = env.PKCS11_OAEP_HASH || profile.oaepHash;
   if (oaepHash !== 'sha1' && oaepHash !== 'sha256') throw vbiError('CONFIG_INVALID', 'PKCS11_OAEP_HASH must be sha1 or sha256');
   return {
     varDir,
@@ -103,10 +110,11 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
     hsm: {
       library,
       softhsm2Conf,
+      profile,
       modules: labels.map((tokenLabel) => ({ tokenLabel, userPin, userType })),
       suite,
       ringSize: intFrom(env, 'VBI_RING_SIZE', 3, 3, 5),
-      wrapMechanism: intFrom(env, 'PKCS11_WRAP_MECHANISM', 0x210a, 0, 0xffffffff),
+      wrapMechanism: intFrom(env, 'PKCS11_WRAP_MECHANISM', profile.wrapMechanism, 0, 0xffffffff),
       oaepHash,
       // at least 2: a command's key scope holds one session while it signs with the identity key
       sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 2, 64),

@@ -1,4 +1,5 @@
 import * as graphene from 'graphene-pk11';
+import { adaptTemplate, checkUnwrapped, profileOf } from './token-profile';
 
 /**
  * Promise versions of the PKCS#11 calls pkcs11js runs on a worker thread, so one mechanism
@@ -42,16 +43,27 @@ export function wrapKey(session: graphene.Session, mech: graphene.MechanismType,
   return new Promise((resolve, reject) => session.wrapKey(mech, wrappingKey, key, settle(resolve, reject)));
 }
 
-export function unwrapKey(session: graphene.Session, mech: graphene.MechanismType, unwrappingKey: graphene.Key, wrapped: Buffer, template: graphene.ITemplate): Promise<graphene.Key> {
-  return new Promise((resolve, reject) => session.unwrapKey(mech, unwrappingKey, wrapped, template, settle(resolve, reject)));
+/**
+ * C_UnwrapKey with the template adapted to the token's profile, then the unwrapped key's
+ * CKA_SENSITIVE / CKA_EXTRACTABLE checked against what `template` asked (KEY_ATTRIBUTES_WEAK).
+ */
+export async function unwrapKey(session: graphene.Session, mech: graphene.MechanismType, unwrappingKey: graphene.Key, wrapped: Buffer, template: graphene.ITemplate): Promise<graphene.Key> {
+  const profile = profileOf(session);
+  const key = await new Promise<graphene.Key>((resolve, reject) =>
+    session.unwrapKey(mech, unwrappingKey, wrapped, adaptTemplate(profile, template, 'unwrap'), settle(resolve, reject)));
+  checkUnwrapped(key, template, () => session.slot.getToken().label.trim());
+  return key;
 }
 
 export function generateKey(session: graphene.Session, mech: graphene.MechanismType, template: graphene.ITemplate): Promise<graphene.SecretKey> {
-  return new Promise((resolve, reject) => session.generateKey(mech, template, settle(resolve, reject)));
+  const t = adaptTemplate(profileOf(session), template, 'generate');
+  return new Promise((resolve, reject) => session.generateKey(mech, t, settle(resolve, reject)));
 }
 
 export function generateKeyPair(session: graphene.Session, mech: graphene.MechanismType, pub: graphene.ITemplate, priv: graphene.ITemplate): Promise<graphene.IKeyPair> {
-  return new Promise((resolve, reject) => session.generateKeyPair(mech, pub, priv, settle(resolve, reject)));
+  const profile = profileOf(session);
+  const [p, q] = [adaptTemplate(profile, pub, 'generate'), adaptTemplate(profile, priv, 'generate')];
+  return new Promise((resolve, reject) => session.generateKeyPair(mech, p, q, settle(resolve, reject)));
 }
 
 /** Destroys a session object, ignoring an already-invalid handle (used in `finally`). */

@@ -15,19 +15,26 @@ import {
 import { ckr, isDeviceError, isRecoverable, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
 import * as ops from './async-ops';
+import { DATA_APPLICATION } from './data-objects';
+import { ProbeReport, probeToken } from './token-probe';
+import { TokenProfile, serialFromIdentity } from './token-profile';
 
 /** HMAC-SHA256 output: request MACs and dynamic passwords. */
 const HMAC_BYTES = 32;
 
-/** CKA_APPLICATION of every data object the service creates. */
-export const DATA_APPLICATION = 'vbi-postage-meter';
 
 export interface CryptoModuleOptions {
   library: LibraryHandle;
   module: ModuleConfig;
-  hsm: Pick<HsmConfig, 'suite' | 'wrapMechanism' | 'sessionPoolSize'> & Partial<Pick<HsmConfig, 'oaepHash'>>;
+  /** wrapMechanism and oaepHash default to the library's token profile. */
+  hsm: Pick<HsmConfig, 'suite' | 'sessionPoolSize'> & Partial<Pick<HsmConfig, 'wrapMechanism' | 'oaepHash'>>;
   /** Replaced only by tests that prove a failed KAT puts the module into Error. */
   vectors?: KatVectors;
+  /**
+   * Tests only: attributes added to the private-key template of a new indicium key while it
+   * returns them, to make the token refuse one request's template (the module must stay in service).
+   */
+  indiciumTemplateFault?: () => graphene.ITemplate | undefined;
   clock?: () => Date;
 }
 
@@ -54,6 +61,9 @@ function signIndiciumData(s: graphene.Session, key: graphene.Key, algorithm: Ind
 export class CryptoModule implements HsmModule {
   readonly tokenLabel: string;
   readonly suite: PackageSuite;
+  private readonly wrapMechanism: number;
+  private readonly oaepHash: 'sha1' | 'sha256';
+  private readonly profile: TokenProfile;
   private _serial = '';
   private readonly fsm: ModuleStateMachine;
   private readonly pool: SessionPool;
@@ -62,6 +72,8 @@ export class CryptoModule implements HsmModule {
   private identitySpki: Buffer | undefined;
   private transportSpki: Buffer | undefined;
   private selfTest: SelfTestReport | null = null;
+  private probe: ProbeReport | null = null;
+  private _unsuitable: string | undefined;
   private inFlight = 0;
   private recovering: Promise<void> | undefined;
   private transportModulus: number | undefined;
@@ -71,6 +83,9 @@ export class CryptoModule implements HsmModule {
   private constructor(private readonly opts: CryptoModuleOptions) {
     this.tokenLabel = opts.module.tokenLabel;
     this.suite = opts.hsm.suite;
+    this.wrapMechanism = opts.hsm.wrapMechanism ?? opts.library.profile.wrapMechanism;
+    this.oaepHash = opts.hsm.oaepHash ?? opts.library.profile.oaepHash;
+    this.profile = opts.library.profile;
     this.fsm = new ModuleStateMachine(opts.clock);
     this.pool = new SessionPool(() => this.openSession(), opts.hsm.sessionPoolSize);
   }
@@ -99,6 +114,8 @@ export class CryptoModule implements HsmModule {
       since: this.fsm.since.toISOString(),
       suite: this.suite,
       selfTest: this.selfTest,
+      probe: this.probe,
+      profile: this.profile.name,
       sessions: this.pool.size,
     };
   }
@@ -106,7 +123,7 @@ export class CryptoModule implements HsmModule {
   private async powerOn(): Promise<void> {
     try {
       this.slot = findSlotByLabel(this.opts.library, this.tokenLabel);
-      this._serial = this.slot.getToken().serialNumber.trim();
+      if (this.profile.serialSource === 'token') this._serial = this.slot.getToken().serialNumber.trim();
     } catch (e) {
       return this.fail(e, 'token not found');
     }
@@ -116,7 +133,9 @@ export class CryptoModule implements HsmModule {
     try {
       session = await this.pool.acquire();
       this.login(session);
-      this.selfTest = await runSelfTests(session, this.opts.vectors ?? KAT_VECTORS, this.opts.hsm.wrapMechanism);
+      this.selfTest = await runSelfTests(session, this.opts.vectors ?? KAT_VECTORS, {
+        suite: this.suite, wrapMechanism: this.wrapMechanism, oaepHash: this.oaepHash, clearKeyImport: this.profile.clearKeyImport,
+      });
     } catch (e) {
       if (session) this.pool.release(session, true);
       return this.fail(e, 'self-test could not run');
@@ -135,7 +154,11 @@ export class CryptoModule implements HsmModule {
     }
   }
 
-  /** Login as the service role, find every module key, check the suite, go Idle. */
+  /**
+   * Login as the service role, find every module key, check the suite, probe the token against
+   * its profile (src/hsm/token-probe.ts), go Idle. A failed required probe check is an Error
+   * with reason 'token unsuitable' (the service refuses to start on it).
+   */
   private async keyEntry(): Promise<void> {
     this.fsm.to('KeyEntry');
     const s = await this.pool.acquire();
@@ -144,6 +167,16 @@ export class CryptoModule implements HsmModule {
       this.keys = this.findKeys(s);
       this.identitySpki = ecPublicKeySpki(this.keys.identityPub);
       this.transportSpki = rsaPublicKeySpki(this.keys.transportPub);
+      if (this.profile.serialSource === 'identity-key') this._serial = serialFromIdentity(this.identitySpki);
+      if (!this._serial) throw vbiError('TOKEN_UNSUITABLE', `token '${this.tokenLabel}' reports a blank serial number: use a token profile with serialSource identity-key`);
+      this.probe = await probeToken(this.slot as graphene.Slot, {
+        profile: this.profile, suite: this.suite, wrapMechanism: this.wrapMechanism, oaepHash: this.oaepHash,
+        transport: { privateKey: this.transportPrivate(s) as graphene.PrivateKey, publicKey: this.keys.transportPub },
+      });
+      if (!this.probe.ok) {
+        const failed = this.probe.checks.filter((c) => !c.ok && c.required).map((c) => `${c.name}: ${c.detail}${c.ckr ? ` [${c.ckr}]` : ''}`);
+        throw vbiError('TOKEN_UNSUITABLE', `token '${this.tokenLabel}' does not fit profile '${this.profile.name}': ${failed.join('; ')}`);
+      }
       // conditional self-test of the long-term identity key (pairwise consistency)
       const probe = randomBytes(32);
       const sig = await ops.sign(s, 'ECDSA', this.keys.identity, probe);
@@ -160,7 +193,13 @@ export class CryptoModule implements HsmModule {
 
   private fail(e: unknown, what: string): void {
     const err = toVbiError(e, what);
+    if (err.code === 'TOKEN_UNSUITABLE') this._unsuitable = err.message;
     this.fsm.to('Error', `${what}: ${err.message}`);
+  }
+
+  /** Why the token cannot be used safely (a failed probe check, a blank serial), or undefined. */
+  get unsuitable(): string | undefined {
+    return this._unsuitable;
   }
 
   private openSession(): graphene.Session {
@@ -228,6 +267,12 @@ export class CryptoModule implements HsmModule {
           this.pool.release(s);
           return out;
         } catch (e) {
+          if (e instanceof VbiError && e.code === 'KEY_ATTRIBUTES_WEAK') {
+            // the token ignored CKA_SENSITIVE / CKA_EXTRACTABLE on unwrap: no key is safe on it
+            this.pool.release(s, true);
+            this.fsm.to('Error', `${what}: ${e.message}`);
+            throw e;
+          }
           const raw = !(e instanceof VbiError);
           const recoverable = raw && isRecoverable(e);
           const device = raw && isDeviceError(e);
@@ -327,7 +372,15 @@ export class CryptoModule implements HsmModule {
 
   // --- indicium keys ------------------------------------------------------------------
 
+  /** An optional algorithm whose self-test failed is refused (ALGORITHM_DISABLED). */
+  private assertEnabled(algorithm: IndiciumKeyAlgorithm): void {
+    if (algorithm === 'rsa-2048' && this.selfTest?.disabled.includes('rsa-2048')) {
+      throw vbiError('ALGORITHM_DISABLED', `module '${this.tokenLabel}': RSA-2048 indicium keys are disabled by the self-test`);
+    }
+  }
+
   async generateIndiciumKey(req: { algorithm: IndiciumKeyAlgorithm }): Promise<{ wrappedKey: Buffer; publicKeySpki: Buffer }> {
+    this.assertEnabled(req.algorithm);
     return this.run('generate indicium key', async (s, k) => {
       const t = SESSION_KEY_TEMPLATES['indicium-generate'];
       const ec = req.algorithm === 'ec-p256';
@@ -337,10 +390,10 @@ export class CryptoModule implements HsmModule {
         ec
           ? { keyType: graphene.KeyType.EC, paramsEC: P256_PARAMS, ...t.publicAttributes }
           : { keyType: graphene.KeyType.RSA, modulusBits: 2048, publicExponent: Buffer.from([1, 0, 1]), ...t.publicAttributes },
-        { keyType: ec ? graphene.KeyType.EC : graphene.KeyType.RSA, ...t.privateAttributes },
+        { keyType: ec ? graphene.KeyType.EC : graphene.KeyType.RSA, ...t.privateAttributes, ...this.opts.indiciumTemplateFault?.() },
       );
       try {
-        const wrappedKey = await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, kp.privateKey);
+        const wrappedKey = await ops.wrapKey(s, keyWrapPad(this.wrapMechanism), k.kek, kp.privateKey);
         const publicKeySpki = ec ? ecPublicKeySpki(kp.publicKey) : rsaPublicKeySpki(kp.publicKey);
         return { wrappedKey, publicKeySpki };
       } finally {
@@ -351,6 +404,7 @@ export class CryptoModule implements HsmModule {
   }
 
   async signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer> {
+    this.assertEnabled(req.algorithm);
     return this.run('sign with wrapped key', async (s, k) => {
       const key = await this.unwrapIndiciumKey(s, k, req.wrappedKey, req.algorithm);
       try {
@@ -362,7 +416,7 @@ export class CryptoModule implements HsmModule {
   }
 
   private unwrapIndiciumKey(s: graphene.Session, k: KeyHandles, wrapped: Buffer, algorithm: IndiciumKeyAlgorithm): Promise<graphene.Key> {
-    return ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, wrapped, {
+    return ops.unwrapKey(s, keyWrapPad(this.wrapMechanism), k.kek, wrapped, {
       class: graphene.ObjectClass.PRIVATE_KEY,
       keyType: algorithm === 'ec-p256' ? graphene.KeyType.EC : graphene.KeyType.RSA,
       ...sessionTemplate('indicium-unwrap'),
@@ -404,6 +458,7 @@ export class CryptoModule implements HsmModule {
           return Buffer.concat([iv, await ops.encrypt(s, aesGcm(iv, req.aad), key, req.plaintext)]);
         },
         signWithWrappedKey: async (req) => {
+          this.assertEnabled(req.algorithm);
           const path = `indicium:${req.algorithm}:${req.wrappedKey.toString('base64')}`;
           let key = chains.get(path);
           if (!key) {
@@ -439,7 +494,7 @@ export class CryptoModule implements HsmModule {
         ...sessionTemplate('user-secret-generate'),
       });
       try {
-        return await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), k.kek, key);
+        return await ops.wrapKey(s, keyWrapPad(this.wrapMechanism), k.kek, key);
       } finally {
         ops.destroyQuietly(key);
       }
@@ -453,7 +508,7 @@ export class CryptoModule implements HsmModule {
     for (const ref of chain) {
       const t = ref.usage === 'wrap' ? sessionTemplate('chain-wrap') : ref.usage === 'hmac' ? sessionTemplate('chain-hmac') : sessionTemplate('chain-encrypt');
       const keyType = ref.usage === 'hmac' ? graphene.KeyType.GENERIC_SECRET : graphene.KeyType.AES;
-      parent = await ops.unwrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, ref.wrapped, { class: graphene.ObjectClass.SECRET_KEY, keyType, ...t });
+      parent = await ops.unwrapKey(s, keyWrapPad(this.wrapMechanism), parent, ref.wrapped, { class: graphene.ObjectClass.SECRET_KEY, keyType, ...t });
       made.push(parent);
     }
     return parent;
@@ -471,7 +526,7 @@ export class CryptoModule implements HsmModule {
   }
 
   private unwrapClientSecret(s: graphene.Session, ciphertext: Buffer, usage: 'hmac' | 'encrypt', template: graphene.ITemplate): Promise<graphene.Key> {
-    return ops.unwrapKey(s, rsaOaep(this.opts.hsm.oaepHash ?? 'sha1'), this.transportPrivate(s), ciphertext, {
+    return ops.unwrapKey(s, rsaOaep(this.oaepHash), this.transportPrivate(s), ciphertext, {
       class: graphene.ObjectClass.SECRET_KEY,
       keyType: usage === 'hmac' ? graphene.KeyType.GENERIC_SECRET : graphene.KeyType.AES,
       ...template,
@@ -502,7 +557,7 @@ export class CryptoModule implements HsmModule {
         sensitive: true, extractable: true, encrypt: true,
       });
       try {
-        this.wrappedLength32 = (await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), wrapping, probe)).length;
+        this.wrappedLength32 = (await ops.wrapKey(s, keyWrapPad(this.wrapMechanism), wrapping, probe)).length;
       } finally {
         ops.destroyQuietly(probe);
       }
@@ -527,19 +582,27 @@ export class CryptoModule implements HsmModule {
     return this.withChain('import client secret', req.under, async (s, parent) => {
       const secret = await this.unwrapClientSecret(s, req.ciphertext, req.usage, sessionTemplate('client-import'));
       try {
-        // SoftHSM2 leaves CKA_VALUE_LEN at 0 on unwrapped keys, so the size is checked by use —
-        // HMAC-SHA256 refuses keys shorter than 32 bytes, AES any but 16, 24 or 32 — and by the
-        // wrapped length below (at most 32 bytes).
+        const refuse = (e: unknown) => {
+          if (ckr(e) !== undefined && !isRecoverable(e) && !isDeviceError(e)) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
+          throw e;
+        };
+        // Client secrets (HMK, password secret, session key) are 32 bytes. Not every token refuses
+        // a short HMAC key, and some (SoftHSM2) report CKA_VALUE_LEN 0 on unwrapped keys, so:
+        //  - a CKA_VALUE_LEN the token reports must be 32;
+        //  - else the secret must also unwrap as an AES key (16, 24 or 32 bytes by definition) —
+        //    for 'encrypt' it already is one —, and its wrapped length must be a 32-byte key's
+        //    (AES key wrap with padding: 16 and 24 bytes wrap shorter).
+        const valueLen = Number(secret.getAttribute({ valueLen: null }).valueLen ?? 0);
+        if (valueLen > 0 && valueLen !== 32) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
+        if (valueLen === 0 && req.usage === 'hmac') {
+          const asAes = await this.unwrapClientSecret(s, req.ciphertext, 'encrypt', sessionTemplate('chain-encrypt')).catch(refuse);
+          ops.destroyQuietly(asAes);
+        }
         const trial = req.usage === 'hmac'
           ? ops.sign(s, 'SHA256_HMAC', secret, Buffer.alloc(1))
           : ops.encrypt(s, aesGcm(randomBytes(GCM_IV_BYTES), Buffer.alloc(0)), secret, Buffer.alloc(1));
-        await trial.catch((e) => {
-          if (ckr(e) !== undefined && !isRecoverable(e) && !isDeviceError(e)) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
-          throw e;
-        });
-        const wrapped = await ops.wrapKey(s, keyWrapPad(this.opts.hsm.wrapMechanism), parent, secret);
-        // Client secrets (HMK, password secret, session key) are 32 bytes. SoftHSM2 leaves
-        // CKA_VALUE_LEN at 0 on unwrapped keys; the wrapped length tells the key's length.
+        await trial.catch(refuse);
+        const wrapped = await ops.wrapKey(s, keyWrapPad(this.wrapMechanism), parent, secret);
         if (wrapped.length !== (await this.wrapped32(s, parent))) throw vbiError('CLIENT_SECRET_INVALID', 'client secrets are 32 bytes');
         return wrapped;
       } finally {

@@ -1,5 +1,6 @@
 import { ModuleState } from './module-state';
 import { SelfTestReport } from './self-test';
+import { ProbeReport } from './token-probe';
 import { PackageSuite } from './mechanisms';
 
 /**
@@ -13,7 +14,10 @@ import { PackageSuite } from './mechanisms';
  */
 export interface HsmModule {
   readonly tokenLabel: string;
-  /** Token serial number: the module's identity in the module table and checkpoints. */
+  /**
+   * The module serial: the module's identity in the module table, checkpoints and its certificate.
+   * The token's serialNumber, or derived from the identity key (profile serialSource).
+   */
   readonly serial: string;
   readonly suite: PackageSuite;
 
@@ -107,5 +111,9 @@ export interface ModuleStatus {
   since: string;
   suite: PackageSuite;
   selfTest: SelfTestReport | null;
+  /** The start-up probe of the token against its profile (null before key entry). */
+  probe: ProbeReport | null;
+  /** Name of the token profile (hsm/profiles). */
+  profile: string;
   sessions: number;
 }

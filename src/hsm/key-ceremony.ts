@@ -10,8 +10,9 @@ import {
 import { P256_PARAMS, PackageSuite, keyWrapPad, macMechanism, rsaOaep } from './mechanisms';
 import { ckr, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
-import { DATA_APPLICATION } from './crypto-module';
+import { DATA_APPLICATION } from './data-objects';
 import * as ops from './async-ops';
+import { profileOf } from './token-profile';
 
 /**
  * Crypto-Officer operations (the key ceremony). Kept apart from CryptoModule, which the
@@ -137,13 +138,14 @@ export async function cloneSharedKeys(req: {
   from: TokenRef & { soPin: string; userPin: string };
   to: TokenRef & { soPin: string; userPin: string };
   suite: PackageSuite;
-  oaepHash: 'sha1' | 'sha256';
+  /** Defaults to the source library's token profile. */
+  oaepHash?: 'sha1' | 'sha256';
   wrapMechanism?: number;
 }): Promise<{ from: KeyReport[]; to: KeyReport[] }> {
   const src = findSlotByLabel(req.from.library, req.from.label);
   const dst = findSlotByLabel(req.to.library, req.to.label);
   await proveOfficer(dst, req.to.soPin);
-  const oaep = rsaOaep(req.oaepHash);
+  const oaep = rsaOaep(req.oaepHash ?? req.from.library.profile.oaepHash);
   const transportLabel = `vbi.clone.transport.${Date.now()}`;
 
   const dstSession = dst.open(rw);
@@ -238,7 +240,7 @@ function roleOfLabel(label: string): KeyRole | null {
   return KEY_ROLES.find((r) => roleLabel(r) === label) ?? null;
 }
 
-function reportKeys(s: graphene.Session, suite: PackageSuite, wrapMechanism = 0x210a): KeyReport[] {
+function reportKeys(s: graphene.Session, suite: PackageSuite, wrapMechanism = profileOf(s).wrapMechanism): KeyReport[] {
   const reports: KeyReport[] = [];
   const objects = s.find();
   for (let i = 0; i < objects.length; i++) {

@@ -49,6 +49,32 @@ const INPUT = new Set<number>([
   pkcs11.CKR_KEY_SIZE_RANGE,
 ]);
 
+/**
+ * Errors about how one operation was asked — its template, mechanism or key usage — that the
+ * token answers the same way every time: that request fails (HSM_OPERATION_REFUSED), the token
+ * is fine, and the module stays in rotation without a health check.
+ */
+const REQUEST = new Set<number>([
+  pkcs11.CKR_ATTRIBUTE_READ_ONLY,
+  pkcs11.CKR_ATTRIBUTE_TYPE_INVALID,
+  pkcs11.CKR_ATTRIBUTE_VALUE_INVALID,
+  pkcs11.CKR_TEMPLATE_INCOMPLETE,
+  pkcs11.CKR_TEMPLATE_INCONSISTENT,
+  pkcs11.CKR_MECHANISM_INVALID,
+  pkcs11.CKR_KEY_TYPE_INCONSISTENT,
+  pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
+  pkcs11.CKR_KEY_NOT_WRAPPABLE,
+  pkcs11.CKR_KEY_UNEXTRACTABLE,
+  pkcs11.CKR_WRAPPING_KEY_TYPE_INCONSISTENT,
+  pkcs11.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT,
+  pkcs11.CKR_DOMAIN_PARAMS_INVALID,
+]);
+
+export function isRequestError(e: unknown): boolean {
+  const c = ckr(e);
+  return c !== undefined && REQUEST.has(c);
+}
+
 export function isRecoverable(e: unknown): boolean {
   const c = ckr(e);
   return c !== undefined && RECOVERABLE.has(c);
@@ -66,6 +92,9 @@ export function toVbiError(e: unknown, what: string): VbiError {
   if (c === pkcs11.CKR_PIN_INCORRECT || c === pkcs11.CKR_PIN_LEN_RANGE) return vbiError('PIN_INCORRECT', `${what}: PIN rejected`);
   // no token wording in a user error: it may describe keys or mechanisms
   if (c !== undefined && INPUT.has(c)) return vbiError('CRYPTO_INPUT_INVALID', `${what}: the data given does not fit the operation`);
+  if (c !== undefined && REQUEST.has(c)) {
+    return vbiError('HSM_OPERATION_REFUSED', `${what}: ${e instanceof Error ? e.message : String(e)}`, { ckr: `0x${c.toString(16)}` });
+  }
   const msg = e instanceof Error ? e.message : String(e);
   return vbiError('HSM_ERROR', `${what}: ${msg}`, c !== undefined ? { ckr: `0x${c.toString(16)}` } : undefined);
 }

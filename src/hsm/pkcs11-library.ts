@@ -1,6 +1,7 @@
 import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError } from '../errors';
+import { TokenProfile, loadProfile, setLibraryProfile } from './token-profile';
 
 /**
  * One initialised PKCS#11 library per path per process. C_Initialize is process-wide and
@@ -10,20 +11,31 @@ import { vbiError } from '../errors';
 export interface LibraryHandle {
   readonly path: string;
   readonly module: graphene.Module;
+  /** What this implementation supports and needs (hsm/profiles). */
+  readonly profile: TokenProfile;
 }
 
 interface Entry { handle: LibraryHandle; refs: number; softhsm2Conf?: string }
 const libraries = new Map<string, Entry>();
 
-export function openLibrary(path: string, softhsm2Conf?: string): LibraryHandle {
+/**
+ * `profile`: a TokenProfile, a profile name or file (PKCS11_PROFILE), or undefined for the shipped
+ * profile whose library path pattern matches `path`.
+ */
+export function openLibrary(path: string, softhsm2Conf?: string, profile?: TokenProfile | string): LibraryHandle {
   const entry = libraries.get(path);
   if (entry) {
     if (softhsm2Conf && entry.softhsm2Conf && softhsm2Conf !== entry.softhsm2Conf) {
       throw vbiError('CONFIG_INVALID', `library ${path} is already initialised with SOFTHSM2_CONF=${entry.softhsm2Conf}`);
     }
+    const wanted = typeof profile === 'object' ? profile.name : profile;
+    if (wanted && wanted !== entry.handle.profile.name) {
+      throw vbiError('CONFIG_INVALID', `library ${path} is already open with token profile '${entry.handle.profile.name}'`);
+    }
     entry.refs++;
     return entry.handle;
   }
+  const tokenProfile = typeof profile === 'object' ? profile : loadProfile(profile, path);
   // SoftHSM2 reads its configuration at C_Initialize; other libraries ignore the variable.
   if (softhsm2Conf) process.env.SOFTHSM2_CONF = softhsm2Conf;
   let module: graphene.Module;
@@ -35,7 +47,8 @@ export function openLibrary(path: string, softhsm2Conf?: string): LibraryHandle 
   // OS locking: without it SoftHSM2 turns its mutexes off while pkcs11js runs async calls on
   // worker threads.
   module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
-  const handle = { path, module };
+  setLibraryProfile(module, tokenProfile);
+  const handle = { path, module, profile: tokenProfile };
   libraries.set(path, { handle, refs: 1, softhsm2Conf });
   return handle;
 }
@@ -62,7 +75,7 @@ export function findSlotByLabel(handle: LibraryHandle, label: string): graphene.
   throw vbiError('TOKEN_NOT_FOUND', `no token labelled '${label}' in ${handle.path}`);
 }
 
-/** The first slot with an uninitialised token (SoftHSM2 always offers one). */
+/** The first slot with an uninitialised token (profiles with provisioning 'free-slot'). */
 export function findFreeSlot(handle: LibraryHandle): graphene.Slot {
   const slots = handle.module.getSlots(true);
   for (let i = 0; i < slots.length; i++) {

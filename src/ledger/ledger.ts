@@ -41,9 +41,12 @@ export type Execute<R> = PsdCommand<R>['execute'];
 /**
  * Errors that take the module that raised them out of rotation; the command goes to the next
  * module. A plain token error (HSM_ERROR) does so only when the module's health check then fails:
- * otherwise it was this command's own failure and the module keeps serving.
+ * otherwise it was this command's own failure and the module keeps serving. A refused template or
+ * mechanism (HSM_OPERATION_REFUSED) is always the command's own: no health check, no rotation change.
  */
-const MODULE_FAULTS = ['MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'CHECKPOINT_MISMATCH', 'RECOVERY_FAILED', 'MAP_AHEAD'];
+const MODULE_FAULTS = [
+  'MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'CHECKPOINT_MISMATCH', 'RECOVERY_FAILED', 'MAP_AHEAD', 'KEY_ATTRIBUTES_WEAK', 'TOKEN_UNSUITABLE',
+];
 
 export interface Step<R> {
   meterId: string;

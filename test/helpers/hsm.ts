@@ -5,6 +5,7 @@ import { CryptoModule, CryptoModuleOptions } from '../../src/hsm/crypto-module';
 import { PsdEngine, EngineOptions } from '../../src/module/psd-engine';
 import { PackageSuite } from '../../src/hsm/mechanisms';
 import { HsmConfig } from '../../src/config/config';
+import { TokenProfile, setLibraryProfile } from '../../src/hsm/token-profile';
 
 /** PINs of the tokens tests create. */
 export const TEST_SO_PIN = 'test-officer-pin';
@@ -14,7 +15,7 @@ let lib: LibraryHandle | undefined;
 
 /** The PKCS#11 library, initialised once per test run on the run's own token directory. */
 export function testLibrary(): LibraryHandle {
-  if (!lib) lib = openLibrary(process.env.PKCS11_LIBRARY as string, process.env.SOFTHSM2_CONF);
+  if (!lib) lib = openLibrary(process.env.PKCS11_LIBRARY as string, process.env.SOFTHSM2_CONF, process.env.PKCS11_PROFILE || undefined);
   return lib;
 }
 
@@ -29,14 +30,16 @@ export function uniqueLabel(prefix: string): string {
 }
 
 export function hsmConfig(suite: PackageSuite = 'aes', over: Partial<HsmConfig> = {}): HsmConfig {
+  const profile = testLibrary().profile;
   return {
     library: process.env.PKCS11_LIBRARY as string,
     softhsm2Conf: process.env.SOFTHSM2_CONF,
+    profile,
     modules: [],
     suite,
     ringSize: 3,
-    wrapMechanism: 0x210a,
-    oaepHash: 'sha1',
+    wrapMechanism: profile.wrapMechanism,
+    oaepHash: profile.oaepHash,
     sessionPoolSize: 4,
     ...over,
   };
@@ -61,4 +64,20 @@ export async function startEngine(label: string, suite: PackageSuite = 'aes', ov
   const module = await startModule(label, suite);
   const engine = await PsdEngine.start({ hsm: module, ringSize: 3, ...over });
   return { module, engine };
+}
+
+/**
+ * Runs `fn` with the test library seen through a variant of its token profile: what a token
+ * that needs (or does) something else looks like, on the same PKCS#11 library. The variant is
+ * the library's profile until `fn` settles.
+ */
+export async function withTestProfile<T>(over: Partial<TokenProfile>, fn: (library: LibraryHandle) => Promise<T>): Promise<T> {
+  const base = testLibrary();
+  const profile: TokenProfile = { ...base.profile, ...over, name: `${base.profile.name}+test` };
+  setLibraryProfile(base.module, profile);
+  try {
+    return await fn({ ...base, profile });
+  } finally {
+    setLibraryProfile(base.module, base.profile);
+  }
 }

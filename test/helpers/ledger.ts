@@ -18,7 +18,7 @@ export async function provisionModules(count: number, prefix = 'mod'): Promise<s
   for (const label of labels.slice(1)) {
     await provisionToken(label, 'aes', false);
     await cloneSharedKeys({
-      suite: 'aes', oaepHash: 'sha1',
+      suite: 'aes',
       from: { library: testLibrary(), label: labels[0], soPin: TEST_SO_PIN, userPin: TEST_USER_PIN },
       to: { library: testLibrary(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN },
     });

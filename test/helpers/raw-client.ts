@@ -1,3 +1,4 @@
+import { testLibrary } from './hsm';
 import { constants, createHmac, publicEncrypt, randomBytes, createPublicKey } from 'node:crypto';
 import {
   Operation, OperationalRequest, RegisterEcho, dynamicPasswordInput, passwordSecret, requestMacInput,
@@ -27,7 +28,7 @@ export class RawClient {
 
   encrypt(secret: Buffer): string {
     const key = createPublicKey({ key: this.transportKey, format: 'der', type: 'spki' });
-    return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, secret).toString('base64');
+    return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: testLibrary().profile.oaepHash }, secret).toString('base64');
   }
 
   async register(password: string, name = 'Raw Mailer'): Promise<void> {
