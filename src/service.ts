@@ -1,7 +1,7 @@
 import { vbiError } from './errors';
 import { Config, DEV_SO_PIN, DEV_TOKEN_LABEL } from './config/config';
 import { closeLibrary, openLibrary } from './hsm/pkcs11-library';
-import { CryptoModule } from './hsm/crypto-module';
+import { CryptoModule, CryptoModuleOptions } from './hsm/crypto-module';
 import { ensureDevToken } from './hsm/dev-token';
 import { PsdEngine, EngineStatus } from './module/psd-engine';
 import { AuditSink } from './module/audit';
@@ -56,6 +56,8 @@ export async function createService(deps: {
   ledger?: Pick<LedgerOptions, 'faults'>;
   /** Module monitor period (ms); 0 turns it off (tests call ledger.checkModules() themselves). */
   moduleCheckIntervalMs?: number;
+  /** Tests only: a token that refuses one request's template (CryptoModuleOptions). */
+  moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
 }): Promise<Service> {
   const { config } = deps;
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));
@@ -83,9 +85,9 @@ export async function createService(deps: {
     for (const m of config.hsm.modules) {
       if (m.tokenLabel === DEV_TOKEN_LABEL) {
         const r = await ensureDevToken({ library: lib, label: m.tokenLabel, soPin: DEV_SO_PIN, userPin: m.userPin, suite: config.hsm.suite });
-        if (r.created) process.stderr.write(`provisioned SoftHSM2 dev token '${m.tokenLabel}' (init-token + generate)\n`);
+        if (r.created) process.stderr.write(`provisioned dev token '${m.tokenLabel}' (init-token + generate)\n`);
       }
-      const hsm = await CryptoModule.start({ library: lib, module: m, hsm: config.hsm, clock: deps.clock ? () => new Date(deps.clock!()) : undefined });
+      const hsm = await CryptoModule.start({ library: lib, module: m, hsm: config.hsm, clock: deps.clock ? () => new Date(deps.clock!()) : undefined, ...deps.moduleFaults });
       modules.push(hsm);
       // a token the service cannot use safely stops the start, with the probe's reasons
       if (hsm.unsuitable) throw vbiError('TOKEN_UNSUITABLE', hsm.unsuitable);

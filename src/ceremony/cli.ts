@@ -6,8 +6,9 @@ import { loadConfig, readSecret, DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, Conf
 import { isVbiError, vbiError } from '../errors';
 import { closeLibrary, findSlotByLabel, openLibrary, LibraryHandle } from '../hsm/pkcs11-library';
 import {
-  cloneSharedKeys, countDataObjects, generateModuleKeys, initToken, proveOfficer, tokenKeyReport, KeyReport,
+  cloneSharedKeys, countDataObjects, generateModuleKeys, initToken, moduleSerial, proveOfficer, takeOwnership, tokenKeyReport, KeyReport,
 } from '../hsm/key-ceremony';
+import { listTokens, probeWithProfiles } from '../hsm/probe-ceremony';
 import { CryptoModule } from '../hsm/crypto-module';
 import { PsdEngine } from '../module/psd-engine';
 import { openDatabase } from '../db/database';
@@ -25,7 +26,9 @@ import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
 /**
  * The key ceremony CLI, run by a Security Officer:  npm run ceremony -- <step> [options]
  *
- *   init-token --label L [--force]
+ *   probe      [--label L] [--json]     is this token usable, and which profile fits (hsm/README.md)
+ *   init-token --label L [--force]      (profiles with provisioning free-slot)
+ *   take-ownership --label L --officer NAME   vendor-initialised token: factory SO PIN changed, user PIN set
  *   generate   --label L --officer NAME [--suite aes|legacy-3des]
  *   clone      --from L1 --to L2 --officer NAME
  *   status     --label L [--json]
@@ -38,12 +41,15 @@ import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
  *   ca-register-ra --ca-dir DIR --ra-id ID --public-key FILE --officer NAME   the CA accepts that RA's countersignatures
  *
  * PINs never go on the command line: VBI_SO_PIN / PKCS11_USER_PIN or their *_FILE variants
+ * (take-ownership also VBI_FACTORY_SO_PIN[_FILE])
  * (for clone: VBI_SO_PIN_FROM, VBI_SO_PIN_TO, PKCS11_USER_PIN_FROM, PKCS11_USER_PIN_TO, each
  * also as *_FILE). The dev token labels (vbi-dev-module, vbi-dev-ca, vbi-dev-vendor) fall back to the dev PINs.
  * Every step that changes a token writes a JSON transcript (default var/ceremony/).
  */
-const USAGE = `usage: npm run ceremony -- <init-token|generate|clone|status|reinstate|ca-init|ca-rollover|vendor-ra|ca-register-ra> [options]
+const USAGE = `usage: npm run ceremony -- <probe|init-token|take-ownership|generate|clone|status|reinstate|ca-init|ca-rollover|vendor-ra|ca-register-ra> [options]
+  probe      [--label L] [--json]
   init-token --label L [--force]
+  take-ownership --label L --officer NAME
   generate   --label L --officer NAME [--suite aes|legacy-3des]
   clone      --from L1 --to L2 --officer NAME
   status     --label L [--json]
@@ -53,7 +59,8 @@ const USAGE = `usage: npm run ceremony -- <init-token|generate|clone|status|rein
   vendor-ra      --label VENDOR --officer NAME --ra-id ID [--out FILE]
   ca-register-ra --ca-dir DIR --ra-id ID --public-key FILE --officer NAME
 options: --transcript-dir DIR (default var/ceremony), --ca-dir DIR (default var/ca)
-PINs from the environment: VBI_SO_PIN[_FILE], PKCS11_USER_PIN[_FILE] (clone: *_FROM / *_TO)`;
+PINs from the environment: VBI_SO_PIN[_FILE], PKCS11_USER_PIN[_FILE] (clone: *_FROM / *_TO; take-ownership: VBI_FACTORY_SO_PIN[_FILE])
+token profile: PKCS11_PROFILE (a name in hsm/profiles or a JSON file; default: the profile matching PKCS11_LIBRARY)`;
 
 type Env = Record<string, string | undefined>;
 
@@ -93,6 +100,41 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile);
   try {
     switch (step) {
+      case 'probe': {
+        if (!values.label) {
+          out(`library ${lib.path} (${lib.module.libraryDescription.trim()}, ${lib.module.manufacturerID.trim()}); profile '${lib.profile.name}' (${lib.profile.basis})`);
+          for (const t of listTokens(lib)) out(`  slot ${t.slot}: ${t.initialised ? `'${t.label}'` : '(uninitialised)'} ${t.manufacturerID} ${t.model} serial '${t.serial}' PIN ${t.minPinLen}..${t.maxPinLen}`);
+          return 0;
+        }
+        const label = values.label;
+        const userPin = pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN);
+        const r = await probeWithProfiles({ library: lib, label, userPin, suite, wrapMechanism: config.hsm.wrapMechanism, oaepHash: config.hsm.oaepHash });
+        if (values.json) out(JSON.stringify(r, null, 2));
+        else {
+          out(`token '${label}': ${r.report.token.manufacturerID} ${r.report.token.model}, serial '${r.report.token.serial}', PIN ${r.report.token.minPinLen}..${r.report.token.maxPinLen}; library ${r.report.token.library}`);
+          out(`profile '${r.report.profile}' (PKCS11_PROFILE or matched by library path), suite ${suite}:`);
+          for (const c of r.report.checks) out(`  ${c.ok ? 'ok  ' : c.required ? 'FAIL' : 'warn'} ${c.name}: ${c.detail}${c.ckr ? ` [${c.ckr}]` : ''}`);
+          out(r.report.ok ? `profile '${r.report.profile}' fits this token` : `profile '${r.report.profile}' does NOT fit this token: the service will refuse it`);
+          out(`shipped profiles that fit: ${r.fitting.length ? r.fitting.join(', ') : 'none'}`);
+        }
+        return r.report.ok ? 0 : 1;
+      }
+      case 'take-ownership': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const factory = readSecret(env, 'VBI_FACTORY_SO_PIN');
+        if (!factory) throw vbiError('CONFIG_INVALID', 'VBI_FACTORY_SO_PIN or VBI_FACTORY_SO_PIN_FILE must hold the factory SO PIN');
+        const r = await takeOwnership({
+          library: lib, label, factorySoPin: factory,
+          soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+        });
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'take-ownership', officer, library: lib.path, tokens: [{ label, serial: r.serial }],
+          result: { factorySoPinRefused: true, userPinSet: true },
+        });
+        out(`token '${label}' taken over: SO PIN changed (the factory PIN is refused), user PIN set\ntranscript ${t.path}`);
+        return 0;
+      }
       case 'init-token': {
         const label = required(values.label, 'label');
         const r = await initToken({
@@ -244,8 +286,9 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
   }
 }
 
+/** The module serial the service will use for this token (token serial or identity key, per profile). */
 function serialOf(lib: LibraryHandle, label: string): string {
-  return findSlotByLabel(lib, label).getToken().serialNumber.trim();
+  return moduleSerial(lib, label) ?? '(none yet)';
 }
 
 function formatKeys(label: string, serial: string, keys: KeyReport[]): string {

@@ -4,9 +4,10 @@ import { PackageSuite } from './mechanisms';
 import { vbiError } from '../errors';
 
 /**
- * Development convenience: when the configured token does not exist on a SoftHSM2 library,
- * run the init-token and generate ceremony steps with the dev PINs. Refuses any other PKCS#11
- * library: a production HSM is provisioned by officers with `npm run ceremony`.
+ * Development convenience: when the configured token does not exist on a library whose profile
+ * provisions tokens on a free slot (SoftHSM2's), run the init-token and generate ceremony steps
+ * with the dev PINs. Refuses any other library: a production HSM is provisioned by officers with
+ * `npm run ceremony`.
  */
 export async function ensureDevToken(req: {
   library: LibraryHandle; label: string; soPin: string; userPin: string; suite: PackageSuite;
@@ -17,7 +18,7 @@ export async function ensureDevToken(req: {
   } catch (e) {
     if ((e as { code?: string }).code !== 'TOKEN_NOT_FOUND') throw e;
   }
-  if (!/softhsm/i.test(req.library.path)) {
+  if (req.library.profile.provisioning !== 'free-slot') {
     throw vbiError('TOKEN_NOT_FOUND', `token '${req.label}' not found; provision production tokens with 'npm run ceremony'`);
   }
   await initToken({ library: req.library, label: req.label, soPin: req.soPin, userPin: req.userPin });

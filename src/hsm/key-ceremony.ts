@@ -4,7 +4,7 @@ import * as pkcs11 from 'pkcs11js';
 import { vbiError } from '../errors';
 import { LibraryHandle, findFreeSlot, findSlotByLabel } from './pkcs11-library';
 import {
-  Attributes, KEY_ROLES, KeyRole, SESSION_KEY_TEMPLATES, SHARED_ROLES, isSecretRole, pairTemplates, roleLabel, roleSpec,
+  Attributes, KEY_ROLES, KeyRole, SESSION_KEY_TEMPLATES, SHARED_ROLES, isSecretRole, pairTemplates, roleAttributes, roleLabel, roleSpec,
   secretKeyGenMechanism, secretKeyTemplate, secretKeyUnwrapTemplate,
 } from './key-templates';
 import { P256_PARAMS, PackageSuite, keyWrapPad, macMechanism, rsaOaep } from './mechanisms';
@@ -12,7 +12,7 @@ import { ckr, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
 import { DATA_APPLICATION } from './data-objects';
 import * as ops from './async-ops';
-import { profileOf } from './token-profile';
+import { TokenProfile, checkPin, profileOf, serialFromIdentity } from './token-profile';
 
 /**
  * Crypto-Officer operations (the key ceremony). Kept apart from CryptoModule, which the
@@ -67,6 +67,12 @@ function proveOfficer(slot: graphene.Slot, soPin: string): Promise<void> {
 // --- init-token ------------------------------------------------------------------------
 
 export async function initToken(req: { library: LibraryHandle; label: string; soPin: string; userPin: string; force?: boolean }): Promise<{ serial: string }> {
+  const profile = req.library.profile;
+  if (profile.provisioning !== 'free-slot') {
+    throw vbiError('CONFIG_INVALID', `tokens of profile '${profile.name}' come initialised by the vendor: take them over with 'ceremony take-ownership' (no C_InitToken)`);
+  }
+  checkPin(profile, req.soPin, 'the SO PIN');
+  checkPin(profile, req.userPin, 'the user PIN');
   let slot: graphene.Slot | undefined;
   try {
     slot = findSlotByLabel(req.library, req.label);
@@ -91,6 +97,66 @@ export async function initToken(req: { library: LibraryHandle; label: string; so
   });
 }
 
+// --- take-ownership (vendor-initialised tokens) -----------------------------------------
+
+/**
+ * Takes over a token the vendor initialised (an HSM partition, a card set, a token with a
+ * factory SO PIN): proves the factory SO PIN, changes it to the officers' SO PIN (C_SetPIN),
+ * sets the service's user PIN (C_InitPIN), and checks that the factory PIN no longer logs in.
+ * No C_InitToken: the token's objects, label and serial stay as the vendor left them. PINs are
+ * checked against the profile's and the token's length rules before the token sees them.
+ */
+export async function takeOwnership(req: TokenRef & { factorySoPin: string; soPin: string; userPin: string }): Promise<{ serial: string }> {
+  const slot = findSlotByLabel(req.library, req.label);
+  const info = slot.getToken();
+  const limits = { minPinLen: info.minPinLen, maxPinLen: info.maxPinLen };
+  checkPin(req.library.profile, req.soPin, 'the new SO PIN', limits);
+  checkPin(req.library.profile, req.userPin, 'the user PIN', limits);
+  if (req.soPin === req.factorySoPin) throw vbiError('CONFIG_INVALID', 'the new SO PIN must differ from the factory SO PIN');
+  await withSession(slot, (s) => {
+    login(s, req.factorySoPin, graphene.UserType.SO, 'SO login with the factory PIN');
+    try {
+      s.setPin(req.factorySoPin, req.soPin);
+      s.initPin(req.userPin);
+    } catch (e) {
+      throw toVbiError(e, 'change the SO PIN and set the user PIN');
+    }
+  });
+  // the factory PIN must be dead, the new ones alive
+  const factoryStillWorks = await withSession(slot, (s) => {
+    try {
+      s.login(req.factorySoPin, graphene.UserType.SO);
+      return true;
+    } catch (e) {
+      if (ckr(e) === pkcs11.CKR_PIN_INCORRECT) return false;
+      throw toVbiError(e, 'SO login with the factory PIN');
+    }
+  });
+  if (factoryStillWorks) throw vbiError('CONFIG_INVALID', `token '${req.label}' still accepts the factory SO PIN`);
+  await proveOfficer(slot, req.soPin);
+  await withSession(slot, (s) => login(s, req.userPin, graphene.UserType.USER, 'user login'));
+  return { serial: slot.getToken().serialNumber.trim() };
+}
+
+// --- module serial ---------------------------------------------------------------------
+
+/**
+ * The module serial of a module token as the service will use it: the token's serialNumber, or
+ * (profile serialSource identity-key) derived from the identity public key, which is a public
+ * object readable without login. Null before `generate` on an identity-key profile.
+ */
+export function moduleSerial(library: LibraryHandle, label: string): string | null {
+  const slot = findSlotByLabel(library, label);
+  if (library.profile.serialSource === 'token') return slot.getToken().serialNumber.trim() || null;
+  const s = slot.open(graphene.SessionFlag.SERIAL_SESSION);
+  try {
+    const found = s.find({ class: graphene.ObjectClass.PUBLIC_KEY, label: roleLabel('module-identity') });
+    return found.length === 1 ? serialFromIdentity(ecPublicKeySpki(found.items(0).toType<graphene.PublicKey>())) : null;
+  } finally {
+    s.close();
+  }
+}
+
 // --- generate --------------------------------------------------------------------------
 
 export async function generateModuleKeys(req: TokenRef & { soPin: string; userPin: string; suite: PackageSuite; roles?: readonly KeyRole[]; wrapMechanism?: number }): Promise<KeyReport[]> {
@@ -105,14 +171,23 @@ export async function generateModuleKeys(req: TokenRef & { soPin: string; userPi
       }
     }
     for (const role of roles) await generateRole(s, role, req.suite);
-    return reportKeys(s, req.suite, req.wrapMechanism);
+    return refuseWeak(reportKeys(s, req.suite, req.wrapMechanism), `token '${req.label}'`);
   });
+}
+
+/** The ceremony fails (non-zero exit) when any key on the token has a weak attribute. */
+function refuseWeak(keys: KeyReport[], where: string): KeyReport[] {
+  const weak = keys.filter((k) => k.weaknesses.length > 0);
+  if (weak.length) {
+    throw vbiError('KEY_ATTRIBUTES_WEAK', `${where}: ${weak.map((k) => `${k.label} (${k.class}): ${k.weaknesses.join(', ')}`).join('; ')}`, { keys: weak });
+  }
+  return keys;
 }
 
 async function generateRole(s: graphene.Session, role: KeyRole, suite: PackageSuite): Promise<void> {
   const spec = roleSpec(role);
   if (isSecretRole(spec)) {
-    await ops.generateKey(s, secretKeyGenMechanism(role, suite), secretKeyTemplate(role, suite));
+    await ops.generateKey(s, secretKeyGenMechanism(role, suite), secretKeyTemplate(role, suite, profileOf(s)));
     return;
   }
   const { kind, publicTemplate, privateTemplate } = pairTemplates(role);
@@ -142,6 +217,9 @@ export async function cloneSharedKeys(req: {
   oaepHash?: 'sha1' | 'sha256';
   wrapMechanism?: number;
 }): Promise<{ from: KeyReport[]; to: KeyReport[] }> {
+  if (!req.from.library.profile.sharedKeysExtractable) {
+    throw vbiError('CONFIG_INVALID', `token profile '${req.from.library.profile.name}' keeps the shared package keys non-extractable: they cannot be cloned (use the token's own backup)`);
+  }
   const src = findSlotByLabel(req.from.library, req.from.label);
   const dst = findSlotByLabel(req.to.library, req.to.label);
   await proveOfficer(dst, req.to.soPin);
@@ -189,7 +267,7 @@ export async function cloneSharedKeys(req: {
     });
     // Destination: unwrap into token objects with the role templates (same attributes as generated).
     for (const [role, blob] of wrapped) {
-      await ops.unwrapKey(dstSession, oaep, transport.privateKey, blob, secretKeyUnwrapTemplate(role, req.suite));
+      await ops.unwrapKey(dstSession, oaep, transport.privateKey, blob, secretKeyUnwrapTemplate(role, req.suite, profileOf(dstSession)));
     }
     ops.destroyQuietly(transport.privateKey);
     ops.destroyQuietly(transport.publicKey);
@@ -205,6 +283,8 @@ export async function cloneSharedKeys(req: {
     const b = to.find((k) => k.role === role)?.kcv;
     if (!a || a !== b) throw vbiError('KCV_MISMATCH', `${roleLabel(role)}: source KCV ${a}, destination KCV ${b}`);
   }
+  refuseWeak(from, `source '${req.from.label}'`);
+  refuseWeak(to, `destination '${req.to.label}'`);
   return { from, to };
 }
 
@@ -219,7 +299,7 @@ export function tokenKeyReport(req: TokenRef & { userPin: string; suite: Package
 }
 
 const BOOL_ATTRS = [
-  'token', 'private', 'modifiable', 'destroyable', 'sensitive', 'extractable', 'wrapWithTrusted', 'trusted',
+  'token', 'private', 'modifiable', 'destroyable', 'copyable', 'sensitive', 'extractable', 'wrapWithTrusted', 'trusted',
   'encrypt', 'decrypt', 'wrap', 'unwrap', 'sign', 'verify', 'derive',
 ] as const;
 
@@ -261,7 +341,7 @@ function reportKeys(s: graphene.Session, suite: PackageSuite, wrapMechanism = pr
         r.spkiSha256 = createHash('sha256').update(spki).digest('hex').slice(0, 16);
       } catch { r.spkiSha256 = undefined; }
     }
-    r.weaknesses = weaknesses(r, suite);
+    r.weaknesses = weaknesses(r, suite, profileOf(s));
     reports.push(r);
   }
   return reports.sort((a, b) => a.label.localeCompare(b.label) || a.class.localeCompare(b.class));
@@ -303,8 +383,8 @@ function functionalKcv(s: graphene.Session, key: graphene.SecretKey, role: KeyRo
   }
 }
 
-/** Attributes that make a key weaker than its role allows. */
-export function weaknesses(r: KeyReport, suite: PackageSuite): string[] {
+/** Attributes that make a key weaker than its role allows (on a token of `profile`). */
+export function weaknesses(r: KeyReport, suite: PackageSuite, profile?: TokenProfile): string[] {
   const w: string[] = [];
   const a = r.attributes;
   if (!r.label) w.push('missing label');
@@ -315,9 +395,7 @@ export function weaknesses(r: KeyReport, suite: PackageSuite): string[] {
   }
   if (r.role) {
     const spec = roleSpec(r.role);
-    const want: Attributes = isSecretRole(spec)
-      ? { ...spec.attributes }
-      : r.class === 'private' ? { ...spec.privateAttributes } : { ...spec.publicAttributes };
+    const want = roleAttributes(r.role, r.class, profile);
     for (const [name, value] of Object.entries(want)) {
       if (name in a && a[name] !== value) w.push(`${name}=${a[name]} but template says ${value}`);
     }

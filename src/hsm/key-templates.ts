@@ -1,6 +1,7 @@
 import * as graphene from 'graphene-pk11';
 import templates from '../../hsm/key-templates.json';
 import { PackageSuite } from './mechanisms';
+import { TokenProfile } from './token-profile';
 
 /** PKCS#11 v2.40 attributes graphene-pk11 2.3 does not know by name. */
 graphene.registerAttribute('destroyable', 0x172, 'boolean');
@@ -63,12 +64,30 @@ export function isSecretRole(spec: RoleSpec): spec is SecretRoleSpec {
   return spec.kind === 'secret';
 }
 
+/**
+ * The attributes a key of `role` must have on a token of `profile`: the role's template without
+ * the attributes the profile leaves out, and with the shared keys non-extractable (no
+ * CKA_WRAP_WITH_TRUSTED) where the profile says the token cannot confine their export.
+ */
+export function roleAttributes(role: KeyRole, cls: 'secret' | 'private' | 'public', profile?: TokenProfile): Attributes {
+  const spec = roles[role];
+  const base: Attributes = isSecretRole(spec) ? { ...spec.attributes } : cls === 'private' ? { ...spec.privateAttributes } : { ...spec.publicAttributes };
+  if (profile) {
+    for (const a of profile.omitAttributes) delete base[a];
+    if (isSecretRole(spec) && spec.shared && !profile.sharedKeysExtractable) {
+      base.extractable = false;
+      delete base.wrapWithTrusted;
+    }
+  }
+  return base;
+}
+
 /** Template for generating (or unwrapping into) the secret key of a role. */
-export function secretKeyTemplate(role: KeyRole, suite: PackageSuite): graphene.ITemplate {
+export function secretKeyTemplate(role: KeyRole, suite: PackageSuite, profile?: TokenProfile): graphene.ITemplate {
   const spec = roles[role];
   if (!isSecretRole(spec)) throw new Error(`${role} is not a secret-key role`);
   const keyType = spec.keyType[suite] === 'AES' ? graphene.KeyType.AES : graphene.KeyType.DES3;
-  const t: graphene.ITemplate = { class: graphene.ObjectClass.SECRET_KEY, keyType, label: spec.label, ...spec.attributes };
+  const t: graphene.ITemplate = { class: graphene.ObjectClass.SECRET_KEY, keyType, label: spec.label, ...roleAttributes(role, 'secret', profile) };
   const len = spec.valueLen[suite];
   if (len !== null) t.valueLen = len;
   return modifiableLast(t);
@@ -78,8 +97,8 @@ export function secretKeyTemplate(role: KeyRole, suite: PackageSuite): graphene.
  * Template for C_UnwrapKey into a role (the clone ceremony): the key length comes from the
  * wrapped value, and SoftHSM2 answers CKR_ATTRIBUTE_READ_ONLY to CKA_VALUE_LEN there.
  */
-export function secretKeyUnwrapTemplate(role: KeyRole, suite: PackageSuite): graphene.ITemplate {
-  const t = { ...secretKeyTemplate(role, suite) };
+export function secretKeyUnwrapTemplate(role: KeyRole, suite: PackageSuite, profile?: TokenProfile): graphene.ITemplate {
+  const t = { ...secretKeyTemplate(role, suite, profile) };
   delete t.valueLen;
   return modifiableLast(t);
 }

@@ -49,7 +49,7 @@ export async function startDevPki(req: {
     }
   };
   if (!provisioned(req.caLabel) || !provisioned(req.vendorLabel) || !existsSync(join(req.caDir, 'root.pem'))) {
-    if (!/softhsm/i.test(req.library.path)) throw vbiError('TOKEN_NOT_FOUND', 'the dev PKI is provisioned only on SoftHSM2');
+    if (req.library.profile.provisioning !== 'free-slot') throw vbiError('TOKEN_NOT_FOUND', 'the dev PKI is provisioned only on a library whose profile has free slots (SoftHSM2)');
     if (!provisioned(req.caLabel)) await initToken({ ...tokens, label: req.caLabel });
     if (!provisioned(req.vendorLabel)) await initToken({ ...tokens, label: req.vendorLabel });
     await initCa({ ...tokens, tokenLabel: req.caLabel, dir: req.caDir });

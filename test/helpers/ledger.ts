@@ -10,6 +10,7 @@ import { PgMeterStore } from '../../src/ledger/pg-meter-store';
 import { MeterGen } from '../../src/pki/metergen';
 import { Mailpiece } from '../../src/module/commands/create-indicium';
 import { randomBytes } from 'node:crypto';
+import { CryptoModuleOptions } from '../../src/hsm/crypto-module';
 
 /** Two (or more) module tokens sharing package keys, as `ceremony clone` leaves them. */
 export async function provisionModules(count: number, prefix = 'mod'): Promise<string[]> {
@@ -50,10 +51,12 @@ export interface LedgerFixture {
 export const MAIL: Mailpiece = { destinationZip: '205000001', rateCategory: 'FCL', rateTableId: 1, rateTableVersion: 1 };
 
 /** A service on fresh tokens and a fresh database, with a funded pool and one account. */
-export async function ledgerFixture(opts: { modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'> } = {}): Promise<LedgerFixture> {
+export async function ledgerFixture(opts: {
+  modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
+} = {}): Promise<LedgerFixture> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1));
   const db = opts.db ?? (await freshDatabase());
-  const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
+  const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger, moduleFaults: opts.moduleFaults });
   await service.ledger.purchaseFromPost({ amount: 100_000_000, reference: 'test stock' });
   const accountId = await service.ledger.createAccount({ name: 'Test Mailer', licensingZip: '20260' });
   const metergen = (await testPki()).metergen(new PgMeterStore(service.ledger));
