@@ -11,7 +11,7 @@ import { isVbiError } from '../src/errors';
 import { rsaOaep } from '../src/hsm/mechanisms';
 import { newPackage } from '../src/psd/psd-package';
 import { openPackage, sealPackage } from '../src/module/package-seal';
-import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, startModule, testLibrary, uniqueLabel } from './helpers/hsm';
+import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, requireFreeSlots, startModule, testLibrary, uniqueLabel } from './helpers/hsm';
 
 const run = promisify(execFile);
 const CLI = join(__dirname, '..', 'src', 'ceremony', 'cli.js');
@@ -24,7 +24,8 @@ describe('key ceremony', () => {
     await provisionToken(b, 'aes', false);
   });
 
-  it('refuses to initialise an initialised token without force', async () => {
+  it('refuses to initialise an initialised token without force', async function () {
+    requireFreeSlots(this);
     const err = await initToken({ library: testLibrary(), label: a, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN }).then(() => null, (e) => e);
     expect(isVbiError(err, 'TOKEN_ALREADY_INITIALIZED'), String(err)).to.equal(true);
   });
@@ -110,7 +111,8 @@ describe('key ceremony', () => {
   describe('the CLI, in its own process and token directory', () => {
     let dir: string;
     let env: NodeJS.ProcessEnv;
-    before(() => {
+    before(function () {
+      requireFreeSlots(this);
       dir = mkdtempSync(join(process.env.VBI_TEST_ROOT as string, 'cli-'));
       mkdirSync(join(dir, 'tokens'));
       writeFileSync(join(dir, 'softhsm2.conf'), `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);

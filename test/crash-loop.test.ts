@@ -1,3 +1,4 @@
+import { requireFreeSlots } from './helpers/hsm';
 import { expect } from 'chai';
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +17,9 @@ describe('crash loop: the service killed at random moments while mailers work', 
   this.timeout(15 * 60_000);
   const root = process.env.VBI_TEST_ROOT as string;
   let dir: string;
-  before(() => {
+  before(function () {
+    // the service processes provision their own dev tokens on a free slot
+    requireFreeSlots(this);
     dir = mkdtempSync(join(root, 'crash-loop-'));
     // as root the embedded server runs as 'postgres': let it through the run's private directory
     chmodSync(root, statSync(root).mode | 0o001);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedPostgres, startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { Database, openDatabase } from '../src/db/database';
@@ -65,7 +65,9 @@ describe('PostgreSQL killed and restarted under the running service', function (
     });
     await new Promise((r) => setTimeout(r, 700));
     const pid = Number(readFileSync(join(dir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    process.kill(pid, 'SIGKILL');
+    // the whole server dies, as when its machine fails: postmaster and backends together (a
+    // backend left alive could still commit on the old server after a new one has started)
+    for (const p of [pid, ...childrenOf(pid)]) process.kill(p, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 1_500));
     stop = true;
     await Promise.all(loops);
@@ -74,8 +76,13 @@ describe('PostgreSQL killed and restarted under the running service', function (
     expect(health.status).to.equal(503);
 
     pg = await startEmbeddedPostgres({ dataDir: join(dir, 'pgdata'), port });
-    // the monitor's next pass (every 2 s) takes the leases again; run one now
-    await f.service.checkModules(); // the monitor may have done it already
+    // the monitor's next pass (every 2 s) takes the leases again; run passes now too (one of the
+    // monitor's may be half-way, holding the lease renewal this pass would need)
+    for (let i = 0; i < 20; i++) {
+      await f.service.checkModules();
+      if (f.service.status().modules.every((m) => m.inRotation)) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     expect(f.service.status().modules.map((m) => m.inRotation)).to.deep.equal([true]);
     expect((await fetch(`${f.url}/v1/health`)).status).to.equal(200);
     for (const c of mailers) {
@@ -97,3 +104,20 @@ describe('PostgreSQL killed and restarted under the running service', function (
     expect(f.service.status().modules.every((m) => m.inRotation && m.state === 'Idle')).to.equal(true);
   });
 });
+
+/** Process ids whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}

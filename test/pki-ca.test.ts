@@ -5,12 +5,11 @@ import { buildCsr } from '../src/pki/csr';
 import { NameFields } from '../src/pki/names';
 import { X509Signer } from '../src/pki/signer';
 import { VendorRa } from '../src/pki/vendor-ra';
-import { initToken } from '../src/hsm/key-ceremony';
 import { TokenSigner } from '../src/hsm/token-signer';
 import { createVendorRaKey, registerRa } from '../src/pki/ca/ca-ceremony';
 import { parseCertificate } from '../src/pki/cert-info';
 import { PkiWorld, RA_KEY_ID, openssl, opensslVerify, pemFile, startPkiWorld } from './pki-fixtures';
-import { TEST_SO_PIN, TEST_USER_PIN, testLibrary, uniqueLabel } from './helpers/hsm';
+import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from './helpers/hsm';
 
 function softKey(type: 'ec' | 'rsa' = 'ec', bits = 2048): { spki: Buffer; signer: X509Signer; sign(data: Buffer): Buffer } {
   const { publicKey, privateKey } = type === 'ec'
@@ -78,7 +77,7 @@ describe('PKI: the dev/test postal CA over HTTP', () => {
     }
     // Another smartcard with an RA key the CA never registered, claiming the vendor's id, through MeterGen.
     const otherLabel = uniqueLabel('ca-other-ven');
-    await initToken({ library: testLibrary(), label: otherLabel, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
+    await provisionToken(otherLabel, 'aes', false);
     await createVendorRaKey({ library: testLibrary(), tokenLabel: otherLabel, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
     const otherSigner = await TokenSigner.open({ library: testLibrary(), tokenLabel: otherLabel, userPin: TEST_USER_PIN });
     const unregistered = new VendorRa(otherSigner, RA_KEY_ID);

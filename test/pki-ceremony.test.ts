@@ -1,3 +1,4 @@
+import { requireFreeSlots } from './helpers/hsm';
 import { expect } from 'chai';
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
@@ -24,7 +25,8 @@ describe('PKI ceremony CLI and the CA process (own token directory, own processe
   let caDir: string;
   let env: NodeJS.ProcessEnv;
   let caProcess: ChildProcess | undefined;
-  before(() => {
+  before(function () {
+    requireFreeSlots(this);
     dir = mkdtempSync(join(process.env.VBI_TEST_ROOT as string, 'pki-cli-'));
     caDir = join(dir, 'ca');
     mkdirSync(join(dir, 'tokens'));

@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { initToken } from '../src/hsm/key-ceremony';
 import { TokenSigner } from '../src/hsm/token-signer';
 import { CryptoModule } from '../src/hsm/crypto-module';
 import { PsdEngine } from '../src/module/psd-engine';
@@ -57,8 +56,8 @@ export async function startPkiWorld(prefix: string): Promise<PkiWorld> {
   const caLabel = uniqueLabel(`${prefix}-ca`);
   const vendorLabel = uniqueLabel(`${prefix}-ven`);
   await provisionToken(moduleLabel);
-  await initToken({ library: testLibrary(), label: caLabel, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
-  await initToken({ library: testLibrary(), label: vendorLabel, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
+  await provisionToken(caLabel, 'aes', false);
+  await provisionToken(vendorLabel, 'aes', false);
   const tokens = { library: testLibrary(), soPin: TEST_SO_PIN, userPin: TEST_USER_PIN };
   const caInit = await initCa({ ...tokens, tokenLabel: caLabel, dir: caDir });
   const raKey = await createVendorRaKey({ ...tokens, tokenLabel: vendorLabel });

@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import * as asn1js from 'asn1js';
 import { createPublicKey, createVerify, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { isVbiError } from '../src/errors';
-import { initToken } from '../src/hsm/key-ceremony';
 import { findSlotByLabel } from '../src/hsm/pkcs11-library';
 import { SIGNING_ROLES, pairTemplates, parseSigningKeyLabel, roleSpec, signingKeyLabel } from '../src/hsm/key-templates';
 import { generateSigningKey, signingKeyReport } from '../src/hsm/signing-keys';
@@ -11,13 +10,13 @@ import { derToRaw, rawToDer } from '../src/pki/ecdsa-signature';
 import { keyUsage } from '../src/pki/extensions';
 import { buildCsr, parseRequestInfo } from '../src/pki/csr';
 import { OID, oidIs, parsedOidSpelling } from '../src/pki/oids';
-import { TEST_SO_PIN, TEST_USER_PIN, testLibrary, uniqueLabel } from './helpers/hsm';
+import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from './helpers/hsm';
 
 describe('PKI: signing keys in their own tokens (templates, TokenSigner)', () => {
   const label = uniqueLabel('pki-keys');
   const lib = () => testLibrary();
   before(async () => {
-    await initToken({ library: lib(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
+    await provisionToken(label, 'aes', false);
     for (const role of SIGNING_ROLES) await generateSigningKey({ library: lib(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, role, generation: 1 });
     await generateSigningKey({ library: lib(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, role: 'ca-root', generation: 2 });
   });

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -10,10 +11,17 @@ import { generateModuleKeys, initToken, takeOwnership, cloneSharedKeys } from '.
 import { probeWithProfiles } from '../src/hsm/probe-ceremony';
 import { findSlotByLabel } from '../src/hsm/pkcs11-library';
 import { isVbiError } from '../src/errors';
-import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, startModule, testLibrary, uniqueLabel, withTestProfile } from './helpers/hsm';
+import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, requireFreeSlots, startModule, testLibrary, uniqueLabel, withTestProfile } from './helpers/hsm';
 import { ledgerFixture, testConfig } from './helpers/ledger';
 import { freshDatabase } from './helpers/db';
 import { createService } from '../src/service';
+
+/** A 32-byte HMAC key imported under a user-secrets key, as registration does. */
+async function wrapHmacKey(m: CryptoModule, userSecrets: Buffer): Promise<Buffer> {
+  const spki = m.transportPublicKey();
+  const ct = publicEncrypt({ key: createPublicKey({ key: spki, format: 'der', type: 'spki' }), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: testLibrary().profile.oaepHash }, randomBytes(32));
+  return m.importClientSecret({ ciphertext: ct, usage: 'hmac', under: [{ wrapped: userSecrets, usage: 'wrap' }] });
+}
 
 /** What the ceremony CLI prints and returns, run in this process on the test library. */
 async function ceremony(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
@@ -98,6 +106,27 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
       }
     });
 
+    it('with unwrapRestrict the service sets the attributes right after the unwrap, and the token is usable', async () => {
+      const m = await withTestProfile({ unwrapOmit: ['sensitive', 'extractable=false'], unwrapRestrict: true }, async (library) => {
+        const mod = await CryptoModule.start({ library, module: { tokenLabel: label, userPin: TEST_USER_PIN, userType: 1 }, hsm: hsmConfig('aes') });
+        try {
+          const wrapped = await mod.generateWrappedSecretKey();
+          const mac = await mod.hmac({ keyChain: [{ wrapped, usage: 'wrap' }, { wrapped: await wrapHmacKey(mod, wrapped), usage: 'hmac' }], data: Buffer.from('x') });
+          expect(mac.length).to.equal(32);
+        } catch (e) {
+          await mod.close();
+          throw e;
+        }
+        return mod;
+      });
+      try {
+        expect(m.status().state, m.status().reason).to.equal('Idle');
+        expect(m.status().probe?.ok).to.equal(true);
+      } finally {
+        await m.close();
+      }
+    });
+
     it('the service refuses to start on such a token (TOKEN_UNSUITABLE with the probe\'s reason)', async () => {
       const db = await freshDatabase();
       try {
@@ -162,7 +191,8 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
   });
 
   describe('vendor-initialised tokens (take-ownership)', () => {
-    it('changes the factory SO PIN and sets the user PIN without C_InitToken; the factory PIN is refused after', async () => {
+    it('changes the factory SO PIN and sets the user PIN without C_InitToken; the factory PIN is refused after', async function () {
+      requireFreeSlots(this); // the "vendor" below initialises a free slot
       const label = uniqueLabel('vendor');
       const factory = 'factory-so-1234';
       // the "vendor": a token initialised beforehand with a factory SO PIN and no user PIN

@@ -51,7 +51,7 @@ export async function unwrapKey(session: graphene.Session, mech: graphene.Mechan
   const profile = profileOf(session);
   const key = await new Promise<graphene.Key>((resolve, reject) =>
     session.unwrapKey(mech, unwrappingKey, wrapped, adaptTemplate(profile, template, 'unwrap'), settle(resolve, reject)));
-  checkUnwrapped(key, template, () => session.slot.getToken().label.trim());
+  checkUnwrapped(key, template, () => session.slot.getToken().label.trim(), profile);
   return key;
 }
 

@@ -346,7 +346,9 @@ async function shortHmacKeys(s: graphene.Session, o: ProbeOptions): Promise<stri
       made.push(key);
       await ops.sign(s, 'SHA256_HMAC', key, Buffer.from('x'));
     } catch (e) {
-      return `the token refuses a 20-byte HMAC key (${ckrName(e) ?? (e as Error).message}); the service checks the length itself too`;
+      const code = ckrName(e);
+      if (!code) throw e;
+      return `the token refuses a 20-byte HMAC key (${code}); the service checks the length itself too`;
     }
     return 'the token accepts a 20-byte HMAC key; the service refuses client secrets other than 32 bytes itself';
   } finally {

@@ -42,6 +42,13 @@ export interface TokenProfile {
    * makes of the key is checked after every unwrap (checkUnwrapped).
    */
   unwrapOmit: string[];
+  /**
+   * True for a token that ignores CKA_SENSITIVE=true / CKA_EXTRACTABLE=false in an unwrap
+   * template (the key comes out readable): right after C_UnwrapKey the service sets them with
+   * C_SetAttributeValue, then checks the key as on any token. Unwrap templates that ask
+   * CKA_MODIFIABLE=false (the clone's) cannot be fixed so and stay refused.
+   */
+  unwrapRestrict: boolean;
   /** Whether the token refuses to wrap a CKA_WRAP_WITH_TRUSTED key under an untrusted key. */
   wrapWithTrusted: 'enforced' | 'not-enforced';
   /** False: the shared package keys are generated non-extractable and `ceremony clone` is refused. */
@@ -105,6 +112,7 @@ export function parseProfile(doc: unknown, source: string): TokenProfile {
     clearKeyImport: bool('clearKeyImport'),
     omitAttributes: strings('omitAttributes'),
     unwrapOmit: strings('unwrapOmit'),
+    unwrapRestrict: bool('unwrapRestrict'),
     wrapWithTrusted: oneOf('wrapWithTrusted', ['enforced', 'not-enforced'] as const),
     sharedKeysExtractable: bool('sharedKeysExtractable'),
     notes: strings('notes'),
@@ -179,7 +187,8 @@ export function adaptTemplate(profile: TokenProfile, t: graphene.ITemplate, use:
  * Some tokens ignore these attributes in an unwrap template, which would leave key values
  * readable; the key is destroyed and KEY_ATTRIBUTES_WEAK raised (the module goes to Error).
  */
-export function checkUnwrapped(key: graphene.Key, asked: graphene.ITemplate, token: () => string): void {
+export function checkUnwrapped(key: graphene.Key, asked: graphene.ITemplate, token: () => string, profile?: TokenProfile): void {
+  if (profile?.unwrapRestrict && asked.modifiable !== false) restrictUnwrapped(key, asked);
   const failures: string[] = [];
   let got: { sensitive?: unknown; extractable?: unknown };
   try {
@@ -193,6 +202,19 @@ export function checkUnwrapped(key: graphene.Key, asked: graphene.ITemplate, tok
   if (!failures.length) return;
   try { key.destroy(); } catch { /* gone with its session */ }
   throw vbiError('KEY_ATTRIBUTES_WEAK', `token '${token()}' unwrapped a key weaker than asked: ${failures.join('; ')}`);
+}
+
+/** C_SetAttributeValue of what the unwrap template asked and the token did not apply. */
+function restrictUnwrapped(key: graphene.Key, asked: graphene.ITemplate): void {
+  const set: graphene.ITemplate = {};
+  try {
+    const got = key.getAttribute({ sensitive: null, extractable: null }) as { sensitive?: unknown; extractable?: unknown };
+    if (asked.sensitive === true && got.sensitive !== true) set.sensitive = true;
+    if (asked.extractable === false && got.extractable !== false) set.extractable = false;
+    if (Object.keys(set).length) key.setAttribute(set);
+  } catch {
+    // the check below reports what is still wrong
+  }
 }
 
 /**

@@ -82,6 +82,7 @@ export interface Step<R> {
 export class Ledger {
   private readonly inFlight = new Map<PsdEngine, number>();
   private readonly outOfRotation = new Map<PsdEngine, string>();
+  private checking: Promise<string[]> | undefined;
 
   constructor(private readonly opts: LedgerOptions) {
     for (const e of opts.engines) this.inFlight.set(e, 0);
@@ -346,12 +347,23 @@ export class Ledger {
    * reconciled with its database row (a ring append lost after COMMIT rolls forward here), and
    * returns to the rotation when all of that passes. Returns the modules put back.
    */
-  async checkModules(): Promise<string[]> {
+  checkModules(): Promise<string[]> {
+    // one pass at a time: the monitor's timer and an explicit call must not interleave (a second
+    // pass could put a module back while the first is still restarting it)
+    this.checking ??= this.checkModulesOnce().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async checkModulesOnce(): Promise<string[]> {
     const back: string[] = [];
     // a lease lost with its connection (the database restarted) is taken again when free
-    if (this.opts.mapLease?.lost && !(await this.opts.mapLease.renew())) return back;
+    if (this.opts.mapLease && !(await this.opts.mapLease.check(this.db)) && !(await this.opts.mapLease.renew())) return back;
     for (const e of this.opts.engines) {
       const lease = this.opts.leases?.get(e);
+      // a lease may look held on a connection that outlived a database restart: ask the server
+      if (lease) await lease.check(this.db);
       if (lease?.lost && !this.outOfRotation.has(e)) this.outOfRotation.set(e, `lease lost: ${lease.lost}`);
       if (!this.outOfRotation.has(e)) continue;
       if (e.status().state === 'Inhibited') continue;

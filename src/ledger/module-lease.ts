@@ -41,6 +41,32 @@ export class Lease {
   }
 
   /**
+   * Does the database server the service now talks to (`db`) see this lease's lock, held by this
+   * lease's backend? After a server is killed and restarted, the old backend can go on answering
+   * on the lease connection for a while although its lock died with the old server; asked before
+   * a module returns to the rotation. A lease not seen there is marked lost (then renewed).
+   */
+  async check(db: Knex): Promise<boolean> {
+    if (this.lostReason) return false;
+    const pid = (this.client as unknown as { processID?: number }).processID;
+    let held: boolean;
+    try {
+      const r = await db.raw(
+        `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+           AND classid::bigint = ? AND objid::bigint = ? AND pid = ?) AS held`,
+        [LOCK_CLASS >>> 0, lockKey(this.resource) >>> 0, pid ?? -1],
+      );
+      held = r.rows[0].held === true;
+    } catch {
+      return false; // the database is away: nothing to decide now
+    }
+    if (held) return true;
+    if (!this.lostReason) this.lostReason = 'the database server does not see this lease (its connection outlived a server restart)';
+    await this.client.end().catch(() => undefined);
+    return false;
+  }
+
+  /**
    * Takes a lost lease again (the database restarted, the connection dropped) on a new
    * connection: true when held again, false while another process holds it or the database is
    * still away. The caller must reload whatever the lease covered before using it again: another

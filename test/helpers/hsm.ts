@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { LibraryHandle, closeLibrary, openLibrary } from '../../src/hsm/pkcs11-library';
+import * as graphene from 'graphene-pk11';
+import { LibraryHandle, closeLibrary, findSlotByLabel, openLibrary } from '../../src/hsm/pkcs11-library';
 import { generateModuleKeys, initToken } from '../../src/hsm/key-ceremony';
 import { CryptoModule, CryptoModuleOptions } from '../../src/hsm/crypto-module';
 import { PsdEngine, EngineOptions } from '../../src/module/psd-engine';
@@ -7,9 +8,12 @@ import { PackageSuite } from '../../src/hsm/mechanisms';
 import { HsmConfig } from '../../src/config/config';
 import { TokenProfile, setLibraryProfile } from '../../src/hsm/token-profile';
 
-/** PINs of the tokens tests create. */
-export const TEST_SO_PIN = 'test-officer-pin';
-export const TEST_USER_PIN = 'test-user-pin';
+/**
+ * PINs of the tokens tests create: VBI_TEST_SO_PIN / VBI_TEST_USER_PIN on a library whose PIN
+ * rules these defaults break (hsm/README.md, "Running the suite on another library").
+ */
+export const TEST_SO_PIN = process.env.VBI_TEST_SO_PIN || 'test-officer-pin';
+export const TEST_USER_PIN = process.env.VBI_TEST_USER_PIN || 'test-user-pin';
 
 let lib: LibraryHandle | undefined;
 
@@ -45,10 +49,47 @@ export function hsmConfig(suite: PackageSuite = 'aes', over: Partial<HsmConfig> 
   };
 }
 
-/** init-token + generate, as an officer would run them. */
-export async function provisionToken(label: string, suite: PackageSuite = 'aes', keys = true): Promise<void> {
-  await initToken({ library: testLibrary(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
-  if (keys) await generateModuleKeys({ library: testLibrary(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, suite });
+/**
+ * A fresh token labelled `label` (then `generate`, as an officer would run it). On a library whose
+ * profile offers free slots (SoftHSM2) that is `ceremony init-token`; on any other, one of the
+ * initialised tokens listed in VBI_TEST_TOKEN_LABELS (SO PIN = TEST_SO_PIN) is re-initialised under
+ * the new label with C_InitToken and the current SO PIN — the least recently provisioned one, so
+ * the list must be longer than the number of tokens one test file keeps in use (plus the two
+ * the test PKI keeps: `keep`).
+ */
+export async function provisionToken(label: string, suite: PackageSuite = 'aes', keys = true, opts: { keep?: boolean } = {}): Promise<void> {
+  const library = testLibrary();
+  if (library.profile.provisioning === 'free-slot') await initToken({ library, label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN });
+  else reinitialiseFromPool(library, label, opts.keep ?? false);
+  if (keys) await generateModuleKeys({ library, label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, suite });
+}
+
+/** Current labels of the pool's tokens, least recently provisioned first. */
+let pool: string[] | undefined;
+
+/** `keep`: the token serves the whole run (the test PKI) and never returns to the pool. */
+function reinitialiseFromPool(library: LibraryHandle, label: string, keep: boolean): void {
+  pool ??= (process.env.VBI_TEST_TOKEN_LABELS ?? '').split(',').map((l) => l.trim()).filter(Boolean);
+  if (!pool.length) {
+    throw new Error(`token profile '${library.profile.name}' has no free slots: list initialised test tokens in VBI_TEST_TOKEN_LABELS (hsm/README.md)`);
+  }
+  const previous = pool.shift() as string;
+  const slot = findSlotByLabel(library, previous);
+  slot.lib.C_InitToken(slot.handle, TEST_SO_PIN, label.padEnd(32, ' '));
+  const s = findSlotByLabel(library, label).open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+  try {
+    s.login(TEST_SO_PIN, graphene.UserType.SO);
+    s.initPin(TEST_USER_PIN);
+    s.logout();
+  } finally {
+    s.close();
+  }
+  if (!keep) pool.push(label);
+}
+
+/** Skips a suite that needs what only a free-slot library (SoftHSM2) gives: child services provisioning their own dev tokens, `init-token`. */
+export function requireFreeSlots(ctx: Mocha.Context): void {
+  if (testLibrary().profile.provisioning !== 'free-slot') ctx.skip();
 }
 
 export async function startModule(label: string, suite: PackageSuite = 'aes', over: Partial<CryptoModuleOptions> = {}): Promise<CryptoModule> {
