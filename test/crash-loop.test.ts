@@ -24,7 +24,7 @@ describe('crash loop: the service killed at random moments while mailers work', 
     // as root the embedded server runs as 'postgres': let it through the run's private directory
     chmodSync(root, statSync(root).mode | 0o001);
   });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
   it('20 faults: nothing lost, nothing twice, every indicium delivered, every mailer goes on', async () => {
     const lines: string[] = [];

@@ -68,11 +68,12 @@ describe('embedded PostgreSQL restarts (real server binaries)', function () {
   });
 
   it('a postmaster.pid naming a zombie', async () => {
-    // sh starts a child that exits at once, then becomes `sleep`, which never reaps it
-    const holder = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // sh starts a child that exits shortly after sh has become `sleep`, which never reaps it
+    // (a child exiting before the exec could be reaped by sh itself)
+    const holder = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const zombie = await new Promise<number>((resolve) => holder.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 800));
       expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).to.match(/\) Z /);
       await restartAfter(() => stalePidFile(zombie));
     } finally {

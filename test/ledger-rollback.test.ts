@@ -13,7 +13,7 @@ import { verifyJournal } from '../src/ledger/journal-verify';
 import { codeOf } from './helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture, provisionModules, restore, snapshot, testConfig } from './helpers/ledger';
 import { freshDatabase } from './helpers/db';
-import { TEST_SO_PIN, TEST_USER_PIN } from './helpers/hsm';
+import { TEST_SO_PIN, TEST_USER_PIN, requireClone } from './helpers/hsm';
 
 const run = promisify(execFile);
 
@@ -279,7 +279,8 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
     });
   });
 
-  it("one meter's row restored from another database of the same deployment (same package keys): PACKAGE_STALE", async () => {
+  it("one meter's row restored from another database of the same deployment (same package keys): PACKAGE_STALE", async function () {
+    requireClone(this);
     const labels = await provisionModules(2, 'dep');
     const f1 = await ledgerFixture({ labels: [labels[0]] });
     const f2 = await ledgerFixture({ labels: [labels[1]] });
@@ -304,7 +305,8 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
   describe('two modules interleaved on the same meters', () => {
     let f: LedgerFixture;
     let a: string;
-    beforeEach(async () => {
+    beforeEach(async function () {
+      requireClone(this);
       f = await ledgerFixture({ modules: 2 });
       a = (await f.newMeter(5_000_000)).meterId;
       await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
@@ -313,7 +315,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       const used = await f.db.knex('indicia').distinct('module_serial');
       expect(used.length).to.equal(2);
     });
-    afterEach(() => f.service.close());
+    afterEach(() => f?.service.close());
 
     it('a snapshot one committed transaction back: both modules refuse (ring ahead / map older), nothing signed', async () => {
       await snapshot(f.db, 'two');

@@ -1,3 +1,4 @@
+import { requireClone } from './helpers/hsm';
 import { expect } from 'chai';
 import { isVbiError } from '../src/errors';
 import { auditRecords } from '../src/ledger/audit-store';
@@ -129,7 +130,8 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
   });
 
   describe('two modules with cloned package keys', () => {
-    it('serve the same meters interleaved; rings, module table and journal stay consistent', async () => {
+    it('serve the same meters interleaved; rings, module table and journal stay consistent', async function () {
+      requireClone(this);
       const f = await ledgerFixture({ modules: 2 });
       try {
         const s = f.service;

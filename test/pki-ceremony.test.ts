@@ -38,7 +38,7 @@ describe('PKI ceremony CLI and the CA process (own token directory, own processe
   });
   after(() => {
     if (caProcess && caProcess.exitCode === null) caProcess.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { env }).then(

@@ -16,6 +16,15 @@ import { ledgerFixture, testConfig } from './helpers/ledger';
 import { freshDatabase } from './helpers/db';
 import { createService } from '../src/service';
 
+/**
+ * A profile variant under which the token leaves unwrapped keys readable: CKA_SENSITIVE and
+ * CKA_EXTRACTABLE=false left out of unwrap templates (a token's defaults then apply, as on a
+ * token that ignores them), and no restriction after the unwrap.
+ */
+function weakUnwrap(): { unwrapOmit: string[]; unwrapRestrict: boolean } {
+  return { unwrapOmit: [...testLibrary().profile.unwrapOmit, 'sensitive', 'extractable=false'], unwrapRestrict: false };
+}
+
 /** A 32-byte HMAC key imported under a user-secrets key, as registration does. */
 async function wrapHmacKey(m: CryptoModule, userSecrets: Buffer): Promise<Buffer> {
   const spki = m.transportPublicKey();
@@ -62,27 +71,29 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
     before(() => provisionToken(label));
 
     it('passes every required check with exact results and names the fitting profile', async () => {
+      const own = testLibrary().profile;
       const r = await ceremony(['probe', '--label', label]);
       expect(r.code, r.out).to.equal(0);
-      expect(r.out).to.match(/profile 'softhsm2' fits this token/);
+      expect(r.out).to.contain(`profile '${own.name}' fits this token`);
       for (const check of ['mechanisms', 'long-term key attributes', 'CKA_WRAP_WITH_TRUSTED', 'package suite aes',
-        'indicium key EC P-256', 'client secret by RSA-OAEP (sha1)', 'private data objects', 'module serial']) {
+        'indicium key EC P-256', `client secret by RSA-OAEP (${own.oaepHash})`, 'private data objects', 'module serial']) {
         expect(r.out).to.match(new RegExp(`ok +${check.replace(/[()]/g, '\\$&')}`), check);
       }
-      expect(r.out).to.match(/wrapping under an untrusted key refused: CKR_KEY_NOT_WRAPPABLE/);
-      expect(r.out).to.match(/shipped profiles that fit: softhsm2\b/);
+      if (own.wrapWithTrusted === 'enforced') expect(r.out).to.match(/wrapping under an untrusted key refused: CKR_KEY_NOT_WRAPPABLE/);
+      expect(r.out).to.match(new RegExp(`shipped profiles that fit: .*\\b${own.name}\\b`));
     });
 
     it("a profile that does not fit fails with the token's CKR codes, and the probe names the profiles that fit", async () => {
-      // a Luna-like profile on this SoftHSM2 token: another manufacturer, another wrap mechanism
-      await withTestProfile({ wrapMechanism: 0x210b, match: { manufacturerID: '^Thales' } }, async (library) => {
-        const p = await probeWithProfiles({ library, label, userPin: TEST_USER_PIN, suite: 'aes', wrapMechanism: 0x210b, oaepHash: 'sha1' });
+      // a profile for another vendor's token: another manufacturer, a wrap mechanism this token lacks
+      const bogus = 0x8000f00d;
+      await withTestProfile({ wrapMechanism: bogus, match: { manufacturerID: '^Thales' } }, async (library) => {
+        const p = await probeWithProfiles({ library, label, userPin: TEST_USER_PIN, suite: 'aes', wrapMechanism: bogus, oaepHash: library.profile.oaepHash });
         expect(p.report.ok).to.equal(false);
         const failed = p.report.checks.filter((c) => !c.ok && c.required);
         expect(failed.map((c) => c.name)).to.include.members(['profile matches the token', 'mechanisms']);
-        expect(failed.find((c) => c.name === 'mechanisms')?.detail).to.match(/0x210b .*not offered/);
+        expect(failed.find((c) => c.name === 'mechanisms')?.detail).to.match(/0x8000f00d .*not offered/);
         expect(failed.find((c) => c.name.startsWith('indicium key EC'))?.ckr).to.match(/^CKR_MECHANISM_INVALID \(0x70\)$/);
-        expect(p.fitting).to.include('softhsm2');
+        expect(p.fitting).to.include(testLibrary().profile.name);
       });
     });
   });
@@ -94,7 +105,7 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
     it('a token that leaves unwrapped keys readable (CKA_SENSITIVE / CKA_EXTRACTABLE ignored) is refused at start', async () => {
       // A profile that keeps sensitive/extractable out of unwrap templates: SoftHSM2 then makes
       // unwrapped keys non-sensitive, as a token that ignores the attributes would.
-      const m = await withTestProfile({ unwrapOmit: ['sensitive', 'extractable=false'] }, (library) => CryptoModule.start({
+      const m = await withTestProfile(weakUnwrap(), (library) => CryptoModule.start({
         library, module: { tokenLabel: label, userPin: TEST_USER_PIN, userType: 1 }, hsm: hsmConfig('aes'),
       }));
       try {
@@ -107,7 +118,7 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
     });
 
     it('with unwrapRestrict the service sets the attributes right after the unwrap, and the token is usable', async () => {
-      const m = await withTestProfile({ unwrapOmit: ['sensitive', 'extractable=false'], unwrapRestrict: true }, async (library) => {
+      const m = await withTestProfile({ ...weakUnwrap(), unwrapRestrict: true }, async (library) => {
         const mod = await CryptoModule.start({ library, module: { tokenLabel: label, userPin: TEST_USER_PIN, userType: 1 }, hsm: hsmConfig('aes') });
         try {
           const wrapped = await mod.generateWrappedSecretKey();
@@ -130,7 +141,7 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
     it('the service refuses to start on such a token (TOKEN_UNSUITABLE with the probe\'s reason)', async () => {
       const db = await freshDatabase();
       try {
-        const err = await withTestProfile({ unwrapOmit: ['sensitive', 'extractable=false'] }, () => createService({ config: testConfig([label]), db }))
+        const err = await withTestProfile(weakUnwrap(), () => createService({ config: testConfig([label]), db }))
           .then((svc) => svc.close().then(() => null), (e: unknown) => e);
         expect(isVbiError(err, 'TOKEN_UNSUITABLE'), String(err)).to.equal(true);
         expect(String((err as Error).message)).to.match(/CKA_SENSITIVE=false/);
@@ -144,7 +155,7 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
       try {
         expect(m.status().state).to.equal('Idle');
         const wrapped = await m.generateWrappedSecretKey();
-        await withTestProfile({ unwrapOmit: ['sensitive', 'extractable=false'] }, async () => {
+        await withTestProfile(weakUnwrap(), async () => {
           const err = await m.hmac({ keyChain: [{ wrapped, usage: 'wrap' }], data: Buffer.from('x') }).then(() => null, (e: unknown) => e);
           expect(isVbiError(err, 'KEY_ATTRIBUTES_WEAK'), String(err)).to.equal(true);
         });
@@ -156,10 +167,11 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
       }
     });
 
-    it('the clone ceremony fails (no "KCVs match") when the copied keys come out weak', async () => {
+    it('the clone ceremony fails (no "KCVs match") when the copied keys come out weak', async function () {
+      if (!testLibrary().profile.sharedKeysExtractable) this.skip(); // no clone on this token
       const to = uniqueLabel('clone-weak');
       await provisionToken(to, 'aes', false);
-      const err = await withTestProfile({ unwrapOmit: ['sensitive'] }, (library) => cloneSharedKeys({
+      const err = await withTestProfile({ ...weakUnwrap(), unwrapOmit: [...testLibrary().profile.unwrapOmit, 'sensitive'] }, (library) => cloneSharedKeys({
         suite: 'aes',
         from: { library, label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN },
         to: { library, label: to, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN },

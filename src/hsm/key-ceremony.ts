@@ -170,7 +170,11 @@ export async function generateModuleKeys(req: TokenRef & { soPin: string; userPi
         throw vbiError('KEY_EXISTS', `token '${req.label}' already holds ${roleLabel(role)}; re-initialise the token to start over`);
       }
     }
-    for (const role of roles) await generateRole(s, role, req.suite);
+    for (const role of roles) {
+      await generateRole(s, role, req.suite).catch((e) => {
+        throw toVbiError(e, `generate ${roleLabel(role)} on '${req.label}' ('ceremony probe --label ${req.label}' shows what the token refuses)`);
+      });
+    }
     return refuseWeak(reportKeys(s, req.suite, req.wrapMechanism), `token '${req.label}'`);
   });
 }

@@ -49,7 +49,10 @@ export async function startDevPki(req: {
     }
   };
   if (!provisioned(req.caLabel) || !provisioned(req.vendorLabel) || !existsSync(join(req.caDir, 'root.pem'))) {
-    if (req.library.profile.provisioning !== 'free-slot') throw vbiError('TOKEN_NOT_FOUND', 'the dev PKI is provisioned only on a library whose profile has free slots (SoftHSM2)');
+    const missing = [req.caLabel, req.vendorLabel].filter((l) => !provisioned(l));
+    if (missing.length && req.library.profile.provisioning !== 'free-slot') {
+      throw vbiError('TOKEN_NOT_FOUND', `the dev PKI needs tokens ${missing.join(', ')}: it creates them only on a library whose profile has free slots (SoftHSM2)`);
+    }
     if (!provisioned(req.caLabel)) await initToken({ ...tokens, label: req.caLabel });
     if (!provisioned(req.vendorLabel)) await initToken({ ...tokens, label: req.vendorLabel });
     await initCa({ ...tokens, tokenLabel: req.caLabel, dir: req.caDir });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
-import { LibraryHandle, closeLibrary, findSlotByLabel, openLibrary } from '../../src/hsm/pkcs11-library';
+import { LibraryHandle, closeLibrary, openLibrary } from '../../src/hsm/pkcs11-library';
 import { generateModuleKeys, initToken } from '../../src/hsm/key-ceremony';
 import { CryptoModule, CryptoModuleOptions } from '../../src/hsm/crypto-module';
 import { PsdEngine, EngineOptions } from '../../src/module/psd-engine';
@@ -52,7 +52,7 @@ export function hsmConfig(suite: PackageSuite = 'aes', over: Partial<HsmConfig> 
 /**
  * A fresh token labelled `label` (then `generate`, as an officer would run it). On a library whose
  * profile offers free slots (SoftHSM2) that is `ceremony init-token`; on any other, one of the
- * initialised tokens listed in VBI_TEST_TOKEN_LABELS (SO PIN = TEST_SO_PIN) is re-initialised under
+ * initialised tokens in the slots VBI_TEST_TOKEN_SLOTS names (SO PIN = TEST_SO_PIN) is re-initialised under
  * the new label with C_InitToken and the current SO PIN — the least recently provisioned one, so
  * the list must be longer than the number of tokens one test file keeps in use (plus the two
  * the test PKI keeps: `keep`).
@@ -64,19 +64,34 @@ export async function provisionToken(label: string, suite: PackageSuite = 'aes',
   if (keys) await generateModuleKeys({ library, label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, suite });
 }
 
-/** Current labels of the pool's tokens, least recently provisioned first. */
-let pool: string[] | undefined;
+/** Slots of the pool, least recently provisioned first. */
+let pool: graphene.Slot[] | undefined;
 
-/** `keep`: the token serves the whole run (the test PKI) and never returns to the pool. */
-function reinitialiseFromPool(library: LibraryHandle, label: string, keep: boolean): void {
-  pool ??= (process.env.VBI_TEST_TOKEN_LABELS ?? '').split(',').map((l) => l.trim()).filter(Boolean);
-  if (!pool.length) {
-    throw new Error(`token profile '${library.profile.name}' has no free slots: list initialised test tokens in VBI_TEST_TOKEN_LABELS (hsm/README.md)`);
+/** VBI_TEST_TOKEN_SLOTS: positions in the library's slot list, e.g. `4-19` or `2,3,5`. */
+function poolSlots(library: LibraryHandle): graphene.Slot[] {
+  const spec = process.env.VBI_TEST_TOKEN_SLOTS ?? '';
+  const all = library.module.getSlots(true);
+  const out: graphene.Slot[] = [];
+  for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [a, b] = part.split('-').map(Number);
+    for (let i = a; i <= (b ?? a); i++) {
+      if (!Number.isInteger(i) || i < 0 || i >= all.length) throw new Error(`VBI_TEST_TOKEN_SLOTS: no slot ${i} (the library has ${all.length})`);
+      out.push(all.items(i));
+    }
   }
-  const previous = pool.shift() as string;
-  const slot = findSlotByLabel(library, previous);
+  return out;
+}
+
+function reinitialiseFromPool(library: LibraryHandle, label: string, keep: boolean): void {
+  pool ??= poolSlots(library);
+  if (!pool.length) {
+    throw new Error(`token profile '${library.profile.name}' has no free slots: name initialised test tokens in VBI_TEST_TOKEN_SLOTS (hsm/README.md)`);
+  }
+  const slot = pool.shift() as graphene.Slot;
+  // back at the end of the queue at once: a failed re-initialisation must not shrink the pool
+  if (!keep) pool.push(slot);
   slot.lib.C_InitToken(slot.handle, TEST_SO_PIN, label.padEnd(32, ' '));
-  const s = findSlotByLabel(library, label).open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+  const s = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
   try {
     s.login(TEST_SO_PIN, graphene.UserType.SO);
     s.initPin(TEST_USER_PIN);
@@ -84,7 +99,6 @@ function reinitialiseFromPool(library: LibraryHandle, label: string, keep: boole
   } finally {
     s.close();
   }
-  if (!keep) pool.push(label);
 }
 
 /** Skips a suite that needs what only a free-slot library (SoftHSM2) gives: child services provisioning their own dev tokens, `init-token`. */
@@ -121,4 +135,9 @@ export async function withTestProfile<T>(over: Partial<TokenProfile>, fn: (libra
   } finally {
     setLibraryProfile(base.module, base.profile);
   }
+}
+
+/** Skips a test that needs two modules with cloned package keys, on a profile that refuses the clone. */
+export function requireClone(ctx: Mocha.Context): void {
+  if (!testLibrary().profile.sharedKeysExtractable) ctx.skip();
 }
