@@ -61,7 +61,7 @@ export async function createService(deps: {
 }): Promise<Service> {
   const { config } = deps;
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
   const engines: PsdEngine[] = [];
   const leases = new Map<PsdEngine, Lease>();
   const held: Lease[] = [];

@@ -24,6 +24,8 @@ export interface HsmConfig {
   softhsm2Conf?: string;
   /** What the token implementation supports and needs (PKCS11_PROFILE, hsm/profiles). */
   profile: TokenProfile;
+  /** PKCS11_INIT_PARAMETERS: a string passed to C_Initialize in pReserved (NSS softokn's configdir); usually unset. */
+  initParameters?: string;
   modules: ModuleConfig[];
   /** Cipher suite of the package keys of this deployment. */
   suite: PackageSuite;
@@ -111,6 +113,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       library,
       softhsm2Conf,
       profile,
+      initParameters: env.PKCS11_INIT_PARAMETERS || undefined,
       modules: labels.map((tokenLabel) => ({ tokenLabel, userPin, userType })),
       suite,
       ringSize: intFrom(env, 'VBI_RING_SIZE', 3, 3, 5),

@@ -70,11 +70,6 @@ const REQUEST = new Set<number>([
   pkcs11.CKR_DOMAIN_PARAMS_INVALID,
 ]);
 
-export function isRequestError(e: unknown): boolean {
-  const c = ckr(e);
-  return c !== undefined && REQUEST.has(c);
-}
-
 export function isRecoverable(e: unknown): boolean {
   const c = ckr(e);
   return c !== undefined && RECOVERABLE.has(c);

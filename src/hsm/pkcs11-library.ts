@@ -22,7 +22,7 @@ const libraries = new Map<string, Entry>();
  * `profile`: a TokenProfile, a profile name or file (PKCS11_PROFILE), or undefined for the shipped
  * profile whose library path pattern matches `path`.
  */
-export function openLibrary(path: string, softhsm2Conf?: string, profile?: TokenProfile | string): LibraryHandle {
+export function openLibrary(path: string, softhsm2Conf?: string, profile?: TokenProfile | string, initParameters?: string): LibraryHandle {
   const entry = libraries.get(path);
   if (entry) {
     if (softhsm2Conf && entry.softhsm2Conf && softhsm2Conf !== entry.softhsm2Conf) {
@@ -46,7 +46,9 @@ export function openLibrary(path: string, softhsm2Conf?: string, profile?: Token
   }
   // OS locking: without it SoftHSM2 turns its mutexes off while pkcs11js runs async calls on
   // worker threads.
-  module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK });
+  // initParameters (PKCS11_INIT_PARAMETERS) go in C_INITIALIZE_ARGS.pReserved, which some
+  // libraries read their configuration from (NSS softokn: configdir=...).
+  module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK, ...(initParameters ? { libraryParameters: initParameters } : {}) });
   setLibraryProfile(module, tokenProfile);
   const handle = { path, module, profile: tokenProfile };
   libraries.set(path, { handle, refs: 1, softhsm2Conf });

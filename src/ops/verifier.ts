@@ -12,7 +12,7 @@ export async function openVerifier(config: Config): Promise<{ db: Database; hsm:
   const m = config.hsm.modules[0];
   if (!m) throw new Error('no module configured (PKCS11_TOKEN_LABELS)');
   const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir });
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
   let hsm: CryptoModule;
   try {
     hsm = await CryptoModule.start({ library: lib, module: m, hsm: config.hsm });
