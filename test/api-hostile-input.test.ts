@@ -70,7 +70,11 @@ describe('hostile input over HTTP (real token and database)', function () {
   const healthy = async () => {
     const h = await c.call('GET', '/v1/health');
     expect(h.status, JSON.stringify(h.json)).to.equal(200);
-    for (const m of h.json.modules) expect(m).to.include({ inRotation: true });
+    for (const m of h.json.modules) {
+      expect(m).to.include({ inRotation: true });
+      // the start-up probe in summary only: no token details to anonymous callers
+      expect(m.probe).to.deep.equal({ profile: testLibrary().profile.name, ok: true, failed: [] });
+    }
   };
   const errorShape = (r: { status: number; json: any }, status: number, code: string) => {
     expect(r.status, JSON.stringify(r.json)).to.equal(status);

@@ -79,7 +79,12 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
       }
       // serving: a module in Idle or User that the transaction engine has not taken out of rotation
       const serving = status.modules.some((x) => (x.state === 'Idle' || x.state === 'User') && x.inRotation);
-      res.status(serving && database === 'ok' ? 200 : 503).json({ modules: status.modules, database });
+      // the probe in summary: which checks failed, not the token's details (`ceremony probe` has those)
+      const modules = status.modules.map((m) => ({
+        ...m,
+        probe: m.probe && { profile: m.probe.profile, ok: m.probe.ok, failed: m.probe.checks.filter((c) => !c.ok).map((c) => c.name) },
+      }));
+      res.status(serving && database === 'ok' ? 200 : 503).json({ modules, database });
     },
   });
   api.defineRoute({
