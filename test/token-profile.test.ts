@@ -269,6 +269,30 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
     });
   });
 
+  it('a module token whose package KEK is exportable (made outside the ceremony) is refused at start', async () => {
+    const label = uniqueLabel('weak-kek');
+    await provisionToken(label, 'aes', false);
+    await generateModuleKeys({ library: testLibrary(), label, soPin: TEST_SO_PIN, userPin: TEST_USER_PIN, suite: 'aes', roles: ['package-enc', 'package-mac', 'module-identity', 'module-transport'] });
+    const s = findSlotByLabel(testLibrary(), label).open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
+    try {
+      s.login(TEST_USER_PIN, graphene.UserType.USER);
+      s.generateKey(graphene.KeyGenMechanism.AES, {
+        class: graphene.ObjectClass.SECRET_KEY, keyType: graphene.KeyType.AES, valueLen: 32, label: 'vbi.package.kek',
+        token: true, private: true, sensitive: true, extractable: true, wrap: true, unwrap: true,
+      });
+      s.logout();
+    } finally {
+      s.close();
+    }
+    const m = await startModule(label);
+    try {
+      expect(m.status().state).to.equal('Error');
+      expect(m.unsuitable).to.match(/package-kek: extractable without CKA_WRAP_WITH_TRUSTED/);
+    } finally {
+      await m.close();
+    }
+  });
+
   it('generate sets CKA_COPYABLE=false on every long-term key (read back)', async () => {
     const label = uniqueLabel('copyable');
     await provisionToken(label);

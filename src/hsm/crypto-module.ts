@@ -193,7 +193,7 @@ export class CryptoModule implements HsmModule {
 
   private fail(e: unknown, what: string): void {
     const err = toVbiError(e, what);
-    if (err.code === 'TOKEN_UNSUITABLE') this._unsuitable = err.message;
+    if (err.code === 'TOKEN_UNSUITABLE' || err.code === 'KEY_ATTRIBUTES_WEAK') this._unsuitable = err.message;
     this.fsm.to('Error', `${what}: ${err.message}`);
   }
 
@@ -232,7 +232,20 @@ export class CryptoModule implements HsmModule {
       identityPub: one('module-identity', graphene.ObjectClass.PUBLIC_KEY).toType(),
       transportPub: one('module-transport', graphene.ObjectClass.PUBLIC_KEY).toType(),
     };
-    one('module-transport', graphene.ObjectClass.PRIVATE_KEY);
+    const transportPrivate = one('module-transport', graphene.ObjectClass.PRIVATE_KEY);
+    // A long-term key that reads back exportable is not one the service may use (the ceremony
+    // refuses to make one; this catches a token provisioned otherwise).
+    const weak: string[] = [];
+    for (const [role, key] of [['package-kek', keys.kek], ['package-enc', keys.enc], ['package-mac', keys.mac],
+      ['module-identity', keys.identity], ['module-transport', transportPrivate]] as const) {
+      const a = key.getAttribute({ sensitive: null, extractable: null, private: null }) as { sensitive?: boolean; extractable?: boolean; private?: boolean };
+      let wrapWithTrusted = false;
+      try { wrapWithTrusted = key.getAttribute('wrapWithTrusted') === true; } catch { /* attribute unknown to the token */ }
+      if (a.sensitive !== true) weak.push(`${role}: not sensitive`);
+      if (a.private !== true) weak.push(`${role}: not private`);
+      if (a.extractable === true && !wrapWithTrusted) weak.push(`${role}: extractable without CKA_WRAP_WITH_TRUSTED`);
+    }
+    if (weak.length) throw vbiError('KEY_ATTRIBUTES_WEAK', `token '${this.tokenLabel}': ${weak.join('; ')}`);
     // The key types must be those of the configured suite, or every package would fail to open.
     for (const [role, key] of [['package-enc', keys.enc], ['package-mac', keys.mac]] as const) {
       const want = secretKeyTemplate(role, this.suite).keyType;
