@@ -40,7 +40,8 @@ export interface KeyReport {
 
 const rw = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
 
-function withSession<T>(slot: graphene.Slot, fn: (s: graphene.Session) => Promise<T> | T): Promise<T> {
+/** A read-write session for `fn`, logged out and closed after it. */
+export function withSession<T>(slot: graphene.Slot, fn: (s: graphene.Session) => Promise<T> | T): Promise<T> {
   const s = slot.open(rw);
   return Promise.resolve()
     .then(() => fn(s))
@@ -50,7 +51,8 @@ function withSession<T>(slot: graphene.Slot, fn: (s: graphene.Session) => Promis
     });
 }
 
-function login(s: graphene.Session, pin: string, type: graphene.UserType, what: string): void {
+/** Logs in; "already logged in" (login state is token-wide) is success. */
+export function login(s: graphene.Session, pin: string, type: graphene.UserType, what: string): void {
   try {
     s.login(pin, type);
   } catch (e) {

@@ -1,10 +1,9 @@
 import * as graphene from 'graphene-pk11';
-import * as pkcs11 from 'pkcs11js';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
 import { ProbeReport, probeToken } from './token-probe';
 import { listProfiles, setLibraryProfile } from './token-profile';
 import { PackageSuite } from './mechanisms';
-import { ckr, toVbiError } from './pkcs11-errors';
+import { login, withSession } from './key-ceremony';
 
 /** Every slot of a library with its token's identity (`ceremony probe` without --label). */
 export function listTokens(library: LibraryHandle): Array<{
@@ -32,13 +31,8 @@ export async function probeWithProfiles(req: {
   library: LibraryHandle; label: string; userPin: string; suite: PackageSuite; wrapMechanism: number; oaepHash: 'sha1' | 'sha256';
 }): Promise<{ report: ProbeReport; fitting: string[] }> {
   const slot = findSlotByLabel(req.library, req.label);
-  const s = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-  try {
-    try {
-      s.login(req.userPin, graphene.UserType.USER);
-    } catch (e) {
-      if (ckr(e) !== pkcs11.CKR_USER_ALREADY_LOGGED_IN) throw toVbiError(e, `login to '${req.label}'`);
-    }
+  return withSession(slot, async (s) => {
+    login(s, req.userPin, graphene.UserType.USER, `login to '${req.label}'`);
     const own = req.library.profile;
     const report = await probeToken(slot, { profile: own, suite: req.suite, wrapMechanism: req.wrapMechanism, oaepHash: req.oaepHash });
     const fitting: string[] = report.ok ? [own.name] : [];
@@ -53,8 +47,5 @@ export async function probeWithProfiles(req: {
       }
     }
     return { report, fitting };
-  } finally {
-    try { s.logout(); } catch { /* not logged in */ }
-    try { s.close(); } catch { /* closed */ }
-  }
+  });
 }

@@ -1,11 +1,9 @@
 import * as graphene from 'graphene-pk11';
-import * as pkcs11 from 'pkcs11js';
 import { vbiError } from '../errors';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
-import { KeyReport, proveOfficer, tokenKeyReport, weaknesses } from './key-ceremony';
+import { KeyReport, login, proveOfficer, tokenKeyReport, weaknesses } from './key-ceremony';
 import { SigningRole, pairTemplates, parseSigningKeyLabel, signingKeyLabel } from './key-templates';
 import { P256_PARAMS } from './mechanisms';
-import { ckr, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki } from './public-keys';
 import * as ops from './async-ops';
 
@@ -35,11 +33,7 @@ export async function generateSigningKey(req: SigningTokenRef & {
   const keyLabel = signingKeyLabel(req.role, req.generation);
   const s = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
   try {
-    try {
-      s.login(req.userPin, graphene.UserType.USER);
-    } catch (e) {
-      if (ckr(e) !== pkcs11.CKR_USER_ALREADY_LOGGED_IN) throw toVbiError(e, 'user login');
-    }
+    login(s, req.userPin, graphene.UserType.USER, 'user login');
     if (s.find({ label: keyLabel }).length > 0) {
       throw vbiError('KEY_EXISTS', `token '${req.label}' already holds ${keyLabel}`);
     }
