@@ -1,13 +1,17 @@
 /**
- * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50]
+ * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50] [--modules 1,2] [--profile DIR]
  *
  * Durable printing through the path mailers take: the real service program (`dist/src/main.js`,
  * what `npm start` runs) in a temp directory of its own — SoftHSM2 dev token, embedded
  * PostgreSQL with fsync on, dev PKI — and mailers registered and printing through the SDK over
- * HTTP. For each number of concurrent mailers K and batch size B it prints items/s (every item
- * committed and checkpointed before its answer), p50/p99 per request and the errors; then the
- * token's raw ECDSA P-256 signature rate measured in the same run on the same token, and the
- * ratio. Not a test: numbers depend on the machine. Quote the output, don't assert on it.
+ * HTTP. For each number of modules (the second and later cloned from the dev token, as the
+ * ceremony's clone does), number of concurrent mailers K and batch size B it prints items/s
+ * (every item committed and checkpointed before its answer), p50/p99 per request and the errors,
+ * and per module count the commands per commit group (GET /v1/metrics); then the token's raw
+ * ECDSA P-256 signature rate measured in the same run on the same token, and the ratio. With
+ * --profile the service runs under `node --cpu-prof` and writes its CPU profile (.cpuprofile,
+ * for Chrome DevTools) into DIR when the rows are done. Not a test: numbers depend on the
+ * machine. Quote the output, don't assert on it.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -16,7 +20,8 @@ import { performance } from 'node:perf_hooks';
 import { VbiClient } from '../src/client/vbi-client';
 import { CryptoModule } from '../src/hsm/crypto-module';
 import { closeLibrary, openLibrary } from '../src/hsm/pkcs11-library';
-import { DEV_TOKEN_LABEL, DEV_USER_PIN } from '../src/config/config';
+import { DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN } from '../src/config/config';
+import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
 import { ServiceProcess } from '../test/crash/service-process';
 
 function list(name: string, dflt: number[]): number[] {
@@ -29,72 +34,120 @@ function num(name: string, dflt: number): number {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 }
 
+/** The service's commit-group counters (GET /v1/metrics). */
+async function groupCounts(url: string): Promise<{ groups: number; commands: number }> {
+  const text = await (await fetch(`${url}/v1/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { groups: value('vbi_commit_groups'), commands: value('vbi_committed_commands') };
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
+}
+
+/** A second (third ...) module token in the service's token directory, as `ceremony clone` makes one from the dev token. */
+async function addModuleToken(dir: string, library: string, label: string): Promise<void> {
+  const lib = openLibrary(library, join(dir, 'softhsm2.conf'));
+  try {
+    const officer = { soPin: DEV_SO_PIN, userPin: DEV_USER_PIN };
+    await initToken({ library: lib, label, ...officer });
+    await cloneSharedKeys({ suite: 'aes', from: { library: lib, label: DEV_TOKEN_LABEL, ...officer }, to: { library: lib, label, ...officer } });
+    await generateModuleKeys({ library: lib, label, ...officer, suite: 'aes', roles: ['module-identity', 'module-transport'] });
+  } finally {
+    closeLibrary(lib);
+  }
 }
 
 export async function benchHttp(): Promise<void> {
   const seconds = num('seconds', 5);
   const mailerCounts = list('mailers', [1, 4, 16, 64]);
   const batches = list('batches', [1, 50]);
+  const moduleCounts = list('modules', [1, 2]);
   const dir = mkdtempSync(join(tmpdir(), 'vbi-bench-http-'));
   const service = await ServiceProcess.create(dir);
   const say = (s: string) => process.stdout.write(`${s}\n`);
+  const devEnv = readFileSync(join(__dirname, '..', '..', 'var', 'dev.env'), 'utf8');
+  const library = process.env.PKCS11_LIBRARY ?? /^PKCS11_LIBRARY=(.*)$/m.exec(devEnv)?.[1] as string;
   // the bench registers every mailer from one address: lift the per-client registration limit
   service.env = { VBI_AUTH_RATE_LIMIT: '100000', VBI_METER_POOL: '8' };
+  const profileDir = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
+  if (profileDir) service.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
   try {
-    await service.start();
-    say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js, 1 module (SoftHSM2), embedded PostgreSQL (fsync on); ${seconds} s per row`);
-    const password = 'bench http password';
-    const clients: VbiClient[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < Math.max(...mailerCounts); i++) {
-      const c = await VbiClient.register({
-        baseUrl: service.url, rootCertPem: service.rootPem, name: `Bench ${i}`, licensingZip: '20260', returnAddress: ['Bench', '1 Main St'],
-        password, keyFilePath: join(dir, `mailer-${i}.key`),
-      });
-      await c.buy({ amount: 100_000_000, payment: { kind: 'card', token: 'tok_approve' } });
-      await c.openSession();
-      clients.push(c);
-    }
-    say(`setup: ${clients.length} mailers registered, funded and in session through HTTP in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-
     let best = 0;
-    for (const k of mailerCounts) {
-      for (const b of batches) {
-        const lat: number[] = [];
-        const errors = new Map<string, number>();
-        let items = 0;
-        const end = performance.now() + seconds * 1000;
-        const start = performance.now();
-        await Promise.all(clients.slice(0, k).map(async (c) => {
-          while (performance.now() < end) {
-            const t = performance.now();
-            try {
-              const out = await c.print(Array.from({ length: b }, () => ({ destinationZip: '205000001', postage: 680 })));
-              items += out.printed;
-              lat.push(performance.now() - t);
-              if (out.printed !== b) errors.set('NOT_PRINTED', (errors.get('NOT_PRINTED') ?? 0) + b - out.printed);
-            } catch (e) {
-              const code = (e as { code?: string }).code ?? 'ERROR';
-              errors.set(code, (errors.get(code) ?? 0) + 1);
-            }
-          }
-        }));
-        const elapsed = (performance.now() - start) / 1000;
-        lat.sort((x, y) => x - y);
-        const rate = items / elapsed;
-        best = Math.max(best, rate);
-        const errs = errors.size ? [...errors].map(([c, n]) => `${c} ${n}`).join(', ') : 'none';
-        say(`K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}: ${rate.toFixed(1).padStart(7)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request  (${lat.length} requests, errors: ${errs})`);
+    let bestRow = '';
+    const labels = [DEV_TOKEN_LABEL];
+    for (const modules of moduleCounts) {
+      if (modules > 1) {
+        // the service stops, a module token is cloned from the dev token, the service starts with all of them
+        await service.terminate();
+        while (labels.length < modules) {
+          const label = `vbi-bench-module-${labels.length + 1}`;
+          await addModuleToken(dir, library, label);
+          labels.push(label);
+        }
+        service.env = { ...service.env, PKCS11_TOKEN_LABELS: labels.join(','), PKCS11_USER_PIN: DEV_USER_PIN };
       }
+      await service.start();
+      if (best === 0) say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js, SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
+      const password = 'bench http password';
+      const clients: VbiClient[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < Math.max(...mailerCounts); i++) {
+        const c = await VbiClient.register({
+          baseUrl: service.url, rootCertPem: service.rootPem, name: `Bench ${i}`, licensingZip: '20260', returnAddress: ['Bench', '1 Main St'],
+          password, keyFilePath: join(dir, `mailer-${modules}-${i}.key`),
+        });
+        await c.refreshModules();
+        await c.buy({ amount: 100_000_000, payment: { kind: 'card', token: 'tok_approve' } });
+        await c.openSession();
+        clients.push(c);
+      }
+      say(`${modules} module(s): ${clients.length} mailers registered, funded and in session through HTTP in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      const before = await groupCounts(service.url);
+      for (const k of mailerCounts) {
+        for (const b of batches) {
+          const lat: number[] = [];
+          const errors = new Map<string, number>();
+          let items = 0;
+          const end = performance.now() + seconds * 1000;
+          const start = performance.now();
+          await Promise.all(clients.slice(0, k).map(async (c) => {
+            while (performance.now() < end) {
+              const t = performance.now();
+              try {
+                const out = await c.print(Array.from({ length: b }, () => ({ destinationZip: '205000001', postage: 680 })));
+                items += out.printed;
+                lat.push(performance.now() - t);
+                if (out.printed !== b) errors.set('NOT_PRINTED', (errors.get('NOT_PRINTED') ?? 0) + b - out.printed);
+              } catch (e) {
+                const code = (e as { code?: string }).code ?? 'ERROR';
+                errors.set(code, (errors.get(code) ?? 0) + 1);
+              }
+            }
+          }));
+          const elapsed = (performance.now() - start) / 1000;
+          lat.sort((x, y) => x - y);
+          const rate = items / elapsed;
+          const row = `${modules} module(s), K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`;
+          if (rate > best) {
+            best = rate;
+            bestRow = row;
+          }
+          const errs = errors.size ? [...errors].map(([code, n]) => `${code} ${n}`).join(', ') : 'none';
+          say(`${row}: ${rate.toFixed(1).padStart(7)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request  (${lat.length} requests, errors: ${errs})`);
+        }
+      }
+      const after = await groupCounts(service.url);
+      const groups = after.groups - before.groups;
+      say(`${modules} module(s): ${after.commands - before.commands} commands in ${groups} commit groups (${groups ? ((after.commands - before.commands) / groups).toFixed(1) : '0'} per group)`);
+      for (const c of clients) await c.closeSession().catch(() => undefined);
     }
-    for (const c of clients) await c.closeSession().catch(() => undefined);
-    await service.kill();
+    if (profileDir) {
+      await service.terminate();
+      say(`service CPU profile written to ${profileDir}`);
+    } else await service.kill();
 
     // the token's raw rate, on the same token, with the service stopped
-    const devEnv = readFileSync(join(__dirname, '..', '..', 'var', 'dev.env'), 'utf8');
-    const library = process.env.PKCS11_LIBRARY ?? /^PKCS11_LIBRARY=(.*)$/m.exec(devEnv)?.[1] as string;
     const lib = openLibrary(library, join(dir, 'softhsm2.conf'));
     try {
       const m = await CryptoModule.start({
@@ -117,7 +170,7 @@ export async function benchHttp(): Promise<void> {
         say(`raw ECDSA P-256 sign on the same token, ${inFlight} in flight: ${rate.toFixed(0)}/s`);
       }
       await m.close();
-      say(`best durable HTTP rate ${best.toFixed(1)} items/s = ${((best / raw) * 100).toFixed(2)}% of the raw signature rate ${raw.toFixed(0)}/s`);
+      say(`best durable HTTP rate ${best.toFixed(1)} items/s (${bestRow}) = ${((best / raw) * 100).toFixed(2)}% of the raw signature rate ${raw.toFixed(0)}/s`);
     } finally {
       closeLibrary(lib);
     }

@@ -31,7 +31,7 @@ export interface Service {
   instanceId: string;
   /** Whether the process with that instance id is alive (holds its instance lease). */
   instanceAlive(id: string): Promise<boolean>;
-  status(): { modules: ModuleHealth[] };
+  status(): { modules: ModuleHealth[]; commits: { groups: number; commands: number; largest: number } };
   /**
    * One pass of the monitor (its timer runs it every moduleCheckIntervalMs): leases lost with
    * their connection are taken again, modules out of rotation are checked and put back.
@@ -132,6 +132,7 @@ export async function createService(deps: {
           const r = rotation.get(e.hsm.serial);
           return { ...e.status(), inRotation: r?.inRotation ?? false, outOfRotation: r?.reason ?? null };
         }),
+        commits: ledger.commitStats(),
       };
     },
     close: async () => {

@@ -24,7 +24,7 @@ export interface AppDeps {
   verifier: IndiciumVerifier;
   /** The same checks without recording (`"record": false`: a mailer checking its own label). */
   checker: IndiciumVerifier;
-  status: () => { modules: ModuleHealth[] };
+  status: () => { modules: ModuleHealth[]; commits?: { groups: number; commands: number } };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   /** This process's instance id and the liveness of others (idempotency owners; src/service.ts). */
@@ -43,6 +43,14 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   metrics.registerGauge({
     name: 'vbi_modules_serving', help: 'modules in Idle or User state',
     collect: () => deps.status().modules.filter((m) => (m.state === 'Idle' || m.state === 'User') && m.inRotation).length,
+  });
+  metrics.registerGauge({
+    name: 'vbi_commit_groups', help: 'commit groups (one transaction, one ring append each) committed and released since start',
+    collect: () => deps.status().commits?.groups ?? 0,
+  });
+  metrics.registerGauge({
+    name: 'vbi_committed_commands', help: 'module commands committed and released since start (in all commit groups)',
+    collect: () => deps.status().commits?.commands ?? 0,
   });
   app.use(metrics.middleware());
   app.use(refuseContentEncoding());

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
-import { PsdEngine, DispatchResult, PsdCommand, PreparedCommand } from '../module/psd-engine';
+import { GROUP_MAX, PsdEngine, DispatchResult, PsdCommand, PreparedCommand } from '../module/psd-engine';
 import { HsmModule } from '../hsm/hsm-module';
 import { METER_ID_PATTERN } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
@@ -26,6 +26,11 @@ export interface LedgerOptions {
   leases?: Map<PsdEngine, Lease>;
   /** The meter map shard's lease: while it is lost, no command runs (NO_MODULE). */
   mapLease?: Lease;
+  /**
+   * Most commands committed together on one module (group commit, docs/ledger.md); default 32,
+   * at most GROUP_MAX. 1 turns grouping off.
+   */
+  groupMax?: number;
   /**
    * Fault injection for tests: `beforeCommit` runs after every write, just before COMMIT;
    * `afterCommit` right after COMMIT, before the ring append (a crash there must roll forward).
@@ -69,23 +74,41 @@ export interface Step<R> {
   receipt?: (out: DispatchResult<R>) => unknown;
 }
 
+/** A command waiting for its module's next group. */
+interface Queued {
+  step: Step<unknown>;
+  resolve: (out: DispatchResult<unknown>) => void;
+  reject: (e: unknown) => void;
+}
+
 /**
- * The transaction engine. Every command is one module dispatch inside one PostgreSQL
- * transaction, commit-then-checkpoint (docs/ledger.md): under the process's map lock, lock the
- * meter row, the module's row and the meter map row; read the map proof for the meter's slot and
- * the meter's newest journal checkpoint; the module prepares (checks, runs, re-seals, MACs the
- * next record); write package + checkpoint + journal + map + result; COMMIT; the module appends
- * the record to its ring; only then is the result returned to the caller. A checkpoint or map
- * mismatch reconciles every module (roll forward, or inhibit) and retries once; an inhibited or
- * failed module leaves the rotation; with none left, NO_MODULE.
+ * The transaction engine, commit-then-checkpoint (docs/ledger.md). Every command is one module
+ * dispatch; commands waiting for the same module are committed together as a group: under the
+ * process's map lock, one PostgreSQL transaction, and for each command in turn (each in a
+ * savepoint when the group has more than one) lock the meter row, the module's row and the meter
+ * map row, read the map proof for the meter's slot and the meter's newest journal checkpoint; the
+ * module prepares (checks, runs, re-seals, MACs the next record, chained to the one before);
+ * write package + checkpoint + journal + map + result. Then one COMMIT; the module appends the
+ * group's last record to its ring; only then are the results returned to the callers. A command
+ * that fails alone (its savepoint rolled back) leaves the others' results as they are. A
+ * checkpoint or map mismatch reconciles every module (roll forward, or inhibit) and retries once;
+ * an inhibited or failed module leaves the rotation; with none left, NO_MODULE.
+ *
+ * A group forms only from commands that arrive while the module is busy: a command on an idle
+ * module goes alone at once, with no added wait. No database connection is held while waiting.
  */
 export class Ledger {
   private readonly inFlight = new Map<PsdEngine, number>();
   private readonly outOfRotation = new Map<PsdEngine, string>();
   private checking: Promise<string[]> | undefined;
+  private readonly queues = new Map<PsdEngine, Queued[]>();
+  private readonly draining = new Set<PsdEngine>();
+  private readonly groupMax: number;
+  private readonly commits = { groups: 0, commands: 0, largest: 0 };
 
   constructor(private readonly opts: LedgerOptions) {
     for (const e of opts.engines) this.inFlight.set(e, 0);
+    this.groupMax = Math.max(1, Math.min(GROUP_MAX, opts.groupMax ?? 32));
   }
 
   get db(): Knex {
@@ -148,6 +171,11 @@ export class Ledger {
     if (inRing()) return;
     await this.reconcileAll();
     if (!inRing()) throw vbiError('CHECKPOINT_APPEND_FAILED', `record ${seq} of module ${moduleSerial} is not in its ring: nothing is released`, { moduleSerial });
+  }
+
+  /** Groups committed and released since start, the commands in them, and the largest group. */
+  commitStats(): { groups: number; commands: number; largest: number } {
+    return { ...this.commits };
   }
 
   rotation(): Array<{ serial: string; label: string; inRotation: boolean; reason: string | null }> {
@@ -378,7 +406,7 @@ export class Ledger {
         const health = await e.hsm.healthCheck();
         if (!health.ok) continue;
         const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
-        await e.reconcile(row?.checkpoint ?? null);
+        await e.reconcile(row?.checkpoint ?? null, this.journalRecords(e));
       } catch (err) {
         if (err instanceof VbiError) this.outOfRotation.set(e, `${err.code}: ${err.message}`);
         continue;
@@ -409,7 +437,7 @@ export class Ledger {
         if (st !== 'Idle' && st !== 'User') continue;
         const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
         try {
-          await e.reconcile(row?.checkpoint ?? null);
+          await e.reconcile(row?.checkpoint ?? null, this.journalRecords(e));
         } catch (r) {
           if (!(r instanceof VbiError)) throw r;
           this.takeOut(e, `${r.code}: ${r.message}`);
@@ -418,9 +446,15 @@ export class Ledger {
     });
   }
 
+  /** The journal's checkpoint records of a module after a sequence number, oldest first (a committed group's chain). */
+  private journalRecords(e: PsdEngine): (seq: number) => Promise<Buffer[]> {
+    return async (seq) => (await this.db('journal').where({ module_serial: e.hsm.serial }).where('checkpoint_seq', '>', seq)
+      .orderBy('checkpoint_seq').limit(GROUP_MAX).select('checkpoint')).map((r: { checkpoint: Buffer }) => r.checkpoint);
+  }
+
   /**
-   * Runs one module command as one transaction (see the class comment). Public for the other
-   * services built on the engine (MeterGen store, the mailer protocol); callers validate input first.
+   * Runs one module command (see the class comment). Public for the other services built on the
+   * engine (MeterGen store, the mailer protocol); callers validate input first.
    */
   async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
@@ -432,7 +466,7 @@ export class Ledger {
       const engine = this.pick(tried);
       this.inFlight.set(engine, (this.inFlight.get(engine) ?? 0) + 1);
       try {
-        return await engine.exclusive(() => this.attempt(engine, step));
+        return await this.submit(engine, step);
       } catch (e) {
         if (!(e instanceof VbiError)) throw e;
         if ((e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD') && !reconciled) {
@@ -467,89 +501,166 @@ export class Ledger {
     }
   }
 
-  private async attempt<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
+  /** Queues `step` for `engine`'s next group; a module with no group running starts one at once. */
+  private submit<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
+    // a caller that already holds the map lock (re-entry) cannot wait for a group: it runs alone
+    if (engine.anchor.lock.heldHere()) return this.runGroup(engine, [step as Step<unknown>]).then((r) => unwrap(r[0]) as DispatchResult<R>);
+    return new Promise<DispatchResult<R>>((resolve, reject) => {
+      const q = this.queues.get(engine) ?? [];
+      this.queues.set(engine, q);
+      q.push({ step: step as Step<unknown>, resolve: resolve as (out: DispatchResult<unknown>) => void, reject });
+      if (!this.draining.has(engine)) void this.drain(engine);
+    });
+  }
+
+  /** Runs the module's queue group by group until it is empty. */
+  private async drain(engine: PsdEngine): Promise<void> {
+    this.draining.add(engine);
+    try {
+      const q = this.queues.get(engine)!;
+      while (q.length > 0) {
+        const group = q.splice(0, this.groupMax);
+        let outcomes: Outcome[];
+        try {
+          outcomes = await engine.exclusive(() => this.runGroup(engine, group.map((g) => g.step)));
+        } catch (e) {
+          outcomes = group.map(() => ({ error: e }));
+        }
+        group.forEach((g, i) => ('error' in outcomes[i] ? g.reject(outcomes[i].error) : g.resolve(outcomes[i].out!)));
+      }
+    } finally {
+      this.draining.delete(engine);
+    }
+  }
+
+  /**
+   * One group: one transaction, each step in a savepoint (when there are several), one COMMIT,
+   * one ring append. Returns each step's result or its own error; an error that concerns the
+   * module or the whole transaction (a module fault, a mismatch, COMMIT, the ring append) is
+   * every step's, and nothing of the group is released.
+   */
+  private async runGroup(engine: PsdEngine, steps: Step<unknown>[]): Promise<Outcome[]> {
     const mapLost = this.opts.mapLease?.lost;
     if (mapLost) throw vbiError('NO_MODULE', `the meter map lease is lost (${mapLost}); commands wait until it is taken again`);
     const lease = this.opts.leases?.get(engine);
     if (lease?.lost) throw vbiError('MODULE_NOT_READY', `module ${engine.hsm.serial}: ${lease.lost}`);
+    const outcomes: Outcome[] = [];
+    const done: Array<{ step: Step<unknown>; out: PreparedCommand<unknown> }> = [];
     const trx = await this.db.transaction();
-    let prepared: PreparedCommand<R> | null = null;
     try {
-      // the meter row and its newest journal record, one round trip
-      const meter = (await trx.raw(
-        `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
-           FROM meters m WHERE m.meter_id = ? FOR UPDATE OF m`, [step.meterId])).rows[0];
-      if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
-      if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
-      if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
-      // Lock order everywhere: meter, then module and map. Commands of this process already run
-      // one at a time (map lock); the row locks keep out writers from outside the engine.
-      const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: meter ? meter.slot : null });
-      let moduleRow = locked.moduleRow;
-      if (!moduleRow) {
-        // A missing row is a database without a checkpoint for this module: the module decides
-        // whether that is a new module (empty ring) or a deleted row (inhibit).
-        await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
-        moduleRow = { checkpoint: null };
+      for (const step of steps) {
+        if (steps.length === 1) {
+          const out = await this.runStep(engine, trx, step);
+          done.push({ step, out });
+          outcomes.push({ out });
+          continue;
+        }
+        let prepared: PreparedCommand<unknown> | null = null;
+        const sp = await trx.transaction();
+        try {
+          prepared = await this.runStep(engine, sp, step, (p) => (prepared = p));
+          await sp.commit();
+          done.push({ step, out: prepared });
+          outcomes.push({ out: prepared });
+        } catch (e) {
+          engine.abort(prepared);
+          if (!sp.isCompleted()) await sp.rollback().catch(() => undefined);
+          // what concerns the module or the transaction fails the whole group
+          if (!(e instanceof VbiError) || MODULE_FAULTS.includes(e.code) || e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD') throw e;
+          outcomes.push({ error: e });
+        }
       }
-      const { row: mapRow, view: map } = locked;
-      const slot = map.slot;
-      const meterCheckpoint: Buffer | null | undefined = meter ? (meter.newest_checkpoint ?? null) : undefined;
-      await step.before?.(trx);
-
-      prepared = await engine.prepare({
-        meterId: step.meterId,
-        sealedPackage: meter?.package ?? null,
-        dbCheckpoint: moduleRow.checkpoint ?? null,
-        map,
-        meterCheckpoint,
-        execute: step.execute,
-      });
-      const out = prepared;
-      const at = new Date(out.record.time);
-      const row = {
-        state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
-        cert_serial: out.package.indiciumCertSerial || null,
-        ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
-      };
-      if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);
-      else await trx('meters').insert({ meter_id: step.meterId, slot, ...row });
-      await trx('modules').where({ module_serial: engine.hsm.serial }).update({
-        checkpoint: out.checkpoint, checkpoint_seq: out.record.seq, last_tx_at: at, last_tx_type: out.record.type,
-        last_tx_amount: out.record.amount, updated_at: at,
-      });
-      await storeMap(trx, { nodes: out.mapNodes, epoch: out.record.mapEpoch, root: out.record.mapRoot, nextSlot: meter ? mapRow.nextSlot : slot + 1 });
-      const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
-      await trx('journal').insert({
-        meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
-        amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
-        checkpoint: out.checkpoint, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
-        sequence: out.package.recordCounter, receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
-      });
-      await step.after?.(trx, out, at);
-      await this.opts.faults?.beforeCommit?.({ meterId: step.meterId, type: step.type });
-      await trx.commit();
+      for (const d of done) await this.opts.faults?.beforeCommit?.({ meterId: d.step.meterId, type: d.step.type });
+      if (done.length > 0) await trx.commit();
+      else await trx.rollback();
     } catch (e) {
-      // Not committed, or not known to be: the record stays out of the ring. If COMMIT did
-      // happen, the database presents the record's exact successor next time: roll forward.
-      if (prepared) engine.abort(prepared);
+      // Not committed, or not known to be: the records stay out of the ring. If COMMIT did
+      // happen, the database presents the group's records next time: roll forward.
+      engine.abortGroup();
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
     }
+    if (done.length === 0) return outcomes;
     try {
-      await this.opts.faults?.afterCommit?.({ meterId: step.meterId, type: step.type });
+      for (const d of done) await this.opts.faults?.afterCommit?.({ meterId: d.step.meterId, type: d.step.type });
     } catch (e) {
-      engine.abort(prepared); // a simulated crash between COMMIT and the ring append
+      engine.abortGroup(); // a simulated crash between COMMIT and the ring append
       throw e;
     }
     try {
-      await engine.complete(prepared);
+      await engine.complete(done[done.length - 1].out);
     } catch (e) {
-      // Committed but not in the ring: nothing is released, and the command must not run again
-      // on another module. The module rolls forward when it is reconciled.
+      // Committed but not in the ring: nothing is released, and no command of the group may run
+      // again on another module. The module rolls forward when it is reconciled.
       this.takeOut(engine, `ring append failed: ${(e as Error).message}`);
       throw vbiError('CHECKPOINT_APPEND_FAILED', `module ${engine.hsm.serial}: ${(e as Error).message}`, { moduleSerial: engine.hsm.serial });
     }
-    return prepared;
+    this.commits.groups++;
+    this.commits.commands += done.length;
+    this.commits.largest = Math.max(this.commits.largest, done.length);
+    return outcomes;
   }
+
+  /** One step of a group, in `trx` (the group's transaction or the step's savepoint); `onPrepared` learns the module's record at once. */
+  private async runStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, onPrepared?: (p: PreparedCommand<R>) => void): Promise<PreparedCommand<R>> {
+    // the meter row and its newest journal record, one round trip
+    const meter = (await trx.raw(
+      `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
+         FROM meters m WHERE m.meter_id = ? FOR UPDATE OF m`, [step.meterId])).rows[0];
+    if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
+    if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
+    if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
+    // Lock order everywhere: meter, then module and map. Commands of this process already run
+    // one at a time (map lock); the row locks keep out writers from outside the engine.
+    const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: meter ? meter.slot : null });
+    let moduleRow = locked.moduleRow;
+    if (!moduleRow) {
+      // A missing row is a database without a checkpoint for this module: the module decides
+      // whether that is a new module (empty ring) or a deleted row (inhibit).
+      await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
+      moduleRow = { checkpoint: null };
+    }
+    const { row: mapRow, view: map } = locked;
+    const slot = map.slot;
+    const meterCheckpoint: Buffer | null | undefined = meter ? (meter.newest_checkpoint ?? null) : undefined;
+    await step.before?.(trx);
+    const out = await engine.prepare({
+      meterId: step.meterId,
+      sealedPackage: meter?.package ?? null,
+      dbCheckpoint: moduleRow.checkpoint ?? null,
+      map,
+      meterCheckpoint,
+      execute: step.execute,
+    });
+    onPrepared?.(out);
+    const at = new Date(out.record.time);
+    const row = {
+      state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
+      cert_serial: out.package.indiciumCertSerial || null,
+      ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
+    };
+    if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);
+    else await trx('meters').insert({ meter_id: step.meterId, slot, ...row });
+    await trx('modules').where({ module_serial: engine.hsm.serial }).update({
+      checkpoint: out.checkpoint, checkpoint_seq: out.record.seq, last_tx_at: at, last_tx_type: out.record.type,
+      last_tx_amount: out.record.amount, updated_at: at,
+    });
+    await storeMap(trx, { nodes: out.mapNodes, epoch: out.record.mapEpoch, root: out.record.mapRoot, nextSlot: meter ? mapRow.nextSlot : slot + 1 });
+    const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
+    await trx('journal').insert({
+      meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
+      amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
+      checkpoint: out.checkpoint, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
+      sequence: out.package.recordCounter, receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
+    });
+    await step.after?.(trx, out, at);
+    return out;
+  }
+}
+
+type Outcome = { out: DispatchResult<unknown>; error?: undefined } | { error: unknown; out?: undefined };
+
+function unwrap(o: Outcome): DispatchResult<unknown> {
+  if ('error' in o && o.error !== undefined) throw o.error;
+  return o.out!;
 }

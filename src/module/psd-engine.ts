@@ -12,6 +12,12 @@ import { MeterMapAnchor } from './map-anchor';
 
 const INHIBIT_LABEL = 'vbi.inhibit';
 
+/**
+ * Most commands in one group (one transaction, one ring append). Reconcile rolls a ring forward
+ * over at most this many committed records.
+ */
+export const GROUP_MAX = 64;
+
 export interface CommandContext {
   hsm: HsmModule;
   /** Keys unwrapped once for the whole command, when the command opened a key scope (operational()). */
@@ -64,7 +70,7 @@ export interface DispatchResult<R> {
   result: R;
 }
 
-/** A command run by the module and not yet in its ring: the caller stores it, COMMITs, then completes it. */
+/** A command run by the module and not yet in its ring: the caller stores it, COMMITs, then completes its group. */
 export type PreparedCommand<R> = DispatchResult<R>;
 
 export interface InhibitInfo { reason: string; at: string; details: Record<string, unknown> }
@@ -93,12 +99,18 @@ export interface EngineOptions {
  *  2. the caller stores everything and COMMITs;
  *  3. complete: the record is appended to the ring; only then may the caller release a result.
  * The ring can therefore never be legitimately ahead of the database (docs/checkpoint.md).
- * Commands of all modules of a process run one at a time, under the map anchor's lock.
+ *
+ * Group commit: several commands may be prepared one after the other before the group is
+ * completed (one database transaction, one COMMIT). Each gets its own record, chained to the
+ * one before it (sequence + 1, previous digest, map epoch + 1); complete() appends only the
+ * group's last record to the ring, which anchors the whole chain. Commands of all modules of a
+ * process run one at a time, under the map anchor's lock.
  */
 export class PsdEngine {
   private readonly ring: CheckpointRing;
   private inhibit: InhibitInfo | null = null;
-  private pending: PreparedCommand<unknown> | null = null;
+  /** The open group: prepared, in order, not yet completed or aborted. */
+  private pending: PreparedCommand<unknown>[] = [];
   /** The ring was read from the token (not when the module was in Error at start). */
   private loaded = false;
   private readonly now: () => number;
@@ -134,7 +146,7 @@ export class PsdEngine {
    */
   restart(): Promise<void> {
     return this.exclusive(async () => {
-      this.pending = null;
+      this.pending = [];
       await this.opts.hsm.reconnect();
       await this.load();
     });
@@ -170,26 +182,38 @@ export class PsdEngine {
     if (this.inhibit) throw vbiError('MODULE_INHIBITED', `module ${this.hsm.serial} is inhibited: ${this.inhibit.reason}`);
   }
 
-  /** Step 1 of a command (see the class comment). The caller must complete() or abort() it. */
+  /**
+   * Step 1 of a command (see the class comment). The caller must complete() or abort() it. In an
+   * open group, the command follows the group's last prepared record: the database (the group's
+   * transaction) must present that record and the map it made.
+   */
   prepare<R>(cmd: PsdCommand<R>): Promise<PreparedCommand<R>> {
     return this.exclusive(async () => {
       this.assertServing();
       if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
-      if (this.pending) throw new Error(`module ${this.hsm.serial}: a prepared command is still open`);
-      const newest = this.ring.newest();
+      if (this.pending.length >= GROUP_MAX) throw new Error(`module ${this.hsm.serial}: a group holds at most ${GROUP_MAX} commands`);
+      const tail = this.pending.at(-1);
+      const newest: RingEntry | undefined = tail ? { checkpoint: tail.record, bytes: tail.checkpoint } : this.ring.newest();
       if (!sameCheckpoint(cmd.dbCheckpoint, newest)) {
         throw vbiError('CHECKPOINT_MISMATCH', `module ${this.hsm.serial}: database checkpoint is not the newest ring entry`, {
           moduleSerial: this.hsm.serial,
-          ringNewestSeq: newest?.checkpoint.seq ?? null,
+          ringNewestSeq: this.ring.newest()?.checkpoint.seq ?? null,
         });
       }
-      await this.assertMapInStep(cmd.map);
+      const anchored = tail ? { epoch: tail.record.mapEpoch, root: tail.record.mapRoot } : { epoch: this.anchor.epoch, root: this.anchor.root };
+      if (tail) {
+        // inside the group's own transaction nothing else writes the map: any difference is an edit
+        if (cmd.map.epoch !== anchored.epoch || !cmd.map.root.equals(anchored.root)) {
+          throw vbiError('CHECKPOINT_MISMATCH', `module ${this.hsm.serial}: the group's transaction presents another meter map`, { moduleSerial: this.hsm.serial });
+        }
+      } else await this.assertMapInStep(cmd.map);
       // MAC first (an edited package is PACKAGE_MAC_INVALID), then freshness (an intact but
       // older package, or another meter's, is PACKAGE_STALE).
       const pkgIn = cmd.sealedPackage ? await this.openPresented(cmd.meterId, cmd.sealedPackage) : null;
-      await this.assertCurrent(cmd);
+      await this.assertCurrent(cmd, anchored);
       const now = this.now();
-      const outcome = await cmd.execute(pkgIn, { hsm: this.hsm, now, checkpointSeq: this.ring.nextSeq() });
+      const seq = tail ? tail.record.seq + 1 : this.ring.nextSeq();
+      const outcome = await cmd.execute(pkgIn, { hsm: this.hsm, now, checkpointSeq: seq });
       if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
 
       const pkg: PsdPackage = { ...outcome.package, recordCounter: outcome.package.recordCounter + 1, lastTransactionTime: now };
@@ -198,7 +222,7 @@ export class PsdEngine {
       const prev = newest?.checkpoint.totals ?? { reset: 0, printed: 0, refunded: 0 };
       const record: Checkpoint = {
         moduleSerial: this.hsm.serial,
-        seq: this.ring.nextSeq(),
+        seq,
         meterId: pkg.meterId,
         type: outcome.type,
         amount: outcome.amount,
@@ -213,33 +237,43 @@ export class PsdEngine {
         packageDigest: digestOf(sealedPackage),
         prevDigest: newest ? digestOf(newest.bytes) : ZERO_DIGEST,
         slot: cmd.map.slot,
-        mapEpoch: this.anchor.epoch + 1,
+        mapEpoch: anchored.epoch + 1,
         mapRoot: mapNodes[mapNodes.length - 1].hash,
       };
       const checkpoint = await encodeCheckpoint(this.hsm, record);
       const prepared: PreparedCommand<R> = { sealedPackage, package: pkg, checkpoint, record, mapNodes, result: outcome.result };
-      this.pending = prepared;
+      this.pending.push(prepared);
       return prepared;
     });
   }
 
   /**
-   * Step 3: the database has COMMITted `p`; the record enters the ring and the map anchor moves
-   * on. The anchor moves even if the token write fails: the database holds the record, and the
+   * Step 3: the database has COMMITted the open group, whose last command is `last`; the
+   * group's last record enters the ring (its chain covers the others) and the map anchor moves
+   * on. The anchor moves even if the token write fails: the database holds the records, and the
    * module rolls its ring forward at the next reconcile.
    */
-  complete(p: PreparedCommand<unknown>): Promise<void> {
+  complete(last: PreparedCommand<unknown>): Promise<void> {
     return this.exclusive(async () => {
-      if (this.pending !== p) throw new Error(`module ${this.hsm.serial}: complete() of a command that is not the open one`);
-      this.pending = null;
-      this.anchor.observe(p.record);
-      await this.ring.append({ checkpoint: p.record, bytes: p.checkpoint });
+      if (this.pending.at(-1) !== last) throw new Error(`module ${this.hsm.serial}: complete() of a command that is not the open group's last`);
+      this.pending = [];
+      this.anchor.observe(last.record);
+      await this.ring.append({ checkpoint: last.record, bytes: last.checkpoint });
     });
   }
 
-  /** The database did not COMMIT `p` (or may not have): forget it; the next reconcile tells which. */
-  abort(p: PreparedCommand<unknown>): void {
-    if (this.pending === p) this.pending = null;
+  /**
+   * The database did not COMMIT `p` (its savepoint was rolled back, or the transaction): `p` and
+   * anything prepared after it are forgotten; the next reconcile tells what a lost COMMIT did.
+   */
+  abort(p: PreparedCommand<unknown> | null): void {
+    const i = p ? this.pending.indexOf(p) : -1;
+    if (i >= 0) this.pending.length = i;
+  }
+
+  /** The whole open group was not committed (or may not have been). */
+  abortGroup(): void {
+    this.pending = [];
   }
 
   /** prepare + complete, for stores without a database transaction (in-memory reference store, module tests). */
@@ -293,13 +327,13 @@ export class PsdEngine {
   }
 
   /** The presented package is the meter's current one: map proof to the anchored root, and the newest journal record. */
-  private async assertCurrent(cmd: PsdCommand<unknown>): Promise<void> {
+  private async assertCurrent(cmd: PsdCommand<unknown>, anchored: { epoch: number; root: Buffer }): Promise<void> {
     const leaf = cmd.sealedPackage ? leafHash(cmd.map.slot, cmd.meterId, digestOf(cmd.sealedPackage)) : EMPTY_LEAF;
-    const proved = pathNodes(cmd.map.slot, leaf, cmd.map.siblings)[cmd.map.siblings.length].hash.equals(this.anchor.root);
+    const proved = pathNodes(cmd.map.slot, leaf, cmd.map.siblings)[cmd.map.siblings.length].hash.equals(anchored.root);
     let why: string | null = null;
     if (!proved) {
       why = cmd.sealedPackage
-        ? `meter ${cmd.meterId}: the package is not the one the meter map (epoch ${this.anchor.epoch}) holds for slot ${cmd.map.slot}`
+        ? `meter ${cmd.meterId}: the package is not the one the meter map (epoch ${anchored.epoch}) holds for slot ${cmd.map.slot}`
         : `meter ${cmd.meterId}: slot ${cmd.map.slot} of the meter map is not free`;
     } else if (cmd.sealedPackage && cmd.meterCheckpoint !== undefined) {
       if (!cmd.meterCheckpoint) why = `meter ${cmd.meterId}: no journal record names its package`;
@@ -313,7 +347,7 @@ export class PsdEngine {
     if (!why) return;
     const audit = await signedAudit(this.hsm, {
       kind: 'package-stale', at: new Date(this.now()).toISOString(), reason: why,
-      details: { meterId: cmd.meterId, slot: cmd.map.slot, mapEpoch: this.anchor.epoch },
+      details: { meterId: cmd.meterId, slot: cmd.map.slot, mapEpoch: anchored.epoch },
     });
     await this.emit([audit]);
     throw vbiError('PACKAGE_STALE', why, { meterId: cmd.meterId });
@@ -322,14 +356,17 @@ export class PsdEngine {
   /**
    * Brings the ring in step with the database's checkpoint row for this module:
    *  - the row is the ring's newest record → nothing to do;
-   *  - the row is the MAC-valid exact successor of the newest (this module's serial, next
-   *    sequence number, previous digest = the newest's, map epoch after the newest's and at most
-   *    the anchor's + 1) → the database committed it and the process died (or the token failed) before the ring append:
-   *    the ring rolls forward;
-   *  - anything else — a ring ahead of the database, a row deleted, edited or from elsewhere —
-   *    is a rollback or an edit: the module is inhibited (RECOVERY_FAILED), persistently.
+   *  - the row ends a chain of at most GROUP_MAX MAC-valid records of this module that
+   *    continues the newest (consecutive sequence numbers, each naming the previous one's digest,
+   *    rising map epochs, the last at most the anchor's + the chain's length): the records
+   *    before the row come from `committedAfter` (the journal's records of this module after a
+   *    sequence number) → the database committed that group and the process died (or the token
+   *    failed) before the ring append: the ring rolls forward to the row;
+   *  - anything else — a ring ahead of the database, a row deleted, edited or from elsewhere, a
+   *    chain with a record missing — is a rollback or an edit: the module is inhibited
+   *    (RECOVERY_FAILED), persistently.
    */
-  reconcile(dbCheckpoint: Buffer | null): Promise<'in-step' | 'rolled-forward'> {
+  reconcile(dbCheckpoint: Buffer | null, committedAfter?: (seq: number) => Promise<Buffer[]>): Promise<'in-step' | 'rolled-forward'> {
     return this.exclusive(async () => {
       this.assertServing();
       if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
@@ -344,20 +381,15 @@ export class PsdEngine {
           decodeError = (e as Error).message;
         }
       }
-      if (presented && dbCheckpoint
-        && presented.moduleSerial === this.hsm.serial
-        && presented.seq === this.ring.nextSeq()
-        && presented.prevDigest.equals(newest ? digestOf(newest.bytes) : ZERO_DIGEST)
-        // made after the ring's newest, and not ahead of what the process has seen by more
-        // than this one transaction (another module may have gone on after it committed)
-        && presented.mapEpoch > (newest?.checkpoint.mapEpoch ?? 0)
-        && presented.mapEpoch <= this.anchor.epoch + 1) {
+      const chain = presented && dbCheckpoint && presented.moduleSerial === this.hsm.serial && presented.seq > (newest?.checkpoint.seq ?? 0)
+        ? await this.committedChain(presented, dbCheckpoint, newest, committedAfter) : null;
+      if (presented && dbCheckpoint && chain) {
         this.anchor.observe(presented);
         await this.ring.append({ checkpoint: presented, bytes: dbCheckpoint });
         const audit = await signedAudit(this.hsm, {
           kind: 'checkpoint-rolled-forward', at: new Date(this.now()).toISOString(),
-          reason: 'the database committed this record before the ring append (crash or token failure in between)',
-          details: { checkpoint: checkpointView(presented) },
+          reason: 'the database committed these records before the ring append (crash or token failure in between)',
+          details: { checkpoint: checkpointView(presented), records: chain.map((c) => c.seq) },
         });
         await this.emit([audit]);
         return 'rolled-forward';
@@ -379,6 +411,43 @@ export class PsdEngine {
       if (decodeError) details.dbCheckpointError = decodeError;
       return this.inhibitAndThrow(reason, details);
     });
+  }
+
+  /**
+   * The records from the ring's newest to the database's row, when they form the chain a
+   * committed group leaves (see reconcile); null otherwise. Decoding checks each record's MAC.
+   */
+  private async committedChain(presented: Checkpoint, bytes: Buffer, newest: RingEntry | undefined,
+    committedAfter?: (seq: number) => Promise<Buffer[]>): Promise<Checkpoint[] | null> {
+    const from = this.ring.nextSeq();
+    const count = presented.seq - from + 1;
+    if (count < 1 || count > GROUP_MAX) return null;
+    const chain: RingEntry[] = [];
+    if (count > 1) {
+      if (!committedAfter) return null;
+      for (const b of await committedAfter(from - 1)) {
+        if (b.equals(bytes) || chain.length === count - 1) break;
+        try {
+          chain.push({ checkpoint: await decodeCheckpoint(this.hsm, b), bytes: b });
+        } catch {
+          return null;
+        }
+      }
+    }
+    chain.push({ checkpoint: presented, bytes });
+    let prev: RingEntry | undefined = newest;
+    for (const [i, e] of chain.entries()) {
+      const c = e.checkpoint;
+      if (c.moduleSerial !== this.hsm.serial || c.seq !== from + i) return null;
+      if (!c.prevDigest.equals(prev ? digestOf(prev.bytes) : ZERO_DIGEST)) return null;
+      // made after the one before it (another module's records may come in between)
+      if (c.mapEpoch <= (prev?.checkpoint.mapEpoch ?? 0)) return null;
+      prev = e;
+    }
+    // not ahead of what the process has seen by more than this group (another module may have
+    // gone on after it committed)
+    if (presented.mapEpoch > this.anchor.epoch + chain.length) return null;
+    return chain.map((e) => e.checkpoint);
   }
 
   private async inhibitAndThrow(reason: string, details: Record<string, unknown>): Promise<never> {

@@ -26,6 +26,8 @@ export class ServiceProcess {
   private child: ChildProcess | undefined;
   /** Extra environment for every start (e.g. VBI_AUTH_RATE_LIMIT for a benchmark). */
   env: NodeJS.ProcessEnv = {};
+  /** Extra node options for the service process (e.g. --cpu-prof for a benchmark's profile). */
+  nodeArgs: string[] = [];
   private output = '';
   readonly varDir: string;
   readonly url: string;
@@ -62,8 +64,12 @@ export class ServiceProcess {
   async start(timeoutMs = 90_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
     const began = Date.now();
     this.output = '';
+    // the caller's own database and token list are not the service's: only this.env may set them
+    const inherited: NodeJS.ProcessEnv = { ...process.env };
+    delete inherited.DATABASE_URL;
+    delete inherited.PKCS11_TOKEN_LABELS;
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...inherited,
       SOFTHSM2_CONF: join(this.dir, 'softhsm2.conf'), VBI_VAR_DIR: this.varDir, PORT: String(this.port), VBI_CA_PORT: String(this.caPort),
       HOST: '127.0.0.1', VBI_METER_POOL: '2', ...this.env, ...extraEnv,
     };
@@ -72,9 +78,7 @@ export class ServiceProcess {
       const m = /^PKCS11_LIBRARY=(.*)$/m.exec(readFileSync(join(__dirname, '..', '..', '..', 'var', 'dev.env'), 'utf8'));
       if (m) env.PKCS11_LIBRARY = m[1];
     }
-    delete env.DATABASE_URL;
-    delete env.PKCS11_TOKEN_LABELS;
-    const child = spawn(process.execPath, [join(__dirname, '..', '..', 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...this.nodeArgs, join(__dirname, '..', '..', 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
     child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
@@ -106,6 +110,16 @@ export class ServiceProcess {
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, ms));
+    await this.kill();
+  }
+
+  /** SIGTERM and wait for the orderly exit (a CPU profile is written then), SIGKILL after `ms`. */
+  async terminate(ms = 10_000): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await Promise.race([gone, new Promise((r) => setTimeout(r, ms))]);
     await this.kill();
   }
 

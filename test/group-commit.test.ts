@@ -1,0 +1,232 @@
+import { expect } from 'chai';
+import { auditRecords } from '../src/ledger/audit-store';
+import { conservation } from '../src/ledger/conservation';
+import { verifyJournal } from '../src/ledger/journal-verify';
+import { createService } from '../src/service';
+import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
+import { codeOf } from './helpers/codes';
+import { LedgerFixture, MAIL, ledgerFixture, testConfig } from './helpers/ledger';
+
+/*
+ * Group commit (docs/ledger.md): commands that wait for the same module are committed in one
+ * transaction with one ring append; each still has its own record, chained to the one before.
+ * The attacks and crashes of the rollback-proof ledger, aimed at a group.
+ */
+
+/** `n` funded meters of the fixture. */
+async function meters(f: LedgerFixture, n: number, funds = 10_000): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const { meterId } = await f.newMeter(1_000_000);
+    await f.service.ledger.postageValueDownload({ meterId, amount: funds });
+    out.push(meterId);
+  }
+  return out;
+}
+
+/** The first command goes alone at once; those issued with it wait and form one group. */
+function together<T>(fns: Array<() => Promise<T>>): Promise<PromiseSettledResult<T>[]> {
+  return Promise.allSettled(fns.map((fn) => fn()));
+}
+
+async function records(f: LedgerFixture, serial: string) {
+  const rows = await f.db.knex('journal').where({ module_serial: serial }).orderBy('checkpoint_seq').select('checkpoint');
+  const hsm = f.service.engines[0].hsm;
+  return Promise.all(rows.map(async (r: { checkpoint: Buffer }) => ({ bytes: r.checkpoint, record: await decodeCheckpoint(hsm, r.checkpoint) })));
+}
+
+describe('group commit', function () {
+  this.timeout(180_000);
+
+  it('commands waiting for one module commit as one group: a record each, chained, and one ring append for the group', async () => {
+    const f = await ledgerFixture();
+    try {
+      const ids = await meters(f, 7);
+      const engine = f.service.engines[0];
+      const before = f.service.ledger.commitStats();
+      const ringBefore = engine.ringEntries().map((e) => e.checkpoint.seq);
+      const out = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 500 })));
+      expect(out.map((o) => o.status)).to.deep.equal(ids.map(() => 'fulfilled'));
+      const after = f.service.ledger.commitStats();
+      // the first went alone; the six that arrived while it ran went as one group
+      expect({ groups: after.groups - before.groups, commands: after.commands - before.commands, largest: after.largest })
+        .to.deep.equal({ groups: 2, commands: 7, largest: 6 });
+      for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: 10_500 });
+
+      // every command has its record in the journal, consecutive and chained
+      const all = await records(f, engine.hsm.serial);
+      for (let i = 1; i < all.length; i++) {
+        expect(all[i].record.seq).to.equal(all[i - 1].record.seq + 1);
+        expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
+        expect(all[i].record.mapEpoch).to.equal(all[i - 1].record.mapEpoch + 1);
+      }
+      // the ring got the lone command's record and the group's last one only
+      const last = all[all.length - 1].record.seq;
+      expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([...ringBefore, last - 6, last].slice(-engine.status().ring.size));
+      const row = await f.db.knex('modules').first('checkpoint');
+      expect((row.checkpoint as Buffer).equals(engine.ringEntries().at(-1)!.bytes)).to.equal(true);
+      expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
+      expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
+    } finally {
+      await f.service.close();
+    }
+  });
+
+  it('a command that fails in a group fails alone: a meter row put back (PACKAGE_STALE) and an unknown meter change nothing of the others', async () => {
+    const f = await ledgerFixture();
+    try {
+      const ids = await meters(f, 5);
+      const stale = ids[2];
+      // the insider puts one meter's row back after a download (more funds to spend twice)
+      const old = await f.db.knex('meters').where({ meter_id: stale }).first();
+      await f.service.ledger.postageValueDownload({ meterId: stale, amount: 1_000 });
+      const current = await f.db.knex('meters').where({ meter_id: stale }).first();
+      await f.db.knex('meters').where({ meter_id: stale }).update({ package: old.package, record_counter: old.record_counter, descending_register: old.descending_register });
+      const poolBefore = await f.service.ledger.pool();
+      const journalBefore = Number((await f.db.knex('journal').count({ n: '*' }).first())?.n);
+
+      const out = await together([
+        ...ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 700 })),
+        () => f.service.ledger.postageValueDownload({ meterId: 'TNOSUCH-1', amount: 700 }),
+      ]);
+      const codes = await Promise.all(out.map((o) => (o.status === 'fulfilled' ? 'OK' : codeOf(Promise.reject(o.reason)))));
+      expect(codes).to.deep.equal(['OK', 'OK', 'PACKAGE_STALE', 'OK', 'OK', 'UNKNOWN_METER']);
+      for (const meterId of ids.filter((m) => m !== stale)) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: 10_700 });
+      expect(await f.service.ledger.pool()).to.deep.include({ available: poolBefore.available - 4 * 700 });
+      expect(Number((await f.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journalBefore + 4);
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+      expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale']);
+      // the group's transaction rolled back only the stale meter's savepoint: the next command sees an honest chain
+      expect(await codeOf(f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 1 }))).to.equal('OK');
+      // the current row back: the stale meter is served again, and the books balance
+      await f.db.knex('meters').where({ meter_id: stale }).update({ package: current.package, record_counter: current.record_counter, descending_register: current.descending_register });
+      expect(await f.service.ledger.postageValueDownload({ meterId: stale, amount: 1 })).to.deep.include({ descendingRegister: 11_001 });
+      expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+    } finally {
+      await f.service.close();
+    }
+  });
+
+  it('a crash before COMMIT in the middle of a group: nothing of the group committed or released, the ring as it was', async () => {
+    let crashOn: string | undefined;
+    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => { if (meterId === crashOn) throw new Error('simulated crash before COMMIT'); } } } });
+    try {
+      const ids = await meters(f, 5);
+      const engine = f.service.engines[0];
+      const lone = ids[0];
+      crashOn = ids[3];
+      const ringBefore = engine.ringEntries().map((e) => e.checkpoint.seq);
+      const out = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 300 })));
+      crashOn = undefined;
+      // the lone first command committed; the whole group of four failed with the crash
+      expect(out.map((o) => (o.status === 'fulfilled' ? 'OK' : String(o.reason).includes('simulated crash') ? 'crash' : String(o.reason))))
+        .to.deep.equal(['OK', 'crash', 'crash', 'crash', 'crash']);
+      for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: meterId === lone ? 10_300 : 10_000 });
+      expect(engine.ringEntries().map((e) => e.checkpoint.seq).slice(0, -1)).to.deep.equal(ringBefore.slice(-(engine.status().ring.size - 1)));
+      const row = await f.db.knex('modules').first('checkpoint');
+      expect((row.checkpoint as Buffer).equals(engine.ringEntries().at(-1)!.bytes)).to.equal(true);
+      // and every one of them runs again on the database's state
+      const again = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 300 })));
+      expect(again.map((o) => o.status)).to.deep.equal(ids.map(() => 'fulfilled'));
+      expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
+      expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
+    } finally {
+      await f.service.close();
+    }
+  });
+
+  describe('a crash after COMMIT, before the group\'s ring append', () => {
+    /** Commits a group of four and "crashes" before its ring append; returns the group's records' sequence numbers. */
+    async function crashedGroup(): Promise<{ f: LedgerFixture; ids: string[]; seqs: number[] }> {
+      const crashFor = new Set<string>();
+      const f = await ledgerFixture({ ledger: { faults: { afterCommit: ({ meterId }) => { if (crashFor.has(meterId)) throw new Error('simulated crash after COMMIT'); } } } });
+      const ids = await meters(f, 5);
+      // the lone first command commits and is released; the group of the other four meets the crash
+      for (const m of ids.slice(1)) crashFor.add(m);
+      const out = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 300 })));
+      crashFor.clear();
+      expect(out.map((o) => o.status)).to.deep.equal(['fulfilled', 'rejected', 'rejected', 'rejected', 'rejected']);
+      const rows = await f.db.knex('journal').where({ module_serial: f.service.engines[0].hsm.serial }).orderBy('checkpoint_seq', 'desc').limit(4).select('checkpoint_seq');
+      await f.service.close();
+      return { f, ids, seqs: rows.map((r: { checkpoint_seq: string }) => Number(r.checkpoint_seq)).reverse() };
+    }
+
+    it('the next start rolls the ring forward over the whole group, audits it, and nothing is lost', async () => {
+      const { f, ids, seqs } = await crashedGroup();
+      const again = await createService({ config: testConfig(f.labels), db: f.db });
+      try {
+        expect(again.engines[0].status().state).to.equal('Idle');
+        expect(again.engines[0].ringEntries().at(-1)!.checkpoint.seq).to.equal(seqs[3]);
+        const audit = await auditRecords(f.db.knex);
+        expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
+        expect(audit[0].details.records).to.deep.equal(seqs);
+        for (const meterId of ids) expect(await again.ledger.registers(meterId)).to.deep.include({ descendingRegister: 10_300 });
+        expect(await codeOf(again.ledger.postageValueDownload({ meterId: ids[1], amount: 1 }))).to.equal('OK');
+        expect((await conservation(f.db.knex, { hsm: again.engines[0].hsm })).violations).to.deep.equal([]);
+      } finally {
+        await again.close();
+      }
+    });
+
+    for (const attack of ['deleted', 'edited', 'swapped'] as const) {
+      it(`a record of the group ${attack} in the journal before the restart: no roll forward, the module is inhibited`, async () => {
+        const { f, ids, seqs } = await crashedGroup();
+        const serial = (await f.db.knex('modules').first('module_serial')).module_serial;
+        // a superuser going around the journal's append-only trigger
+        await f.db.knex.transaction(async (trx) => {
+          await trx.raw("SET LOCAL session_replication_role = 'replica'");
+          const at = (seq: number) => trx('journal').where({ module_serial: serial, checkpoint_seq: seq });
+          if (attack === 'deleted') await at(seqs[1]).del();
+          if (attack === 'edited') {
+            const row = await at(seqs[1]).first('checkpoint');
+            const bytes = Buffer.from(row.checkpoint);
+            bytes[bytes.length - 1] ^= 1;
+            await at(seqs[1]).update({ checkpoint: bytes });
+          }
+          if (attack === 'swapped') {
+            const a = await at(seqs[1]).first('checkpoint');
+            const b = await at(seqs[2]).first('checkpoint');
+            await at(seqs[1]).update({ checkpoint: b.checkpoint });
+            await at(seqs[2]).update({ checkpoint: a.checkpoint });
+          }
+        });
+        const again = await createService({ config: testConfig(f.labels), db: f.db });
+        try {
+          expect(again.engines[0].status().state).to.equal('Inhibited');
+          expect(await codeOf(again.ledger.postageValueDownload({ meterId: ids[1], amount: 1 }))).to.equal('NO_MODULE');
+          expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
+        } finally {
+          await again.close();
+        }
+      });
+    }
+  });
+
+  it('two modules, 60 meters, commands from all at once: grouped on both modules, no double spend, registers conserved', async () => {
+    const f = await ledgerFixture({ modules: 2 });
+    try {
+      const ids = await meters(f, 60, 1_000);
+      const before = f.service.ledger.commitStats();
+      // each meter can pay for two of its three 400-mill indicia
+      const calls = ids.flatMap((meterId) => [0, 1, 2].map(() => () => f.service.ledger.createIndicium({ meterId, postage: 400, mailpiece: MAIL })));
+      const out = await together(calls);
+      const ok = out.filter((o) => o.status === 'fulfilled').length;
+      const codes = await Promise.all(out.filter((o) => o.status === 'rejected').map((o) => codeOf(Promise.reject((o as PromiseRejectedResult).reason))));
+      expect({ ok, refused: codes.length, codes: [...new Set(codes)] }).to.deep.equal({ ok: 120, refused: 60, codes: ['INSUFFICIENT_FUNDS'] });
+      for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ ascendingRegister: 800, descendingRegister: 200 });
+      const after = f.service.ledger.commitStats();
+      expect(after.commands - before.commands).to.equal(120);
+      expect(after.largest).to.be.greaterThan(1);
+      const serials = await f.db.knex('journal').where({ tx_type: 'indicium' }).distinct('module_serial');
+      expect(serials).to.have.length(2);
+      for (const e of f.service.engines) {
+        const row = await f.db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+        expect((row.checkpoint as Buffer).equals(e.ringEntries().at(-1)!.bytes)).to.equal(true);
+      }
+      expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+      expect(await verifyJournal({ db: f.db.knex, hsm: f.service.engines[1].hsm })).to.deep.include({ ok: true });
+    } finally {
+      await f.service.close();
+    }
+  });
+});
