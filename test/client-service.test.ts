@@ -57,6 +57,13 @@ describe('client SDK against the service over HTTP', function () {
     expect(refund.refunded).to.equal(10);
     const verdict = await again.verify(out.items[1].indicium!);
     expect(verdict.result).to.equal('VALID');
+
+    // the service's own gauges: the module serving, and every command of this test committed in a group
+    const metrics = await (await fetch(`${f.url}/v1/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    expect(value('vbi_modules_serving')).to.equal(1);
+    expect(value('vbi_commit_groups')).to.be.at.least(5); // registration, purchase, session, print, refund at least
+    expect(value('vbi_committed_commands')).to.be.at.least(value('vbi_commit_groups'));
   });
 
   it('the vbi CLI: register, buy, print-batch with progress and labels, balance', async () => {

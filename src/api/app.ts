@@ -41,15 +41,15 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   app.disable('x-powered-by');
   const metrics = new ApiMetrics();
   metrics.registerGauge({
-    name: 'vbi_modules_serving', help: 'modules in Idle or User state',
+    name: 'modules_serving', help: 'modules in Idle or User state',
     collect: () => deps.status().modules.filter((m) => (m.state === 'Idle' || m.state === 'User') && m.inRotation).length,
   });
   metrics.registerGauge({
-    name: 'vbi_commit_groups', help: 'commit groups (one transaction, one ring append each) committed and released since start',
+    name: 'commit_groups', help: 'commit groups (one transaction, one ring append each) committed and released since start',
     collect: () => deps.status().commits?.groups ?? 0,
   });
   metrics.registerGauge({
-    name: 'vbi_committed_commands', help: 'module commands committed and released since start (in all commit groups)',
+    name: 'committed_commands', help: 'module commands committed and released since start (in all commit groups)',
     collect: () => deps.status().commits?.commands ?? 0,
   });
   app.use(metrics.middleware());
