@@ -76,18 +76,19 @@ export async function benchHttp(): Promise<void> {
     let best = 0;
     let bestRow = '';
     const labels = [DEV_TOKEN_LABEL];
+    await service.start(); // the first start provisions the dev token
     for (const modules of moduleCounts) {
-      if (modules > 1) {
-        // the service stops, a module token is cloned from the dev token, the service starts with all of them
-        await service.terminate();
+      if (modules > labels.length) {
+        // the service stops, module tokens are cloned from the dev token, the service starts with all of them
+        await service.kill();
         while (labels.length < modules) {
           const label = `vbi-bench-module-${labels.length + 1}`;
           await addModuleToken(dir, library, label);
           labels.push(label);
         }
         service.env = { ...service.env, PKCS11_TOKEN_LABELS: labels.join(','), PKCS11_USER_PIN: DEV_USER_PIN };
+        await service.start();
       }
-      await service.start();
       if (best === 0) say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js, SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
       const password = 'bench http password';
       const clients: VbiClient[] = [];
@@ -98,7 +99,7 @@ export async function benchHttp(): Promise<void> {
           password, keyFilePath: join(dir, `mailer-${modules}-${i}.key`),
         });
         await c.refreshModules();
-        await c.buy({ amount: 100_000_000, payment: { kind: 'card', token: 'tok_approve' } });
+        await c.buy({ amount: 20_000_000, payment: { kind: 'card', token: 'tok_approve' } });
         await c.openSession();
         clients.push(c);
       }
