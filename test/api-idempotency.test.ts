@@ -47,7 +47,7 @@ describe('idempotency keys (PostgreSQL)', function () {
       method: 'post',
       path: '/v1/meters/:meterId/purchases',
       summary: 'purchase',
-      body: objectSchema({ amount: millsSchema, outcome: { enum: ['ok', 'declined', 'crash', 'bug', 'slow'] } }, ['amount']),
+      body: objectSchema({ amount: millsSchema, outcome: { enum: ['ok', 'declined', 'crash', 'bug', 'slow', 'crash-then-slow'] } }, ['amount']),
       before: [auth],
       middleware: [idem],
       responses: { 201: { description: 'done' } },
@@ -63,6 +63,11 @@ describe('idempotency keys (PostgreSQL)', function () {
           case 'bug':
             throw new TypeError('undefined is not a function');
           case 'slow':
+            entered?.();
+            await gate?.promise;
+            break;
+          case 'crash-then-slow':
+            if (runs[tag] === 1) throw vbiError('NO_MODULE');
             entered?.();
             await gate?.promise;
             break;
@@ -210,6 +215,39 @@ describe('idempotency keys (PostgreSQL)', function () {
     const replay = await post('k-dead', { amount: 7001 });
     expect(replay.headers.get('idempotent-replay')).to.equal('true');
     expect(runs['VBI-A:7001:ok']).to.equal(1);
+  });
+
+  it('a release delayed by a database outage never clears the retry that took the row over meanwhile: its answer is recorded', async () => {
+    // the database refuses the first run's release (owner NULL) as if it were away
+    await db.knex.raw(`CREATE FUNCTION refuse_release() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.owner IS NULL THEN RAISE EXCEPTION 'database away'; END IF; RETURN NEW; END $$`);
+    await db.knex.raw('CREATE TRIGGER refuse_release BEFORE UPDATE ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION refuse_release()');
+    try {
+      const first = await post('k-outage', { amount: 8001, outcome: 'crash-then-slow' });
+      expect(first.status).to.equal(503);
+      expect(logged.join('\n')).to.contain('database away');
+      // the retry takes the row over (its owner is this process, which no longer runs it) and is still running ...
+      gate = deferred();
+      const inside = new Promise<void>((r) => (entered = r));
+      const retry = post('k-outage', { amount: 8001, outcome: 'crash-then-slow' });
+      await inside;
+      // ... when the database is back and the first run's delayed release comes round
+      await db.knex.raw('DROP TRIGGER refuse_release ON idempotency_keys');
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(await db.knex('idempotency_keys').where({ key: 'k-outage' }).first('state', 'owner')).to.deep.include({ state: 'in_progress' })
+        .and.to.have.property('owner').that.matches(/^[0-9a-f]{32}$/);
+      gate.resolve();
+      expect((await retry).status).to.equal(201);
+      expect(await db.knex('idempotency_keys').where({ key: 'k-outage' }).first('state', 'status')).to.deep.equal({ state: 'done', status: 201 });
+      const replay = await post('k-outage', { amount: 8001, outcome: 'crash-then-slow' });
+      expect(replay.headers.get('idempotent-replay')).to.equal('true');
+      expect(runs['VBI-A:8001:crash-then-slow']).to.equal(2);
+    } finally {
+      gate = undefined;
+      entered = undefined;
+      await db.knex.raw('DROP TRIGGER IF EXISTS refuse_release ON idempotency_keys');
+      await db.knex.raw('DROP FUNCTION refuse_release()');
+    }
   });
 
   it('answers a concurrent duplicate with 409 IDEMPOTENCY_IN_PROGRESS, then replays once done', async () => {

@@ -66,6 +66,25 @@ describe('print requests: one dispatch, items that fail alone', function () {
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 
+  it('an item whose field the indicium cannot carry fails alone before it is debited; the items around it print with consecutive sequences', async () => {
+    const { c, sessionId } = await mailer(5_000);
+    const a = item(c, sessionId, 600);
+    const badDate = { ...item(c, sessionId, 400), dateOfMailing: '2100-01-01' }; // the indicium carries 2000-2099
+    const b = item(c, sessionId, 900);
+    const r = await c.op('/v1/indicia', 'print', { sessionId, items: [a, badDate, b] }, { 'Idempotency-Key': 'bad-field' });
+    expect(r.status, JSON.stringify(r.json)).to.equal(200);
+    expect(r.json.items.map((i: { status: string; reason?: string }) => [i.status, i.reason ?? null])).to.deep.equal([
+      ['printed', null], ['failed', 'INDICIUM_FIELD_INVALID'], ['printed', null],
+    ]);
+    const [first, , second] = r.json.items;
+    expect([first.receipt.ascendingRegister, second.receipt.ascendingRegister, second.receipt.descendingRegister]).to.deep.equal([600, 1_500, 3_500]);
+    expect(second.receipt.sequence).to.equal(first.receipt.sequence + 1);
+    expect(r.json.registers).to.deep.equal({ ascending: 1_500, descending: 3_500 });
+    const rows = await f.service.db.knex('indicia').where({ meter_id: c.meterId }).orderBy('sequence').select('sequence', 'item_index');
+    expect(rows.map((x) => x.item_index)).to.deep.equal([0, 2]);
+    expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+  });
+
   it('a bad dynamic password voids that item and the rest, ends the session, and debits nothing for them', async () => {
     const { c, sessionId } = await mailer(10_000);
     const good = item(c, sessionId, 300);

@@ -121,8 +121,9 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
     // A few rounds: a row may change between our INSERT and SELECT (answered, released, taken
     // over by another retry); then we look again.
     for (let round = 0; round < 4; round++) {
+      const run = randomBytes(16).toString('hex');
       const inserted = await db(TABLE)
-        .insert({ scope, key, request_hash: hash, state: 'in_progress', owner })
+        .insert({ scope, key, request_hash: hash, state: 'in_progress', owner, run_id: run })
         .onConflict(['scope', 'key'])
         .ignore()
         .returning('created_at');
@@ -130,7 +131,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
       if (inserted.length === 1) {
         res.locals.idempotency = { scope, key, since: inserted[0].created_at, resumed: false } satisfies IdempotencyContext;
         running.add(id);
-        recordAnswer(res, { db, scope, key, owner, log, done: () => running.delete(id) });
+        recordAnswer(res, { db, scope, key, run, log, done: () => running.delete(id) });
         next();
         return;
       }
@@ -147,11 +148,11 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
         // Its process died or its run failed: take the row over and resume the request.
         const taken = await db(TABLE).where({ scope, key, state: 'in_progress' })
           .where((q) => (row.owner === null ? q.whereNull('owner') : q.where('owner', row.owner)))
-          .update({ owner });
+          .update({ owner, run_id: run });
         if (taken !== 1 || running.has(id)) continue;
         res.locals.idempotency = { scope, key, since: row.created_at, resumed: true } satisfies IdempotencyContext;
         running.add(id);
-        recordAnswer(res, { db, scope, key, owner, log, done: () => running.delete(id) });
+        recordAnswer(res, { db, scope, key, run, log, done: () => running.delete(id) });
         next();
         return;
       }
@@ -184,11 +185,13 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
  * handler's too) release the row instead (owner NULL): the next retry resumes the request.
  * A row a handler already answered inside its own transaction (state 'done') is left as it is.
  * If recording fails the answer is still sent and the key stays in_progress under this process,
- * which no longer runs it: the next retry takes it over and resumes.
+ * which no longer runs it: the next retry takes it over and resumes. Every run has its own run
+ * id; recording and releasing touch the row only while it is still that run's.
  */
-function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; owner: string; log: ErrorLog; done: () => void }): void {
-  // only while the row is still this process's: a retry elsewhere may have taken it over
-  const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress', owner: ctx.owner };
+function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; run: string; log: ErrorLog; done: () => void }): void {
+  // only while the row is still this run's: a retry (here or elsewhere) may have taken it over,
+  // and a delayed release must not clear that retry's ownership
+  const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress', run_id: ctx.run };
   const settle = (status: number, body: unknown): Promise<unknown> =>
     status >= 500
       ? ctx.db(TABLE).where(where).update({ owner: null })

@@ -481,6 +481,7 @@ export class CryptoModule implements HsmModule {
           }
           return signIndiciumData(s, key, req.algorithm, req.data);
         },
+        identitySign: (data) => ops.sign(s, 'ECDSA', k.identity, sha256(data)),
       };
       try {
         return await fn(scope);

@@ -95,6 +95,8 @@ export interface KeyScope {
   verifyHmac(req: { keyChain: KeyRef[]; data: Buffer; mac: Buffer }): Promise<boolean>;
   encryptWithKeyChain(req: { keyChain: KeyRef[]; plaintext: Buffer; aad: Buffer }): Promise<Buffer>;
   signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer>;
+  /** HsmModule.identitySign in the scope's session (no other session is taken from the pool). */
+  identitySign(data: Buffer): Promise<Buffer>;
 }
 
 /** A key stored wrapped (in a package or a session row) and what it may be used for once unwrapped. */

@@ -23,8 +23,12 @@ export interface SignedIndicium {
  * signature does not have the algorithm's length.
  */
 export async function signIndicium(req: { fields: IndiciumFields; sign: (data: Buffer) => Promise<Buffer> }): Promise<SignedIndicium> {
-  const data = encodeIndiciumData(req.fields);
-  const signature = await req.sign(data);
-  const indicium = assembleIndicium(data, signature);
-  return { fields: req.fields, data, signature, indicium, digest: indiciumDigest(data) };
+  return signEncoded({ fields: req.fields, data: encodeIndiciumData(req.fields), sign: req.sign });
+}
+
+/** signIndicium for fields already encoded (and so checked) by encodeIndiciumData. */
+export async function signEncoded(req: { fields: IndiciumFields; data: Buffer; sign: (data: Buffer) => Promise<Buffer> }): Promise<SignedIndicium> {
+  const signature = await req.sign(req.data);
+  const indicium = assembleIndicium(req.data, signature);
+  return { fields: req.fields, data: req.data, signature, indicium, digest: indiciumDigest(req.data) };
 }

@@ -3,7 +3,9 @@ import { PsdPackage } from '../../psd/psd-package';
 import { existing, requireActive, requireFunds, registersOf, Registers } from './guards';
 import { requireCertifiedKey } from './metergen-certify';
 import { IndiciumFields, ItemType } from '../../indicium/fields';
-import { signIndicium } from '../../indicium/sign';
+import { signEncoded } from '../../indicium/sign';
+import { encodeIndiciumData } from '../../indicium/layout';
+import type { KeyScope } from '../../hsm/hsm-module';
 
 /** What the mailer asks for: everything in the indicium that the meter does not supply itself. */
 export interface Mailpiece {
@@ -33,6 +35,57 @@ export interface PrintedIndicium extends Registers {
   postage: number;
 }
 
+/** An indicium decided but not yet signed: the package after the debit, the fields and their encoding. */
+export interface PlannedIndicium {
+  next: PsdPackage;
+  fields: IndiciumFields;
+  /** encodeIndiciumData(fields): the bytes to sign. */
+  data: Buffer;
+  sequence: number;
+}
+
+/**
+ * The register part of CreateIndicium, no token call: the meter must be active with a certified
+ * key and the funds; DR is debited and AR credited; the fields carry the registers after the
+ * debit and the sequence (the record counter after the command). The fields are encoded here,
+ * so their checks (INDICIUM_FIELD_INVALID) run before anything is debited or signed.
+ */
+export function planIndicium(opened: PsdPackage | null, req: { postage: number; mailpiece: Mailpiece }, now: number): PlannedIndicium {
+  const pkg = existing(opened);
+  requireActive(pkg);
+  requireCertifiedKey(pkg, now);
+  requireFunds(pkg, req.postage);
+  const next: PsdPackage = {
+    ...pkg,
+    descendingRegister: pkg.descendingRegister - req.postage,
+    ascendingRegister: pkg.ascendingRegister + req.postage,
+  };
+  const sequence = pkg.recordCounter + 1;
+  const fields: IndiciumFields = {
+    algorithm: pkg.indiciumKeyAlgorithm ?? 'ec-p256',
+    itemType: req.mailpiece.itemType ?? 'postage',
+    certSerial: pkg.indiciumCertSerial,
+    meterId: pkg.meterId,
+    ascendingRegister: next.ascendingRegister,
+    descendingRegister: next.descendingRegister,
+    postage: req.postage,
+    dateOfMailing: req.mailpiece.dateOfMailing ?? new Date(now).toISOString().slice(0, 10),
+    originZip: pkg.licensingZip,
+    destinationZip: req.mailpiece.destinationZip,
+    rateCategory: req.mailpiece.rateCategory,
+    softwareId: SOFTWARE_ID,
+    sequence,
+    rateTableId: req.mailpiece.rateTableId,
+    rateTableVersion: req.mailpiece.rateTableVersion,
+  };
+  return { next, fields, data: encodeIndiciumData(fields), sequence };
+}
+
+/** Signs a planned indicium inside the module with the meter's indicium key (unwrapped by `keys`). */
+export function signPlanned(plan: PlannedIndicium, wrappedKey: Buffer, keys: Pick<KeyScope, 'signWithWrappedKey'>) {
+  return signEncoded({ fields: plan.fields, data: plan.data, sign: (data) => keys.signWithWrappedKey({ wrappedKey, algorithm: plan.fields.algorithm, data }) });
+}
+
 /**
  * CreateIndicium (and the correction indicium): debit DR, credit AR, and sign the indicium
  * (src/indicium/, docs/indicium.md) inside the module with the meter's certified indicium key,
@@ -41,45 +94,14 @@ export interface PrintedIndicium extends Registers {
  */
 export function createIndicium(req: { postage: number; mailpiece: Mailpiece; type?: 'indicium' | 'correction' }) {
   return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<PrintedIndicium>> => {
-    const pkg = existing(opened);
-    requireActive(pkg);
-    requireCertifiedKey(pkg, ctx.now);
-    requireFunds(pkg, req.postage);
-    const next: PsdPackage = {
-      ...pkg,
-      descendingRegister: pkg.descendingRegister - req.postage,
-      ascendingRegister: pkg.ascendingRegister + req.postage,
-    };
-    const sequence = pkg.recordCounter + 1;
-    const algorithm = pkg.indiciumKeyAlgorithm ?? 'ec-p256';
-    const fields: IndiciumFields = {
-      algorithm,
-      itemType: req.mailpiece.itemType ?? 'postage',
-      certSerial: pkg.indiciumCertSerial,
-      meterId: pkg.meterId,
-      ascendingRegister: next.ascendingRegister,
-      descendingRegister: next.descendingRegister,
-      postage: req.postage,
-      dateOfMailing: req.mailpiece.dateOfMailing ?? new Date(ctx.now).toISOString().slice(0, 10),
-      originZip: pkg.licensingZip,
-      destinationZip: req.mailpiece.destinationZip,
-      rateCategory: req.mailpiece.rateCategory,
-      softwareId: SOFTWARE_ID,
-      sequence,
-      rateTableId: req.mailpiece.rateTableId,
-      rateTableVersion: req.mailpiece.rateTableVersion,
-    };
-    // Field checks run before anything is signed (INDICIUM_FIELD_INVALID changes nothing).
-    const signed = await signIndicium({
-      fields,
-      sign: (data) => (ctx.keys ?? ctx.hsm).signWithWrappedKey({ wrappedKey: pkg.secrets.wrappedIndiciumKey, algorithm, data }),
-    });
+    const plan = planIndicium(opened, req, ctx.now);
+    const signed = await signPlanned(plan, plan.next.secrets.wrappedIndiciumKey, ctx.keys ?? ctx.hsm);
     return {
-      package: next,
+      package: plan.next,
       type: req.type ?? 'indicium',
       amount: req.postage,
       totals: { printed: req.postage },
-      result: { ...registersOf(next), ...signed, sequence, postage: req.postage },
+      result: { ...registersOf(plan.next), ...signed, sequence: plan.sequence, postage: req.postage },
     };
   };
 }
