@@ -1,5 +1,5 @@
 /**
- * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50] [--modules 1,2] [--profile DIR]
+ * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50] [--modules 1,2] [--meters N] [--profile DIR]
  *
  * Durable printing through the path mailers take: the real service program (`dist/src/main.js`,
  * what `npm start` runs) in a temp directory of its own — SoftHSM2 dev token, embedded
@@ -7,7 +7,10 @@
  * HTTP. For each number of modules (the second and later cloned from the dev token, as the
  * ceremony's clone does), number of concurrent mailers K and batch size B it prints items/s
  * (every item committed and checkpointed before its answer), p50/p99 per request and the errors,
- * and per module count the commands per commit group (GET /v1/metrics); then the token's raw
+ * and per module count the commands per commit group (GET /v1/metrics). With --meters N the
+ * service is stopped after the last module count's rows, N more meters' leaves are put into its
+ * meter map (created by the bench, not through HTTP; the modules accept the map through the
+ * officer's reinstatement), and the rows with K ≤ 16 run again. Then the token's raw
  * ECDSA P-256 signature rate measured in the same run on the same token, and the ratio. With
  * --profile the service runs under `node --cpu-prof` and writes its CPU profile (.cpuprofile,
  * for Chrome DevTools) into DIR when the rows are done. Not a test: numbers depend on the
@@ -20,7 +23,13 @@ import { performance } from 'node:perf_hooks';
 import { VbiClient } from '../src/client/vbi-client';
 import { CryptoModule } from '../src/hsm/crypto-module';
 import { closeLibrary, openLibrary } from '../src/hsm/pkcs11-library';
-import { DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN } from '../src/config/config';
+import { DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, loadConfig } from '../src/config/config';
+import { createHash } from 'node:crypto';
+import { openDatabase } from '../src/db/database';
+import { createService } from '../src/service';
+import { MAP_SHARD } from '../src/ledger/pg-meter-map';
+import { buildMap, leafHash } from '../src/module/meter-map';
+import { digestOf } from '../src/module/checkpoint';
 import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
 import { ServiceProcess } from '../test/crash/service-process';
 
@@ -58,11 +67,54 @@ async function addModuleToken(dir: string, library: string, label: string): Prom
   }
 }
 
+/**
+ * Puts `n` more meters' leaves (filler leaves after the map's next free slot) into the stopped
+ * service's meter map, with every meter it has, as a deployment with that many meters has them;
+ * then each module accepts the new map through the officer's reinstatement (src/ledger/reinstatement.ts).
+ */
+async function fillMeterMap(service: ServiceProcess, n: number, library: string, labels: string[]): Promise<void> {
+  const env = {
+    VBI_VAR_DIR: service.varDir, SOFTHSM2_CONF: join(service.dir, 'softhsm2.conf'), PKCS11_LIBRARY: library,
+    PKCS11_TOKEN_LABELS: labels.join(','), PKCS11_USER_PIN: DEV_USER_PIN,
+  };
+  const db = await openDatabase({ varDir: service.varDir });
+  try {
+    const map = await db.knex('meter_map').where({ shard: MAP_SHARD }).first('next_slot');
+    const leaves = new Map<number, Buffer>();
+    for (const m of await db.knex('meters').whereNotNull('slot').select('slot', 'meter_id', 'package')) {
+      if (m.package) leaves.set(Number(m.slot), leafHash(Number(m.slot), m.meter_id, digestOf(m.package)));
+    }
+    const first = Number(map.next_slot);
+    for (let slot = first; slot < first + n; slot++) leaves.set(slot, createHash('sha256').update(`bench filler ${slot}`).digest());
+    const built = buildMap(leaves);
+    await db.knex.transaction(async (trx) => {
+      await trx('meter_map_nodes').where({ shard: MAP_SHARD }).del();
+      for (let i = 0; i < built.nodes.length; i += 5000) {
+        await trx('meter_map_nodes').insert(built.nodes.slice(i, i + 5000).map((x) => ({ shard: MAP_SHARD, level: x.level, idx: x.index, hash: x.hash })));
+      }
+      await trx('meter_map').where({ shard: MAP_SHARD }).update({ root: built.root, next_slot: first + n });
+    });
+    await db.knex.raw('ANALYZE meter_map_nodes');
+    const officer = await createService({ config: loadConfig(env), db });
+    try {
+      for (const e of officer.engines) {
+        const row = await db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+        await officer.ledger.reinstate({ moduleSerial: e.hsm.serial, officer: 'bench', acceptCheckpoint: row?.checkpoint ?? null });
+      }
+    } finally {
+      await officer.close();
+    }
+  } finally {
+    await db.close();
+  }
+}
+
 export async function benchHttp(): Promise<void> {
   const seconds = num('seconds', 5);
   const mailerCounts = list('mailers', [1, 4, 16, 64]);
   const batches = list('batches', [1, 50]);
   const moduleCounts = list('modules', [1, 2]);
+  const fill = num('meters', 0);
   const dir = mkdtempSync(join(tmpdir(), 'vbi-bench-http-'));
   const service = await ServiceProcess.create(dir);
   const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -75,6 +127,37 @@ export async function benchHttp(): Promise<void> {
   try {
     let best = 0;
     let bestRow = '';
+    /** One row: `clients` print batches of `b` items for the row's time; items/s, p50/p99, errors. */
+    const row = async (label: string, clients: VbiClient[], b: number): Promise<void> => {
+      const lat: number[] = [];
+      const errors = new Map<string, number>();
+      let items = 0;
+      const end = performance.now() + seconds * 1000;
+      const start = performance.now();
+      await Promise.all(clients.map(async (c) => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          try {
+            const out = await c.print(Array.from({ length: b }, () => ({ destinationZip: '205000001', postage: 680 })));
+            items += out.printed;
+            lat.push(performance.now() - t);
+            if (out.printed !== b) errors.set('NOT_PRINTED', (errors.get('NOT_PRINTED') ?? 0) + b - out.printed);
+          } catch (e) {
+            const code = (e as { code?: string }).code ?? 'ERROR';
+            errors.set(code, (errors.get(code) ?? 0) + 1);
+          }
+        }
+      }));
+      const elapsed = (performance.now() - start) / 1000;
+      lat.sort((x, y) => x - y);
+      const rate = items / elapsed;
+      if (rate > best) {
+        best = rate;
+        bestRow = label;
+      }
+      const errs = errors.size ? [...errors].map(([code, n]) => `${code} ${n}`).join(', ') : 'none';
+      say(`${label}: ${rate.toFixed(1).padStart(7)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request  (${lat.length} requests, errors: ${errs})`);
+    };
     const labels = [DEV_TOKEN_LABEL];
     await service.start(); // the first start provisions the dev token
     for (const modules of moduleCounts) {
@@ -106,41 +189,27 @@ export async function benchHttp(): Promise<void> {
       say(`${modules} module(s): ${clients.length} mailers registered, funded and in session through HTTP in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       const before = await groupCounts(service.url);
       for (const k of mailerCounts) {
-        for (const b of batches) {
-          const lat: number[] = [];
-          const errors = new Map<string, number>();
-          let items = 0;
-          const end = performance.now() + seconds * 1000;
-          const start = performance.now();
-          await Promise.all(clients.slice(0, k).map(async (c) => {
-            while (performance.now() < end) {
-              const t = performance.now();
-              try {
-                const out = await c.print(Array.from({ length: b }, () => ({ destinationZip: '205000001', postage: 680 })));
-                items += out.printed;
-                lat.push(performance.now() - t);
-                if (out.printed !== b) errors.set('NOT_PRINTED', (errors.get('NOT_PRINTED') ?? 0) + b - out.printed);
-              } catch (e) {
-                const code = (e as { code?: string }).code ?? 'ERROR';
-                errors.set(code, (errors.get(code) ?? 0) + 1);
-              }
-            }
-          }));
-          const elapsed = (performance.now() - start) / 1000;
-          lat.sort((x, y) => x - y);
-          const rate = items / elapsed;
-          const row = `${modules} module(s), K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`;
-          if (rate > best) {
-            best = rate;
-            bestRow = row;
-          }
-          const errs = errors.size ? [...errors].map(([code, n]) => `${code} ${n}`).join(', ') : 'none';
-          say(`${row}: ${rate.toFixed(1).padStart(7)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request  (${lat.length} requests, errors: ${errs})`);
-        }
+        for (const b of batches) await row(`${modules} module(s), K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`, clients.slice(0, k), b);
       }
       const after = await groupCounts(service.url);
       const groups = after.groups - before.groups;
       say(`${modules} module(s): ${after.commands - before.commands} commands in ${groups} commit groups (${groups ? ((after.commands - before.commands) / groups).toFixed(1) : '0'} per group)`);
+      if (fill > 0 && modules === moduleCounts[moduleCounts.length - 1]) {
+        // the same service with `fill` more meters in its meter map: the map is filled with the
+        // service stopped and the modules accept it through the officer's reinstatement
+        await service.kill();
+        const t1 = performance.now();
+        await fillMeterMap(service, fill, library, labels);
+        say(`${modules} module(s): ${fill} more meters put into the meter map (reinstatement accepted it) in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+        await service.start();
+        for (const c of clients) {
+          await c.closeSession().catch(() => undefined);
+          await c.openSession();
+        }
+        for (const k of mailerCounts.filter((x) => x <= 16)) {
+          for (const b of batches) await row(`${modules} module(s), +${fill} meters, K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`, clients.slice(0, k), b);
+        }
+      }
       for (const c of clients) await c.closeSession().catch(() => undefined);
     }
     if (profileDir) {
