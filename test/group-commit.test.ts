@@ -1,4 +1,9 @@
 import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VbiClient } from '../src/client/vbi-client';
+import { ServerFixture, serverFixture } from './helpers/server';
 import { auditRecords } from '../src/ledger/audit-store';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
@@ -228,5 +233,63 @@ describe('group commit', function () {
     } finally {
       await f.service.close();
     }
+  });
+});
+
+describe('group commit through HTTP: 50 mailers on two modules', function () {
+  this.timeout(300_000);
+  let f: ServerFixture;
+  let dir: string;
+
+  before(async () => {
+    f = await serverFixture({ modules: 2, pool: 5, authRateLimit: { limit: 1_000, windowMs: 60_000 } });
+    dir = mkdtempSync(join(tmpdir(), 'vbi-group-http-'));
+  });
+  after(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await f?.close();
+  });
+
+  it('each prints three 400-mill items with 1,000 mills, all at once: two print, the third fails, nothing spent twice, groups on both modules', async () => {
+    const mailers: VbiClient[] = [];
+    for (let i = 0; i < 50; i++) {
+      const c = await VbiClient.register({
+        baseUrl: f.url, rootCertPem: f.rootPem, name: `Group ${i}`, licensingZip: '20260', returnAddress: ['Group', '1 Main St'],
+        password: 'group commit password', keyFilePath: join(dir, `key-${i}.json`),
+      });
+      await c.refreshModules();
+      await c.buy({ amount: 1_000, payment: { kind: 'card', token: 'tok_approve' } });
+      mailers.push(c);
+    }
+    // sessions last timeoutMs without a heartbeat: opened once everyone is registered
+    for (const c of mailers) await c.openSession({ heartbeats: false });
+    const before = f.service.ledger.commitStats();
+    const outcomes = await Promise.all(mailers.map(async (c) => {
+      const out: string[] = [];
+      for (let n = 0; n < 3; n++) {
+        const r = await c.print([{ destinationZip: '205000001', postage: 400 }]);
+        out.push(r.items[0].status === 'printed' ? 'printed' : `${r.items[0].status} ${r.items[0].reason}`);
+      }
+      return out;
+    }));
+    for (const o of outcomes) expect(o).to.deep.equal(['printed', 'printed', 'failed INSUFFICIENT_FUNDS']);
+    const after = f.service.ledger.commitStats();
+    expect(after.commands - before.commands).to.equal(150);
+    expect(after.groups - before.groups).to.be.below(150);
+    for (const c of mailers) {
+      expect(c.registers).to.deep.equal({ ascending: 800, descending: 200 });
+      const row = await f.service.db.knex('meters').where({ meter_id: c.meterId }).first('ascending_register', 'descending_register');
+      expect([Number(row.ascending_register), Number(row.descending_register)]).to.deep.equal([800, 200]);
+      expect(Number((await f.service.db.knex('indicia').where({ meter_id: c.meterId }).count({ n: '*' }).first())?.n)).to.equal(2);
+    }
+    const serials = await f.service.db.knex('indicia').whereIn('meter_id', mailers.map((c) => c.meterId)).distinct('module_serial');
+    expect(serials).to.have.length(2);
+    for (const e of f.service.engines) {
+      const row = await f.service.db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+      expect((row.checkpoint as Buffer).equals(e.ringEntries().at(-1)!.bytes)).to.equal(true);
+    }
+    expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+    expect((await verifyJournal({ db: f.service.db.knex, hsm: f.service.engines[1].hsm })).findings).to.deep.equal([]);
+    for (const c of mailers) await c.closeSession();
   });
 });
