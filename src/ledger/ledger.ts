@@ -347,8 +347,16 @@ export class Ledger {
 
   // --- the command runner -------------------------------------------------------------------
 
+  /**
+   * The module for the next command: one whose next group is forming (commands waiting, room
+   * left) takes it — all modules of a process commit one group at a time (the map lock), so
+   * splitting a forming group over two modules would only make both smaller; otherwise the
+   * module with the fewest commands in flight.
+   */
   private pick(tried: Set<PsdEngine>): PsdEngine {
     let best: PsdEngine | undefined;
+    let forming: PsdEngine | undefined;
+    const waiting = (e: PsdEngine) => this.queues.get(e)?.length ?? 0;
     for (const e of this.opts.engines) {
       if (tried.has(e) || this.outOfRotation.has(e)) continue;
       const lost = this.opts.leases?.get(e)?.lost;
@@ -362,11 +370,12 @@ export class Ledger {
         continue;
       }
       if (!best || (this.inFlight.get(e) ?? 0) < (this.inFlight.get(best) ?? 0)) best = e;
+      if (waiting(e) > 0 && waiting(e) < this.groupMax && (!forming || waiting(e) > waiting(forming))) forming = e;
     }
     if (!best) {
       throw vbiError('NO_MODULE', 'no healthy cryptographic module is available', { modules: this.rotation() });
     }
-    return best;
+    return forming ?? best;
   }
 
   /**
