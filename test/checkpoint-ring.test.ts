@@ -47,6 +47,42 @@ describe('checkpoint ring and meter map (module level)', () => {
 
   const codeOf = (p: Promise<unknown>) => p.then(() => 'OK', (e) => (isVbiError(e) ? e.code : String(e)));
 
+  it("checks the MAC of a meter's newest record in the token only when this engine did not make it; an edited copy is refused", async () => {
+    await rows.credit(engine, 'M-RING-1', 100);
+    const mine = rows.checkpoint as Buffer;
+    let verifies = 0;
+    const original = module.verifyMac.bind(module);
+    module.verifyMac = async (data: Buffer, mac: Buffer) => {
+      verifies++;
+      return original(data, mac);
+    };
+    try {
+      rows.store(await engine.dispatch({ ...rows.creditCommand('M-RING-1', 1), meterCheckpoint: mine }));
+      const known = verifies;
+      const edited = Buffer.from(rows.checkpoint as Buffer);
+      edited[edited.length - 1] ^= 1;
+      verifies = 0;
+      expect(await codeOf(engine.dispatch({ ...rows.creditCommand('M-RING-1', 1), meterCheckpoint: edited }))).to.equal('CHECKPOINT_MAC_INVALID');
+      expect(verifies).to.equal(known + 1);
+      // the same intact record, to an engine of another process on the same token: verified in the token, accepted
+      const other = await startEngine(label, 'aes');
+      try {
+        const before = verifies;
+        const otherVerify = other.module.verifyMac.bind(other.module);
+        other.module.verifyMac = async (data: Buffer, mac: Buffer) => {
+          verifies++;
+          return otherVerify(data, mac);
+        };
+        rows.store(await other.engine.dispatch({ ...rows.creditCommand('M-RING-1', 1), meterCheckpoint: rows.checkpoint }));
+        expect(verifies - before).to.equal(known + 1);
+      } finally {
+        await other.module.close();
+      }
+    } finally {
+      module.verifyMac = original;
+    }
+  });
+
   it('appends one MACed record per completed command, each carrying the new map root, and keeps only the newest N', async () => {
     for (let i = 1; i <= 5; i++) await rows.credit(engine, 'M-RING-1', 1000 * i);
     const seqs = engine.ringEntries().map((e) => e.checkpoint.seq);
