@@ -643,6 +643,9 @@ export class Ledger {
     });
     onPrepared?.(out);
     const at = new Date(out.record.time);
+    // the journal payload is sealed in the token while the rows below are written
+    const sealing = sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
+    sealing.catch(() => undefined); // awaited below; a write failing first must not leave it unhandled
     const row = {
       state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
       cert_serial: out.package.indiciumCertSerial || null,
@@ -655,7 +658,7 @@ export class Ledger {
       last_tx_amount: out.record.amount, updated_at: at,
     });
     await storeMap(trx, { nodes: out.mapNodes, epoch: out.record.mapEpoch, root: out.record.mapRoot, nextSlot: meter ? mapRow.nextSlot : slot + 1 });
-    const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
+    const sealed = await sealing;
     await trx('journal').insert({
       meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
       amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
