@@ -10,7 +10,7 @@ import { verifyJournal } from '../src/ledger/journal-verify';
 import { createService } from '../src/service';
 import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
 import { codeOf } from './helpers/codes';
-import { LedgerFixture, MAIL, ledgerFixture, testConfig } from './helpers/ledger';
+import { LedgerFixture, MAIL, asInsider, ledgerFixture, testConfig } from './helpers/ledger';
 
 /*
  * Group commit (docs/ledger.md): commands that wait for the same module are committed in one
@@ -177,9 +177,7 @@ describe('group commit', function () {
       it(`a record of the group ${attack} in the journal before the restart: no roll forward, the module is inhibited`, async () => {
         const { f, ids, seqs } = await crashedGroup();
         const serial = (await f.db.knex('modules').first('module_serial')).module_serial;
-        // a superuser going around the journal's append-only trigger
-        await f.db.knex.transaction(async (trx) => {
-          await trx.raw("SET LOCAL session_replication_role = 'replica'");
+        await asInsider(f.db.knex, async (trx) => {
           const at = (seq: number) => trx('journal').where({ module_serial: serial, checkpoint_seq: seq });
           if (attack === 'deleted') await at(seqs[1]).del();
           if (attack === 'edited') {

@@ -11,7 +11,7 @@ import { createService, Service } from '../src/service';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { codeOf } from './helpers/codes';
-import { LedgerFixture, MAIL, ledgerFixture, provisionModules, restore, snapshot, testConfig } from './helpers/ledger';
+import { LedgerFixture, MAIL, asInsider, ledgerFixture, provisionModules, restore, snapshot, testConfig } from './helpers/ledger';
 import { freshDatabase } from './helpers/db';
 import { TEST_SO_PIN, TEST_USER_PIN, requireClone } from './helpers/hsm';
 
@@ -26,13 +26,6 @@ const run = promisify(execFile);
  * signed by the module identity key says why.
  */
 
-/** Writes as a superuser going around the journal's append-only trigger would. */
-async function asInsider(k: Knex, fn: (trx: Knex.Transaction) => Promise<void>): Promise<void> {
-  await k.transaction(async (trx) => {
-    await trx.raw("SET LOCAL session_replication_role = 'replica'");
-    await fn(trx);
-  });
-}
 
 function signedBy(service: Service, rec: AuditRecord): boolean {
   const engine = service.engines.find((e) => e.hsm.serial === rec.moduleSerial);

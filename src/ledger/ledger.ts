@@ -512,8 +512,12 @@ export class Ledger {
 
   /** Queues `step` for `engine`'s next group; a module with no group running starts one at once. */
   private submit<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
-    // a caller that already holds the map lock (re-entry) cannot wait for a group: it runs alone
-    if (engine.anchor.lock.heldHere()) return this.runGroup(engine, [step as Step<unknown>]).then((r) => unwrap(r[0]) as DispatchResult<R>);
+    // a caller that already holds the map lock (re-entry) cannot wait for a group: it runs alone,
+    // and never inside a group that is still open (a command's hook must not start another)
+    if (engine.anchor.lock.heldHere()) {
+      if (engine.groupOpen) throw new Error(`module ${engine.hsm.serial}: a command started inside an open group`);
+      return this.runGroup(engine, [step as Step<unknown>]).then((r) => unwrap(r[0]) as DispatchResult<R>);
+    }
     return new Promise<DispatchResult<R>>((resolve, reject) => {
       const q = this.queues.get(engine) ?? [];
       this.queues.set(engine, q);

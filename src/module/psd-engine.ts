@@ -178,6 +178,11 @@ export class PsdEngine {
     return this.ring.list();
   }
 
+  /** True while commands are prepared and their group is neither completed nor aborted. */
+  get groupOpen(): boolean {
+    return this.pending.length > 0;
+  }
+
   /** Runs `fn` holding the process's map lock (re-entrant): the transaction engine wraps a whole command in it. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     return this.anchor.lock.run(fn);
