@@ -108,7 +108,7 @@ export async function createService(deps: {
     if (!deps.db) await db.close();
     throw e;
   }
-  const ledger = new Ledger({ db: db.knex, engines, leases, mapLease, spoilageLimitBps: config.spoilageLimitBps, ...deps.ledger });
+  const ledger = new Ledger({ db: db.knex, engines, leases, mapLease, ...deps.ledger });
   await ledger.start();
   const period = deps.moduleCheckIntervalMs ?? MODULE_CHECK_INTERVAL_MS;
   const check = async (): Promise<string[]> => {

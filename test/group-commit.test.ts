@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { createIndicium } from './helpers/ledger-commands';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -211,7 +212,7 @@ describe('group commit', function () {
       const ids = await meters(f, 60, 1_000);
       const before = f.service.ledger.commitStats();
       // each meter can pay for two of its three 400-mill indicia
-      const calls = ids.flatMap((meterId) => [0, 1, 2].map(() => () => f.service.ledger.createIndicium({ meterId, postage: 400, mailpiece: MAIL })));
+      const calls = ids.flatMap((meterId) => [0, 1, 2].map(() => () => createIndicium(f.service.ledger, { meterId, postage: 400, mailpiece: MAIL })));
       const out = await together(calls);
       const ok = out.filter((o) => o.status === 'fulfilled').length;
       const codes = await Promise.all(out.filter((o) => o.status === 'rejected').map((o) => codeOf(Promise.reject((o as PromiseRejectedResult).reason))));

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { createIndicium } from './helpers/ledger-commands';
 import { createVerify } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -41,7 +42,7 @@ async function twoMeters(prints: string[] = ['a']): Promise<{ f: LedgerFixture; 
   const a = (await f.newMeter(5_000_000)).meterId;
   const b = (await f.newMeter(5_000_000)).meterId;
   for (const m of [a, b]) await f.service.ledger.postageValueDownload({ meterId: m, amount: 100_000 });
-  for (const which of prints) await f.service.ledger.createIndicium({ meterId: which === 'a' ? a : b, postage: 500, mailpiece: MAIL });
+  for (const which of prints) await createIndicium(f.service.ledger, { meterId: which === 'a' ? a : b, postage: 500, mailpiece: MAIL });
   return { f, a, b };
 }
 
@@ -73,11 +74,11 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
     for (const back of [1, 5]) {
       it(`a snapshot restored exactly ${back} committed print(s) back: inhibited, nothing signed, and still after a restart`, async () => {
         await snapshot(f.db, `p${back}`);
-        for (let i = 0; i < back; i++) await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
+        for (let i = 0; i < back; i++) await createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL });
         await restore(f.db, `p${back}`);
         const before = await indicia(f.db.knex);
-        expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
-        expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+        expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+        expect(await codeOf(createIndicium(f.service.ledger, { meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
         await expectInhibited('rolled back');
         // the signed record names what the rollback lost
         const inhibited = (await auditRecords(f.db.knex)).find((r) => r.kind === 'module-inhibited') as AuditRecord;
@@ -87,7 +88,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
         await f.service.close();
         f.service = await createService({ config: testConfig(f.labels), db: f.db });
         expect(f.service.engines[0].status().state).to.equal('Inhibited');
-        expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+        expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
         expect(await indicia(f.db.knex)).to.equal(before);
       });
     }
@@ -95,9 +96,9 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
     /** One committed print lost to a restored snapshot: from then on the module refuses. */
     const rollBackOnePrint = async (name: string) => {
       await snapshot(f.db, name);
-      await f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL });
       await restore(f.db, name);
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
     };
 
     it('after a rollback, the officer reinstates the module onto the restored database; a stale acceptance is refused', async () => {
@@ -110,15 +111,15 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       expect(rec.kind).to.equal('module-reinstated');
       expect(signedBy(f.service, rec)).to.equal(true);
       expect(f.service.engines[0].status().state).to.equal('Idle');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
       const report = await verifyJournal({ db: f.db.knex, hsm: f.service.engines[0].hsm });
       expect(report.findings).to.deep.equal([]);
       // and across a restart
       await f.service.close();
       f.service = await createService({ config: testConfig(f.labels), db: f.db });
       expect(f.service.engines[0].status().state).to.equal('Idle');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
     });
 
     it('the ceremony CLI reinstates with the service stopped, proving the SO PIN; refused while a service holds the lease', async () => {
@@ -140,7 +141,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       expect(ok.code).to.equal(0);
       f.service = await createService({ config: testConfig(f.labels), db: f.db });
       expect(f.service.engines[0].status().state).to.equal('Idle');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
       expect((await auditRecords(f.db.knex)).map((r) => r.kind)).to.include.members(['module-inhibited', 'module-reinstated']);
     });
 
@@ -151,7 +152,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       await restore(f.db, 'pvd1');
       f.service = await createService({ config: testConfig(f.labels), db: f.db });
       await expectInhibited('rolled back');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 120_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 120_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(await indicia(f.db.knex)).to.equal(1);
     });
 
@@ -160,22 +161,22 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       const oldRow = await k('meters').where({ meter_id: a }).first();
       const lastJournal = (await k('journal').where({ meter_id: a }).max({ id: 'journal_id' }).first())?.id as number;
       const lastIndicium = (await k('indicia').max({ id: 'indicium_id' }).first())?.id as number;
-      await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
-      await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: b, postage: 700, mailpiece: MAIL });
       await asInsider(k, async (trx) => {
         await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, record_counter: oldRow.record_counter, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
         await trx('journal').where({ meter_id: a }).where('journal_id', '>', lastJournal).del();
         await trx('indicia').where({ meter_id: a }).where('indicium_id', '>', lastIndicium).del();
       });
       const before = await indicia(k);
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await indicia(k)).to.equal(before);
       const stale = (await auditRecords(k)).filter((r) => r.kind === 'package-stale');
       expect(stale).to.have.length(1);
       expect(stale[0].details).to.deep.include({ meterId: a });
       expect(signedBy(f.service, stale[0])).to.equal(true);
       // the other meter is unaffected
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: b, postage: 700, mailpiece: MAIL }))).to.equal('OK');
       expect(f.service.engines[0].status().state).to.equal('Idle');
     });
 
@@ -183,17 +184,17 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       const k = f.db.knex;
       const oldRow = await k('meters').where({ meter_id: a }).first();
       const oldJournal = await k('journal').where({ meter_id: a }).orderBy('journal_id', 'desc').first();
-      await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
-      await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: b, postage: 700, mailpiece: MAIL });
       const { journal_id: _omit, ...copy } = oldJournal;
       await asInsider(k, async (trx) => {
         await trx('journal').insert(copy);
       });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 9_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 9_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       await asInsider(k, async (trx) => {
         await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, record_counter: oldRow.record_counter, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
       });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await indicia(k)).to.equal(3);
       const stale = (await auditRecords(k)).filter((r) => r.kind === 'package-stale');
       expect(stale.map((r) => r.details.meterId)).to.deep.equal([a, a]);
@@ -205,8 +206,8 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
     it("the same, with the meter map's nodes on the meter's path put back too: PACKAGE_STALE; with the map row too: inhibited", async () => {
       const k = f.db.knex;
       await snapshot(f.db, 'one');
-      await f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL });
-      await f.service.ledger.createIndicium({ meterId: b, postage: 700, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: b, postage: 700, mailpiece: MAIL });
       await asInsider(k, async (trx) => {
         await trx.raw('UPDATE meters m SET package = s.package, record_counter = s.record_counter, ascending_register = s.ascending_register, descending_register = s.descending_register FROM one_meters s WHERE m.meter_id = s.meter_id AND m.meter_id = ?', [a]);
         await trx.raw('DELETE FROM journal WHERE meter_id = ? AND journal_id > (SELECT max(journal_id) FROM one_journal WHERE meter_id = ?)', [a, a]);
@@ -214,11 +215,11 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
         await trx.raw('DELETE FROM meter_map_nodes');
         await trx.raw('INSERT INTO meter_map_nodes SELECT * FROM one_meter_map_nodes');
       });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       await asInsider(k, async (trx) => {
         await trx.raw('UPDATE meter_map m SET epoch = s.epoch, root = s.root FROM one_meter_map s WHERE m.shard = s.shard');
       });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 90_000, mailpiece: MAIL }))).to.equal('NO_MODULE');
       await expectInhibited('rolled back');
       expect(await indicia(k)).to.equal(3);
     });
@@ -230,11 +231,11 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       const cols = (r: typeof ra) => ({ package: r.package, record_counter: r.record_counter, ascending_register: r.ascending_register, descending_register: r.descending_register, slot: r.slot });
       await k('meters').where({ meter_id: a }).update(cols(rb));
       await k('meters').where({ meter_id: b }).update(cols(ra));
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.be.oneOf(['PACKAGE_METER_MISMATCH', 'PACKAGE_STALE']);
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.be.oneOf(['PACKAGE_METER_MISMATCH', 'PACKAGE_STALE']);
       await k('meters').where({ meter_id: a }).update({ ...cols(ra), slot: rb.slot });
       await k('meters').where({ meter_id: b }).update({ ...cols(rb), slot: ra.slot });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await indicia(k)).to.equal(1);
       const refused = (await auditRecords(k)).filter((r) => r.kind === 'package-invalid' || r.kind === 'package-stale');
       expect(refused.length).to.equal(3);
@@ -248,16 +249,16 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       // a node on A's proof path, three levels up, written (edited or inserted)
       await k('meter_map_nodes').insert({ shard: 0, level: 3, idx: Math.floor(slotA / 8) ^ 1, hash: Buffer.alloc(32, 0x5a) })
         .onConflict(['shard', 'level', 'idx']).merge(['hash']);
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       await k('meter_map').update({ root: Buffer.alloc(32, 0x11) });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: b, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       await expectInhibited('edited');
       expect(await indicia(k)).to.equal(1);
     });
 
     it("the module's checkpoint row deleted, or the map row deleted: inhibited", async () => {
       await f.db.knex('meter_map').del();
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       await expectInhibited('rolled back');
     });
 
@@ -266,7 +267,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       const r = await run(process.execPath, [join(__dirname, 'helpers', 'service-child.js'), f.db.url, ...f.labels], { env: process.env });
       expect(r.stdout.trim()).to.equal('MODULE_IN_USE');
       expect(f.service.engines[0].ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal(ring);
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('OK');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('OK');
       expect(f.service.engines[0].status().state).to.equal('Idle');
       expect((await auditRecords(f.db.knex)).map((x) => x.kind)).to.deep.equal([]);
     });
@@ -287,7 +288,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       await f2.service.ledger.postageValueDownload({ meterId, amount: 4_000_000 });
       const rich = await f2.db.knex('meters').where({ meter_id: meterId }).first();
       await f1.db.knex('meters').where({ meter_id: meterId }).update({ package: rich.package, descending_register: rich.descending_register, record_counter: rich.record_counter });
-      expect(await codeOf(f1.service.ledger.createIndicium({ meterId, postage: 1_000_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f1.service.ledger, { meterId, postage: 1_000_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await indicia(f1.db.knex)).to.equal(0);
     } finally {
       await f1.service.close();
@@ -304,7 +305,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       a = (await f.newMeter(5_000_000)).meterId;
       await f.service.ledger.postageValueDownload({ meterId: a, amount: 100_000 });
       // concurrent commands spread over both modules (each picks the least busy)
-      await Promise.all(Array.from({ length: 6 }, () => f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL })));
+      await Promise.all(Array.from({ length: 6 }, () => createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL })));
       const used = await f.db.knex('indicia').distinct('module_serial');
       expect(used.length).to.equal(2);
     });
@@ -312,10 +313,10 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
 
     it('a snapshot one committed transaction back: both modules refuse (ring ahead / map older), nothing signed', async () => {
       await snapshot(f.db, 'two');
-      await f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL });
       await restore(f.db, 'two');
       const before = await indicia(f.db.knex);
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(f.service.engines.map((e) => e.status().state)).to.deep.equal(['Inhibited', 'Inhibited']);
       expect(f.service.engines.map((e) => e.status().reason).join(' | ')).to.contain('rolled back');
       const inhibited = (await auditRecords(f.db.knex)).filter((r) => r.kind === 'module-inhibited');
@@ -325,10 +326,10 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
 
     it("one meter's row put back: PACKAGE_STALE on either module, both stay in service", async () => {
       const old = await f.db.knex('meters').where({ meter_id: a }).first();
-      await f.service.ledger.createIndicium({ meterId: a, postage: 99_000, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId: a, postage: 99_000, mailpiece: MAIL });
       await f.db.knex('meters').where({ meter_id: a }).update({ package: old.package });
       for (let i = 0; i < 2; i++) {
-        expect(await codeOf(f.service.ledger.createIndicium({ meterId: a, postage: 99_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+        expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 99_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       }
       expect(f.service.engines.map((e) => e.status().state)).to.deep.equal(['Idle', 'Idle']);
       // conservation on the sealed packages sees the row's copy columns disagree with the package put back
@@ -378,8 +379,8 @@ describe('verify-journal finds and classifies what the insider did (offline)', f
     const k = f.db.knex;
     const oldRow = await k('meters').where({ meter_id: a }).first();
     const lastJournal = (await k('journal').where({ meter_id: a }).max({ id: 'journal_id' }).first())?.id as number;
-    await f.service.ledger.createIndicium({ meterId: a, postage: 900, mailpiece: MAIL });
-    await f.service.ledger.createIndicium({ meterId: b, postage: 900, mailpiece: MAIL });
+    await createIndicium(f.service.ledger, { meterId: a, postage: 900, mailpiece: MAIL });
+    await createIndicium(f.service.ledger, { meterId: b, postage: 900, mailpiece: MAIL });
     await asInsider(k, async (trx) => {
       await trx('meters').where({ meter_id: a }).update({ package: oldRow.package, ascending_register: oldRow.ascending_register, descending_register: oldRow.descending_register });
       await trx('journal').where({ meter_id: a }).where('journal_id', '>', lastJournal).del();

@@ -1,4 +1,5 @@
 import { requireClone } from './helpers/hsm';
+import { createIndicium, correction, refund } from './helpers/ledger-commands';
 import { expect } from 'chai';
 import { isVbiError } from '../src/errors';
 import { auditRecords } from '../src/ledger/audit-store';
@@ -48,11 +49,11 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
     it('moves value pool → DR → AR and keeps conservation per meter and system-wide', async () => {
       const poolBefore = await s.ledger.pool();
       expect(await s.ledger.postageValueDownload({ meterId, amount: 2_000_000 })).to.deep.include({ descendingRegister: 2_000_000, ascendingRegister: 0 });
-      const ind = await s.ledger.createIndicium({ meterId, postage: 680, mailpiece: MAIL });
+      const ind = await createIndicium(s.ledger, { meterId, postage: 680, mailpiece: MAIL });
       expect(ind).to.deep.include({ descendingRegister: 1_999_320, ascendingRegister: 680, postage: 680 });
       expect(ind.signature.length).to.equal(64);
-      await s.ledger.createIndicium({ meterId, postage: 1_250, mailpiece: MAIL });
-      expect(await s.ledger.refund({ meterId, kind: 'partial', amount: 19, reason: 'spoiled label' })).to.deep.include({ descendingRegister: 1_998_051, refundRegister: 19 });
+      await createIndicium(s.ledger, { meterId, postage: 1_250, mailpiece: MAIL });
+      expect(await refund(s.ledger, { meterId, kind: 'partial', amount: 19, reason: 'spoiled label' })).to.deep.include({ descendingRegister: 1_998_051, refundRegister: 19 });
       const pool = await s.ledger.pool();
       expect(pool.available).to.equal(poolBefore.available - 2_000_000);
       expect(pool.refundsPaid).to.equal(poolBefore.refundsPaid + 19);
@@ -64,7 +65,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('50 concurrent CreateIndicium on one meter with funds for 30: exactly 30 succeed', async () => {
       await s.ledger.postageValueDownload({ meterId, amount: 30 * 500 });
-      const results = await Promise.allSettled(Array.from({ length: 50 }, () => s.ledger.createIndicium({ meterId, postage: 500, mailpiece: MAIL })));
+      const results = await Promise.allSettled(Array.from({ length: 50 }, () => createIndicium(s.ledger, { meterId, postage: 500, mailpiece: MAIL })));
       const ok = results.filter((r) => r.status === 'fulfilled');
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(ok).to.have.length(30);
@@ -78,30 +79,30 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('refunds: spoilage limit, full refund closes the meter and returns DR to the pool, withdraw', async () => {
       await s.ledger.postageValueDownload({ meterId, amount: 100_000 });
-      await s.ledger.createIndicium({ meterId, postage: 50_000, mailpiece: MAIL });
+      await createIndicium(s.ledger, { meterId, postage: 50_000, mailpiece: MAIL });
       // 1% of AR 50,000 = 500 mills
-      expect(await codeOf(s.ledger.refund({ meterId, kind: 'partial', amount: 501, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
-      await s.ledger.refund({ meterId, kind: 'partial', amount: 500, reason: 'spoiled' });
-      expect(await codeOf(s.ledger.refund({ meterId, kind: 'partial', amount: 1, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
+      expect(await codeOf(refund(s.ledger, { meterId, kind: 'partial', amount: 501, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
+      await refund(s.ledger, { meterId, kind: 'partial', amount: 500, reason: 'spoiled' });
+      expect(await codeOf(refund(s.ledger, { meterId, kind: 'partial', amount: 1, reason: 'x' }))).to.equal('SPOILAGE_LIMIT');
       expect(await codeOf(s.ledger.withdraw({ meterId }))).to.equal('METER_NOT_EMPTY');
       const before = await s.ledger.pool();
-      const r = await s.ledger.refund({ meterId, kind: 'full', reason: 'software uninstalled' });
+      const r = await refund(s.ledger, { meterId, kind: 'full', reason: 'software uninstalled' });
       expect(r).to.deep.include({ refunded: 49_500, descendingRegister: 0 });
       expect((await s.ledger.pool()).available).to.equal(before.available + 49_500);
       expect((await s.ledger.registers(meterId)).state).to.equal('closed');
-      expect(await codeOf(s.ledger.createIndicium({ meterId, postage: 1, mailpiece: MAIL }))).to.equal('METER_CLOSED');
+      expect(await codeOf(createIndicium(s.ledger, { meterId, postage: 1, mailpiece: MAIL }))).to.equal('METER_CLOSED');
       expect(await codeOf(s.ledger.withdraw({ meterId }))).to.equal('METER_CLOSED');
       expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
     });
 
     it('correction indicium references the original; max DR and the pool bound a PVD', async () => {
       await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
-      const first = await s.ledger.createIndicium({ meterId, postage: 550, mailpiece: MAIL });
-      const corr = await s.ledger.correction({ meterId, originalIndiciumId: first.indiciumId, additionalPostage: 130, mailpiece: MAIL });
+      const first = await createIndicium(s.ledger, { meterId, postage: 550, mailpiece: MAIL });
+      const corr = await correction(s.ledger, { meterId, originalIndiciumId: first.indiciumId, additionalPostage: 130, mailpiece: MAIL });
       expect(corr).to.deep.include({ ascendingRegister: 680, descendingRegister: 9_320 });
       const row = await f.db.knex('indicia').where({ indicium_id: corr.indiciumId }).first();
       expect(row).to.deep.include({ kind: 'correction', corrects: first.indiciumId, postage: 130 });
-      expect(await codeOf(s.ledger.correction({ meterId, originalIndiciumId: 999_999, additionalPostage: 1, mailpiece: MAIL }))).to.equal('UNKNOWN_INDICIUM');
+      expect(await codeOf(correction(s.ledger, { meterId, originalIndiciumId: 999_999, additionalPostage: 1, mailpiece: MAIL }))).to.equal('UNKNOWN_INDICIUM');
       expect(await codeOf(s.ledger.postageValueDownload({ meterId, amount: 5_000_000 }))).to.equal('MAX_DR_EXCEEDED');
       const pool = await s.ledger.pool();
       const big = await f.newMeter(pool.available + 10);
@@ -112,17 +113,17 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
       const before = await state(f.db);
       const cases: Array<[string, () => Promise<unknown>, string]> = [
-        ['negative', () => s.ledger.createIndicium({ meterId, postage: -1, mailpiece: MAIL }), 'INVALID_AMOUNT'],
-        ['zero', () => s.ledger.createIndicium({ meterId, postage: 0, mailpiece: MAIL }), 'INVALID_AMOUNT'],
+        ['negative', () => createIndicium(s.ledger, { meterId, postage: -1, mailpiece: MAIL }), 'INVALID_AMOUNT'],
+        ['zero', () => createIndicium(s.ledger, { meterId, postage: 0, mailpiece: MAIL }), 'INVALID_AMOUNT'],
         ['fraction', () => s.ledger.postageValueDownload({ meterId, amount: 10.5 }), 'INVALID_AMOUNT'],
         ['string', () => s.ledger.postageValueDownload({ meterId, amount: '100' as unknown as number }), 'INVALID_AMOUNT'],
-        ['NaN', () => s.ledger.createIndicium({ meterId, postage: NaN, mailpiece: MAIL }), 'INVALID_AMOUNT'],
+        ['NaN', () => createIndicium(s.ledger, { meterId, postage: NaN, mailpiece: MAIL }), 'INVALID_AMOUNT'],
         ['absurd', () => s.ledger.postageValueDownload({ meterId, amount: 1e15 }), 'INVALID_AMOUNT'],
         ['unsafe', () => s.ledger.postageValueDownload({ meterId, amount: 2 ** 60 }), 'INVALID_AMOUNT'],
-        ['unknown meter', () => s.ledger.createIndicium({ meterId: 'VBI-NOPE', postage: 10, mailpiece: MAIL }), 'UNKNOWN_METER'],
-        ['malformed meter id', () => s.ledger.createIndicium({ meterId: "x'; drop table meters;--", postage: 10, mailpiece: MAIL }), 'UNKNOWN_METER'],
-        ['insufficient', () => s.ledger.createIndicium({ meterId, postage: 10_001, mailpiece: MAIL }), 'INSUFFICIENT_FUNDS'],
-        ['refund kind', () => s.ledger.refund({ meterId, kind: 'most' as 'full', reason: '' }), 'BAD_REQUEST'],
+        ['unknown meter', () => createIndicium(s.ledger, { meterId: 'VBI-NOPE', postage: 10, mailpiece: MAIL }), 'UNKNOWN_METER'],
+        ['malformed meter id', () => createIndicium(s.ledger, { meterId: "x'; drop table meters;--", postage: 10, mailpiece: MAIL }), 'UNKNOWN_METER'],
+        ['insufficient', () => createIndicium(s.ledger, { meterId, postage: 10_001, mailpiece: MAIL }), 'INSUFFICIENT_FUNDS'],
+        ['refund kind', () => refund(s.ledger, { meterId, kind: 'most' as 'full', reason: '' }), 'BAD_REQUEST'],
       ];
       for (const [what, call, code] of cases) expect(await codeOf(call()), what).to.equal(code);
       expect(await state(f.db)).to.deep.equal(before);
@@ -137,7 +138,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         const s = f.service;
         const meters = await Promise.all([1, 2, 3].map(() => f.newMeter(1_000_000)));
         for (const m of meters) await s.ledger.postageValueDownload({ meterId: m.meterId, amount: 100_000 });
-        await Promise.all(meters.flatMap((m) => Array.from({ length: 8 }, () => s.ledger.createIndicium({ meterId: m.meterId, postage: 1_000, mailpiece: MAIL }))));
+        await Promise.all(meters.flatMap((m) => Array.from({ length: 8 }, () => createIndicium(s.ledger, { meterId: m.meterId, postage: 1_000, mailpiece: MAIL }))));
         const rows = await f.db.knex('modules').orderBy('module_serial');
         expect(rows).to.have.length(2);
         for (const e of s.engines) {
@@ -166,7 +167,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
         const ringBefore = s.engines[0].ringEntries().map((e) => e.checkpoint.seq);
         crash = true;
-        const err = await s.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
+        const err = await createIndicium(s.ledger, { meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
         crash = false;
         expect(String(err)).to.contain('simulated crash');
         expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 0 });
@@ -175,7 +176,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         const row = await f.db.knex('modules').first();
         expect((row.checkpoint as Buffer).equals(s.engines[0].ringEntries().at(-1)!.bytes)).to.equal(true);
 
-        const ok = await s.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
+        const ok = await createIndicium(s.ledger, { meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
         expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
         expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
@@ -195,11 +196,11 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         const { meterId } = await f.newMeter(1_000_000);
         await s.ledger.postageValueDownload({ meterId, amount: 10_000 });
         crash = true;
-        const err = await s.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
+        const err = await createIndicium(s.ledger, { meterId, postage: 4_000, mailpiece: MAIL }).then(() => null, (e) => e);
         crash = false;
         expect(String(err)).to.contain('simulated crash after COMMIT');
         expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 1 });
-        const ok = await s.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
+        const ok = await createIndicium(s.ledger, { meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 5_000, descendingRegister: 5_000 });
         expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
         expect(s.engines[0].status().state).to.equal('Idle');
@@ -230,7 +231,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
           expect(again.engines[0].status().state).to.equal('Idle');
           const row = await f.db.knex('modules').first();
           expect((row.checkpoint as Buffer).equals(again.engines[0].ringEntries().at(-1)!.bytes)).to.equal(true);
-          const ok = await again.ledger.createIndicium({ meterId, postage: 1_000, mailpiece: MAIL });
+          const ok = await createIndicium(again.ledger, { meterId, postage: 1_000, mailpiece: MAIL });
           expect(ok).to.deep.include(mode === 'before'
             ? { ascendingRegister: 1_000, descendingRegister: 9_000 }
             : { ascendingRegister: 5_000, descendingRegister: 5_000 });
@@ -263,21 +264,21 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       const pkg = Buffer.from(m.package);
       pkg[40] ^= 0x04;
       await f.db.knex('meters').where({ meter_id: meterId }).update({ package: pkg });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_MAC_INVALID');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }))).to.equal('PACKAGE_MAC_INVALID');
       expect(await signed()).to.equal(0);
     });
 
     it('an older copy of the meter row put back (replay of the previous package): PACKAGE_STALE', async () => {
       const old = await f.db.knex('meters').where({ meter_id: meterId }).first();
-      await f.service.ledger.createIndicium({ meterId, postage: 30_000, mailpiece: MAIL });
+      await createIndicium(f.service.ledger, { meterId, postage: 30_000, mailpiece: MAIL });
       await f.db.knex('meters').where({ meter_id: meterId }).update({ package: old.package, record_counter: old.record_counter, ascending_register: old.ascending_register, descending_register: old.descending_register });
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 30_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId, postage: 30_000, mailpiece: MAIL }))).to.equal('PACKAGE_STALE');
       expect(await signed()).to.equal(1);
     });
 
     it("the module's checkpoint row deleted: module inhibited, NO_MODULE", async () => {
       await f.db.knex('modules').del();
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(f.service.engines[0].status().state).to.equal('Inhibited');
       expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
       expect(await signed()).to.equal(0);
@@ -285,10 +286,10 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('a snapshot restored exactly one committed transaction back, with no command after it: inhibited', async () => {
       await snapshot(f.db, 'snap1');
-      await f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }); // the transaction the restore loses
+      await createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }); // the transaction the restore loses
       await restore(f.db, 'snap1');
       const before = await signed();
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       const st = f.service.engines[0].status();
       expect(st.state).to.equal('Inhibited');
       expect(st.reason).to.contain('rolled back');
@@ -297,9 +298,9 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it('a snapshot restored several transactions back: inhibited', async () => {
       await snapshot(f.db, 'snap2');
-      for (let i = 0; i < 3; i++) await f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL });
+      for (let i = 0; i < 3; i++) await createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL });
       await restore(f.db, 'snap2');
-      expect(await codeOf(f.service.ledger.createIndicium({ meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
+      expect(await codeOf(createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(f.service.engines[0].status().reason).to.contain('rolled back');
     });
   });
@@ -311,7 +312,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       f = await ledgerFixture();
       ({ meterId } = await f.newMeter(1_000_000));
       await f.service.ledger.postageValueDownload({ meterId, amount: 20_000 });
-      for (const p of [100, 200, 300]) await f.service.ledger.createIndicium({ meterId, postage: p, mailpiece: MAIL });
+      for (const p of [100, 200, 300]) await createIndicium(f.service.ledger, { meterId, postage: p, mailpiece: MAIL });
     });
     after(() => f.service.close());
 

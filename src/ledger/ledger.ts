@@ -4,14 +4,13 @@ import { GROUP_MAX, PsdEngine, DispatchResult, PsdCommand, PreparedCommand } fro
 import { HsmModule } from '../hsm/hsm-module';
 import { METER_ID_PATTERN } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
-import { createIndicium, Mailpiece, PrintedIndicium } from '../module/commands/create-indicium';
 import { assignMeter } from '../module/commands/assign-meter';
 import { suspendMeter } from '../module/commands/suspend';
-import { fullRefund, partialRefund, withdraw } from '../module/commands/refund';
+import { withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
-import { debitPool, recordRefund, reservePool } from './pool-registers';
+import { debitPool, reservePool } from './pool-registers';
 import { Lease } from './module-lease';
 import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
 import { reinstateModule } from './reinstatement';
@@ -20,8 +19,6 @@ import { AuditRecord } from '../module/audit';
 export interface LedgerOptions {
   db: Knex;
   engines: PsdEngine[];
-  /** Spoilage limit for partial refunds, basis points of AR (100 = 1%). */
-  spoilageLimitBps?: number;
   /** Each module's lease (src/ledger/module-lease.ts); a module whose lease is lost leaves the rotation. */
   leases?: Map<PsdEngine, Lease>;
   /** The meter map shard's lease: while it is lost, no command runs (NO_MODULE). */
@@ -256,68 +253,6 @@ export class Ledger {
       before: (trx) => reservePool(trx, amount),
       after: (trx) => debitPool(trx, amount),
       details: () => ({ amount }),
-    });
-    return out.result;
-  }
-
-  /** CreateIndicium: debit DR, credit AR, indicium signed in the module; returned only after COMMIT. */
-  async createIndicium(req: { meterId: string; postage: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {
-    const postage = assertMills(req.postage, 'postage');
-    return this.printIndicium({ meterId: req.meterId, postage, kind: 'postage', mailpiece: req.mailpiece });
-  }
-
-  /**
-   * Correction indicium (WO 99/41690 "Postage Correction"): an indicium for the additional postage
-   * (zero for a date-only correction) that references the original indicium.
-   */
-  async correction(req: { meterId: string; originalIndiciumId: number; additionalPostage: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {
-    const postage = assertMills(req.additionalPostage, 'additionalPostage', { allowZero: true });
-    if (!Number.isSafeInteger(req.originalIndiciumId)) throw vbiError('BAD_REQUEST', 'originalIndiciumId must be an integer');
-    return this.printIndicium({ meterId: req.meterId, postage, kind: 'correction', corrects: req.originalIndiciumId, mailpiece: req.mailpiece });
-  }
-
-  private async printIndicium(req: { meterId: string; postage: number; kind: 'postage' | 'correction'; corrects?: number; mailpiece: Mailpiece }): Promise<PrintedIndicium & { indiciumId: number }> {
-    let indiciumId = 0;
-    const out = await this.run({
-      meterId: req.meterId, type: req.kind === 'postage' ? 'indicium' : 'correction',
-      execute: createIndicium({ postage: req.postage, mailpiece: req.mailpiece, type: req.kind === 'postage' ? 'indicium' : 'correction' }),
-      before: async (trx) => {
-        if (req.corrects === undefined) return;
-        const original = await trx('indicia').where({ indicium_id: req.corrects, meter_id: req.meterId }).first('indicium_id');
-        if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${req.meterId} has no indicium ${req.corrects}`);
-      },
-      after: async (trx, o, at) => {
-        const [row] = await trx('indicia').insert({
-          meter_id: req.meterId, sequence: o.result.sequence, kind: req.kind, postage: req.postage, corrects: req.corrects ?? null,
-          data: o.result.data, signature: o.result.signature, module_serial: o.record.moduleSerial,
-          checkpoint_seq: o.record.seq, created_at: at,
-        }).returning('indicium_id');
-        indiciumId = row.indicium_id;
-      },
-      details: (o) => ({ postage: req.postage, kind: req.kind, corrects: req.corrects ?? null, sequence: o.result.sequence, indicium: o.result.indicium.toString('base64') }),
-    });
-    return { ...out.result, indiciumId };
-  }
-
-  /** Partial (spoilage) refund: paid out of the system. Full refund: meter closed, DR back to the pool. */
-  async refund(req: { meterId: string; kind: 'partial' | 'full'; amount?: number; reason: string }): Promise<Registers & { refunded: number }> {
-    if (req.kind !== 'partial' && req.kind !== 'full') throw vbiError('BAD_REQUEST', "refund kind must be 'partial' or 'full'");
-    if (typeof req.reason !== 'string' || req.reason.length > 500) throw vbiError('BAD_REQUEST', 'reason must be a string of at most 500 characters');
-    if (req.kind === 'partial') {
-      const amount = assertMills(req.amount);
-      const out = await this.run({
-        meterId: req.meterId, type: 'refund',
-        execute: partialRefund({ amount, spoilageLimitBps: this.opts.spoilageLimitBps ?? 100 }),
-        after: (trx, o, at) => recordRefund(trx, { meterId: req.meterId, kind: 'partial', amount, reason: req.reason, record: o.record, at }),
-        details: () => ({ kind: 'partial', amount, reason: req.reason }),
-      });
-      return { ...out.result, refunded: amount };
-    }
-    if (req.amount !== undefined) throw vbiError('BAD_REQUEST', 'a full refund takes no amount: it refunds the whole descending register');
-    const out = await this.run({
-      meterId: req.meterId, type: 'refund', execute: fullRefund(),
-      after: (trx, o, at) => recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, record: o.record, at }),
-      details: (o) => ({ kind: 'full', amount: o.result.refunded, reason: req.reason }),
     });
     return out.result;
   }

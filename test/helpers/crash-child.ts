@@ -4,6 +4,7 @@
  * COMMIT (`before`), or right after COMMIT, before the ring append (`after`).
  */
 import { openDatabase } from '../../src/db/database';
+import { createIndicium } from './ledger-commands';
 import { createService } from '../../src/service';
 import { MAIL, testConfig } from './ledger';
 
@@ -15,7 +16,7 @@ async function main(): Promise<void> {
     config: testConfig(labels), db,
     ledger: { faults: mode === 'after' ? { afterCommit: kill } : { beforeCommit: kill } },
   });
-  await service.ledger.createIndicium({ meterId, postage: 4_000, mailpiece: MAIL });
+  await createIndicium(service.ledger, { meterId, postage: 4_000, mailpiece: MAIL });
   process.stdout.write('RELEASED (the kill did not happen)\n');
 }
 

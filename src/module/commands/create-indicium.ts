@@ -1,6 +1,5 @@
-import { CommandContext, CommandOutcome } from '../psd-engine';
 import { PsdPackage } from '../../psd/psd-package';
-import { existing, requireActive, requireFunds, registersOf, Registers } from './guards';
+import { existing, requireActive, requireFunds, Registers } from './guards';
 import { requireCertifiedKey } from './metergen-certify';
 import { IndiciumFields, ItemType } from '../../indicium/fields';
 import { signEncoded } from '../../indicium/sign';
@@ -84,24 +83,4 @@ export function planIndicium(opened: PsdPackage | null, req: { postage: number; 
 /** Signs a planned indicium inside the module with the meter's indicium key (unwrapped by `keys`). */
 export function signPlanned(plan: PlannedIndicium, wrappedKey: Buffer, keys: Pick<KeyScope, 'signWithWrappedKey'>) {
   return signEncoded({ fields: plan.fields, data: plan.data, sign: (data) => keys.signWithWrappedKey({ wrappedKey, algorithm: plan.fields.algorithm, data }) });
-}
-
-/**
- * CreateIndicium (and the correction indicium): debit DR, credit AR, and sign the indicium
- * (src/indicium/, docs/indicium.md) inside the module with the meter's certified indicium key,
- * unwrapped into a session object only for the signature. The registers in the signed data are
- * those after the debit; the sequence is the package's record counter after the command.
- */
-export function createIndicium(req: { postage: number; mailpiece: Mailpiece; type?: 'indicium' | 'correction' }) {
-  return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<PrintedIndicium>> => {
-    const plan = planIndicium(opened, req, ctx.now);
-    const signed = await signPlanned(plan, plan.next.secrets.wrappedIndiciumKey, ctx.keys ?? ctx.hsm);
-    return {
-      package: plan.next,
-      type: req.type ?? 'indicium',
-      amount: req.postage,
-      totals: { printed: req.postage },
-      result: { ...registersOf(plan.next), ...signed, sequence: plan.sequence, postage: req.postage },
-    };
-  };
 }
