@@ -10,6 +10,8 @@ import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { createService } from '../src/service';
 import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
+import { postageValueDownload } from '../src/module/commands/postage-value-download';
+import { debitPool, reservePool } from '../src/ledger/pool-registers';
 import { codeOf } from './helpers/codes';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, testConfig } from './helpers/ledger';
 
@@ -108,6 +110,35 @@ describe('group commit', function () {
       await f.db.knex('meters').where({ meter_id: stale }).update({ package: current.package, record_counter: current.record_counter, descending_register: current.descending_register });
       expect(await f.service.ledger.postageValueDownload({ meterId: stale, amount: 1 })).to.deep.include({ descendingRegister: 11_001 });
       expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+    } finally {
+      await f.service.close();
+    }
+  });
+
+  it('a command whose statement fails after the module ran it fails alone: its savepoint rolls back, the others commit, the chain skips it', async () => {
+    const f = await ledgerFixture();
+    try {
+      const ids = await meters(f, 4);
+      const engine = f.service.engines[0];
+      const journalBefore = Number((await f.db.knex('journal').count({ n: '*' }).first())?.n);
+      const pvd = (meterId: string, broken = false) => () => f.service.ledger.run({
+        meterId, type: 'pvd', execute: postageValueDownload({ amount: 250 }),
+        before: (trx) => reservePool(trx, 250),
+        after: async (trx) => {
+          await debitPool(trx, 250);
+          if (broken) await trx.raw('SELECT 1 / 0'); // a statement the database refuses
+        },
+        details: () => ({ amount: 250 }),
+      });
+      const out = await together([pvd(ids[0]), pvd(ids[1]), pvd(ids[2], true), pvd(ids[3])]);
+      expect(out.map((o) => (o.status === 'fulfilled' ? 'OK' : String(o.reason)))).to.deep.equal(['OK', 'OK', 'error: SELECT 1 / 0 - division by zero', 'OK']);
+      for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: meterId === ids[2] ? 10_000 : 10_250 });
+      expect(Number((await f.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journalBefore + 3);
+      const all = await records(f, engine.hsm.serial);
+      for (let i = 1; i < all.length; i++) expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
+      expect(engine.status().state).to.equal('Idle');
+      expect(await codeOf(f.service.ledger.postageValueDownload({ meterId: ids[2], amount: 1 }))).to.equal('OK');
+      expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
     } finally {
       await f.service.close();
     }

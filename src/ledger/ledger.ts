@@ -512,9 +512,15 @@ export class Ledger {
           outcomes.push({ out: prepared });
         } catch (e) {
           engine.abort(prepared);
-          if (!sp.isCompleted()) await sp.rollback().catch(() => undefined);
-          // what concerns the module or the transaction fails the whole group
-          if (!(e instanceof VbiError) || MODULE_FAULTS.includes(e.code) || e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD') throw e;
+          // what concerns the module fails the whole group
+          if (e instanceof VbiError && (MODULE_FAULTS.includes(e.code) || e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD')) throw e;
+          // anything else (a refusal, a statement that failed) is this command's own when its
+          // savepoint rolls back; if that fails too, the transaction is lost: the whole group fails
+          try {
+            if (!sp.isCompleted()) await sp.rollback();
+          } catch {
+            throw e;
+          }
           outcomes.push({ error: e });
         }
       }
