@@ -13,7 +13,8 @@ import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
 import { postageValueDownload } from '../src/module/commands/postage-value-download';
 import { debitPool, reservePool } from '../src/ledger/pool-registers';
 import { codeOf } from './helpers/codes';
-import { LedgerFixture, MAIL, asInsider, ledgerFixture, testConfig } from './helpers/ledger';
+import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig } from './helpers/ledger';
+import { PsdEngine } from '../src/module/psd-engine';
 
 /*
  * Group commit (docs/ledger.md): commands that wait for the same module are committed in one
@@ -35,6 +36,17 @@ async function meters(f: LedgerFixture, n: number, funds = 10_000): Promise<stri
 /** The first command goes alone at once; those issued with it wait and form one group. */
 function together<T>(fns: Array<() => Promise<T>>): Promise<PromiseSettledResult<T>[]> {
   return Promise.allSettled(fns.map((fn) => fn()));
+}
+
+/** Rows of a table now. */
+async function count(f: LedgerFixture, table: string): Promise<number> {
+  return Number((await f.db.knex(table).count({ n: '*' }).first())?.n);
+}
+
+/** The module's database row holds the ring's newest record. */
+async function rowInStep(f: LedgerFixture, engine: PsdEngine): Promise<boolean> {
+  const row = await f.db.knex('modules').where({ module_serial: engine.hsm.serial }).first('checkpoint');
+  return (row.checkpoint as Buffer).equals(engine.ringEntries().at(-1)!.bytes);
 }
 
 async function records(f: LedgerFixture, serial: string) {
@@ -71,8 +83,7 @@ describe('group commit', function () {
       // the ring got the lone command's record and the group's last one only
       const last = all[all.length - 1].record.seq;
       expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([...ringBefore, last - 6, last].slice(-engine.status().ring.size));
-      const row = await f.db.knex('modules').first('checkpoint');
-      expect((row.checkpoint as Buffer).equals(engine.ringEntries().at(-1)!.bytes)).to.equal(true);
+      expect(await rowInStep(f, engine)).to.equal(true);
       expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
       expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
     } finally {
@@ -91,7 +102,7 @@ describe('group commit', function () {
       const current = await f.db.knex('meters').where({ meter_id: stale }).first();
       await f.db.knex('meters').where({ meter_id: stale }).update({ package: old.package, record_counter: old.record_counter, descending_register: old.descending_register });
       const poolBefore = await f.service.ledger.pool();
-      const journalBefore = Number((await f.db.knex('journal').count({ n: '*' }).first())?.n);
+      const journalBefore = (await count(f, 'journal'));
 
       const out = await together([
         ...ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 700 })),
@@ -101,7 +112,7 @@ describe('group commit', function () {
       expect(codes).to.deep.equal(['OK', 'OK', 'PACKAGE_STALE', 'OK', 'OK', 'UNKNOWN_METER']);
       for (const meterId of ids.filter((m) => m !== stale)) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: 10_700 });
       expect(await f.service.ledger.pool()).to.deep.include({ available: poolBefore.available - 4 * 700 });
-      expect(Number((await f.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journalBefore + 4);
+      expect((await count(f, 'journal'))).to.equal(journalBefore + 4);
       expect(f.service.engines[0].status().state).to.equal('Idle');
       expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale']);
       // the group's transaction rolled back only the stale meter's savepoint: the next command sees an honest chain
@@ -120,7 +131,7 @@ describe('group commit', function () {
     try {
       const ids = await meters(f, 4);
       const engine = f.service.engines[0];
-      const journalBefore = Number((await f.db.knex('journal').count({ n: '*' }).first())?.n);
+      const journalBefore = (await count(f, 'journal'));
       const pvd = (meterId: string, broken = false) => () => f.service.ledger.run({
         meterId, type: 'pvd', execute: postageValueDownload({ amount: 250 }),
         before: (trx) => reservePool(trx, 250),
@@ -133,12 +144,30 @@ describe('group commit', function () {
       const out = await together([pvd(ids[0]), pvd(ids[1]), pvd(ids[2], true), pvd(ids[3])]);
       expect(out.map((o) => (o.status === 'fulfilled' ? 'OK' : String(o.reason)))).to.deep.equal(['OK', 'OK', 'error: SELECT 1 / 0 - division by zero', 'OK']);
       for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: meterId === ids[2] ? 10_000 : 10_250 });
-      expect(Number((await f.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journalBefore + 3);
+      expect((await count(f, 'journal'))).to.equal(journalBefore + 3);
       const all = await records(f, engine.hsm.serial);
       for (let i = 1; i < all.length; i++) expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
       expect(engine.status().state).to.equal('Idle');
       expect(await codeOf(f.service.ledger.postageValueDownload({ meterId: ids[2], amount: 1 }))).to.equal('OK');
       expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
+    } finally {
+      await f.service.close();
+    }
+  });
+
+  it('a snapshot restored exactly one committed group back: inhibited, nothing more signed', async () => {
+    const f = await ledgerFixture();
+    try {
+      const ids = await meters(f, 4);
+      await snapshot(f.db, 'g1');
+      const out = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 100 })));
+      expect(out.map((o) => o.status)).to.deep.equal(ids.map(() => 'fulfilled'));
+      await restore(f.db, 'g1');
+      const journal = await count(f, 'journal');
+      expect(await codeOf(f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 100 }))).to.equal('NO_MODULE');
+      expect(f.service.engines[0].status().state).to.equal('Inhibited');
+      expect(f.service.engines[0].status().reason).to.contain('rolled back');
+      expect(await count(f, 'journal')).to.equal(journal);
     } finally {
       await f.service.close();
     }
@@ -160,8 +189,7 @@ describe('group commit', function () {
         .to.deep.equal(['OK', 'crash', 'crash', 'crash', 'crash']);
       for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: meterId === lone ? 10_300 : 10_000 });
       expect(engine.ringEntries().map((e) => e.checkpoint.seq).slice(0, -1)).to.deep.equal(ringBefore.slice(-(engine.status().ring.size - 1)));
-      const row = await f.db.knex('modules').first('checkpoint');
-      expect((row.checkpoint as Buffer).equals(engine.ringEntries().at(-1)!.bytes)).to.equal(true);
+      expect(await rowInStep(f, engine)).to.equal(true);
       // and every one of them runs again on the database's state
       const again = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 300 })));
       expect(again.map((o) => o.status)).to.deep.equal(ids.map(() => 'fulfilled'));
@@ -254,10 +282,7 @@ describe('group commit', function () {
       expect(after.largest).to.be.greaterThan(1);
       const serials = await f.db.knex('journal').where({ tx_type: 'indicium' }).distinct('module_serial');
       expect(serials).to.have.length(2);
-      for (const e of f.service.engines) {
-        const row = await f.db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
-        expect((row.checkpoint as Buffer).equals(e.ringEntries().at(-1)!.bytes)).to.equal(true);
-      }
+      for (const e of f.service.engines) expect(await rowInStep(f, e)).to.equal(true);
       expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
       expect(await verifyJournal({ db: f.db.knex, hsm: f.service.engines[1].hsm })).to.deep.include({ ok: true });
     } finally {

@@ -282,14 +282,15 @@ export class PsdEngine {
     if (i >= 0) this.pending.length = i;
   }
 
-  private remember(record: Buffer): void {
-    this.known.add(digestOf(record).toString('hex'));
-    if (this.known.size > KNOWN_RECORDS) this.known.delete(this.known.values().next().value as string);
-  }
-
   /** The whole open group was not committed (or may not have been). */
   abortGroup(): void {
     this.pending = [];
+  }
+
+  /** A record this engine MAC'd and committed: its digest is kept (the newest KNOWN_RECORDS). */
+  private remember(record: Buffer): void {
+    this.known.add(digestOf(record).toString('hex'));
+    if (this.known.size > KNOWN_RECORDS) this.known.delete(this.known.values().next().value as string);
   }
 
   /** prepare + complete, for stores without a database transaction (in-memory reference store, module tests). */
