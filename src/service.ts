@@ -60,7 +60,7 @@ export async function createService(deps: {
   moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
 }): Promise<Service> {
   const { config } = deps;
-  const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir }));
+  const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir, archive: config.walArchive }));
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
   const engines: PsdEngine[] = [];
   const leases = new Map<PsdEngine, Lease>();

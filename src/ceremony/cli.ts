@@ -208,7 +208,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
           module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
         });
         // The service must be stopped: the reinstatement takes the map shard's and the module's leases.
-        const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir });
+        const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir, archive: config.walArchive });
         const leases: Lease[] = [];
         try {
           leases.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));

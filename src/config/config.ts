@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { vbiError } from '../errors';
 import { PackageSuite, isPackageSuite } from '../hsm/mechanisms';
 import { TokenProfile, loadProfile } from '../hsm/token-profile';
+import { defaultWalArchive, type WalArchiveSettings } from '../db/wal-archive';
 
 /**
  * Everything that differs between SoftHSM2 in development and a production HSM lives here,
@@ -47,6 +48,10 @@ export interface Config {
   spoilageLimitBps: number;
   /** Project-local state directory (dev tokens, embedded database, transcripts). */
   varDir: string;
+  /** Continuous WAL archiving of the embedded cluster (a DATABASE_URL server archives by its own settings). */
+  walArchive: WalArchiveSettings;
+  /** Where `npm run backup` writes base backups (VBI_BACKUP_DIR; default <varDir>/backups). */
+  backupDir: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -108,6 +113,11 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   return {
     varDir,
     databaseUrl: env.DATABASE_URL || undefined,
+    walArchive: {
+      dir: env.VBI_WAL_ARCHIVE_DIR || defaultWalArchive(varDir).dir,
+      timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
+    },
+    backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
     spoilageLimitBps: intFrom(env, 'VBI_SPOILAGE_LIMIT_BPS', 100, 0, 10_000),
     hsm: {
       library,

@@ -3,6 +3,7 @@ import knexFactory, { type Knex } from 'knex';
 import { types } from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrations';
+import { defaultWalArchive, type WalArchiveSettings } from './wal-archive';
 
 /**
  * bigint (int8) columns hold mills and counters: read them as JavaScript numbers, refusing any
@@ -24,13 +25,15 @@ export interface Database {
 /**
  * Connects to `url` (DATABASE_URL) or, without one, to an embedded cluster in <varDir>/pgdata,
  * and brings the schema up to date. Fails (leaving nothing running) if migrating fails,
- * e.g. with DB_NEWER_THAN_CODE.
+ * e.g. with DB_NEWER_THAN_CODE. Whoever starts the embedded cluster starts it archiving its WAL
+ * (`archive`, or the default archive under varDir): a start without archiving would leave a gap
+ * in the archive that no later restore could cross.
  */
-export async function openDatabase(opts: { url?: string; varDir: string; poolSize?: number }): Promise<Database> {
+export async function openDatabase(opts: { url?: string; varDir: string; poolSize?: number; archive?: WalArchiveSettings }): Promise<Database> {
   let server: EmbeddedPostgres | undefined;
   let url = opts.url;
   if (!url) {
-    server = await startEmbeddedPostgres({ dataDir: join(opts.varDir, 'pgdata') });
+    server = await startEmbeddedPostgres({ dataDir: join(opts.varDir, 'pgdata'), archive: opts.archive ?? defaultWalArchive(opts.varDir) });
     url = server.url;
   }
   const knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: opts.poolSize ?? 20 } });

