@@ -23,7 +23,12 @@ import { performance } from 'node:perf_hooks';
 import { VbiClient } from '../src/client/vbi-client';
 import { CryptoModule } from '../src/hsm/crypto-module';
 import { closeLibrary, openLibrary } from '../src/hsm/pkcs11-library';
+import { listTokens } from '../src/hsm/probe-ceremony';
 import { DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, loadConfig } from '../src/config/config';
+import { installApprovers } from '../src/hsm/officer-keys';
+import { createOfficerKey, signApproval } from '../src/ceremony/officers';
+import type { Approval, ReinstatementStatement } from '../src/ledger/officer-approval';
+import { reinstatementStatement } from '../src/ledger/reinstatement';
 import { createHash } from 'node:crypto';
 import { openDatabase } from '../src/db/database';
 import { createService } from '../src/service';
@@ -95,14 +100,29 @@ async function fillMeterMap(service: ServiceProcess, n: number, library: string,
       await trx('meter_map').where({ shard: MAP_SHARD }).update({ root: built.root, next_slot: first + n });
     });
     await db.knex.raw('ANALYZE meter_map_nodes');
-    const officer = await createService({ config: loadConfig(env), db });
+    // one bench officer, with an approval key in a token of its own, installed in every module token
+    const lib = openLibrary(library, join(service.dir, 'softhsm2.conf'));
+    let approve: (statement: ReinstatementStatement) => Promise<Approval>;
     try {
-      for (const e of officer.engines) {
-        const row = await db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
-        await officer.ledger.reinstate({ moduleSerial: e.hsm.serial, officer: 'bench', acceptCheckpoint: row?.checkpoint ?? null });
+      const officerToken = 'bench-officer';
+      if (!listTokens(lib).some((t) => t.label === officerToken)) {
+        await initToken({ library: lib, label: officerToken, soPin: DEV_SO_PIN, userPin: DEV_USER_PIN });
+        const spki = await createOfficerKey({ library: lib, label: officerToken, soPin: DEV_SO_PIN, userPin: DEV_USER_PIN });
+        for (const label of labels) await installApprovers({ library: lib, label, soPin: DEV_SO_PIN, threshold: 1, officers: [{ name: 'bench', spki }] });
+      }
+      approve = (statement) => signApproval({ library: lib, label: officerToken, userPin: DEV_USER_PIN, officer: 'bench', statement });
+      const officer = await createService({ config: loadConfig(env), db });
+      try {
+        for (const e of officer.engines) {
+          const row = await db.knex('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+          const accept: Buffer | null = row?.checkpoint ?? null;
+          await officer.ledger.reinstate({ moduleSerial: e.hsm.serial, officer: 'bench', acceptCheckpoint: accept, approvals: [await approve(reinstatementStatement(e, accept))] });
+        }
+      } finally {
+        await officer.close();
       }
     } finally {
-      await officer.close();
+      closeLibrary(lib);
     }
   } finally {
     await db.close();

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   CHECKPOINT_MISMATCH: { status: 409, kind: 'internal', text: "database checkpoint differs from the module's newest ring entry" },
   RECOVERY_FAILED: { status: 503, kind: 'internal', text: 'reconcile found a rollback or an edit: module inhibited' },
   MAP_AHEAD: { status: 503, kind: 'internal', text: "database meter map is ahead of the modules' rings" },
+  OFFICER_APPROVAL_REQUIRED: { status: 403, kind: 'user', text: 'the action needs a statement approved by M of the officers installed in the module token' },
   MODULE_IN_USE: { status: 503, kind: 'internal', text: 'another process holds the lease on this module' },
   CHECKPOINT_APPEND_FAILED: { status: 503, kind: 'internal', text: 'the command committed but its checkpoint is not in the ring yet: nothing released' },
   // caller input (used by the engine and the API in later layers)

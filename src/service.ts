@@ -7,7 +7,8 @@ import { PsdEngine, EngineStatus } from './module/psd-engine';
 import { AuditSink } from './module/audit';
 import { Database, openDatabase } from './db/database';
 import { Ledger, LedgerOptions } from './ledger/ledger';
-import { databaseAuditSink } from './ledger/audit-store';
+import { pgAuditStore } from './ledger/audit-store';
+import { startupEvent } from './ledger/startup-audit';
 import { randomBytes } from 'node:crypto';
 import { instanceResource, Lease, leaseHeld, mapShardResource, moduleResource } from './ledger/module-lease';
 import { MAP_SHARD } from './ledger/pg-meter-map';
@@ -66,11 +67,7 @@ export async function createService(deps: {
   const leases = new Map<PsdEngine, Lease>();
   const held: Lease[] = [];
   const anchor = new MeterMapAnchor();
-  const sink = databaseAuditSink(db.knex);
-  const audit: AuditSink = async (r) => {
-    await sink(r);
-    await deps.audit?.(r);
-  };
+  const audit = pgAuditStore(db.knex);
   const modules: CryptoModule[] = [];
   const instanceId = randomBytes(16).toString('hex');
   let instanceLease: Lease | undefined;
@@ -97,7 +94,7 @@ export async function createService(deps: {
       }
       const lease = await Lease.acquire({ url: db.url, resource: moduleResource(hsm.serial) });
       held.push(lease);
-      const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, anchor });
+      const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, onAudit: deps.audit, anchor });
       engines.push(engine);
       leases.set(engine, lease);
     }
@@ -110,6 +107,10 @@ export async function createService(deps: {
   }
   const ledger = new Ledger({ db: db.knex, engines, leases, mapLease, ...deps.ledger });
   await ledger.start();
+  for (const e of engines) {
+    const now = new Date(deps.clock ? deps.clock() : Date.now());
+    await e.record(await startupEvent(db.knex, db.url, config, e.hsm.serial, now));
+  }
   const period = deps.moduleCheckIntervalMs ?? MODULE_CHECK_INTERVAL_MS;
   const check = async (): Promise<string[]> => {
     await instanceLease!.renew();

@@ -4,6 +4,7 @@ import { createVerify } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { AuditRecord, canonicalJson } from '../src/module/audit';
+import { memoryAuditStore } from './helpers/audit-store';
 import { decodeCheckpoint, digestOf, parseCheckpoint } from '../src/module/checkpoint';
 import { EMPTY_ROOT, leafHash, rootOf } from '../src/module/meter-map';
 import { PsdEngine } from '../src/module/psd-engine';
@@ -39,7 +40,7 @@ describe('checkpoint ring and meter map (module level)', () => {
     label = uniqueLabel('ring');
     await provisionToken(label);
     audit = [];
-    ({ module, engine } = await startEngine(label, 'aes', { audit: (r) => { audit.push(r); } }));
+    ({ module, engine } = await startEngine(label, 'aes', { audit: memoryAuditStore(), onAudit: (r) => { audit.push(r); } }));
     rows = new Rows();
     await rows.create(engine, 'M-RING-1');
   });
@@ -246,7 +247,7 @@ describe('checkpoint ring and meter map (module level)', () => {
     expect(r.record).to.deep.include({ type: 'reinstate', seq: 4, mapEpoch: 4 });
     expect(r.record.prevDigest.equals(digestOf(snapshot.checkpoint as Buffer))).to.equal(true);
     const rec = await engine.completeReinstatement({ ...r, officer: 'test officer' });
-    expect(rec.kind).to.equal('module-reinstated');
+    expect(rec?.kind).to.equal('module-reinstated');
     expect(engine.status().state).to.equal('Idle');
     expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([4]);
     expect((await ringInAnotherProcess(label)).state).to.equal('Idle');

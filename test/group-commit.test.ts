@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VbiClient } from '../src/client/vbi-client';
 import { ServerFixture, serverFixture } from './helpers/server';
-import { auditRecords } from '../src/ledger/audit-store';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { createService } from '../src/service';
@@ -13,7 +12,7 @@ import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
 import { postageValueDownload } from '../src/module/commands/postage-value-download';
 import { debitPool, reservePool } from '../src/ledger/pool-registers';
 import { codeOf } from './helpers/codes';
-import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig } from './helpers/ledger';
+import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from './helpers/ledger';
 import { PsdEngine } from '../src/module/psd-engine';
 
 /*
@@ -114,7 +113,7 @@ describe('group commit', function () {
       expect(await f.service.ledger.pool()).to.deep.include({ available: poolBefore.available - 4 * 700 });
       expect((await count(f, 'journal'))).to.equal(journalBefore + 4);
       expect(f.service.engines[0].status().state).to.equal('Idle');
-      expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale']);
+      expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale']);
       // the group's transaction rolled back only the stale meter's savepoint: the next command sees an honest chain
       expect(await codeOf(f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 1 }))).to.equal('OK');
       // the current row back: the stale meter is served again, and the books balance
@@ -193,7 +192,7 @@ describe('group commit', function () {
       // and every one of them runs again on the database's state
       const again = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 300 })));
       expect(again.map((o) => o.status)).to.deep.equal(ids.map(() => 'fulfilled'));
-      expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
+      expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
       expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
     } finally {
       await f.service.close();
@@ -222,7 +221,7 @@ describe('group commit', function () {
       try {
         expect(again.engines[0].status().state).to.equal('Idle');
         expect(again.engines[0].ringEntries().at(-1)!.checkpoint.seq).to.equal(seqs[3]);
-        const audit = await auditRecords(f.db.knex);
+        const audit = await moduleEvents(f.db.knex);
         expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
         expect(audit[0].details.records).to.deep.equal(seqs);
         for (const meterId of ids) expect(await again.ledger.registers(meterId)).to.deep.include({ descendingRegister: 10_300 });
@@ -257,7 +256,7 @@ describe('group commit', function () {
         try {
           expect(again.engines[0].status().state).to.equal('Inhibited');
           expect(await codeOf(again.ledger.postageValueDownload({ meterId: ids[1], amount: 1 }))).to.equal('NO_MODULE');
-          expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
+          expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
         } finally {
           await again.close();
         }

@@ -12,9 +12,12 @@ import { createService, Service } from '../src/service';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { codeOf } from './helpers/codes';
-import { LedgerFixture, MAIL, asInsider, ledgerFixture, provisionModules, restore, snapshot, testConfig } from './helpers/ledger';
+import { LedgerFixture, MAIL, asInsider, ledgerFixture, provisionModules, restore, snapshot, testConfig, moduleEvents } from './helpers/ledger';
 import { freshDatabase } from './helpers/db';
 import { TEST_SO_PIN, TEST_USER_PIN, requireClone } from './helpers/hsm';
+import { approvalsFor, installTestOfficers, testOfficers } from './helpers/officers';
+import { toPem } from '../src/pki/pem';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const run = promisify(execFile);
 
@@ -105,11 +108,19 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       await rollBackOnePrint('ri');
       const serial = f.service.engines[0].hsm.serial;
       const row = await f.db.knex('modules').where({ module_serial: serial }).first();
-      expect(await codeOf(f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: Buffer.alloc(40, 1) }))).to.equal('CHECKPOINT_MISMATCH');
+      // the SO installs the officers (an SO login: not while this process holds the user login)
+      await f.service.close();
+      await installTestOfficers(f.labels[0]);
+      f.service = await createService({ config: testConfig(f.labels), db: f.db });
+      const engine = f.service.engines[0];
+      // the officers approved a checkpoint the database does not hold: refused before anything changes
+      const wrong = Buffer.alloc(40, 1);
+      expect(await codeOf(f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: wrong, approvals: await approvalsFor(engine, wrong) }))).to.equal('CHECKPOINT_MISMATCH');
       expect(f.service.engines[0].status().state).to.equal('Inhibited');
-      const rec = await f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: row.checkpoint });
-      expect(rec.kind).to.equal('module-reinstated');
-      expect(signedBy(f.service, rec)).to.equal(true);
+      const rec = await f.service.ledger.reinstate({ moduleSerial: serial, officer: 'Test Officer', acceptCheckpoint: row.checkpoint, approvals: await approvalsFor(engine, row.checkpoint) });
+      expect(rec?.reason).to.equal('reinstated by officer Test Officer, approved by Alice Officer, Bob Officer');
+      expect(rec?.kind).to.equal('module-reinstated');
+      expect(signedBy(f.service, rec as AuditRecord)).to.equal(true);
       expect(f.service.engines[0].status().state).to.equal('Idle');
       expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
       expect(await codeOf(createIndicium(f.service.ledger, { meterId: b, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
@@ -122,27 +133,53 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
     });
 
-    it('the ceremony CLI reinstates with the service stopped, proving the SO PIN; refused while a service holds the lease', async () => {
+    it('the ceremony CLI: the SO installs the officers, each officer approves in their own token, the module is reinstated with the service stopped; refused without the approvals or while a service holds the lease', async () => {
       await rollBackOnePrint('cli');
       const serial = f.service.engines[0].hsm.serial;
       const hex = ((await f.db.knex('modules').where({ module_serial: serial }).first()).checkpoint as Buffer).toString('hex');
-      const cli = (extra: Record<string, string> = {}) => run(process.execPath, [join(__dirname, '..', 'src', 'ceremony', 'cli.js'), 'reinstate',
-        '--label', f.labels[0], '--officer', 'Test Officer', '--accept-checkpoint', hex, '--transcript-dir', join(process.env.VBI_TEST_ROOT as string, 'ceremony')], {
-        env: { ...process.env, DATABASE_URL: f.db.url, PKCS11_TOKEN_LABELS: f.labels[0], PKCS11_USER_PIN: TEST_USER_PIN, VBI_SO_PIN: TEST_SO_PIN, VBI_VAR_DIR: process.env.VBI_TEST_ROOT as string, ...extra },
-      }).then((r) => ({ code: 0, out: r.stdout + r.stderr }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));
-      const busy = await cli();
+      const root = process.env.VBI_TEST_ROOT as string;
+      const env = { ...process.env, DATABASE_URL: f.db.url, PKCS11_TOKEN_LABELS: f.labels[0], PKCS11_USER_PIN: TEST_USER_PIN, VBI_SO_PIN: TEST_SO_PIN, VBI_VAR_DIR: root };
+      const ceremony = (args: string[], extra: Record<string, string> = {}) => run(process.execPath, [join(__dirname, '..', 'src', 'ceremony', 'cli.js'), ...args,
+        '--transcript-dir', join(root, 'ceremony')], { env: { ...env, ...extra } })
+        .then((r) => ({ code: 0, out: r.stdout + r.stderr }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));
+      const officers = await testOfficers();
+      const keyArgs: string[] = [];
+      for (const o of officers) {
+        const file = join(root, `${serial}-${o.label}.pub.pem`);
+        writeFileSync(file, toPem('PUBLIC KEY', o.spki));
+        keyArgs.push('--officer-key', `${o.name}=${file}`);
+      }
+      const installed = await ceremony(['install-officers', '--label', f.labels[0], '--officer', 'Module SO', '--threshold', '2', ...keyArgs]);
+      expect(installed.code, installed.out).to.equal(0);
+      expect(installed.out).to.contain('2 of 2 officers (Alice Officer, Bob Officer)');
+      const request = join(root, `${serial}-request.json`);
+      const asked = await ceremony(['approval-request', '--label', f.labels[0], '--accept-checkpoint', hex, '--out', request]);
+      expect(asked.code, asked.out).to.equal(0);
+      expect(JSON.parse(readFileSync(request, 'utf8'))).to.deep.include({ action: 'reinstate', moduleSerial: serial, acceptCheckpoint: hex });
+      const approvalFiles: string[] = [];
+      for (const o of officers) {
+        const file = join(root, `${serial}-${o.label}.approval.json`);
+        const signed = await ceremony(['approve', '--label', o.label, '--officer', o.name, '--request', request, '--out', file]);
+        expect(signed.code, signed.out).to.equal(0);
+        approvalFiles.push('--approval', file);
+      }
+      const reinstate = (extra: string[] = approvalFiles, envExtra: Record<string, string> = {}) => ceremony(['reinstate', '--label', f.labels[0], '--officer', 'Test Officer', '--accept-checkpoint', hex, ...extra], envExtra);
+      const busy = await reinstate();
       expect(busy.code).to.equal(1);
       expect(busy.out).to.contain('MODULE_IN_USE');
       await f.service.close();
-      const wrongPin = await cli({ VBI_SO_PIN: 'not-the-officer' });
+      const wrongPin = await reinstate(approvalFiles, { VBI_SO_PIN: 'not-the-officer' });
       expect(wrongPin.code).to.equal(1);
-      const ok = await cli();
+      const oneOfTwo = await reinstate(approvalFiles.slice(0, 2));
+      expect(oneOfTwo.code).to.equal(1);
+      expect(oneOfTwo.out).to.contain('OFFICER_APPROVAL_REQUIRED: 1 valid approval(s) of this statement, 2 of 2 officers needed');
+      const ok = await reinstate();
       expect(ok.out).to.contain('reinstated');
       expect(ok.code).to.equal(0);
       f.service = await createService({ config: testConfig(f.labels), db: f.db });
       expect(f.service.engines[0].status().state).to.equal('Idle');
       expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 1_000, mailpiece: MAIL }))).to.equal('OK');
-      expect((await auditRecords(f.db.knex)).map((r) => r.kind)).to.include.members(['module-inhibited', 'module-reinstated']);
+      expect((await moduleEvents(f.db.knex)).map((r) => r.kind)).to.include.members(['module-inhibited', 'module-reinstated']);
     });
 
     it('a snapshot restored exactly one committed purchase back: inhibited at the next start, nothing signed', async () => {
@@ -269,7 +306,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       expect(f.service.engines[0].ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal(ring);
       expect(await codeOf(createIndicium(f.service.ledger, { meterId: a, postage: 100, mailpiece: MAIL }))).to.equal('OK');
       expect(f.service.engines[0].status().state).to.equal('Idle');
-      expect((await auditRecords(f.db.knex)).map((x) => x.kind)).to.deep.equal([]);
+      expect((await moduleEvents(f.db.knex)).map((x) => x.kind)).to.deep.equal([]);
     });
   });
 

@@ -2,13 +2,12 @@ import { requireClone } from './helpers/hsm';
 import { createIndicium, correction, refund } from './helpers/ledger-commands';
 import { expect } from 'chai';
 import { isVbiError } from '../src/errors';
-import { auditRecords } from '../src/ledger/audit-store';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { conservation } from '../src/ledger/conservation';
 import { Service } from '../src/service';
 import { Database } from '../src/db/database';
 import { codeOf } from './helpers/codes';
-import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot, testConfig } from './helpers/ledger';
+import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from './helpers/ledger';
 import { createService } from '../src/service';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -178,7 +177,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
         const ok = await createIndicium(s.ledger, { meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 1_000, descendingRegister: 9_000 });
-        expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
+        expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal([]);
         expect((await conservation(f.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
         expect(await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).to.deep.include({ ok: true });
       } finally {
@@ -202,7 +201,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
         expect(await f.db.knex('indicia').where({ meter_id: meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 1 });
         const ok = await createIndicium(s.ledger, { meterId, postage: 1_000, mailpiece: MAIL });
         expect(ok).to.deep.include({ ascendingRegister: 5_000, descendingRegister: 5_000 });
-        expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
+        expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
         expect(s.engines[0].status().state).to.equal('Idle');
         expect((await verifyJournal({ db: f.db.knex, hsm: s.engines[0].hsm })).findings).to.deep.equal([]);
       } finally {
@@ -235,7 +234,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
           expect(ok).to.deep.include(mode === 'before'
             ? { ascendingRegister: 1_000, descendingRegister: 9_000 }
             : { ascendingRegister: 5_000, descendingRegister: 5_000 });
-          const audit = await auditRecords(f.db.knex);
+          const audit = await moduleEvents(f.db.knex);
           expect(audit.map((a) => a.kind)).to.deep.equal(mode === 'before' ? [] : ['checkpoint-rolled-forward']);
           if (mode === 'after') expect(audit[0].details.checkpoint).to.deep.include({ meterId, type: 'indicium', amount: 4_000 });
           expect((await conservation(f.db.knex, { hsm: again.engines[0].hsm })).violations).to.deep.equal([]);
@@ -280,7 +279,7 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
       await f.db.knex('modules').del();
       expect(await codeOf(createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }))).to.equal('NO_MODULE');
       expect(f.service.engines[0].status().state).to.equal('Inhibited');
-      expect((await auditRecords(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
+      expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['module-inhibited']);
       expect(await signed()).to.equal(0);
     });
 

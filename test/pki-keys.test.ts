@@ -25,7 +25,8 @@ describe('PKI: signing keys in their own tokens (templates, TokenSigner)', () =>
     const keys = await signingKeyReport({ library: lib(), label, userPin: TEST_USER_PIN });
     expect(keys.map((k) => `${k.label}/${k.class}`).sort()).to.deep.equal([
       'vbi.ca.issuing.1/private', 'vbi.ca.issuing.1/public', 'vbi.ca.root.1/private', 'vbi.ca.root.1/public',
-      'vbi.ca.root.2/private', 'vbi.ca.root.2/public', 'vbi.vendor.ra.1/private', 'vbi.vendor.ra.1/public',
+      'vbi.ca.root.2/private', 'vbi.ca.root.2/public', 'vbi.officer.1/private', 'vbi.officer.1/public',
+      'vbi.vendor.ra.1/private', 'vbi.vendor.ra.1/public',
     ]);
     for (const k of keys) {
       const parsed = parseSigningKeyLabel(k.label);

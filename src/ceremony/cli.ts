@@ -14,8 +14,11 @@ import { PsdEngine } from '../module/psd-engine';
 import { openDatabase } from '../db/database';
 import { Lease, mapShardResource, moduleResource } from '../ledger/module-lease';
 import { MAP_SHARD } from '../ledger/pg-meter-map';
-import { reinstateModule } from '../ledger/reinstatement';
-import { databaseAuditSink } from '../ledger/audit-store';
+import { reinstateModule, reinstatementStatement } from '../ledger/reinstatement';
+import type { Approval, ReinstatementStatement } from '../ledger/officer-approval';
+import { checkOfficerName, installApprovers } from '../hsm/officer-keys';
+import { createOfficerKey, signApproval } from './officers';
+import { pgAuditStore } from '../ledger/audit-store';
 import { isPackageSuite, PackageSuite } from '../hsm/mechanisms';
 import { keyLines, writeTranscript } from './transcript';
 import { signingKeyReport, withSigningRoles } from '../hsm/signing-keys';
@@ -32,7 +35,13 @@ import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
  *   generate   --label L --officer NAME [--suite aes|legacy-3des]
  *   clone      --from L1 --to L2 --officer NAME
  *   status     --label L [--json]
- *   reinstate  --label L --officer NAME --accept-checkpoint HEX|none
+ *   reinstate  --label L --officer NAME --accept-checkpoint HEX|none --approval FILE [--approval FILE ...]
+ *
+ * Officer approvals (docs/key-ceremony.md), each officer on a token of their own:
+ *   officer-key      --label OFFICER_TOKEN --officer NAME [--out FILE]   the officer's approval key; writes its public key
+ *   install-officers --label MODULE --officer NAME --threshold M --officer-key NAME=FILE ...   the module SO installs the approvers
+ *   approval-request --label MODULE --accept-checkpoint HEX|none [--out FILE]   the statement to approve
+ *   approve          --label OFFICER_TOKEN --officer NAME --request FILE [--out FILE]   one officer's approval
  *
  * PKI steps (docs/pki.md), on their own tokens (init-token them first):
  *   ca-init        --label CA --officer NAME [--ca-dir DIR]    dev/test postal CA: root + issuing keys and certificates
@@ -46,14 +55,18 @@ import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
  * also as *_FILE). The dev token labels (vbi-dev-module, vbi-dev-ca, vbi-dev-vendor) fall back to the dev PINs.
  * Every step that changes a token writes a JSON transcript (default var/ceremony/).
  */
-const USAGE = `usage: npm run ceremony -- <probe|init-token|take-ownership|generate|clone|status|reinstate|ca-init|ca-rollover|vendor-ra|ca-register-ra> [options]
+const USAGE = `usage: npm run ceremony -- <probe|init-token|take-ownership|generate|clone|status|reinstate|officer-key|install-officers|approval-request|approve|ca-init|ca-rollover|vendor-ra|ca-register-ra> [options]
   probe      [--label L] [--json]
   init-token --label L [--force]
   take-ownership --label L --officer NAME
   generate   --label L --officer NAME [--suite aes|legacy-3des]
   clone      --from L1 --to L2 --officer NAME
   status     --label L [--json]
-  reinstate  --label L --officer NAME --accept-checkpoint HEX|none
+  reinstate  --label L --officer NAME --accept-checkpoint HEX|none --approval FILE [--approval FILE ...]
+  officer-key      --label OFFICER_TOKEN --officer NAME [--out FILE]
+  install-officers --label MODULE --officer NAME --threshold M --officer-key NAME=FILE [--officer-key NAME=FILE ...]
+  approval-request --label MODULE --accept-checkpoint HEX|none [--out FILE]
+  approve          --label OFFICER_TOKEN --officer NAME --request FILE [--out FILE]
   ca-init        --label CA --officer NAME [--ca-dir DIR]
   ca-rollover    --label CA --officer NAME [--ca-dir DIR]
   vendor-ra      --label VENDOR --officer NAME --ra-id ID [--out FILE]
@@ -71,6 +84,12 @@ function pin(env: Env, key: string, label: string, devDefault: string): string {
   throw vbiError('CONFIG_INVALID', `${key} or ${key}_FILE must hold the PIN for token '${label}'`);
 }
 
+function acceptedCheckpoint(arg: string): Buffer | null {
+  if (arg === 'none') return null;
+  if (!/^([0-9a-f]{2})+$/i.test(arg)) throw vbiError('BAD_REQUEST', '--accept-checkpoint takes the hex of the module row\'s checkpoint, or none');
+  return Buffer.from(arg, 'hex');
+}
+
 function required(v: string | undefined, name: string): string {
   if (!v) throw vbiError('BAD_REQUEST', `--${name} is required\n${USAGE}`);
   return v;
@@ -85,6 +104,8 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
       suite: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' },
       'transcript-dir': { type: 'string' }, 'accept-checkpoint': { type: 'string' }, help: { type: 'boolean' },
       'ca-dir': { type: 'string' }, 'ra-id': { type: 'string' }, out: { type: 'string' }, 'public-key': { type: 'string' },
+      threshold: { type: 'string' }, 'officer-key': { type: 'string', multiple: true }, request: { type: 'string' },
+      approval: { type: 'string', multiple: true },
     },
   });
   const step = positionals[0];
@@ -213,8 +234,9 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
         try {
           leases.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));
           leases.push(await Lease.acquire({ url: db.url, resource: moduleResource(module.serial) }));
-          const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize, audit: databaseAuditSink(db.knex) });
-          const audit = await reinstateModule({ db: db.knex, engine, officer, acceptCheckpoint: accept === 'none' ? null : Buffer.from(accept, 'hex') });
+          const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize, audit: pgAuditStore(db.knex) });
+          const approvals = (values.approval ?? []).map((f) => JSON.parse(readFileSync(f, 'utf8')) as Approval);
+          const audit = await reinstateModule({ db: db.knex, engine, officer, acceptCheckpoint: acceptedCheckpoint(accept), approvals });
           const t = writeTranscript(transcriptDir, {
             ceremony: 'reinstate', officer, library: lib.path, tokens: [{ label, serial: module.serial }], result: { audit },
           });
@@ -224,6 +246,70 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
           await db.close();
           await module.close();
         }
+        return 0;
+      }
+      case 'officer-key': {
+        const label = required(values.label, 'label');
+        const officer = checkOfficerName(required(values.officer, 'officer'));
+        const spki = await createOfficerKey({
+          library: lib, label, soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+        });
+        const file = values.out ?? join(config.varDir, 'officers', `${officer}.pub.pem`);
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, toPem('PUBLIC KEY', spki));
+        const fingerprint = createHash('sha256').update(spki).digest('hex');
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'officer-key', officer, library: lib.path, tokens: [{ label, serial: serialOf(lib, label) }],
+          result: { publicKeyFile: file, spkiSha256: fingerprint },
+        });
+        out(`approval key of officer ${officer} in '${label}'; public key ${file}\nSPKI-SHA256 ${fingerprint} (read it to the module's SO)\ntranscript ${t.path}`);
+        return 0;
+      }
+      case 'install-officers': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const threshold = Number(required(values.threshold, 'threshold'));
+        const officers = (values['officer-key'] ?? []).map((arg) => {
+          const eq = arg.indexOf('=');
+          if (eq < 1) throw vbiError('BAD_REQUEST', `--officer-key takes NAME=FILE, got '${arg}'`);
+          return { name: arg.slice(0, eq), spki: fromPem('PUBLIC KEY', readFileSync(arg.slice(eq + 1), 'utf8')) };
+        });
+        const labels = await installApprovers({ library: lib, label, soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), threshold, officers });
+        const t = writeTranscript(transcriptDir, {
+          ceremony: 'install-officers', officer, library: lib.path, tokens: [{ label, serial: serialOf(lib, label) }],
+          result: { threshold, approvers: officers.map((o) => ({ name: o.name, spkiSha256: createHash('sha256').update(o.spki).digest('hex') })), labels },
+        });
+        out(`module '${label}': ${threshold} of ${officers.length} officers (${officers.map((o) => o.name).join(', ')}) approve its overrides\ntranscript ${t.path}`);
+        return 0;
+      }
+      case 'approval-request': {
+        const label = required(values.label, 'label');
+        const accept = required(values['accept-checkpoint'], 'accept-checkpoint');
+        const module = await CryptoModule.start({
+          library: lib, hsm: config.hsm,
+          module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
+        });
+        try {
+          // reads the ring and the inhibition from the token; writes nothing
+          const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize });
+          const statement = reinstatementStatement(engine, acceptedCheckpoint(accept));
+          const text = JSON.stringify(statement, null, 2) + '\n';
+          if (values.out) writeFileSync(values.out, text);
+          out(values.out ? `statement written to ${values.out}` : text.trimEnd());
+        } finally {
+          await module.close();
+        }
+        return 0;
+      }
+      case 'approve': {
+        const label = required(values.label, 'label');
+        const officer = required(values.officer, 'officer');
+        const statement = JSON.parse(readFileSync(required(values.request, 'request'), 'utf8')) as ReinstatementStatement;
+        if (statement.action !== 'reinstate' || typeof statement.moduleSerial !== 'string') throw vbiError('BAD_REQUEST', 'the request is not a reinstatement statement');
+        const approval = await signApproval({ library: lib, label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), officer, statement });
+        const text = JSON.stringify(approval, null, 2) + '\n';
+        if (values.out) writeFileSync(values.out, text);
+        out(values.out ? `approval of ${officer} written to ${values.out}` : text.trimEnd());
         return 0;
       }
       case 'ca-init':

@@ -3,7 +3,8 @@ import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError, VbiError } from '../errors';
 import { HsmConfig, ModuleConfig } from '../config/config';
-import { DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, KeyScope, ModuleStatus } from './hsm-module';
+import { ApprovalCheck, DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, KeyScope, ModuleStatus } from './hsm-module';
+import { readApprovers } from './officer-keys';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
 import { SessionPool } from './session-pool';
 import { ModuleStateMachine } from './module-state';
@@ -687,6 +688,26 @@ export class CryptoModule implements HsmModule {
   identityPublicKey(): Buffer {
     this.assertServing();
     return this.identitySpki as Buffer;
+  }
+
+  async verifyApprovals(req: { statement: Buffer; approvals: Array<{ officer: string; signature: Buffer }> }): Promise<ApprovalCheck> {
+    const digest = sha256(req.statement);
+    return this.run('verify officer approvals', async (s) => {
+      const approvers = readApprovers(s);
+      const thresholds = new Set(approvers.map((a) => a.threshold));
+      const valid: string[] = [];
+      for (const a of req.approvals) {
+        const key = approvers.find((k) => k.name === a.officer);
+        if (!key || valid.includes(a.officer)) continue;
+        if (await ops.verify(s, 'ECDSA', key.key, digest, a.signature)) valid.push(a.officer);
+      }
+      return {
+        // every approver object must name the same M; anything else counts as no rule at all
+        threshold: thresholds.size === 1 ? [...thresholds][0] : null,
+        officers: approvers.map((a) => a.name),
+        valid,
+      };
+    });
   }
 
   transportPublicKey(): Buffer {

@@ -68,6 +68,13 @@ export interface HsmModule {
   identityPublicKey(): Buffer;
   transportPublicKey(): Buffer;
 
+  /**
+   * Officer approvals (src/hsm/officer-keys.ts): the approvers the Security Officer installed in
+   * this token as CKA_TRUSTED keys, their threshold, and which of `approvals` verify inside the
+   * token (C_Verify, ECDSA P-256 over SHA-256(statement)) under the key of the officer each names.
+   */
+  verifyApprovals(req: { statement: Buffer; approvals: Array<{ officer: string; signature: Buffer }> }): Promise<ApprovalCheck>;
+
   /** Private CKO_DATA token objects of this application whose label starts with `prefix`. */
   listDataObjects(prefix: string): Promise<DataObject[]>;
   createDataObject(obj: DataObject): Promise<void>;
@@ -103,6 +110,15 @@ export interface KeyScope {
 export interface KeyRef { wrapped: Buffer; usage: 'wrap' | 'hmac' | 'encrypt' }
 
 export interface DataObject { label: string; value: Buffer }
+
+export interface ApprovalCheck {
+  /** M of the installed M-of-N rule; null when no approver is installed or their labels disagree. */
+  threshold: number | null;
+  /** Names of the installed approvers. */
+  officers: string[];
+  /** Officers whose approval verified (each once). */
+  valid: string[];
+}
 
 export interface ModuleStatus {
   tokenLabel: string;

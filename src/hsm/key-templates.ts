@@ -13,11 +13,11 @@ export type ModuleKeyRole = 'package-kek' | 'package-enc' | 'package-mac' | 'mod
 export const KEY_ROLES: readonly ModuleKeyRole[] = ['package-kek', 'package-enc', 'package-mac', 'module-identity', 'module-transport'];
 /**
  * EC P-256 signing keys that live in their own tokens, never in a module token: the dev/test
- * postal CA (root, issuing) and the vendor RA. Each may exist in several generations; the
+ * postal CA (root, issuing), the vendor RA and each officer's approval key. Each may exist in several generations; the
  * token object of generation n is labelled `<role label>.<n>` (signingKeyLabel).
  */
-export type SigningRole = 'ca-root' | 'ca-issuing' | 'vendor-ra';
-export const SIGNING_ROLES: readonly SigningRole[] = ['ca-root', 'ca-issuing', 'vendor-ra'];
+export type SigningRole = 'ca-root' | 'ca-issuing' | 'vendor-ra' | 'officer';
+export const SIGNING_ROLES: readonly SigningRole[] = ['ca-root', 'ca-issuing', 'vendor-ra', 'officer'];
 /** The roles every module of a deployment shares, copied by `ceremony clone`. */
 export const SHARED_ROLES: readonly KeyRole[] = ['package-kek', 'package-enc', 'package-mac'];
 

@@ -14,6 +14,7 @@ import { debitPool, reservePool } from './pool-registers';
 import { Lease } from './module-lease';
 import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
 import { reinstateModule } from './reinstatement';
+import type { Approval } from './officer-approval';
 import { AuditRecord } from '../module/audit';
 
 export interface LedgerOptions {
@@ -126,10 +127,10 @@ export class Ledger {
    * Officer reinstatement of one of this process's modules (src/ledger/reinstatement.ts); the
    * module returns to the rotation. The ceremony CLI does the same with the service stopped.
    */
-  async reinstate(req: { moduleSerial: string; officer: string; acceptCheckpoint: Buffer | null }): Promise<AuditRecord> {
+  async reinstate(req: { moduleSerial: string; officer: string; acceptCheckpoint: Buffer | null; approvals: Approval[] }): Promise<AuditRecord | undefined> {
     const engine = this.opts.engines.find((e) => e.hsm.serial === req.moduleSerial);
     if (!engine) throw vbiError('UNKNOWN_MODULE', `no module ${req.moduleSerial} in this service`);
-    const audit = await reinstateModule({ db: this.db, engine, officer: req.officer, acceptCheckpoint: req.acceptCheckpoint });
+    const audit = await reinstateModule({ db: this.db, engine, officer: req.officer, acceptCheckpoint: req.acceptCheckpoint, approvals: req.approvals });
     this.outOfRotation.delete(engine);
     return audit;
   }

@@ -3,10 +3,12 @@ import { vbiError } from '../errors';
 import { AuditRecord } from '../module/audit';
 import { PsdEngine } from '../module/psd-engine';
 import { sealJournalPayload } from './journal';
+import { Approval, ReinstatementStatement, requireApprovals } from './officer-approval';
 import { MAP_SHARD, lockMapRow } from './pg-meter-map';
 
 /**
- * Officer reinstatement (docs/checkpoint.md): the module accepts the database's state as the
+ * Officer reinstatement (docs/checkpoint.md), approved by M of the module's officers
+ * (src/ledger/officer-approval.ts): the module accepts the database's state as the
  * truth — its checkpoint row for this module and the meter map row — after a disaster recovery
  * or an investigated inhibition. One `reinstate` record, chained to the accepted row and carrying
  * a map epoch above everything seen, is stored as the module row, the map row's epoch and a
@@ -14,10 +16,14 @@ import { MAP_SHARD, lockMapRow } from './pg-meter-map';
  * last. `acceptCheckpoint` (hex the officer read from the module row, or null for none) must
  * still be what the database holds, so nothing changed between inspection and acceptance.
  */
-export async function reinstateModule(req: { db: Knex; engine: PsdEngine; officer: string; acceptCheckpoint: Buffer | null }): Promise<AuditRecord> {
+export async function reinstateModule(req: {
+  db: Knex; engine: PsdEngine; officer: string; acceptCheckpoint: Buffer | null; approvals: Approval[];
+}): Promise<AuditRecord | undefined> {
   const { db, engine } = req;
   if (typeof req.officer !== 'string' || !req.officer.trim()) throw vbiError('BAD_REQUEST', 'officer name is required');
   return engine.exclusive(async () => {
+    // nothing happens before M officers approved exactly this: this module, this checkpoint, this inhibition
+    const approvedBy = await requireApprovals(engine.hsm, reinstatementStatement(engine, req.acceptCheckpoint), req.approvals);
     const trx = await db.transaction();
     let prepared;
     try {
@@ -49,6 +55,15 @@ export async function reinstateModule(req: { db: Knex; engine: PsdEngine; office
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
     }
-    return engine.completeReinstatement({ ...prepared, officer: req.officer });
+    return engine.completeReinstatement({ ...prepared, officer: req.officer, approvedBy });
   });
+}
+
+/** The statement the officers approve for reinstating `engine`'s module with `acceptCheckpoint` (ceremony approval-request). */
+export function reinstatementStatement(engine: PsdEngine, acceptCheckpoint: Buffer | null): ReinstatementStatement {
+  return {
+    action: 'reinstate', moduleSerial: engine.hsm.serial,
+    acceptCheckpoint: acceptCheckpoint ? acceptCheckpoint.toString('hex') : null,
+    inhibitedAt: engine.status().inhibited?.at ?? null,
+  };
 }

@@ -6,7 +6,8 @@ import {
   Checkpoint, ModuleTotals, TransactionType, ZERO_DIGEST, checkpointView, decodeCheckpoint, digestOf, encodeCheckpoint, parseCheckpoint,
 } from './checkpoint';
 import { CheckpointRing, RingEntry } from './checkpoint-ring';
-import { AuditRecord, AuditSink, signedAudit } from './audit';
+import { AuditEvent, AuditRecord, AuditSink } from './audit';
+import { AuditChain, AuditStore } from './audit-chain';
 import { EMPTY_LEAF, MapNode, MeterMapView, leafHash, pathNodes } from './meter-map';
 import { MeterMapAnchor } from './map-anchor';
 
@@ -88,7 +89,10 @@ export interface EngineOptions {
   hsm: HsmModule;
   ringSize: number;
   clock?: () => number;
-  audit?: AuditSink;
+  /** Where this module's signed audit chain is kept; without one the module records nothing. */
+  audit?: AuditStore;
+  /** Sees every audit record after it is stored (tests). */
+  onAudit?: AuditSink;
   /** The process's meter map authority, shared by all its modules; a module alone gets its own. */
   anchor?: MeterMapAnchor;
 }
@@ -119,11 +123,13 @@ export class PsdEngine {
   /** Digests (hex) of records this engine MAC'd and committed, newest last; bounded. */
   private readonly known = new Set<string>();
   private readonly now: () => number;
+  private readonly audit: AuditChain | null;
   readonly anchor: MeterMapAnchor;
 
   private constructor(private readonly opts: EngineOptions) {
     this.ring = new CheckpointRing(opts.hsm, opts.ringSize);
     this.now = opts.clock ?? Date.now;
+    this.audit = opts.audit ? new AuditChain(opts.hsm, opts.audit, this.now) : null;
     this.anchor = opts.anchor ?? new MeterMapAnchor();
   }
 
@@ -142,6 +148,7 @@ export class PsdEngine {
     if (marker.length > 0) this.inhibit = JSON.parse(marker[0].value.toString('utf8')) as InhibitInfo;
     const newest = this.ring.newest();
     if (newest) this.anchor.observe(newest.checkpoint);
+    await this.audit?.open();
     this.loaded = true;
   }
 
@@ -334,10 +341,10 @@ export class PsdEngine {
       return await openPackage(this.hsm, sealed, meterId);
     } catch (e) {
       if (isVbiError(e) && ['PACKAGE_MAC_INVALID', 'PACKAGE_METER_MISMATCH', 'PACKAGE_MALFORMED'].includes(e.code)) {
-        await this.emit([await signedAudit(this.hsm, {
+        await this.emit({
           kind: 'package-invalid', at: new Date(this.now()).toISOString(), reason: `meter ${meterId}: ${e.code}: ${e.message}`,
           details: { meterId, code: e.code, packageDigest: digestOf(sealed).toString('hex') },
-        })]);
+        });
       }
       throw e;
     }
@@ -366,11 +373,10 @@ export class PsdEngine {
       }
     }
     if (!why) return;
-    const audit = await signedAudit(this.hsm, {
+    await this.emit({
       kind: 'package-stale', at: new Date(this.now()).toISOString(), reason: why,
       details: { meterId: cmd.meterId, slot: cmd.map.slot, mapEpoch: anchored.epoch },
     });
-    await this.emit([audit]);
     throw vbiError('PACKAGE_STALE', why, { meterId: cmd.meterId });
   }
 
@@ -407,12 +413,11 @@ export class PsdEngine {
       if (presented && dbCheckpoint && chain) {
         this.anchor.observe(presented);
         await this.ring.append({ checkpoint: presented, bytes: dbCheckpoint });
-        const audit = await signedAudit(this.hsm, {
+        await this.emit({
           kind: 'checkpoint-rolled-forward', at: new Date(this.now()).toISOString(),
           reason: 'the database committed these records before the ring append (crash or token failure in between)',
           details: { checkpoint: checkpointView(presented), records: chain.map((c) => c.seq) },
         });
-        await this.emit([audit]);
         return 'rolled-forward';
       }
       const newestSeq = newest?.checkpoint.seq ?? 0;
@@ -476,7 +481,7 @@ export class PsdEngine {
     if (!this.inhibit) {
       await this.hsm.createDataObject({ label: INHIBIT_LABEL, value: Buffer.from(JSON.stringify(info), 'utf8') });
       this.inhibit = info;
-      await this.emit([await signedAudit(this.hsm, { kind: 'module-inhibited', at: info.at, reason, details })]);
+      await this.emit({ kind: 'module-inhibited', at: info.at, reason, details });
     }
     throw vbiError('RECOVERY_FAILED', `module ${this.hsm.serial} inhibited: ${this.inhibit.reason}`, { moduleSerial: this.hsm.serial, reason: this.inhibit.reason });
   }
@@ -514,7 +519,7 @@ export class PsdEngine {
   }
 
   /** Step 2, after COMMIT: the ring becomes [record], the anchor takes its map, the inhibition is lifted last. */
-  completeReinstatement(req: { record: Checkpoint; bytes: Buffer; officer: string }): Promise<AuditRecord> {
+  completeReinstatement(req: { record: Checkpoint; bytes: Buffer; officer: string; approvedBy?: string[] }): Promise<AuditRecord | undefined> {
     return this.exclusive(async () => {
       await this.ring.resetTo({ checkpoint: req.record, bytes: req.bytes });
       this.anchor.observe(req.record);
@@ -522,20 +527,30 @@ export class PsdEngine {
       if ((await this.hsm.listDataObjects(INHIBIT_LABEL)).length > 0) await this.hsm.destroyDataObject(INHIBIT_LABEL);
       const previous = this.inhibit;
       this.inhibit = null;
-      const audit = await signedAudit(this.hsm, {
+      return this.emit({
         kind: 'module-reinstated',
         at: new Date(this.now()).toISOString(),
-        reason: `reinstated by officer ${req.officer}`,
-        details: { record: checkpointView(req.record), previousInhibit: previous },
+        reason: `reinstated by officer ${req.officer}${req.approvedBy ? `, approved by ${req.approvedBy.join(', ')}` : ''}`,
+        details: { record: checkpointView(req.record), previousInhibit: previous, approvedBy: req.approvedBy ?? null },
       });
-      await this.emit([audit]);
-      return audit;
     });
   }
 
-  private async emit(records: AuditRecord[]): Promise<void> {
-    if (!this.opts.audit) return;
-    for (const r of records) await this.opts.audit(r);
+  /** Records an event in this module's signed audit chain; returns the stored record (none without a store). */
+  private async emit(event: AuditEvent): Promise<AuditRecord | undefined> {
+    if (!this.audit) return undefined;
+    const r = await this.audit.append(event);
+    await this.opts.onAudit?.(r);
+    return r;
+  }
+
+  /**
+   * Records an event of the service about this module (e.g. `service-started`) in the module's
+   * chain; nothing while the module was never read (in Error since start: its key is out of reach).
+   */
+  async record(event: AuditEvent): Promise<AuditRecord | undefined> {
+    if (!this.loaded) return undefined;
+    return this.emit(event);
   }
 }
 

@@ -2,6 +2,8 @@ import type { Knex } from 'knex';
 import { cloneSharedKeys, generateModuleKeys } from '../../src/hsm/key-ceremony';
 import { createService, Service } from '../../src/service';
 import { Config } from '../../src/config/config';
+import { auditRecords } from '../../src/ledger/audit-store';
+import { AuditRecord } from '../../src/module/audit';
 import { defaultWalArchive } from '../../src/db/wal-archive';
 import { join } from 'node:path';
 import { LedgerOptions } from '../../src/ledger/ledger';
@@ -98,4 +100,12 @@ export async function restore(db: Database, name: string): Promise<void> {
     await trx.raw(`TRUNCATE ${TABLES.join(', ')} CASCADE`);
     for (const t of TABLES) await trx.raw(`INSERT INTO ${t} SELECT * FROM ${name}_${t}`);
   });
+}
+
+/**
+ * The audit records modules write about what happened to them, in order: every record but the
+ * `service-started` one each start adds to every module's chain (test/audit-chain.test.ts).
+ */
+export async function moduleEvents(k: Knex): Promise<AuditRecord[]> {
+  return (await auditRecords(k)).filter((r) => r.kind !== 'service-started');
 }
