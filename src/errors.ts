@@ -103,6 +103,8 @@ export const ERROR_CODES = {
   IDEMPOTENCY_IN_PROGRESS: { status: 409, kind: 'user', text: 'a request with this Idempotency-Key is still being processed' },
   RATE_LIMITED: { status: 429, kind: 'user', text: 'too many requests; retry after the time in Retry-After' },
   INTERNAL: { status: 500, kind: 'internal', text: 'internal error' },
+  // postal verification (src/indicium/postal-verifiers.ts)
+  VERIFIER_UNKNOWN: { status: 401, kind: 'user', text: 'the postal verifier credential is unknown or revoked' },
   // payments (src/payments/)
   PAYMENT_DECLINED: { status: 402, kind: 'user', text: 'the payment was declined' },
   PAYMENT_LINK_FAILED: { status: 502, kind: 'internal', text: 'the payment processor could not be reached (after 3 attempts)' },

@@ -88,7 +88,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const verifier = new IndiciumVerifier({
     ...checks,
     scanStore: new PgScanStore(service.db.knex),
-    onDuplicate: fraudReportPolicy({ knex: service.db.knex, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
+    onDuplicate: fraudReportPolicy({ knex: service.db.knex, policy: service.config.suspension, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
   });
   const checker = new IndiciumVerifier(checks);
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log,

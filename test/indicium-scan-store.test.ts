@@ -42,14 +42,15 @@ describe('indicium duplicate detection (real PostgreSQL)', function () {
     rmSync(varDir, { recursive: true, force: true });
   });
 
-  const scan = (digest: Buffer, location: string, seenAt: Date) => ({ indiciumDigest: digest, meterId: 'M-000042', sequence: 7, seenAt, location });
+  // each indicium its own piece number (a number seen on two indicia is a duplicate too: below)
+  const scan = (digest: Buffer, location: string, seenAt: Date) => ({ indiciumDigest: digest, meterId: 'M-000042', sequence: digest.readUInt32BE(0), seenAt, location });
 
   it('the first scan is new; every later scan sees when and where the first was', async () => {
     const digest = randomBytes(32);
     const t1 = new Date('2026-01-16T08:30:00.123Z');
     expect(await store.record(scan(digest, 'NEW YORK NY P&DC', t1))).to.deep.equal({ firstSeen: null });
     for (const where of ['CHICAGO IL NDC', 'DENVER CO P&DC']) {
-      expect(await store.record(scan(digest, where, new Date()))).to.deep.equal({ firstSeen: { seenAt: t1, location: 'NEW YORK NY P&DC' } });
+      expect(await store.record(scan(digest, where, new Date()))).to.deep.equal({ firstSeen: { seenAt: t1, location: 'NEW YORK NY P&DC', otherIndicium: false } });
     }
     const rows = await db.knex('indicium_scans').where({ indicium_digest: digest });
     expect(rows).to.have.length(1);
@@ -65,7 +66,7 @@ describe('indicium duplicate detection (real PostgreSQL)', function () {
     expect(firsts).to.have.length(1);
     const winner = firsts[0][1];
     for (const r of results.filter((x) => x.firstSeen)) {
-      expect(r.firstSeen).to.deep.equal({ seenAt: new Date(Date.UTC(2026, 0, 16, 9, 0, winner)), location: `SORTER ${winner}` });
+      expect(r.firstSeen).to.deep.equal({ seenAt: new Date(Date.UTC(2026, 0, 16, 9, 0, winner)), location: `SORTER ${winner}`, otherIndicium: false });
     }
   });
 
@@ -89,18 +90,18 @@ describe('indicium duplicate detection (real PostgreSQL)', function () {
       });
     });
 
-    it('VALID the first time; DUPLICATE with where and when afterwards; a fraud report is written and the meter suspended', async () => {
+    it('VALID the first time; DUPLICATE with where and when afterwards, a fraud case each time; suspended only by the policy (2 duplicates, 2 plants)', async () => {
       const meterId = `M-${randomBytes(4).toString('hex').toUpperCase()}`;
       const signed = await signIndicium({ fields: sampleFields({ certSerial: serial, meterId, sequence: 99, dateOfMailing: isoDay(0) }), sign: signer });
-      const first = { seenAt: new Date('2026-01-16T08:00:00Z'), location: 'NEW YORK NY P&DC' };
+      const first = { seenAt: new Date('2026-01-16T08:00:00Z'), location: 'NEW YORK NY P&DC', plant: 'NEW YORK NY P&DC' };
       const r1 = await verifier.verify({ indicium: signed.indicium, scan: first });
       expect(r1.code, r1.reason).to.equal('VALID');
       expect(await db.knex('fraud_reports').where({ meter_id: meterId })).to.have.length(0);
 
-      const again = { seenAt: new Date('2026-01-17T10:00:00Z'), location: 'BOSTON MA P&DC' };
+      const again = { seenAt: new Date('2026-01-17T10:00:00Z'), location: 'BOSTON MA P&DC', plant: 'BOSTON MA P&DC' };
       const r2 = await verifier.verify({ indicium: signed.indicium, scan: again });
       expect(r2.code).to.equal('DUPLICATE');
-      expect(r2.firstSeen).to.deep.equal(first);
+      expect(r2.firstSeen).to.deep.equal({ ...first, otherIndicium: false });
       expect(r2.reason).to.contain('NEW YORK NY P&DC').and.to.contain('2026-01-16T08:00:00.000Z');
 
       const reports = await db.knex('fraud_reports').where({ meter_id: meterId });
@@ -109,9 +110,38 @@ describe('indicium duplicate detection (real PostgreSQL)', function () {
       expect(Buffer.from(reports[0].indicium_digest).equals(signed.digest)).to.equal(true);
       expect(reports[0].details).to.deep.include({
         sequence: 99,
-        firstSeen: { seenAt: '2026-01-16T08:00:00.000Z', location: 'NEW YORK NY P&DC' },
-        seenAgain: { seenAt: '2026-01-17T10:00:00.000Z', location: 'BOSTON MA P&DC' },
+        firstSeen: { seenAt: '2026-01-16T08:00:00.000Z', location: 'NEW YORK NY P&DC', plant: 'NEW YORK NY P&DC' },
+        seenAgain: { seenAt: '2026-01-17T10:00:00.000Z', location: 'BOSTON MA P&DC', plant: 'BOSTON MA P&DC' },
       });
+      // the first repeat opens a case and suspends nothing
+      expect(suspended.filter((s) => s.meterId === meterId)).to.have.length(0);
+      const third = await verifier.verify({ indicium: signed.indicium, scan: { location: 'CHICAGO IL P&DC', plant: 'CHICAGO IL P&DC' } });
+      expect(third.code).to.equal('DUPLICATE');
+      expect(await db.knex('fraud_reports').where({ meter_id: meterId })).to.have.length(2);
+      expect(suspended.filter((s) => s.meterId === meterId).map((s) => s.reason)).to.deep.equal([
+        `2 duplicate sightings at 3 plants within 720 h (last: ${signed.digest.toString('hex')})`,
+      ]);
+    });
+
+    it('the same piece read again and again at the plant that saw it first opens cases but suspends nothing', async () => {
+      const meterId = `M-${randomBytes(4).toString('hex').toUpperCase()}`;
+      const signed = await signIndicium({ fields: sampleFields({ certSerial: serial, meterId, sequence: 7, dateOfMailing: isoDay(0) }), sign: signer });
+      for (let i = 0; i < 5; i++) await verifier.verify({ indicium: signed.indicium, scan: { location: `sorter ${i}`, plant: 'DALLAS TX P&DC' } });
+      expect(await db.knex('fraud_reports').where({ meter_id: meterId })).to.have.length(4);
+      expect(suspended.filter((s) => s.meterId === meterId)).to.have.length(0);
+    });
+
+    it('two different signed indicia with the same piece number: DUPLICATE on the second, and the meter is suspended at once', async () => {
+      const meterId = `M-${randomBytes(4).toString('hex').toUpperCase()}`;
+      const a = await signIndicium({ fields: sampleFields({ certSerial: serial, meterId, sequence: 31, postage: 680, dateOfMailing: isoDay(0) }), sign: signer });
+      const b = await signIndicium({ fields: sampleFields({ certSerial: serial, meterId, sequence: 31, postage: 50, dateOfMailing: isoDay(0) }), sign: signer });
+      expect(a.digest.equals(b.digest)).to.equal(false);
+      expect((await verifier.verify({ indicium: a.indicium, scan: { location: 'A', plant: 'A' } })).code).to.equal('VALID');
+      const r = await verifier.verify({ indicium: b.indicium, scan: { location: 'A', plant: 'A' } });
+      expect(r.code).to.equal('DUPLICATE');
+      expect(r.firstSeen?.otherIndicium).to.equal(true);
+      expect(r.reason).to.contain('piece number 31');
+      expect((await db.knex('fraud_reports').where({ meter_id: meterId })).map((x) => x.kind)).to.deep.equal(['duplicate_piece_number']);
       expect(suspended.filter((s) => s.meterId === meterId)).to.have.length(1);
     });
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { addVerifier, revokeVerifier } from '../src/indicium/postal-verifiers';
 import { createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { ServerFixture, serverFixture } from './helpers/server';
 import { RawClient } from './helpers/raw-client';
@@ -150,7 +151,7 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 
-  it('verifies a printed indicium: VALID, then DUPLICATE (fraud report, meter suspended)', async () => {
+  it('verifies a printed indicium: public checks record nothing; postal verifiers record sightings, open fraud cases on duplicates, and the policy suspends', async () => {
     const c = new RawClient(f.url);
     await c.register(password);
     await c.op('/v1/purchases', 'purchase', { amount: 10_000, payment: { kind: 'card', token: 'tok_approve' } }, { 'Idempotency-Key': 'v-buy' });
@@ -165,18 +166,43 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect(r.json.items[0].status, JSON.stringify(r.json)).to.equal('printed');
     const row = await f.service.db.knex('indicia').where({ indicium_id: r.json.items[0].indiciumId }).first();
     const indicium = Buffer.concat([row.data, row.signature]);
-    // the mailer checking its own label twice records no sighting
-    for (let i = 0; i < 2; i++) {
-      expect((await c.call('POST', '/v1/verify', { indicium: indicium.toString('base64'), record: false })).json.result).to.equal('VALID');
+    const b64 = indicium.toString('base64');
+    const knex = f.service.db.knex;
+    const state = async () => (await knex('meters').where({ meter_id: c.meterId }).first('state')).state;
+    // anyone (the mailer checking its label, a photo of it): answered, nothing recorded, however often
+    for (const body of [{ indicium: b64, record: false }, { indicium: b64 }, { indicium: b64, location: 'plant A' }, { indicium: b64 }]) {
+      const v = await c.call('POST', '/v1/verify', body);
+      expect([v.json.result, v.json.recorded, v.json.firstSeen]).to.deep.equal(['VALID', false, undefined]);
     }
-    const v1 = await c.call('POST', '/v1/verify', { indicium: indicium.toString('base64'), location: 'plant A' });
+    expect(await knex('indicium_scans').where({ meter_id: c.meterId })).to.have.length(0);
+    expect(await knex('fraud_reports').where({ meter_id: c.meterId })).to.have.length(0);
+    expect(await state()).to.equal('active');
+    // a bearer that is not a credential (or a revoked one) is refused and records nothing
+    const asVerifier = (token: string, body: Record<string, unknown>) => c.call('POST', '/v1/verify', body, { authorization: `Bearer ${token}` });
+    const plantA = await addVerifier(knex, 'plant A');
+    const plantB = await addVerifier(knex, 'plant B');
+    const plantC = await addVerifier(knex, 'plant C');
+    const gone = await addVerifier(knex, 'plant Z');
+    await revokeVerifier(knex, gone.verifierId);
+    for (const token of ['pvt_' + 'x'.repeat(43), gone.token, 'not-a-token']) {
+      const v = await asVerifier(token, { indicium: b64 });
+      expect([v.status, v.json.error.code]).to.deep.equal([401, 'VERIFIER_UNKNOWN']);
+    }
+    expect(await knex('indicium_scans').where({ meter_id: c.meterId })).to.have.length(0);
+    const v1 = await asVerifier(plantA.token, { indicium: b64, location: 'sorter 3' });
     expect(v1.json.result, JSON.stringify(v1.json)).to.equal('VALID');
+    expect(v1.json.recorded).to.equal(true);
     expect(v1.json.fields).to.include({ rateCategory: quote.json.rateCategory, rateTableId: quote.json.rateTableId });
-    const v2 = await c.call('POST', '/v1/verify', { indicium: indicium.toString('base64'), location: 'plant B' });
+    const v2 = await asVerifier(plantB.token, { indicium: b64 });
     expect(v2.json.result).to.equal('DUPLICATE');
-    expect(v2.json.firstSeen.location).to.equal('plant A');
-    expect((await f.service.db.knex('meters').where({ meter_id: c.meterId }).first('state')).state).to.equal('suspended');
-    expect(await f.service.db.knex('fraud_reports').where({ meter_id: c.meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 1 });
+    expect(v2.json.firstSeen).to.include({ location: 'sorter 3', plant: 'plant A', otherIndicium: false });
+    // the first repeat opens a case, it does not suspend
+    expect(await knex('fraud_reports').where({ meter_id: c.meterId })).to.have.length(1);
+    expect(await state()).to.equal('active');
+    const v3 = await asVerifier(plantC.token, { indicium: b64 });
+    expect(v3.json.result).to.equal('DUPLICATE');
+    expect(await state()).to.equal('suspended');
+    expect(await knex('fraud_reports').where({ meter_id: c.meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 2 });
   });
 
   it('bad JSON, oversized bodies, wrong types and unknown fields get 4xx and change nothing', async () => {

@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import { MailerService } from '../mailer/mailer-service';
 import type { ModuleHealth } from '../service';
 import { IndiciumVerifier } from '../indicium/verify';
+import { authenticateVerifier } from '../indicium/postal-verifiers';
 import { computePostage } from '../rates/postage';
 import { OperationalRequest } from '../protocol/messages';
 import { ApiRegistry, DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
@@ -187,13 +188,26 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
 
   // --- verification ---
   api.defineRoute<{ indicium: string; location?: string; record?: boolean }>({
-    method: 'post', path: '/v1/verify', summary: 'verify a scanned indicium (signature, chain, validity, duplicates)',
+    method: 'post', path: '/v1/verify',
+    summary: 'verify a scanned indicium (signature, chain, validity); a postal verifier (Authorization: Bearer) records the sighting and learns of duplicates',
     body: verifySchema, responses: ok('result code and fields'),
     handler: async (req) => {
-      // A mailer checking its own label must not count as a sighting in the mail stream.
-      const verifier = req.body.record === false ? deps.checker : deps.verifier;
-      const r = await verifier.verify({ indicium: Buffer.from(req.body.indicium, 'base64'), scan: { location: req.body.location ?? 'api' } });
-      return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, firstSeen: r.firstSeen };
+      // Only an authenticated postal verifier's scan is a sighting in the mail stream; anyone
+      // else (a mailer checking a label, a photo of one) is answered and nothing is recorded.
+      const auth = req.get('authorization');
+      let postal: { verifierId: string; plant: string } | null = null;
+      if (auth !== undefined) {
+        const bearer = /^Bearer (\S+)$/.exec(auth);
+        postal = bearer ? await authenticateVerifier(deps.db, bearer[1]) : null;
+        if (!postal) throw vbiError('VERIFIER_UNKNOWN', 'the Authorization header does not carry an unrevoked postal verifier credential');
+      }
+      const indicium = Buffer.from(req.body.indicium, 'base64');
+      if (!postal || req.body.record === false) {
+        const r = await deps.checker.verify({ indicium });
+        return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, recorded: false };
+      }
+      const r = await deps.verifier.verify({ indicium, scan: { location: req.body.location ?? postal.plant, plant: postal.plant } });
+      return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, firstSeen: r.firstSeen, recorded: r.code === 'VALID' || r.code === 'DUPLICATE' };
     },
   });
 

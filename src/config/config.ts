@@ -4,6 +4,7 @@ import { vbiError } from '../errors';
 import { PackageSuite, isPackageSuite } from '../hsm/mechanisms';
 import { TokenProfile, loadProfile } from '../hsm/token-profile';
 import { defaultWalArchive, type WalArchiveSettings } from '../db/wal-archive';
+import { DEFAULT_SUSPENSION_POLICY, type SuspensionPolicy } from '../indicium/fraud-report';
 
 /**
  * Everything that differs between SoftHSM2 in development and a production HSM lives here,
@@ -52,6 +53,8 @@ export interface Config {
   walArchive: WalArchiveSettings;
   /** Where `npm run backup` writes base backups (VBI_BACKUP_DIR; default <varDir>/backups). */
   backupDir: string;
+  /** When duplicate sightings suspend a meter (VBI_SUSPEND_DUPLICATES, VBI_SUSPEND_PLANTS, VBI_SUSPEND_WINDOW_HOURS). */
+  suspension: SuspensionPolicy;
 }
 
 type Env = Record<string, string | undefined>;
@@ -118,6 +121,11 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
     },
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
+    suspension: {
+      duplicates: intFrom(env, 'VBI_SUSPEND_DUPLICATES', DEFAULT_SUSPENSION_POLICY.duplicates, 1, 1000),
+      plants: intFrom(env, 'VBI_SUSPEND_PLANTS', DEFAULT_SUSPENSION_POLICY.plants, 1, 100),
+      windowHours: intFrom(env, 'VBI_SUSPEND_WINDOW_HOURS', DEFAULT_SUSPENSION_POLICY.windowHours, 1, 24 * 366),
+    },
     spoilageLimitBps: intFrom(env, 'VBI_SPOILAGE_LIMIT_BPS', 100, 0, 10_000),
     hsm: {
       library,

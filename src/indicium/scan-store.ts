@@ -9,30 +9,39 @@ export interface Scan {
   seenAt: Date;
   /** Where it was scanned: a facility, a sorter, a verifier's name. */
   location: string;
+  /** The plant of the postal verifier's credential that recorded it (src/indicium/postal-verifiers.ts). */
+  plant?: string;
 }
 
 export interface Sighting {
   seenAt: Date;
   location: string;
+  plant?: string;
+}
+
+export interface FirstSighting extends Sighting {
+  /** True when the first sighting was another indicium with the same meter and piece number. */
+  otherIndicium: boolean;
 }
 
 /**
- * Remembers every indicium ever scanned. `record` is atomic: of any number of concurrent
- * scans of the same indicium exactly one gets `firstSeen: null`; every other scan gets the
- * time and place of that first one.
+ * Remembers every indicium ever scanned, and every piece number (meter, sequence). `record` is
+ * atomic: of any number of concurrent scans of the same indicium, or of indicia with the same
+ * piece number, exactly one gets `firstSeen: null`; every other scan gets the first one.
  */
 export interface ScanStore {
-  record(scan: Scan): Promise<{ firstSeen: Sighting | null }>;
+  record(scan: Scan): Promise<{ firstSeen: FirstSighting | null }>;
 }
 
-/** ScanStore on the indicium_scans table (sql/0010_indicium_scans.sql). */
+/** ScanStore on the indicium_scans table (sql/0010_indicium_scans.sql, sql/0120_postal_verification.sql). */
 export class PgScanStore implements ScanStore {
   constructor(private readonly knex: Knex) {}
 
-  async record(scan: Scan): Promise<{ firstSeen: Sighting | null }> {
+  async record(scan: Scan): Promise<{ firstSeen: FirstSighting | null }> {
     if (scan.indiciumDigest.length !== 32) throw new Error('indicium digest must be 32 bytes');
-    // ON CONFLICT DO NOTHING waits for a concurrent inserter of the same digest to commit,
-    // then skips: the unique index decides who was first, not a read-then-write race.
+    // ON CONFLICT DO NOTHING (on the digest or on the piece number) waits for a concurrent
+    // inserter to commit, then skips: the unique indexes decide who was first, not a
+    // read-then-write race.
     const inserted = await this.knex('indicium_scans')
       .insert({
         indicium_digest: scan.indiciumDigest,
@@ -40,15 +49,23 @@ export class PgScanStore implements ScanStore {
         sequence: scan.sequence,
         first_seen_at: scan.seenAt,
         first_location: scan.location,
+        first_plant: scan.plant ?? null,
       })
-      .onConflict('indicium_digest')
+      .onConflict()
       .ignore()
       .returning('indicium_digest');
     if (inserted.length === 1) return { firstSeen: null };
     const first = await this.knex('indicium_scans')
       .where({ indicium_digest: scan.indiciumDigest })
-      .first('first_seen_at', 'first_location');
+      .orWhere({ meter_id: scan.meterId, sequence: scan.sequence })
+      .orderByRaw('indicium_digest = ? DESC', [scan.indiciumDigest])
+      .first('indicium_digest', 'first_seen_at', 'first_location', 'first_plant');
     if (!first) throw new Error('indicium scan row vanished after a conflict');
-    return { firstSeen: { seenAt: first.first_seen_at, location: first.first_location } };
+    return {
+      firstSeen: {
+        seenAt: first.first_seen_at, location: first.first_location, ...(first.first_plant ? { plant: first.first_plant } : {}),
+        otherIndicium: !Buffer.from(first.indicium_digest).equals(scan.indiciumDigest),
+      },
+    };
   }
 }

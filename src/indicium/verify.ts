@@ -15,7 +15,7 @@ import {
 import { indiciumDigest } from './digest';
 import { IndiciumFields } from './fields';
 import { decodeIndicium, DecodedIndicium } from './layout';
-import { ScanStore, Sighting } from './scan-store';
+import { FirstSighting, ScanStore, Sighting } from './scan-store';
 import { verifyIndiciumSignature } from './signature';
 
 /**
@@ -36,14 +36,14 @@ export interface VerifyResult {
   /** The certificate the signature was checked against. */
   certificate?: CertificateSummary;
   /** DUPLICATE only: the first sighting. */
-  firstSeen?: Sighting;
+  firstSeen?: FirstSighting;
 }
 
 /** What the onDuplicate policy is told. */
 export interface DuplicateEvent {
   fields: IndiciumFields;
   digest: Buffer;
-  firstSeen: Sighting;
+  firstSeen: FirstSighting;
   scan: Sighting;
 }
 
@@ -72,7 +72,7 @@ export interface VerifyRequest {
   /** Check against this certificate (DER or PEM) instead of looking one up. */
   certificate?: Buffer | string;
   /** Where and when it was scanned; default: now, 'unspecified'. */
-  scan?: { seenAt?: Date; location: string };
+  scan?: { seenAt?: Date; location: string; plant?: string };
 }
 
 /**
@@ -133,14 +133,16 @@ export class IndiciumVerifier {
     }
 
     if (this.opts.scanStore) {
-      const scan: Sighting = { seenAt: req.scan?.seenAt ?? this.clock(), location: req.scan?.location ?? 'unspecified' };
+      const scan: Sighting = {
+        seenAt: req.scan?.seenAt ?? this.clock(), location: req.scan?.location ?? 'unspecified', ...(req.scan?.plant ? { plant: req.scan.plant } : {}),
+      };
       const { firstSeen } = await this.opts.scanStore.record({ indiciumDigest: digest, meterId: fields.meterId, sequence: fields.sequence, ...scan });
       if (firstSeen) {
         await this.opts.onDuplicate?.({ fields, digest, firstSeen, scan });
         return {
           ...withCert,
           code: 'DUPLICATE',
-          reason: `first seen at ${firstSeen.location} on ${firstSeen.seenAt.toISOString()}`,
+          reason: `${firstSeen.otherIndicium ? `piece number ${fields.sequence} of meter ${fields.meterId} first seen on another indicium` : 'first seen'} at ${firstSeen.location} on ${firstSeen.seenAt.toISOString()}`,
           firstSeen,
         };
       }

@@ -5,6 +5,7 @@ import { Config } from '../../src/config/config';
 import { auditRecords } from '../../src/ledger/audit-store';
 import { AuditRecord } from '../../src/module/audit';
 import { defaultWalArchive } from '../../src/db/wal-archive';
+import { DEFAULT_SUSPENSION_POLICY } from '../../src/indicium/fraud-report';
 import { join } from 'node:path';
 import { LedgerOptions } from '../../src/ledger/ledger';
 import { Database } from '../../src/db/database';
@@ -39,6 +40,7 @@ export function testConfig(labels: string[], over: Partial<Config> = {}): Config
     spoilageLimitBps: 100,
     walArchive: defaultWalArchive(process.env.VBI_TEST_ROOT as string),
     backupDir: join(process.env.VBI_TEST_ROOT as string, 'backups'),
+    suspension: DEFAULT_SUSPENSION_POLICY,
     hsm: { ...hsmConfig('aes'), modules: labels.map((tokenLabel) => ({ tokenLabel, userPin: TEST_USER_PIN, userType: 1 })) },
     ...over,
   };
