@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   // transaction engine
   UNKNOWN_METER: { status: 404, kind: 'user', text: 'no such meter' },
   METER_CLOSED: { status: 409, kind: 'user', text: 'meter is closed' },
+  METER_NOT_SUSPENDED: { status: 409, kind: 'user', text: 'meter is not suspended' },
   METER_NOT_ACTIVE: { status: 409, kind: 'user', text: 'meter is not active (unassigned or suspended)' },
   METER_NOT_EMPTY: { status: 409, kind: 'user', text: 'meter still holds postage in its descending register' },
   INSUFFICIENT_FUNDS: { status: 409, kind: 'user', text: 'descending register is lower than the amount' },
@@ -103,8 +104,9 @@ export const ERROR_CODES = {
   IDEMPOTENCY_IN_PROGRESS: { status: 409, kind: 'user', text: 'a request with this Idempotency-Key is still being processed' },
   RATE_LIMITED: { status: 429, kind: 'user', text: 'too many requests; retry after the time in Retry-After' },
   INTERNAL: { status: 500, kind: 'internal', text: 'internal error' },
-  // postal verification (src/indicium/postal-verifiers.ts)
+  // credentials of postal verifiers and operators (src/api/credentials.ts)
   VERIFIER_UNKNOWN: { status: 401, kind: 'user', text: 'the postal verifier credential is unknown or revoked' },
+  OPERATOR_UNKNOWN: { status: 401, kind: 'user', text: 'the operator credential is missing, unknown or revoked' },
   // payments (src/payments/)
   PAYMENT_DECLINED: { status: 402, kind: 'user', text: 'the payment was declined' },
   PAYMENT_LINK_FAILED: { status: 502, kind: 'internal', text: 'the payment processor could not be reached (after 3 attempts)' },

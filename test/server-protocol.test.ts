@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { addVerifier, revokeVerifier } from '../src/indicium/postal-verifiers';
+import { addCredential, revokeCredential } from '../src/api/credentials';
+import { auditRecords } from '../src/ledger/audit-store';
 import { createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { ServerFixture, serverFixture } from './helpers/server';
 import { RawClient } from './helpers/raw-client';
@@ -151,7 +152,7 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 
-  it('verifies a printed indicium: public checks record nothing; postal verifiers record sightings, open fraud cases on duplicates, and the policy suspends', async () => {
+  it('verifies a printed indicium: public checks record nothing; postal verifiers record sightings, open fraud cases on duplicates, and the policy suspends; only an operator reactivates, on the signed audit record', async () => {
     const c = new RawClient(f.url);
     await c.register(password);
     await c.op('/v1/purchases', 'purchase', { amount: 10_000, payment: { kind: 'card', token: 'tok_approve' } }, { 'Idempotency-Key': 'v-buy' });
@@ -179,12 +180,13 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect(await state()).to.equal('active');
     // a bearer that is not a credential (or a revoked one) is refused and records nothing
     const asVerifier = (token: string, body: Record<string, unknown>) => c.call('POST', '/v1/verify', body, { authorization: `Bearer ${token}` });
-    const plantA = await addVerifier(knex, 'plant A');
-    const plantB = await addVerifier(knex, 'plant B');
-    const plantC = await addVerifier(knex, 'plant C');
-    const gone = await addVerifier(knex, 'plant Z');
-    await revokeVerifier(knex, gone.verifierId);
-    for (const token of ['pvt_' + 'x'.repeat(43), gone.token, 'not-a-token']) {
+    const plantA = await addCredential(knex, 'verifier', 'plant A');
+    const plantB = await addCredential(knex, 'verifier', 'plant B');
+    const plantC = await addCredential(knex, 'verifier', 'plant C');
+    const gone = await addCredential(knex, 'verifier', 'plant Z');
+    const operator = await addCredential(knex, 'operator', 'Olga Operator');
+    await revokeCredential(knex, gone.id);
+    for (const token of ['pvt_' + 'x'.repeat(43), gone.token, 'not-a-token', operator.token]) {
       const v = await asVerifier(token, { indicium: b64 });
       expect([v.status, v.json.error.code]).to.deep.equal([401, 'VERIFIER_UNKNOWN']);
     }
@@ -203,6 +205,43 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect(v3.json.result).to.equal('DUPLICATE');
     expect(await state()).to.equal('suspended');
     expect(await knex('fraud_reports').where({ meter_id: c.meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 2 });
+
+    // the operator reviews the cases and reactivates; nobody else can
+    const asOperator = (method: string, path: string, token: string, body?: unknown) => c.call(method, path, body, { authorization: `Bearer ${token}` });
+    const reactivate = `/v1/operator/meters/${c.meterId}/reactivate`;
+    for (const token of [plantA.token, 'opt_' + 'y'.repeat(43)]) {
+      const r = await asOperator('POST', reactivate, token, { reason: 'reviewed' });
+      expect([r.status, r.json.error.code]).to.deep.equal([401, 'OPERATOR_UNKNOWN']);
+    }
+    const anonymous = await c.call('POST', reactivate, { reason: 'reviewed' });
+    expect([anonymous.status, anonymous.json.error.code]).to.deep.equal([401, 'OPERATOR_UNKNOWN']);
+    expect(await state()).to.equal('suspended');
+    const cases = await asOperator('GET', `/v1/operator/fraud-cases?meterId=${c.meterId}`, operator.token);
+    expect(cases.json.cases.map((x: { kind: string }) => x.kind)).to.deep.equal(['duplicate_indicium', 'duplicate_indicium']);
+    expect(cases.json.cases[0].details.seenAgain.plant).to.equal('plant C');
+    const ok = await asOperator('POST', reactivate, operator.token, { reason: 'case 1-2: the mailer mailed one label twice by mistake; refunded' });
+    expect(ok.status, JSON.stringify(ok.json)).to.equal(200);
+    expect(await state()).to.equal('active');
+    const again = await asOperator('POST', reactivate, operator.token, { reason: 'again' });
+    expect([again.status, again.json.error.code]).to.deep.equal([409, 'METER_NOT_SUSPENDED']);
+    // reported lost: the operator suspends by hand; a meter that still holds postage cannot be withdrawn
+    const lost = await asOperator('POST', `/v1/operator/meters/${c.meterId}/suspend`, operator.token, { reason: 'reported stolen by the mailer' });
+    expect([lost.status, lost.json.state]).to.deep.equal([200, 'suspended']);
+    expect(await state()).to.equal('suspended');
+    const notEmpty = await asOperator('POST', `/v1/operator/meters/${c.meterId}/withdraw`, operator.token, { reason: 'stolen' });
+    expect([notEmpty.status, notEmpty.json.error.code]).to.deep.equal([409, 'METER_NOT_EMPTY']);
+    // every action is on the signed audit record of the module that ran it
+    const audit = (await auditRecords(knex)).filter((r) => r.details.meterId === c.meterId);
+    expect(audit.map((r) => r.kind)).to.deep.equal(['meter-suspended', 'meter-reactivated', 'meter-suspended']);
+    expect(audit[1].reason).to.match(/^reactivated by operator Olga Operator \(op-[0-9a-f]{16}\): case 1-2/);
+    expect(audit[2].reason).to.match(/^suspended by operator Olga Operator \(op-[0-9a-f]{16}\): reported stolen/);
+    // an empty meter is withdrawn (closed)
+    const empty = new RawClient(f.url);
+    await empty.register(password);
+    const closed = await asOperator('POST', `/v1/operator/meters/${empty.meterId}/withdraw`, operator.token, { reason: 'account closed' });
+    expect([closed.status, closed.json.state]).to.deep.equal([200, 'closed']);
+    expect((await knex('meters').where({ meter_id: empty.meterId }).first('state')).state).to.equal('closed');
+    expect((await auditRecords(knex)).filter((r) => r.details.meterId === empty.meterId).map((r) => r.kind)).to.deep.equal(['meter-withdrawn']);
   });
 
   it('bad JSON, oversized bodies, wrong types and unknown fields get 4xx and change nothing', async () => {

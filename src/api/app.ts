@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import { MailerService } from '../mailer/mailer-service';
 import type { ModuleHealth } from '../service';
 import { IndiciumVerifier } from '../indicium/verify';
-import { authenticateVerifier } from '../indicium/postal-verifiers';
+import { bearer } from './credentials';
 import { computePostage } from '../rates/postage';
 import { OperationalRequest } from '../protocol/messages';
 import { ApiRegistry, DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
@@ -26,6 +26,12 @@ export interface AppDeps {
   /** The same checks without recording (`"record": false`: a mailer checking its own label). */
   checker: IndiciumVerifier;
   status: () => { modules: ModuleHealth[]; commits?: { groups: number; commands: number } };
+  /** What an operator may do through /v1/operator (the transaction engine's commands). */
+  operator: {
+    reactivateMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
+    suspendMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
+    withdrawMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
+  };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   /** This process's instance id and the liveness of others (idempotency owners; src/service.ts). */
@@ -194,22 +200,58 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     handler: async (req) => {
       // Only an authenticated postal verifier's scan is a sighting in the mail stream; anyone
       // else (a mailer checking a label, a photo of one) is answered and nothing is recorded.
-      const auth = req.get('authorization');
-      let postal: { verifierId: string; plant: string } | null = null;
-      if (auth !== undefined) {
-        const bearer = /^Bearer (\S+)$/.exec(auth);
-        postal = bearer ? await authenticateVerifier(deps.db, bearer[1]) : null;
-        if (!postal) throw vbiError('VERIFIER_UNKNOWN', 'the Authorization header does not carry an unrevoked postal verifier credential');
-      }
+      const postal = await bearer(deps.db, 'verifier', req.get('authorization'));
       const indicium = Buffer.from(req.body.indicium, 'base64');
       if (!postal || req.body.record === false) {
         const r = await deps.checker.verify({ indicium });
         return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, recorded: false };
       }
-      const r = await deps.verifier.verify({ indicium, scan: { location: req.body.location ?? postal.plant, plant: postal.plant } });
+      // the credential's name is its plant
+      const r = await deps.verifier.verify({ indicium, scan: { location: req.body.location ?? postal.name, plant: postal.name } });
       return { result: r.code, reason: r.reason, fields: r.fields, digest: r.digest, firstSeen: r.firstSeen, recorded: r.code === 'VALID' || r.code === 'DUPLICATE' };
     },
   });
+
+  // --- operators (Authorization: Bearer <operator credential>) ---
+  const operatorOf = async (req: express.Request): Promise<{ id: string; name: string }> => {
+    const op = await bearer(deps.db, 'operator', req.get('authorization'));
+    if (!op) throw vbiError('OPERATOR_UNKNOWN', 'this route needs an operator credential (Authorization: Bearer)');
+    return op;
+  };
+  api.defineRoute<unknown, { meterId?: string }>({
+    method: 'get', path: '/v1/operator/fraud-cases', summary: "fraud cases (duplicates with both sightings), newest first; one meter's with ?meterId",
+    query: objectSchema({ meterId: meterIdSchema }), responses: ok('cases'),
+    handler: async (req) => {
+      await operatorOf(req);
+      const q = deps.db('fraud_reports').orderBy('fraud_report_id', 'desc').limit(200)
+        .select('fraud_report_id', 'kind', 'meter_id', 'indicium_digest', 'details', 'reported_at');
+      if (req.query.meterId) q.where({ meter_id: req.query.meterId });
+      const rows = await q;
+      return {
+        cases: rows.map((r) => ({
+          caseId: Number(r.fraud_report_id), kind: r.kind, meterId: r.meter_id, digest: r.indicium_digest ? Buffer.from(r.indicium_digest).toString('hex') : null,
+          details: r.details, reportedAt: r.reported_at,
+        })),
+      };
+    },
+  });
+  const meterActions = [
+    { action: 'reactivate', state: 'active', run: deps.operator.reactivateMeter, summary: 'reactivate a suspended meter after reviewing its fraud cases' },
+    { action: 'suspend', state: 'suspended', run: deps.operator.suspendMeter, summary: 'suspend a meter (e.g. reported lost or stolen): no download, print or partial refund until reactivated' },
+    { action: 'withdraw', state: 'closed', run: deps.operator.withdrawMeter, summary: 'withdraw (close) an empty meter' },
+  ];
+  for (const a of meterActions) {
+    api.defineRoute<{ reason: string }, Record<string, unknown>>({
+      method: 'post', path: `/v1/operator/meters/:meterId/${a.action}`, summary: `${a.summary} (audited with the operator and the reason)`,
+      params: objectSchema({ meterId: meterIdSchema }), body: objectSchema({ reason: { type: 'string', minLength: 1, maxLength: 500 } }, ['reason']),
+      responses: ok('registers'),
+      handler: async (req) => {
+        const op = await operatorOf(req as unknown as express.Request);
+        const registers = await a.run({ meterId: (req.params as { meterId: string }).meterId, operator: `${op.name} (${op.id})`, reason: req.body.reason });
+        return { state: a.state, registers };
+      },
+    });
+  }
 
   api.serveOpenApi('/v1/openapi.json');
   app.use(notFoundHandler());

@@ -6,6 +6,7 @@ import { METER_ID_PATTERN } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { assignMeter } from '../module/commands/assign-meter';
 import { suspendMeter } from '../module/commands/suspend';
+import { reactivateMeter } from '../module/commands/reactivate';
 import { withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
@@ -15,7 +16,7 @@ import { Lease } from './module-lease';
 import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
 import { reinstateModule } from './reinstatement';
 import type { Approval } from './officer-approval';
-import { AuditRecord } from '../module/audit';
+import { AuditEvent, AuditRecord } from '../module/audit';
 
 export interface LedgerOptions {
   db: Knex;
@@ -258,15 +259,40 @@ export class Ledger {
     return out.result;
   }
 
-  /** Suspend a meter (fraud policy): its DR is disabled until an operator reactivates it. */
-  async suspendMeter(req: { meterId: string; reason: string }): Promise<Registers> {
-    const out = await this.run({ meterId: req.meterId, type: 'suspend', execute: suspendMeter(), details: () => ({ reason: req.reason }) });
+  /**
+   * Suspend a meter — by the fraud policy, or by an operator (e.g. reported lost or stolen): its
+   * DR is disabled until an operator reactivates it. Audited by the module that ran it.
+   */
+  async suspendMeter(req: { meterId: string; reason: string; operator?: string }): Promise<Registers> {
+    const out = await this.run({ meterId: req.meterId, type: 'suspend', execute: suspendMeter(), details: () => ({ reason: req.reason, operator: req.operator }) });
+    await this.audit(out, {
+      kind: 'meter-suspended', reason: req.operator ? `suspended by operator ${req.operator}: ${req.reason}` : req.reason,
+      details: { meterId: req.meterId, operator: req.operator ?? null },
+    });
     return out.result;
   }
 
-  /** Withdraw: close an empty meter. */
-  async withdraw(req: { meterId: string }): Promise<Registers> {
-    const out = await this.run({ meterId: req.meterId, type: 'withdraw', execute: withdraw(), details: () => ({}) });
+  /** An operator reactivates a suspended meter after reviewing its cases; audited with the operator's name. */
+  async reactivateMeter(req: { meterId: string; operator: string; reason: string }): Promise<Registers> {
+    const out = await this.run({
+      meterId: req.meterId, type: 'reactivate', execute: reactivateMeter(), details: () => ({ operator: req.operator, reason: req.reason }),
+    });
+    await this.audit(out, { kind: 'meter-reactivated', reason: `reactivated by operator ${req.operator}: ${req.reason}`, details: { meterId: req.meterId, operator: req.operator } });
+    return out.result;
+  }
+
+  /** Records an event in the audit chain of the module that ran `out`'s command, naming its checkpoint. */
+  private async audit(out: DispatchResult<unknown>, event: Omit<AuditEvent, 'at'>): Promise<void> {
+    const engine = this.opts.engines.find((e) => e.hsm.serial === out.record.moduleSerial);
+    await engine?.record({ ...event, at: new Date(out.record.time).toISOString(), details: { ...event.details, checkpointSeq: out.record.seq } });
+  }
+
+  /** Withdraw: close an empty meter (an operator's decision: audited with the operator's name). */
+  async withdraw(req: { meterId: string; operator?: string; reason?: string }): Promise<Registers> {
+    const out = await this.run({ meterId: req.meterId, type: 'withdraw', execute: withdraw(), details: () => ({ operator: req.operator, reason: req.reason }) });
+    if (req.operator) {
+      await this.audit(out, { kind: 'meter-withdrawn', reason: `withdrawn by operator ${req.operator}: ${req.reason ?? ''}`, details: { meterId: req.meterId, operator: req.operator } });
+    }
     return out.result;
   }
 

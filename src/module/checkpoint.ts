@@ -37,6 +37,8 @@ export const TRANSACTION_TYPES = {
   session: 13,
   /** Officer reinstatement: the module accepts the database's state (docs/checkpoint.md); no meter. */
   reinstate: 14,
+  /** A suspended meter made active again by an operator. */
+  reactivate: 15,
 } as const;
 export type TransactionType = keyof typeof TRANSACTION_TYPES;
 const TYPE_BY_CODE = new Map<number, TransactionType>(

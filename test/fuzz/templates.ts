@@ -12,7 +12,7 @@ import { dynamicPassword, encryptTo, macInputOf, signEnvelope } from './protocol
  * refused, may be accepted (read-only routes), or must not be sent because it could still be a
  * valid, state-changing request.
  */
-export type TemplateKind = 'envelope' | 'registration' | 'challenge' | 'complete' | 'heartbeat' | 'verify' | 'read' | 'unknown';
+export type TemplateKind = 'envelope' | 'registration' | 'challenge' | 'complete' | 'heartbeat' | 'verify' | 'operator' | 'read' | 'unknown';
 
 export interface Template {
   route: RouteSpec;
@@ -159,6 +159,14 @@ export function templateFor(ctx: CaseContext, route: RouteSpec): Template {
       t.body = { indicium: Buffer.concat([fx.indicium.data, fx.indicium.signature]).toString('base64'), record: false, location: 'fuzz check' };
       t.base64Fields.add('indicium');
       return t;
+    case 'POST /v1/operator/meters/{meterId}/reactivate':
+    case 'POST /v1/operator/meters/{meterId}/suspend':
+    case 'POST /v1/operator/meters/{meterId}/withdraw':
+      // the fuzzer holds no operator credential: every such request must be refused
+      t.kind = 'operator';
+      t.pathValues.meterId = rng.pick(usableMailers(fx)).client.meterId;
+      t.body = { reason: 'fuzz review' };
+      return t;
     case 'GET /v1/rates':
       t.kind = 'read';
       t.query = '?mailClass=first-class-letter&weightOz=1';
@@ -231,8 +239,10 @@ export function judge(ctx: CaseContext, t: Template, view: unknown): Verdict {
     case 'heartbeat':
       return v.meterId === tb.meterId && v.counter === tb.counter && v.clientTime === tb.clientTime && sameBytes(tb.dynamicPassword, v.dynamicPassword) ? 'skip' : 'reject';
     case 'verify':
-      if (v.record === false) return 'any';
-      return sameBytes(tb.indicium, v.indicium) ? 'skip' : 'any';
+      // without a postal verifier credential nothing is recorded, whatever the body says
+      return 'any';
+    case 'operator':
+      return 'reject';
     default:
       return 'skip';
   }
