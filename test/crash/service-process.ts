@@ -165,27 +165,23 @@ export class ServiceProcess {
   /** Stops everything: the service, then the embedded PostgreSQL (fast shutdown). */
   async stop(): Promise<void> {
     await this.kill();
-    const pid = this.postmasterPid();
-    if (!pid) return;
-    try {
-      process.kill(pid, 'SIGINT');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 200; i++) {
-      try {
-        process.kill(pid, 0);
-      } catch {
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await this.signalDatabase('SIGINT');
   }
 
   /** SIGKILL of the postmaster, waiting until it is gone (its backends exit by themselves). */
   async killDatabaseAndWait(): Promise<void> {
+    await this.signalDatabase('SIGKILL');
+  }
+
+  /** Signals the postmaster and waits (up to 10 s) until it has exited. */
+  private async signalDatabase(signal: NodeJS.Signals): Promise<void> {
     const pid = this.postmasterPid();
-    if (!pid || !this.killDatabase()) return;
+    if (!pid) return;
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
     for (let i = 0; i < 200; i++) {
       try {
         process.kill(pid, 0);
