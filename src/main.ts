@@ -12,15 +12,18 @@ import { PgMeterStore } from './ledger/pg-meter-store';
 import { MeterGen } from './pki/metergen';
 import { fromPemAll } from './pki/pem';
 import { SandboxPaymentProvider } from './payments/sandbox-provider';
+import { PaymentProvider } from './payments/payment-provider';
 
 /**
  * `npm start`: the whole service. On the embedded defaults (no DATABASE_URL, no CA_URL, the
  * SoftHSM2 dev token) it provisions what is missing — dev module token and key ceremony, dev CA
  * and vendor tokens, the CA itself — starts PostgreSQL, runs the migrations, keeps a few certified
  * meters ready, and serves the API. Production sets PKCS11_*, DATABASE_URL, CA_URL and the
- * MeterGen variables (src/pki/metergen-config.ts), VBI_INTERMEDIATES, and VBI_TLS_CERT/KEY.
+ * MeterGen variables (src/pki/metergen-config.ts), VBI_INTERMEDIATES, VBI_TLS_CERT/KEY and
+ * VBI_PAYMENT_PROVIDER.
  */
 async function main(): Promise<void> {
+  const payments = paymentProvider(process.env);
   const config = loadConfig();
   const service = await createService({ config });
   for (const m of service.status().modules) {
@@ -54,11 +57,13 @@ async function main(): Promise<void> {
     ? { cert: readFileSync(process.env.VBI_TLS_CERT), key: readFileSync(process.env.VBI_TLS_KEY) }
     : undefined;
   const server = await startServer({
-    service, pki, metergen: metergenOf, payments: new SandboxPaymentProvider(),
+    service, pki, metergen: metergenOf, payments,
     meterPool: { minimum: Number(process.env.VBI_METER_POOL ?? 3), maxDescendingRegister: 1_000_000_000 },
     host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls,
     // registration, challenge and session-open attempts per client address (and meter) per minute
     authRateLimit: process.env.VBI_AUTH_RATE_LIMIT ? { limit: Number(process.env.VBI_AUTH_RATE_LIMIT), windowMs: 60_000 } : undefined,
+    keyRenewal: service.config.keyRenewal,
+    log: (line) => process.stderr.write(line + '\n'),
   });
   process.stdout.write(`meters ready for registration: ${await service.ledger.unassignedMeters()}\n`);
   process.stdout.write(`listening on ${server.url}  (health: ${server.url}/v1/health, API: ${server.url}/v1/openapi.json)\n`);
@@ -75,6 +80,20 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/**
+ * The payment provider, chosen by configuration before anything starts. Only the sandbox exists
+ * (src/payments/sandbox-provider.ts); a production deployment (CA_URL set) refuses to start with
+ * it unless VBI_PAYMENT_PROVIDER=sandbox says so explicitly (a staging system that takes no real money).
+ */
+function paymentProvider(env: NodeJS.ProcessEnv): PaymentProvider {
+  const chosen = env.VBI_PAYMENT_PROVIDER || (env.CA_URL ? undefined : 'sandbox');
+  if (chosen === undefined) {
+    throw vbiError('CONFIG_INVALID', 'a production deployment (CA_URL set) needs VBI_PAYMENT_PROVIDER; no real payment adapter is built yet, and VBI_PAYMENT_PROVIDER=sandbox is only for a staging system that takes no real money');
+  }
+  if (chosen !== 'sandbox') throw vbiError('CONFIG_INVALID', `VBI_PAYMENT_PROVIDER '${chosen}' is not available (only 'sandbox')`);
+  return new SandboxPaymentProvider();
 }
 
 main().catch((e) => {

@@ -19,6 +19,7 @@ import { CaClient } from './pki/ca-client';
 import { RequestCountersigner } from './pki/vendor-ra';
 import { TrustStore } from './pki/trust-store';
 import { keepMeterPool } from './pki/meter-pool';
+import { RenewalRun, renewDueKeys } from './pki/key-renewal-schedule';
 import { Mutex } from './module/mutex';
 import { PaymentProvider } from './payments/payment-provider';
 
@@ -40,6 +41,8 @@ export interface ServerDeps {
   log?: (line: string) => void;
   /** Idempotency keys are kept this long (default 30 days; answered or not) and purged every hour. */
   idempotencyRetentionMs?: number;
+  /** Renew indicium keys ahead of expiry on a timer (src/pki/key-renewal-schedule.ts); off when unset. */
+  keyRenewal?: { renewBeforeMs: number; intervalMs: number };
 }
 
 export const IDEMPOTENCY_RETENTION_MS = 30 * 86_400_000;
@@ -54,6 +57,8 @@ export interface RunningServer {
   store: PgMeterStore;
   /** One purge of answered idempotency keys older than the retention (the hourly timer's step). */
   purgeIdempotencyKeys(): Promise<number>;
+  /** One pass of the key renewal schedule (the timer's step; `renewBeforeMs` defaults to the schedule's, or 30 days). */
+  renewDueKeys(renewBeforeMs?: number): Promise<RenewalRun>;
   close(): Promise<void>;
 }
 
@@ -107,12 +112,26 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const purge = () => purgeIdempotencyKeys({ db: service.db.knex, olderThan: new Date(Date.now() - retention), includeInProgress: true });
   const purgeTimer = setInterval(() => { void purge().catch(() => undefined); }, IDEMPOTENCY_PURGE_EVERY_MS);
   purgeTimer.unref();
+  // Key renewal passes run one at a time, beside the traffic; a failed meter is tried again next pass.
+  const renewalLock = new Mutex();
+  const renew = (renewBeforeMs = deps.keyRenewal?.renewBeforeMs ?? 30 * 86_400_000) => renewalLock.run(async () => {
+    const run = await renewDueKeys({ db: service.db.knex, metergen, renewBeforeMs });
+    for (const r of run.renewed) deps.log?.(`key renewal: meter ${r.meterId} serial ${r.previousSerialHex} -> ${r.serialHex}`);
+    for (const f of run.failed) deps.log?.(`key renewal: meter ${f.meterId} failed: ${f.error}`);
+    return run;
+  });
+  const renewTimer = deps.keyRenewal ? setInterval(() => { void renew().catch(() => undefined); }, deps.keyRenewal.intervalMs) : undefined;
+  renewTimer?.unref();
+  if (deps.keyRenewal) void renew().catch(() => undefined); // a first pass at start, in the background
   return {
     purgeIdempotencyKeys: purge,
+    renewDueKeys: renew,
     url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {
       clearInterval(purgeTimer);
+      if (renewTimer) clearInterval(renewTimer);
+      await renewalLock.run(async () => undefined); // let a running renewal pass finish
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
       await poolLock.run(async () => undefined); // let a running pool refill finish
     },

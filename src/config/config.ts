@@ -55,6 +55,11 @@ export interface Config {
   backupDir: string;
   /** When duplicate sightings suspend a meter (VBI_SUSPEND_DUPLICATES, VBI_SUSPEND_PLANTS, VBI_SUSPEND_WINDOW_HOURS). */
   suspension: SuspensionPolicy;
+  /**
+   * The service renews indicium keys expiring within `renewBeforeMs` (VBI_KEY_RENEW_BEFORE_DAYS,
+   * default 30), looking every `intervalMs` (VBI_KEY_RENEWAL_INTERVAL_MINUTES, default 60).
+   */
+  keyRenewal: { renewBeforeMs: number; intervalMs: number };
 }
 
 type Env = Record<string, string | undefined>;
@@ -121,6 +126,10 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
     },
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
+    keyRenewal: {
+      renewBeforeMs: intFrom(env, 'VBI_KEY_RENEW_BEFORE_DAYS', 30, 1, 365) * 86_400_000,
+      intervalMs: intFrom(env, 'VBI_KEY_RENEWAL_INTERVAL_MINUTES', 60, 1, 1440) * 60_000,
+    },
     suspension: {
       duplicates: intFrom(env, 'VBI_SUSPEND_DUPLICATES', DEFAULT_SUSPENSION_POLICY.duplicates, 1, 1000),
       plants: intFrom(env, 'VBI_SUSPEND_PLANTS', DEFAULT_SUSPENSION_POLICY.plants, 1, 100),

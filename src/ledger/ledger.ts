@@ -621,6 +621,7 @@ export class Ledger {
     const row = {
       state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
       cert_serial: out.package.indiciumCertSerial || null,
+      key_expiry: out.package.indiciumKeyExpiry ? new Date(out.package.indiciumKeyExpiry) : null,
       ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
     };
     if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);

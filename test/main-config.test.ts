@@ -1,0 +1,31 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** `npm start`'s program refuses a configuration that would take real money through the sandbox. */
+describe('the service program: payment provider chosen by configuration', function () {
+  this.timeout(60_000);
+  const main = join(__dirname, '..', 'src', 'main.js');
+
+  it('a production deployment (CA_URL set) without VBI_PAYMENT_PROVIDER, or with an unknown one, refuses to start and starts nothing', async () => {
+    const dir = mkdtempSync(join(process.env.VBI_TEST_ROOT as string, 'main-'));
+    try {
+      for (const [extra, message] of [
+        [{}, 'CONFIG_INVALID: a production deployment (CA_URL set) needs VBI_PAYMENT_PROVIDER'],
+        [{ VBI_PAYMENT_PROVIDER: 'acme-pay' }, "CONFIG_INVALID: VBI_PAYMENT_PROVIDER 'acme-pay' is not available (only 'sandbox')"],
+      ] as Array<[Record<string, string>, string]>) {
+        const r = await run(process.execPath, [main], { env: { ...process.env, CA_URL: 'https://ca.invalid', VBI_VAR_DIR: dir, ...extra } })
+          .then(() => ({ code: 0, err: '' }), (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }));
+        expect(r.code).to.equal(1);
+        expect(r.err).to.contain(message);
+      }
+      expect(readdirSync(dir)).to.deep.equal([]); // no database, no token, no CA
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
