@@ -125,6 +125,9 @@ describe('officer approvals: M of N officers, verified by the module token', fun
     asServicePin((s) => s.create(template(approverLabel(1, 1, 'Mallory'), false)));
     asServicePin((s) => s.create(template(approverLabel(2, 2, 'Alice Officer'), false)));
     const statement = reinstatementStatement(engine(), await rowCheckpoint());
+    // the token reports only the SO's trusted keys as approvers: not Mallory, not a second "Alice"
+    const seen = await engine().hsm.verifyApprovals({ statement: statementBytes(statement), approvals: [] });
+    expect({ ...seen, officers: [...seen.officers].sort() }).to.deep.equal({ threshold: 2, officers: ['Alice Officer', 'Bob Officer'], valid: [] });
     // Mallory signs the statement exactly as an officer's token would (ECDSA P-256 over SHA-256)
     const signed = (officer: string): Approval => ({
       officer, signature: nodeSign('sha256', statementBytes(statement), { key: mallory.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64'),

@@ -201,7 +201,8 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     // the first repeat opens a case, it does not suspend
     expect(await knex('fraud_reports').where({ meter_id: c.meterId })).to.have.length(1);
     expect(await state()).to.equal('active');
-    const v3 = await asVerifier(plantC.token, { indicium: b64 });
+    // (the scheme name is case-insensitive)
+    const v3 = await c.call('POST', '/v1/verify', { indicium: b64 }, { authorization: `bearer ${plantC.token}` });
     expect(v3.json.result).to.equal('DUPLICATE');
     expect(await state()).to.equal('suspended');
     expect(await knex('fraud_reports').where({ meter_id: c.meterId }).count({ n: '*' }).first()).to.deep.equal({ n: 2 });

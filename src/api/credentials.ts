@@ -79,7 +79,7 @@ export async function authenticate(db: Knex, kind: CredentialKind, token: string
  */
 export async function bearer(db: Knex, kind: CredentialKind, header: string | undefined): Promise<{ id: string; name: string } | undefined> {
   if (header === undefined) return undefined;
-  const m = /^Bearer (\S+)$/.exec(header);
+  const m = /^Bearer +(\S+)$/i.exec(header); // the scheme name is case-insensitive (RFC 9110)
   const found = m ? await authenticate(db, kind, m[1]) : null;
   if (!found) throw vbiError(kind === 'verifier' ? 'VERIFIER_UNKNOWN' : 'OPERATOR_UNKNOWN', `the Authorization header does not carry an unrevoked ${kind} credential`);
   return found;

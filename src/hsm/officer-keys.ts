@@ -77,6 +77,8 @@ export function readApprovers(s: graphene.Session): Array<{ label: string; thres
   const out = [];
   for (let i = 0; i < found.length; i++) {
     const key = found.items(i).toType<graphene.PublicKey>();
+    // the search asked for CKA_TRUSTED; read it back too, whatever the token's search does
+    if (key.getAttribute('trusted') !== true) continue;
     const label = String(key.getAttribute('label'));
     const parsed = parseApproverLabel(label);
     if (!parsed) continue;
