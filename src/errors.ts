@@ -119,6 +119,9 @@ export const ERROR_CODES = {
   NO_BACKUP: { status: 400, kind: 'user', text: 'no verified base backup ends before the requested recovery time' },
   DATABASE_RUNNING: { status: 409, kind: 'user', text: 'the database to restore over is running: stop the service first' },
   RESTORE_FAILED: { status: 500, kind: 'internal', text: 'recovery from the base backup and the WAL archive failed' },
+  // the journal export and its replay (src/ledger/journal-export.ts, journal-replay.ts, docs/journal-export.md)
+  JOURNAL_EXPORT_BROKEN: { status: 500, kind: 'internal', text: 'the journal export does not verify (a file edited, missing, reordered or not sealed by a module)' },
+  JOURNAL_REPLAY_FAILED: { status: 500, kind: 'internal', text: 'the journal export cannot be replayed onto this database' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -170,6 +170,65 @@ describe('backup and point-in-time recovery (pg_basebackup, the WAL archive, the
     }
   });
 
+  it('the database and the archive\'s tail lost: restore to the last point available, replay the journal export, and every register, indicium and pool is as before', async () => {
+    // the operator exports the journal beside the running service (a cron job, in production)
+    const exported = await service.runScript('journal', ['export']);
+    expect(exported.code, exported.stderr).to.equal(0);
+    expect(exported.stdout).to.match(/^segment 1: \d+ journal row\(s\) exported/);
+    const again = await service.runScript('journal', ['export']);
+    expect(again.stdout).to.match(/^nothing new/);
+    expect((await service.runScript('journal', ['verify'])).stdout).to.match(/^journal export OK: \d+ entries in 1 sealed segment/);
+    // a replay while the service runs is refused: it would write under a serving module
+    const busy = await service.runScript('journal', ['replay']);
+    expect(busy.code).to.equal(1);
+    expect(busy.stderr).to.match(/^MODULE_IN_USE: /);
+
+    const db0 = await openDatabase({ varDir: service.varDir, poolSize: 2 });
+    const pool0 = await db0.knex('pool').first('purchased', 'available', 'refunds_paid');
+    const journalRows0 = Number((await db0.knex('journal').count<{ n: string }[]>({ n: '*' }))[0].n);
+    await db0.close();
+
+    // the data disk is lost and the archive holds nothing after the moment between the backup and the later work
+    await loseDatabase();
+    const restored = await service.runScript('restore', ['--to', betweenBackupAndLaterWork.toISOString()]);
+    expect(restored.code, restored.stderr).to.equal(0);
+    const replay = await service.runScript('journal', ['replay', '--json']);
+    expect(replay.code, replay.stderr).to.equal(0);
+    const report = JSON.parse(replay.stdout) as { replayed: number; modules: Array<{ state: string; replayed: number; missing: unknown[] }> };
+    expect(report.replayed).to.be.greaterThan(0);
+    expect(report.modules.map((m) => m.state)).to.deep.equal(report.modules.map(() => 'in-step'));
+    // a second replay finds nothing more to do
+    const twice = JSON.parse((await service.runScript('journal', ['replay', '--json'])).stdout) as { replayed: number };
+    expect(twice.replayed).to.equal(0);
+    const verified = await service.runScript('verify-journal');
+    expect(verified.code, verified.stdout + verified.stderr).to.equal(0);
+
+    await service.start();
+    for (const mod of await healthOfModules()) expect(mod.inRotation, mod.reason).to.equal(true);
+    const db = await openDatabase({ varDir: service.varDir, poolSize: 2 });
+    try {
+      expect(await db.knex('pool').first('purchased', 'available', 'refunds_paid')).to.deep.equal(pool0);
+      expect(Number((await db.knex('journal').count<{ n: string }[]>({ n: '*' }))[0].n)).to.equal(journalRows0);
+      for (const m of mailers) {
+        m.client.stopHeartbeats();
+        const c = await VbiClient.open({ keyFilePath: m.keyFilePath, password });
+        m.client = c;
+        const b = await c.balance();
+        expect({ ascending: b.ascending, descending: b.descending }).to.deep.equal(held.get(c.meterId));
+        const rows = await db.knex('indicia').where({ meter_id: c.meterId }).select('postage');
+        expect(rows.map((r) => Number(r.postage)).sort((a, b) => a - b)).to.deep.equal([300, 450, 520, 610]);
+        // the meter goes on from its registers: nothing printed before can be printed again
+        await c.openSession({ heartbeats: false });
+        expect((await c.print([{ destinationZip: '10006', postage: 130 }])).printed).to.equal(1);
+        await c.closeSession();
+        held.set(c.meterId, { ascending: b.ascending + 130, descending: b.descending - 130 });
+      }
+      expect((await conservation(db.knex)).violations).to.deep.equal([]);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('restored to a moment before work the rings hold, without an officer: the modules stay inhibited and nothing is signed', async () => {
     // restored over a database that still exists: it is renamed aside, never deleted
     await service.stop();

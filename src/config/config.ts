@@ -53,6 +53,8 @@ export interface Config {
   walArchive: WalArchiveSettings;
   /** Where `npm run backup` writes base backups (VBI_BACKUP_DIR; default <varDir>/backups). */
   backupDir: string;
+  /** Where `npm run journal -- export` writes the journal export (VBI_JOURNAL_EXPORT_DIR; default <varDir>/journal-export). */
+  journalExportDir: string;
   /** When duplicate sightings suspend a meter (VBI_SUSPEND_DUPLICATES, VBI_SUSPEND_PLANTS, VBI_SUSPEND_WINDOW_HOURS). */
   suspension: SuspensionPolicy;
   /**
@@ -126,6 +128,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
     },
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
+    journalExportDir: env.VBI_JOURNAL_EXPORT_DIR || join(varDir, 'journal-export'),
     keyRenewal: {
       renewBeforeMs: intFrom(env, 'VBI_KEY_RENEW_BEFORE_DAYS', 30, 1, 365) * 86_400_000,
       intervalMs: intFrom(env, 'VBI_KEY_RENEWAL_INTERVAL_MINUTES', 60, 1, 1440) * 60_000,

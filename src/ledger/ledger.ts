@@ -637,6 +637,7 @@ export class Ledger {
       amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
       checkpoint: out.checkpoint, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
       sequence: out.package.recordCounter, receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
+      package: out.sealedPackage, // what recovery rebuilds the meter from (docs/journal-export.md)
     });
     await step.after?.(trx, out, at);
     return out;

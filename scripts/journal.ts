@@ -1,0 +1,82 @@
+/**
+ * npm run journal -- export [--to DIR] | verify [--from DIR] [--json] | replay [--from DIR] [--json]
+ * export: appends the journal rows not yet exported to the export (one sealed segment per run);
+ *   runs beside the service.
+ * verify: checks the export (seals, line chain, records, packages, module chains); exit code 1
+ *   with the findings when it does not verify.
+ * replay: rolls a restored database forward from the export; refuses while the service runs
+ *   (it takes the module and map leases). Lists, per module, what its ring holds beyond the
+ *   database afterwards (postage presumed spent) and what an export does not rebuild.
+ * DIR defaults to VBI_JOURNAL_EXPORT_DIR (var/journal-export). docs/journal-export.md.
+ */
+import { loadConfig } from '../src/config/config';
+import { openVerifier } from '../src/ops/verifier';
+import { exportJournal, readExport } from '../src/ledger/journal-export';
+import { replayJournal } from '../src/ledger/journal-replay';
+import { Lease, mapShardResource, moduleResource } from '../src/ledger/module-lease';
+import { MAP_SHARD } from '../src/ledger/pg-meter-map';
+import { isVbiError } from '../src/errors';
+
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function main(): Promise<number> {
+  const command = process.argv[2];
+  if (command !== 'export' && command !== 'verify' && command !== 'replay') {
+    process.stderr.write('usage: npm run journal -- export [--to DIR] | verify [--from DIR] [--json] | replay [--from DIR] [--json]\n');
+    return 2;
+  }
+  const config = loadConfig();
+  const dir = option(command === 'export' ? '--to' : '--from') ?? config.journalExportDir;
+  const json = process.argv.includes('--json');
+  const v = await openVerifier(config);
+  try {
+    if (command === 'export') {
+      const out = await exportJournal({ db: v.db.knex, hsm: v.hsm, dir });
+      process.stdout.write(out.segment === null
+        ? `nothing new: the export in ${dir} holds all ${out.total} journal rows\n`
+        : `segment ${out.segment}: ${out.entries} journal row(s) exported, ${out.total} in all, sealed by module ${v.hsm.serial}\n`);
+      return 0;
+    }
+    if (command === 'verify') {
+      const r = await readExport(v.hsm, dir);
+      if (json) process.stdout.write(JSON.stringify({ ok: r.findings.length === 0, entries: r.entries.length, segments: r.seals.length, findings: r.findings }, null, 2) + '\n');
+      else {
+        process.stdout.write(r.findings.length === 0
+          ? `journal export OK: ${r.entries.length} entries in ${r.seals.length} sealed segment(s)\n`
+          : `journal export BROKEN: ${r.findings.length} finding(s)\n${r.findings.map((f) => `  ${f.segment !== undefined ? `segment ${f.segment} ` : ''}${f.n !== undefined ? `entry ${f.n} ` : ''}${f.moduleSerial ? `module ${f.moduleSerial}#${f.seq} ` : ''}${f.reason}`).join('\n')}\n`);
+      }
+      return r.findings.length === 0 ? 0 : 1;
+    }
+    // replay: no process of the service may use the database or the tokens meanwhile
+    const leases: Lease[] = [];
+    try {
+      leases.push(await Lease.acquire({ url: v.db.url, resource: mapShardResource(MAP_SHARD) }));
+      for (const m of v.modules) leases.push(await Lease.acquire({ url: v.db.url, resource: moduleResource(m.serial) }));
+      const report = await replayJournal({ db: v.db.knex, hsm: v.hsm, modules: v.modules, dir });
+      if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      else {
+        process.stdout.write(`replayed ${report.replayed} record(s) from ${dir}\n`);
+        for (const m of report.modules) {
+          process.stdout.write(`module ${m.moduleSerial}: ${m.replayed} replayed, database at ${m.databaseSeq ?? '-'}, ring at ${m.ringSeq ?? '-'}: ${m.state}\n`);
+          for (const x of m.missing) {
+            process.stdout.write(`  presumed spent: #${x.seq} ${x.at} meter ${x.meterId} ${x.type} ${x.amount} mills (AR ${x.ascendingRegister}, DR ${x.descendingRegister})\n`);
+          }
+        }
+        process.stdout.write(`not rebuilt from an export:\n  ${report.notRebuilt.join('\n  ')}\n`);
+      }
+      return report.modules.some((m) => m.state === 'ring-ahead') ? 3 : 0;
+    } finally {
+      for (const l of leases) await l.release();
+    }
+  } finally {
+    await v.close();
+  }
+}
+
+main().then((c) => process.exit(c), (e) => {
+  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
+  process.exit(1);
+});

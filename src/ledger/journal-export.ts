@@ -1,0 +1,318 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Knex } from 'knex';
+import { vbiError } from '../errors';
+import { HsmModule } from '../hsm/hsm-module';
+import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
+import { verifyJournalMac } from './journal';
+
+/**
+ * The journal export (docs/journal-export.md): the journal written off the database to an
+ * append-only set of files, for recovery when the database and its WAL archive's tail are lost
+ * (WO 01/29778: the encrypted transaction log kept off-site).
+ *
+ * Each export run appends one segment: `segment-NNNNNN.jsonl`, one entry per line, each line
+ * carrying the SHA-256 of the line before it (across segments), then `segment-NNNNNN.seal.json`,
+ * whose module MAC binds the segment's last line hash, its entry numbers and the per-module
+ * cursor. Files are written under a temporary name, fsynced and renamed; a segment without its
+ * seal (a run that died) is not part of the export and the next run writes it again. Nothing
+ * already sealed is ever rewritten.
+ *
+ * An entry holds one journal row as the database has it (checkpoint record, sealed payload,
+ * module MAC, the sealed package after the command) and the non-secret rows the command wrote
+ * that recovery puts back (indicia, refunds, payments, certificates, the account a meter was
+ * assigned to). Nothing in it is in clear that is not in clear in the database.
+ */
+export const EXPORT_FORMAT = 'vbi-journal-export/1';
+const SEAL_DOMAIN = Buffer.from('VBIX', 'ascii');
+
+export interface ExportedJournalRow {
+  meterId: string;
+  moduleSerial: string;
+  seq: number;
+  type: string;
+  amount: number;
+  ascendingRegister: number;
+  descendingRegister: number;
+  checkpoint: string;
+  payload: string;
+  moduleMac: string;
+  createdAt: string;
+  sequence: number | null;
+  receipt: unknown;
+  /** The sealed package after the command (base64); null on reinstatement records. */
+  package: string | null;
+}
+
+/** Rows keyed by table, each row's columns as the database returns them (bytea as base64, times as ISO). */
+export type ExportedRows = Record<string, Array<Record<string, unknown>>>;
+
+export interface ExportEntry {
+  n: number;
+  prev: string;
+  journal: ExportedJournalRow;
+  rows: ExportedRows;
+}
+
+export interface ExportSeal {
+  format: string;
+  segment: number;
+  firstN: number;
+  lastN: number;
+  lastHash: string;
+  /** Per module, the newest sequence number exported so far (this segment included). */
+  cursor: Record<string, number>;
+  sealedAt: string;
+  sealedBy: string;
+  mac: string;
+}
+
+const segmentName = (k: number) => `segment-${String(k).padStart(6, '0')}.jsonl`;
+const sealName = (k: number) => `segment-${String(k).padStart(6, '0')}.seal.json`;
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest();
+
+function sealMacInput(s: Omit<ExportSeal, 'mac'>): Buffer {
+  const body = JSON.stringify([s.format, s.segment, s.firstN, s.lastN, s.lastHash, Object.entries(s.cursor).sort(), s.sealedAt, s.sealedBy]);
+  return Buffer.concat([SEAL_DOMAIN, sha256(body)]);
+}
+
+/** Writes `content` under a temporary name, fsyncs it, renames it into place and fsyncs the directory. */
+async function writeDurably(dir: string, name: string, content: string): Promise<void> {
+  const tmp = join(dir, `.${name}.tmp`);
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  await rename(tmp, join(dir, name));
+  const d = openSync(dir, 'r');
+  try {
+    fsyncSync(d);
+  } finally {
+    closeSync(d);
+  }
+}
+
+export interface ExportFinding { segment?: number; n?: number; moduleSerial?: string; seq?: number; reason: string }
+
+export interface ReadExport {
+  entries: ExportEntry[];
+  seals: ExportSeal[];
+  /** Decoded checkpoint records, by entry number. */
+  records: Map<number, Checkpoint>;
+  findings: ExportFinding[];
+}
+
+/**
+ * Reads and verifies an export with a module holding the deployment's MAC key: every seal's
+ * MAC, the segments' entry numbers and line hash chain from the first line, each entry's
+ * checkpoint MAC, module MAC and package digest, each module's record chain (prevDigest), the
+ * cursor, and that a print record's indicium rows add up to its amount. Findings, not
+ * exceptions: the caller decides (verify lists them, export and replay refuse).
+ */
+export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExport> {
+  const findings: ExportFinding[] = [];
+  const entries: ExportEntry[] = [];
+  const seals: ExportSeal[] = [];
+  const records = new Map<number, Checkpoint>();
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return { entries, seals, records, findings };
+  }
+  const sealed = names.map((f) => /^segment-(\d{6})\.seal\.json$/.exec(f)).filter((m) => m).map((m) => Number(m![1])).sort((a, b) => a - b);
+  let prevHash = ZERO_DIGEST.toString('hex');
+  let n = 0;
+  const cursor: Record<string, number> = {};
+  const lastOf = new Map<string, Buffer>();
+  for (let i = 0; i < sealed.length; i++) {
+    const k = sealed[i];
+    if (k !== i + 1) {
+      findings.push({ segment: i + 1, reason: `segment ${i + 1} is missing (or its seal is)` });
+      break;
+    }
+    let seal: ExportSeal;
+    let lines: string[];
+    try {
+      seal = JSON.parse(await readFile(join(dir, sealName(k)), 'utf8')) as ExportSeal;
+      lines = (await readFile(join(dir, segmentName(k)), 'utf8')).split('\n').filter((l) => l.length > 0);
+    } catch (e) {
+      findings.push({ segment: k, reason: `segment ${k} cannot be read: ${(e as Error).message}` });
+      break;
+    }
+    const { mac, ...body } = seal;
+    if (seal.format !== EXPORT_FORMAT || seal.segment !== k || typeof mac !== 'string' ||
+        !(await hsm.verifyMac(sealMacInput(body), Buffer.from(mac, 'base64')).catch(() => false))) {
+      findings.push({ segment: k, reason: `the seal of segment ${k} does not verify (edited, or not made by a module of this deployment)` });
+      break;
+    }
+    seals.push(seal);
+    if (seal.firstN !== n + 1 || seal.lastN !== n + lines.length) findings.push({ segment: k, reason: `segment ${k} should hold entries ${seal.firstN}..${seal.lastN} and holds ${lines.length} lines after entry ${n}` });
+    for (const line of lines) {
+      n++;
+      let e: ExportEntry;
+      try {
+        e = JSON.parse(line) as ExportEntry;
+      } catch {
+        findings.push({ segment: k, n, reason: 'a line is not JSON' });
+        prevHash = sha256(line).toString('hex');
+        continue;
+      }
+      if (e.n !== n) findings.push({ segment: k, n, reason: `entry ${e.n} where entry ${n} belongs (reordered, removed or added)` });
+      if (e.prev !== prevHash) findings.push({ segment: k, n, reason: 'the line hash chain is broken before this entry (a line edited, removed or reordered)' });
+      prevHash = sha256(line).toString('hex');
+      entries.push(e);
+      const j = e.journal;
+      const at = { segment: k, n, moduleSerial: j.moduleSerial, seq: j.seq };
+      const checkpoint = Buffer.from(j.checkpoint, 'base64');
+      let cp: Checkpoint;
+      try {
+        cp = await decodeCheckpoint(hsm, checkpoint);
+      } catch (err) {
+        findings.push({ ...at, reason: `checkpoint: ${(err as Error).message}` });
+        continue;
+      }
+      if (!(await verifyJournalMac(hsm, checkpoint, Buffer.from(j.payload, 'base64'), Buffer.from(j.moduleMac, 'base64')))) {
+        findings.push({ ...at, reason: 'module MAC does not verify' });
+        continue;
+      }
+      if (cp.moduleSerial !== j.moduleSerial || cp.seq !== j.seq || cp.meterId !== j.meterId || cp.type !== j.type || cp.amount !== j.amount ||
+          cp.ascendingRegister !== j.ascendingRegister || cp.descendingRegister !== j.descendingRegister) {
+        findings.push({ ...at, reason: 'the entry differs from its checkpoint record' });
+        continue;
+      }
+      if (j.package !== null && !digestOf(Buffer.from(j.package, 'base64')).equals(cp.packageDigest)) {
+        findings.push({ ...at, reason: 'the package is not the one its checkpoint record names' });
+        continue;
+      }
+      const before = lastOf.get(cp.moduleSerial);
+      if (before && cp.type !== 'reinstate' && !cp.prevDigest.equals(digestOf(before))) {
+        findings.push({ ...at, reason: "the module's record chain is broken before this entry" });
+      }
+      if ((cp.type === 'indicium' || cp.type === 'correction')) {
+        const total = (e.rows.indicia ?? []).reduce((s, r) => s + Number(r.postage), 0);
+        if (total !== cp.amount) findings.push({ ...at, reason: `the print record's indicium rows add up to ${total} mills, the record to ${cp.amount}` });
+      }
+      lastOf.set(cp.moduleSerial, checkpoint);
+      cursor[cp.moduleSerial] = Math.max(cursor[cp.moduleSerial] ?? 0, cp.seq);
+      records.set(n, cp);
+    }
+    if (prevHash !== seal.lastHash) findings.push({ segment: k, reason: `segment ${k} does not end with the line its seal names (lines removed or added)` });
+    if (JSON.stringify(Object.entries(seal.cursor).sort()) !== JSON.stringify(Object.entries(cursor).sort())) {
+      findings.push({ segment: k, reason: `the seal's cursor is not what segments 1..${k} hold` });
+    }
+  }
+  return { entries, seals, records, findings };
+}
+
+const b64 = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('base64') : v);
+
+/** A database row as export JSON: bytea as base64, times as ISO strings. */
+function plain(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) out[k] = v instanceof Date ? v.toISOString() : b64(v);
+  return out;
+}
+
+interface JournalDbRow {
+  meter_id: string; module_serial: string; checkpoint_seq: number | string; tx_type: string; amount: number | string;
+  ascending_register: number | string; descending_register: number | string; checkpoint: Buffer; payload: Buffer; module_mac: Buffer;
+  created_at: Date; sequence: number | string | null; receipt: unknown; package: Buffer | null;
+}
+
+/** The non-secret rows a command wrote beside its journal row, as recovery puts them back. */
+async function rowsOf(db: Knex, r: JournalDbRow): Promise<ExportedRows> {
+  const key = { module_serial: r.module_serial, checkpoint_seq: r.checkpoint_seq };
+  const rows: ExportedRows = {};
+  const put = (table: string, list: Array<Record<string, unknown>>) => {
+    if (list.length > 0) rows[table] = list.map(plain);
+  };
+  switch (r.tx_type) {
+    case 'indicium':
+    case 'correction':
+      put('indicia', await db('indicia').where(key).orderBy('indicium_id'));
+      break;
+    case 'refund':
+      put('refunds', await db('refunds').where(key).orderBy('refund_id'));
+      break;
+    case 'pvd':
+      // a payment names the meter and the sequence number of the record that applied it
+      put('payments', await db('payments').where({ meter_id: r.meter_id, applied_checkpoint_seq: r.checkpoint_seq, amount: r.amount }).orderBy('payment_id'));
+      break;
+    case 'meter-certify':
+    case 'key-renewal':
+      put('certificates', await db('certificates').where({ meter_id: r.meter_id }).orderBy('serial_hex'));
+      break;
+    case 'meter-assign': {
+      const m = await db('meters').where({ meter_id: r.meter_id }).first('account_id');
+      if (m?.account_id !== null && m?.account_id !== undefined) put('accounts', await db('accounts').where({ account_id: m.account_id }));
+      break;
+    }
+    default:
+  }
+  return rows;
+}
+
+/**
+ * Appends every journal row not yet exported (per module, sequence numbers above the cursor, in
+ * sequence order; across modules in meter map order) as one new sealed segment. Verifies the
+ * export it appends to first: a broken export is JOURNAL_EXPORT_BROKEN and nothing is written.
+ */
+export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string; now?: () => Date }): Promise<{ segment: number | null; entries: number; total: number }> {
+  await mkdir(req.dir, { recursive: true, mode: 0o700 });
+  const existing = await readExport(req.hsm, req.dir);
+  if (existing.findings.length > 0) {
+    throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${req.dir} does not verify: ${existing.findings[0].reason}`, { findings: existing.findings });
+  }
+  // a segment left without its seal by a run that died is not part of the export
+  const k = existing.seals.length + 1;
+  for (const f of await readdir(req.dir)) {
+    if (f === segmentName(k) || f.startsWith('.segment-')) await rm(join(req.dir, f), { force: true });
+  }
+  const last = existing.seals[existing.seals.length - 1];
+  const cursor: Record<string, number> = { ...(last?.cursor ?? {}) };
+  const serials: string[] = (await req.db('journal').distinct('module_serial')).map((r: { module_serial: string }) => r.module_serial).sort();
+  const fresh: Array<{ row: JournalDbRow; epoch: number }> = [];
+  for (const serial of serials) {
+    const rows: JournalDbRow[] = await req.db('journal').where({ module_serial: serial }).where('checkpoint_seq', '>', cursor[serial] ?? 0).orderBy('checkpoint_seq')
+      .select('meter_id', 'module_serial', 'checkpoint_seq', 'tx_type', 'amount', 'ascending_register', 'descending_register', 'checkpoint', 'payload', 'module_mac', 'created_at', 'sequence', 'receipt', 'package');
+    for (const row of rows) fresh.push({ row, epoch: (await decodeCheckpoint(req.hsm, row.checkpoint)).mapEpoch });
+  }
+  const total = existing.entries.length;
+  if (fresh.length === 0) return { segment: null, entries: 0, total };
+  fresh.sort((x, y) => x.epoch - y.epoch);
+  let prev = last?.lastHash ?? ZERO_DIGEST.toString('hex');
+  let n = total;
+  const lines: string[] = [];
+  for (const { row } of fresh) {
+    const entry: ExportEntry = {
+      n: ++n,
+      prev,
+      journal: {
+        meterId: row.meter_id, moduleSerial: row.module_serial, seq: Number(row.checkpoint_seq), type: row.tx_type, amount: Number(row.amount),
+        ascendingRegister: Number(row.ascending_register), descendingRegister: Number(row.descending_register),
+        checkpoint: row.checkpoint.toString('base64'), payload: row.payload.toString('base64'), moduleMac: row.module_mac.toString('base64'),
+        createdAt: row.created_at.toISOString(), sequence: row.sequence === null ? null : Number(row.sequence), receipt: row.receipt ?? null,
+        package: row.package ? row.package.toString('base64') : null,
+      },
+      rows: await rowsOf(req.db, row),
+    };
+    const line = JSON.stringify(entry);
+    lines.push(line);
+    prev = sha256(line).toString('hex');
+    cursor[row.module_serial] = Math.max(cursor[row.module_serial] ?? 0, Number(row.checkpoint_seq));
+  }
+  const body: Omit<ExportSeal, 'mac'> = {
+    format: EXPORT_FORMAT, segment: k, firstN: total + 1, lastN: n, lastHash: prev, cursor,
+    sealedAt: (req.now?.() ?? new Date()).toISOString(), sealedBy: req.hsm.serial,
+  };
+  const seal: ExportSeal = { ...body, mac: (await req.hsm.mac(sealMacInput(body))).toString('base64') };
+  await writeDurably(req.dir, segmentName(k), lines.join('\n') + '\n');
+  await writeDurably(req.dir, sealName(k), JSON.stringify(seal, null, 2) + '\n');
+  return { segment: k, entries: lines.length, total: n };
+}
