@@ -37,7 +37,7 @@ export interface ReplayReport {
 const NOT_REBUILT = [
   'sessions (mailers open new ones)',
   'print_batches and idempotency_keys (answers to requests in flight when the database was lost)',
-  'pool_purchases (stock bought from the post: enter again from the post\'s receipts)',
+  'pool_purchases (stock bought from the post after the restore point; a PVD the restored pool cannot cover stops the replay)',
   'payments not applied by a PVD record (pending or declined: ask the payment provider)',
   'license_requests, key_renewals, indicium_scans, fraud_reports, audit_log, credentials',
 ];
@@ -146,7 +146,11 @@ async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportE
     sequence: j.sequence, receipt: j.receipt === null ? null : JSON.stringify(j.receipt), package: j.package ? Buffer.from(j.package, 'base64') : null,
   });
   // the pool moves as the command moved it (src/ledger/pool-registers.ts)
-  if (cp.type === 'pvd') await trx.raw('UPDATE pool SET available = available - ?, updated_at = now() WHERE pool_id = 1', [cp.amount]);
+  if (cp.type === 'pvd') {
+    const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first('available');
+    if (Number(pool.available) < cp.amount) throw fail(`the restored pool holds ${pool.available} mills and the PVD took ${cp.amount}: stock bought from the post after the restore point is not in the export`);
+    await trx.raw('UPDATE pool SET available = available - ?, updated_at = now() WHERE pool_id = 1', [cp.amount]);
+  }
   for (const r of entry.rows.refunds ?? []) {
     await trx.raw(r.kind === 'partial' ? 'UPDATE pool SET refunds_paid = refunds_paid + ? WHERE pool_id = 1' : 'UPDATE pool SET available = available + ? WHERE pool_id = 1', [Number(r.amount)]);
     await trx('refunds').insert(rowIn(r, ['created_at'])).onConflict('refund_id').ignore();
