@@ -20,6 +20,7 @@ import { RequestCountersigner } from './pki/vendor-ra';
 import { TrustStore } from './pki/trust-store';
 import { keepMeterPool } from './pki/meter-pool';
 import { RenewalRun, renewDueKeys } from './pki/key-renewal-schedule';
+import { writeMissingReports } from './reports/report-file';
 import { Mutex } from './module/mutex';
 import { PaymentProvider } from './payments/payment-provider';
 
@@ -43,6 +44,8 @@ export interface ServerDeps {
   idempotencyRetentionMs?: number;
   /** Renew indicium keys ahead of expiry on a timer (src/pki/key-renewal-schedule.ts); off when unset. */
   keyRenewal?: { renewBeforeMs: number; intervalMs: number };
+  /** Write each complete day's signed report into `dir` (src/reports/report-file.ts), at start and every `intervalMs`; off when unset. */
+  reports?: { dir: string; intervalMs: number };
 }
 
 export const IDEMPOTENCY_RETENTION_MS = 30 * 86_400_000;
@@ -59,6 +62,8 @@ export interface RunningServer {
   purgeIdempotencyKeys(): Promise<number>;
   /** One pass of the key renewal schedule (the timer's step; `renewBeforeMs` defaults to the schedule's, or 30 days). */
   renewDueKeys(renewBeforeMs?: number): Promise<RenewalRun>;
+  /** One pass of the report schedule: the dates whose report it wrote. */
+  writeMissingReports(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -123,15 +128,30 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const renewTimer = deps.keyRenewal ? setInterval(() => { void renew().catch(() => undefined); }, deps.keyRenewal.intervalMs) : undefined;
   renewTimer?.unref();
   if (deps.keyRenewal) void renew().catch(() => undefined); // a first pass at start, in the background
+  // Daily reports: the complete days of the last week that have records and no file yet.
+  const reportLock = new Mutex();
+  const reportPass = () => reportLock.run(async () => {
+    if (!deps.reports) return [];
+    const engine = service.engines.find((e) => e.status().state === 'Idle' || e.status().state === 'User') ?? service.engines[0];
+    const written = await writeMissingReports({ db: service.db.knex, hsm: engine.hsm, dir: deps.reports.dir });
+    for (const d of written) deps.log?.(`daily report ${d} written to ${deps.reports.dir}`);
+    return written;
+  });
+  const reportTimer = deps.reports ? setInterval(() => { void reportPass().catch((e) => deps.log?.(`daily report failed: ${(e as Error).message}`)); }, deps.reports.intervalMs) : undefined;
+  reportTimer?.unref();
+  if (deps.reports) void reportPass().catch((e) => deps.log?.(`daily report failed: ${(e as Error).message}`));
   return {
     purgeIdempotencyKeys: purge,
     renewDueKeys: renew,
+    writeMissingReports: reportPass,
     url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {
       clearInterval(purgeTimer);
       if (renewTimer) clearInterval(renewTimer);
       await renewalLock.run(async () => undefined); // let a running renewal pass finish
+      if (reportTimer) clearInterval(reportTimer);
+      await reportLock.run(async () => undefined);
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
       await poolLock.run(async () => undefined); // let a running pool refill finish
     },

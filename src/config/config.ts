@@ -55,6 +55,8 @@ export interface Config {
   backupDir: string;
   /** Where `npm run journal -- export` writes the journal export (VBI_JOURNAL_EXPORT_DIR; default <varDir>/journal-export). */
   journalExportDir: string;
+  /** Where the daily reports are written (VBI_REPORT_DIR; default <varDir>/reports). */
+  reportDir: string;
   /** When duplicate sightings suspend a meter (VBI_SUSPEND_DUPLICATES, VBI_SUSPEND_PLANTS, VBI_SUSPEND_WINDOW_HOURS). */
   suspension: SuspensionPolicy;
   /**
@@ -129,6 +131,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
     },
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
     journalExportDir: env.VBI_JOURNAL_EXPORT_DIR || join(varDir, 'journal-export'),
+    reportDir: env.VBI_REPORT_DIR || join(varDir, 'reports'),
     keyRenewal: {
       renewBeforeMs: intFrom(env, 'VBI_KEY_RENEW_BEFORE_DAYS', 30, 1, 365) * 86_400_000,
       intervalMs: intFrom(env, 'VBI_KEY_RENEWAL_INTERVAL_MINUTES', 60, 1, 1440) * 60_000,
