@@ -7,6 +7,8 @@
  * replay: rolls a restored database forward from the export; refuses while the service runs
  *   (it takes the module and map leases). Lists, per module, what its ring holds beyond the
  *   database afterwards (postage presumed spent) and what an export does not rebuild.
+ *   --stock REFERENCE=AMOUNT (repeatable, dollars) enters stock bought from the post after the
+ *   restore point first, in the same transaction.
  * DIR defaults to VBI_JOURNAL_EXPORT_DIR (var/journal-export). docs/journal-export.md.
  */
 import { loadConfig } from '../src/config/config';
@@ -15,7 +17,8 @@ import { exportJournal, readExport } from '../src/ledger/journal-export';
 import { replayJournal } from '../src/ledger/journal-replay';
 import { Lease, mapShardResource, moduleResource } from '../src/ledger/module-lease';
 import { MAP_SHARD } from '../src/ledger/pg-meter-map';
-import { isVbiError } from '../src/errors';
+import { isVbiError, vbiError } from '../src/errors';
+import { parseMills } from '../src/client/money';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -25,7 +28,7 @@ function option(name: string): string | undefined {
 async function main(): Promise<number> {
   const command = process.argv[2];
   if (command !== 'export' && command !== 'verify' && command !== 'replay') {
-    process.stderr.write('usage: npm run journal -- export [--to DIR] | verify [--from DIR] [--json] | replay [--from DIR] [--json]\n');
+    process.stderr.write('usage: npm run journal -- export [--to DIR] | verify [--from DIR] [--json] | replay [--from DIR] [--stock REF=AMOUNT]... [--json]\n');
     return 2;
   }
   const config = loadConfig();
@@ -55,7 +58,13 @@ async function main(): Promise<number> {
     try {
       leases.push(await Lease.acquire({ url: v.db.url, resource: mapShardResource(MAP_SHARD) }));
       for (const m of v.modules) leases.push(await Lease.acquire({ url: v.db.url, resource: moduleResource(m.serial) }));
-      const report = await replayJournal({ db: v.db.knex, hsm: v.hsm, modules: v.modules, dir });
+      // --stock REFERENCE=AMOUNT (repeatable): stock bought from the post after the restore point
+      const stock = process.argv.flatMap((a, i) => (a === '--stock' ? [process.argv[i + 1] ?? ''] : [])).map((s) => {
+        const at = s.lastIndexOf('=');
+        if (at <= 0) throw vbiError('BAD_REQUEST', `--stock takes REFERENCE=AMOUNT (dollars), not '${s}'`);
+        return { reference: s.slice(0, at), amount: parseMills(s.slice(at + 1), '--stock') };
+      });
+      const report = await replayJournal({ db: v.db.knex, hsm: v.hsm, modules: v.modules, dir, stock });
       if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else {
         process.stdout.write(`replayed ${report.replayed} record(s) from ${dir}\n`);

@@ -109,6 +109,7 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
 
   it('a database put back to an earlier snapshot is rolled forward from the export to the ring\'s state, and the meter goes on', async () => {
     await snapshot(f.db, 'before_later_work');
+    await f.service.ledger.purchaseFromPost({ amount: 5_000, reference: 'later stock' }); // not a module command: not in the export
     await f.service.ledger.postageValueDownload({ meterId, amount: 50_000 });
     await createIndicium(f.service.ledger, { meterId, postage: 410, mailpiece: MAIL });
     const other = await f.newMeter(1_000_000);
@@ -134,8 +135,14 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(isVbiError(refused, 'JOURNAL_EXPORT_BROKEN'), String(refused)).to.equal(true);
     expect(await journalCount()).to.equal(journalBefore);
 
-    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main') });
+    // stock given to the replay under a reference the database holds with another amount: refused, nothing changed
+    const conflict = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'test stock', amount: 1 }] }).catch((x) => x);
+    expect(isVbiError(conflict, 'POOL_PURCHASE_CONFLICT'), String(conflict)).to.equal(true);
+    expect(await journalCount()).to.equal(journalBefore);
+
+    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'later stock', amount: 5_000 }] });
     expect(report.replayed).to.equal(expected.journal - journalBefore);
+    expect(await f.db.knex('pool_purchases').where({ reference: 'later stock' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 5_000, entered_by: 'journal replay' }]);
     expect(report.modules).to.have.length(1);
     expect(report.modules[0]).to.deep.include({ state: 'in-step', missing: [] });
     expect(await f.db.knex('meters').orderBy('meter_id').select('meter_id', 'slot', 'state', 'record_counter', 'package', 'ascending_register', 'descending_register', 'cert_serial', 'account_id')).to.deep.equal(expected.meters);

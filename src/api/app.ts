@@ -10,7 +10,7 @@ import { ApiRegistry, DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
 import { errorHandler, notFoundHandler } from './http-errors';
 import { jsonBody } from './json-body';
 import { refuseContentEncoding, textGuard } from './text-guard';
-import { objectSchema, meterIdSchema } from './validation';
+import { objectSchema, meterIdSchema, millsSchema } from './validation';
 import { idempotency, idempotencyContext } from './idempotency';
 import { RateLimiter } from './rate-limit';
 import { ApiMetrics } from './metrics';
@@ -31,6 +31,9 @@ export interface AppDeps {
     reactivateMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     suspendMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     withdrawMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
+    /** Stock bought from the post enters the pool, once per post's reference (Ledger.purchaseFromPost). */
+    purchaseStock(req: { amount: number; reference: string; operator: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }>;
+    pool(): Promise<{ purchased: number; available: number; refundsPaid: number }>;
   };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
@@ -233,6 +236,25 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
           details: r.details, reportedAt: r.reported_at,
         })),
       };
+    },
+  });
+  api.defineRoute<unknown, Record<string, unknown>>({
+    method: 'get', path: '/v1/operator/pool', summary: "the vendor's pool: postage bought from the post, available to meters, and refunds paid out (mills)",
+    responses: ok('pool'),
+    handler: async (req) => {
+      await operatorOf(req as unknown as express.Request);
+      return { pool: await deps.operator.pool() };
+    },
+  });
+  api.defineRoute<{ amount: number; reference: string }, Record<string, unknown>>({
+    method: 'post', path: '/v1/operator/pool/purchases',
+    summary: "enter stock bought from the post, with the post's reference (once per reference; a retry answers the same purchase; audited)",
+    body: objectSchema({ amount: millsSchema, reference: { type: 'string', minLength: 1, maxLength: 128 } }, ['amount', 'reference']),
+    responses: ok('purchase'),
+    handler: async (req) => {
+      const op = await operatorOf(req as unknown as express.Request);
+      const purchase = await deps.operator.purchaseStock({ amount: req.body.amount, reference: req.body.reference, operator: `${op.name} (${op.id})` });
+      return { ...purchase, pool: await deps.operator.pool() };
     },
   });
   const meterActions = [

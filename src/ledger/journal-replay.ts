@@ -37,7 +37,7 @@ export interface ReplayReport {
 const NOT_REBUILT = [
   'sessions (mailers open new ones)',
   'print_batches and idempotency_keys (answers to requests in flight when the database was lost)',
-  'pool_purchases (stock bought from the post after the restore point; a PVD the restored pool cannot cover stops the replay)',
+  'pool_purchases (stock bought from the post after the restore point: give each to the replay with --stock REFERENCE=AMOUNT)',
   'payments not applied by a PVD record (pending or declined: ask the payment provider)',
   'license_requests, key_renewals, indicium_scans, fraud_reports, audit_log, credentials',
 ];
@@ -53,7 +53,11 @@ const NOT_REBUILT = [
  * stopped (the caller holds the module leases). Afterwards each module's ring is compared with
  * the database: what the ring holds beyond it is listed as postage presumed spent.
  */
-export async function replayJournal(req: { db: Knex; hsm: HsmModule; modules: HsmModule[]; dir: string }): Promise<ReplayReport> {
+export async function replayJournal(req: {
+  db: Knex; hsm: HsmModule; modules: HsmModule[]; dir: string;
+  /** Stock bought from the post after the restore point (the export does not hold it), entered first in the same transaction. */
+  stock?: Array<{ reference: string; amount: number }>;
+}): Promise<ReplayReport> {
   const exp = await readExport(req.hsm, req.dir);
   if (exp.findings.length > 0) {
     throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${req.dir} does not verify: ${exp.findings[0].reason}`, { findings: exp.findings });
@@ -81,6 +85,14 @@ export async function replayJournal(req: { db: Knex; hsm: HsmModule; modules: Hs
       }
       todo.push(...list.slice(from));
       counts.set(serial, list.length - from);
+    }
+    for (const p of req.stock ?? []) {
+      if (!Number.isSafeInteger(p.amount) || p.amount <= 0 || !p.reference) throw vbiError('BAD_REQUEST', `stock purchase ${p.reference}: a reference and a positive amount of mills`);
+      const had = await trx('pool_purchases').where({ reference: p.reference }).first('amount');
+      if (had && Number(had.amount) !== p.amount) throw vbiError('POOL_PURCHASE_CONFLICT', `the post's reference ${p.reference} is in the database with ${had.amount} mills`);
+      if (had) continue;
+      await trx('pool_purchases').insert({ amount: p.amount, reference: p.reference, entered_by: 'journal replay' });
+      await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [p.amount, p.amount]);
     }
     todo.sort((x, y) => x.cp.mapEpoch - y.cp.mapEpoch);
     for (const { entry, cp } of todo) await applyRecord(trx, req.hsm, entry, cp);
@@ -148,7 +160,7 @@ async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportE
   // the pool moves as the command moved it (src/ledger/pool-registers.ts)
   if (cp.type === 'pvd') {
     const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first('available');
-    if (Number(pool.available) < cp.amount) throw fail(`the restored pool holds ${pool.available} mills and the PVD took ${cp.amount}: stock bought from the post after the restore point is not in the export`);
+    if (Number(pool.available) < cp.amount) throw fail(`the restored pool holds ${pool.available} mills and the PVD took ${cp.amount}: stock bought from the post after the restore point is not in the export (give it with --stock REFERENCE=AMOUNT)`);
     await trx.raw('UPDATE pool SET available = available - ?, updated_at = now() WHERE pool_id = 1', [cp.amount]);
   }
   for (const r of entry.rows.refunds ?? []) {

@@ -186,15 +186,49 @@ export class Ledger {
 
   // --- the vendor's pool ----------------------------------------------------------------
 
-  /** Postage bought from the post enters the pool (master PSD). */
-  async purchaseFromPost(req: { amount: number; reference: string }): Promise<void> {
+  /**
+   * Postage bought from the post enters the pool (master PSD), once per post's reference: the
+   * same reference with the same amount is the same purchase (a retry: `created` false), with
+   * another amount POOL_PURCHASE_CONFLICT. An operator's purchase is recorded in the audit log
+   * of a module in rotation (`pool-purchased`).
+   */
+  async purchaseFromPost(req: { amount: number; reference: string; operator?: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }> {
     const amount = assertMills(req.amount);
-    await this.db.transaction(async (trx) => {
-      await trx('pool_purchases').insert({ amount, reference: req.reference });
-      await trx('pool').where({ pool_id: 1 }).update({
-        purchased: trx.raw('purchased + ?', [amount]), available: trx.raw('available + ?', [amount]), updated_at: trx.fn.now(),
+    if (typeof req.reference !== 'string' || req.reference.trim().length === 0 || req.reference.length > 128) {
+      throw vbiError('BAD_REQUEST', "the post's reference must be 1 to 128 characters");
+    }
+    const existing = async () => {
+      const row = await this.db('pool_purchases').where({ reference: req.reference }).first('purchase_id', 'amount');
+      if (!row) return undefined;
+      if (Number(row.amount) !== amount) {
+        throw vbiError('POOL_PURCHASE_CONFLICT', `the post's reference ${req.reference} was entered with ${row.amount} mills`, { purchaseId: Number(row.purchase_id) });
+      }
+      return { purchaseId: Number(row.purchase_id), amount, reference: req.reference, created: false };
+    };
+    const before = await existing();
+    if (before) return before;
+    let purchaseId: number;
+    try {
+      purchaseId = await this.db.transaction(async (trx) => {
+        const [row] = await trx('pool_purchases').insert({ amount, reference: req.reference, entered_by: req.operator ?? null }).returning('purchase_id');
+        await trx('pool').where({ pool_id: 1 }).update({
+          purchased: trx.raw('purchased + ?', [amount]), available: trx.raw('available + ?', [amount]), updated_at: trx.fn.now(),
+        });
+        return Number(row.purchase_id);
       });
-    });
+    } catch (e) {
+      // the same reference entered at the same moment by another request
+      if ((e as { code?: string }).code === '23505') return (await existing())!;
+      throw e;
+    }
+    if (req.operator) {
+      const engine = this.opts.engines.find((e) => !this.outOfRotation.has(e)) ?? this.opts.engines[0];
+      await engine?.record({
+        kind: 'pool-purchased', at: new Date().toISOString(), reason: `stock bought from the post entered by operator ${req.operator}`,
+        details: { purchaseId, amount, reference: req.reference, operator: req.operator },
+      });
+    }
+    return { purchaseId, amount, reference: req.reference, created: true };
   }
 
   async pool(): Promise<{ purchased: number; available: number; refundsPaid: number }> {
