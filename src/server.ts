@@ -50,6 +50,7 @@ export interface ServerDeps {
 
 export const IDEMPOTENCY_RETENTION_MS = 30 * 86_400_000;
 const IDEMPOTENCY_PURGE_EVERY_MS = 3_600_000;
+const CAPTURE_EVERY_MS = 300_000;
 
 export interface RunningServer {
   url: string;
@@ -62,6 +63,8 @@ export interface RunningServer {
   purgeIdempotencyKeys(): Promise<number>;
   /** One pass of the key renewal schedule (the timer's step; `renewBeforeMs` defaults to the schedule's, or 30 days). */
   renewDueKeys(renewBeforeMs?: number): Promise<RenewalRun>;
+  /** One capture pass: applied payments not yet captured at the processor (every CAPTURE_EVERY_MS and at start). */
+  capturePayments(): Promise<{ captured: number; failed: number }>;
   /** One pass of the report schedule: the dates whose report it wrote. */
   writeMissingReports(): Promise<string[]>;
   close(): Promise<void>;
@@ -88,7 +91,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     : undefined;
   const mailer = new MailerService({
     ledger, payments: deps.payments, oaepHash: service.config.hsm.oaepHash, spoilageLimitBps: service.config.spoilageLimitBps,
-    replenishMeters, ...deps.mailer,
+    replenishMeters, log: deps.log, ...deps.mailer,
   });
   const checks = {
     trustAnchors: deps.pki.trust.anchors(),
@@ -129,6 +132,12 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const renewTimer = deps.keyRenewal ? setInterval(() => { void renew().catch(() => undefined); }, deps.keyRenewal.intervalMs) : undefined;
   renewTimer?.unref();
   if (deps.keyRenewal) void renew().catch(() => undefined); // a first pass at start, in the background
+  // Payments applied but not captured (a link failure or a crash between download and capture).
+  const captureLock = new Mutex();
+  const capturePass = () => captureLock.run(() => mailer.capturePayments());
+  const captureTimer = setInterval(() => { void capturePass().catch(() => undefined); }, CAPTURE_EVERY_MS);
+  captureTimer.unref();
+  void capturePass().catch(() => undefined);
   // Daily reports: the complete days of the last week that have records and no file yet.
   const reportLock = new Mutex();
   const reportPass = () => reportLock.run(async () => {
@@ -145,12 +154,15 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     purgeIdempotencyKeys: purge,
     renewDueKeys: renew,
     writeMissingReports: reportPass,
+    capturePayments: capturePass,
     url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {
       clearInterval(purgeTimer);
       if (renewTimer) clearInterval(renewTimer);
       await renewalLock.run(async () => undefined); // let a running renewal pass finish
+      clearInterval(captureTimer);
+      await captureLock.run(async () => undefined);
       if (reportTimer) clearInterval(reportTimer);
       await reportLock.run(async () => undefined);
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });

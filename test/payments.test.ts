@@ -83,6 +83,7 @@ describe('payments', () => {
         },
         poll: async () => ({ status: 'pending' }),
         void: async () => undefined,
+        capture: async () => undefined,
       };
       let thrown: unknown;
       await chargeWithRetry(buggy, req('card', 'x'), { sleep }).catch((e) => (thrown = e));
@@ -97,6 +98,7 @@ describe('payments', () => {
         },
         poll: async () => ({ status: 'pending' }),
         void: async () => undefined,
+        capture: async () => undefined,
       };
       let thrown: VbiError | undefined;
       await chargeWithRetry(down, req('card', 'x'), { sleep }).catch((e) => (thrown = e));

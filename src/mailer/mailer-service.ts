@@ -44,6 +44,8 @@ export interface MailerOptions {
   /** Test hook: runs inside a print request's dispatch after each item but the last (a throw fails the whole request). */
   afterItem?: (index: number) => void | Promise<void>;
   paymentBackoffMs?: number;
+  /** Where operational notes go (a capture left for the next pass). */
+  log?: (line: string) => void;
 }
 
 export interface PrintItemRequest {
@@ -238,6 +240,7 @@ export class MailerService {
         if (!prior.answer) throw vbiError('BAD_REQUEST', `payment ${paymentId} is already applied`);
         const answer = prior.answer as OperationalResponse;
         await this.opts.ledger.ensureCheckpointed(answer.receipt.moduleSerial, answer.receipt.checkpointSeq);
+        await this.capturePayment(paymentId);
         return answer;
       }
       if (prior.status === 'declined') throw vbiError('PAYMENT_DECLINED', `payment ${paymentId} was declined`);
@@ -267,10 +270,39 @@ export class MailerService {
     return this.applyCharged(env, { paymentId, amount, providerRef: charge.providerRef, status: charge.status }, idem);
   }
 
+  /**
+   * Captures an applied payment at the processor (authorise, download, then capture). Best
+   * effort: the download is in the meter either way, and a payment left uncaptured (a link failure,
+   * a crash before this) is captured by the next capturePayments() pass. Returns whether it is captured.
+   */
+  async capturePayment(paymentId: number): Promise<boolean> {
+    const p = await this.db('payments').where({ payment_id: paymentId, status: 'applied' }).first('provider_ref', 'amount', 'captured_at');
+    if (!p || !p.provider_ref) return false;
+    if (p.captured_at) return true;
+    try {
+      await this.opts.payments.capture(p.provider_ref, Number(p.amount));
+    } catch (e) {
+      this.opts.log?.(`payment ${paymentId}: capture failed, left for the next capture pass: ${(e as Error).message}`);
+      return false;
+    }
+    await this.db('payments').where({ payment_id: paymentId }).whereNull('captured_at').update({ captured_at: this.db.fn.now() });
+    return true;
+  }
+
+  /** The capture pass: every applied payment not yet captured (oldest first, at most `limit`). */
+  async capturePayments(limit = 500): Promise<{ captured: number; failed: number }> {
+    const rows = await this.db('payments').where({ status: 'applied' }).whereNull('captured_at').whereNotNull('provider_ref').orderBy('payment_id').limit(limit).select('payment_id');
+    let captured = 0;
+    for (const r of rows) if (await this.capturePayment(Number(r.payment_id))) captured++;
+    return { captured, failed: rows.length - captured };
+  }
+
   /** The download of a charged payment; a refusal voids the charge. */
   private async applyCharged(env: OperationalRequest, pay: { paymentId: number; amount: number; providerRef: string; status: 'approved' | 'pending' }, idem?: IdempotencyContext): Promise<OperationalResponse> {
     try {
-      return await this.applyPayment(env, { paymentId: pay.paymentId, amount: pay.amount, status: pay.status }, idem);
+      const answer = await this.applyPayment(env, { paymentId: pay.paymentId, amount: pay.amount, status: pay.status }, idem);
+      if (pay.status === 'approved') await this.capturePayment(pay.paymentId);
+      return answer;
     } catch (e) {
       // The download was refused (a concurrent request took the challenge or the funds): nothing
       // was stored, so the charge is voided at the processor and the payment recorded as voided.
@@ -342,7 +374,9 @@ export class MailerService {
       await this.db('payments').where({ payment_id: p.payment_id }).update({ status: 'declined', updated_at: this.db.fn.now() });
       throw vbiError('PAYMENT_DECLINED', `payment ${p.payment_id} was declined (returned check)`);
     }
-    return this.applyPayment(env, { paymentId: p.payment_id, amount: p.amount, status: polled.status });
+    const answer = await this.applyPayment(env, { paymentId: p.payment_id, amount: p.amount, status: polled.status });
+    if (polled.status === 'approved') await this.capturePayment(p.payment_id);
+    return answer;
   }
 
   private applyPayment(env: OperationalRequest, pay: { paymentId: number; amount: number; status: 'approved' | 'pending' }, idem?: IdempotencyContext): Promise<OperationalResponse> {

@@ -54,6 +54,12 @@ export interface PaymentProvider {
   poll(providerRef: string): Promise<PollResponse>;
   /** Cancels an authorization whose purchase was refused after it (nothing was downloaded). Idempotent. */
   void(providerRef: string): Promise<void>;
+  /**
+   * Captures an authorization once its download is in the meter (authorise, download, then
+   * capture: a refused download is voided and never charged). Idempotent: a second capture of the
+   * same reference changes nothing.
+   */
+  capture(providerRef: string, amount: number): Promise<void>;
 }
 
 /** The link to the processor failed (timeout, connection refused, 5xx): no answer, retry is safe. */

@@ -9,7 +9,7 @@ import {
 } from './payment-provider';
 
 /** The documented magic tokens of SandboxPaymentProvider. */
-export const SANDBOX_TOKENS = ['tok_approve', 'tok_decline', 'tok_invalid', 'tok_pending', 'tok_bounce', 'tok_linkfail_1', 'tok_linkfail_3', 'tok_lost_response'] as const;
+export const SANDBOX_TOKENS = ['tok_approve', 'tok_decline', 'tok_invalid', 'tok_pending', 'tok_bounce', 'tok_linkfail_1', 'tok_linkfail_3', 'tok_lost_response', 'tok_capture_linkfail'] as const;
 
 /** What the sandbox remembers about one payment (for assertions). */
 export interface SandboxPayment {
@@ -24,10 +24,15 @@ export interface SandboxPayment {
   polls: number;
   /** Cancelled by void(): the mailer is not charged. */
   voided?: boolean;
+  /** Captured after its download: the mailer is charged. */
+  captured?: boolean;
+  captureCalls: number;
 }
 
 interface Plan {
   linkFailures: number;
+  /** capture() calls that throw PaymentLinkError before one succeeds. */
+  captureLinkFailures?: number;
   loseFirstAnswer: boolean;
   initial: { status: PaymentStatus; reason?: string };
   /** For pending payments: what the clearing poll turns them into. */
@@ -53,6 +58,8 @@ function plan(method: PaymentMethod): Plan {
       return { ...base, initial: { status: 'pending' }, settlesTo: { status: 'declined', reason: 'check_returned' } };
     case 'tok_lost_response':
       return { ...base, loseFirstAnswer: true, initial: approved, settlesTo };
+    case 'tok_capture_linkfail':
+      return { ...base, captureLinkFailures: 1, initial: approved, settlesTo };
     default:
       return { ...base, initial: { status: 'declined', reason: 'unknown_token' } };
   }
@@ -71,6 +78,7 @@ function plan(method: PaymentMethod): Plan {
  * | `tok_bounce`       | pending; declined (`check_returned`) on the `clearAfterPolls`-th poll |
  * | `tok_linkfail_N`   | N = 1..9: the first N authorize calls for the payment throw PaymentLinkError, later ones approve (`tok_linkfail_1`, `tok_linkfail_3`) |
  * | `tok_lost_response`| approved and recorded, but the first answer is lost (PaymentLinkError); a retry returns the same authorization: one charge |
+ * | `tok_capture_linkfail` | approved; the first capture() call throws PaymentLinkError, a later one captures |
  * | anything else      | declined, reason `unknown_token` |
  *
  * As the PaymentProvider contract requires, authorize() is idempotent per paymentId.
@@ -105,6 +113,7 @@ export class SandboxPaymentProvider implements PaymentProvider {
       ...p.initial,
       authorizeCalls: calls,
       polls: 0,
+      captureCalls: 0,
       plan: p,
     };
     this.byId.set(req.paymentId, payment);
@@ -130,6 +139,18 @@ export class SandboxPaymentProvider implements PaymentProvider {
   async void(providerRef: string): Promise<void> {
     const p = this.byRef.get(providerRef);
     if (p) Object.assign(p, { status: 'declined', reason: 'voided', voided: true });
+  }
+
+  /** Charges an approved authorization (idempotent); one this process never saw is accepted, as void() is. */
+  async capture(providerRef: string, amount: number): Promise<void> {
+    const p = this.byRef.get(providerRef);
+    if (!p) return;
+    p.captureCalls += 1;
+    if (p.voided) throw new Error(`sandbox: ${providerRef} was voided and cannot be captured`);
+    if (p.status !== 'approved') throw new Error(`sandbox: ${providerRef} is ${p.status}, not approved`);
+    if (amount !== p.amount) throw new Error(`sandbox: ${providerRef} was authorized for ${p.amount}, not ${amount}`);
+    if (p.captureCalls <= (p.plan.captureLinkFailures ?? 0)) throw new PaymentLinkError('sandbox: link to the processor failed during capture');
+    p.captured = true;
   }
 
   /** The lockbox reports the check cleared: a pending payment is approved at the next poll. */

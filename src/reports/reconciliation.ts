@@ -6,7 +6,7 @@ import { dayBounds } from './daily-report';
  * together at the end of one UTC day, and every difference listed —
  *  - each print record of the day against its indicium rows (postage adds up to the record);
  *  - each PVD of the day against the payment it applied, and each payment applied that day
- *    against a PVD record;
+ *    against a PVD record and its capture at the processor;
  *  - per meter, at its newest record up to the day's end: AR + DR = downloaded − refunded;
  *  - the pool: stock bought from the post − downloads + full refunds (the pool's balance by its
  *    movements), and purchases − partial refunds paid = pool + all meters' AR + DR;
@@ -53,6 +53,8 @@ export async function reconcile(db: Knex, date: string): Promise<Reconciliation>
       if (n(p.amount) !== n(v.amount)) differences.push(`PVD ${v.module_serial}#${v.checkpoint_seq} (meter ${v.meter_id}): ${n(v.amount)} mills, its payment ${p.payment_id} ${n(p.amount)}`);
     }
   }
+  const uncaptured = await db('payments').where({ status: 'applied' }).whereNull('captured_at').andWhere('updated_at', '>=', from).andWhere('updated_at', '<', to).select('payment_id', 'meter_id', 'amount');
+  for (const p of uncaptured) differences.push(`payment ${p.payment_id} (meter ${p.meter_id}, ${n(p.amount)} mills) is applied but not captured at the processor yet`);
   for (const p of applied) {
     const at = p.updated_at as Date;
     if (at >= from && at < to && !matched.has(Number(p.payment_id))) {
