@@ -65,6 +65,8 @@ export interface RunningServer {
   renewDueKeys(renewBeforeMs?: number): Promise<RenewalRun>;
   /** One capture pass: applied payments not yet captured at the processor (every CAPTURE_EVERY_MS and at start). */
   capturePayments(): Promise<{ captured: number; failed: number }>;
+  /** One payout pass: refunds still due paid back through the processor (with the capture pass). */
+  payRefunds(): Promise<{ paid: number; unpaid: number; failed: number }>;
   /** One pass of the report schedule: the dates whose report it wrote. */
   writeMissingReports(): Promise<string[]>;
   close(): Promise<void>;
@@ -132,12 +134,15 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const renewTimer = deps.keyRenewal ? setInterval(() => { void renew().catch(() => undefined); }, deps.keyRenewal.intervalMs) : undefined;
   renewTimer?.unref();
   if (deps.keyRenewal) void renew().catch(() => undefined); // a first pass at start, in the background
-  // Payments applied but not captured (a link failure or a crash between download and capture).
+  // Payments applied but not captured (a link failure or a crash between download and capture),
+  // then refunds not yet paid back: every CAPTURE_EVERY_MS and at start.
   const captureLock = new Mutex();
   const capturePass = () => captureLock.run(() => mailer.capturePayments());
-  const captureTimer = setInterval(() => { void capturePass().catch(() => undefined); }, CAPTURE_EVERY_MS);
+  const payoutPass = () => captureLock.run(() => mailer.payRefunds());
+  const processorPass = () => capturePass().then(() => payoutPass());
+  const captureTimer = setInterval(() => { void processorPass().catch(() => undefined); }, CAPTURE_EVERY_MS);
   captureTimer.unref();
-  void capturePass().catch(() => undefined);
+  void processorPass().catch(() => undefined);
   // Daily reports: the complete days of the last week that have records and no file yet.
   const reportLock = new Mutex();
   const reportPass = () => reportLock.run(async () => {
@@ -155,6 +160,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     renewDueKeys: renew,
     writeMissingReports: reportPass,
     capturePayments: capturePass,
+    payRefunds: payoutPass,
     url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {

@@ -74,4 +74,66 @@ describe('payments are captured only after their download', function () {
     expect(sandbox(r1.provider_ref).captureCalls).to.equal(2);
     expect((await reconcile(f.service.db.knex, today())).differences).to.deep.equal([]);
   });
+  it('refunds are paid back against the captured payments, newest first, once; what they cannot cover is left to pay by hand and reported', async () => {
+    await c.openSession({ heartbeats: false });
+    await c.print([{ destinationZip: '10001', postage: 5_000 }]);
+    await c.closeSession();
+    const refundedBefore = () => f.payments.payments().reduce((s, p) => s + p.refunded, 0);
+    const start = refundedBefore();
+    // a payout whose link fails stays due, and the next pass pays it with the same keys
+    const realRefund = f.payments.refund.bind(f.payments);
+    let failures = 1;
+    f.payments.refund = async (req) => {
+      if (failures-- > 0) throw new Error('link to the processor failed');
+      return realRefund(req);
+    };
+    try {
+      const partial = await c.refund({ kind: 'partial', amount: 30, reason: 'spoiled label' });
+      expect(partial.refunded).to.equal(30);
+      const due = await f.service.db.knex('refunds').where({ meter_id: c.meterId }).orderBy('refund_id', 'desc').first('refund_id', 'payout_status');
+      expect(due.payout_status).to.equal('due');
+      expect(refundedBefore()).to.equal(start);
+      expect(await f.server.payRefunds()).to.deep.equal({ paid: 1, unpaid: 0, failed: 0 });
+      expect(await f.server.payRefunds()).to.deep.equal({ paid: 0, unpaid: 0, failed: 0 });
+    } finally {
+      f.payments.refund = realRefund;
+    }
+    expect(refundedBefore()).to.equal(start + 30);
+    // the newest captured payment paid it
+    const payments = await f.service.db.knex('payments').where({ meter_id: c.meterId, status: 'applied' }).orderBy('payment_id', 'desc').select('provider_ref', 'amount');
+    expect(sandbox(payments[0].provider_ref).refunded).to.equal(30);
+
+    // a full refund: the meter's DR, from the captured payments newest first
+    const before = await c.balance();
+    const full = await c.refund({ kind: 'full', reason: 'leaving the service' });
+    expect(full.refunded).to.equal(before.descending);
+    const taken = payments.map((p) => sandbox(p.provider_ref).refunded);
+    expect(taken.reduce((a, b) => a + b, 0)).to.equal(30 + before.descending);
+    let left = 30 + before.descending;
+    expect(taken).to.deep.equal(payments.map((p) => {
+      const t = Math.min(left, Number(p.amount));
+      left -= t;
+      return t;
+    }));
+    expect((await f.service.db.knex('refunds').where({ meter_id: c.meterId }).select('payout_status')).map((r) => r.payout_status)).to.deep.equal(['paid', 'paid']);
+
+    // postage the vendor downloaded without a payment cannot be paid back through the processor
+    const other = await VbiClient.register({
+      baseUrl: f.url, rootCertPem: f.rootPem, name: 'Vendor credit', licensingZip: '20260', returnAddress: ['Vendor', '2 Main St'],
+      password: 'vendor credit password', keyFilePath: join(dir, 'key-2.json'),
+    });
+    try {
+      await other.buy({ amount: 1_000, payment: { kind: 'card', token: 'tok_approve' } });
+      await f.service.ledger.postageValueDownload({ meterId: other.meterId, amount: 3_000 });
+      const r = await other.refund({ kind: 'full', reason: 'closing' });
+      expect(r.refunded).to.equal(4_000);
+      const row = await f.service.db.knex('refunds').where({ meter_id: other.meterId }).first('refund_id', 'payout_status');
+      expect(row.payout_status).to.equal('unpaid');
+      expect((await reconcile(f.service.db.knex, today())).differences).to.include.members([
+        `refund ${row.refund_id} (meter ${other.meterId}, 4000 mills): 1000 paid back through the processor, 3000 to pay by hand`,
+      ]);
+    } finally {
+      await other.close();
+    }
+  });
 });

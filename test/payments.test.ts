@@ -84,6 +84,7 @@ describe('payments', () => {
         poll: async () => ({ status: 'pending' }),
         void: async () => undefined,
         capture: async () => undefined,
+        refund: async () => ({ refundRef: "none" }),
       };
       let thrown: unknown;
       await chargeWithRetry(buggy, req('card', 'x'), { sleep }).catch((e) => (thrown = e));
@@ -99,6 +100,7 @@ describe('payments', () => {
         poll: async () => ({ status: 'pending' }),
         void: async () => undefined,
         capture: async () => undefined,
+        refund: async () => ({ refundRef: "none" }),
       };
       let thrown: VbiError | undefined;
       await chargeWithRetry(down, req('card', 'x'), { sleep }).catch((e) => (thrown = e));

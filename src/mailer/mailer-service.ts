@@ -6,6 +6,7 @@ import { HsmModule } from '../hsm/hsm-module';
 import { PsdPackage } from '../psd/psd-package';
 import { assertMills } from '../ledger/amounts';
 import { debitPool, recordRefund, reservePool } from '../ledger/pool-registers';
+import { payDueRefunds, payRefund } from './refund-payout';
 import { openPackage } from '../module/package-seal';
 import { operational, Operation } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
@@ -207,7 +208,7 @@ export class MailerService {
     const amount = kind === 'partial' ? assertMills(env.body.amount) : undefined;
     if (kind === 'full' && env.body.amount !== undefined) throw vbiError('BAD_REQUEST', 'a full refund takes no amount');
     let refunded = 0;
-    return this.operate(env, async (pkg, ctx) => {
+    const answer = await this.operate(env, async (pkg, ctx) => {
       const out = await refundOperation({ kind, amount, spoilageLimitBps: this.opts.spoilageLimitBps })(pkg, ctx);
       refunded = out.result.refunded as number;
       return out;
@@ -215,6 +216,15 @@ export class MailerService {
       type: 'refund', details: { kind, reason },
       after: (trx, at, record) => recordRefund(trx, { meterId: env.meterId, kind, amount: refunded, reason, record, at }),
     });
+    // paid back through the processor now; if that fails, by the next payout pass
+    const row = await this.db('refunds').where({ module_serial: answer.receipt.moduleSerial, checkpoint_seq: answer.receipt.checkpointSeq }).first('refund_id');
+    if (row) await payRefund(this.db, this.opts.payments, Number(row.refund_id)).catch((e) => this.opts.log?.(`refund ${row.refund_id}: payout failed, left for the next pass: ${(e as Error).message}`));
+    return answer;
+  }
+
+  /** The payout pass (src/mailer/refund-payout.ts): refunds still due are paid back through the processor. */
+  payRefunds(): Promise<{ paid: number; unpaid: number; failed: number }> {
+    return payDueRefunds(this.db, this.opts.payments);
   }
 
   // --- purchases ----------------------------------------------------------------------------

@@ -60,6 +60,12 @@ export interface PaymentProvider {
    * same reference changes nothing.
    */
   capture(providerRef: string, amount: number): Promise<void>;
+  /**
+   * Pays `amount` back to the method of a captured payment (`providerRef`), e.g. a refund of
+   * unused or spoiled postage. Idempotent per `refundKey`: called again, it answers the first
+   * refund. Never more in all than the payment captured.
+   */
+  refund(req: { refundKey: string; providerRef: string; amount: number }): Promise<{ refundRef: string }>;
 }
 
 /** The link to the processor failed (timeout, connection refused, 5xx): no answer, retry is safe. */

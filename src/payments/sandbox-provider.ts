@@ -27,6 +27,8 @@ export interface SandboxPayment {
   /** Captured after its download: the mailer is charged. */
   captured?: boolean;
   captureCalls: number;
+  /** Paid back to the method by refund(), mills in all. */
+  refunded: number;
 }
 
 interface Plan {
@@ -87,6 +89,7 @@ export class SandboxPaymentProvider implements PaymentProvider {
   private readonly byId = new Map<string, SandboxPayment & { plan: Plan }>();
   private readonly byRef = new Map<string, SandboxPayment & { plan: Plan }>();
   private readonly attempts = new Map<string, number>();
+  private readonly refunds = new Map<string, { providerRef: string; amount: number; refundRef: string }>();
   private next = 1;
 
   /** `clearAfterPolls`: the poll on which a pending payment settles (default 2). */
@@ -114,6 +117,7 @@ export class SandboxPaymentProvider implements PaymentProvider {
       authorizeCalls: calls,
       polls: 0,
       captureCalls: 0,
+      refunded: 0,
       plan: p,
     };
     this.byId.set(req.paymentId, payment);
@@ -151,6 +155,24 @@ export class SandboxPaymentProvider implements PaymentProvider {
     if (amount !== p.amount) throw new Error(`sandbox: ${providerRef} was authorized for ${p.amount}, not ${amount}`);
     if (p.captureCalls <= (p.plan.captureLinkFailures ?? 0)) throw new PaymentLinkError('sandbox: link to the processor failed during capture');
     p.captured = true;
+  }
+
+  /** Pays back part or all of a captured payment, once per refundKey. */
+  async refund(req: { refundKey: string; providerRef: string; amount: number }): Promise<{ refundRef: string }> {
+    const done = this.refunds.get(req.refundKey);
+    if (done) {
+      if (done.providerRef !== req.providerRef || done.amount !== req.amount) throw new Error(`sandbox: refund ${req.refundKey} was made with another payment or amount`);
+      return { refundRef: done.refundRef };
+    }
+    const p = this.get(req.providerRef);
+    if (!p.captured) throw new Error(`sandbox: ${req.providerRef} is not captured`);
+    if (!Number.isSafeInteger(req.amount) || req.amount <= 0 || p.refunded + req.amount > p.amount) {
+      throw new Error(`sandbox: ${req.providerRef} captured ${p.amount}, refunded ${p.refunded}: cannot refund ${req.amount} more`);
+    }
+    p.refunded += req.amount;
+    const refundRef = `sbr_${String(this.refunds.size + 1).padStart(6, '0')}`;
+    this.refunds.set(req.refundKey, { providerRef: req.providerRef, amount: req.amount, refundRef });
+    return { refundRef };
   }
 
   /** The lockbox reports the check cleared: a pending payment is approved at the next poll. */

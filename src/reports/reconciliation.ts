@@ -7,6 +7,7 @@ import { dayBounds } from './daily-report';
  *  - each print record of the day against its indicium rows (postage adds up to the record);
  *  - each PVD of the day against the payment it applied, and each payment applied that day
  *    against a PVD record and its capture at the processor;
+ *  - each refund of the day against its payout through the processor;
  *  - per meter, at its newest record up to the day's end: AR + DR = downloaded − refunded;
  *  - the pool: stock bought from the post − downloads + full refunds (the pool's balance by its
  *    movements), and purchases − partial refunds paid = pool + all meters' AR + DR;
@@ -61,6 +62,16 @@ export async function reconcile(db: Knex, date: string): Promise<Reconciliation>
       const rec = await db('journal').where({ meter_id: p.meter_id, tx_type: 'pvd', checkpoint_seq: p.applied_checkpoint_seq }).first('created_at');
       if (!rec) differences.push(`payment ${p.payment_id} (meter ${p.meter_id}, ${n(p.amount)} mills) is marked applied but no PVD record of the meter has sequence ${p.applied_checkpoint_seq}`);
     }
+  }
+
+  // refunds of the day not paid back through the processor
+  const unpaid = await db('refunds as r').whereNot('r.payout_status', 'paid').andWhere('r.created_at', '>=', from).andWhere('r.created_at', '<', to).andWhere('r.amount', '>', 0)
+    .select('r.refund_id', 'r.meter_id', 'r.amount', 'r.payout_status',
+      db.raw('(SELECT coalesce(sum(o.amount), 0) FROM refund_payouts o WHERE o.refund_id = r.refund_id AND o.payout_ref IS NOT NULL) AS paid'));
+  for (const r of unpaid) {
+    differences.push(r.payout_status === 'due'
+      ? `refund ${r.refund_id} (meter ${r.meter_id}, ${n(r.amount)} mills) is not paid back yet (the payout pass retries)`
+      : `refund ${r.refund_id} (meter ${r.meter_id}, ${n(r.amount)} mills): ${n(r.paid)} paid back through the processor, ${n(r.amount) - n(r.paid)} to pay by hand`);
   }
 
   // per meter at the end of the day: AR + DR = downloaded − refunded

@@ -1,0 +1,64 @@
+import type { Knex } from 'knex';
+import { PaymentProvider } from '../payments/payment-provider';
+
+/**
+ * Refunds paid back to the mailer through the processor (docs/api-conventions.md, Payments).
+ * A refund command moves the registers; its row is then `due`. The payout spreads the amount over
+ * the meter's captured payments, newest first, never more against a payment than it captured
+ * less what earlier refunds took from it; the split is stored before the processor is asked
+ * (so a retry after a crash asks for exactly the same refunds, each idempotent by its key), then
+ * each part is refunded. What the payments cannot cover (postage the vendor downloaded, or
+ * payments already refunded) leaves the row `unpaid`, for the operator to pay by hand; the
+ * reconciliation lists it.
+ */
+export async function payRefund(db: Knex, provider: PaymentProvider, refundId: number): Promise<'paid' | 'unpaid' | 'failed' | 'done'> {
+  const plan = await db.transaction(async (trx) => {
+    const r = await trx('refunds').where({ refund_id: refundId }).forUpdate().first('meter_id', 'amount', 'payout_status');
+    if (!r || r.payout_status !== 'due') return null;
+    let parts: Array<{ payment_id: number; amount: number; payout_ref: string | null; provider_ref: string }> = await trx('refund_payouts as o')
+      .join('payments as p', 'p.payment_id', 'o.payment_id').where('o.refund_id', refundId)
+      .select('o.payment_id', 'o.amount', 'o.payout_ref', 'p.provider_ref');
+    if (parts.length === 0 && Number(r.amount) > 0) {
+      // the meter's captured payments, newest first, with what earlier refunds left of each
+      const payments = await trx('payments as p').where({ 'p.meter_id': r.meter_id, 'p.status': 'applied' }).whereNotNull('p.captured_at')
+        .orderBy('p.payment_id', 'desc').forUpdate()
+        .select('p.payment_id', 'p.amount', 'p.provider_ref',
+          trx.raw('(SELECT coalesce(sum(o.amount), 0) FROM refund_payouts o WHERE o.payment_id = p.payment_id) AS refunded'));
+      let left = Number(r.amount);
+      for (const p of payments) {
+        const take = Math.min(left, Number(p.amount) - Number(p.refunded));
+        if (take <= 0) continue;
+        await trx('refund_payouts').insert({ refund_id: refundId, payment_id: p.payment_id, amount: take });
+        parts.push({ payment_id: Number(p.payment_id), amount: take, payout_ref: null, provider_ref: p.provider_ref });
+        left -= take;
+        if (left === 0) break;
+      }
+    }
+    parts = parts.map((p) => ({ ...p, payment_id: Number(p.payment_id), amount: Number(p.amount) }));
+    return { amount: Number(r.amount), parts };
+  });
+  if (!plan) return 'done';
+  for (const part of plan.parts) {
+    if (part.payout_ref) continue;
+    try {
+      const { refundRef } = await provider.refund({ refundKey: `refund-${refundId}-payment-${part.payment_id}`, providerRef: part.provider_ref, amount: part.amount });
+      await db('refund_payouts').where({ refund_id: refundId, payment_id: part.payment_id }).update({ payout_ref: refundRef });
+    } catch {
+      return 'failed'; // left due: the next payout pass asks again with the same keys
+    }
+  }
+  const paid = plan.parts.reduce((s, p) => s + p.amount, 0);
+  const status = paid === plan.amount ? 'paid' : 'unpaid';
+  await db('refunds').where({ refund_id: refundId, payout_status: 'due' }).update({ payout_status: status, paid_at: status === 'paid' ? db.fn.now() : null });
+  return status;
+}
+
+/** The payout pass: every refund still due, oldest first (at most `limit`). */
+export async function payDueRefunds(db: Knex, provider: PaymentProvider, limit = 500): Promise<{ paid: number; unpaid: number; failed: number }> {
+  const out = { paid: 0, unpaid: 0, failed: 0 };
+  for (const r of await db('refunds').where({ payout_status: 'due' }).orderBy('refund_id').limit(limit).select('refund_id')) {
+    const s = await payRefund(db, provider, Number(r.refund_id));
+    if (s !== 'done') out[s]++;
+  }
+  return out;
+}
