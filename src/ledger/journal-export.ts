@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { vbiError } from '../errors';
 import { HsmModule } from '../hsm/hsm-module';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
 import { verifyJournalMac } from './journal';
+import { writeDurably } from '../ops/durable-file';
 
 /**
  * The journal export (docs/journal-export.md): the journal written off the database to an
@@ -76,25 +76,6 @@ const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest();
 function sealMacInput(s: Omit<ExportSeal, 'mac'>): Buffer {
   const body = JSON.stringify([s.format, s.segment, s.firstN, s.lastN, s.lastHash, Object.entries(s.cursor).sort(), s.sealedAt, s.sealedBy]);
   return Buffer.concat([SEAL_DOMAIN, sha256(body)]);
-}
-
-/** Writes `content` under a temporary name, fsyncs it, renames it into place and fsyncs the directory. */
-async function writeDurably(dir: string, name: string, content: string): Promise<void> {
-  const tmp = join(dir, `.${name}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  await rename(tmp, join(dir, name));
-  const d = openSync(dir, 'r');
-  try {
-    fsyncSync(d);
-  } finally {
-    closeSync(d);
-  }
 }
 
 export interface ExportFinding { segment?: number; n?: number; moduleSerial?: string; seq?: number; reason: string }

@@ -1,10 +1,10 @@
 import { X509Certificate, createVerify } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { mkdir, readdir, rename } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { HsmModule } from '../hsm/hsm-module';
 import { canonicalJson } from '../protocol/canonical-json';
+import { writeDurably } from '../ops/durable-file';
 import { DailyActivity, dailyActivity } from './daily-report';
 import { Reconciliation, reconcile } from './reconciliation';
 import { ReportSource, databaseSource } from './report-source';
@@ -40,7 +40,7 @@ export function verifyReportSignature(doc: SignedReport): boolean {
 
 export const reportFileName = (date: string) => `daily-${date}.json`;
 
-/** Builds, signs and writes one day's report (temporary name, fsync, rename); returns its path. */
+/** Builds, signs and writes one day's report (durably: src/ops/durable-file.ts); returns its path. */
 export async function writeDailyReport(req: { db: Knex; hsm: HsmModule; date: string; dir: string; source?: ReportSource }): Promise<{ path: string; doc: SignedReport }> {
   const source = req.source ?? databaseSource(req.db);
   const activity = await dailyActivity(source, req.date);
@@ -48,15 +48,7 @@ export async function writeDailyReport(req: { db: Knex; hsm: HsmModule; date: st
   const doc = await signReport(req.db, req.hsm, { activity, reconciliation, source: source.name });
   await mkdir(req.dir, { recursive: true, mode: 0o700 });
   const name = source.name === 'database' ? reportFileName(req.date) : `daily-${req.date}.from-export.json`;
-  const tmp = join(req.dir, `.${name}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, JSON.stringify(doc, null, 2) + '\n');
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  await rename(tmp, join(req.dir, name));
+  await writeDurably(req.dir, name, JSON.stringify(doc, null, 2) + '\n');
   return { path: join(req.dir, name), doc };
 }
 
