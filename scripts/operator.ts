@@ -2,7 +2,7 @@
  * npm run operator -- pool
  *                   | buy-stock --amount 1000.00 --reference POST-REF
  *                   | fraud-cases [--meter METER]
- *                   | suspend|reactivate|withdraw METER --reason TEXT
+ *                   | suspend|reactivate|withdraw|refund-and-close METER --reason TEXT
  * The operator's routes (/v1/operator, docs/api-conventions.md) from a terminal: VBI_SERVER names
  * the service (default http://127.0.0.1:8080), VBI_OPERATOR_TOKEN the operator's bearer credential
  * (`npm run credentials -- add operator --name NAME`). Amounts are dollars with up to 3 decimals,
@@ -34,7 +34,7 @@ async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promi
   return answer;
 }
 
-const usage = 'usage: npm run operator -- pool | buy-stock --amount 1000.00 --reference REF | fraud-cases [--meter METER] | suspend|reactivate|withdraw METER --reason TEXT\n';
+const usage = 'usage: npm run operator -- pool | buy-stock --amount 1000.00 --reference REF | fraud-cases [--meter METER] | suspend|reactivate|withdraw|refund-and-close METER --reason TEXT\n';
 
 async function main(): Promise<number> {
   const [command, arg] = process.argv.slice(2);
@@ -60,7 +60,8 @@ async function main(): Promise<number> {
     }
     case 'suspend':
     case 'reactivate':
-    case 'withdraw': {
+    case 'withdraw':
+    case 'refund-and-close': {
       const reason = option('--reason');
       if (!arg || arg.startsWith('--') || !reason) break;
       out(await call('POST', `/v1/operator/meters/${encodeURIComponent(arg)}/${command}`, { reason }));

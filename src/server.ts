@@ -107,7 +107,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   });
   const checker = new IndiciumVerifier(checks);
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log,
-    operator: { reactivateMeter: (r) => ledger.reactivateMeter(r), suspendMeter: (r) => ledger.suspendMeter(r), withdrawMeter: (r) => ledger.withdraw(r),
+    operator: { reactivateMeter: (r) => ledger.reactivateMeter(r), suspendMeter: (r) => ledger.suspendMeter(r), withdrawMeter: (r) => ledger.withdraw(r), refundAndClose: (r) => mailer.refundAndClose(r),
       purchaseStock: (r) => ledger.purchaseFromPost(r), pool: () => ledger.pool() },
     instance: { id: service.instanceId, alive: (id) => service.instanceAlive(id) } });
   const server: Server = deps.tls ? createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' }, app) : createHttpServer(app);

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { VbiClient } from '../src/client/vbi-client';
 import { addCredential } from '../src/api/credentials';
 import { auditRecords } from '../src/ledger/audit-store';
 import { reconcile } from '../src/reports/reconciliation';
@@ -99,5 +101,37 @@ describe("operators enter stock bought from the post; the operator's command-lin
     expect(withdrawn.code, withdrawn.stderr).to.equal(0);
     expect(JSON.parse(withdrawn.stdout).state).to.equal('closed');
     expect((await operatorTool(['frobnicate'])).code).to.equal(2);
+  });
+  it('a meter reported lost or stolen: suspended at once, then closed for good with its postage refunded to the mailer through the processor', async () => {
+    const dir = mkdtempSync(join(process.env.VBI_TEST_ROOT as string, 'lost-'));
+    const c = await VbiClient.register({
+      baseUrl: f.url, rootCertPem: f.rootPem, name: 'Lost Meter', licensingZip: '20260', returnAddress: ['Lost', '1 Main St'],
+      password: 'lost meter password', keyFilePath: join(dir, 'key.json'),
+    });
+    try {
+      const bought = await c.buy({ amount: 9_000, payment: { kind: 'card', token: 'tok_approve' } });
+      const suspended = await operatorTool(['suspend', c.meterId, '--reason', 'reported stolen by the mailer']);
+      expect(suspended.code, suspended.stderr).to.equal(0);
+      const charged = f.payments.payments().length;
+      expect(await c.buy({ amount: 1_000, payment: { kind: 'card', token: 'tok_approve' } }).then(() => 'bought', (e) => (e as { code: string }).code)).to.equal('METER_NOT_ACTIVE');
+      expect(f.payments.payments().length).to.equal(charged); // refused before anyone was charged
+      const closed = await operatorTool(['refund-and-close', c.meterId, '--reason', 'stolen, reviewed: refund the mailer']);
+      expect(closed.code, closed.stderr).to.equal(0);
+      expect(JSON.parse(closed.stdout)).to.deep.include({ state: 'closed' });
+      expect(JSON.parse(closed.stdout).registers).to.deep.include({ refunded: 9_000, descendingRegister: 0, payout: 'paid' });
+      const ref = (await f.service.db.knex('payments').where({ payment_id: bought.paymentId }).first('provider_ref')).provider_ref;
+      expect(f.payments.payments().find((p) => p.providerRef === ref)!.refunded).to.equal(9_000);
+      const audit = (await auditRecords(f.service.db.knex)).filter((r) => r.kind === 'meter-refunded-closed');
+      expect(audit.map((r) => [r.details.meterId, r.details.refunded])).to.deep.equal([[c.meterId, 9_000]]);
+      // closed for good: nothing more is refunded, downloaded or reactivated
+      const again = await operatorTool(['refund-and-close', c.meterId, '--reason', 'twice']);
+      expect([again.code, again.stderr.split(':')[0]]).to.deep.equal([1, 'METER_CLOSED']);
+      expect((await operatorTool(['reactivate', c.meterId, '--reason', 'found it'])).code).to.equal(1);
+      expect(await c.buy({ amount: 1_000, payment: { kind: 'card', token: 'tok_approve' } }).then(() => 'bought', (e) => (e as { code: string }).code)).to.equal('METER_CLOSED');
+      expect((await reconcile(f.service.db.knex, new Date().toISOString().slice(0, 10))).differences).to.deep.equal([]);
+    } finally {
+      await c.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -31,6 +31,7 @@ export interface AppDeps {
     reactivateMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     suspendMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     withdrawMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
+    refundAndClose(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     /** Stock bought from the post enters the pool, once per post's reference (Ledger.purchaseFromPost). */
     purchaseStock(req: { amount: number; reference: string; operator: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }>;
     pool(): Promise<{ purchased: number; available: number; refundsPaid: number }>;
@@ -261,6 +262,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     { action: 'reactivate', state: 'active', run: deps.operator.reactivateMeter, summary: 'reactivate a suspended meter after reviewing its fraud cases' },
     { action: 'suspend', state: 'suspended', run: deps.operator.suspendMeter, summary: 'suspend a meter (e.g. reported lost or stolen): no download, print or partial refund until reactivated' },
     { action: 'withdraw', state: 'closed', run: deps.operator.withdrawMeter, summary: 'withdraw (close) an empty meter' },
+    { action: 'refund-and-close', state: 'closed', run: deps.operator.refundAndClose, summary: 'close a meter for good and refund its remaining postage to the mailer through the processor (a lost or stolen meter, after review)' },
   ];
   for (const a of meterActions) {
     api.defineRoute<{ reason: string }, Record<string, unknown>>({

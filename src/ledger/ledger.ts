@@ -7,11 +7,11 @@ import { postageValueDownload } from '../module/commands/postage-value-download'
 import { assignMeter } from '../module/commands/assign-meter';
 import { suspendMeter } from '../module/commands/suspend';
 import { reactivateMeter } from '../module/commands/reactivate';
-import { withdraw } from '../module/commands/refund';
+import { fullRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
-import { debitPool, reservePool } from './pool-registers';
+import { debitPool, recordRefund, reservePool } from './pool-registers';
 import { Lease } from './module-lease';
 import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
 import { reinstateModule } from './reinstatement';
@@ -328,6 +328,28 @@ export class Ledger {
       await this.audit(out, { kind: 'meter-withdrawn', reason: `withdrawn by operator ${req.operator}: ${req.reason ?? ''}`, details: { meterId: req.meterId, operator: req.operator } });
     }
     return out.result;
+  }
+
+  /**
+   * An operator closes a meter and refunds what it still holds — the lost/stolen policy
+   * (docs/api-conventions.md): a meter reported lost or stolen is suspended at once; after review,
+   * this closes it for good (it never prints again) and its remaining DR goes back to the pool as
+   * a full refund, recorded for the payout to the mailer. Audited with the operator's name.
+   */
+  async refundAndClose(req: { meterId: string; operator: string; reason: string }): Promise<Registers & { refunded: number; refundId: number }> {
+    let refundId = 0;
+    const out = await this.run({
+      meterId: req.meterId, type: 'refund', execute: fullRefund(), details: () => ({ kind: 'full', operator: req.operator, reason: req.reason }),
+      after: async (trx, o, at) => {
+        await recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: `operator ${req.operator}: ${req.reason}`, record: o.record, at });
+        refundId = Number((await trx('refunds').where({ module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq }).first('refund_id')).refund_id);
+      },
+    });
+    await this.audit(out, {
+      kind: 'meter-refunded-closed', reason: `closed with its remaining ${out.result.refunded} mills refunded by operator ${req.operator}: ${req.reason}`,
+      details: { meterId: req.meterId, operator: req.operator, refunded: out.result.refunded, refundId },
+    });
+    return { ...out.result, refundId };
   }
 
   /** Registers as the database's non-secret columns hold them (the sealed package is the authority). */

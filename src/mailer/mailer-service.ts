@@ -222,6 +222,13 @@ export class MailerService {
     return answer;
   }
 
+  /** An operator's refund-and-close (Ledger.refundAndClose), then its payout to the mailer. */
+  async refundAndClose(req: { meterId: string; operator: string; reason: string }): Promise<Record<string, unknown>> {
+    const out = await this.opts.ledger.refundAndClose(req);
+    const payout = await payRefund(this.db, this.opts.payments, out.refundId).catch(() => 'failed' as const);
+    return { ...out, payout: payout === 'done' ? 'paid' : payout === 'failed' ? 'due' : payout };
+  }
+
   /** The payout pass (src/mailer/refund-payout.ts): refunds still due are paid back through the processor. */
   payRefunds(): Promise<{ paid: number; unpaid: number; failed: number }> {
     return payDueRefunds(this.db, this.opts.payments);

@@ -14,7 +14,7 @@ import { canonicalJson } from '../protocol/canonical-json';
  */
 export type AuditKind =
   | 'checkpoint-rolled-forward' | 'package-stale' | 'package-invalid' | 'module-inhibited' | 'module-reinstated'
-  | 'service-started' | 'audit-chain-broken' | 'meter-suspended' | 'meter-reactivated' | 'meter-withdrawn' | 'pool-purchased';
+  | 'service-started' | 'audit-chain-broken' | 'meter-suspended' | 'meter-reactivated' | 'meter-withdrawn' | 'meter-refunded-closed' | 'pool-purchased';
 
 /** What is recorded, before the chain numbers and signs it. */
 export interface AuditEvent {
