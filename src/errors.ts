@@ -70,6 +70,7 @@ export const ERROR_CODES = {
   BAD_MAC: { status: 401, kind: 'user', text: 'request HMAC does not verify' },
   STALE_CHALLENGE: { status: 409, kind: 'user', text: 'request does not carry the last challenge (replayed or out of order)' },
   REGISTER_MISMATCH: { status: 409, kind: 'user', text: "client's register copy differs from the meter's" },
+  USER_SECRETS_EXPIRED: { status: 403, kind: 'user', text: "the meter's HMK and password have expired: re-key first (POST /v1/rekey)" },
   WRONG_PASSWORD: { status: 401, kind: 'user', text: 'password does not match' },
   SESSION_NOT_FOUND: { status: 404, kind: 'user', text: 'no such session' },
   SESSION_ENDED: { status: 401, kind: 'user', text: 'session ended (closed, missed heartbeat or bad dynamic password)' },

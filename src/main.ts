@@ -64,6 +64,7 @@ async function main(): Promise<void> {
     authRateLimit: process.env.VBI_AUTH_RATE_LIMIT ? { limit: Number(process.env.VBI_AUTH_RATE_LIMIT), windowMs: 60_000 } : undefined,
     keyRenewal: service.config.keyRenewal,
     reports: { dir: service.config.reportDir, intervalMs: 3_600_000 },
+    mailer: { userSecretsLifetimeMs: service.config.userSecretsLifetimeMs },
     log: (line) => process.stderr.write(line + '\n'),
   });
   process.stdout.write(`meters ready for registration: ${await service.ledger.unassignedMeters()}\n`);

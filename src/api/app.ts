@@ -158,6 +158,12 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
   api.defineRoute({ method: 'post', path: '/v1/refunds', summary: 'partial (spoilage) or full refund', body: envelopeSchema('refund', bodies.refund), responses: ok('operational response'), handler: (req) => m.refund(env(req)) });
 
+  // --- the mailer's secrets (docs/protocol.md 7) ---
+  api.defineRoute({
+    method: 'post', path: '/v1/rekey', summary: "a new HMK and password for the meter (proves the current password; the only operation once the user secrets expired)",
+    body: envelopeSchema('rekey', bodies.rekey), before: authLimit, responses: ok('operational response'), handler: (req) => m.rekey(env(req)),
+  });
+
   // --- sessions and printing ---
   api.defineRoute({
     method: 'post', path: '/v1/sessions', summary: 'open a continuous session (password, session key)',

@@ -66,6 +66,10 @@ export const bodies = {
   refund: objectSchema({ kind: { type: 'string', enum: ['partial', 'full'] }, amount: millsSchema, reason: { type: 'string', maxLength: 500 } }, ['kind', 'reason']),
   sessionOpen: objectSchema({ moduleSerial, encryptedPasswordSecret: rsaCiphertext, encryptedSessionKey: rsaCiphertext }),
   sessionClose: objectSchema({ sessionId }),
+  rekey: objectSchema({
+    moduleSerial, encryptedPasswordSecret: rsaCiphertext, encryptedNewHmk: rsaCiphertext, encryptedNewPasswordSecret: rsaCiphertext,
+    proofNonce: { ...base64Schema(88), minLength: 24 },
+  }),
   print: objectSchema({ sessionId, items: { type: 'array', items: printItemSchema, minItems: 1, maxItems: 500 } }),
   correction: objectSchema({ sessionId, originalIndiciumId: idSchema, item: printItemSchema }),
   redeliver: objectSchema({

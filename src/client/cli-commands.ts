@@ -77,6 +77,23 @@ export async function cmdBalance(ctx: CliContext): Promise<number> {
   return 0;
 }
 
+/**
+ * `rekey [--change-password]`: a new HMK (and password) for the meter — when the user secrets are
+ * near or past their expiry (USER_SECRETS_EXPIRED), or to change the password. The new password
+ * comes from VBI_NEW_PASSWORD, else is asked twice on the terminal.
+ */
+export async function cmdRekey(ctx: CliContext, v: Values): Promise<number> {
+  const client = await ctx.client();
+  let newPassword: string | undefined;
+  if (v['change-password']) {
+    newPassword = ctx.io.env.VBI_NEW_PASSWORD || (await ctx.password({ confirm: true, ignoreEnv: true }));
+    if (newPassword.length < 8) throw new UsageError('the new password must have at least 8 characters');
+  }
+  const r = await client.rekey({ newPassword });
+  ctx.say(`meter ${client.meterId}: new HMK${newPassword === undefined ? '' : ' and password'} in use; the user secrets expire ${r.userSecretsExpiry}`);
+  return 0;
+}
+
 function printBalance(ctx: CliContext, meterId: string, b: BalanceResult): void {
   ctx.say(`meter ${meterId} (${b.state})`);
   ctx.say(`available (descending register): ${money(b.descending)}`);

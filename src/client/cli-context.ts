@@ -69,10 +69,10 @@ export class CliContext {
     return bytes.includes('-----BEGIN CERTIFICATE-----') ? bytes.toString('utf8') : toPem('CERTIFICATE', bytes);
   }
 
-  /** VBI_PASSWORD, else asked on the terminal (twice when `confirm`). */
-  async password(opts: { confirm?: boolean } = {}): Promise<string> {
+  /** VBI_PASSWORD (unless `ignoreEnv`), else asked on the terminal (twice when `confirm`). */
+  async password(opts: { confirm?: boolean; ignoreEnv?: boolean } = {}): Promise<string> {
     const env = this.io.env.VBI_PASSWORD;
-    if (env !== undefined && env !== '') return env;
+    if (!opts.ignoreEnv && env !== undefined && env !== '') return env;
     const ask = this.io.prompt ?? ((p: string) => promptPassword(p));
     try {
       const first = await ask(opts.confirm ? 'New key file password: ' : 'Key file password: ');

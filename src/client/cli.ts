@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { CliContext, CliIo, DEFAULT_SERVER, GlobalOptions, UsageError } from './cli-context';
-import { cmdBalance, cmdBuy, cmdHistory, cmdLogin, cmdRefund, cmdRegister, cmdSettle, cmdVerify, Values } from './cli-commands';
+import { cmdBalance, cmdBuy, cmdHistory, cmdLogin, cmdRefund, cmdRegister, cmdRekey, cmdSettle, cmdVerify, Values } from './cli-commands';
 import { cmdPrint } from './cli-print';
 import { cmdPrintBatch, DEFAULT_CHUNK } from './cli-print-batch';
 import { cmdRecover, cmdReprint } from './cli-recover';
@@ -22,6 +22,8 @@ commands:
   buy AMOUNT [--card TOKEN | --ach TOKEN | --check TOKEN]
         buy postage, e.g. vbi buy 20.00 --card tok_approve (the default); at most 3 decimals
   settle PAYMENT_ID         settle a pending purchase (a check) once it has cleared
+  rekey [--change-password] a new HMK for the meter, and with --change-password a new password
+        (VBI_NEW_PASSWORD, else asked twice); needed once the user secrets expire (USER_SECRETS_EXPIRED)
   print --to "Name|Street|City ST ZIP" --zip ZIP (--weight OZ [--class CLASS] [--zone N] | --postage AMOUNT)
         [--out label.pdf|label.png|label.svg] [--size 4x6|10]
         print one label; the rate table prices --weight (default class from registration,
@@ -80,6 +82,7 @@ const COMMANDS: Record<string, { options: ParseArgsConfig['options']; run: Comma
   history: { options: { limit: { type: 'string' } }, run: (ctx, v, args) => (noArgs(args), cmdHistory(ctx, v)) },
   buy: { options: { card: { type: 'string' }, ach: { type: 'string' }, check: { type: 'string' } }, run: cmdBuy },
   settle: { options: {}, run: cmdSettle },
+  rekey: { options: { 'change-password': { type: 'boolean' } }, run: (ctx, v, args) => (noArgs(args), cmdRekey(ctx, v)) },
   print: {
     options: {
       to: { type: 'string' }, zip: { type: 'string' }, weight: { type: 'string' }, class: { type: 'string' }, zone: { type: 'string' },

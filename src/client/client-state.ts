@@ -57,6 +57,12 @@ export interface ClientState {
    * the same Idempotency-Key and the same bytes.
    */
   pending?: PendingRequest[];
+  /**
+   * A re-key sent and not yet settled (docs/protocol.md 7): the new HMK, the new password secret
+   * and, for a password change, the new password (the key file is written under it once the
+   * module has taken the new secrets). Settled by VbiClient.rekey() or recover().
+   */
+  pendingRekey?: { hmk: string; passwordSecret: string; newPassword?: string };
   /** Every module verified at registration; receipts are checked with their identity keys. */
   modules: KnownModule[];
   /** The trust anchor the modules were verified against. */

@@ -56,9 +56,9 @@ export class KeyFile<T> {
   private constructor(
     readonly path: string,
     private current: T,
-    private readonly key: Buffer,
+    private key: Buffer,
     private readonly kdf: KdfParams,
-    private readonly salt: Buffer,
+    private salt: Buffer,
   ) {}
 
   /**
@@ -99,6 +99,24 @@ export class KeyFile<T> {
   async save(state: T): Promise<void> {
     await writeAtomic(this.path, this.envelope(state), { replace: true });
     this.current = state;
+  }
+
+  /**
+   * Encrypts `state` under a new password (fresh salt and key) and replaces the file atomically:
+   * the old password no longer opens it.
+   */
+  async saveUnderPassword(password: string, state: T): Promise<void> {
+    const salt = randomBytes(SALT_BYTES);
+    const key = await deriveKey(password, salt, this.kdf);
+    const previous = { key: this.key, salt: this.salt };
+    this.key = key;
+    this.salt = salt;
+    try {
+      await this.save(state);
+    } catch (e) {
+      Object.assign(this, previous);
+      throw e;
+    }
   }
 
   private envelope(state: T): KeyFileEnvelope {

@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isVbiError, vbiError } from '../errors';
 import {
-  Operation, OperationalRequest, OperationalResponse, passwordSecret, Receipt, redeliveryAad, RegisterEcho, ResyncResponse,
+  Operation, OperationalRequest, OperationalResponse, passwordSecret, Receipt, redeliveryAad, RegisterEcho, rekeyProofInput, ResyncResponse,
 } from '../protocol/messages';
-import { decryptIndicium, encryptToModule } from './client-crypto';
+import { decryptIndicium, encryptToModule, hmacSha256 } from './client-crypto';
 import { ClientState, findModule, KnownModule, PendingRequest } from './client-state';
 import { buildResyncRequest, checkResyncResponse } from './resync';
 import { decodeIndicium, DecodedIndicium } from '../indicium/layout';
@@ -112,7 +112,7 @@ export interface PrintOutcome {
 export class VbiClient {
   private readonly http: HttpClient;
   private readonly clock: () => number;
-  private readonly hmk: Buffer;
+  private hmk: Buffer;
   private receipts: ReceiptVerifier;
   private queue: Promise<unknown> = Promise.resolve();
   private current: ClientSession | undefined;
@@ -123,7 +123,7 @@ export class VbiClient {
    * `pwSecret` = passwordSecret(password, meterId), kept instead of the password for
    * session-open; the key file is already decrypted.
    */
-  private constructor(private readonly keyFile: KeyFile<ClientState>, http: HttpClient, clock: () => number, private readonly pwSecret: Buffer,
+  private constructor(private readonly keyFile: KeyFile<ClientState>, http: HttpClient, clock: () => number, private pwSecret: Buffer,
     private readonly onRecovered?: VbiClientOptions['onRecovered']) {
     this.http = http;
     this.clock = clock;
@@ -338,7 +338,103 @@ export class VbiClient {
    * (redeliver); without an open session such a print stays pending (SESSION_NOT_FOUND).
    */
   recover(): Promise<RecoveredRequest[]> {
-    return this.serial(() => this.recoverPending());
+    return this.serial(async () => {
+      if (this.keyFile.state.pendingRekey) await this.settleRekey();
+      return this.recoverPending();
+    });
+  }
+
+  /**
+   * `rekey` (docs/protocol.md 7): a fresh HMK and, with `newPassword`, a new password, sent to the
+   * client's module under the current HMK with proof of the current password. The new secrets
+   * are saved in the key file before they are sent; once the module has proved the new HMK, the
+   * key file holds only them (under the new password). A lost answer is settled by resync: the
+   * key the module answers to is the one it holds. The only operation allowed once the user
+   * secrets expired (USER_SECRETS_EXPIRED). Returns the new expiry.
+   */
+  rekey(req: { newPassword?: string } = {}): Promise<{ userSecretsExpiry: string }> {
+    return this.serial(async () => {
+      if (this.keyFile.state.pendingRekey) await this.settleRekey();
+      const s = this.keyFile.state;
+      const module = findModule(s, s.moduleSerial);
+      if (!module) throw vbiError('CERT_INVALID', `key file names module ${s.moduleSerial} but holds no verified key for it`);
+      const newHmk = randomBytes(32);
+      const newPw = req.newPassword === undefined ? this.pwSecret : passwordSecret(req.newPassword, s.meterId);
+      const proofNonce = randomBytes(32).toString('base64');
+      await this.keyFile.save({
+        ...s, pendingRekey: { hmk: newHmk.toString('base64'), passwordSecret: newPw.toString('base64'), ...(req.newPassword === undefined ? {} : { newPassword: req.newPassword }) },
+      });
+      const body = {
+        moduleSerial: module.serial, encryptedPasswordSecret: encryptToModule(module, this.pwSecret),
+        encryptedNewHmk: encryptToModule(module, newHmk), encryptedNewPasswordSecret: encryptToModule(module, newPw), proofNonce,
+      };
+      let r: OperationalResponse<{ newHmkProof: string; userSecretsExpiry: string }>;
+      try {
+        type Rekeyed = { newHmkProof: string; userSecretsExpiry: string };
+        r = await this.accept<Rekeyed>(await this.send('rekey', '/v1/rekey', body), 'rekey').catch(async (e) => {
+          if (!outOfStep(e)) throw e;
+          // the module moved on (another device of this meter): in step again, then once more
+          await this.resyncNow().catch(() => Promise.reject(e));
+          return this.accept<Rekeyed>(await this.send('rekey', '/v1/rekey', body), 'rekey');
+        });
+      } catch (e) {
+        if (e instanceof NetworkError) {
+          if (await this.settleRekey()) return { userSecretsExpiry: 'unknown (the answer was lost; the new secrets are in use)' };
+          throw e;
+        }
+        // refused: the module kept the old secrets
+        const { pendingRekey: _dropped, ...rest } = this.keyFile.state;
+        await this.keyFile.save(rest);
+        throw e;
+      }
+      const proof = Buffer.from(String(r.result?.newHmkProof ?? ''), 'base64');
+      if (!hmacSha256(newHmk, rekeyProofInput(s.meterId, proofNonce)).equals(proof)) {
+        throw vbiError('BAD_MAC', 'the module did not prove the new HMK: the key file keeps both until recover() settles it');
+      }
+      await this.adoptRekey();
+      return { userSecretsExpiry: r.result.userSecretsExpiry };
+    });
+  }
+
+  /**
+   * A re-key whose outcome is unknown, settled by resync. First with the old HMK: if the module
+   * answers to it, the re-key did not commit — and since that resync issued a new challenge, a
+   * re-key still on its way can no longer commit (STALE_CHALLENGE) — so the pending secrets are
+   * dropped. If the module refuses the old HMK (BAD_MAC), the re-key committed: resync with the
+   * new one and adopt it. Returns whether the new secrets are in use.
+   */
+  private async settleRekey(): Promise<boolean> {
+    const pending = this.keyFile.state.pendingRekey;
+    if (!pending) return false;
+    try {
+      await this.resyncNow();
+      const { pendingRekey: _dropped, ...rest } = this.keyFile.state;
+      await this.keyFile.save(rest);
+      return false;
+    } catch (e) {
+      if (!isVbiError(e, 'BAD_MAC')) throw e; // the link again: still unknown, still pending
+    }
+    const old = this.hmk;
+    this.hmk = Buffer.from(pending.hmk, 'base64');
+    try {
+      await this.resyncNow();
+    } catch (e) {
+      this.hmk = old;
+      throw e;
+    }
+    await this.adoptRekey();
+    return true;
+  }
+
+  /** The pending secrets become the key file's own (under the new password, if one was chosen). */
+  private async adoptRekey(): Promise<void> {
+    const { pendingRekey: pending, ...rest } = this.keyFile.state;
+    if (!pending) return;
+    this.hmk = Buffer.from(pending.hmk, 'base64');
+    this.pwSecret = Buffer.from(pending.passwordSecret, 'base64');
+    const state: ClientState = { ...rest, hmk: pending.hmk };
+    if (pending.newPassword !== undefined) await this.keyFile.saveUnderPassword(pending.newPassword, state);
+    else await this.keyFile.save(state);
   }
 
   /**
@@ -638,7 +734,12 @@ export class VbiClient {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    // a re-key left unsettled (by a crash or a lost link) is settled before anything else is sent
+    const go = async () => {
+      if (this.keyFile.state.pendingRekey) await this.settleRekey();
+      return fn();
+    };
+    const run = this.queue.then(go, go);
     this.queue = run.then(() => undefined, () => undefined);
     return run;
   }

@@ -57,6 +57,8 @@ export interface Config {
   journalExportDir: string;
   /** Where the daily reports are written (VBI_REPORT_DIR; default <varDir>/reports). */
   reportDir: string;
+  /** How long a mailer's HMK and password live from registration or re-key (VBI_USER_SECRETS_LIFETIME_DAYS, default 730). */
+  userSecretsLifetimeMs: number;
   /** When duplicate sightings suspend a meter (VBI_SUSPEND_DUPLICATES, VBI_SUSPEND_PLANTS, VBI_SUSPEND_WINDOW_HOURS). */
   suspension: SuspensionPolicy;
   /**
@@ -132,6 +134,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
     journalExportDir: env.VBI_JOURNAL_EXPORT_DIR || join(varDir, 'journal-export'),
     reportDir: env.VBI_REPORT_DIR || join(varDir, 'reports'),
+    userSecretsLifetimeMs: intFrom(env, 'VBI_USER_SECRETS_LIFETIME_DAYS', 730, 1, 3650) * 86_400_000,
     keyRenewal: {
       renewBeforeMs: intFrom(env, 'VBI_KEY_RENEW_BEFORE_DAYS', 30, 1, 365) * 86_400_000,
       intervalMs: intFrom(env, 'VBI_KEY_RENEWAL_INTERVAL_MINUTES', 60, 1, 1440) * 60_000,

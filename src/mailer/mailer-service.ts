@@ -7,8 +7,9 @@ import { PsdPackage } from '../psd/psd-package';
 import { assertMills } from '../ledger/amounts';
 import { debitPool, recordRefund, reservePool } from '../ledger/pool-registers';
 import { payDueRefunds, payRefund } from './refund-payout';
+import { rekey } from '../module/commands/rekey';
 import { openPackage } from '../module/package-seal';
-import { operational, Operation } from '../module/commands/operational';
+import { operational, Operation, requireUnexpired } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
 import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation } from '../module/commands/mailer-operations';
 import { SessionItem } from '../module/commands/print-item';
@@ -28,6 +29,9 @@ import { chargeWithRetry } from '../payments/charge';
 import { computePostage } from '../rates/postage';
 import { ItemType } from '../indicium/fields';
 import { ModuleEntry, moduleDirectory } from './module-directory';
+
+/** How long a mailer's HMK and password live from registration or re-key, unless configured: 2 years. */
+export const DEFAULT_USER_SECRETS_LIFETIME_MS = 2 * 365 * 86_400_000;
 
 export interface MailerOptions {
   ledger: Ledger;
@@ -160,7 +164,7 @@ export class MailerService {
       },
       execute: registerUserSecrets({
         encryptedHmk: Buffer.from(req.encryptedHmk, 'base64'), encryptedPasswordSecret: Buffer.from(req.encryptedPasswordSecret, 'base64'),
-        userSecretsLifetimeMs: this.opts.userSecretsLifetimeMs ?? 2 * 365 * 86_400_000,
+        userSecretsLifetimeMs: this.opts.userSecretsLifetimeMs ?? DEFAULT_USER_SECRETS_LIFETIME_MS,
       }),
       details: () => ({ moduleSerial: req.moduleSerial }),
     });
@@ -370,6 +374,7 @@ export class MailerService {
     if (env.registers.ascending !== pkg.ascendingRegister || env.registers.descending !== pkg.descendingRegister) {
       throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's");
     }
+    requireUnexpired(pkg, this.now());
     return pkg;
   }
 
@@ -517,6 +522,20 @@ export class MailerService {
         });
       },
     });
+  }
+
+  /**
+   * Re-key (docs/protocol.md 7): a new HMK and password for the meter, on the module whose
+   * transport key the client encrypted them to; allowed after the user secrets expired.
+   */
+  async rekey(env: OperationalRequest<{ moduleSerial: string; encryptedPasswordSecret: string; encryptedNewHmk: string; encryptedNewPasswordSecret: string; proofNonce: string }>): Promise<OperationalResponse> {
+    return this.operate(env, rekey({
+      encryptedPasswordSecret: Buffer.from(env.body.encryptedPasswordSecret, 'base64'),
+      encryptedNewHmk: Buffer.from(env.body.encryptedNewHmk, 'base64'),
+      encryptedNewPasswordSecret: Buffer.from(env.body.encryptedNewPasswordSecret, 'base64'),
+      proofNonce: env.body.proofNonce,
+      userSecretsLifetimeMs: this.opts.userSecretsLifetimeMs ?? DEFAULT_USER_SECRETS_LIFETIME_MS,
+    }), { type: 'rekey', moduleSerial: env.body.moduleSerial });
   }
 
   async closeSession(env: OperationalRequest<{ sessionId: string }>): Promise<OperationalResponse> {

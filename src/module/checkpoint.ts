@@ -39,6 +39,8 @@ export const TRANSACTION_TYPES = {
   reinstate: 14,
   /** A suspended meter made active again by an operator. */
   reactivate: 15,
+  /** The mailer's HMK and password replaced (docs/protocol.md 7). */
+  rekey: 16,
 } as const;
 export type TransactionType = keyof typeof TRANSACTION_TYPES;
 const TYPE_BY_CODE = new Map<number, TransactionType>(

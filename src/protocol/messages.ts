@@ -10,7 +10,7 @@ import { canonicalJson } from './canonical-json';
  */
 export const PROTOCOL = 'VBI-OP-1';
 
-export const OPERATIONS = ['session-open', 'session-close', 'purchase', 'print', 'refund', 'correction', 'balance', 'history', 'redeliver'] as const;
+export const OPERATIONS = ['session-open', 'session-close', 'purchase', 'print', 'refund', 'correction', 'balance', 'history', 'redeliver', 'rekey'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 export interface RegisterEcho {
@@ -29,6 +29,14 @@ export interface OperationalRequest<B = Record<string, unknown>> {
   registers: RegisterEcho;
   body: B;
   mac: string;
+}
+
+/**
+ * Re-key (docs/protocol.md 7): what the new HMK proves it reached the module with,
+ * HMAC(new HMK, rekeyProofInput(meterId, proofNonce)).
+ */
+export function rekeyProofInput(meterId: string, proofNonce: string): Buffer {
+  return Buffer.from(`${PROTOCOL}\nrekey-proof\n${meterId}\n${proofNonce}`, 'utf8');
 }
 
 export function requestMacInput(r: Omit<OperationalRequest, 'mac'>): Buffer {

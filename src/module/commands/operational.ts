@@ -52,6 +52,8 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
         });
       }
 
+      // past their lifetime the user secrets may only be replaced (docs/protocol.md 7)
+      if (req.op !== 'rekey') requireUnexpired(pkg, ctx.now);
       const out = await op(pkg, { ...ctx, keys, hmkChain, usk });
       const next = await ctx.hsm.random(CHALLENGE_BYTES);
       const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
@@ -72,4 +74,11 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
       return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
     });
   };
+}
+
+/** USER_SECRETS_EXPIRED once the package's user secrets are past their lifetime (0: no lifetime). */
+export function requireUnexpired(pkg: PsdPackage, now: number): void {
+  if (pkg.userSecretsExpiry > 0 && now >= pkg.userSecretsExpiry) {
+    throw vbiError('USER_SECRETS_EXPIRED', `the user secrets of meter ${pkg.meterId} expired at ${new Date(pkg.userSecretsExpiry).toISOString()}: re-key first`);
+  }
 }
