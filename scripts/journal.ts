@@ -56,8 +56,8 @@ async function main(): Promise<number> {
     // replay: no process of the service may use the database or the tokens meanwhile
     const leases: Lease[] = [];
     try {
-      leases.push(await Lease.acquire({ url: v.db.url, resource: mapShardResource(MAP_SHARD) }));
-      for (const m of v.modules) leases.push(await Lease.acquire({ url: v.db.url, resource: moduleResource(m.serial) }));
+      leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: mapShardResource(MAP_SHARD) }));
+      for (const m of v.modules) leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: moduleResource(m.serial) }));
       // --stock REFERENCE=AMOUNT (repeatable): stock bought from the post after the restore point
       const stock = process.argv.flatMap((a, i) => (a === '--stock' ? [process.argv[i + 1] ?? ''] : [])).map((s) => {
         const at = s.lastIndexOf('=');

@@ -61,7 +61,7 @@ export async function createService(deps: {
   moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
 }): Promise<Service> {
   const { config } = deps;
-  const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, varDir: config.varDir, archive: config.walArchive }));
+  const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive }));
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
   const engines: PsdEngine[] = [];
   const leases = new Map<PsdEngine, Lease>();
@@ -73,11 +73,11 @@ export async function createService(deps: {
   let instanceLease: Lease | undefined;
   let mapLease: Lease | undefined;
   try {
-    instanceLease = await Lease.acquire({ url: db.url, resource: instanceResource(instanceId) });
+    instanceLease = await Lease.acquire({ url: () => db.primaryUrl(), resource: instanceResource(instanceId) });
     held.push(instanceLease);
     // One process serves the map shard and each module; a second one stops here, before it
     // changes anything on a token.
-    mapLease = await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) });
+    mapLease = await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(MAP_SHARD) });
     held.push(mapLease);
     for (const m of config.hsm.modules) {
       if (m.tokenLabel === DEV_TOKEN_LABEL) {
@@ -92,7 +92,7 @@ export async function createService(deps: {
       if (twin) {
         throw vbiError('TOKEN_UNSUITABLE', `tokens '${twin.tokenLabel}' and '${hsm.tokenLabel}' have the same module serial ${hsm.serial}: use a token profile with serialSource identity-key`);
       }
-      const lease = await Lease.acquire({ url: db.url, resource: moduleResource(hsm.serial) });
+      const lease = await Lease.acquire({ url: () => db.primaryUrl(), resource: moduleResource(hsm.serial) });
       held.push(lease);
       const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, onAudit: deps.audit, anchor });
       engines.push(engine);

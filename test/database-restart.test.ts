@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedPostgres, startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { Database, openDatabase } from '../src/db/database';
@@ -7,6 +7,7 @@ import { VbiClient } from '../src/client/vbi-client';
 import { conservation } from '../src/ledger/conservation';
 import { ServerFixture, serverFixture } from './helpers/server';
 import { freePort } from './crash/service-process';
+import { killServer } from './helpers/processes';
 
 /**
  * The service's PostgreSQL (a DATABASE_URL server) killed with SIGKILL under load and started
@@ -64,10 +65,9 @@ describe('PostgreSQL killed and restarted under the running service', function (
       }
     });
     await new Promise((r) => setTimeout(r, 700));
-    const pid = Number(readFileSync(join(dir, 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
     // the whole server dies, as when its machine fails: postmaster and backends together (a
     // backend left alive could still commit on the old server after a new one has started)
-    for (const p of [pid, ...childrenOf(pid)]) process.kill(p, 'SIGKILL');
+    killServer(join(dir, 'pgdata'));
     await new Promise((r) => setTimeout(r, 1_500));
     stop = true;
     await Promise.all(loops);
@@ -106,20 +106,3 @@ describe('PostgreSQL killed and restarted under the running service', function (
     expect(f.service.status().modules.every((m) => m.inRotation && m.state === 'Idle')).to.equal(true);
   });
 });
-
-/** Process ids whose parent is `pid` (from /proc). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}

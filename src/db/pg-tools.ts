@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { chmod, chown, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { vbiError } from '../errors';
+import { postgresUserIds } from './wal-archive';
 
 /**
  * PostgreSQL's own client tools (pg_basebackup, pg_verifybackup) of the server's major version:
@@ -69,4 +71,21 @@ export function runTool(path: string, args: string[], env: NodeJS.ProcessEnv = {
       else resolve(output);
     });
   });
+}
+
+/**
+ * As root, the embedded server runs as the system user `postgres`: a data directory written by
+ * root (a restored backup, a standby's base backup) is given to it, mode 0700.
+ */
+export async function giveToServerUser(dataDir: string): Promise<void> {
+  await chmod(dataDir, 0o700);
+  if (process.getuid?.() !== 0) return;
+  const owner = await postgresUserIds();
+  await chownTree(dataDir, owner.uid, owner.gid);
+}
+
+async function chownTree(path: string, uid: number, gid: number): Promise<void> {
+  await chown(path, uid, gid);
+  if (!(await stat(path)).isDirectory()) return;
+  for (const name of await readdir(path)) await chownTree(join(path, name), uid, gid);
 }

@@ -18,7 +18,7 @@ export class Lease {
   private lostReason: string | null = null;
   private released = false;
 
-  private constructor(readonly resource: string, private readonly url: string, private client: Client) {
+  private constructor(readonly resource: string, private readonly url: string | (() => Promise<string>), private client: Client) {
     this.watch(client);
   }
 
@@ -31,8 +31,9 @@ export class Lease {
   }
 
   /** Takes the lease or fails at once with MODULE_IN_USE. */
-  static async acquire(req: { url: string; resource: string }): Promise<Lease> {
-    return new Lease(req.resource, req.url, await lock(req.url, req.resource));
+  /** `url`: the database, or how to find its primary now (Database.primaryUrl: a standby may have been promoted). */
+  static async acquire(req: { url: string | (() => Promise<string>); resource: string }): Promise<Lease> {
+    return new Lease(req.resource, req.url, await lock(typeof req.url === 'string' ? req.url : await req.url(), req.resource));
   }
 
   /** Why the lease is gone, or null while it is held. */
@@ -77,7 +78,7 @@ export class Lease {
     if (!this.lostReason) return true;
     let client: Client;
     try {
-      client = await lock(this.url, this.resource);
+      client = await lock(typeof this.url === 'string' ? this.url : await this.url(), this.resource);
     } catch {
       return false;
     }

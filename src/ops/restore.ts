@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
-import { appendFile, chmod, chown, cp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, cp, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { vbiError } from '../errors';
 import { postmasterAlive, startEmbeddedPostgres } from '../db/embedded-postgres';
-import { postgresUserIds, restoreCommand, type WalArchiveSettings } from '../db/wal-archive';
+import { restoreCommand, type WalArchiveSettings } from '../db/wal-archive';
+import { giveToServerUser } from '../db/pg-tools';
 import { listBackups, verifyBackupData, type ListedBackup } from './backup';
 
 /**
@@ -82,10 +83,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreReport> {
   ];
   await appendFile(join(pgdata, 'postgresql.auto.conf'), `\n# added by npm run restore (${now().toISOString()}), removed after recovery\n${settings.join('\n')}\n`);
   await writeFile(join(pgdata, 'recovery.signal'), '');
-  if (process.getuid?.() === 0) {
-    const owner = await postgresUserIds();
-    await chownTree(pgdata, owner.uid, owner.gid);
-  }
+  await giveToServerUser(pgdata);
   const report: RestoreReport = { backup: backup.label, target: opts.target === 'latest' ? 'latest' : opts.target.toISOString(), replacedDir };
   if (!opts.runRecovery) return report;
 
@@ -146,8 +144,3 @@ function confString(v: string): string {
   return `'${v.replace(/'/g, "''")}'`;
 }
 
-async function chownTree(path: string, uid: number, gid: number): Promise<void> {
-  await chown(path, uid, gid);
-  if (!(await stat(path)).isDirectory()) return;
-  for (const name of await readdir(path)) await chownTree(join(path, name), uid, gid);
-}

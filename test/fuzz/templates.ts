@@ -162,10 +162,18 @@ export function templateFor(ctx: CaseContext, route: RouteSpec): Template {
     case 'POST /v1/operator/meters/{meterId}/reactivate':
     case 'POST /v1/operator/meters/{meterId}/suspend':
     case 'POST /v1/operator/meters/{meterId}/withdraw':
+    case 'POST /v1/operator/meters/{meterId}/refund-and-close':
       // the fuzzer holds no operator credential: every such request must be refused
       t.kind = 'operator';
       t.pathValues.meterId = rng.pick(usableMailers(fx)).client.meterId;
       t.body = { reason: 'fuzz review' };
+      return t;
+    case 'GET /v1/operator/pool':
+      t.kind = 'operator';
+      return t;
+    case 'POST /v1/operator/pool/purchases':
+      t.kind = 'operator';
+      t.body = { amount: 1_000, reference: 'fuzz stock' };
       return t;
     case 'GET /v1/rates':
       t.kind = 'read';

@@ -42,6 +42,7 @@ export function testConfig(labels: string[], over: Partial<Config> = {}): Config
     backupDir: join(process.env.VBI_TEST_ROOT as string, 'backups'),
     journalExportDir: join(process.env.VBI_TEST_ROOT as string, 'journal-export'),
     reportDir: join(process.env.VBI_TEST_ROOT as string, 'reports'),
+    databaseStandbyUrls: [],
     userSecretsLifetimeMs: 730 * 86_400_000,
     suspension: DEFAULT_SUSPENSION_POLICY,
     keyRenewal: { renewBeforeMs: 30 * 86_400_000, intervalMs: 3_600_000 },
