@@ -17,6 +17,8 @@ import { ApiMetrics } from './metrics';
 import { vbiError } from '../errors';
 import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, resyncSchema, verifySchema } from './schemas';
 import type { ResyncRequest } from '../protocol/messages';
+import { defineLabelRoutes, LABEL_IMAGE_LIMIT } from './label-routes';
+import { webAppStatic } from './web-app';
 
 export interface AppDeps {
   db: Knex;
@@ -61,6 +63,8 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
   app.use(metrics.middleware());
   app.use(refuseContentEncoding());
+  // label images for the web app's verify page are larger than any protocol message
+  app.use('/v1/labels/read', jsonBody({ limit: LABEL_IMAGE_LIMIT }));
   app.use(jsonBody());
   app.use(textGuard());
   const api = new ApiRegistry(app, { title: 'VBI postage meter', version: '1', description: 'Mailer protocol VBI-OP-1: docs/protocol.md' });
@@ -253,7 +257,11 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     });
   }
 
+  // --- labels for the web app ---
+  defineLabelRoutes(api);
+
   api.serveOpenApi('/v1/openapi.json');
+  app.use(webAppStatic());
   app.use(notFoundHandler());
   app.use(errorHandler({ log: deps.log }));
   return { app, api };
