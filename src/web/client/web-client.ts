@@ -254,7 +254,10 @@ export class WebClient {
       try {
         answer = await this.sendEnvelope<PrintAnswer>('print', '/v1/indicia', { sessionId: s.sessionId, items: wire }, randomUuid());
       } catch (e) {
-        if (WebSession.ends(codeOf(e))) s.end(codeOf(e), (e as Error).message);
+        if (WebSession.ends(codeOf(e))) {
+          s.end(codeOf(e), (e as Error).message);
+          this.onSessionChange?.(s);
+        }
         throw e;
       }
       const auth = await this.accept<{ batchId?: string }>(answer?.authorization, 'print');
