@@ -304,8 +304,11 @@ describe('web app in headless Chromium (end to end)', function () {
     const op = await addCredential(fx.service.db.knex, 'operator', 'e2e-operator');
     await page.fill('#operator-form [name=bearer]', op.token);
     await page.click('#operator-form button[type=submit]');
-    await page.waitForSelector('#operator-result table');
-    expect(await page.textContent('#operator-result')).to.match(/Idle|User/);
+    await shows('#operator-result table');
+    const serial = fx.service.status().modules[0].serial;
+    const row = await page.textContent(`#operator-result tr:has(td:text-is("${serial}"))`);
+    expect(row).to.match(/Idle|User/).and.include('in rotation').and.include('passed');
+    expect(await page.textContent('#no-cases')).to.include(meter);
     await screenshot(page, '13-operator');
   });
 });

@@ -64,8 +64,8 @@ export async function checkModuleCertificateWeb(req: { rootCertPem: string; modu
   const issuerCert = ders.length > 1 ? parseCertificate(ders[1]) : parseCertificate(root);
   return {
     serial: req.moduleSerial,
-    subject: `${leaf.subject?.organization ?? ''} / ${leaf.subject?.organizationalUnit ?? ''} / ${leaf.subject?.commonName ?? ''}`,
-    issuer: `${issuerCert.subject?.organization ?? ''} / ${issuerCert.subject?.commonName ?? ''}`,
+    subject: nameText(leaf.subject),
+    issuer: nameText(issuerCert.subject),
     notAfter: leaf.notAfter.toISOString(),
     fingerprint: await sha256Hex(ders[0]),
     rootFingerprint: await sha256Hex(root),
@@ -104,4 +104,8 @@ export class WebReceiptVerifier {
     }
     return key;
   }
+}
+
+function nameText(n: { organization?: string; organizationalUnit?: string; commonName?: string } | null): string {
+  return [n?.organization, n?.organizationalUnit, n?.commonName].filter((x) => x).join(' / ');
 }

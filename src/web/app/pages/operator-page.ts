@@ -1,9 +1,14 @@
+import type { ModuleHealth } from '../../../service';
 import { field, h, onSubmit, outcome, table } from '../dom';
-import { api, operatorGet } from '../service-api';
+import { operatorGet } from '../service-api';
 
-interface HealthModule { serial?: string; label?: string; state?: string; inRotation?: boolean; probe?: { profile?: string; ok?: boolean; failed?: string[] }; [k: string]: unknown }
+/** A module as GET /v1/health reports it (the probe in summary). */
+type HealthModule = Omit<ModuleHealth, 'probe'> & { probe: { profile: string; ok: boolean; failed: string[] } | null };
 
-/** The operator's page: module states and self-test/probe results (/v1/health), fraud cases. */
+/**
+ * The operator's page: module states, rotation, self-tests, rings and probes (GET /v1/health)
+ * and one meter's fraud cases (operator credential).
+ */
 export function operatorPage(view: HTMLElement): void {
   const out = outcome();
   const bearer = h('input', { type: 'password', name: 'bearer', required: true, autocomplete: 'off' });
@@ -14,19 +19,22 @@ export function operatorPage(view: HTMLElement): void {
     field('Meter ID', meterId, 'the service lists fraud cases one meter at a time'),
     h('button', { type: 'submit' }, 'Show'));
   onSubmit(form, out, async () => {
-    const health = await api.get<{ modules: HealthModule[]; database: string }>('/v1/health').catch((e: unknown) => {
-      const d = (e as { details?: unknown }).details;
-      throw Object.assign(new Error(`health: ${(e as Error).message}`), { code: (e as { code?: string }).code, details: d });
-    });
+    // /v1/health answers 503 with the same body when no module serves: show it then too
+    const health = await fetch('/v1/health', { headers: { accept: 'application/json' } }).then((r) => r.json() as Promise<{ modules: HealthModule[]; database: string }>);
     const cases = await operatorGet<{ cases: Array<{ caseId: number; kind: string; meterId: string; digest: string | null; reportedAt: string }> }>(
       `/v1/operator/fraud-cases?meterId=${encodeURIComponent(meterId.value.trim())}`, bearer.value.trim());
     result.replaceChildren(
       h('p', {}, `Database: ${health.database}`),
-      table('Modules', ['Module', 'State', 'In rotation', 'Token profile', 'Probe'],
-        health.modules.map((m) => [String(m.serial ?? m.label ?? '?'), String(m.state ?? '?'), m.inRotation ? 'yes' : 'no', m.probe?.profile ?? '—',
-          m.probe ? (m.probe.ok ? 'passed' : `failed: ${(m.probe.failed ?? []).join(', ')}`) : '—'])),
-      table(`Fraud cases of meter ${meterId.value.trim()} (newest first)`, ['Case', 'Kind', 'Meter', 'Indicium digest', 'Reported'],
-        cases.cases.map((c) => [c.caseId, c.kind, c.meterId, c.digest ?? '—', c.reportedAt])));
+      table('Modules', ['Module', 'State', 'Since', 'Rotation', 'Suite', 'Self-test', 'Ring (entries / size, newest)', 'Inhibited', 'Token profile and probe'],
+        health.modules.map((m) => [
+          m.serial, m.reason ? `${m.state}: ${m.reason}` : m.state, m.since, m.inRotation ? 'in rotation' : `out: ${m.outOfRotation ?? ''}`, String(m.suite),
+          m.selfTest ? `${m.selfTest.ok ? 'passed' : 'FAILED'} (${m.selfTest.results.length} tests, ${m.selfTest.ms} ms${m.selfTest.disabled.length ? `, disabled: ${m.selfTest.disabled.join(', ')}` : ''})` : '—',
+          `${m.ring.entries} / ${m.ring.size}, #${m.ring.newestSeq ?? '—'}`, m.inhibited ? `${m.inhibited.reason} (${m.inhibited.at})` : 'no',
+          m.probe ? `${m.probe.profile}: ${m.probe.ok ? 'passed' : `failed ${m.probe.failed.join(', ')}`}` : m.profile,
+        ])),
+      cases.cases.length === 0 ? h('p', { id: 'no-cases' }, `No fraud cases for meter ${meterId.value.trim()}.`)
+        : table(`Fraud cases of meter ${meterId.value.trim()} (newest first)`, ['Case', 'Kind', 'Meter', 'Indicium digest', 'Reported'],
+          cases.cases.map((c) => [c.caseId, c.kind, c.meterId, c.digest ?? '—', c.reportedAt])));
   });
-  view.append(form, out.el, result, h('p', { class: 'note' }, 'Not on this page yet: the checkpoint ring, key rotation, the postage pool and the audit records (use npm run ceremony -- status, npm run audit -- list, npm run verify-journal).'));
+  view.append(form, out.el, result, h('p', { class: 'note' }, 'Not on this page yet: key rotation, the postage pool and the audit records (npm run ceremony -- status, npm run audit -- list, npm run verify-journal).'));
 }
