@@ -49,6 +49,7 @@ describe('web app in headless Chromium (end to end)', function () {
     });
     browser = await launchChromium();
     page = await browser.context.newPage();
+    watch(page);
     dir = mkdtempSync(join(tmpdir(), 'vbi-web-e2e-'));
     await page.goto(fx.url);
   });
@@ -57,6 +58,24 @@ describe('web app in headless Chromium (end to end)', function () {
     await fx?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+
+  /** Console errors (a CSP violation is one) and uncaught exceptions of every page. */
+  const problems: string[] = [];
+  function watch(p: Page): void {
+    p.on('console', (m) => {
+      // failed requests (refused inputs, the aborted heartbeats) are logged by the browser too; they are the API's answers
+      if (m.type() === 'error' && !/Failed to load resource|net::ERR_/.test(m.text())) problems.push(m.text());
+    });
+    p.on('pageerror', (e) => problems.push(e.message));
+  }
+  /** Form controls a screen reader could not name (no label, no aria-label). */
+  const unlabelled = (p: Page = page) => p.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => !el.closest('label') && !el.getAttribute('aria-label') && !(el.id && document.querySelector(`label[for="${el.id}"]`)))
+    .map((el) => el.outerHTML));
+  const shot = async (name: string, p: Page = page) => {
+    expect(await unlabelled(p), `unlabelled controls on ${name}`).to.deep.equal([]);
+    await screenshot(p, name);
+  };
 
   const go = async (hash: string) => {
     await page.click(`nav a[href="#/${hash}"]`);
@@ -86,13 +105,13 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(html).not.to.match(/<script>[^<]/);
     expect((await fetch(`${fx.url}/v1/nothing-here`)).status).to.equal(404);
     await page.waitForSelector('#import-form');
-    await screenshot(page, '01-meter-empty');
+    await shot('01-meter-empty');
   });
 
   it('register: a root that does not anchor the module is refused (CERT_INVALID); with the right root the module identity is shown', async () => {
     await go('register');
     const wrongRoot = join(dir, 'wrong-root.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'wrong.key'), '-out', wrongRoot, '-subj', '/CN=Not the postal root', '-days', '2']);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'wrong.key'), '-out', wrongRoot, '-subj', '/CN=Not the postal root', '-days', '2'], { stdio: 'ignore' });
     const root = join(dir, 'root.pem');
     writeFileSync(root, fx.rootPem);
     await page.fill('#register-form [name=name]', 'Acme Mail Room');
@@ -103,7 +122,7 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.fill('#register-form [name=password2]', PASSWORD);
     await page.click('#register-form button[type=submit]');
     expect(await errorCode('#view')).to.equal('CERT_INVALID');
-    await screenshot(page, '02-register-wrong-root');
+    await shot('02-register-wrong-root');
 
     await page.setInputFiles('#register-form [name=root]', root);
     await page.click('#register-form button[type=submit]');
@@ -117,7 +136,7 @@ describe('web app in headless Chromium (end to end)', function () {
     const stored = await page.evaluate(() => localStorage.getItem('vbi.keyFile') ?? '');
     expect(JSON.parse(stored)).to.include({ format: 'vbi-key-file', version: 1 });
     expect(stored).not.to.include(PASSWORD);
-    await screenshot(page, '03-register-done');
+    await shot('03-register-done');
   });
 
   it('buy: bad input shows the API\'s code; a card purchase downloads; a check stays pending until settled', async () => {
@@ -134,7 +153,7 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.focus('#buy-form [name=amount]');
     await page.keyboard.press('Enter'); // the form works from the keyboard
     expect(await okText('#view')).to.include('Bought $20.00');
-    await screenshot(page, '04-buy');
+    await shot('04-buy');
 
     await page.selectOption('#buy-form [name=kind]', 'check');
     await page.fill('#buy-form [name=amount]', '5.00');
@@ -143,7 +162,7 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(await okText('#view')).to.include('pending');
     await page.click('#settle');
     expect(await okText('#pending')).to.include('cleared');
-    await screenshot(page, '05-buy-check-settled');
+    await shot('05-buy-check-settled');
   });
 
   it('balance: the registers the module reports', async () => {
@@ -151,7 +170,7 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.waitForSelector('#balance dl');
     expect(await field('#balance', 'Postage available (descending register)')).to.equal(formatMills(25_000));
     expect(await field('#balance', 'Postage used (ascending register)')).to.equal(formatMills(0));
-    await screenshot(page, '06-balance');
+    await shot('06-balance');
   });
 
   it('print one label: rate from the rate table, preview, the downloaded PNG decodes with dmtxread; the PDF downloads', async () => {
@@ -167,7 +186,7 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.waitForFunction(() => (document.querySelector('#labels figure img') as HTMLImageElement | null)?.complete === true);
     expect(await page.getAttribute('#session', 'data-state')).to.equal('live');
     printedSequence = Number(await figure.getAttribute('data-sequence'));
-    await screenshot(page, '07-print-preview');
+    await shot('07-print-preview');
 
     const [png] = await Promise.all([page.waitForEvent('download'), page.click('#labels .download-png')]);
     const pngPath = join(dir, 'label.png');
@@ -187,6 +206,7 @@ describe('web app in headless Chromium (end to end)', function () {
 
   it('the post\'s page (phone-sized): the downloaded label verifies VALID with its decoded fields; a picture without a symbol is BARCODE_NOT_FOUND', async () => {
     const phone = await browser.context.newPage();
+    watch(phone);
     await phone.setViewportSize({ width: 390, height: 844 });
     await phone.goto(`${fx.url}/#/verify`);
     await phone.setInputFiles('#verify-form [name=label]', join(dir, 'label.png'));
@@ -195,13 +215,15 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(await verdict.getAttribute('data-result')).to.equal('VALID');
     expect(await phone.textContent('#verify-fields dd[data-field="meterId"]')).to.equal(meter);
     expect(await phone.textContent('#verify-fields dd[data-field="destinationZip"]')).to.equal('627010001');
-    await screenshot(phone, '08-verify-phone');
+    await shot('08-verify-phone', phone);
 
     const blank = join(dir, 'blank.png');
     writeFileSync(blank, new Resvg('<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200"><rect width="200" height="200" fill="#fff"/></svg>').render().asPng());
     await phone.setInputFiles('#verify-form [name=label]', blank);
     await phone.click('#verify-form button[type=submit]');
     expect(await phone.waitForSelector('#view .error code').then((c) => c.getAttribute('data-code'))).to.equal('BARCODE_NOT_FOUND');
+    // usable on a phone: nothing wider than the screen
+    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).to.be.at.most(390);
     await phone.close();
   });
 
@@ -228,13 +250,13 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.fill('#refund-form [name=reason]', 'spoiled labels');
     await page.click('#refund-form button[type=submit]');
     expect(await page.waitForSelector('#refund-form + div.error code').then((c) => c.getAttribute('data-code'))).to.equal('SPOILAGE_LIMIT');
-    await screenshot(page, '09-refund-over-limit');
+    await shot('09-refund-over-limit');
     // the spoilage limit is 1% of the ascending register
     const limit = Math.floor(computePostage({ mailClass: 'first-class-letter', weightOz: 1 }).postage / 100);
     await page.fill('#refund-form [name=amount]', (limit / 1000).toFixed(3));
     await page.click('#refund-form button[type=submit]');
     expect(await (await shows('#refund-form + div.ok')).textContent()).to.include(`Refunded ${formatMills(limit)}`);
-    await screenshot(page, '09-history-reprint-refund');
+    await shot('09-history-reprint-refund');
   });
 
   it('a dropped heartbeat shows at once; a CSV batch whose session runs out after its first item: the rest voided, not debited', async () => {
@@ -243,7 +265,7 @@ describe('web app in headless Chromium (end to end)', function () {
     const before = await page.evaluate(() => document.querySelector('#balance dd[data-field="Postage available (descending register)"]')?.textContent ?? '');
     await page.route('**/v1/sessions/*/heartbeat', (route) => route.abort('connectionfailed'));
     await page.waitForSelector('#session[data-state="down"]');
-    await screenshot(page, '10-link-dropped');
+    await shot('10-link-dropped');
     await page.unroute('**/v1/sessions/*/heartbeat');
     await page.waitForSelector('#session[data-state="live"]');
 
@@ -259,7 +281,7 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(await page.textContent('#labels table')).to.include('SESSION_ENDED');
     expect(await page.$$('#labels figure.preview')).to.have.length(1);
     await page.waitForSelector('#session[data-state="ended"]');
-    await screenshot(page, '11-batch-voided');
+    await shot('11-batch-voided');
 
     await go('balance');
     await page.waitForSelector('#balance dl');
@@ -292,7 +314,21 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.waitForSelector('#balance dl');
     expect(await field('#balance', 'Postage available (descending register)')).to.equal(formatMills(afterCli.descending));
     expect(await field('#balance', 'Postage used (ascending register)')).to.equal(formatMills(afterCli.ascending));
-    await screenshot(page, '12-balance-after-cli');
+    await shot('12-balance-after-cli');
+
+    // a new page load: the key file kept in this browser opens with the password only
+    await page.reload();
+    await go('');
+    await page.waitForSelector('#open-form');
+    await page.fill('#open-form [name=password]', 'not the password');
+    await page.click('#open-form button[type=submit]');
+    expect(await errorCode('#view')).to.equal('WRONG_PASSWORD');
+    await shot('14-open-wrong-password');
+    await page.fill('#open-form [name=password]', PASSWORD);
+    await page.click('#open-form button[type=submit]');
+    await page.waitForFunction(() => location.hash === '#/balance');
+    await page.waitForSelector('#balance dl');
+    expect(await field('#balance', 'Postage available (descending register)')).to.equal(formatMills(afterCli.descending));
   });
 
   it('the operator\'s page: module states with an operator credential; without one OPERATOR_UNKNOWN', async () => {
@@ -309,6 +345,10 @@ describe('web app in headless Chromium (end to end)', function () {
     const row = await page.textContent(`#operator-result tr:has(td:text-is("${serial}"))`);
     expect(row).to.match(/Idle|User/).and.include('in rotation').and.include('passed');
     expect(await page.textContent('#no-cases')).to.include(meter);
-    await screenshot(page, '13-operator');
+    await shot('13-operator');
+  });
+
+  it('no page logged a script error or a Content-Security-Policy violation', () => {
+    expect(problems).to.deep.equal([]);
   });
 });
