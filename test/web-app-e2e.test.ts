@@ -331,6 +331,36 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(await field('#balance', 'Postage available (descending register)')).to.equal(formatMills(afterCli.descending));
   });
 
+  it('a purchase whose answer is lost stays in the key file; the vbi CLI\'s recover finishes it from the downloaded file', async () => {
+    await go('buy');
+    // the service runs the purchase; the answer never reaches the page (every retry too)
+    await page.route('**/v1/purchases', async (route) => {
+      await route.fetch();
+      await route.abort('connectionfailed');
+    });
+    await page.selectOption('#buy-form [name=kind]', 'card');
+    await page.fill('#buy-form [name=amount]', '3.00');
+    await page.fill('#buy-form [name=token]', 'tok_approve');
+    await page.click('#buy-form button[type=submit]');
+    expect(await errorCode('#view')).to.equal('NETWORK_ERROR');
+    expect(await page.textContent('#view .error')).to.include('vbi recover');
+    await page.unroute('**/v1/purchases');
+    await go('');
+    expect(await field('#meter-info', 'Requests whose answer was lost')).to.equal('1');
+    await shot('15-pending-purchase');
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-key-file')]);
+    const keyPath = join(dir, 'key-pending.json');
+    await dl.saveAs(keyPath);
+    const before = (await KeyFile.open<ClientState>({ path: keyPath, password: PASSWORD })).state;
+    expect(before.pending?.map((x) => x.op)).to.deep.equal(['purchase']);
+    const env = { ...process.env, VBI_SERVER: fx.url, VBI_PASSWORD: PASSWORD, VBI_KEY_FILE: keyPath };
+    await promisify(execFile)(process.execPath, [CLI, 'recover', '--out', join(dir, 'recovered')], { env, encoding: 'utf8' });
+    const after = (await KeyFile.open<ClientState>({ path: keyPath, password: PASSWORD })).state;
+    expect(after.pending ?? []).to.deep.equal([]);
+    // downloaded once: the registers moved by exactly the purchase
+    expect(after.registers.ascending + after.registers.descending).to.equal(before.registers.ascending + before.registers.descending + 3000);
+  });
+
   it('the operator\'s page: module states with an operator credential; without one OPERATOR_UNKNOWN', async () => {
     await go('operator');
     await page.fill('#operator-form [name=bearer]', `opt_${'A'.repeat(43)}`);

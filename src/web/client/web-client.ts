@@ -1,6 +1,6 @@
 import { vbiError, isVbiError } from '../../errors';
 import { indiciumAad } from '../../client/client-crypto';
-import type { ClientState, KnownModule } from '../../client/client-state';
+import type { ClientState, KnownModule, PendingRequest } from '../../client/client-state';
 import { HttpClient, NetworkError } from '../../client/http';
 import { checkPrintedIndicium, localDate, priceItem, PrintItemRequest } from '../../client/print-item';
 import type {
@@ -11,7 +11,7 @@ import type { RefundRequest, RedeliverySelector } from '../../client/vbi-client'
 import type { LabelSize } from '../../indicium/render/label-request';
 import { decodeIndicium, DecodedIndicium } from '../../indicium/layout';
 import {
-  dynamicPasswordInput, Operation, OperationalResponse, Receipt, redeliveryAad, requestMacInput, responseMacInput,
+  dynamicPasswordInput, Operation, OperationalRequest, OperationalResponse, Receipt, redeliveryAad, requestMacInput, responseMacInput,
   ResyncResponse, resyncMacInput, resyncResponseMacInput, resyncSignedBytes,
 } from '../../protocol/messages';
 import { isRegisters } from '../../client/envelope';
@@ -49,9 +49,9 @@ const OUT_OF_STEP = ['STALE_CHALLENGE', 'REGISTER_MISMATCH'];
  * envelope; the answer's HMAC is checked, the new challenge and registers saved, then the
  * module's receipt signature checked. Calls (heartbeats included) run one at a time.
  *
- * Not carried over from the SDK: requests saved as pending before they are sent and finished
- * by recover() after a lost answer (the page shows the error; the CLI's `vbi recover` finishes
- * them from an exported key file), corrections, and refreshing the module list.
+ * Purchases and prints are saved in the key file before they are sent, as the SDK saves them;
+ * not carried over from the SDK: finishing them after a lost answer (recover(): the CLI's
+ * `vbi recover` does it from the exported key file), corrections, and refreshing the module list.
  */
 export class WebClient {
   private queue: Promise<unknown> = Promise.resolve();
@@ -160,7 +160,11 @@ export class WebClient {
 
   /** A postage value download; one Idempotency-Key per call (the service never takes a payment twice for it). */
   async buy(req: { amount: number; payment: Payment }): Promise<PurchaseResult & { receipt: Receipt }> {
-    const r = await this.operate<PurchaseResult>('purchase', '/v1/purchases', { amount: req.amount, payment: req.payment }, randomUuid());
+    const r = await this.serial(() => this.sendPending('purchase', '/v1/purchases', { amount: req.amount, payment: req.payment }, async (p, raw) => {
+      const response = await this.accept<PurchaseResult>(raw, 'purchase');
+      await this.dropPending(p);
+      return response;
+    }));
     return { ...r.result, receipt: r.receipt };
   }
 
@@ -251,8 +255,14 @@ export class WebClient {
       const wire: WirePrintItem[] = [];
       for (const item of items) wire.push(await this.printItem(s, item, clientTime));
       let answer: PrintAnswer;
+      let auth: OperationalResponse<{ batchId?: string }>;
       try {
-        answer = await this.sendEnvelope<PrintAnswer>('print', '/v1/indicia', { sessionId: s.sessionId, items: wire }, randomUuid());
+        [answer, auth] = await this.sendPending('print', '/v1/indicia', { sessionId: s.sessionId, items: wire }, async (p, raw) => {
+          const a = raw as PrintAnswer;
+          const checked = await this.accept<{ batchId?: string }>(a?.authorization, 'print');
+          await this.dropPending(p);
+          return [a, checked] as const;
+        }, items);
       } catch (e) {
         if (WebSession.ends(codeOf(e))) {
           s.end(codeOf(e), (e as Error).message);
@@ -260,7 +270,6 @@ export class WebClient {
         }
         throw e;
       }
-      const auth = await this.accept<{ batchId?: string }>(answer?.authorization, 'print');
       const out: WebPrintedItem[] = [];
       for (const a of Array.isArray(answer.items) ? answer.items : []) {
         if (a.status !== 'printed') {
@@ -352,11 +361,50 @@ export class WebClient {
   }
 
   private async sendEnvelope<T>(op: Operation, path: string, rawBody: unknown, idempotencyKey?: string): Promise<T> {
+    return this.http.post<T>(path, await this.envelope(op, rawBody), { idempotencyKey });
+  }
+
+  /** The HMAC envelope of docs/protocol.md 2 over the state's challenge and registers (the SDK's buildEnvelope). */
+  private async envelope(op: Operation, rawBody: unknown): Promise<OperationalRequest> {
     const s = this.file.state;
     const body = JSON.parse(JSON.stringify(rawBody ?? {})) as Record<string, unknown>;
     const unsigned = { meterId: s.meterId, op, challenge: s.challenge, registers: { ascending: s.registers.ascending, descending: s.registers.descending }, body };
     const mac = (await hmacSha256(this.hmk(), requestMacInput(unsigned))).toString('base64');
-    return this.http.post<T>(path, { ...unsigned, mac }, { idempotencyKey });
+    return { ...unsigned, mac };
+  }
+
+  /**
+   * A request that moves money or prints value, as the SDK sends it: saved in the key file
+   * (the SDK's `pending` list, same format) with its Idempotency-Key and bytes, then sent;
+   * `finish` handles the answer and drops it. A refusal drops it (nothing happened); a request
+   * refused because the client was out of step is sent once more after a resync. A lost answer
+   * leaves it in the key file, where `vbi recover` finishes it with the same key and bytes.
+   */
+  private async sendPending<T>(op: 'purchase' | 'print', path: string, body: unknown, finish: (p: PendingRequest, raw: unknown) => Promise<T>, requests?: PrintItemRequest[]): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const p: PendingRequest = { op, path, idempotencyKey: randomUuid(), envelope: await this.envelope(op, body), requests, sentAt: Date.now() };
+      await this.save({ ...this.file.state, pending: [...(this.file.state.pending ?? []), p] });
+      let raw: unknown;
+      try {
+        raw = await this.http.post<unknown>(path, p.envelope, { idempotencyKey: p.idempotencyKey });
+      } catch (e) {
+        if (e instanceof NetworkError) {
+          throw new NetworkError(`${e.message}; the ${op} request is kept in the key file: download it (Meter page) and run vbi recover to finish it`, e);
+        }
+        if (!isVbiError(e) || e.kind !== 'user') throw e;
+        await this.dropPending(p);
+        if (OUT_OF_STEP.includes(e.code) && attempt === 0) {
+          await this.resyncNow().catch(() => Promise.reject(e));
+          continue;
+        }
+        throw e;
+      }
+      return finish(p, raw);
+    }
+  }
+
+  private async dropPending(p: PendingRequest): Promise<void> {
+    await this.save({ ...this.file.state, pending: (this.file.state.pending ?? []).filter((x) => x.idempotencyKey !== p.idempotencyKey) });
   }
 
   /** The SDK's checkResponseMac, save, checkResponseReceipt, in that order (see VbiClient). */

@@ -9,7 +9,9 @@ export function meterPage(view: HTMLElement, meter: Meter): void {
   if (c) {
     view.append(
       h('p', {}, 'Your meter is open in this page. Its keys stay in this browser; the service never sees the password or the HMAC key.'),
-      fieldList([['Meter', c.meterId], ['Module', c.state.moduleSerial], ['Server', c.state.serverUrl], ['Label size', c.state.defaults.labelSize]], { id: 'meter-info' }),
+      fieldList([['Meter', c.meterId], ['Module', c.state.moduleSerial], ['Server', c.state.serverUrl], ['Label size', c.state.defaults.labelSize],
+        ['Requests whose answer was lost', c.state.pending?.length ?? 0]], { id: 'meter-info' }),
+      c.state.pending?.length ? h('p', { class: 'error', id: 'pending-note' }, 'Purchases or prints whose answer never arrived are kept in the key file: download it and run vbi recover to finish them.') : '',
       h('button', { type: 'button', id: 'export-key-file', onclick: () => download('key.json', c.keyFileText, 'application/json') }, 'Download key file (for the vbi CLI)'),
       h('p', { class: 'note' }, 'The key file is encrypted under your password (scrypt, AES-256-GCM), in the same format as ~/.vbi/key.json.'),
     );
