@@ -217,6 +217,11 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(await phone.textContent('#verify-fields dd[data-field="destinationZip"]')).to.equal('627010001');
     await shot('08-verify-phone', phone);
 
+    await phone.setInputFiles('#verify-form [name=label]', join(dir, 'label.pdf'));
+    await phone.click('#verify-form button[type=submit]');
+    expect(await phone.waitForSelector('#verdict').then((v) => v.getAttribute('data-result'))).to.equal('VALID');
+    expect(await phone.textContent('#verify-fields dd[data-field="recorded"]')).to.equal('no');
+
     const blank = join(dir, 'blank.png');
     writeFileSync(blank, new Resvg('<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200"><rect width="200" height="200" fill="#fff"/></svg>').render().asPng());
     await phone.setInputFiles('#verify-form [name=label]', blank);
@@ -367,6 +372,23 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.fill('#operator-form [name=meterId]', meter);
     await page.click('#operator-form button[type=submit]');
     expect(await errorCode('#view')).to.equal('OPERATOR_UNKNOWN');
+    // a postal verifier scans the label twice: the second sighting is a duplicate and opens a case
+    const verifier = await addCredential(fx.service.db.knex, 'verifier', 'e2e-plant');
+    const post = await browser.context.newPage();
+    watch(post);
+    await post.goto(`${fx.url}/#/verify`);
+    const verdicts: Array<string | null> = [];
+    for (let i = 0; i < 2; i++) {
+      await post.setInputFiles('#verify-form [name=label]', join(dir, 'label.png'));
+      await post.fill('#verify-form [name=bearer]', verifier.token);
+      await post.click('#verify-form button[type=submit]');
+      verdicts.push(await post.waitForSelector('#verdict').then((v) => v.getAttribute('data-result')));
+      expect(await post.textContent('#verify-fields dd[data-field="recorded"]')).to.include('yes');
+    }
+    expect(verdicts).to.deep.equal(['VALID', 'DUPLICATE']);
+    await shot('16-verify-duplicate', post);
+    await post.close();
+
     const op = await addCredential(fx.service.db.knex, 'operator', 'e2e-operator');
     await page.fill('#operator-form [name=bearer]', op.token);
     await page.click('#operator-form button[type=submit]');
@@ -374,7 +396,9 @@ describe('web app in headless Chromium (end to end)', function () {
     const serial = fx.service.status().modules[0].serial;
     const row = await page.textContent(`#operator-result tr:has(td:text-is("${serial}"))`);
     expect(row).to.match(/Idle|User/).and.include('in rotation').and.include('passed');
-    expect(await page.textContent('#no-cases')).to.include(meter);
+    const cases = await page.$$('#operator-result table:nth-of-type(2) tbody tr');
+    expect(cases.length).to.be.at.least(1);
+    expect(await cases[0].textContent()).to.include(meter);
     await shot('13-operator');
   });
 
