@@ -7,7 +7,6 @@ export const KEY_FILE_STORAGE = 'vbi.keyFile';
 /** The page's one open meter and the session banner. */
 export class Meter {
   client: WebClient | undefined;
-  private beats = 0;
 
   constructor(private readonly banner: HTMLElement) {}
 
@@ -37,7 +36,6 @@ export class Meter {
     const c = this.require();
     if (c.session && !c.session.ended) return c.session;
     const s = await c.openSession();
-    this.beats = 0;
     this.show(s);
     return s;
   }
@@ -51,7 +49,6 @@ export class Meter {
       return;
     }
     s ??= c.session;
-    if (s && !s.ended && !s.linkError) this.beats++;
     if (!s) {
       this.banner.className = 'session';
       this.banner.textContent = `Meter ${c.meterId}: no session (one opens when you print).`;

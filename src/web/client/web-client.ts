@@ -345,23 +345,20 @@ export class WebClient {
     return s;
   }
 
-  private operate<R>(op: Operation, path: string, body: unknown, idempotencyKey?: string): Promise<OperationalResponse<R>> {
-    return this.serial(() => this.operateNow<R>(op, path, body, idempotencyKey));
+  private operate<R>(op: Operation, path: string, body: unknown): Promise<OperationalResponse<R>> {
+    return this.serial(() => this.operateNow<R>(op, path, body));
   }
 
   /** Envelope, send, accept; once more after a resync when the service says the client is out of step. */
-  private async operateNow<R>(op: Operation, path: string, body: unknown, idempotencyKey?: string): Promise<OperationalResponse<R>> {
+  private async operateNow<R>(op: Operation, path: string, body: unknown): Promise<OperationalResponse<R>> {
+    const send = async () => this.http.post<unknown>(path, await this.envelope(op, body));
     try {
-      return await this.accept<R>(await this.sendEnvelope<unknown>(op, path, body, idempotencyKey), op);
+      return await this.accept<R>(await send(), op);
     } catch (e) {
       if (!OUT_OF_STEP.includes(codeOf(e))) throw e;
       await this.resyncNow().catch(() => Promise.reject(e));
-      return this.accept<R>(await this.sendEnvelope<unknown>(op, path, body, idempotencyKey ? randomUuid() : undefined), op);
+      return this.accept<R>(await send(), op);
     }
-  }
-
-  private async sendEnvelope<T>(op: Operation, path: string, rawBody: unknown, idempotencyKey?: string): Promise<T> {
-    return this.http.post<T>(path, await this.envelope(op, rawBody), { idempotencyKey });
   }
 
   /** The HMAC envelope of docs/protocol.md 2 over the state's challenge and registers (the SDK's buildEnvelope). */

@@ -49,9 +49,11 @@ export async function checkModuleCertificateWeb(req: { rootCertPem: string; modu
   const result = await engine.verify();
   if (!result.result) throw vbiError('CERT_INVALID', `module ${req.moduleSerial}: certificate chain does not validate to the trusted root (${result.resultMessage})`);
   const path = result.certificatePath ?? [];
-  for (const issuer of path.slice(1)) {
-    const info = parseCertificate(Buffer.from(issuer.toSchema().toBER(false)));
-    if (!info.isCa) throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' issues the module certificate but is not a CA`);
+  for (const [i, cert] of path.entries()) {
+    const info = parseCertificate(Buffer.from(cert.toSchema().toBER(false)));
+    if (i > 0 && !info.isCa) throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' issues the module certificate but is not a CA`);
+    // as src/pki/path.ts: an extension marked critical that this code does not process is refused
+    if (info.unknownCritical.length > 0) throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' has unknown critical extensions ${info.unknownCritical.join(', ')}`);
   }
   const leaf = parseCertificate(ders[0]);
   const name = `'${leaf.subject?.organizationalUnit ?? '?'}/${leaf.subject?.commonName ?? '?'}'`;

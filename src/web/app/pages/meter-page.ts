@@ -21,11 +21,12 @@ export function meterPage(view: HTMLElement, meter: Meter): void {
   if (stored && !c) {
     const password = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
     const form = h('form', { id: 'open-form', 'aria-labelledby': 'open-h' }, h('h3', { id: 'open-h' }, 'Open the meter kept in this browser'), field('Password', password), h('button', { type: 'submit' }, 'Open meter'));
-    onSubmit(form, out, async () => {
-      meter.use(await WebClient.open({ text: stored, name: 'the key file in this browser', password: password.value, baseUrl: location.origin, persist: meter.persist }));
+    const openOut = outcome();
+    onSubmit(form, openOut, async () => {
+      meter.use(await WebClient.open({ text: stored, name: 'kept in this browser', password: password.value, baseUrl: location.origin, persist: meter.persist }));
       location.hash = '#/balance';
     });
-    view.append(form);
+    view.append(form, openOut.el);
   }
 
   const file = h('input', { type: 'file', name: 'keyFile', accept: '.json,application/json', required: true });
