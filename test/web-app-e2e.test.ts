@@ -204,7 +204,7 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(readFileSync(pdfPath).subarray(0, 5).toString('latin1')).to.equal('%PDF-');
   });
 
-  it('the post\'s page (phone-sized): the downloaded label verifies VALID with its decoded fields; a picture without a symbol is BARCODE_NOT_FOUND', async () => {
+  it('the post\'s page (phone-sized): the downloaded label (PNG, PDF, JPEG) verifies VALID with its decoded fields; a picture without a symbol is BARCODE_NOT_FOUND', async () => {
     const phone = await browser.context.newPage();
     watch(phone);
     await phone.setViewportSize({ width: 390, height: 844 });
@@ -221,6 +221,22 @@ describe('web app in headless Chromium (end to end)', function () {
     await phone.click('#verify-form button[type=submit]');
     expect(await phone.waitForSelector('#verdict').then((v) => v.getAttribute('data-result'))).to.equal('VALID');
     expect(await phone.textContent('#verify-fields dd[data-field="recorded"]')).to.equal('no');
+
+    // a JPEG of the label, as a phone camera app would save it (encoded by the browser)
+    const jpeg = await phone.evaluate(async (png) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${png}`;
+      await img.decode();
+      const canvas = document.createElement('canvas');
+      canvas.width = img.naturalWidth;
+      canvas.height = img.naturalHeight;
+      canvas.getContext('2d')!.drawImage(img, 0, 0);
+      return canvas.toDataURL('image/jpeg', 0.9).split(',')[1];
+    }, readFileSync(join(dir, 'label.png')).toString('base64'));
+    writeFileSync(join(dir, 'label.jpg'), Buffer.from(jpeg, 'base64'));
+    await phone.setInputFiles('#verify-form [name=label]', join(dir, 'label.jpg'));
+    await phone.click('#verify-form button[type=submit]');
+    expect(await phone.waitForSelector('#verdict').then((v) => v.getAttribute('data-result'))).to.equal('VALID');
 
     const blank = join(dir, 'blank.png');
     writeFileSync(blank, new Resvg('<svg xmlns="http://www.w3.org/2000/svg" width="200" height="200"><rect width="200" height="200" fill="#fff"/></svg>').render().asPng());
