@@ -412,7 +412,13 @@ describe('web app in headless Chromium (end to end)', function () {
     const serial = fx.service.status().modules[0].serial;
     const row = await page.textContent(`#operator-result tr:has(td:text-is("${serial}"))`);
     expect(row).to.match(/Idle|User/).and.include('in rotation').and.include('passed');
-    const cases = await page.$$('#operator-result table:nth-of-type(2) tbody tr');
+    const pool = await fx.service.db.knex('pool').first('purchased', 'available');
+    expect(await field('#pool', 'purchased')).to.equal(formatMills(Number(pool.purchased)));
+    expect(await field('#pool', 'available')).to.equal(formatMills(Number(pool.available)));
+    const newestAudit = await fx.service.db.knex('audit_log').orderBy('audit_id', 'desc').first('kind', 'module_serial');
+    const firstAuditRow = await page.textContent('#operator-result table:nth-of-type(2) tbody tr');
+    expect(firstAuditRow).to.include(newestAudit.module_serial).and.include(newestAudit.kind);
+    const cases = await page.$$('#operator-result table:nth-of-type(3) tbody tr');
     expect(cases.length).to.be.at.least(1);
     expect(await cases[0].textContent()).to.include(meter);
     await shot('13-operator');

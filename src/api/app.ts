@@ -19,6 +19,7 @@ import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeS
 import type { ResyncRequest } from '../protocol/messages';
 import { defineLabelRoutes, LABEL_IMAGE_LIMIT } from './label-routes';
 import { webAppStatic } from './web-app';
+import { defineOperatorViews } from './operator-views';
 
 export interface AppDeps {
   db: Knex;
@@ -256,6 +257,8 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
       },
     });
   }
+
+  defineOperatorViews(api, { db: deps.db, operatorOf });
 
   // --- labels for the web app ---
   defineLabelRoutes(api);
