@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { hmacSha256 as sdkHmac, indiciumAad } from '../src/client/client-crypto';
 import { dynamicPassword as sdkDynamicPassword } from '../src/client/dynamic-password';
 import { KeyFile } from '../src/client/key-file';
-import { dynamicPasswordInput, passwordSecret } from '../src/protocol/messages';
+import { buildEnvelope, checkResponseMac } from '../src/client/envelope';
+import { dynamicPasswordInput, OperationalResponse, passwordSecret, responseMacInput } from '../src/protocol/messages';
+import { buildWebEnvelope, checkWebResponseMac } from '../src/web/client/web-envelope';
 import { webPasswordSecret } from '../src/web/crypto/password-secret';
 import { decryptWithSessionKey, encryptToModule, hmacSha256, macMatches, verifyEcdsaP256 } from '../src/web/crypto/web-crypto';
 import { WebKeyFile } from '../src/web/crypto/web-key-file';
@@ -40,6 +42,41 @@ describe('web app crypto against the SDK', () => {
     expect(await macMatches(randomBytes(32), data, mac)).to.equal(false);
     expect(await macMatches(hmk, Buffer.from('VBI-OP-1\nresponse\n{ }'), mac)).to.equal(false);
     expect(await macMatches(hmk, data, 42)).to.equal(false);
+  });
+
+  it('the operational envelope equals the SDK\'s for the same inputs; a response the SDK accepts the web client accepts, and refuses what it refuses', async () => {
+    const base = { meterId: 'M-000042', challenge: 'q83vEjRWeJA=', registers: { ascending: 680, descending: 19_320 }, hmk };
+    for (const [op, body] of [
+      ['purchase', { payment: { token: 'tok_approve', kind: 'card' }, amount: 20_000, note: undefined }],
+      ['balance', undefined],
+      ['print', { sessionId: 'ab'.repeat(16), items: [{ counter: 3, destinationZip: '62701', postage: 740 }] }],
+    ] as const) {
+      expect(await buildWebEnvelope({ ...base, op, body })).to.deep.equal(buildEnvelope({ ...base, op, body }));
+    }
+    const unsigned: Omit<OperationalResponse, 'mac'> = {
+      meterId: 'M-000042', op: 'balance', challenge: 'AAECAwQFBgcICQoLDA0ODw==', registers: { ascending: 680, descending: 19_320 },
+      result: { state: 'active' }, receipt: { meterId: 'M-000042', op: 'balance', amount: 0, ascendingRegister: 680, descendingRegister: 19_320, sequence: 9, time: '2026-12-02T00:00:00Z', moduleSerial: 'abc', checkpointSeq: 4, signature: 'AA==' },
+    };
+    const good = { ...unsigned, mac: sdkHmac(hmk, responseMacInput(unsigned)).toString('base64') };
+    const cases: Array<[string, unknown, 'balance' | 'history']> = [
+      ['good', good, 'balance'],
+      ['other key', { ...unsigned, mac: sdkHmac(randomBytes(32), responseMacInput(unsigned)).toString('base64') }, 'balance'],
+      ['edited registers', { ...good, registers: { ascending: 0, descending: 20_000 } }, 'balance'],
+      ['another op', good, 'history'],
+      ['no challenge', { ...unsigned, challenge: '', mac: sdkHmac(hmk, responseMacInput({ ...unsigned, challenge: '' })).toString('base64') }, 'balance'],
+      ['not a response', { error: 'x' }, 'balance'],
+    ];
+    for (const [name, response, op] of cases) {
+      let sdk: string | undefined;
+      try {
+        checkResponseMac({ response, meterId: 'M-000042', op, hmk });
+      } catch (e) {
+        sdk = (e as { code: string }).code;
+      }
+      const web = await checkWebResponseMac({ response, meterId: 'M-000042', op, hmk }).then(() => undefined, (e: { code: string }) => e.code);
+      expect(web, name).to.equal(sdk);
+      expect(sdk === undefined, name).to.equal(name === 'good');
+    }
   });
 
   it('RSA-OAEP to a transport key (SHA-256 and SHA-1) decrypts with the private key as the module does', async () => {

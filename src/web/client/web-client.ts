@@ -11,7 +11,7 @@ import type { RefundRequest, RedeliverySelector } from '../../client/vbi-client'
 import type { LabelSize } from '../../indicium/render/label-request';
 import { decodeIndicium, DecodedIndicium } from '../../indicium/layout';
 import {
-  dynamicPasswordInput, Operation, OperationalRequest, OperationalResponse, Receipt, redeliveryAad, requestMacInput, responseMacInput,
+  dynamicPasswordInput, Operation, OperationalRequest, OperationalResponse, Receipt, redeliveryAad,
   ResyncResponse, resyncMacInput, resyncResponseMacInput, resyncSignedBytes,
 } from '../../protocol/messages';
 import { isRegisters } from '../../client/envelope';
@@ -19,6 +19,7 @@ import { webPasswordSecret } from '../crypto/password-secret';
 import { decryptWithSessionKey, encryptToModule, hmacSha256, macMatches, newSessionKey, randomBytes, randomUuid, verifyEcdsaP256 } from '../crypto/web-crypto';
 import { WebKeyFile } from '../crypto/web-key-file';
 import { checkModuleCertificateWeb, ModuleIdentity, verifyModuleProofWeb, WebReceiptVerifier } from '../crypto/web-module-trust';
+import { buildWebEnvelope, checkWebResponseMac } from './web-envelope';
 import { WebSession } from './web-session';
 
 /** One indicium the page holds: printed now or fetched again (reprint). */
@@ -364,10 +365,7 @@ export class WebClient {
   /** The HMAC envelope of docs/protocol.md 2 over the state's challenge and registers (the SDK's buildEnvelope). */
   private async envelope(op: Operation, rawBody: unknown): Promise<OperationalRequest> {
     const s = this.file.state;
-    const body = JSON.parse(JSON.stringify(rawBody ?? {})) as Record<string, unknown>;
-    const unsigned = { meterId: s.meterId, op, challenge: s.challenge, registers: { ascending: s.registers.ascending, descending: s.registers.descending }, body };
-    const mac = (await hmacSha256(this.hmk(), requestMacInput(unsigned))).toString('base64');
-    return { ...unsigned, mac };
+    return buildWebEnvelope({ meterId: s.meterId, op, challenge: s.challenge, registers: s.registers, body: rawBody as Record<string, unknown>, hmk: this.hmk() });
   }
 
   /**
@@ -406,13 +404,7 @@ export class WebClient {
 
   /** The SDK's checkResponseMac, save, checkResponseReceipt, in that order (see VbiClient). */
   private async accept<R>(raw: unknown, op: Operation): Promise<OperationalResponse<R>> {
-    const r = raw as Partial<OperationalResponse<R>> | null;
-    if (!r || typeof r !== 'object' || typeof r.challenge !== 'string' || !isRegisters(r.registers) || !r.receipt || typeof r.receipt !== 'object') {
-      throw vbiError('BAD_MAC', `the ${op} response is not an operational response`);
-    }
-    if (!(await macMatches(this.hmk(), responseMacInput(r as Omit<OperationalResponse, 'mac'>), r.mac))) throw vbiError('BAD_MAC', `the ${op} response HMAC does not verify with our HMK`);
-    if (r.meterId !== this.meterId || r.op !== op) throw vbiError('BAD_MAC', `the response answers ${String(r.meterId)}/${String(r.op)}, not ${this.meterId}/${op}`);
-    const response = r as OperationalResponse<R>;
+    const response = await checkWebResponseMac<R>({ response: raw, meterId: this.meterId, op, hmk: this.hmk() });
     const state = this.file.state;
     const sequence = Number.isSafeInteger(response.receipt.sequence) ? response.receipt.sequence : 0;
     if (sequence >= (state.lastSequence ?? 0)) await this.save({ ...state, challenge: response.challenge, registers: { ...response.registers }, lastSequence: sequence });
