@@ -24,7 +24,8 @@ export interface ModuleIdentity {
 
 /**
  * The SDK's checkModuleCertificate in the browser: the chain (leaf first) must validate to one
- * of the user's roots at `at` (signatures and dates by pkijs on WebCrypto; every issuer a CA),
+ * of the user's roots (signatures by pkijs on WebCrypto), every certificate of the path valid at
+ * `at` and every issuer a CA,
  * and the leaf must carry the module identity profile (OU = module-identity, CN = serial,
  * extendedKeyUsage id-vbi-kp-moduleIdentity, not a CA). CERT_INVALID otherwise.
  */
@@ -48,29 +49,36 @@ export async function checkModuleCertificateWeb(req: { rootCertPem: string; modu
   const engine = new pkijs.CertificateChainValidationEngine({ trustedCerts: anchors.map(toPkijs), certs: ders.map(toPkijs), checkDate: req.at });
   const result = await engine.verify();
   if (!result.result) throw vbiError('CERT_INVALID', `module ${req.moduleSerial}: certificate chain does not validate to the trusted root (${result.resultMessage})`);
-  const path = result.certificatePath ?? [];
-  for (const [i, cert] of path.entries()) {
-    const info = parseCertificate(Buffer.from(cert.toSchema().toBER(false)));
+  // the path: the chain as sent, then the anchor that issued its last certificate
+  const sent = ders.map((d) => parseCertificate(d));
+  const anchor = anchors.map((d) => parseCertificate(d)).find((a) => a.subjectDer.equals(sent[sent.length - 1].issuerDer));
+  if (!anchor) throw vbiError('CERT_INVALID', `module ${req.moduleSerial}: certificate chain does not end at the trusted root`);
+  const path = [...sent, anchor];
+  for (const [i, info] of path.entries()) {
+    if (i + 1 < path.length && !info.issuerDer.equals(path[i + 1].subjectDer)) {
+      throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' is not issued by the next certificate of the chain`);
+    }
+    // checked here, not left to pkijs's engine, which was seen to accept an expired leaf
+    if (req.at < info.notBefore || req.at > info.notAfter) throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' is not valid at ${req.at.toISOString()}`);
     if (i > 0 && !info.isCa) throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' issues the module certificate but is not a CA`);
     // as src/pki/path.ts: an extension marked critical that this code does not process is refused
     if (info.unknownCritical.length > 0) throw vbiError('CERT_INVALID', `certificate '${info.subject?.commonName ?? '?'}' has unknown critical extensions ${info.unknownCritical.join(', ')}`);
   }
-  const leaf = parseCertificate(ders[0]);
+  const leaf = sent[0];
   const name = `'${leaf.subject?.organizationalUnit ?? '?'}/${leaf.subject?.commonName ?? '?'}'`;
   if (leaf.subject?.organizationalUnit !== MODULE_IDENTITY_OU || leaf.subject.commonName !== req.moduleSerial) {
     throw vbiError('CERT_INVALID', `certificate names ${name}, expected '${MODULE_IDENTITY_OU}/${req.moduleSerial}'`);
   }
   if (leaf.isCa || !hasPurpose(leaf, OID.kpModuleIdentity)) throw vbiError('CERT_INVALID', `certificate ${name} is not a module identity certificate`);
   if (leaf.keyUsage && !leaf.keyUsage.has('digitalSignature')) throw vbiError('CERT_INVALID', `certificate ${name} does not allow digital signatures`);
-  const root = path.length > 0 ? Buffer.from(path[path.length - 1].toSchema().toBER(false)) : anchors[0];
-  const issuerCert = ders.length > 1 ? parseCertificate(ders[1]) : parseCertificate(root);
+  const issuerCert = sent.length > 1 ? sent[1] : anchor;
   return {
     serial: req.moduleSerial,
     subject: nameText(leaf.subject),
     issuer: nameText(issuerCert.subject),
     notAfter: leaf.notAfter.toISOString(),
     fingerprint: await sha256Hex(ders[0]),
-    rootFingerprint: await sha256Hex(root),
+    rootFingerprint: await sha256Hex(anchor.der),
     spki: leaf.spki,
   };
 }
