@@ -256,8 +256,10 @@ describe('web app in headless Chromium (end to end)', function () {
     await page.waitForSelector('#receipts table');
     const receipts = await page.textContent('#receipts');
     expect(receipts).to.include('verified').and.not.include('DOES NOT VERIFY');
-    await page.fill('#reprint-form [name=from]', String(printedSequence));
-    await page.fill('#reprint-form [name=to]', String(printedSequence));
+    // the receipt of the print lists the indicium by the number printed on the label
+    await page.click(`#receipts button[data-indicium-sequence="${printedSequence}"]`);
+    expect(await page.inputValue('#reprint-form [name=from]')).to.equal(String(printedSequence));
+    expect(await page.inputValue('#reprint-form [name=to]')).to.equal(String(printedSequence));
     await page.fill('#reprint-form [name=to-address]', 'Jane Doe\n2 Elm St\nSpringfield IL 62701');
     await page.click('#reprint-form button[type=submit]');
     await shows('#reprints figure.preview');

@@ -186,9 +186,14 @@ export class WebClient {
    * whether its receipt signature verified.
    */
   async transactions(afterSequence = 0): Promise<Array<ResyncResponse['transactions'][number] & { receiptVerified?: boolean }>> {
-    const rs = await this.serial(() => this.resyncNow(afterSequence));
     const out = [];
-    for (const t of rs.transactions) out.push({ ...t, receiptVerified: t.receipt ? await this.receipts.verify(t.receipt).catch(() => false) : undefined });
+    for (let after = afterSequence, more = true; more;) {
+      const rs = await this.serial(() => this.resyncNow(after));
+      for (const t of rs.transactions) out.push({ ...t, receiptVerified: t.receipt ? await this.receipts.verify(t.receipt).catch(() => false) : undefined });
+      // at most 200 per answer: ask again after the last one listed
+      more = rs.more && rs.transactions.length > 0;
+      after = rs.transactions.at(-1)?.sequence ?? after;
+    }
     return out;
   }
 

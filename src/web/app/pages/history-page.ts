@@ -15,9 +15,17 @@ export async function historyPage(view: HTMLElement, meter: Meter): Promise<void
   };
   const loadReceipts = async () => {
     const txs = await meter.require().transactions(0);
-    receipts.replaceChildren(table('Transactions with the module\'s receipts', ['Sequence', 'Type', 'Amount', 'Module', 'Receipt signature', 'Indicia'],
+    receipts.replaceChildren(table('Transactions with the module\'s receipts', ['Sequence', 'Type', 'Amount', 'Module', 'Receipt signature', 'Indicia (number on the label)'],
       txs.map((t) => [t.sequence, t.type, formatMills(t.amount), t.receipt?.moduleSerial ?? '—',
-        t.receipt ? (t.receiptVerified ? 'verified' : 'DOES NOT VERIFY') : '—', (t.indicia ?? []).map((i) => i.indiciumId).join(', ')])));
+        t.receipt ? (t.receiptVerified ? 'verified' : 'DOES NOT VERIFY') : '—',
+        h('span', {}, ...(t.indicia ?? []).map((i) => h('button', {
+          type: 'button', class: 'secondary', 'data-indicium-sequence': i.sequence,
+          onclick: () => {
+            from.value = String(i.sequence);
+            to.value = String(i.sequence);
+            from.focus();
+          },
+        }, `Reprint no. ${i.sequence}`)))])));
   };
   view.append(
     h('div', { class: 'noprint' },
@@ -33,8 +41,8 @@ export async function historyPage(view: HTMLElement, meter: Meter): Promise<void
   const reprintOut = outcome();
   const reprint = h('form', { id: 'reprint-form', 'aria-labelledby': 'reprint-h' },
     h('h3', { id: 'reprint-h' }, 'Reprint'),
-    h('p', { class: 'note' }, 'Fetches committed indicia again (the same signed bytes) by the meter\'s sequence numbers, as vbi reprint does.'),
-    field('From sequence', from), field('To sequence', to), field('Delivery address on the labels', addr),
+    h('p', { class: 'note' }, 'Fetches committed indicia again (the same signed bytes) by their numbers (NO. on the label), as vbi reprint --from --to does.'),
+    field('From indicium number', from), field('To indicium number', to), field('Delivery address on the labels', addr),
     h('button', { type: 'submit' }, 'Reprint'));
   onSubmit(reprint, reprintOut, async () => {
     await meter.session();
@@ -42,7 +50,7 @@ export async function historyPage(view: HTMLElement, meter: Meter): Promise<void
     const deliveryAddress = addr.value.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
     reprints.replaceChildren();
     for (const it of items) reprints.append(await labelView({ item: it, deliveryAddress, state: meter.require().state, name: `reprint-${it.indiciumId}` }));
-    reprintOut.ok(`${items.length} indicia fetched again.`);
+    reprintOut.ok(`${items.length === 1 ? '1 indicium' : `${items.length} indicia`} fetched again.`);
   });
 
   // refund
