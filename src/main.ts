@@ -69,6 +69,7 @@ async function main(): Promise<void> {
   });
   process.stdout.write(`meters ready for registration: ${await service.ledger.unassignedMeters()}\n`);
   process.stdout.write(`listening on ${server.url}  (health: ${server.url}/v1/health, API: ${server.url}/v1/openapi.json)\n`);
+  process.stdout.write(`web app: ${server.url}/\n`);
   process.stdout.write(`try:  VBI_SERVER=${server.url} VBI_PASSWORD='choose-a-password' npm run vbi -- register --name "Acme Mail Room" --zip 20260 --return-address "Acme Mail Room|1 Main St|Washington DC 20260"\n`);
   const stop = () => {
     void (async () => {

@@ -17,6 +17,9 @@ import { ApiMetrics } from './metrics';
 import { vbiError } from '../errors';
 import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, resyncSchema, verifySchema } from './schemas';
 import type { ResyncRequest } from '../protocol/messages';
+import { defineLabelRoutes, LABEL_IMAGE_LIMIT } from './label-routes';
+import { webAppStatic } from './web-app';
+import { defineOperatorViews } from './operator-views';
 
 export interface AppDeps {
   db: Knex;
@@ -65,6 +68,8 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
   app.use(metrics.middleware());
   app.use(refuseContentEncoding());
+  // label images for the web app's verify page are larger than any protocol message
+  app.use('/v1/labels/read', jsonBody({ limit: LABEL_IMAGE_LIMIT }));
   app.use(jsonBody());
   app.use(textGuard());
   const api = new ApiRegistry(app, { title: 'VBI postage meter', version: '1', description: 'Mailer protocol VBI-OP-1: docs/protocol.md' });
@@ -230,7 +235,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   };
   api.defineRoute<unknown, { meterId?: string }>({
     method: 'get', path: '/v1/operator/fraud-cases', summary: "fraud cases (duplicates with both sightings), newest first; one meter's with ?meterId",
-    query: objectSchema({ meterId: meterIdSchema }), responses: ok('cases'),
+    query: objectSchema({ meterId: meterIdSchema }, []), responses: ok('cases'),
     handler: async (req) => {
       await operatorOf(req);
       const q = deps.db('fraud_reports').orderBy('fraud_report_id', 'desc').limit(200)
@@ -243,14 +248,6 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
           details: r.details, reportedAt: r.reported_at,
         })),
       };
-    },
-  });
-  api.defineRoute<unknown, Record<string, unknown>>({
-    method: 'get', path: '/v1/operator/pool', summary: "the vendor's pool: postage bought from the post, available to meters, and refunds paid out (mills)",
-    responses: ok('pool'),
-    handler: async (req) => {
-      await operatorOf(req as unknown as express.Request);
-      return { pool: await deps.operator.pool() };
     },
   });
   api.defineRoute<{ amount: number; reference: string }, Record<string, unknown>>({
@@ -283,7 +280,13 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     });
   }
 
+  defineOperatorViews(api, { db: deps.db, operatorOf });
+
+  // --- labels for the web app ---
+  defineLabelRoutes(api);
+
   api.serveOpenApi('/v1/openapi.json');
+  app.use(webAppStatic());
   app.use(notFoundHandler());
   app.use(errorHandler({ log: deps.log }));
   return { app, api };

@@ -44,9 +44,9 @@ export interface KdfParams {
 
 /** What new key files use: N = 2^15 (about 32 MiB and 0.1 s per derivation), r = 8, p = 1. */
 export const DEFAULT_KDF: KdfParams = { name: 'scrypt', N: 1 << 15, r: 8, p: 1, keyLength: 32 };
-const SALT_BYTES = 16;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
+export const SALT_BYTES = 16;
+export const IV_BYTES = 12;
+export const TAG_BYTES = 16;
 /** Bounds for parameters read from disk: a tampered N must not make us allocate gigabytes. */
 const MAX_LOG2_N = 20;
 const MAX_KDF_MEMORY = 1 << 30;
@@ -129,7 +129,7 @@ export class KeyFile<T> {
   }
 }
 
-function headerAad(h: Pick<KeyFileEnvelope, 'format' | 'version' | 'cipher' | 'kdf' | 'salt'>): Buffer {
+export function headerAad(h: Pick<KeyFileEnvelope, 'format' | 'version' | 'cipher' | 'kdf' | 'salt'>): Buffer {
   return Buffer.from(canonicalJson({ format: h.format, version: h.version, cipher: h.cipher, kdf: h.kdf, salt: h.salt }), 'utf8');
 }
 
@@ -154,7 +154,7 @@ function decryptEnvelope(e: KeyFileEnvelope, key: Buffer, path: string): Buffer 
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** Structural checks before any key derivation: a corrupt file is BAD_REQUEST, not a password problem. */
-function parseEnvelope(text: string, path: string): KeyFileEnvelope {
+export function parseEnvelope(text: string, path: string): KeyFileEnvelope {
   const bad = (why: string): never => {
     throw vbiError('BAD_REQUEST', `${path} is not a usable VBI key file: ${why}`, { field: 'keyFile' });
   };

@@ -125,7 +125,16 @@ export function registrationChallengeBytes(r: { meterId: string; clientNonce: st
  * scrypt(password, "VBI-PASSWORD" || meter id). The module keeps only an HMAC verifier of it.
  */
 export function passwordSecret(password: string, meterId: string): Buffer {
-  return scryptSync(password.normalize('NFKC'), `VBI-PASSWORD\n${meterId}`, 32, { N: 1 << 14, r: 8, p: 1 });
+  const k = PASSWORD_SECRET_KDF;
+  return scryptSync(password.normalize('NFKC'), passwordSecretSalt(meterId), k.keyLength, { N: k.N, r: k.r, p: k.p });
+}
+
+/** scrypt parameters of the password secret; the module keeps a verifier of it, so never change them. */
+export const PASSWORD_SECRET_KDF = { N: 1 << 14, r: 8, p: 1, keyLength: 32 } as const;
+
+/** The scrypt salt of the password secret: it binds the secret to one meter. */
+export function passwordSecretSalt(meterId: string): string {
+  return `VBI-PASSWORD\n${meterId}`;
 }
 
 /**

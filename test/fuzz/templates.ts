@@ -169,6 +169,8 @@ export function templateFor(ctx: CaseContext, route: RouteSpec): Template {
       t.body = { reason: 'fuzz review' };
       return t;
     case 'GET /v1/operator/pool':
+    case 'GET /v1/operator/audit-records':
+    case 'GET /v1/operator/fraud-cases':
       t.kind = 'operator';
       return t;
     case 'POST /v1/operator/pool/purchases':

@@ -1,0 +1,54 @@
+import { build, Plugin } from 'esbuild';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Builds the web app (src/web) into dist/web: one bundle (esbuild, the only bundler) and the
+ * static files. Runs after tsc in `npm run build`, so the browser code is type-checked by the
+ * same compiler and tsconfig as the API it shares types with.
+ *
+ * Shared modules (src/protocol, src/client, src/indicium, src/pki) are pure TypeScript over
+ * Buffer; the bundle gets the `buffer` package for Buffer. Some of them import node: modules
+ * for functions the browser never calls (e.g. scryptSync in passwordSecret): those imports
+ * resolve to an empty module, so a call would fail loudly instead of silently.
+ */
+const root = join(__dirname, '..', '..');
+const out = join(root, 'dist', 'web');
+
+const noNodeBuiltins: Plugin = {
+  name: 'no-node-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) => ({ path: args.path, namespace: 'node-builtin' }));
+    b.onLoad({ filter: /.*/, namespace: 'node-builtin' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+  },
+};
+
+async function main(): Promise<void> {
+  await fs.rm(out, { recursive: true, force: true });
+  await fs.mkdir(out, { recursive: true });
+  const result = await build({
+    entryPoints: [join(root, 'src', 'web', 'app', 'main.ts')],
+    outfile: join(out, 'app.js'),
+    bundle: true,
+    format: 'iife',
+    platform: 'browser',
+    target: ['chrome110', 'firefox115', 'safari16'],
+    minify: true,
+    sourcemap: true,
+    inject: [join(root, 'src', 'web', 'buffer-global.ts')],
+    define: { 'process.env.NODE_ENV': '"production"' },
+    plugins: [noNodeBuiltins],
+    logLevel: 'warning',
+    metafile: true,
+  });
+  for (const name of await fs.readdir(join(root, 'src', 'web', 'static'))) {
+    await fs.copyFile(join(root, 'src', 'web', 'static', name), join(out, name));
+  }
+  const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+  process.stderr.write(`build-web: dist/web (${Math.round(bytes / 1024)} KiB)\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`build-web: ${(e as Error).message}\n`);
+  process.exit(1);
+});
