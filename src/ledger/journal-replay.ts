@@ -7,6 +7,7 @@ import { leafHash, pathNodes } from '../module/meter-map';
 import { openPackage } from '../module/package-seal';
 import { ExportEntry, readExport } from './journal-export';
 import { lockModuleAndMap, storeMap } from './pg-meter-map';
+import { commitOrThrow } from '../db/commit';
 
 /** Where a module's ring stands against the database after a replay. */
 export interface ModuleAfterReplay {
@@ -100,7 +101,7 @@ export async function replayJournal(req: {
     for (const [table, id] of [['indicia', 'indicium_id'], ['refunds', 'refund_id'], ['payments', 'payment_id'], ['accounts', 'account_id']]) {
       await trx.raw(`SELECT setval(pg_get_serial_sequence(?, ?), GREATEST((SELECT max(${id}) FROM ${table}), 1))`, [table, id]);
     }
-    await trx.commit();
+    await commitOrThrow(trx);
   } catch (e) {
     if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
     throw e;

@@ -17,6 +17,7 @@ import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
 import { reinstateModule } from './reinstatement';
 import type { Approval } from './officer-approval';
 import { AuditEvent, AuditRecord } from '../module/audit';
+import { commitOrThrow } from '../db/commit';
 
 export interface LedgerOptions {
   db: Knex;
@@ -608,7 +609,7 @@ export class Ledger {
         }
       }
       for (const d of done) await this.opts.faults?.beforeCommit?.({ meterId: d.step.meterId, type: d.step.type });
-      if (done.length > 0) await trx.commit();
+      if (done.length > 0) await commitOrThrow(trx);
       else await trx.rollback();
     } catch (e) {
       // Not committed, or not known to be: the records stay out of the ring. If COMMIT did

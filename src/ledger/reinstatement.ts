@@ -5,6 +5,7 @@ import { PsdEngine } from '../module/psd-engine';
 import { sealJournalPayload } from './journal';
 import { Approval, ReinstatementStatement, requireApprovals } from './officer-approval';
 import { MAP_SHARD, lockMapRow } from './pg-meter-map';
+import { commitOrThrow } from '../db/commit';
 
 /**
  * Officer reinstatement (docs/checkpoint.md), approved by M of the module's officers
@@ -50,7 +51,7 @@ export async function reinstateModule(req: {
         amount: 0, ascending_register: 0, descending_register: 0,
         checkpoint: prepared.bytes, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
       });
-      await trx.commit();
+      await commitOrThrow(trx);
     } catch (e) {
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
