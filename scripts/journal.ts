@@ -75,6 +75,7 @@ async function main(): Promise<number> {
           }
         }
         process.stdout.write(`not rebuilt from an export:\n  ${report.notRebuilt.join('\n  ')}\n`);
+        for (const x of report.indiciaLeftOut) process.stdout.write(`indicium row ${x.indiciumId} left out: ${x.reason}\n`);
       }
       return report.modules.some((m) => m.state === 'ring-ahead') ? 3 : 0;
     } finally {

@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../src/config/config';
 import { openVerifier } from '../src/ops/verifier';
-import { readExport } from '../src/ledger/journal-export';
+import { readExport, usable } from '../src/ledger/journal-export';
 import { exportSource } from '../src/reports/report-source';
 import { SignedReport, verifyReportSignature, writeDailyReport } from '../src/reports/report-file';
 import { isVbiError, vbiError } from '../src/errors';
@@ -42,7 +42,7 @@ async function main(): Promise<number> {
     let source;
     if (fromExport) {
       const exp = await readExport(v.hsm, fromExport);
-      if (exp.findings.length > 0) throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${fromExport} does not verify: ${exp.findings[0].reason}`, { findings: exp.findings });
+      if (!usable(exp.findings)) throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${fromExport} does not verify: ${exp.findings[0].reason}`, { findings: exp.findings });
       source = exportSource(exp.entries);
     }
     let out;

@@ -7,7 +7,7 @@ import { replayJournal } from '../src/ledger/journal-replay';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { CryptoModule } from '../src/hsm/crypto-module';
-import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot } from './helpers/ledger';
+import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot } from './helpers/ledger';
 import { createIndicium, correction, refund } from './helpers/ledger-commands';
 
 /**
@@ -107,6 +107,25 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(readdirSync(exportDir('edit')).filter((n) => n.endsWith('.seal.json'))).to.have.length(2);
   });
 
+  it('an indicium row an insider edited before the export ran is found; the export stays usable and a replay lists the row as left out', async () => {
+    const printed = await createIndicium(f.service.ledger, { meterId, postage: 333, mailpiece: MAIL });
+    const row = await f.db.knex('indicia').where({ indicium_id: printed.indiciumId }).first('signature');
+    const forged = Buffer.from(row.signature);
+    forged[forged.length - 1] ^= 1;
+    await asInsider(f.db.knex, (trx) => trx('indicia').where({ indicium_id: printed.indiciumId }).update({ signature: forged }));
+    await exportJournal({ db: f.db.knex, hsm, dir: exportDir('edited-db') });
+    const read = await readExport(hsm, exportDir('edited-db'));
+    expect(read.findings.map((x) => x.reason)).to.deep.equal([`indicium row ${printed.indiciumId}: its signature does not verify`]);
+    // the export stays usable: a later run appends to it
+    await createIndicium(f.service.ledger, { meterId, postage: 10, mailpiece: MAIL });
+    expect((await exportJournal({ db: f.db.knex, hsm, dir: exportDir('edited-db') })).entries).to.equal(1);
+    // a replay does not refuse the export (here onto a database already in step: nothing to replay)
+    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('edited-db') });
+    expect(report.replayed).to.equal(0);
+    expect(report.indiciaLeftOut).to.deep.equal([{ indiciumId: printed.indiciumId, reason: `indicium row ${printed.indiciumId}: its signature does not verify` }]);
+    await asInsider(f.db.knex, (trx) => trx('indicia').where({ indicium_id: printed.indiciumId }).update({ signature: row.signature }));
+  });
+
   it('a database put back to an earlier snapshot is rolled forward from the export to the ring\'s state, and the meter goes on', async () => {
     await snapshot(f.db, 'before_later_work');
     await f.service.ledger.purchaseFromPost({ amount: 5_000, reference: 'later stock' }); // not a module command: not in the export
@@ -145,6 +164,7 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(await f.db.knex('pool_purchases').where({ reference: 'later stock' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 5_000, entered_by: 'journal replay' }]);
     expect(report.modules).to.have.length(1);
     expect(report.modules[0]).to.deep.include({ state: 'in-step', missing: [] });
+    expect(report.indiciaLeftOut).to.deep.equal([]);
     expect(await f.db.knex('meters').orderBy('meter_id').select('meter_id', 'slot', 'state', 'record_counter', 'package', 'ascending_register', 'descending_register', 'cert_serial', 'account_id')).to.deep.equal(expected.meters);
     expect(await f.db.knex('meter_map').select('epoch', 'root', 'next_slot')).to.deep.equal(expected.map);
     expect(await f.db.knex('modules').select('module_serial', 'checkpoint', 'checkpoint_seq')).to.deep.equal(expected.modules);

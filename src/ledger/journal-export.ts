@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
@@ -6,6 +6,8 @@ import { vbiError } from '../errors';
 import { HsmModule } from '../hsm/hsm-module';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
 import { verifyJournalMac } from './journal';
+import { assembleIndicium, decodeIndicium } from '../indicium/layout';
+import { verifyIndiciumSignature } from '../indicium/signature';
 import { writeDurably } from '../ops/durable-file';
 
 /**
@@ -78,7 +80,15 @@ function sealMacInput(s: Omit<ExportSeal, 'mac'>): Buffer {
   return Buffer.concat([SEAL_DOMAIN, sha256(body)]);
 }
 
-export interface ExportFinding { segment?: number; n?: number; moduleSerial?: string; seq?: number; reason: string }
+/**
+ * What reading an export found. `indicium`: one exported indicium row is not what its meter
+ * signed (an insider edited the database before the export ran); such a row is left out of a
+ * replay and listed, while every other finding makes the whole export unusable.
+ */
+export interface ExportFinding { segment?: number; n?: number; moduleSerial?: string; seq?: number; reason: string; indicium?: number }
+
+/** Whether the findings leave the export usable (only indicium rows to leave out). */
+export const usable = (findings: ExportFinding[]) => findings.every((f) => f.indicium !== undefined);
 
 export interface ReadExport {
   entries: ExportEntry[];
@@ -92,8 +102,10 @@ export interface ReadExport {
  * Reads and verifies an export with a module holding the deployment's MAC key: every seal's
  * MAC, the segments' entry numbers and line hash chain from the first line, each entry's
  * checkpoint MAC, module MAC and package digest, each module's record chain (prevDigest), the
- * cursor, and that a print record's indicium rows add up to its amount. Findings, not
- * exceptions: the caller decides (verify lists them, export and replay refuse).
+ * cursor, that a print record's indicium rows add up to its amount, and that each of those rows
+ * is what its meter signed (signature under the certificate it names, taken from the export's
+ * certify and renewal records; meter and postage as the row says). Findings, not exceptions: the
+ * caller decides (verify lists them, export and replay refuse).
  */
 export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExport> {
   const findings: ExportFinding[] = [];
@@ -111,6 +123,8 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
   let n = 0;
   const cursor: Record<string, number> = {};
   const lastOf = new Map<string, Buffer>();
+  /** Certificates (DER) by serial, as the export's certify and renewal records carry them. */
+  const certificates = new Map<string, Buffer>();
   for (let i = 0; i < sealed.length; i++) {
     const k = sealed[i];
     if (k !== i + 1) {
@@ -175,9 +189,15 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
       if (before && cp.type !== 'reinstate' && !cp.prevDigest.equals(digestOf(before))) {
         findings.push({ ...at, reason: "the module's record chain is broken before this entry" });
       }
+      for (const c of e.rows.certificates ?? []) certificates.set(String(c.serial_hex), Buffer.from(String(c.certificate_der), 'base64'));
       if ((cp.type === 'indicium' || cp.type === 'correction')) {
         const total = (e.rows.indicia ?? []).reduce((s, r) => s + Number(r.postage), 0);
         if (total !== cp.amount) findings.push({ ...at, reason: `the print record's indicium rows add up to ${total} mills, the record to ${cp.amount}` });
+        // each indicium row is what its meter's key signed, for this meter and postage
+        for (const r of e.rows.indicia ?? []) {
+          const why = indiciumProblem(r, certificates);
+          if (why) findings.push({ ...at, reason: `indicium row ${String(r.indicium_id)}: ${why}`, indicium: Number(r.indicium_id) });
+        }
       }
       lastOf.set(cp.moduleSerial, checkpoint);
       cursor[cp.moduleSerial] = Math.max(cursor[cp.moduleSerial] ?? 0, cp.seq);
@@ -189,6 +209,25 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
     }
   }
   return { entries, seals, records, findings };
+}
+
+/**
+ * Why an exported indicium row is not what its meter signed, or undefined: its signature under
+ * the certificate it names (from the export), its meter and its postage.
+ */
+function indiciumProblem(r: Record<string, unknown>, certificates: Map<string, Buffer>): string | undefined {
+  try {
+    const decoded = decodeIndicium(assembleIndicium(Buffer.from(String(r.data), 'base64'), Buffer.from(String(r.signature), 'base64')));
+    const f = decoded.fields;
+    if (f.meterId !== r.meter_id || f.postage !== Number(r.postage)) return 'its fields differ from the row (meter or postage)';
+    const der = certificates.get(f.certSerial);
+    if (!der) return `no certificate ${f.certSerial} in the export`;
+    const publicKey = new X509Certificate(der).publicKey;
+    if (!verifyIndiciumSignature({ algorithm: f.algorithm, publicKey, data: decoded.data, signature: decoded.signature })) return 'its signature does not verify';
+    return undefined;
+  } catch (e) {
+    return `does not decode: ${(e as Error).message}`;
+  }
 }
 
 const b64 = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('base64') : v);
@@ -247,7 +286,7 @@ async function rowsOf(db: Knex, r: JournalDbRow): Promise<ExportedRows> {
 export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string; now?: () => Date }): Promise<{ segment: number | null; entries: number; total: number }> {
   await mkdir(req.dir, { recursive: true, mode: 0o700 });
   const existing = await readExport(req.hsm, req.dir);
-  if (existing.findings.length > 0) {
+  if (!usable(existing.findings)) {
     throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${req.dir} does not verify: ${existing.findings[0].reason}`, { findings: existing.findings });
   }
   // a segment left without its seal by a run that died is not part of the export

@@ -5,7 +5,7 @@ import { CheckpointRing } from '../module/checkpoint-ring';
 import { Checkpoint, digestOf } from '../module/checkpoint';
 import { leafHash, pathNodes } from '../module/meter-map';
 import { openPackage } from '../module/package-seal';
-import { ExportEntry, readExport } from './journal-export';
+import { ExportEntry, readExport, usable } from './journal-export';
 import { lockModuleAndMap, storeMap } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
 
@@ -32,6 +32,8 @@ export interface ReplayReport {
   modules: ModuleAfterReplay[];
   /** Tables whose rows an export does not hold and that a replay therefore does not put back. */
   notRebuilt: string[];
+  /** Exported indicium rows left out because they are not what their meter signed (edited before the export). */
+  indiciaLeftOut: Array<{ indiciumId: number; reason: string }>;
 }
 
 /** Rows the journal export does not carry: a replay leaves them as the restored database has them. */
@@ -60,9 +62,12 @@ export async function replayJournal(req: {
   stock?: Array<{ reference: string; amount: number }>;
 }): Promise<ReplayReport> {
   const exp = await readExport(req.hsm, req.dir);
-  if (exp.findings.length > 0) {
-    throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${req.dir} does not verify: ${exp.findings[0].reason}`, { findings: exp.findings });
+  if (!usable(exp.findings)) {
+    const first = exp.findings.find((f) => f.indicium === undefined)!;
+    throw vbiError('JOURNAL_EXPORT_BROKEN', `the export in ${req.dir} does not verify: ${first.reason}`, { findings: exp.findings });
   }
+  // indicium rows that are not what their meter signed are left out, and listed
+  const refused = new Set(exp.findings.map((f) => f.indicium).filter((i): i is number => i !== undefined));
   const bySerial = new Map<string, Array<{ entry: ExportEntry; cp: Checkpoint }>>();
   for (const entry of exp.entries) {
     const cp = exp.records.get(entry.n)!;
@@ -96,7 +101,7 @@ export async function replayJournal(req: {
       await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [p.amount, p.amount]);
     }
     todo.sort((x, y) => x.cp.mapEpoch - y.cp.mapEpoch);
-    for (const { entry, cp } of todo) await applyRecord(trx, req.hsm, entry, cp);
+    for (const { entry, cp } of todo) await applyRecord(trx, req.hsm, entry, cp, refused);
     // explicit ids were written: the sequences go on after them
     for (const [table, id] of [['indicia', 'indicium_id'], ['refunds', 'refund_id'], ['payments', 'payment_id'], ['accounts', 'account_id']]) {
       await trx.raw(`SELECT setval(pg_get_serial_sequence(?, ?), GREATEST((SELECT max(${id}) FROM ${table}), 1))`, [table, id]);
@@ -109,10 +114,13 @@ export async function replayJournal(req: {
   const modules: ModuleAfterReplay[] = [];
   const serials = new Set([...bySerial.keys(), ...req.modules.map((m) => m.serial)]);
   for (const serial of [...serials].sort()) modules.push(await compareWithRing(req.db, serial, req.modules.find((m) => m.serial === serial), counts.get(serial) ?? 0));
-  return { replayed: [...counts.values()].reduce((a, b) => a + b, 0), modules, notRebuilt: NOT_REBUILT };
+  return {
+    replayed: [...counts.values()].reduce((a, b) => a + b, 0), modules, notRebuilt: NOT_REBUILT,
+    indiciaLeftOut: exp.findings.filter((f) => f.indicium !== undefined).map((f) => ({ indiciumId: f.indicium!, reason: f.reason })),
+  };
 }
 
-async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportEntry, cp: Checkpoint): Promise<void> {
+async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportEntry, cp: Checkpoint, refused: Set<number>): Promise<void> {
   const j = entry.journal;
   const where = `module ${cp.moduleSerial} sequence ${cp.seq}`;
   const fail = (why: string) => vbiError('JOURNAL_REPLAY_FAILED', `${where}: ${why}`, { moduleSerial: cp.moduleSerial, seq: cp.seq });
@@ -173,6 +181,7 @@ async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportE
   }
   for (const c of entry.rows.certificates ?? []) await trx('certificates').insert(rowIn(c, ['not_before', 'not_after', 'created_at'], ['certificate_der'])).onConflict('serial_hex').ignore();
   for (const i of entry.rows.indicia ?? []) {
+    if (refused.has(Number(i.indicium_id))) continue;
     // the print batch the row names is a request's answer the export does not carry
     await trx('indicia').insert({ ...rowIn(i, ['created_at'], ['data', 'signature', 'encrypted_indicium']), batch_id: null, receipt: i.receipt === null || i.receipt === undefined ? null : JSON.stringify(i.receipt) })
       .onConflict('indicium_id').ignore();
