@@ -342,8 +342,7 @@ export class Ledger {
     const out = await this.run({
       meterId: req.meterId, type: 'refund', execute: fullRefund(), details: () => ({ kind: 'full', operator: req.operator, reason: req.reason }),
       after: async (trx, o, at) => {
-        await recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: `operator ${req.operator}: ${req.reason}`, record: o.record, at });
-        refundId = Number((await trx('refunds').where({ module_serial: o.record.moduleSerial, checkpoint_seq: o.record.seq }).first('refund_id')).refund_id);
+        refundId = await recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: `operator ${req.operator}: ${req.reason}`, record: o.record, at });
       },
     });
     await this.audit(out, {

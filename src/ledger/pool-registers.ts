@@ -19,16 +19,17 @@ export async function debitPool(trx: Knex.Transaction, amount: number): Promise<
 
 /**
  * A refund: a partial (spoilage) refund leaves the system (refunds paid out); a full refund puts
- * the meter's remaining DR back into the pool. Either way a refunds row records it.
+ * the meter's remaining DR back into the pool. Either way a refunds row records it; returns its id.
  */
 export async function recordRefund(trx: Knex.Transaction, r: {
   meterId: string; kind: 'partial' | 'full'; amount: number; reason: string; record: { moduleSerial: string; seq: number }; at: Date;
-}): Promise<void> {
+}): Promise<number> {
   await trx('pool').where({ pool_id: 1 }).update(r.kind === 'partial'
     ? { refunds_paid: trx.raw('refunds_paid + ?', [r.amount]), updated_at: trx.fn.now() }
     : { available: trx.raw('available + ?', [r.amount]), updated_at: trx.fn.now() });
-  await trx('refunds').insert({
+  const [row] = await trx('refunds').insert({
     meter_id: r.meterId, kind: r.kind, amount: r.amount, reason: r.reason,
     module_serial: r.record.moduleSerial, checkpoint_seq: r.record.seq, created_at: r.at,
-  });
+  }).returning('refund_id');
+  return Number(row.refund_id);
 }

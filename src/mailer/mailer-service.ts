@@ -212,17 +212,19 @@ export class MailerService {
     const amount = kind === 'partial' ? assertMills(env.body.amount) : undefined;
     if (kind === 'full' && env.body.amount !== undefined) throw vbiError('BAD_REQUEST', 'a full refund takes no amount');
     let refunded = 0;
+    let refundId = 0;
     const answer = await this.operate(env, async (pkg, ctx) => {
       const out = await refundOperation({ kind, amount, spoilageLimitBps: this.opts.spoilageLimitBps })(pkg, ctx);
       refunded = out.result.refunded as number;
       return out;
     }, {
       type: 'refund', details: { kind, reason },
-      after: (trx, at, record) => recordRefund(trx, { meterId: env.meterId, kind, amount: refunded, reason, record, at }),
+      after: async (trx, at, record) => {
+        refundId = await recordRefund(trx, { meterId: env.meterId, kind, amount: refunded, reason, record, at });
+      },
     });
     // paid back through the processor now; if that fails, by the next payout pass
-    const row = await this.db('refunds').where({ module_serial: answer.receipt.moduleSerial, checkpoint_seq: answer.receipt.checkpointSeq }).first('refund_id');
-    if (row) await payRefund(this.db, this.opts.payments, Number(row.refund_id)).catch((e) => this.opts.log?.(`refund ${row.refund_id}: payout failed, left for the next pass: ${(e as Error).message}`));
+    await payRefund(this.db, this.opts.payments, refundId).catch((e) => this.opts.log?.(`refund ${refundId}: payout failed, left for the next pass: ${(e as Error).message}`));
     return answer;
   }
 

@@ -70,14 +70,14 @@ export async function refund(ledger: Ledger, req: { meterId: string; kind: 'part
     const amount = assertMills(req.amount);
     const out = await ledger.run({
       meterId: req.meterId, type: 'refund', execute: partialRefund({ amount, spoilageLimitBps: req.spoilageLimitBps ?? 100 }),
-      after: (trx, o, at) => recordRefund(trx, { meterId: req.meterId, kind: 'partial', amount, reason: req.reason, record: o.record, at }),
+      after: async (trx, o, at) => { await recordRefund(trx, { meterId: req.meterId, kind: 'partial', amount, reason: req.reason, record: o.record, at }); },
       details: () => ({ kind: 'partial', amount, reason: req.reason }),
     });
     return { ...out.result, refunded: amount };
   }
   const out = await ledger.run({
     meterId: req.meterId, type: 'refund', execute: fullRefund(),
-    after: (trx, o, at) => recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, record: o.record, at }),
+    after: async (trx, o, at) => { await recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, record: o.record, at }); },
     details: (o) => ({ kind: 'full', amount: o.result.refunded, reason: req.reason }),
   });
   return out.result;
