@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     const tests = m.selfTest ? `${m.selfTest.results.filter((r) => r.ok).length}/${m.selfTest.results.length} self-tests passed` : 'self-tests not run';
     process.stdout.write(`module '${m.tokenLabel}' serial ${m.serial}: ${m.state}${m.reason ? ` (${m.reason})` : ''}; ${tests}; ring ${m.ring.entries}/${m.ring.size}\n`);
   }
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   let devPki: DevPki | undefined;
   let closeRa = () => undefined as void;
   let pki: ServerDeps['pki'];

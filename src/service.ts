@@ -62,7 +62,7 @@ export async function createService(deps: {
 }): Promise<Service> {
   const { config } = deps;
   const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive }));
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const engines: PsdEngine[] = [];
   const leases = new Map<PsdEngine, Lease>();
   const held: Lease[] = [];

@@ -97,7 +97,7 @@ describe('a lost module token replaced by a cloned module, with officer approval
     // both lost: the database goes back to the backup, the first module's token is gone
     await restore(f.db, 'offsite_backup');
     const config = testConfig([offsite]);
-    const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+    const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
     const hsm = await CryptoModule.start({ library: lib, module: config.hsm.modules[0], hsm: config.hsm });
     try {
       // the off-site module holds the deployment's shared keys: it verifies the export and opens its packages

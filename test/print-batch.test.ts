@@ -4,7 +4,11 @@ import { ServerFixture, serverFixture } from './helpers/server';
 import { RawClient } from './helpers/raw-client';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
-import { passwordSecret } from '../src/protocol/messages';
+import { passwordSecret, receiptSignedBytes } from '../src/protocol/messages';
+import { createPublicKey, verify, X509Certificate } from 'node:crypto';
+import { verifyIndiciumSignature } from '../src/indicium/signature';
+import { decryptIndicium } from '../src/client/client-crypto';
+import { decodeIndicium } from '../src/indicium/layout';
 
 /**
  * A print request is one module dispatch and one transaction (docs/protocol.md 4), against the
@@ -24,16 +28,17 @@ describe('print requests: one dispatch, items that fail alone', function () {
     await f?.close();
   });
 
-  async function mailer(funds: number): Promise<{ c: RawClient; sessionId: string }> {
+  async function mailer(funds: number): Promise<{ c: RawClient; sessionId: string; sessionKey: Buffer }> {
     const c = new RawClient(f.url);
     await c.register(password);
     const buy = await c.op('/v1/purchases', 'purchase', { amount: funds, payment: { kind: 'card', token: 'tok_approve' } }, { 'Idempotency-Key': `buy-${c.meterId}` });
     expect(buy.status, JSON.stringify(buy.json)).to.equal(200);
+    const sessionKey = randomBytes(32);
     const open = await c.op('/v1/sessions', 'session-open', {
-      moduleSerial: c.moduleSerial, encryptedPasswordSecret: c.encrypt(passwordSecret(password, c.meterId)), encryptedSessionKey: c.encrypt(randomBytes(32)),
+      moduleSerial: c.moduleSerial, encryptedPasswordSecret: c.encrypt(passwordSecret(password, c.meterId)), encryptedSessionKey: c.encrypt(sessionKey),
     });
     expect(open.status, JSON.stringify(open.json)).to.equal(200);
-    return { c, sessionId: open.json.result.sessionId };
+    return { c, sessionId: open.json.result.sessionId, sessionKey };
   }
 
   const item = (c: RawClient, sessionId: string, postage: number) => ({ destinationZip: '205000001', postage, ...c.dynamicPassword(sessionId, 'print', { destinationZip: '205000001', postage }) });
@@ -63,6 +68,35 @@ describe('print requests: one dispatch, items that fail alone', function () {
     expect(rows[0].checkpoint_seq).to.equal(rows[1].checkpoint_seq);
     const report = await verifyJournal({ db: f.service.db.knex, hsm: f.service.engines[0].hsm });
     expect(report.findings).to.deep.equal([]);
+    expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
+  });
+
+  it('a 40-item request cut into chunks over several key scopes: every item gets its own indicium, encryption and receipt, in order', async () => {
+    const { c, sessionId, sessionKey } = await mailer(100_000);
+    const postages = Array.from({ length: 40 }, (_, i) => (i === 25 ? 500_000 : 100 + i));
+    const items = postages.map((p) => item(c, sessionId, p));
+    const r = await c.op('/v1/indicia', 'print', { sessionId, items }, { 'Idempotency-Key': 'forty' });
+    expect(r.status, JSON.stringify(r.json)).to.equal(200);
+    expect(r.json.items.map((i: { status: string; reason?: string }) => i.reason ?? i.status)).to.deep.equal(postages.map((_, i) => (i === 25 ? 'INSUFFICIENT_FUNDS' : 'printed')));
+
+    const identity = createPublicKey({ key: f.service.engines[0].hsm.identityPublicKey(), format: 'der', type: 'spki' });
+    const cert = await f.service.db.knex('certificates').where({ meter_id: c.meterId }).first('certificate_der');
+    const indiciumKey = new X509Certificate(cert.certificate_der).publicKey;
+    let ar = 0;
+    let sequence = r.json.items[0].receipt.sequence;
+    for (const [i, it] of r.json.items.entries()) {
+      if (i === 25) continue;
+      ar += postages[i];
+      const { signature, ...unsigned } = it.receipt;
+      expect(verify('sha256', receiptSignedBytes(unsigned), { key: identity, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64')), `receipt ${i}`).to.equal(true);
+      expect(unsigned).to.include({ amount: postages[i], ascendingRegister: ar, descendingRegister: 100_000 - ar, sequence });
+      // the indicium decrypts under the session key with this item's counter and carries this item's values
+      const indicium = decryptIndicium({ sessionKey, sessionId, counter: items[i].counter, encryptedIndicium: it.encryptedIndicium });
+      const decoded = decodeIndicium(indicium);
+      expect(decoded.fields).to.include({ postage: postages[i], ascendingRegister: ar, descendingRegister: 100_000 - ar, sequence });
+      expect(verifyIndiciumSignature({ algorithm: decoded.fields.algorithm, publicKey: indiciumKey, data: decoded.data, signature: decoded.signature }), `indicium ${i}`).to.equal(true);
+      sequence++;
+    }
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 

@@ -118,7 +118,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
   if (!isPackageSuite(suite)) throw vbiError('BAD_REQUEST', `--suite must be aes or legacy-3des`);
   const transcriptDir = values['transcript-dir'] ?? join(config.varDir, 'ceremony');
   const caDir = values['ca-dir'] ?? join(config.varDir, 'ca');
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   try {
     switch (step) {
       case 'probe': {

@@ -1,3 +1,4 @@
+import { defaultTokenThreads } from '../hsm/token-threads';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { vbiError } from '../errors';
@@ -39,6 +40,8 @@ export interface HsmConfig {
   oaepHash: 'sha1' | 'sha256';
   /** Sessions per token kept open for concurrent commands. */
   sessionPoolSize: number;
+  /** Token threads of the library (src/hsm/token-threads.ts): PKCS11_THREADS, default one per core, at most 4. */
+  threads?: number;
 }
 
 export interface Config {
@@ -160,6 +163,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       oaepHash,
       // at least 2: a command's key scope holds one session while it signs with the identity key
       sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 2, 64),
+      threads: intFrom(env, 'PKCS11_THREADS', defaultTokenThreads(), 1, 64),
     },
   };
 }

@@ -1,38 +1,66 @@
 import * as graphene from 'graphene-pk11';
 import { adaptTemplate, checkUnwrapped, profileOf } from './token-profile';
+import { threadsOf, TokenCall, TokenResult } from './token-threads';
 
 /**
- * Promise versions of the PKCS#11 calls pkcs11js runs on a worker thread, so one mechanism
- * call at most blocks the event loop (the *Init part). Buffers passed in stay referenced by
- * the closures until the callback runs (pkcs11js issue 121).
+ * Promise versions of the PKCS#11 calls. Sign, verify, encrypt and decrypt run whole (the *Init
+ * and the call) on a token thread (src/hsm/token-threads.ts), on the session the caller holds;
+ * the others are pkcs11js's asynchronous calls, which run on a worker thread but for their
+ * *Init part. Buffers passed in stay referenced by the closures until the callback runs (pkcs11js
+ * issue 121).
  */
 function settle<T>(resolve: (v: T) => void, reject: (e: unknown) => void) {
   return (err: Error | null | undefined, value: T | null) => (err ? reject(err) : resolve(value as T));
 }
 
-export function sign(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => session.createSign(mech, key).once(data, settle(resolve, reject)));
+function onThread(session: graphene.Session, c: TokenCall): Promise<TokenResult> {
+  return threadsOf(session).call(session.handle, c);
 }
 
-export function verify(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer, signature: Buffer): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    session.createVerify(mech, key).once(data, signature, (err: Error | null, ok: boolean) => {
-      // CKR_SIGNATURE_INVALID / CKR_SIGNATURE_LEN_RANGE are a "no", not a failure.
-      if (err && /CKR_SIGNATURE_(INVALID|LEN_RANGE)/.test(err.message)) return resolve(false);
-      if (err) return reject(err);
-      resolve(ok);
-    });
-  });
+/** A mechanism call for runCalls. */
+export function tokenCall(fn: 'sign' | 'verify' | 'encrypt', mech: graphene.MechanismType, key: graphene.Key, data: Buffer, signature?: Buffer): TokenCall {
+  return { fn, mechanism: graphene.Mechanism.create(mech), key: key.handle, data, signature };
 }
 
-export function encrypt(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer): Promise<Buffer> {
-  const out = Buffer.alloc(data.length + 64);
-  return new Promise((resolve, reject) => session.createCipher(mech, key).once(data, out, settle(resolve, reject)));
+/** `calls` in one trip to a token thread, one after the other on `session`; every call's result, errors included. */
+export function runCalls(session: graphene.Session, calls: TokenCall[]): Promise<TokenResult[]> {
+  return threadsOf(session).run(session.handle, calls);
 }
 
-export function decrypt(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer): Promise<Buffer> {
-  const out = Buffer.alloc(data.length + 64);
-  return new Promise((resolve, reject) => session.createDecipher(mech, key).once(data, out, settle(resolve, reject)));
+/** A verification's "no" (CKR_SIGNATURE_INVALID / CKR_SIGNATURE_LEN_RANGE), which is not a failure. */
+export function isSignatureNo(e: unknown): boolean {
+  return /CKR_SIGNATURE_(INVALID|LEN_RANGE)/.test((e as Error)?.message ?? '');
+}
+
+export async function sign(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer): Promise<Buffer> {
+  return (await onThread(session, { fn: 'sign', mechanism: graphene.Mechanism.create(mech), key: key.handle, data })).value!;
+}
+
+export async function verify(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer, signature: Buffer): Promise<boolean> {
+  try {
+    return (await onThread(session, { fn: 'verify', mechanism: graphene.Mechanism.create(mech), key: key.handle, data, signature })).ok === true;
+  } catch (e) {
+    if (isSignatureNo(e)) return false;
+    throw e;
+  }
+}
+
+export async function encrypt(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer): Promise<Buffer> {
+  return (await onThread(session, { fn: 'encrypt', mechanism: graphene.Mechanism.create(mech), key: key.handle, data })).value!;
+}
+
+export async function decrypt(session: graphene.Session, mech: graphene.MechanismType, key: graphene.Key, data: Buffer): Promise<Buffer> {
+  return (await onThread(session, { fn: 'decrypt', mechanism: graphene.Mechanism.create(mech), key: key.handle, data })).value!;
+}
+
+/** C_CreateObject of a token object (a file write on SoftHSM2: off the event loop). */
+export async function createObject(session: graphene.Session, template: graphene.ITemplate): Promise<void> {
+  await onThread(session, { fn: 'create', template: graphene.Template.toPkcs11(template) });
+}
+
+/** Destroys every object that has `template`'s attributes. */
+export async function destroyFound(session: graphene.Session, template: graphene.ITemplate): Promise<void> {
+  await onThread(session, { fn: 'destroy-found', template: graphene.Template.toPkcs11(template) });
 }
 
 export function digest(session: graphene.Session, mech: graphene.MechanismType, data: Buffer): Promise<Buffer> {

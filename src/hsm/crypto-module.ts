@@ -16,6 +16,7 @@ import {
 import { ckr, isDeviceError, isRecoverable, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
 import * as ops from './async-ops';
+import { TokenCall, tokenError } from './token-threads';
 import { DATA_APPLICATION } from './data-objects';
 import { ProbeReport, probeToken } from './token-probe';
 import { TokenProfile, serialFromIdentity } from './token-profile';
@@ -463,6 +464,17 @@ export class CryptoModule implements HsmModule {
         }
         return parent;
       };
+      const indiciumKey = async (wrappedKey: Buffer, algorithm: IndiciumKeyAlgorithm): Promise<graphene.Key> => {
+        this.assertEnabled(algorithm);
+        const path = `indicium:${algorithm}:${wrappedKey.toString('base64')}`;
+        let key = chains.get(path);
+        if (!key) {
+          key = await this.unwrapIndiciumKey(s, k, wrappedKey, algorithm);
+          made.push(key);
+          chains.set(path, key);
+        }
+        return key;
+      };
       const scope: KeyScope = {
         hmac: async (req) => ops.sign(s, 'SHA256_HMAC', await chainKey(req.keyChain), req.data),
         verifyHmac: async (req) => req.mac.length === HMAC_BYTES && ops.verify(s, 'SHA256_HMAC', await chainKey(req.keyChain), req.data, req.mac),
@@ -471,18 +483,43 @@ export class CryptoModule implements HsmModule {
           const iv = randomBytes(GCM_IV_BYTES);
           return Buffer.concat([iv, await ops.encrypt(s, aesGcm(iv, req.aad), key, req.plaintext)]);
         },
-        signWithWrappedKey: async (req) => {
-          this.assertEnabled(req.algorithm);
-          const path = `indicium:${req.algorithm}:${req.wrappedKey.toString('base64')}`;
-          let key = chains.get(path);
-          if (!key) {
-            key = await this.unwrapIndiciumKey(s, k, req.wrappedKey, req.algorithm);
-            made.push(key);
-            chains.set(path, key);
-          }
-          return signIndiciumData(s, key, req.algorithm, req.data);
-        },
+        signWithWrappedKey: async (req) => signIndiciumData(s, await indiciumKey(req.wrappedKey, req.algorithm), req.algorithm, req.data),
         identitySign: (data) => ops.sign(s, 'ECDSA', k.identity, sha256(data)),
+        many: async (calls) => {
+          // keys first (each unwrapped once per scope), then every call in one trip
+          const ivs: Array<Buffer | undefined> = [];
+          const todo: Array<TokenCall | null> = [];
+          for (const c of calls) {
+            if ('verifyHmac' in c) {
+              const r = c.verifyHmac;
+              todo.push(r.mac.length === HMAC_BYTES ? ops.tokenCall('verify', 'SHA256_HMAC', await chainKey(r.keyChain), r.data, r.mac) : null);
+            } else if ('signWithWrappedKey' in c) {
+              const r = c.signWithWrappedKey;
+              const key = await indiciumKey(r.wrappedKey, r.algorithm);
+              todo.push(r.algorithm === 'ec-p256' ? ops.tokenCall('sign', 'ECDSA', key, sha256(r.data)) : ops.tokenCall('sign', 'SHA256_RSA_PKCS', key, r.data));
+            } else if ('encryptWithKeyChain' in c) {
+              const r = c.encryptWithKeyChain;
+              const iv = randomBytes(GCM_IV_BYTES);
+              ivs[todo.length] = iv;
+              todo.push(ops.tokenCall('encrypt', aesGcm(iv, r.aad), await chainKey(r.keyChain), r.plaintext));
+            } else todo.push(ops.tokenCall('sign', 'ECDSA', k.identity, sha256(c.identitySign)));
+          }
+          const sent = todo.filter((t): t is TokenCall => t !== null);
+          const results = sent.length ? await ops.runCalls(s, sent) : [];
+          let next = 0;
+          return todo.map((t, i) => {
+            if (t === null) return false; // a MAC of the wrong length
+            const r = results[next++];
+            if (r.error) {
+              const e = tokenError(r);
+              if (t.fn === 'verify' && ops.isSignatureNo(e)) return false;
+              throw e;
+            }
+            if (t.fn === 'verify') return r.ok === true;
+            const value = r.value!;
+            return ivs[i] ? Buffer.concat([ivs[i]!, value]) : value;
+          });
+        },
       };
       try {
         return await fn(scope);
@@ -499,6 +536,12 @@ export class CryptoModule implements HsmModule {
     });
   }
 
+  withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T> {
+    // each further scope is taken only while a session is free: acquire() then does not wait
+    const nest = (got: KeyScope[]): Promise<T> =>
+      got.length < max && this.pool.spare > 0 ? this.withKeys((k) => nest([...got, k])) : fn(got);
+    return nest([]);
+  }
 
   async generateWrappedSecretKey(): Promise<Buffer> {
     return this.run('generate wrapped secret key', async (s, k) => {
@@ -731,8 +774,8 @@ export class CryptoModule implements HsmModule {
   }
 
   async createDataObject(obj: DataObject): Promise<void> {
-    await this.run('create data object', (s) => {
-      s.create({
+    await this.run('create data object', (s) =>
+      ops.createObject(s, {
         class: graphene.ObjectClass.DATA,
         token: true,
         private: true,
@@ -740,14 +783,11 @@ export class CryptoModule implements HsmModule {
         application: DATA_APPLICATION,
         label: obj.label,
         value: obj.value,
-      });
-    });
+      }));
   }
 
   async destroyDataObject(label: string): Promise<void> {
-    await this.run('destroy data object', (s) => {
-      s.destroy({ class: graphene.ObjectClass.DATA, application: DATA_APPLICATION, label });
-    });
+    await this.run('destroy data object', (s) => ops.destroyFound(s, { class: graphene.ObjectClass.DATA, application: DATA_APPLICATION, label }));
   }
 
   async close(): Promise<void> {

@@ -60,6 +60,14 @@ export interface HsmModule {
    */
   withKeys<T>(fn: (keys: KeyScope) => Promise<T>): Promise<T>;
 
+  /**
+   * Runs `fn` with up to `max` more key scopes, each on a session the pool has free at that
+   * moment: it never waits for a session (so a caller that already holds one cannot deadlock the
+   * pool), and `fn` gets fewer scopes, or none, when the pool is busy. For work that splits
+   * over sessions (the items of a print request).
+   */
+  withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T>;
+
   /** Random bytes from the token's generator (challenges, session ids). */
   random(bytes: number): Promise<Buffer>;
 
@@ -104,7 +112,20 @@ export interface KeyScope {
   signWithWrappedKey(req: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer }): Promise<Buffer>;
   /** HsmModule.identitySign in the scope's session (no other session is taken from the pool). */
   identitySign(data: Buffer): Promise<Buffer>;
+  /**
+   * Several of the calls above in one trip to the token, one after the other on the scope's
+   * session: each call's answer in order (a signature or ciphertext; true/false for verifyHmac).
+   * The first token error fails them all.
+   */
+  many(calls: ScopeCall[]): Promise<Array<Buffer | boolean>>;
 }
+
+/** One call of KeyScope.many: the name of the KeyScope method and its argument. */
+export type ScopeCall =
+  | { verifyHmac: { keyChain: KeyRef[]; data: Buffer; mac: Buffer } }
+  | { signWithWrappedKey: { wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm; data: Buffer } }
+  | { encryptWithKeyChain: { keyChain: KeyRef[]; plaintext: Buffer; aad: Buffer } }
+  | { identitySign: Buffer };
 
 /** A key stored wrapped (in a package or a session row) and what it may be used for once unwrapped. */
 export interface KeyRef { wrapped: Buffer; usage: 'wrap' | 'hmac' | 'encrypt' }

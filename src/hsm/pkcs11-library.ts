@@ -2,6 +2,7 @@ import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError } from '../errors';
 import { TokenProfile, loadProfile, setLibraryProfile } from './token-profile';
+import { defaultTokenThreads, setLibraryThreads, TokenThreads } from './token-threads';
 
 /**
  * One initialised PKCS#11 library per path per process. C_Initialize is process-wide and
@@ -15,14 +16,14 @@ export interface LibraryHandle {
   readonly profile: TokenProfile;
 }
 
-interface Entry { handle: LibraryHandle; refs: number; softhsm2Conf?: string }
+interface Entry { handle: LibraryHandle; refs: number; softhsm2Conf?: string; threads: TokenThreads }
 const libraries = new Map<string, Entry>();
 
 /**
  * `profile`: a TokenProfile, a profile name or file (PKCS11_PROFILE), or undefined for the shipped
  * profile whose library path pattern matches `path`.
  */
-export function openLibrary(path: string, softhsm2Conf?: string, profile?: TokenProfile | string, initParameters?: string): LibraryHandle {
+export function openLibrary(path: string, softhsm2Conf?: string, profile?: TokenProfile | string, initParameters?: string, threads = defaultTokenThreads()): LibraryHandle {
   const entry = libraries.get(path);
   if (entry) {
     if (softhsm2Conf && entry.softhsm2Conf && softhsm2Conf !== entry.softhsm2Conf) {
@@ -50,8 +51,10 @@ export function openLibrary(path: string, softhsm2Conf?: string, profile?: Token
   // libraries read their configuration from (NSS softokn: configdir=...).
   module.initialize({ flags: pkcs11.CKF_OS_LOCKING_OK, ...(initParameters ? { libraryParameters: initParameters } : {}) });
   setLibraryProfile(module, tokenProfile);
+  const tokenThreads = new TokenThreads(path, threads);
+  setLibraryThreads(module, tokenThreads);
   const handle = { path, module, profile: tokenProfile };
-  libraries.set(path, { handle, refs: 1, softhsm2Conf });
+  libraries.set(path, { handle, refs: 1, softhsm2Conf, threads: tokenThreads });
   return handle;
 }
 
@@ -60,6 +63,7 @@ export function closeLibrary(handle: LibraryHandle): void {
   if (!entry || entry.handle !== handle) return;
   if (--entry.refs > 0) return;
   libraries.delete(handle.path);
+  void entry.threads.close();
   try {
     handle.module.finalize();
   } catch {

@@ -19,6 +19,11 @@ export class SessionPool {
     return this.open;
   }
 
+  /** Sessions that acquire() would hand out now without waiting (idle, or room to open one). */
+  get spare(): number {
+    return this.waiters.length > 0 ? 0 : this.idle.length + (this.max - this.open);
+  }
+
   async acquire(): Promise<graphene.Session> {
     const s = this.idle.pop();
     if (s) return s;

@@ -12,7 +12,7 @@ import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 export async function openVerifier(config: Config): Promise<{ db: Database; hsm: CryptoModule; modules: CryptoModule[]; close(): Promise<void> }> {
   if (config.hsm.modules.length === 0) throw new Error('no module configured (PKCS11_TOKEN_LABELS)');
   const db = await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive });
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const modules: CryptoModule[] = [];
   const close = async (): Promise<void> => {
     for (const m of modules) await m.close();

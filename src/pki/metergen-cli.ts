@@ -28,7 +28,7 @@ async function main(): Promise<number> {
   }
   const config = loadConfig();
   const service = await createService({ config });
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const store = new PgMeterStore(service.ledger);
   let close: () => Promise<void> | void;
   let metergen: MeterGen;

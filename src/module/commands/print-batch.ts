@@ -36,11 +36,13 @@ export interface BatchItemResult {
  * over (`live` answers a code) voids that item and every later one; nothing is debited for them.
  * Results go to `holder.results` (the operational result itself stays what the client MACs).
  *
- * The token work runs in three steps so that it overlaps: (1) the dynamic passwords, in order,
- * up to the first bad one; (2) in order and without the token, what becomes of each item and the
- * registers and fields of each indicium; (3) the signatures (in a key scope of their own when
- * there are several), each indicium's encryption as soon as it is signed, and the receipts (with
- * the identity key), side by side. Every token error fails the whole request, as before.
+ * The token work is cut into one chunk of items per key scope: the request's own and the spare
+ * ones the module has free at that moment (HsmModule.withSpareKeys, at most SPARE_SCOPES more;
+ * never waited for). It runs in three steps, the token's in few trips (KeyScope.many): (1) every
+ * item's dynamic password, one trip per scope; (2) in order and without the token, what becomes
+ * of each item and the registers and fields of each indicium; (3) per scope, one trip for its
+ * items' indicium and receipt signatures and one for their encryptions. Every token error fails
+ * the whole request.
  */
 export function printBatch(req: {
   sessionId: string;
@@ -53,111 +55,112 @@ export function printBatch(req: {
 }): Operation<Record<string, unknown>> {
   return async (pkg, ctx) => {
     const sessionKey = { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const };
-    // the request's key scope: the HMK, the session key and the indicium key are unwrapped once
-    const keys = ctx.keys ?? ctx.hsm;
     const items = req.items();
+    const work = items.filter((x) => !x.refused).length;
+    const spare = work > ITEMS_PER_SCOPE ? Math.min(SPARE_SCOPES, Math.ceil(work / ITEMS_PER_SCOPE) - 1) : 0;
+    // the request's key scope (operational()) and the spare ones: each unwraps its keys once
+    const run = (keys: KeyScope) => (spare > 0 ? ctx.hsm.withSpareKeys(spare, (more) => batch([keys, ...more])) : batch([keys]));
+    return ctx.keys ? run(ctx.keys) : ctx.hsm.withKeys(run);
 
-    // (1) dynamic passwords, in order; after the first bad one the rest are voided anyway
-    const passwordOk: boolean[] = [];
-    for (const [index, { item, refused }] of items.entries()) {
-      if (refused) continue;
-      const dp = dynamicPasswordInput({
-        meterId: pkg.meterId, sessionId: req.sessionId, counter: item.counter, clientTime: item.clientTime,
-        purpose: 'print', destinationZip: item.destinationZip, postage: item.postage,
-      });
-      passwordOk[index] = await keys.verifyHmac({ keyChain: ctx.hmkChain, data: dp, mac: item.dynamicPassword });
-      if (!passwordOk[index]) break;
-    }
+    async function batch(this: void, scopes: Array<Pick<KeyScope, 'many'>>): ReturnType<Operation<Record<string, unknown>>> {
+      // (1) dynamic passwords (every one: after the first bad one the rest are voided anyway)
+      const asked = items.map((x, index) => ({ ...x, index })).filter((x) => !x.refused);
+      const checked = await inChunks(asked, scopes, (chunk, scope) => scope.many(chunk.map(({ item }) => ({
+        verifyHmac: {
+          keyChain: ctx.hmkChain,
+          data: dynamicPasswordInput({
+            meterId: pkg.meterId, sessionId: req.sessionId, counter: item.counter, clientTime: item.clientTime,
+            purpose: 'print', destinationZip: item.destinationZip, postage: item.postage,
+          }),
+          mac: item.dynamicPassword,
+        },
+      }))));
+      const passwordOk: boolean[] = [];
+      for (const [i, x] of asked.entries()) passwordOk[x.index] = checked[i] === true;
 
-    // (2) what becomes of each item, in order: registers, sequence and encoded fields
-    const results: BatchItemResult[] = [];
-    type Planned = { index: number; plan: PlannedIndicium; counter: number; postage: number };
-    const planned: Planned[] = [];
-    let cur: PsdPackage = pkg;
-    let ended: string | null = null;
-    let amount = 0;
-    for (const [index, { item, mailpiece, refused }] of items.entries()) {
-      ended ??= await req.live(index);
-      if (ended) {
-        results.push({ index, status: 'voided', reason: ended });
-        continue;
+      // (2) what becomes of each item, in order: registers, sequence and encoded fields
+      const results: BatchItemResult[] = [];
+      type Planned = { index: number; plan: PlannedIndicium; counter: number; postage: number };
+      const planned: Planned[] = [];
+      let cur: PsdPackage = pkg;
+      let ended: string | null = null;
+      let amount = 0;
+      for (const [index, { item, mailpiece, refused }] of items.entries()) {
+        ended ??= await req.live(index);
+        if (ended) {
+          results.push({ index, status: 'voided', reason: ended });
+          continue;
+        }
+        if (refused) {
+          results.push({ index, status: 'failed', reason: refused });
+          continue;
+        }
+        if (!passwordOk[index]) {
+          ended = 'BAD_DYNAMIC_PASSWORD';
+          results.push({ index, status: 'voided', reason: ended });
+          continue;
+        }
+        let plan: PlannedIndicium;
+        try {
+          plan = planIndicium(cur, { postage: item.postage, mailpiece }, ctx.now);
+        } catch (e) {
+          if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
+          results.push({ index, status: 'failed', reason: e.code });
+          continue;
+        }
+        planned.push({ index, plan, counter: item.counter, postage: item.postage });
+        results.push({ index, status: 'printed' });
+        // the next item (and the authorisation's receipt) take the following record counter values
+        cur = { ...plan.next, recordCounter: plan.sequence };
+        amount += item.postage;
       }
-      if (refused) {
-        results.push({ index, status: 'failed', reason: refused });
-        continue;
-      }
-      if (!passwordOk[index]) {
-        ended = 'BAD_DYNAMIC_PASSWORD';
-        results.push({ index, status: 'voided', reason: ended });
-        continue;
-      }
-      let plan: PlannedIndicium;
-      try {
-        plan = planIndicium(cur, { postage: item.postage, mailpiece }, ctx.now);
-      } catch (e) {
-        if (!(e instanceof VbiError) || e.kind !== 'user') throw e;
-        results.push({ index, status: 'failed', reason: e.code });
-        continue;
-      }
-      planned.push({ index, plan, counter: item.counter, postage: item.postage });
-      results.push({ index, status: 'printed' });
-      // the next item (and the authorisation's receipt) take the following record counter values
-      cur = { ...plan.next, recordCounter: plan.sequence };
-      amount += item.postage;
-    }
 
-    // (3) signatures, encryptions and receipts side by side
-    const wrappedKey = pkg.secrets.wrappedIndiciumKey;
-    const printed = await (planned.length > 1 ? ctx.hsm.withKeys((signer) => finish(signer)) : finish(keys));
-    for (const [i, p] of planned.entries()) results[p.index] = { index: p.index, status: 'printed', printed: printed[i] };
-    req.holder.results = results;
-    return { package: cur, type: amount > 0 ? req.type : 'inquiry', amount, totals: { printed: amount }, result: {} };
-
-    async function finish(signer: Pick<KeyScope, 'signWithWrappedKey'>): Promise<Array<NonNullable<BatchItemResult['printed']>>> {
-      // One chain of calls per token session (calls on a key scope must not overlap): with a
-      // signer scope of its own the indicia are signed in one chain while the request's scope
-      // encrypts each one and signs its receipt in the other; on one scope, one chain does all.
-      // The dispatch holds at most two sessions, whatever the pool size.
-      const sign = (p: Planned) => signPlanned(p.plan, wrappedKey, signer);
-      const signed = signer === keys ? undefined : chain(planned, sign);
-      const done = chain(planned, async (p, i) => {
-        const s = signed ? await signed[i] : await sign(p);
-        const encryptedIndicium = await keys.encryptWithKeyChain({ keyChain: [ctx.usk, sessionKey], plaintext: s.indicium, aad: indiciumAad(req.sessionId, p.counter) });
-        const unsigned: Omit<Receipt, 'signature'> = {
+      // (3) per scope, in two trips: its items' indicium and receipt signatures; their encryptions
+      const wrappedKey = pkg.secrets.wrappedIndiciumKey;
+      const time = new Date(ctx.now).toISOString();
+      const printed = await inChunks(planned, scopes, async (chunk, scope) => {
+        const receipts = chunk.map((p): Omit<Receipt, 'signature'> => ({
           meterId: pkg.meterId, op: req.type === 'correction' ? 'correction' : 'print', amount: p.postage,
           ascendingRegister: p.plan.next.ascendingRegister, descendingRegister: p.plan.next.descendingRegister,
-          sequence: p.plan.sequence, time: new Date(ctx.now).toISOString(), moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
-        };
-        const receipt: Receipt = { ...unsigned, signature: (await keys.identitySign(receiptSignedBytes(unsigned))).toString('base64') };
-        return { ...registersOf(p.plan.next), ...s, sequence: p.plan.sequence, postage: p.postage, encryptedIndicium, receipt };
+          sequence: p.plan.sequence, time, moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
+        }));
+        const signatures = await scope.many([
+          ...chunk.map((p) => ({ signWithWrappedKey: { wrappedKey, algorithm: p.plan.fields.algorithm, data: p.plan.data } })),
+          ...receipts.map((r) => ({ identitySign: receiptSignedBytes(r) })),
+        ]) as Buffer[];
+        const signed = await Promise.all(chunk.map((p, i) => signPlanned(p.plan, wrappedKey, { signWithWrappedKey: async () => signatures[i] })));
+        const encrypted = await scope.many(chunk.map((p, i) => ({
+          encryptWithKeyChain: { keyChain: [ctx.usk, sessionKey], plaintext: signed[i].indicium, aad: indiciumAad(req.sessionId, p.counter) },
+        }))) as Buffer[];
+        return chunk.map((p, i) => ({
+          ...registersOf(p.plan.next), ...signed[i], sequence: p.plan.sequence, postage: p.postage, encryptedIndicium: encrypted[i],
+          receipt: { ...receipts[i], signature: signatures[chunk.length + i].toString('base64') },
+        }));
       });
-      // nothing may still run on a session when its scope closes: every call settles first
-      const settled = await Promise.allSettled([...(signed ?? []), ...done]);
-      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      return Promise.all(done);
+      for (const [i, p] of planned.entries()) results[p.index] = { index: p.index, status: 'printed', printed: printed[i] };
+      req.holder.results = results;
+      return { package: cur, type: amount > 0 ? req.type : 'inquiry', amount, totals: { printed: amount }, result: {} };
     }
   };
 }
 
-/** `p`, with its rejection marked handled (the caller awaits it later, or knows it failed). */
-function quiet<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
+/** Items per key scope below which a request takes no spare scope (their unwraps would cost more than they save). */
+const ITEMS_PER_SCOPE = 8;
+/** At most this many spare scopes (sessions) besides the request's own. */
+export const SPARE_SCOPES = 3;
 
 /**
- * Runs `fn` over `list` one call after the other (one token session), starting at once; the
- * i-th promise is the i-th result. A failure fails the rest of the chain; no rejection is left
- * unhandled (the caller awaits the results it needs).
+ * `list` cut into one contiguous chunk per scope (no more chunks than items), `fn` run on every
+ * chunk side by side, the answers put back in order. Every chunk settles before this returns
+ * (nothing may still run on a session when its scope closes); then the first failure is thrown.
  */
-function chain<T, R>(list: T[], fn: (x: T, i: number) => Promise<R>): Array<Promise<R>> {
-  const out: Array<Promise<R>> = [];
-  let prev: Promise<unknown> = Promise.resolve();
-  for (const [i, x] of list.entries()) {
-    const p = quiet(prev.then(() => fn(x, i)));
-    out.push(p);
-    prev = p;
-  }
-  return out;
+async function inChunks<T, S, R>(list: T[], scopes: S[], fn: (chunk: T[], scope: S) => Promise<R[]>): Promise<R[]> {
+  if (list.length === 0) return [];
+  const n = Math.min(scopes.length, list.length);
+  const size = Math.ceil(list.length / n);
+  const runs = scopes.slice(0, n).map((scope, i) => fn(list.slice(i * size, (i + 1) * size), scope));
+  const settled = await Promise.allSettled(runs);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.flatMap((r) => (r as PromiseFulfilledResult<R[]>).value);
 }

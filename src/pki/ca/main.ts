@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   const state = new CaDirectory(dir).readState();
   const userPin = readSecret(process.env, 'VBI_CA_USER_PIN') ?? (state.tokenLabel === DEV_CA_LABEL ? DEV_USER_PIN : undefined);
   if (!userPin) throw vbiError('CONFIG_INVALID', `VBI_CA_USER_PIN or VBI_CA_USER_PIN_FILE must hold the PIN of CA token '${state.tokenLabel}'`);
-  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters);
+  const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const signer = await TokenSigner.open({ library: lib, tokenLabel: state.tokenLabel, userPin });
   const ca = await PostalCa.open({ dir, signer });
   const running = await startCaServer({ ca, host: process.env.VBI_CA_HOST ?? '127.0.0.1', port: Number(process.env.VBI_CA_PORT ?? 8444) });
