@@ -536,6 +536,10 @@ export class CryptoModule implements HsmModule {
     });
   }
 
+  get parallelism(): number {
+    return this.opts.library.threads;
+  }
+
   withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T> {
     // each further scope is taken only while a session is free: acquire() then does not wait
     const nest = (got: KeyScope[]): Promise<T> =>

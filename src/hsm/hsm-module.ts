@@ -67,6 +67,8 @@ export interface HsmModule {
    * over sessions (the items of a print request).
    */
   withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T>;
+  /** How many calls the process runs on the token side by side (its token threads). */
+  readonly parallelism: number;
 
   /** Random bytes from the token's generator (challenges, session ids). */
   random(bytes: number): Promise<Buffer>;

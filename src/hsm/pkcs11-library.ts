@@ -14,6 +14,8 @@ export interface LibraryHandle {
   readonly module: graphene.Module;
   /** What this implementation supports and needs (hsm/profiles). */
   readonly profile: TokenProfile;
+  /** Number of token threads (src/hsm/token-threads.ts): calls the process runs on the token side by side. */
+  readonly threads: number;
 }
 
 interface Entry { handle: LibraryHandle; refs: number; softhsm2Conf?: string; threads: TokenThreads }
@@ -53,7 +55,7 @@ export function openLibrary(path: string, softhsm2Conf?: string, profile?: Token
   setLibraryProfile(module, tokenProfile);
   const tokenThreads = new TokenThreads(path, threads);
   setLibraryThreads(module, tokenThreads);
-  const handle = { path, module, profile: tokenProfile };
+  const handle = { path, module, profile: tokenProfile, threads };
   libraries.set(path, { handle, refs: 1, softhsm2Conf, threads: tokenThreads });
   return handle;
 }

@@ -37,8 +37,8 @@ export interface BatchItemResult {
  * Results go to `holder.results` (the operational result itself stays what the client MACs).
  *
  * The token work is cut into one chunk of items per key scope: the request's own and the spare
- * ones the module has free at that moment (HsmModule.withSpareKeys, at most SPARE_SCOPES more;
- * never waited for). It runs in three steps, the token's in few trips (KeyScope.many): (1) every
+ * ones the module has free at that moment (HsmModule.withSpareKeys, one per further token
+ * thread, at most SPARE_SCOPES more; never waited for). It runs in three steps, the token's in few trips (KeyScope.many): (1) every
  * item's dynamic password, one trip per scope; (2) in order and without the token, what becomes
  * of each item and the registers and fields of each indicium; (3) per scope, one trip for its
  * items' indicium and receipt signatures and one for their encryptions. Every token error fails
@@ -57,7 +57,8 @@ export function printBatch(req: {
     const sessionKey = { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const };
     const items = req.items();
     const work = items.filter((x) => !x.refused).length;
-    const spare = work > ITEMS_PER_SCOPE ? Math.min(SPARE_SCOPES, Math.ceil(work / ITEMS_PER_SCOPE) - 1) : 0;
+    // one chunk per token thread (at most 1 + SPARE_SCOPES), each of at least ITEMS_PER_SCOPE items
+    const spare = Math.max(0, Math.min(SPARE_SCOPES, ctx.hsm.parallelism - 1, Math.ceil(work / ITEMS_PER_SCOPE) - 1));
     // the request's key scope (operational()) and the spare ones: each unwraps its keys once
     const run = (keys: KeyScope) => (spare > 0 ? ctx.hsm.withSpareKeys(spare, (more) => batch([keys, ...more])) : batch([keys]));
     return ctx.keys ? run(ctx.keys) : ctx.hsm.withKeys(run);
