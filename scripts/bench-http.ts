@@ -7,7 +7,9 @@
  * HTTP. For each number of modules (the second and later cloned from the dev token, as the
  * ceremony's clone does), number of concurrent mailers K and batch size B it prints items/s
  * (every item committed and checkpointed before its answer), p50/p99 per request and the errors,
- * and per module count the commands per commit group (GET /v1/metrics). With --meters N the
+ * and per module count the commands per commit group (GET /v1/metrics); then, per batch size,
+ * an open-loop row at half of that batch size's best rate: requests due at a steady pace, their
+ * p50/p99 counted from when each was due. With --meters N the
  * service is stopped after the last module count's rows, N more meters' leaves are put into its
  * meter map (created by the bench, not through HTTP; the modules accept the map through the
  * officer's reinstatement), and the rows with K ≤ 16 run again. Then the token's raw
@@ -150,7 +152,7 @@ export async function benchHttp(): Promise<void> {
     let best = 0;
     let bestRow = '';
     /** One row: `clients` print batches of `b` items for the row's time; items/s, p50/p99, errors. */
-    const row = async (label: string, clients: VbiClient[], b: number): Promise<void> => {
+    const row = async (label: string, clients: VbiClient[], b: number): Promise<number> => {
       const lat: number[] = [];
       const errors = new Map<string, number>();
       let items = 0;
@@ -179,6 +181,51 @@ export async function benchHttp(): Promise<void> {
       }
       const errs = errors.size ? [...errors].map(([code, n]) => `${code} ${n}`).join(', ') : 'none';
       say(`${label}: ${rate.toFixed(1).padStart(7)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request  (${lat.length} requests, errors: ${errs})`);
+      return rate;
+    };
+    /**
+     * Open loop at a fixed offered rate (items/s): a request of `b` items is due every b/rate
+     * seconds and goes to the next mailer that is free (a mailer sends one request at a time);
+     * its latency counts from when it was due, so waiting for a free mailer counts too.
+     */
+    const openLoop = async (label: string, clients: VbiClient[], b: number, rate: number): Promise<void> => {
+      const lat: number[] = [];
+      const errors = new Map<string, number>();
+      let items = 0;
+      const idle = [...clients];
+      const waiting: Array<(c: VbiClient) => void> = [];
+      const take = () => (idle.length ? Promise.resolve(idle.pop()!) : new Promise<VbiClient>((r) => waiting.push(r)));
+      const give = (c: VbiClient) => {
+        const w = waiting.shift();
+        if (w) w(c);
+        else idle.push(c);
+      };
+      const interval = (b / rate) * 1000;
+      const start = performance.now();
+      const runs: Array<Promise<void>> = [];
+      for (let i = 0; start + i * interval < start + seconds * 1000; i++) {
+        const due = start + i * interval;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        runs.push((async () => {
+          const c = await take();
+          try {
+            const out = await c.print(Array.from({ length: b }, () => ({ destinationZip: '205000001', postage: 680 })));
+            items += out.printed;
+            lat.push(performance.now() - due);
+          } catch (e) {
+            const code = (e as { code?: string }).code ?? 'ERROR';
+            errors.set(code, (errors.get(code) ?? 0) + 1);
+          } finally {
+            give(c);
+          }
+        })());
+      }
+      await Promise.all(runs);
+      const elapsed = (performance.now() - start) / 1000;
+      lat.sort((x, y) => x - y);
+      const errs = errors.size ? [...errors].map(([code, n]) => `${code} ${n}`).join(', ') : 'none';
+      say(`${label}: offered ${rate.toFixed(1)} items/s, done ${(items / elapsed).toFixed(1)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request from when it was due  (${lat.length} requests, errors: ${errs})`);
     };
     const labels = [DEV_TOKEN_LABEL];
     await service.start(); // the first start provisions the dev token
@@ -210,8 +257,16 @@ export async function benchHttp(): Promise<void> {
       }
       say(`${modules} module(s): ${clients.length} mailers registered, funded and in session through HTTP in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       const before = await groupCounts(service.url);
+      const peak = new Map<number, number>();
       for (const k of mailerCounts) {
-        for (const b of batches) await row(`${modules} module(s), K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`, clients.slice(0, k), b);
+        for (const b of batches) {
+          const rate = await row(`${modules} module(s), K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`, clients.slice(0, k), b);
+          peak.set(b, Math.max(peak.get(b) ?? 0, rate));
+        }
+      }
+      // half of the best rate of each batch size, offered at a steady pace (the issue's latency target)
+      for (const b of batches) {
+        await openLoop(`${modules} module(s), half load, batch ${String(b).padStart(2)}`, clients, b, (peak.get(b) ?? 0) / 2);
       }
       const after = await groupCounts(service.url);
       const groups = after.groups - before.groups;
