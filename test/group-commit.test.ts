@@ -12,6 +12,7 @@ import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
 import { postageValueDownload } from '../src/module/commands/postage-value-download';
 import { debitPool, reservePool } from '../src/ledger/pool-registers';
 import { codeOf } from './helpers/codes';
+import { requireClone } from './helpers/hsm';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from './helpers/ledger';
 import { PsdEngine } from '../src/module/psd-engine';
 
@@ -264,7 +265,8 @@ describe('group commit', function () {
     }
   });
 
-  it('two modules, 60 meters, commands from all at once: grouped on both modules, no double spend, registers conserved', async () => {
+  it('two modules, 60 meters, commands from all at once: grouped on both modules, no double spend, registers conserved', async function () {
+    requireClone(this); // the second module is cloned from the first one's shared keys
     const f = await ledgerFixture({ modules: 2 });
     try {
       const ids = await meters(f, 60, 1_000);
@@ -295,12 +297,13 @@ describe('group commit through HTTP: 50 mailers on two modules', function () {
   let f: ServerFixture;
   let dir: string;
 
-  before(async () => {
+  before(async function () {
+    requireClone(this); // the second module is cloned from the first one's shared keys
     f = await serverFixture({ modules: 2, pool: 5, authRateLimit: { limit: 1_000, windowMs: 60_000 } });
     dir = mkdtempSync(join(tmpdir(), 'vbi-group-http-'));
   });
   after(async () => {
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
     await f?.close();
   });
 
