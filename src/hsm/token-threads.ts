@@ -10,7 +10,7 @@ import * as pkcs11 from 'pkcs11js';
  * instead of as pkcs11js's asynchronous calls. An asynchronous pkcs11js call still runs its
  * *Init and the object lookups on the event loop and costs a thread-pool round trip per call;
  * measured on SoftHSM2 the event loop spent about 0.17 ms per call that way, against a
- * signature that takes the token about 0.05 ms. Here a call costs the event loop one message,
+ * signature that takes the token about 0.05–0.08 ms. Here a call costs the event loop one message,
  * and several calls on one session go in one message (TokenThreads.run).
  *
  * Each job runs on a session the caller holds (from the module's session pool), so "one
