@@ -149,7 +149,7 @@ export function tokenError(r: TokenResult): Error {
 }
 
 /** `r`, or its error thrown. */
-export function settled(r: TokenResult): TokenResult {
+function settled(r: TokenResult): TokenResult {
   if (r.error) throw tokenError(r);
   return r;
 }

@@ -148,7 +148,7 @@ export function printBatch(req: {
 /** Items per key scope below which a request takes no spare scope (their unwraps would cost more than they save). */
 const ITEMS_PER_SCOPE = 8;
 /** At most this many spare scopes (sessions) besides the request's own. */
-export const SPARE_SCOPES = 3;
+const SPARE_SCOPES = 3;
 
 /**
  * `list` cut into one contiguous chunk per scope (no more chunks than items), `fn` run on every
