@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config/config';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { listBackups, takeBackup } from '../src/ops/backup';
 import { isVbiError } from '../src/errors';
+import { transcriptDir, withTranscript } from '../src/ops/transcript';
 
 async function main(): Promise<number> {
   const config = loadConfig();
@@ -20,23 +21,26 @@ async function main(): Promise<number> {
     if (all.length === 0) process.stdout.write(`no backups in ${config.backupDir}\n`);
     return 0;
   }
-  let url = config.databaseUrl;
-  let stop = async (): Promise<void> => undefined;
-  if (!url) {
-    const pgdata = join(config.varDir, 'pgdata');
-    if (!existsSync(join(pgdata, 'PG_VERSION'))) throw new Error(`no embedded database in ${pgdata} (start the service once first)`);
-    // shares the cluster the running service started, or starts it (archiving) for the backup
-    const server = await startEmbeddedPostgres({ dataDir: pgdata, archive: config.walArchive });
-    url = server.url;
-    stop = server.stop;
-  }
-  try {
-    const b = await takeBackup({ url, backupDir: config.backupDir });
-    process.stdout.write(`backup ${b.label} verified: ${b.dataDir} (PostgreSQL ${b.serverVersion}, finished ${b.finishedAt})\n`);
-    return 0;
-  } finally {
-    await stop();
-  }
+  return withTranscript({ dir: transcriptDir(process.env, config.varDir), procedure: 'backup', argv: process.argv.slice(2) }, async (t) => {
+    let url = config.databaseUrl;
+    let stop = async (): Promise<void> => undefined;
+    if (!url) {
+      const pgdata = join(config.varDir, 'pgdata');
+      if (!existsSync(join(pgdata, 'PG_VERSION'))) throw new Error(`no embedded database in ${pgdata} (start the service once first)`);
+      // shares the cluster the running service started, or starts it (archiving) for the backup
+      const server = await startEmbeddedPostgres({ dataDir: pgdata, archive: config.walArchive });
+      url = server.url;
+      stop = server.stop;
+    }
+    try {
+      const b = await takeBackup({ url, backupDir: config.backupDir });
+      t.report(b);
+      t.out(`backup ${b.label} verified: ${b.dataDir} (PostgreSQL ${b.serverVersion}, finished ${b.finishedAt})`);
+      return 0;
+    } finally {
+      await stop();
+    }
+  });
 }
 
 main().then((c) => process.exit(c), (e) => {

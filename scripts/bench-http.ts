@@ -40,7 +40,7 @@ import { MAP_SHARD } from '../src/ledger/pg-meter-map';
 import { buildMap, leafHash } from '../src/module/meter-map';
 import { digestOf } from '../src/module/checkpoint';
 import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
-import { ServiceProcess } from '../test/crash/service-process';
+import { ServiceProcess } from '../src/ops/service-process';
 
 function list(name: string, dflt: number[]): number[] {
   const i = process.argv.indexOf(`--${name}`);

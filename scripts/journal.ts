@@ -19,6 +19,7 @@ import { Lease, mapShardResource, moduleResource } from '../src/ledger/module-le
 import { MAP_SHARD } from '../src/ledger/pg-meter-map';
 import { isVbiError, vbiError } from '../src/errors';
 import { parseMills } from '../src/client/money';
+import { transcriptDir, withTranscript } from '../src/ops/transcript';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -34,56 +35,61 @@ async function main(): Promise<number> {
   const config = loadConfig();
   const dir = option(command === 'export' ? '--to' : '--from') ?? config.journalExportDir;
   const json = process.argv.includes('--json');
-  const v = await openVerifier(config);
-  try {
-    if (command === 'export') {
-      const out = await exportJournal({ db: v.db.knex, hsm: v.hsm, dir });
-      process.stdout.write(out.segment === null
-        ? `nothing new: the export in ${dir} holds all ${out.total} journal rows\n`
-        : `segment ${out.segment}: ${out.entries} journal row(s) exported, ${out.total} in all, sealed by module ${v.hsm.serial}\n`);
-      return 0;
-    }
-    if (command === 'verify') {
-      const r = await readExport(v.hsm, dir);
-      if (json) process.stdout.write(JSON.stringify({ ok: r.findings.length === 0, entries: r.entries.length, segments: r.seals.length, findings: r.findings }, null, 2) + '\n');
-      else {
-        process.stdout.write(r.findings.length === 0
-          ? `journal export OK: ${r.entries.length} entries in ${r.seals.length} sealed segment(s)\n`
-          : `journal export BROKEN: ${r.findings.length} finding(s)\n${r.findings.map((f) => `  ${f.segment !== undefined ? `segment ${f.segment} ` : ''}${f.n !== undefined ? `entry ${f.n} ` : ''}${f.moduleSerial ? `module ${f.moduleSerial}#${f.seq} ` : ''}${f.reason}`).join('\n')}\n`);
-      }
-      return r.findings.length === 0 ? 0 : 1;
-    }
-    // replay: no process of the service may use the database or the tokens meanwhile
-    const leases: Lease[] = [];
+  return withTranscript({ dir: transcriptDir(process.env, config.varDir), procedure: `journal-${command}`, argv: process.argv.slice(2) }, async (t) => {
+    const v = await openVerifier(config);
     try {
-      leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: mapShardResource(MAP_SHARD) }));
-      for (const m of v.modules) leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: moduleResource(m.serial) }));
-      // --stock REFERENCE=AMOUNT (repeatable): stock bought from the post after the restore point
-      const stock = process.argv.flatMap((a, i) => (a === '--stock' ? [process.argv[i + 1] ?? ''] : [])).map((s) => {
-        const at = s.lastIndexOf('=');
-        if (at <= 0) throw vbiError('BAD_REQUEST', `--stock takes REFERENCE=AMOUNT (dollars), not '${s}'`);
-        return { reference: s.slice(0, at), amount: parseMills(s.slice(at + 1), '--stock') };
-      });
-      const report = await replayJournal({ db: v.db.knex, hsm: v.hsm, modules: v.modules, dir, stock });
-      if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-      else {
-        process.stdout.write(`replayed ${report.replayed} record(s) from ${dir}\n`);
-        for (const m of report.modules) {
-          process.stdout.write(`module ${m.moduleSerial}: ${m.replayed} replayed, database at ${m.databaseSeq ?? '-'}, ring at ${m.ringSeq ?? '-'}: ${m.state}\n`);
-          for (const x of m.missing) {
-            process.stdout.write(`  presumed spent: #${x.seq} ${x.at} meter ${x.meterId} ${x.type} ${x.amount} mills (AR ${x.ascendingRegister}, DR ${x.descendingRegister})\n`);
-          }
-        }
-        process.stdout.write(`not rebuilt from an export:\n  ${report.notRebuilt.join('\n  ')}\n`);
-        for (const x of report.indiciaLeftOut) process.stdout.write(`indicium row ${x.indiciumId} left out: ${x.reason}\n`);
+      if (command === 'export') {
+        const out = await exportJournal({ db: v.db.knex, hsm: v.hsm, dir });
+        t.report({ dir, ...out, sealedBy: v.hsm.serial });
+        t.out(out.segment === null
+          ? `nothing new: the export in ${dir} holds all ${out.total} journal rows\n`
+          : `segment ${out.segment}: ${out.entries} journal row(s) exported, ${out.total} in all, sealed by module ${v.hsm.serial}\n`);
+        return 0;
       }
-      return report.modules.some((m) => m.state === 'ring-ahead') ? 3 : 0;
+      if (command === 'verify') {
+        const r = await readExport(v.hsm, dir);
+        t.report({ dir, ok: r.findings.length === 0, entries: r.entries.length, segments: r.seals.length, findings: r.findings });
+        if (json) t.out(JSON.stringify({ ok: r.findings.length === 0, entries: r.entries.length, segments: r.seals.length, findings: r.findings }, null, 2) + '\n');
+        else {
+          t.out(r.findings.length === 0
+            ? `journal export OK: ${r.entries.length} entries in ${r.seals.length} sealed segment(s)\n`
+            : `journal export BROKEN: ${r.findings.length} finding(s)\n${r.findings.map((f) => `  ${f.segment !== undefined ? `segment ${f.segment} ` : ''}${f.n !== undefined ? `entry ${f.n} ` : ''}${f.moduleSerial ? `module ${f.moduleSerial}#${f.seq} ` : ''}${f.reason}`).join('\n')}\n`);
+        }
+        return r.findings.length === 0 ? 0 : 1;
+      }
+      // replay: no process of the service may use the database or the tokens meanwhile
+      const leases: Lease[] = [];
+      try {
+        leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: mapShardResource(MAP_SHARD) }));
+        for (const m of v.modules) leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: moduleResource(m.serial) }));
+        // --stock REFERENCE=AMOUNT (repeatable): stock bought from the post after the restore point
+        const stock = process.argv.flatMap((a, i) => (a === '--stock' ? [process.argv[i + 1] ?? ''] : [])).map((s) => {
+          const at = s.lastIndexOf('=');
+          if (at <= 0) throw vbiError('BAD_REQUEST', `--stock takes REFERENCE=AMOUNT (dollars), not '${s}'`);
+          return { reference: s.slice(0, at), amount: parseMills(s.slice(at + 1), '--stock') };
+        });
+        const report = await replayJournal({ db: v.db.knex, hsm: v.hsm, modules: v.modules, dir, stock });
+        t.report({ dir, ...report });
+        if (json) t.out(JSON.stringify(report, null, 2) + '\n');
+        else {
+          t.out(`replayed ${report.replayed} record(s) from ${dir}\n`);
+          for (const m of report.modules) {
+            t.out(`module ${m.moduleSerial}: ${m.replayed} replayed, database at ${m.databaseSeq ?? '-'}, ring at ${m.ringSeq ?? '-'}: ${m.state}\n`);
+            for (const x of m.missing) {
+              t.out(`  presumed spent: #${x.seq} ${x.at} meter ${x.meterId} ${x.type} ${x.amount} mills (AR ${x.ascendingRegister}, DR ${x.descendingRegister})\n`);
+            }
+          }
+          t.out(`not rebuilt from an export:\n  ${report.notRebuilt.join('\n  ')}\n`);
+          for (const x of report.indiciaLeftOut) t.out(`indicium row ${x.indiciumId} left out: ${x.reason}\n`);
+        }
+        return report.modules.some((m) => m.state === 'ring-ahead') ? 3 : 0;
+      } finally {
+        for (const l of leases) await l.release();
+      }
     } finally {
-      for (const l of leases) await l.release();
+      await v.close();
     }
-  } finally {
-    await v.close();
-  }
+  });
 }
 
 main().then((c) => process.exit(c), (e) => {

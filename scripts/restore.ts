@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { parseTarget, restore } from '../src/ops/restore';
 import { isVbiError, vbiError } from '../src/errors';
+import { transcriptDir, withTranscript } from '../src/ops/transcript';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -24,18 +25,21 @@ async function main(): Promise<number> {
   if (config.databaseUrl && !pgdata) {
     throw vbiError('BAD_REQUEST', 'DATABASE_URL is set: name the data directory of that server with --pgdata (docs/operations.md)');
   }
-  const report = await restore({
-    backupDir: config.backupDir, archive: config.walArchive, target, backupLabel: option('--backup'),
-    pgdata: pgdata ?? join(config.varDir, 'pgdata'), runRecovery: !pgdata,
+  return withTranscript({ dir: transcriptDir(process.env, config.varDir), procedure: 'restore', argv: process.argv.slice(2) }, async (t) => {
+    const report = await restore({
+      backupDir: config.backupDir, archive: config.walArchive, target, backupLabel: option('--backup'),
+      pgdata: pgdata ?? join(config.varDir, 'pgdata'), runRecovery: !pgdata,
+    });
+    t.report(report);
+    t.out(`restored backup ${report.backup} to ${report.target}`);
+    if (report.replacedDir) t.out(`the replaced data directory is kept in ${report.replacedDir}`);
+    if (report.timeline !== undefined) {
+      t.out(`recovery finished: timeline ${report.timeline}, WAL at ${report.walLsn}; start the service (it reconciles every module's ring with the restored database)`);
+    } else {
+      t.out('start the PostgreSQL server on that directory: it recovers from the archive, then promotes');
+    }
+    return 0;
   });
-  process.stdout.write(`restored backup ${report.backup} to ${report.target}\n`);
-  if (report.replacedDir) process.stdout.write(`the replaced data directory is kept in ${report.replacedDir}\n`);
-  if (report.timeline !== undefined) {
-    process.stdout.write(`recovery finished: timeline ${report.timeline}, WAL at ${report.walLsn}; start the service (it reconciles every module's ring with the restored database)\n`);
-  } else {
-    process.stdout.write('start the PostgreSQL server on that directory: it recovers from the archive, then promotes\n');
-  }
-  return 0;
 }
 
 main().then((c) => process.exit(c), (e) => {

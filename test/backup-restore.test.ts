@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { requireFreeSlots } from './helpers/hsm';
-import { ServiceProcess } from './crash/service-process';
+import { ServiceProcess } from '../src/ops/service-process';
 import { VbiClient } from '../src/client/vbi-client';
 import { isVbiError } from '../src/errors';
 import { openDatabase } from '../src/db/database';

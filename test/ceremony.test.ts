@@ -124,6 +124,7 @@ describe('key ceremony', () => {
       env = {
         ...process.env, SOFTHSM2_CONF: join(dir, 'softhsm2.conf'), VBI_VAR_DIR: dir,
         VBI_SO_PIN: 'cli-officer-pin-77', PKCS11_USER_PIN: 'cli-user-pin-55',
+        VBI_SO_PIN_FROM: 'cli-officer-pin-77', PKCS11_USER_PIN_FROM: 'cli-user-pin-55', VBI_SO_PIN_TO: 'cli-officer-pin-77', PKCS11_USER_PIN_TO: 'cli-user-pin-55',
       };
     });
     after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
@@ -159,6 +160,23 @@ describe('key ceremony', () => {
         expect(body).not.to.contain('cli-officer-pin-77');
         expect(body).not.to.contain('cli-user-pin-55');
       }
+    });
+
+    it('an off-site module: generate --own-keys makes only identity and transport keys, clone adds the shared ones; a second --own-keys is KEY_EXISTS', async function () {
+      if (!testLibrary().profile.sharedKeysExtractable) this.skip();
+      expect((await cli('init-token', '--label', 'cli-offsite')).code).to.equal(0);
+      const own = await cli('generate', '--label', 'cli-offsite', '--officer', 'O. Fficer', '--own-keys');
+      expect(own.code, own.err).to.equal(0);
+      expect(own.out).to.match(/vbi\.module\.identity/);
+      expect(own.out).not.to.match(/vbi\.package\./);
+      const cloned = await cli('clone', '--from', 'cli-module', '--to', 'cli-offsite', '--officer', 'O. Fficer');
+      expect(cloned.code, cloned.err).to.equal(0);
+      const status = await cli('status', '--label', 'cli-offsite', '--json');
+      const roles = [...new Set((JSON.parse(status.out) as { keys: Array<{ role: string | null }> }).keys.map((k) => k.role).filter(Boolean))].sort();
+      expect(roles).to.deep.equal([...KEY_ROLES].sort());
+      const again = await cli('generate', '--label', 'cli-offsite', '--officer', 'O. Fficer', '--own-keys');
+      expect(again.code).to.equal(1);
+      expect(again.err).to.contain('KEY_EXISTS');
     });
   });
 });

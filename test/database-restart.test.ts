@@ -6,7 +6,7 @@ import { Database, openDatabase } from '../src/db/database';
 import { VbiClient } from '../src/client/vbi-client';
 import { conservation } from '../src/ledger/conservation';
 import { ServerFixture, serverFixture } from './helpers/server';
-import { freePort } from './crash/service-process';
+import { freePort } from '../src/ops/service-process';
 import { killServer } from './helpers/processes';
 
 /**

@@ -7,7 +7,7 @@ import { createStandby, promote, requireSynchronousStandby, startStandbyServer, 
 import { VbiClient } from '../src/client/vbi-client';
 import { conservation } from '../src/ledger/conservation';
 import { ServerFixture, serverFixture } from './helpers/server';
-import { freePort } from './crash/service-process';
+import { freePort } from '../src/ops/service-process';
 import { killServer } from './helpers/processes';
 
 /**

@@ -20,6 +20,7 @@ import { checkOfficerName, installApprovers } from '../hsm/officer-keys';
 import { createOfficerKey, signApproval } from './officers';
 import { pgAuditStore } from '../ledger/audit-store';
 import { isPackageSuite, PackageSuite } from '../hsm/mechanisms';
+import { KEY_ROLES, SHARED_ROLES } from '../hsm/key-templates';
 import { keyLines, writeTranscript } from './transcript';
 import { signingKeyReport, withSigningRoles } from '../hsm/signing-keys';
 import { createVendorRaKey, initCa, registerRa, rolloverCa } from '../pki/ca/ca-ceremony';
@@ -32,7 +33,7 @@ import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
  *   probe      [--label L] [--json]     is this token usable, and which profile fits (hsm/README.md)
  *   init-token --label L [--force]      (profiles with provisioning free-slot)
  *   take-ownership --label L --officer NAME   vendor-initialised token: factory SO PIN changed, user PIN set
- *   generate   --label L --officer NAME [--suite aes|legacy-3des]
+ *   generate   --label L --officer NAME [--suite aes|legacy-3des] [--own-keys]
  *   clone      --from L1 --to L2 --officer NAME
  *   status     --label L [--json]
  *   reinstate  --label L --officer NAME --accept-checkpoint HEX|none --approval FILE [--approval FILE ...]
@@ -59,7 +60,7 @@ const USAGE = `usage: npm run ceremony -- <probe|init-token|take-ownership|gener
   probe      [--label L] [--json]
   init-token --label L [--force]
   take-ownership --label L --officer NAME
-  generate   --label L --officer NAME [--suite aes|legacy-3des]
+  generate   --label L --officer NAME [--suite aes|legacy-3des] [--own-keys]
   clone      --from L1 --to L2 --officer NAME
   status     --label L [--json]
   reinstate  --label L --officer NAME --accept-checkpoint HEX|none --approval FILE [--approval FILE ...]
@@ -101,7 +102,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
     allowPositionals: true,
     options: {
       label: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, officer: { type: 'string' },
-      suite: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' },
+      suite: { type: 'string' }, force: { type: 'boolean' }, 'own-keys': { type: 'boolean' }, json: { type: 'boolean' },
       'transcript-dir': { type: 'string' }, 'accept-checkpoint': { type: 'string' }, help: { type: 'boolean' },
       'ca-dir': { type: 'string' }, 'ra-id': { type: 'string' }, out: { type: 'string' }, 'public-key': { type: 'string' },
       threshold: { type: 'string' }, 'officer-key': { type: 'string', multiple: true }, request: { type: 'string' },
@@ -172,14 +173,16 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
       case 'generate': {
         const label = required(values.label, 'label');
         const officer = required(values.officer, 'officer');
+        // --own-keys: only the module's own identity and transport keys, beside shared keys from `clone`
+        const roles = values['own-keys'] ? KEY_ROLES.filter((r) => !SHARED_ROLES.includes(r)) : undefined;
         const keys = await generateModuleKeys({
-          library: lib, label, suite, wrapMechanism: config.hsm.wrapMechanism,
+          library: lib, label, suite, wrapMechanism: config.hsm.wrapMechanism, roles,
           soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
         });
         const serial = serialOf(lib, label);
         const t = writeTranscript(transcriptDir, {
           ceremony: 'generate', officer, library: lib.path, suite, tokens: [{ label, serial }],
-          keys: keyLines(label, keys), result: { generated: keys.length },
+          keys: keyLines(label, keys), result: { generated: roles ?? KEY_ROLES },
         });
         out(formatKeys(label, serial, keys));
         out(`transcript ${t.path}`);

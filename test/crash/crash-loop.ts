@@ -6,7 +6,7 @@ import { openDatabase } from '../../src/db/database';
 import { conservation } from '../../src/ledger/conservation';
 import { assembleIndicium } from '../../src/indicium/layout';
 import { Prng } from '../fuzz/prng';
-import { ServiceProcess } from './service-process';
+import { ServiceProcess } from '../../src/ops/service-process';
 
 /**
  * The crash loop of the crash-safe service (docs/recovery.md): the real service program runs as

@@ -15,6 +15,13 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** What a script run printed, and its exit code. */
+export interface ScriptRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
 /**
  * The service as an operator runs it — `node dist/src/main.js`, the `npm start` program — on
  * its own directory: its own SoftHSM2 token directory (dev module token, dev CA and vendor
@@ -65,7 +72,7 @@ export class ServiceProcess {
     const began = Date.now();
     this.output = '';
     const env = this.environment(extraEnv);
-    const child = spawn(process.execPath, [...this.nodeArgs, join(__dirname, '..', '..', 'src', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...this.nodeArgs, join(__dirname, '..', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
     child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
@@ -110,9 +117,18 @@ export class ServiceProcess {
    * Runs one of the operator's scripts (dist/scripts/<name>.js, what `npm run <name>` runs) with
    * the service's environment, as an operator on that host would.
    */
-  runScript(name: string, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  runScript(name: string, args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): Promise<ScriptRun> {
+    return this.runProgram(join(__dirname, '..', '..', 'scripts', `${name}.js`), args, extraEnv);
+  }
+
+  /** Runs the key ceremony CLI (`npm run ceremony -- <args>`) with the service's environment. */
+  runCeremony(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<ScriptRun> {
+    return this.runProgram(join(__dirname, '..', 'ceremony', 'cli.js'), args, extraEnv);
+  }
+
+  private runProgram(program: string, args: string[], extraEnv: NodeJS.ProcessEnv): Promise<ScriptRun> {
     return new Promise((resolve) => {
-      execFile(process.execPath, [join(__dirname, '..', '..', 'scripts', `${name}.js`), ...args], { env: this.environment(), maxBuffer: 16 << 20 },
+      execFile(process.execPath, [program, ...args], { env: this.environment(extraEnv), maxBuffer: 16 << 20 },
         (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
     });
   }
