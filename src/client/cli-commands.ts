@@ -94,6 +94,19 @@ export async function cmdRekey(ctx: CliContext, v: Values): Promise<number> {
   return 0;
 }
 
+/**
+ * `vbi move-module`: the key file moves to another module of the service, which proves itself as
+ * at registration (VbiClient.moveModule) — for when the key file's module is gone for good.
+ * Session-open and re-key do this by themselves when that module is unknown or unavailable.
+ */
+export async function cmdMoveModule(ctx: CliContext): Promise<number> {
+  const client = await ctx.client();
+  const from = client.state.moduleSerial;
+  const to = await client.moveModule();
+  ctx.say(`meter ${client.meterId}: secrets now go to module ${to} (was ${from}); it proved itself against the root in the key file`);
+  return 0;
+}
+
 function printBalance(ctx: CliContext, meterId: string, b: BalanceResult): void {
   ctx.say(`meter ${meterId} (${b.state})`);
   ctx.say(`available (descending register): ${money(b.descending)}`);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { CliContext, CliIo, DEFAULT_SERVER, GlobalOptions, UsageError } from './cli-context';
-import { cmdBalance, cmdBuy, cmdHistory, cmdLogin, cmdRefund, cmdRegister, cmdRekey, cmdSettle, cmdVerify, Values } from './cli-commands';
+import { cmdBalance, cmdBuy, cmdHistory, cmdLogin, cmdMoveModule, cmdRefund, cmdRegister, cmdRekey, cmdSettle, cmdVerify, Values } from './cli-commands';
 import { cmdPrint } from './cli-print';
 import { cmdPrintBatch, DEFAULT_CHUNK } from './cli-print-batch';
 import { cmdRecover, cmdReprint } from './cli-recover';
@@ -24,6 +24,9 @@ commands:
   settle PAYMENT_ID         settle a pending purchase (a check) once it has cleared
   rekey [--change-password] a new HMK for the meter, and with --change-password a new password
         (VBI_NEW_PASSWORD, else asked twice); needed once the user secrets expire (USER_SECRETS_EXPIRED)
+  move-module               send secrets to another module of the service from now on, once it proves
+        itself against the root in the key file; commands that open a session, and rekey, do this
+        by themselves when the key file's module is unknown (UNKNOWN_MODULE) or not available (NO_MODULE)
   print --to "Name|Street|City ST ZIP" --zip ZIP (--weight OZ [--class CLASS] [--zone N] | --postage AMOUNT)
         [--out label.pdf|label.png|label.svg] [--size 4x6|10]
         print one label; the rate table prices --weight (default class from registration,
@@ -83,6 +86,7 @@ const COMMANDS: Record<string, { options: ParseArgsConfig['options']; run: Comma
   buy: { options: { card: { type: 'string' }, ach: { type: 'string' }, check: { type: 'string' } }, run: cmdBuy },
   settle: { options: {}, run: cmdSettle },
   rekey: { options: { 'change-password': { type: 'boolean' } }, run: (ctx, v, args) => (noArgs(args), cmdRekey(ctx, v)) },
+  'move-module': { options: {}, run: (ctx, _v, args) => (noArgs(args), cmdMoveModule(ctx)) },
   print: {
     options: {
       to: { type: 'string' }, zip: { type: 'string' }, weight: { type: 'string' }, class: { type: 'string' }, zone: { type: 'string' },

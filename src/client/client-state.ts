@@ -41,7 +41,10 @@ export interface ClientState {
   registrationId?: number | string;
   /** Step 1a's token, kept while the registration is pending so 1c can be sent again. */
   registrationToken?: string;
-  /** The module the client encrypts its secrets to (registration and session-open). */
+  /**
+   * The module the client encrypts its secrets to (registration, session-open, re-key): the one
+   * that proved itself at registration, or the one the client moved to (./module-move.ts).
+   */
   moduleSerial: string;
   /** base64 of the 32-byte HMAC key shared with the module (never leaves this file in clear). */
   hmk: string;
@@ -63,7 +66,11 @@ export interface ClientState {
    * module has taken the new secrets). Settled by VbiClient.rekey() or recover().
    */
   pendingRekey?: { hmk: string; passwordSecret: string; newPassword?: string };
-  /** Every module verified at registration; receipts are checked with their identity keys. */
+  /**
+   * Every module verified against `rootCertPem` (at registration, by refreshModules, by a move);
+   * receipts are checked with their identity keys. Secrets go only to `moduleSerial`, whose entry
+   * holds the transport key that module signed for this client (registration step 1b, or a move).
+   */
   modules: KnownModule[];
   /** The trust anchor the modules were verified against. */
   rootCertPem: string;

@@ -11,6 +11,7 @@ import { dynamicPassword } from './dynamic-password';
 import { buildEnvelope, checkResponseMac, checkResponseReceipt } from './envelope';
 import { FetchFn, HttpClient, HttpClientOptions, NetworkError } from './http';
 import { KeyFile } from './key-file';
+import { callsForMove, moveToAnotherModule } from './module-move';
 import { checkModuleCertificate, ReceiptVerifier } from './module-trust';
 import { buildPrintItem, PrintItemRequest } from './print-item';
 import { checkPrintedItems, PrintedItem } from './print-results';
@@ -226,20 +227,33 @@ export class VbiClient {
    * `session-open`: proves the password (the password secret, RSA-OAEP to the module transport
    * key; WRONG_PASSWORD) and hands the module a fresh 32-byte session key the same way.
    * Heartbeats start at heartbeatIntervalMs unless `heartbeats: false`. A print whose answer was
-   * lost is then recovered in the new session (onRecovered).
+   * lost is then recovered in the new session (onRecovered). When the service has no such module
+   * or it is not available (UNKNOWN_MODULE, NO_MODULE), the client moves to another module that
+   * proves itself (moveModule) and opens the session there, once.
    */
   async openSession(opts: { heartbeats?: boolean } = {}): Promise<ClientSession> {
     if (this.current && !this.current.ended) throw vbiError('BAD_REQUEST', `session ${this.current.sessionId} is already open`);
-    const s = this.keyFile.state;
-    const module = findModule(s, s.moduleSerial);
-    if (!module) throw vbiError('CERT_INVALID', `key file names module ${s.moduleSerial} but holds no verified key for it`);
-    const sessionKey = randomBytes(32);
-    // a lost answer leaves an unused session on the service, which times out: open another
-    const r = await this.operate<SessionOpened>('session-open', '/v1/sessions', {
-      moduleSerial: module.serial,
-      encryptedPasswordSecret: encryptToModule(module, this.pwSecret),
-      encryptedSessionKey: encryptToModule(module, sessionKey),
-    }, { lostAnswer: 'repeat' });
+    const open = async () => {
+      const s = this.keyFile.state;
+      const module = this.ownModule(s);
+      const sessionKey = randomBytes(32);
+      // a lost answer leaves an unused session on the service, which times out: open another
+      const r = await this.operate<SessionOpened>('session-open', '/v1/sessions', {
+        moduleSerial: module.serial,
+        encryptedPasswordSecret: encryptToModule(module, this.pwSecret),
+        encryptedSessionKey: encryptToModule(module, sessionKey),
+      }, { lostAnswer: 'repeat' });
+      return { r, sessionKey };
+    };
+    let opened: Awaited<ReturnType<typeof open>>;
+    try {
+      opened = await open();
+    } catch (e) {
+      // refused before the module ran anything: move, then open with secrets for the new module
+      if (!callsForMove(e) || !(await this.serial(() => this.moveNow()))) throw e;
+      opened = await open();
+    }
+    const { r, sessionKey } = opened;
     const { sessionId, heartbeatIntervalMs, timeoutMs } = r.result;
     const session = new ClientSession({
       sessionId, sessionKey, heartbeatIntervalMs, timeoutMs,
@@ -350,50 +364,63 @@ export class VbiClient {
    * are saved in the key file before they are sent; once the module has proved the new HMK, the
    * key file holds only them (under the new password). A lost answer is settled by resync: the
    * key the module answers to is the one it holds. The only operation allowed once the user
-   * secrets expired (USER_SECRETS_EXPIRED). Returns the new expiry.
+   * secrets expired (USER_SECRETS_EXPIRED). Returns the new expiry. When the service has no such
+   * module or it is not available (UNKNOWN_MODULE, NO_MODULE: refused, nothing committed, the
+   * pending secrets already dropped), the client moves to another module that proves itself
+   * (moveModule) and sends a fresh re-key, encrypted to that module, once.
    */
   rekey(req: { newPassword?: string } = {}): Promise<{ userSecretsExpiry: string }> {
     return this.serial(async () => {
       if (this.keyFile.state.pendingRekey) await this.settleRekey();
-      const s = this.keyFile.state;
-      const module = findModule(s, s.moduleSerial);
-      if (!module) throw vbiError('CERT_INVALID', `key file names module ${s.moduleSerial} but holds no verified key for it`);
-      const newHmk = randomBytes(32);
-      const newPw = req.newPassword === undefined ? this.pwSecret : passwordSecret(req.newPassword, s.meterId);
-      const proofNonce = randomBytes(32).toString('base64');
-      await this.keyFile.save({
-        ...s, pendingRekey: { hmk: newHmk.toString('base64'), passwordSecret: newPw.toString('base64'), ...(req.newPassword === undefined ? {} : { newPassword: req.newPassword }) },
-      });
-      const body = {
-        moduleSerial: module.serial, encryptedPasswordSecret: encryptToModule(module, this.pwSecret),
-        encryptedNewHmk: encryptToModule(module, newHmk), encryptedNewPasswordSecret: encryptToModule(module, newPw), proofNonce,
-      };
-      let r: OperationalResponse<{ newHmkProof: string; userSecretsExpiry: string }>;
       try {
-        type Rekeyed = { newHmkProof: string; userSecretsExpiry: string };
-        r = await this.accept<Rekeyed>(await this.send('rekey', '/v1/rekey', body), 'rekey').catch(async (e) => {
-          if (!outOfStep(e)) throw e;
-          // the module moved on (another device of this meter): in step again, then once more
-          await this.resyncNow().catch(() => Promise.reject(e));
-          return this.accept<Rekeyed>(await this.send('rekey', '/v1/rekey', body), 'rekey');
-        });
+        return await this.rekeyNow(req);
       } catch (e) {
-        if (e instanceof NetworkError) {
-          if (await this.settleRekey()) return { userSecretsExpiry: 'unknown (the answer was lost; the new secrets are in use)' };
-          throw e;
-        }
-        // refused: the module kept the old secrets
-        const { pendingRekey: _dropped, ...rest } = this.keyFile.state;
-        await this.keyFile.save(rest);
+        // only a refusal whose pending secrets were dropped: an unsettled re-key never moves
+        if (!callsForMove(e) || this.keyFile.state.pendingRekey || !(await this.moveNow())) throw e;
+        return this.rekeyNow(req);
+      }
+    });
+  }
+
+  /** One re-key to the key file's module (see rekey), inside the queue, with nothing pending. */
+  private async rekeyNow(req: { newPassword?: string }): Promise<{ userSecretsExpiry: string }> {
+    const s = this.keyFile.state;
+    const module = this.ownModule(s);
+    const newHmk = randomBytes(32);
+    const newPw = req.newPassword === undefined ? this.pwSecret : passwordSecret(req.newPassword, s.meterId);
+    const proofNonce = randomBytes(32).toString('base64');
+    await this.keyFile.save({
+      ...s, pendingRekey: { hmk: newHmk.toString('base64'), passwordSecret: newPw.toString('base64'), ...(req.newPassword === undefined ? {} : { newPassword: req.newPassword }) },
+    });
+    const body = {
+      moduleSerial: module.serial, encryptedPasswordSecret: encryptToModule(module, this.pwSecret),
+      encryptedNewHmk: encryptToModule(module, newHmk), encryptedNewPasswordSecret: encryptToModule(module, newPw), proofNonce,
+    };
+    let r: OperationalResponse<{ newHmkProof: string; userSecretsExpiry: string }>;
+    try {
+      type Rekeyed = { newHmkProof: string; userSecretsExpiry: string };
+      r = await this.accept<Rekeyed>(await this.send('rekey', '/v1/rekey', body), 'rekey').catch(async (e) => {
+        if (!outOfStep(e)) throw e;
+        // the module moved on (another device of this meter): in step again, then once more
+        await this.resyncNow().catch(() => Promise.reject(e));
+        return this.accept<Rekeyed>(await this.send('rekey', '/v1/rekey', body), 'rekey');
+      });
+    } catch (e) {
+      if (e instanceof NetworkError) {
+        if (await this.settleRekey()) return { userSecretsExpiry: 'unknown (the answer was lost; the new secrets are in use)' };
         throw e;
       }
-      const proof = Buffer.from(String(r.result?.newHmkProof ?? ''), 'base64');
-      if (!hmacSha256(newHmk, rekeyProofInput(s.meterId, proofNonce)).equals(proof)) {
-        throw vbiError('BAD_MAC', 'the module did not prove the new HMK: the key file keeps both until recover() settles it');
-      }
-      await this.adoptRekey();
-      return { userSecretsExpiry: r.result.userSecretsExpiry };
-    });
+      // refused: the module kept the old secrets
+      const { pendingRekey: _dropped, ...rest } = this.keyFile.state;
+      await this.keyFile.save(rest);
+      throw e;
+    }
+    const proof = Buffer.from(String(r.result?.newHmkProof ?? ''), 'base64');
+    if (!hmacSha256(newHmk, rekeyProofInput(s.meterId, proofNonce)).equals(proof)) {
+      throw vbiError('BAD_MAC', 'the module did not prove the new HMK: the key file keeps both until recover() settles it');
+    }
+    await this.adoptRekey();
+    return { userSecretsExpiry: r.result.userSecretsExpiry };
   }
 
   /**
@@ -447,10 +474,26 @@ export class VbiClient {
   }
 
   /**
+   * Moves the client to another module of the service (./module-move.ts): the first module
+   * `GET /v1/modules` lists besides the key file's proves itself as in registration step 1b
+   * (CERT_INVALID otherwise, and the key file is not changed); the key file then names it and
+   * holds its proven transport key. Session-open and re-key do this by themselves after
+   * UNKNOWN_MODULE or NO_MODULE. NO_MODULE when no other module is listed. Returns the new serial.
+   */
+  moveModule(): Promise<string> {
+    return this.serial(async () => {
+      const from = this.keyFile.state.moduleSerial;
+      const moved = await this.moveNow();
+      if (!moved) throw vbiError('NO_MODULE', `no module other than ${from} is available`);
+      return moved;
+    });
+  }
+
+  /**
    * Learns modules added since registration (GET /v1/modules): each identity certificate is
    * checked against the root saved at registration (CERT_INVALID otherwise) before its key is
-   * trusted for receipts. Transport keys of these modules are not used: only the module that
-   * proved itself in registration step 1b receives secrets.
+   * trusted for receipts. Transport keys of these modules are not used: only a module that
+   * proved itself (registration step 1b, or moveModule) receives secrets.
    */
   async refreshModules(): Promise<string[]> {
     const s = this.keyFile.state;
@@ -479,6 +522,20 @@ export class VbiClient {
   }
 
   // --- internals -------------------------------------------------------------------------
+
+  /** The module the key file names, with the transport key it proved. */
+  private ownModule(s: ClientState): KnownModule {
+    const module = findModule(s, s.moduleSerial);
+    if (!module) throw vbiError('CERT_INVALID', `key file names module ${s.moduleSerial} but holds no verified key for it`);
+    return module;
+  }
+
+  /** moveModule inside the queue: the new serial, or undefined when no other module is listed. */
+  private async moveNow(): Promise<string | undefined> {
+    const moved = await moveToAnotherModule({ http: this.http, keyFile: this.keyFile, at: new Date(this.clock()) });
+    if (moved) this.receipts = new ReceiptVerifier(this.keyFile.state.modules);
+    return moved;
+  }
 
   private requireSession(): ClientSession {
     const s = this.current;

@@ -18,11 +18,25 @@ export interface ServerFixture {
   close(): Promise<void>;
 }
 
-/** The whole service over HTTP on 127.0.0.1: modules, database, dev PKI, MeterGen pool, API. */
-export async function serverFixture(opts: { db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; modules?: number; mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer } } = {}): Promise<ServerFixture> {
-  const labels = await provisionModules(opts.modules ?? 1, 'srv');
+/**
+ * The whole service over HTTP on 127.0.0.1: modules, database, dev PKI, MeterGen pool, API.
+ * `labels`: these module tokens instead of `modules` new ones; `started` runs once the service
+ * is up, before the fixture buys stock and starts the server (an officer reinstating a module
+ * that took over the database).
+ */
+export async function serverFixture(opts: {
+  db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; modules?: number; labels?: string[]; started?: (service: Service) => Promise<void>;
+  mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer };
+} = {}): Promise<ServerFixture> {
+  const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1, 'srv'));
   const db = opts.db ?? (await freshDatabase());
   const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
+  try {
+    await opts.started?.(service);
+  } catch (e) {
+    await service.close();
+    throw e;
+  }
   await service.ledger.purchaseFromPost({ amount: 1_000_000_000, reference: 'test stock' });
   const pki = await testPki();
   const payments = new SandboxPaymentProvider({ clearAfterPolls: 1 });
