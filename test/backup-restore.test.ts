@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { requireFreeSlots } from './helpers/hsm';
@@ -10,6 +10,7 @@ import { openDatabase } from '../src/db/database';
 import { conservation } from '../src/ledger/conservation';
 import { listBackups } from '../src/ops/backup';
 import { parseTarget } from '../src/ops/restore';
+import type { OpsTranscript } from '../src/ops/transcript';
 
 /**
  * Backup and point-in-time recovery as an operator runs them (docs/operations.md): the real
@@ -129,6 +130,10 @@ describe('backup and point-in-time recovery (pg_basebackup, the WAL archive, the
     const early = await service.runScript('restore', ['--to', '2020-01-01T00:00:00Z']);
     expect(early.code).to.equal(1);
     expect(early.stderr).to.match(/^NO_BACKUP: /);
+    // each refused run left its transcript, with the refusal in it
+    const transcripts = readdirSync(join(service.varDir, 'transcripts')).map((f) => JSON.parse(readFileSync(join(service.varDir, 'transcripts', f), 'utf8')) as OpsTranscript);
+    expect(transcripts.filter((t) => t.procedure === 'restore').map((t) => [t.exitCode, t.error?.code]).sort()).to.deep.equal([[1, 'DATABASE_RUNNING'], [1, 'NO_BACKUP']]);
+    expect(early.stderr.trimEnd().split('\n').pop()).to.match(/^transcript .*-restore\.json$/);
     expect(() => parseTarget('2026-12-01 10:00')).to.throw(/zone/); // a time without its zone is refused
     // nothing was changed: the service still serves
     expect((await mailers[0].client.balance()).ascending).to.equal(held.get(mailers[0].client.meterId)!.ascending);

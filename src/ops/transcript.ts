@@ -39,8 +39,8 @@ export interface TranscriptWriter {
 
 /**
  * Runs `step`, then writes its transcript whatever the outcome (an error is recorded, then thrown
- * on). The transcript's path goes to standard error, so that standard output stays what the step
- * prints (JSON, for --json).
+ * on). The transcript's path goes to standard error as the process exits, so that standard output
+ * stays what the step prints (JSON, for --json).
  */
 export async function withTranscript(req: { dir: string; procedure: string; argv: string[] }, step: (t: TranscriptWriter) => Promise<number>): Promise<number> {
   const startedAt = new Date().toISOString();
@@ -63,7 +63,8 @@ export async function withTranscript(req: { dir: string; procedure: string; argv
     mkdirSync(req.dir, { recursive: true, mode: 0o700 });
     const path = join(req.dir, `${startedAt.replace(/[:.]/g, '-')}-${req.procedure}.json`);
     writeFileSync(path, JSON.stringify(transcript, null, 2) + '\n', { mode: 0o600 });
-    process.stderr.write(`transcript ${path}\n`);
+    // last, after the script's own error line (`CODE: message` stays the first line of stderr)
+    process.once('exit', () => process.stderr.write(`transcript ${path}\n`));
   };
   try {
     const code = await step(t);
