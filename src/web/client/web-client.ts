@@ -1,7 +1,8 @@
 import { vbiError, isVbiError } from '../../errors';
 import { indiciumAad } from '../../client/client-crypto';
 import type { ClientState, KnownModule, PendingRequest } from '../../client/client-state';
-import { HttpClient, NetworkError } from '../../client/http';
+import { FetchFn, HttpClient, NetworkError } from '../../client/http';
+import { callsForMove } from '../../client/module-move';
 import { checkPrintedIndicium, localDate, priceItem, PrintItemRequest } from '../../client/print-item';
 import type {
   BalanceResult, HeartbeatAnswer, HistoryEntry, ModuleChallengeAnswer, Payment, PrintAnswer, PurchaseResult, RegistrationCompleted,
@@ -20,6 +21,7 @@ import { decryptWithSessionKey, encryptToModule, hmacSha256, macMatches, newSess
 import { WebKeyFile } from '../crypto/web-key-file';
 import { checkModuleCertificateWeb, ModuleIdentity, verifyModuleProofWeb, WebReceiptVerifier } from '../crypto/web-module-trust';
 import { buildWebEnvelope, checkWebResponseMac } from './web-envelope';
+import { moveToAnotherModuleWeb } from './web-module-move';
 import { WebSession } from './web-session';
 
 /** One indicium the page holds: printed now or fetched again (reprint). */
@@ -52,11 +54,14 @@ const OUT_OF_STEP = ['STALE_CHALLENGE', 'REGISTER_MISMATCH'];
  *
  * Purchases and prints are saved in the key file before they are sent, as the SDK saves them;
  * not carried over from the SDK: finishing them after a lost answer (recover(): the CLI's
- * `vbi recover` does it from the exported key file), corrections, and refreshing the module list.
+ * `vbi recover` does it from the exported key file), corrections, re-key, and refreshing the
+ * module list. Session-open moves to another module as the SDK's does (./web-module-move.ts).
+ *
+ * `fetch` (register, open) replaces the platform's fetch, as the SDK's HttpClient allows (tests).
  */
 export class WebClient {
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly receipts: WebReceiptVerifier;
+  private receipts: WebReceiptVerifier;
   private current: WebSession | undefined;
   /** Called when the session ends or its link drops or comes back (the page's banner). */
   onSessionChange: ((s: WebSession) => void) | undefined;
@@ -73,9 +78,9 @@ export class WebClient {
    */
   static async register(req: {
     baseUrl: string; rootCertPem: string; name: string; licensingZip: string; returnAddress: string[]; password: string; persist: Persist;
-    labelSize?: LabelSize; mailClass?: string; clock?: () => number;
+    labelSize?: LabelSize; mailClass?: string; clock?: () => number; fetch?: FetchFn;
   }): Promise<{ client: WebClient; identity: ModuleIdentity }> {
-    const http = new HttpClient({ baseUrl: req.baseUrl });
+    const http = new HttpClient({ baseUrl: req.baseUrl, fetch: req.fetch });
     const at = new Date((req.clock ?? Date.now)());
     const created = await http.post<RegistrationCreated>('/v1/registrations', { name: req.name, licensingZip: req.licensingZip, returnAddress: req.returnAddress });
     if (typeof created?.meterId !== 'string' || !Array.isArray(created.modules) || created.modules.length === 0) {
@@ -118,11 +123,11 @@ export class WebClient {
   }
 
   /** Opens a key file's text (the CLI's key.json or the browser's copy) with the password. */
-  static async open(req: { text: string; name: string; password: string; baseUrl: string; persist: Persist }): Promise<WebClient> {
+  static async open(req: { text: string; name: string; password: string; baseUrl: string; persist: Persist; fetch?: FetchFn }): Promise<WebClient> {
     const file = await WebKeyFile.open<ClientState>({ text: req.text, password: req.password, name: req.name });
     if (file.state.version !== 1) throw vbiError('BAD_REQUEST', `key file ${req.name} has unsupported state version ${String(file.state.version)}`);
     if (file.state.status !== 'active') throw vbiError('NOT_REGISTERED', `registration of meter ${file.state.meterId} did not complete (key file ${req.name} is pending)`);
-    const client = new WebClient(file, new HttpClient({ baseUrl: req.baseUrl }), await webPasswordSecret(req.password, file.state.meterId), req.persist);
+    const client = new WebClient(file, new HttpClient({ baseUrl: req.baseUrl, fetch: req.fetch }), await webPasswordSecret(req.password, file.state.meterId), req.persist);
     await req.persist(file.text);
     return client;
   }
@@ -197,17 +202,37 @@ export class WebClient {
     return out;
   }
 
-  /** session-open: the password secret proves the password; a fresh session key goes to the module. Heartbeats start. */
+  /**
+   * session-open: the password secret proves the password; a fresh session key goes to the
+   * module. Heartbeats start. When the service has no such module or it is not available
+   * (UNKNOWN_MODULE, NO_MODULE: refused before any module ran anything), the client moves to
+   * another module that proves itself (./web-module-move.ts, docs/protocol.md 8) and opens the
+   * session there with a fresh session key, once.
+   */
   async openSession(): Promise<WebSession> {
     if (this.current && !this.current.ended) throw vbiError('BAD_REQUEST', `session ${this.current.sessionId} is already open`);
-    const module = this.file.state.modules.find((m) => m.serial === this.file.state.moduleSerial);
-    if (!module) throw vbiError('CERT_INVALID', `key file names module ${this.file.state.moduleSerial} but holds no verified key for it`);
-    const sk = await newSessionKey();
-    const r = await this.operate<SessionOpened>('session-open', '/v1/sessions', {
-      moduleSerial: module.serial, encryptedPasswordSecret: await encryptToModule(module, this.pwSecret), encryptedSessionKey: await encryptToModule(module, sk.raw),
-    });
-    sk.raw.fill(0);
-    const s = new WebSession(r.result.sessionId, sk.key, r.result.heartbeatIntervalMs, r.result.timeoutMs);
+    const open = async () => {
+      const module = this.ownModule();
+      const sk = await newSessionKey();
+      try {
+        const r = await this.operate<SessionOpened>('session-open', '/v1/sessions', {
+          moduleSerial: module.serial, encryptedPasswordSecret: await encryptToModule(module, this.pwSecret), encryptedSessionKey: await encryptToModule(module, sk.raw),
+        });
+        return { r, key: sk.key };
+      } finally {
+        sk.raw.fill(0);
+      }
+    };
+    let opened: Awaited<ReturnType<typeof open>>;
+    try {
+      opened = await open();
+    } catch (e) {
+      // refused before the module ran anything: move, then open with secrets for the new module
+      if (!callsForMove(e) || !(await this.serial(() => this.moveNow()))) throw e;
+      opened = await open();
+    }
+    const { r, key } = opened;
+    const s = new WebSession(r.result.sessionId, key, r.result.heartbeatIntervalMs, r.result.timeoutMs);
     this.current = s;
     s.start(() => void this.heartbeat().catch(() => undefined));
     return s;
@@ -308,6 +333,22 @@ export class WebClient {
   }
 
   // --- internals -------------------------------------------------------------------------
+
+  /** The module the key file names, with the transport key it proved. */
+  private ownModule(): KnownModule {
+    const s = this.file.state;
+    const module = s.modules.find((m) => m.serial === s.moduleSerial);
+    if (!module) throw vbiError('CERT_INVALID', `key file names module ${s.moduleSerial} but holds no verified key for it`);
+    return module;
+  }
+
+  /** The move of docs/protocol.md 8, inside the queue: the new serial, or undefined when no other module is listed. */
+  private async moveNow(): Promise<string | undefined> {
+    const moved = await moveToAnotherModuleWeb({ http: this.http, state: () => this.file.state, save: (state) => this.save(state), at: new Date() });
+    // the new module's entry replaces any listed at registration: identity keys read afresh
+    if (moved) this.receipts = new WebReceiptVerifier(() => this.file.state.modules);
+    return moved;
+  }
 
   private async checkIndicium(indicium: Buffer, indiciumId: number, receipt: Receipt, check: (d: DecodedIndicium) => DecodedIndicium): Promise<WebIndicium> {
     if (!receipt || receipt.meterId !== this.meterId || !(await this.receipts.verify(receipt))) {
