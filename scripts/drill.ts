@@ -248,6 +248,14 @@ async function runDrill(drill: Drill, service: ServiceProcess, offsite: string, 
   'the two lost modules are not configured, the off-site module is in step; nothing presumed spent', JSON.stringify(replay4.modules.map((m) => [m.moduleSerial, m.state])));
   await drill.run('verify-journal', service.runScript('verify-journal'));
   await takeOver(drill, service, mailers, module2, officers, before);
+  // the export carried the modules' signed audit records: scenario 3's reinstatement is on record again
+  const db = await openDatabase({ varDir: service.varDir, poolSize: 1 });
+  try {
+    const reinstated = await db.knex('audit_log').where({ kind: 'module-reinstated' }).orderBy('audit_id').select('module_serial');
+    drill.equal(reinstated.length, 2, 'both officer-approved reinstatements (scenarios 3 and 4) are in the audit log');
+  } finally {
+    await db.close();
+  }
   await traffic(drill, mailers, 150, 0);
 }
 

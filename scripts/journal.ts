@@ -43,16 +43,16 @@ async function main(): Promise<number> {
         t.report({ dir, ...out, sealedBy: v.hsm.serial });
         t.out(out.segment === null
           ? `nothing new: the export in ${dir} holds all ${out.total} journal rows\n`
-          : `segment ${out.segment}: ${out.entries} journal row(s) exported, ${out.total} in all, sealed by module ${v.hsm.serial}\n`);
+          : `segment ${out.segment}: ${out.entries} journal row(s) exported, ${out.total} in all, and ${out.audit} audit record(s); sealed by module ${v.hsm.serial}\n`);
         return 0;
       }
       if (command === 'verify') {
         const r = await readExport(v.hsm, dir);
         t.report({ dir, ok: r.findings.length === 0, entries: r.entries.length, segments: r.seals.length, findings: r.findings });
-        if (json) t.out(JSON.stringify({ ok: r.findings.length === 0, entries: r.entries.length, segments: r.seals.length, findings: r.findings }, null, 2) + '\n');
+        if (json) t.out(JSON.stringify({ ok: r.findings.length === 0, entries: r.entries.length, auditRecords: r.audit.length, segments: r.seals.length, findings: r.findings }, null, 2) + '\n');
         else {
           t.out(r.findings.length === 0
-            ? `journal export OK: ${r.entries.length} entries in ${r.seals.length} sealed segment(s)\n`
+            ? `journal export OK: ${r.entries.length} entries in ${r.seals.length} sealed segment(s), and ${r.audit.length} audit record(s)\n`
             : `journal export BROKEN: ${r.findings.length} finding(s)\n${r.findings.map((f) => `  ${f.segment !== undefined ? `segment ${f.segment} ` : ''}${f.n !== undefined ? `entry ${f.n} ` : ''}${f.moduleSerial ? `module ${f.moduleSerial}#${f.seq} ` : ''}${f.reason}`).join('\n')}\n`);
         }
         return r.findings.length === 0 ? 0 : 1;
@@ -72,7 +72,7 @@ async function main(): Promise<number> {
         t.report({ dir, ...report });
         if (json) t.out(JSON.stringify(report, null, 2) + '\n');
         else {
-          t.out(`replayed ${report.replayed} record(s) from ${dir}\n`);
+          t.out(`replayed ${report.replayed} record(s) and ${report.auditRecords} audit record(s) from ${dir}\n`);
           for (const m of report.modules) {
             t.out(`module ${m.moduleSerial}: ${m.replayed} replayed, database at ${m.databaseSeq ?? '-'}, ring at ${m.ringSeq ?? '-'}: ${m.state}\n`);
             for (const x of m.missing) {

@@ -7,6 +7,7 @@ import { replayJournal } from '../src/ledger/journal-replay';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { CryptoModule } from '../src/hsm/crypto-module';
+import { readAuditHead } from '../src/module/audit-chain';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot } from './helpers/ledger';
 import { createIndicium, correction, refund } from './helpers/ledger-commands';
 
@@ -41,18 +42,24 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
   });
 
   const journalCount = async () => Number((await f.db.knex('journal').count<{ n: string }[]>({ n: '*' }))[0].n);
+  const auditRows = () => f.db.knex('audit_log').whereNotNull('seq').orderBy([{ column: 'module_serial' }, { column: 'seq' }]).select('module_serial', 'seq', 'record');
   const exportDir = (name: string) => join(dir, name);
 
   it('exports every journal row once, one sealed segment per run, each with the rows its command wrote', async () => {
     const out = await exportJournal({ db: f.db.knex, hsm, dir: exportDir('main') });
-    expect(out).to.deep.equal({ segment: 1, entries: await journalCount(), total: await journalCount() });
+    const audited = (await auditRows()).length;
+    expect(audited).to.be.greaterThan(0); // the module's signed audit records ride along (service-started, at least)
+    expect(out).to.deep.equal({ segment: 1, entries: await journalCount(), total: await journalCount(), audit: audited });
     expect(await exportJournal({ db: f.db.knex, hsm, dir: exportDir('main') })).to.deep.include({ segment: null, entries: 0 });
     await createIndicium(f.service.ledger, { meterId, postage: 300, mailpiece: MAIL });
     const second = await exportJournal({ db: f.db.knex, hsm, dir: exportDir('main') });
-    expect(second).to.deep.equal({ segment: 2, entries: 1, total: await journalCount() });
+    expect(second).to.deep.equal({ segment: 2, entries: 1, total: await journalCount(), audit: 0 });
     const read = await readExport(hsm, exportDir('main'));
     expect(read.findings).to.deep.equal([]);
-    expect(read.seals.map((s) => [s.firstN, s.lastN])).to.deep.equal([[1, second.total - 1], [second.total, second.total]]);
+    // one line chain for journal entries and audit records: segment 1 holds both, segment 2 the new row
+    const lastOfFirst = out.total + out.audit;
+    expect(read.seals.map((s) => [s.firstN, s.lastN])).to.deep.equal([[1, lastOfFirst], [lastOfFirst + 1, lastOfFirst + 1]]);
+    expect(read.audit.map((r) => [r.moduleSerial, r.seq])).to.deep.equal((await auditRows()).map((r) => [r.module_serial, Number(r.seq)]));
     // each print record carries its indicium rows, the refund its refund row, the PVD the pool's move in its record
     const types = read.entries.map((e) => e.journal.type);
     for (const t of ['meter-create', 'meter-certify', 'meter-assign', 'pvd', 'indicium', 'correction', 'refund']) expect(types).to.include(t);
@@ -96,11 +103,20 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     // the package is bound by its checkpoint record: another meter state does not pass
     expect(await tampered('package', (d) => {
       const ls = lines(d);
-      const withPackages = ls.map((l) => JSON.parse(l)).filter((e) => e.journal.package);
+      const withPackages = ls.map((l) => JSON.parse(l)).filter((e) => e.journal?.package);
       const e = withPackages[withPackages.length - 1];
       e.journal.package = withPackages[0].journal.package;
       writeLines(d, ls.map((l) => (JSON.parse(l).n === e.n ? JSON.stringify(e) : l)));
     })).to.include('the package is not the one its checkpoint record names');
+    // an audit record edited, or one taken out of the export, breaks the line chain like any line
+    expect((await tampered('audit-edit', (d) => {
+      const ls = lines(d);
+      const at = ls.findIndex((l) => JSON.parse(l).audit);
+      const e = JSON.parse(ls[at]);
+      e.audit.reason = 'nothing happened';
+      ls[at] = JSON.stringify(e);
+      writeLines(d, ls);
+    })).join('\n')).to.match(/hash chain is broken/);
     // nothing is appended to a broken export
     const refused = await exportJournal({ db: f.db.knex, hsm, dir: exportDir('edit') }).catch((e) => e);
     expect(isVbiError(refused, 'JOURNAL_EXPORT_BROKEN'), String(refused)).to.equal(true);
@@ -128,7 +144,8 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
 
   it('a database put back to an earlier snapshot is rolled forward from the export to the ring\'s state, and the meter goes on', async () => {
     await snapshot(f.db, 'before_later_work');
-    await f.service.ledger.purchaseFromPost({ amount: 5_000, reference: 'later stock' }); // not a module command: not in the export
+    // not a module command: not in the export; its signed audit record (pool-purchased) is
+    await f.service.ledger.purchaseFromPost({ amount: 5_000, reference: 'later stock', operator: 'Olga Operator' });
     await f.service.ledger.postageValueDownload({ meterId, amount: 50_000 });
     await createIndicium(f.service.ledger, { meterId, postage: 410, mailpiece: MAIL });
     const other = await f.newMeter(1_000_000);
@@ -141,8 +158,10 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
       pool: await f.db.knex('pool').first('purchased', 'available', 'refunds_paid'),
       indicia: await f.db.knex('indicia').orderBy('indicium_id').select('indicium_id', 'meter_id', 'postage', 'data', 'signature', 'module_serial', 'checkpoint_seq'),
       journal: await journalCount(),
+      audit: await auditRows(),
     };
     await restore(f.db, 'before_later_work');
+    expect((await auditRows()).length).to.be.lessThan(expected.audit.length);
     // a tampered export is refused and changes nothing
     cpSync(exportDir('main'), exportDir('replay-tampered'), { recursive: true });
     const ls = lines(exportDir('replay-tampered'), 3);
@@ -170,6 +189,11 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(await f.db.knex('modules').select('module_serial', 'checkpoint', 'checkpoint_seq')).to.deep.equal(expected.modules);
     expect(await f.db.knex('pool').first('purchased', 'available', 'refunds_paid')).to.deep.equal(expected.pool);
     expect(await f.db.knex('indicia').orderBy('indicium_id').select('indicium_id', 'meter_id', 'postage', 'data', 'signature', 'module_serial', 'checkpoint_seq')).to.deep.equal(expected.indicia);
+    // the audit records the restore took back are in the database again, up to the token's head
+    expect(report.auditRecords).to.be.greaterThan(0);
+    expect(await auditRows()).to.deep.equal(expected.audit);
+    const head = await readAuditHead(hsm);
+    expect(head?.seq).to.equal(Math.max(...expected.audit.filter((r) => r.module_serial === hsm.serial).map((r) => Number(r.seq))));
     const verified = await verifyJournal({ db: f.db.knex, hsm });
     expect(verified.findings).to.deep.equal([]);
     expect((await conservation(f.db.knex, { hsm })).violations).to.deep.equal([]);

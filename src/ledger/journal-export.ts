@@ -9,6 +9,7 @@ import { verifyJournalMac } from './journal';
 import { assembleIndicium, decodeIndicium } from '../indicium/layout';
 import { verifyIndiciumSignature } from '../indicium/signature';
 import { writeDurably } from '../ops/durable-file';
+import type { AuditRecord } from '../module/audit';
 
 /**
  * The journal export (docs/journal-export.md): the journal written off the database to an
@@ -58,6 +59,13 @@ export interface ExportEntry {
   rows: ExportedRows;
 }
 
+/** A module's signed audit record (src/module/audit-chain.ts) as the export carries it, in the same line chain. */
+export interface ExportAuditLine {
+  n: number;
+  prev: string;
+  audit: AuditRecord;
+}
+
 export interface ExportSeal {
   format: string;
   segment: number;
@@ -66,6 +74,8 @@ export interface ExportSeal {
   lastHash: string;
   /** Per module, the newest sequence number exported so far (this segment included). */
   cursor: Record<string, number>;
+  /** Per module, the newest audit record sequence number exported so far; absent in seals written before audit records were exported. */
+  auditCursor?: Record<string, number>;
   sealedAt: string;
   sealedBy: string;
   mac: string;
@@ -76,7 +86,9 @@ const sealName = (k: number) => `segment-${String(k).padStart(6, '0')}.seal.json
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest();
 
 function sealMacInput(s: Omit<ExportSeal, 'mac'>): Buffer {
-  const body = JSON.stringify([s.format, s.segment, s.firstN, s.lastN, s.lastHash, Object.entries(s.cursor).sort(), s.sealedAt, s.sealedBy]);
+  const fields: unknown[] = [s.format, s.segment, s.firstN, s.lastN, s.lastHash, Object.entries(s.cursor).sort(), s.sealedAt, s.sealedBy];
+  if (s.auditCursor) fields.push(Object.entries(s.auditCursor).sort());
+  const body = JSON.stringify(fields);
   return Buffer.concat([SEAL_DOMAIN, sha256(body)]);
 }
 
@@ -92,6 +104,8 @@ export const usable = (findings: ExportFinding[]) => findings.every((f) => f.ind
 
 export interface ReadExport {
   entries: ExportEntry[];
+  /** The modules' audit records the export carries, in export order (each module's in sequence order). */
+  audit: AuditRecord[];
   seals: ExportSeal[];
   /** Decoded checkpoint records, by entry number. */
   records: Map<number, Checkpoint>;
@@ -110,14 +124,16 @@ export interface ReadExport {
 export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExport> {
   const findings: ExportFinding[] = [];
   const entries: ExportEntry[] = [];
+  const audit: AuditRecord[] = [];
   const seals: ExportSeal[] = [];
   const records = new Map<number, Checkpoint>();
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
-    return { entries, seals, records, findings };
+    return { entries, audit, seals, records, findings };
   }
+  const auditCursor: Record<string, number> = {};
   const sealed = names.map((f) => /^segment-(\d{6})\.seal\.json$/.exec(f)).filter((m) => m).map((m) => Number(m![1])).sort((a, b) => a - b);
   let prevHash = ZERO_DIGEST.toString('hex');
   let n = 0;
@@ -150,9 +166,9 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
     if (seal.firstN !== n + 1 || seal.lastN !== n + lines.length) findings.push({ segment: k, reason: `segment ${k} should hold entries ${seal.firstN}..${seal.lastN} and holds ${lines.length} lines after entry ${n}` });
     for (const line of lines) {
       n++;
-      let e: ExportEntry;
+      let e: ExportEntry | ExportAuditLine;
       try {
-        e = JSON.parse(line) as ExportEntry;
+        e = JSON.parse(line) as ExportEntry | ExportAuditLine;
       } catch {
         findings.push({ segment: k, n, reason: 'a line is not JSON' });
         prevHash = sha256(line).toString('hex');
@@ -161,6 +177,17 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
       if (e.n !== n) findings.push({ segment: k, n, reason: `entry ${e.n} where entry ${n} belongs (reordered, removed or added)` });
       if (e.prev !== prevHash) findings.push({ segment: k, n, reason: 'the line hash chain is broken before this entry (a line edited, removed or reordered)' });
       prevHash = sha256(line).toString('hex');
+      if (e !== null && typeof e === 'object' && 'audit' in e) {
+        // authenticated by the line chain and the seal; the record's own signature and links are
+        // checked by `npm run audit -- verify` once it is back in the database
+        const r = e.audit;
+        const serial = typeof r?.moduleSerial === 'string' ? r.moduleSerial : '?';
+        if (!Number.isSafeInteger(r?.seq) || r.seq <= (auditCursor[serial] ?? 0)) {
+          findings.push({ segment: k, n, moduleSerial: serial, reason: `audit record ${String(r?.seq)} of module ${serial} is out of order or numbered wrongly` });
+        } else auditCursor[serial] = r.seq;
+        audit.push(r);
+        continue;
+      }
       entries.push(e);
       const j = e.journal;
       const at = { segment: k, n, moduleSerial: j.moduleSerial, seq: j.seq };
@@ -207,8 +234,11 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
     if (JSON.stringify(Object.entries(seal.cursor).sort()) !== JSON.stringify(Object.entries(cursor).sort())) {
       findings.push({ segment: k, reason: `the seal's cursor is not what segments 1..${k} hold` });
     }
+    if (JSON.stringify(Object.entries(seal.auditCursor ?? {}).sort()) !== JSON.stringify(Object.entries(auditCursor).sort())) {
+      findings.push({ segment: k, reason: `the seal's audit cursor is not what segments 1..${k} hold` });
+    }
   }
-  return { entries, seals, records, findings };
+  return { entries, audit, seals, records, findings };
 }
 
 /**
@@ -283,7 +313,7 @@ async function rowsOf(db: Knex, r: JournalDbRow): Promise<ExportedRows> {
  * sequence order; across modules in meter map order) as one new sealed segment. Verifies the
  * export it appends to first: a broken export is JOURNAL_EXPORT_BROKEN and nothing is written.
  */
-export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string; now?: () => Date }): Promise<{ segment: number | null; entries: number; total: number }> {
+export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string; now?: () => Date }): Promise<{ segment: number | null; entries: number; total: number; audit: number }> {
   await mkdir(req.dir, { recursive: true, mode: 0o700 });
   const existing = await readExport(req.hsm, req.dir);
   if (!usable(existing.findings)) {
@@ -303,11 +333,16 @@ export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string
       .select('meter_id', 'module_serial', 'checkpoint_seq', 'tx_type', 'amount', 'ascending_register', 'descending_register', 'checkpoint', 'payload', 'module_mac', 'created_at', 'sequence', 'receipt', 'package');
     for (const row of rows) fresh.push({ row, epoch: (await decodeCheckpoint(req.hsm, row.checkpoint)).mapEpoch });
   }
+  // the modules' signed audit records after the audit cursor, each module's in sequence order
+  const auditCursor: Record<string, number> = { ...(last?.auditCursor ?? {}) };
+  const auditRows: Array<{ module_serial: string; seq: number | string; record: AuditRecord }> = await req.db('audit_log').whereNotNull('seq').orderBy([{ column: 'module_serial' }, { column: 'seq' }])
+    .select('module_serial', 'seq', 'record');
+  const freshAudit = auditRows.filter((r) => Number(r.seq) > (auditCursor[r.module_serial] ?? 0));
   const total = existing.entries.length;
-  if (fresh.length === 0) return { segment: null, entries: 0, total };
+  if (fresh.length === 0 && freshAudit.length === 0) return { segment: null, entries: 0, total, audit: 0 };
   fresh.sort((x, y) => x.epoch - y.epoch);
   let prev = last?.lastHash ?? ZERO_DIGEST.toString('hex');
-  let n = total;
+  let n = existing.entries.length + existing.audit.length;
   const lines: string[] = [];
   for (const { row } of fresh) {
     const entry: ExportEntry = {
@@ -327,12 +362,19 @@ export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string
     prev = sha256(line).toString('hex');
     cursor[row.module_serial] = Math.max(cursor[row.module_serial] ?? 0, Number(row.checkpoint_seq));
   }
+  for (const a of freshAudit) {
+    const line = JSON.stringify({ n: ++n, prev, audit: a.record } satisfies ExportAuditLine);
+    lines.push(line);
+    prev = sha256(line).toString('hex');
+    auditCursor[a.module_serial] = Number(a.seq);
+  }
+  const firstN = existing.entries.length + existing.audit.length + 1;
   const body: Omit<ExportSeal, 'mac'> = {
-    format: EXPORT_FORMAT, segment: k, firstN: total + 1, lastN: n, lastHash: prev, cursor,
-    sealedAt: (req.now?.() ?? new Date()).toISOString(), sealedBy: req.hsm.serial,
+    format: EXPORT_FORMAT, segment: k, firstN, lastN: n, lastHash: prev, cursor,
+    sealedAt: (req.now?.() ?? new Date()).toISOString(), sealedBy: req.hsm.serial, auditCursor,
   };
   const seal: ExportSeal = { ...body, mac: (await req.hsm.mac(sealMacInput(body))).toString('base64') };
   await writeDurably(req.dir, segmentName(k), lines.join('\n') + '\n');
   await writeDurably(req.dir, sealName(k), JSON.stringify(seal, null, 2) + '\n');
-  return { segment: k, entries: lines.length, total: n };
+  return { segment: k, entries: fresh.length, total: total + fresh.length, audit: freshAudit.length };
 }

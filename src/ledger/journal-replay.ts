@@ -8,6 +8,7 @@ import { openPackage } from '../module/package-seal';
 import { ExportEntry, readExport, usable } from './journal-export';
 import { lockModuleAndMap, storeMap } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
+import type { AuditRecord } from '../module/audit';
 
 /** Where a module's ring stands against the database after a replay. */
 export interface ModuleAfterReplay {
@@ -34,6 +35,8 @@ export interface ReplayReport {
   notRebuilt: string[];
   /** Exported indicium rows left out because they are not what their meter signed (edited before the export). */
   indiciaLeftOut: Array<{ indiciumId: number; reason: string }>;
+  /** The modules' audit records put back: each module's exported records after the newest the database holds. */
+  auditRecords: number;
 }
 
 /** Rows the journal export does not carry: a replay leaves them as the restored database has them. */
@@ -42,7 +45,8 @@ const NOT_REBUILT = [
   'print_batches and idempotency_keys (answers to requests in flight when the database was lost)',
   'pool_purchases (stock bought from the post after the restore point: give each to the replay with --stock REFERENCE=AMOUNT)',
   'payments not applied by a PVD record (pending or declined: ask the payment provider)',
-  'license_requests, key_renewals, indicium_scans, fraud_reports, audit_log, credentials',
+  'license_requests, key_renewals, indicium_scans, fraud_reports, credentials',
+  'audit records written after the last export (audit verify reports the gap against each module\'s token)',
 ];
 
 /**
@@ -74,6 +78,7 @@ export async function replayJournal(req: {
     bySerial.set(cp.moduleSerial, [...(bySerial.get(cp.moduleSerial) ?? []), { entry, cp }]);
   }
   const counts = new Map<string, number>();
+  let auditRecords = 0;
   const trx = await req.db.transaction();
   try {
     // what to replay: per module, the records after the database's checkpoint
@@ -102,6 +107,7 @@ export async function replayJournal(req: {
     }
     todo.sort((x, y) => x.cp.mapEpoch - y.cp.mapEpoch);
     for (const { entry, cp } of todo) await applyRecord(trx, req.hsm, entry, cp, refused);
+    auditRecords = await putBackAudit(trx, exp.audit);
     // explicit ids were written: the sequences go on after them
     for (const [table, id] of [['indicia', 'indicium_id'], ['refunds', 'refund_id'], ['payments', 'payment_id'], ['accounts', 'account_id']]) {
       await trx.raw(`SELECT setval(pg_get_serial_sequence(?, ?), GREATEST((SELECT max(${id}) FROM ${table}), 1))`, [table, id]);
@@ -117,7 +123,28 @@ export async function replayJournal(req: {
   return {
     replayed: [...counts.values()].reduce((a, b) => a + b, 0), modules, notRebuilt: NOT_REBUILT,
     indiciaLeftOut: exp.findings.filter((f) => f.indicium !== undefined).map((f) => ({ indiciumId: f.indicium!, reason: f.reason })),
+    auditRecords,
   };
+}
+
+/**
+ * The modules' signed audit records the database lacks: per module, the exported records after
+ * the newest it holds, in sequence order, as the service stores them (src/ledger/audit-store.ts).
+ * Their signatures and links are what `npm run audit -- verify` checks afterwards.
+ */
+async function putBackAudit(trx: Knex.Transaction, records: AuditRecord[]): Promise<number> {
+  const newest = new Map<string, number>();
+  for (const r of await trx('audit_log').whereNotNull('seq').groupBy('module_serial').select('module_serial', trx.raw('max(seq) AS seq'))) {
+    newest.set(r.module_serial, Number(r.seq));
+  }
+  let put = 0;
+  for (const r of records) {
+    if (r.seq <= (newest.get(r.moduleSerial) ?? 0)) continue;
+    await trx('audit_log').insert({ kind: r.kind, module_serial: r.moduleSerial, at: r.at, seq: r.seq, record: JSON.stringify(r) });
+    newest.set(r.moduleSerial, r.seq);
+    put++;
+  }
+  return put;
 }
 
 async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportEntry, cp: Checkpoint, refused: Set<number>): Promise<void> {
