@@ -1,11 +1,13 @@
 /**
- * npm run verify-journal [-- --json]
+ * npm run verify-journal [-- --json] [--export [DIR]]
  * Verifies the journal end to end (checkpoint MACs, module MACs, per-module hash chains, map
  * epochs, the meter map rebuilt from the journal, meter and indicium rows against it, module
  * table), lists every finding (edited, inserted, deleted, reordered rows; map and indicium
  * mismatches), checks conservation on the registers of the sealed packages, and lists the
  * modules' signed audit records (inhibitions, roll-forwards, stale packages, reinstatements).
  * Exit code 1 when anything is wrong. Runs beside the service (it writes nothing to the token).
+ * --export [DIR]: verifies the journal export instead (DIR defaults to VBI_JOURNAL_EXPORT_DIR), as
+ * `npm run journal -- verify` does (docs/journal-export.md).
  */
 import { loadConfig } from '../src/config/config';
 import { openVerifier } from '../src/ops/verifier';
@@ -13,10 +15,29 @@ import { verifyJournal } from '../src/ledger/journal-verify';
 import { auditRecords } from '../src/ledger/audit-store';
 import { conservation } from '../src/ledger/conservation';
 import { isVbiError } from '../src/errors';
+import { readExport } from '../src/ledger/journal-export';
 
 async function main(): Promise<number> {
-  const v = await openVerifier(loadConfig());
+  const config = loadConfig();
+  const v = await openVerifier(config);
   try {
+    const at = process.argv.indexOf('--export');
+    if (at >= 0) {
+      const next = process.argv[at + 1];
+      const dir = next && !next.startsWith('--') ? next : config.journalExportDir;
+      const r = await readExport(v.hsm, dir);
+      if (process.argv.includes('--json')) {
+        process.stdout.write(JSON.stringify({ ok: r.findings.length === 0, entries: r.entries.length, auditRecords: r.audit.length, segments: r.seals.length, findings: r.findings }, null, 2) + '\n');
+      } else if (r.seals.length === 0 && r.findings.length === 0) {
+        process.stdout.write(`no journal export in ${dir}\n`);
+        return 1;
+      } else {
+        process.stdout.write(r.findings.length === 0
+          ? `journal export OK: ${r.entries.length} entries and ${r.audit.length} audit record(s) in ${r.seals.length} sealed segment(s)\n`
+          : `journal export BROKEN: ${r.findings.length} finding(s)\n${r.findings.map((f) => `  ${f.segment !== undefined ? `segment ${f.segment} ` : ''}${f.n !== undefined ? `entry ${f.n} ` : ''}${f.reason}`).join('\n')}\n`);
+      }
+      return r.findings.length === 0 ? 0 : 1;
+    }
     const report = await verifyJournal({ db: v.db.knex, hsm: v.hsm });
     const balance = await conservation(v.db.knex, { hsm: v.hsm });
     const audit = await auditRecords(v.db.knex);

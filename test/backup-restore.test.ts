@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { requireFreeSlots } from './helpers/hsm';
@@ -183,6 +183,16 @@ describe('backup and point-in-time recovery (pg_basebackup, the WAL archive, the
     const again = await service.runScript('journal', ['export']);
     expect(again.stdout).to.match(/^nothing new/);
     expect((await service.runScript('journal', ['verify'])).stdout).to.match(/^journal export OK: \d+ entries in 1 sealed segment/);
+    // verify-journal checks the export too; an export with a line edited does not pass it
+    const exportDir = join(service.varDir, 'journal-export');
+    expect((await service.runScript('verify-journal', ['--export'])).stdout).to.match(/^journal export OK: \d+ entries and \d+ audit record\(s\) in 1 sealed segment/);
+    const edited = join(dir, 'edited-export');
+    cpSync(exportDir, edited, { recursive: true });
+    const seg = join(edited, 'segment-000001.jsonl');
+    writeFileSync(seg, readFileSync(seg, 'utf8').replace(/"amount":(\d+)/, (_m, a) => `"amount":${Number(a) + 1}`));
+    const broken = await service.runScript('verify-journal', ['--export', edited]);
+    expect(broken.code).to.equal(1);
+    expect(broken.stdout).to.match(/^journal export BROKEN: /);
     // a replay while the service runs is refused: it would write under a serving module
     const busy = await service.runScript('journal', ['replay']);
     expect(busy.code).to.equal(1);
