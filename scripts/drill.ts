@@ -199,6 +199,11 @@ async function runDrill(drill: Drill, service: ServiceProcess, offsite: string, 
   // --- 2 -----------------------------------------------------------------------------------
   drill.section('2. The database and the archive\'s tail lost: restore to the last point available, replay the journal export');
   const mark = await archiveEverything(service);
+  // a copy of a key file as it was at the point the archive will end: the state a rolled-back
+  // database would match, and the one a replay must not let print again from its older registers
+  const oldCopy = `${mailers[0].keyFilePath}.at-mark`;
+  cpSync(mailers[0].keyFilePath, oldCopy);
+  const oldRegisters = { ...mailers[0].registers };
   await traffic(drill, mailers, 130, 10_000);
   await archiveEverything(service);
   await drill.run('journal export', service.runScript('journal', ['export']));
@@ -215,6 +220,16 @@ async function runDrill(drill: Drill, service: ServiceProcess, offsite: string, 
   await drill.run('verify-journal', service.runScript('verify-journal'));
   await service.start();
   await expectRecovered(drill, service, mailers, before);
+  // nothing spent twice: the old copy prints from the registers the module holds now, not from its own
+  const stale = await VbiClient.open({ keyFilePath: oldCopy, password: PASSWORD });
+  const staleMailer: Mailer = { ...mailers[0], name: `${mailers[0].name}, the copy of its key file from before the lost tail`, keyFilePath: oldCopy, client: stale, indicia: mailers[0].indicia };
+  await print(staleMailer, [75]);
+  await holdings(staleMailer);
+  drill.check(mailers[0].registers.ascending > oldRegisters.ascending, `the copy is behind the meter: it held AR ${oldRegisters.ascending} DR ${oldRegisters.descending}, the meter AR ${mailers[0].registers.ascending} DR ${mailers[0].registers.descending}`);
+  drill.equal(staleMailer.registers, { ascending: mailers[0].registers.ascending + 75, descending: mailers[0].registers.descending - 75 },
+    'the old key file copy prints on from the module\'s current registers (its own older DR is not spent again)');
+  stale.stopHeartbeats();
+  mailers[0].registers = staleMailer.registers;
   await traffic(drill, mailers, 240, 0);
 
   // --- 3 -----------------------------------------------------------------------------------
