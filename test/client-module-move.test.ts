@@ -100,7 +100,7 @@ describe('client SDK: moving to another module when the key file\'s module is go
     expect(second.printed).to.equal(1);
     expect(second.items[0].receipt?.moduleSerial).to.equal(B);
     // the indicium printed with A, fetched again: its receipt is checked with A's identity key, still known
-    const again = await c.redeliver({ fromSequence: old.receipt!.sequence, toSequence: old.receipt!.sequence });
+    const again = await c.redeliver({ fromSequence: old.decoded!.fields.sequence, toSequence: old.decoded!.fields.sequence });
     expect(again.map((x) => [x.receipt.moduleSerial, x.indicium.equals(old.indicium!)])).to.deep.equal([[A, true]]);
     await c.closeSession();
     await c.close();
@@ -250,7 +250,7 @@ describe('client SDK: the key file\'s module lost for good, an off-site module t
     expect(moved.state.moduleSerial).to.equal(offsiteSerial);
     const printed = await moved.print([PIECE]);
     expect(printed.items.map((i) => [i.status, i.receipt?.moduleSerial])).to.deep.equal([['printed', offsiteSerial]]);
-    const again = await moved.redeliver({ fromSequence: old.receipt!.sequence, toSequence: old.receipt!.sequence });
+    const again = await moved.redeliver({ fromSequence: old.decoded!.fields.sequence, toSequence: old.decoded!.fields.sequence });
     expect(again.map((x) => [x.receipt.moduleSerial, x.indicium.equals(old.indicium!)])).to.deep.equal([[lostSerial, true]]);
     await moved.closeSession();
     expect((await moved.balance()).descending).to.equal(10_000 - 2 * 500);

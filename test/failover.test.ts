@@ -57,7 +57,7 @@ describe('failover to a synchronous standby under load', function () {
       await c.buy({ amount: 200_000, payment: { kind: 'card', token: 'tok_approve' } });
       await c.openSession({ heartbeats: false });
     }
-    // every indicium a mailer received: (meter, receipt sequence)
+    // every indicium a mailer received: (meter, piece number it carries)
     const received: Array<{ meterId: string; sequence: number; postage: number }> = [];
     const codes = new Map<string, number>();
     let stop = false;
@@ -65,7 +65,7 @@ describe('failover to a synchronous standby under load', function () {
       while (!stop) {
         try {
           const out = await c.print([{ destinationZip: '10001', postage: 100 }, { destinationZip: '10002', postage: 150 }]);
-          for (const item of out.items) if (item.status === 'printed' && item.receipt) received.push({ meterId: c.meterId, sequence: item.receipt.sequence, postage: item.receipt.amount });
+          for (const item of out.items) if (item.status === 'printed' && item.receipt && item.decoded) received.push({ meterId: c.meterId, sequence: item.decoded.fields.sequence, postage: item.receipt.amount });
         } catch (e) {
           const code = (e as { code?: string }).code ?? 'ERROR';
           codes.set(code, (codes.get(code) ?? 0) + 1);

@@ -1,11 +1,12 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { CryptoModule } from '../src/hsm/crypto-module';
-import { newPackage, PsdPackage, encodePublic, decodePublic } from '../src/psd/psd-package';
+import { newPackage, PsdPackage, encodePublic, decodePublic, PUBLIC_TAGS } from '../src/psd/psd-package';
 import { openPackage, sealPackage } from '../src/module/package-seal';
-import { decodeTlv, encodeTlv, TlvError } from '../src/psd/tlv';
+import { decodeTlv, encodeTlv, TlvError, u64 } from '../src/psd/tlv';
 import { VbiError, isVbiError } from '../src/errors';
 import { provisionToken, startModule, uniqueLabel } from './helpers/hsm';
+import { publicSectionOf, publicWithoutPieceCounter, sealWithoutPieceCounter } from './helpers/legacy-package';
 
 const REJECTIONS = ['PACKAGE_MALFORMED', 'PACKAGE_MAC_INVALID', 'PACKAGE_VERSION_UNSUPPORTED', 'PACKAGE_SUITE_MISMATCH', 'PACKAGE_DECRYPT_FAILED'];
 
@@ -14,6 +15,7 @@ function fullPackage(meterId: string): PsdPackage {
   return {
     ...p,
     recordCounter: 41,
+    pieceCounter: 17,
     state: 'active',
     ascendingRegister: 12_345,
     descendingRegister: 987_655,
@@ -77,6 +79,25 @@ for (const suite of ['aes', 'legacy-3des'] as const) {
       }
     });
 
+    it('opens a package sealed before the piece counter (no tag 14) with piece counter = record counter; re-sealed, it carries tag 14', async () => {
+      const pkg = fullPackage('M-OLD-1');
+      const old = await sealWithoutPieceCounter(m, pkg);
+      expect(decodeTlv(publicSectionOf(old), [], Object.values(PUBLIC_TAGS)).has(PUBLIC_TAGS.pieceCounter)).to.equal(false);
+      const opened = await openPackage(m, old, 'M-OLD-1');
+      expect(opened).to.deep.equal({ ...pkg, pieceCounter: 41 });
+      const again = await sealPackage(m, { ...opened, pieceCounter: opened.pieceCounter + 1 });
+      const tags = decodeTlv(publicSectionOf(again), [], Object.values(PUBLIC_TAGS));
+      expect(tags.get(PUBLIC_TAGS.pieceCounter)).to.deep.equal(u64(42));
+      expect(await openPackage(m, again, 'M-OLD-1')).to.deep.include({ recordCounter: 41, pieceCounter: 42 });
+      // the MAC covers the tag: a new package with tag 14 stripped is refused
+      const pub = publicSectionOf(again);
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(pub.length - 11);
+      const stripped = Buffer.concat([again.subarray(0, 6), len, pub.subarray(0, pub.length - 11), again.subarray(10 + pub.length)]);
+      const err = await openPackage(m, stripped, 'M-OLD-1').then(() => null, (e: unknown) => e);
+      expect(isVbiError(err, 'PACKAGE_MAC_INVALID'), String(err)).to.equal(true);
+    });
+
     it('rejects the package of meter A presented as meter B', async () => {
       const sealed = await sealPackage(m, fullPackage('M-AAA-1'));
       const err = await openPackage(m, sealed, 'M-BBB-1').then(() => null, (e: unknown) => e);
@@ -104,6 +125,30 @@ describe('package codec', () => {
     const swapped = { ...p, ascendingRegister: p.descendingRegister, descendingRegister: p.ascendingRegister };
     expect(encodePublic(swapped).equals(encodePublic(p))).to.equal(false);
     expect(decodePublic(encodePublic(p))).to.deep.include({ ascendingRegister: 12_345, descendingRegister: 987_655 });
+  });
+
+  it('the piece counter is tag 14, the last public field, u64; persisted apart from the record counter', () => {
+    const p = fullPackage('M-PIECE-1');
+    const pub = encodePublic(p);
+    expect(PUBLIC_TAGS.pieceCounter).to.equal(14);
+    expect(pub.subarray(pub.length - 11)).to.deep.equal(Buffer.concat([Buffer.from([14, 0, 8]), u64(17)]));
+    expect(decodePublic(pub)).to.deep.include({ recordCounter: 41, pieceCounter: 17 });
+  });
+
+  it('a public section without tag 14 decodes with piece counter = record counter; a bad tag 14 is refused', () => {
+    const p = fullPackage('M-PIECE-2');
+    const old = publicWithoutPieceCounter(p);
+    expect(old.equals(encodePublic(p).subarray(0, old.length))).to.equal(true); // tags 1..13 are the same bytes
+    expect(decodePublic(old)).to.deep.equal({ ...decodePublic(encodePublic(p)), pieceCounter: 41 });
+    const field13 = encodePublic(p).subarray(old.length - 11, old.length);
+    const table: Array<[string, Buffer]> = [
+      ['4-byte piece counter', Buffer.concat([old, Buffer.from([14, 0, 4, 0, 0, 0, 1])])],
+      ['piece counter out of range', Buffer.concat([old, Buffer.from([14, 0, 8]), Buffer.alloc(8, 0xff)])],
+      ['piece counter twice', Buffer.concat([old, Buffer.from([14, 0, 8]), u64(1), Buffer.from([14, 0, 8]), u64(2)])],
+      ['piece counter before tag 13', Buffer.concat([old.subarray(0, old.length - 11), Buffer.from([14, 0, 8]), u64(1), field13])],
+      ['tag 15 (unknown here)', Buffer.concat([encodePublic(p), Buffer.from([15, 0, 0])])],
+    ];
+    for (const [what, buf] of table) expect(() => decodePublic(buf), what).to.throw(TlvError);
   });
 
   it('refuses money that is not a safe non-negative integer', () => {

@@ -83,7 +83,9 @@ describe('print requests: one dispatch, items that fail alone', function () {
     const cert = await f.service.db.knex('certificates').where({ meter_id: c.meterId }).first('certificate_der');
     const indiciumKey = new X509Certificate(cert.certificate_der).publicKey;
     let ar = 0;
+    // receipts: the record counter's next values; indicia: the meter's first piece numbers (the refused item takes neither)
     let sequence = r.json.items[0].receipt.sequence;
+    let piece = 1;
     for (const [i, it] of r.json.items.entries()) {
       if (i === 25) continue;
       ar += postages[i];
@@ -93,10 +95,13 @@ describe('print requests: one dispatch, items that fail alone', function () {
       // the indicium decrypts under the session key with this item's counter and carries this item's values
       const indicium = decryptIndicium({ sessionKey, sessionId, counter: items[i].counter, encryptedIndicium: it.encryptedIndicium });
       const decoded = decodeIndicium(indicium);
-      expect(decoded.fields).to.include({ postage: postages[i], ascendingRegister: ar, descendingRegister: 100_000 - ar, sequence });
+      expect(decoded.fields).to.include({ postage: postages[i], ascendingRegister: ar, descendingRegister: 100_000 - ar, sequence: piece });
       expect(verifyIndiciumSignature({ algorithm: decoded.fields.algorithm, publicKey: indiciumKey, data: decoded.data, signature: decoded.signature }), `indicium ${i}`).to.equal(true);
       sequence++;
+      piece++;
     }
+    expect(piece - 1).to.equal(39);
+    expect(r.json.authorization.receipt.sequence).to.equal(sequence);
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 
@@ -115,7 +120,7 @@ describe('print requests: one dispatch, items that fail alone', function () {
     expect(second.receipt.sequence).to.equal(first.receipt.sequence + 1);
     expect(r.json.registers).to.deep.equal({ ascending: 1_500, descending: 3_500 });
     const rows = await f.service.db.knex('indicia').where({ meter_id: c.meterId }).orderBy('sequence').select('sequence', 'item_index');
-    expect(rows.map((x) => x.item_index)).to.deep.equal([0, 2]);
+    expect(rows.map((x) => [Number(x.sequence), x.item_index])).to.deep.equal([[1, 0], [2, 2]]); // the meter's first two pieces: the refused item took no number
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
 

@@ -69,21 +69,21 @@ export async function cmdRecover(ctx: CliContext, v: Values, args: string[]): Pr
 }
 
 /**
- * `vbi reprint (--batch ID | --key IDEMPOTENCY_KEY | --from SEQ --to SEQ) --out DIR/`: committed
+ * `vbi reprint (--batch ID | --key IDEMPOTENCY_KEY | --from NO --to NO) --out DIR/`: committed
  * indicia fetched again (the same bytes as printed; nothing is debited) and written as labels.
  */
 export async function cmdReprint(ctx: CliContext, v: Values, args: string[]): Promise<number> {
   if (args.length) throw new UsageError(`unexpected argument '${args[0]}'`);
   required(v, 'out');
   const given = ['batch', 'key', 'from'].filter((k) => typeof v[k] === 'string');
-  if (given.length !== 1 || (typeof v.from === 'string') !== (typeof v.to === 'string')) throw new UsageError('give one of --batch ID, --key KEY, or --from SEQ --to SEQ');
+  if (given.length !== 1 || (typeof v.from === 'string') !== (typeof v.to === 'string')) throw new UsageError('give one of --batch ID, --key KEY, or --from NO --to NO');
   let selector: RedeliverySelector;
   if (typeof v.batch === 'string') selector = { batchId: v.batch };
   else if (typeof v.key === 'string') selector = { idempotencyKey: v.key };
   else {
     const from = Number(v.from);
     const to = Number(v.to);
-    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 1 || to < from) throw new UsageError('--from and --to are receipt sequences, 1 <= from <= to');
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 1 || to < from) throw new UsageError('--from and --to are piece numbers (the NO. printed on the label), 1 <= from <= to');
     selector = { fromSequence: from, toSequence: to };
   }
   const client = await ctx.client();

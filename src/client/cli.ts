@@ -39,8 +39,9 @@ commands:
   recover --out DIR/ [--format pdf|png|svg] [--size 4x6|10]
         finish every purchase or print whose answer was lost (a crash, a network failure) and
         write the labels of its indicia; the same request is sent again, never a second debit
-  reprint (--batch ID | --key IDEMPOTENCY_KEY | --from SEQ --to SEQ) --out DIR/ [--format F] [--size S]
+  reprint (--batch ID | --key IDEMPOTENCY_KEY | --from NO --to NO) --out DIR/ [--format F] [--size S]
         fetch committed indicia again (the same bytes, nothing debited) and write their labels;
+        --from/--to are piece numbers, the NO. printed on the labels;
         the address block carries the destination ZIP only (the meter keeps no address)
   verify LABEL.png|LABEL.pdf | --payload BASE64
         ask the service to verify an indicium (exit 0 only for VALID); a check by the mailer

@@ -62,7 +62,7 @@ export interface RedeliveredIndicium {
   receipt: Receipt;
 }
 
-/** Which committed indicia to fetch again: one print request's, by batch or key, or a sequence range. */
+/** Which committed indicia to fetch again: one print request's, by batch or key, or a range of piece numbers (the indicia's `sequence`). */
 export type RedeliverySelector = { batchId: string } | { idempotencyKey: string } | { fromSequence: number; toSequence: number };
 
 /**

@@ -474,7 +474,8 @@ export class MailerService {
   /**
    * `redeliver`: committed indicia of the meter sent again, encrypted to the session that asks
    * (the same bytes as printed; nothing debited or signed again). Exactly one selector: a batch,
-   * the Idempotency-Key of a print or correction request, or a range of receipt sequences.
+   * the Idempotency-Key of a print or correction request, or a range of piece numbers (the
+   * indicia's `sequence`, the number printed on the label).
    */
   async redeliver(env: OperationalRequest<{ sessionId: string; batchId?: string; idempotencyKey?: string; fromSequence?: number; toSequence?: number }>): Promise<OperationalResponse> {
     const b = env.body;

@@ -45,8 +45,8 @@ export function requestMacInput(r: Omit<OperationalRequest, 'mac'>): Buffer {
 
 /**
  * A receipt (WO 99/41690): what happened, when, the per-meter sequence number (the package's
- * record counter) and the module's signature (identity key, ECDSA P-256, raw r||s, base64) over
- * receiptSignedBytes.
+ * record counter, also for a printed item: its piece number is in the indicium) and the module's
+ * signature (identity key, ECDSA P-256, raw r||s, base64) over receiptSignedBytes.
  */
 export interface Receipt {
   meterId: string;
@@ -171,7 +171,7 @@ export interface MeterTransaction {
   time: string;
   /** The receipt the module signed then, when the transaction answered a mailer request. */
   receipt?: Receipt;
-  /** The indicia it printed: id, sequence and, for a print or correction request, batch and place. */
+  /** The indicia it printed: id, piece number (`sequence`, as the indicium carries it) and, for a print or correction request, batch and place. */
   indicia?: Array<{ indiciumId: number; sequence: number; batchId?: string; index?: number }>;
 }
 

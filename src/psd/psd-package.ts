@@ -12,8 +12,14 @@ export type OperationalState = (typeof OPERATIONAL_STATES)[number];
 
 export interface PsdPublic {
   meterId: string;
-  /** Record update counter: +1 on every seal, checked for freshness (WO 98/57304). */
+  /** Record update counter: +1 on every seal (and per item of a print request), checked for freshness (WO 98/57304). */
   recordCounter: number;
+  /**
+   * Piece counter: the number of indicia this meter has printed (each item of a print request,
+   * each correction). The newest indicium's `sequence` (its piece number) is this value; the
+   * next one gets +1. Never goes down, never reused.
+   */
+  pieceCounter: number;
   state: OperationalState;
   /** Ascending register: postage used, mills. */
   ascendingRegister: number;
@@ -53,8 +59,18 @@ export interface PsdPackage extends PsdPublic {
 export const PUBLIC_TAGS = {
   meterId: 1, recordCounter: 2, state: 3, ascendingRegister: 4, descendingRegister: 5, maxDescendingRegister: 6,
   refundRegister: 7, licensingZip: 8, indiciumCertSerial: 9, indiciumKeyAlgorithm: 10, indiciumKeyExpiry: 11,
-  userSecretsExpiry: 12, lastTransactionTime: 13,
+  userSecretsExpiry: 12, lastTransactionTime: 13, pieceCounter: 14,
 } as const;
+
+/**
+ * Public tags a package sealed by an earlier release may lack, each with the value it then
+ * decodes to (docs/psd-package.md). Every release writes them all.
+ *  - pieceCounter (14), added after release 1: a package without it decodes with the piece
+ *    counter equal to its record counter. Before tag 14 every piece was numbered with the record
+ *    counter (+1 per seal, and per item of a print request), so every number the meter ever
+ *    printed is at most its record counter: counting on from there never reuses a piece number.
+ */
+const OPTIONAL_PUBLIC_TAGS = [PUBLIC_TAGS.pieceCounter] as const;
 
 export const SECRET_TAGS = {
   wrappedIndiciumKey: 1, wrappedUserSecretsKey: 2, userSecrets: 3, lastChallenge: 4, passphraseHistory: 5,
@@ -86,20 +102,25 @@ export function encodePublic(p: PsdPublic): Buffer {
     [t.indiciumKeyExpiry, u64(p.indiciumKeyExpiry)],
     [t.userSecretsExpiry, u64(p.userSecretsExpiry)],
     [t.lastTransactionTime, u64(p.lastTransactionTime)],
+    [t.pieceCounter, u64(p.pieceCounter)],
   ]);
 }
 
 export function decodePublic(buf: Buffer): PsdPublic {
   const t = PUBLIC_TAGS;
-  const f = decodeTlv(buf, Object.values(t));
+  const optional: readonly number[] = OPTIONAL_PUBLIC_TAGS;
+  const f = decodeTlv(buf, Object.values(t).filter((tag) => !optional.includes(tag)), optional);
   const get = (tag: number) => f.get(tag) as Buffer;
+  const recordCounter = readU64(get(t.recordCounter), 'record counter');
+  const piece = f.get(t.pieceCounter);
   const stateIx = readU8(get(t.state), 'state');
   const algIx = readU8(get(t.indiciumKeyAlgorithm), 'indicium key algorithm');
   if (stateIx >= OPERATIONAL_STATES.length) throw new TlvError('unknown operational state');
   if (algIx >= KEY_ALGS.length) throw new TlvError('unknown indicium key algorithm');
   return {
     meterId: readStr(get(t.meterId), 'meter id', METER_ID_PATTERN),
-    recordCounter: readU64(get(t.recordCounter), 'record counter'),
+    recordCounter,
+    pieceCounter: piece ? readU64(piece, 'piece counter') : recordCounter,
     state: OPERATIONAL_STATES[stateIx],
     ascendingRegister: readU64(get(t.ascendingRegister), 'AR'),
     descendingRegister: readU64(get(t.descendingRegister), 'DR'),
@@ -148,6 +169,7 @@ export function newPackage(init: { meterId: string; maxDescendingRegister: numbe
   return {
     meterId: init.meterId,
     recordCounter: 0,
+    pieceCounter: 0,
     state: 'unassigned',
     ascendingRegister: 0,
     descendingRegister: 0,

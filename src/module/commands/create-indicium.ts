@@ -30,24 +30,33 @@ export interface PrintedIndicium extends Registers {
   indicium: Buffer;
   /** SHA-256 of the signed data: the key of duplicate detection. */
   digest: Buffer;
+  /** The piece number: fields.sequence, the package's piece counter after this indicium. */
   sequence: number;
   postage: number;
 }
 
 /** An indicium decided but not yet signed: the package after the debit, the fields and their encoding. */
 export interface PlannedIndicium {
+  /** The package after the debit, its piece counter moved on to `sequence` (the record counter is not touched). */
   next: PsdPackage;
   fields: IndiciumFields;
   /** encodeIndiciumData(fields): the bytes to sign. */
   data: Buffer;
+  /** The piece number printed in the indicium (fields.sequence): the piece counter + 1. */
   sequence: number;
+  /**
+   * The record counter value this indicium's transaction takes (+1): the `sequence` of its
+   * receipt. Receipts, the journal and resync count records, not pieces (docs/protocol.md).
+   */
+  recordSequence: number;
 }
 
 /**
  * The register part of CreateIndicium, no token call: the meter must be active with a certified
- * key and the funds; DR is debited and AR credited; the fields carry the registers after the
- * debit and the sequence (the record counter after the command). The fields are encoded here,
- * so their checks (INDICIUM_FIELD_INVALID) run before anything is debited or signed.
+ * key and the funds; DR is debited and AR credited, the piece counter counts this piece; the
+ * fields carry the registers after the debit and the piece number (the piece counter after it).
+ * The fields are encoded here, so their checks (INDICIUM_FIELD_INVALID) run before anything is
+ * debited or signed.
  */
 export function planIndicium(opened: PsdPackage | null, req: { postage: number; mailpiece: Mailpiece }, now: number): PlannedIndicium {
   const pkg = existing(opened);
@@ -58,8 +67,9 @@ export function planIndicium(opened: PsdPackage | null, req: { postage: number; 
     ...pkg,
     descendingRegister: pkg.descendingRegister - req.postage,
     ascendingRegister: pkg.ascendingRegister + req.postage,
+    pieceCounter: pkg.pieceCounter + 1,
   };
-  const sequence = pkg.recordCounter + 1;
+  const sequence = next.pieceCounter;
   const fields: IndiciumFields = {
     algorithm: pkg.indiciumKeyAlgorithm ?? 'ec-p256',
     itemType: req.mailpiece.itemType ?? 'postage',
@@ -77,7 +87,7 @@ export function planIndicium(opened: PsdPackage | null, req: { postage: number; 
     rateTableId: req.mailpiece.rateTableId,
     rateTableVersion: req.mailpiece.rateTableVersion,
   };
-  return { next, fields, data: encodeIndiciumData(fields), sequence };
+  return { next, fields, data: encodeIndiciumData(fields), sequence, recordSequence: pkg.recordCounter + 1 };
 }
 
 /** Signs a planned indicium inside the module with the meter's indicium key (unwrapped by `keys`). */

@@ -28,8 +28,9 @@ export interface BatchItemResult {
  * envelope (operational()). Each item, while the session is live: its dynamic password is
  * verified with the HMK inside the token, the postage debited, the indicium signed and encrypted
  * to the session key inside the token, and a receipt signed; the package is sealed once, after
- * the last item. Items get the record counter's next values (their receipts' `sequence`, in
- * order); the authorisation's receipt comes after them.
+ * the last item. Items get the piece counter's next values (the piece number each indicium
+ * carries, in order) and the record counter's (their receipts' `sequence`, in order); the
+ * authorisation's receipt comes after them.
  *
  * A refused item (INSUFFICIENT_FUNDS, a field the indicium cannot carry, a refusal from
  * `refused`) fails alone: the package is as before it. A bad dynamic password or a session found
@@ -111,8 +112,9 @@ export function printBatch(req: {
         }
         planned.push({ index, plan, counter: item.counter, postage: item.postage });
         results.push({ index, status: 'printed' });
-        // the next item (and the authorisation's receipt) take the following record counter values
-        cur = { ...plan.next, recordCounter: plan.sequence };
+        // the next item takes the following piece number (plan.next counted this piece); it and
+        // the authorisation's receipt take the following record counter values
+        cur = { ...plan.next, recordCounter: plan.recordSequence };
         amount += item.postage;
       }
 
@@ -123,7 +125,7 @@ export function printBatch(req: {
         const receipts = chunk.map((p): Omit<Receipt, 'signature'> => ({
           meterId: pkg.meterId, op: req.type === 'correction' ? 'correction' : 'print', amount: p.postage,
           ascendingRegister: p.plan.next.ascendingRegister, descendingRegister: p.plan.next.descendingRegister,
-          sequence: p.plan.sequence, time, moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
+          sequence: p.plan.recordSequence, time, moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
         }));
         const signatures = await scope.many([
           ...chunk.map((p) => ({ signWithWrappedKey: { wrappedKey, algorithm: p.plan.fields.algorithm, data: p.plan.data } })),

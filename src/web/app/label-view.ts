@@ -13,7 +13,7 @@ export async function labelView(req: { item: WebIndicium; deliveryAddress: strin
   const png = await renderLabel({ ...label, format: 'png' });
   const url = URL.createObjectURL(new Blob([new Uint8Array(png)], { type: 'image/png' }));
   const f = req.item.decoded.fields;
-  return h('figure', { class: 'preview', 'data-indicium-id': req.item.indiciumId, 'data-sequence': req.item.receipt.sequence },
+  return h('figure', { class: 'preview', 'data-indicium-id': req.item.indiciumId, 'data-sequence': f.sequence },
     h('img', { src: url, alt: `Label with indicium ${req.item.indiciumId}: ${formatMills(f.postage)} to ZIP ${f.destinationZip}` }),
     h('figcaption', {}, `Indicium ${req.item.indiciumId}, sequence ${f.sequence} — ${formatMills(f.postage)} to ${f.destinationZip}, mailing date ${f.dateOfMailing}`),
     h('div', { class: 'noprint' },
