@@ -21,8 +21,8 @@ async function main(): Promise<number> {
       process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       return 0;
     }
-    const m = r.meter as { meterId: string; state: string; ascendingRegister: number; descendingRegister: number; recordCounter: number };
-    process.stdout.write(`meter ${m.meterId} (${m.state})  AR ${formatMills(m.ascendingRegister)}  DR ${formatMills(m.descendingRegister)}  record counter ${m.recordCounter}\n`);
+    const m = r.meter as { meterId: string; state: string; licence: string; licenceId: string; ascendingRegister: number; descendingRegister: number; recordCounter: number };
+    process.stdout.write(`meter ${m.meterId} (${m.state}, licence ${m.licence}${m.licenceId ? ` ${m.licenceId}` : ''})  AR ${formatMills(m.ascendingRegister)}  DR ${formatMills(m.descendingRegister)}  record counter ${m.recordCounter}\n`);
     for (const h of r.history) {
       process.stdout.write(`${h.at}  ${h.type.padEnd(12)} ${formatMills(h.amount).padStart(12)}  AR ${formatMills(h.ascendingRegister).padStart(12)}  DR ${formatMills(h.descendingRegister).padStart(12)}  module ${h.module}#${h.seq}  ${JSON.stringify(h.details)}\n`);
     }

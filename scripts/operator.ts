@@ -2,7 +2,8 @@
  * npm run operator -- pool
  *                   | buy-stock --amount 1000.00 --reference POST-REF
  *                   | fraud-cases [--meter METER]
- *                   | suspend|reactivate|withdraw|refund-and-close METER --reason TEXT
+ *                   | suspend|reactivate|withdraw|refund-and-close|revoke-licence METER --reason TEXT
+ *                   | licences [--status pending|refused|...] [--meter METER]
  * The operator's routes (/v1/operator, docs/api-conventions.md) from a terminal: VBI_SERVER names
  * the service (default http://127.0.0.1:8080), VBI_OPERATOR_TOKEN the operator's bearer credential
  * (`npm run credentials -- add operator --name NAME`). Amounts are dollars with up to 3 decimals,
@@ -34,7 +35,7 @@ async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promi
   return answer;
 }
 
-const usage = 'usage: npm run operator -- pool | buy-stock --amount 1000.00 --reference REF | fraud-cases [--meter METER] | suspend|reactivate|withdraw|refund-and-close METER --reason TEXT\n';
+const usage = 'usage: npm run operator -- pool | buy-stock --amount 1000.00 --reference REF | fraud-cases [--meter METER] | suspend|reactivate|withdraw|refund-and-close|revoke-licence METER --reason TEXT | licences [--status STATUS] [--meter METER]\n';
 
 async function main(): Promise<number> {
   const [command, arg] = process.argv.slice(2);
@@ -58,10 +59,20 @@ async function main(): Promise<number> {
       out(await call('GET', `/v1/operator/fraud-cases${meter ? `?meterId=${encodeURIComponent(meter)}` : ''}`));
       return 0;
     }
+    case 'licences': {
+      const query = new URLSearchParams();
+      const status = option('--status');
+      const meter = option('--meter');
+      if (status) query.set('status', status);
+      if (meter) query.set('meterId', meter);
+      out(await call('GET', `/v1/operator/licence-requests${query.size ? `?${query.toString()}` : ''}`));
+      return 0;
+    }
     case 'suspend':
     case 'reactivate':
     case 'withdraw':
-    case 'refund-and-close': {
+    case 'refund-and-close':
+    case 'revoke-licence': {
       const reason = option('--reason');
       if (!arg || arg.startsWith('--') || !reason) break;
       out(await call('POST', `/v1/operator/meters/${encodeURIComponent(arg)}/${command}`, { reason }));

@@ -49,6 +49,10 @@ export const ERROR_CODES = {
   METER_NOT_SUSPENDED: { status: 409, kind: 'user', text: 'meter is not suspended' },
   METER_NOT_ACTIVE: { status: 409, kind: 'user', text: 'meter is not active (unassigned or suspended)' },
   METER_NOT_EMPTY: { status: 409, kind: 'user', text: 'meter still holds postage in its descending register' },
+  // licensing (src/licensing/, docs/licensing.md)
+  METER_NOT_LICENSED: { status: 403, kind: 'user', text: 'the meter has no licence from the postal licensing authority (pending, refused or revoked): it cannot print' },
+  ALREADY_LICENSED: { status: 409, kind: 'user', text: 'the meter is already licensed' },
+  LICENCE_REVOKED: { status: 409, kind: 'user', text: "the meter's licence was revoked: it is not licensed again" },
   INSUFFICIENT_FUNDS: { status: 409, kind: 'user', text: 'descending register is lower than the amount' },
   MAX_DR_EXCEEDED: { status: 409, kind: 'user', text: "amount would take the descending register past the meter's maximum" },
   SPOILAGE_LIMIT: { status: 409, kind: 'user', text: 'refund total would exceed the spoilage limit of the ascending register' },

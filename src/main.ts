@@ -13,6 +13,8 @@ import { MeterGen } from './pki/metergen';
 import { fromPemAll } from './pki/pem';
 import { SandboxPaymentProvider } from './payments/sandbox-provider';
 import { PaymentProvider } from './payments/payment-provider';
+import { LicensingAuthority } from './licensing/licensing-authority';
+import { DevLicensingAuthority } from './licensing/dev-authority';
 
 /**
  * `npm start`: the whole service. On the embedded defaults (no DATABASE_URL, no CA_URL, the
@@ -20,10 +22,11 @@ import { PaymentProvider } from './payments/payment-provider';
  * and vendor tokens, the CA itself — starts PostgreSQL, runs the migrations, keeps a few certified
  * meters ready, and serves the API. Production sets PKCS11_*, DATABASE_URL, CA_URL and the
  * MeterGen variables (src/pki/metergen-config.ts), VBI_INTERMEDIATES, VBI_TLS_CERT/KEY and
- * VBI_PAYMENT_PROVIDER.
+ * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY.
  */
 async function main(): Promise<void> {
   const payments = paymentProvider(process.env);
+  const licensing = licensingAuthority(process.env);
   const config = loadConfig();
   const service = await createService({ config });
   for (const m of service.status().modules) {
@@ -57,7 +60,7 @@ async function main(): Promise<void> {
     ? { cert: readFileSync(process.env.VBI_TLS_CERT), key: readFileSync(process.env.VBI_TLS_KEY) }
     : undefined;
   const server = await startServer({
-    service, pki, metergen: metergenOf, payments,
+    service, pki, metergen: metergenOf, payments, licensing,
     meterPool: { minimum: Number(process.env.VBI_METER_POOL ?? 3), maxDescendingRegister: 1_000_000_000 },
     host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls,
     // registration, challenge and session-open attempts per client address (and meter) per minute
@@ -97,6 +100,22 @@ function paymentProvider(env: NodeJS.ProcessEnv): PaymentProvider {
   }
   if (chosen !== 'sandbox') throw vbiError('CONFIG_INVALID', `VBI_PAYMENT_PROVIDER '${chosen}' is not available (only 'sandbox')`);
   return new SandboxPaymentProvider();
+}
+
+/**
+ * The postal licensing authority (docs/licensing.md), chosen by configuration before anything
+ * starts, as the payment provider is. Only the dev authority is built (the HTTP shape of a real
+ * CMLS adapter is documented, not built); a production deployment (CA_URL set) refuses to start
+ * with it unless VBI_LICENSING_AUTHORITY=dev says so explicitly (a staging system whose meters the
+ * post does not license).
+ */
+function licensingAuthority(env: NodeJS.ProcessEnv): LicensingAuthority {
+  const chosen = env.VBI_LICENSING_AUTHORITY || (env.CA_URL ? undefined : 'dev');
+  if (chosen === undefined) {
+    throw vbiError('CONFIG_INVALID', 'a production deployment (CA_URL set) needs VBI_LICENSING_AUTHORITY; no adapter to the postal licensing system is built yet (its HTTP shape: docs/licensing.md), and VBI_LICENSING_AUTHORITY=dev is only for a staging system');
+  }
+  if (chosen !== 'dev') throw vbiError('CONFIG_INVALID', `VBI_LICENSING_AUTHORITY '${chosen}' is not available (only 'dev')`);
+  return new DevLicensingAuthority();
 }
 
 main().catch((e) => {

@@ -23,6 +23,8 @@ import { RenewalRun, renewDueKeys } from './pki/key-renewal-schedule';
 import { writeMissingReports } from './reports/report-file';
 import { Mutex } from './module/mutex';
 import { PaymentProvider } from './payments/payment-provider';
+import { LicensingAuthority } from './licensing/licensing-authority';
+import { LicenceQueue } from './licensing/licence-queue';
 
 export interface ServerDeps {
   service: Service;
@@ -31,7 +33,9 @@ export interface ServerDeps {
   /** For module identity certificates: the same CA, RA and trust anchor as MeterGen's. */
   pki: { ca: CaClient; ra: RequestCountersigner; trust: TrustStore; intermediates: Buffer[] };
   payments: PaymentProvider;
-  mailer?: Partial<Omit<MailerOptions, 'ledger' | 'payments'>>;
+  /** The postal licensing authority (docs/licensing.md): the dev authority, or a real adapter. */
+  licensing: LicensingAuthority;
+  mailer?: Partial<Omit<MailerOptions, 'ledger' | 'payments' | 'licensing'>>;
   /** Certified, unassigned meters kept ready for registrations. */
   meterPool?: { minimum: number; maxDescendingRegister: number };
   host?: string;
@@ -51,6 +55,7 @@ export interface ServerDeps {
 export const IDEMPOTENCY_RETENTION_MS = 30 * 86_400_000;
 const IDEMPOTENCY_PURGE_EVERY_MS = 3_600_000;
 const CAPTURE_EVERY_MS = 300_000;
+const LICENSING_EVERY_MS = 60_000;
 
 export interface RunningServer {
   url: string;
@@ -67,6 +72,8 @@ export interface RunningServer {
   capturePayments(): Promise<{ captured: number; failed: number }>;
   /** One payout pass: refunds still due paid back through the processor (with the capture pass). */
   payRefunds(): Promise<{ paid: number; unpaid: number; failed: number }>;
+  /** One licensing pass: pending licence requests asked of the authority again (every LICENSING_EVERY_MS and at start). */
+  licensingPass(): Promise<{ licensed: number; refused: number; pending: number }>;
   /** One pass of the report schedule: the dates whose report it wrote. */
   writeMissingReports(): Promise<string[]>;
   close(): Promise<void>;
@@ -91,9 +98,10 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const replenishMeters = deps.meterPool
     ? () => poolLock.run(async () => { await keepMeterPool({ ledger, metergen, ...deps.meterPool! }); })
     : undefined;
+  const licences = new LicenceQueue({ ledger, authority: deps.licensing, log: deps.log });
   const mailer = new MailerService({
     ledger, payments: deps.payments, oaepHash: service.config.hsm.oaepHash, spoilageLimitBps: service.config.spoilageLimitBps,
-    replenishMeters, log: deps.log, ...deps.mailer,
+    replenishMeters, log: deps.log, licensing: licences, ...deps.mailer,
   });
   const checks = {
     trustAnchors: deps.pki.trust.anchors(),
@@ -108,7 +116,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const checker = new IndiciumVerifier(checks);
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log,
     operator: { reactivateMeter: (r) => ledger.reactivateMeter(r), suspendMeter: (r) => ledger.suspendMeter(r), withdrawMeter: (r) => ledger.withdraw(r), refundAndClose: (r) => mailer.refundAndClose(r),
-      purchaseStock: (r) => ledger.purchaseFromPost(r), pool: () => ledger.pool() },
+      revokeLicence: (r) => ledger.revokeLicence(r), purchaseStock: (r) => ledger.purchaseFromPost(r), pool: () => ledger.pool() },
     instance: { id: service.instanceId, alive: (id) => service.instanceAlive(id) } });
   const server: Server = deps.tls ? createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key, minVersion: 'TLSv1.2' }, app) : createHttpServer(app);
   server.on('clientError', answerClientError);
@@ -143,6 +151,13 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const captureTimer = setInterval(() => { void processorPass().catch(() => undefined); }, CAPTURE_EVERY_MS);
   captureTimer.unref();
   void processorPass().catch(() => undefined);
+  // Licence requests still pending at the authority (under review, a link failure, a crash
+  // between step 1c and its licence): every LICENSING_EVERY_MS and at start.
+  const licensingLock = new Mutex();
+  const licensingPass = () => licensingLock.run(() => licences.pass());
+  const licensingTimer = setInterval(() => { void licensingPass().catch((e) => deps.log?.(`licensing pass failed: ${(e as Error).message}`)); }, LICENSING_EVERY_MS);
+  licensingTimer.unref();
+  void licensingPass().catch((e) => deps.log?.(`licensing pass failed: ${(e as Error).message}`));
   // Daily reports: the complete days of the last week that have records and no file yet.
   const reportLock = new Mutex();
   const reportPass = () => reportLock.run(async () => {
@@ -161,6 +176,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     writeMissingReports: reportPass,
     capturePayments: capturePass,
     payRefunds: payoutPass,
+    licensingPass,
     url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
     app, api, mailer, metergen, store,
     close: async () => {
@@ -169,6 +185,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       await renewalLock.run(async () => undefined); // let a running renewal pass finish
       clearInterval(captureTimer);
       await captureLock.run(async () => undefined);
+      clearInterval(licensingTimer);
+      await licensingLock.run(async () => undefined);
       if (reportTimer) clearInterval(reportTimer);
       await reportLock.run(async () => undefined);
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });

@@ -75,6 +75,7 @@ describe('daily reports: movements, transactions and reconciliation, signed and 
     expect(first).to.deep.equal([...first].sort((a, b) => a - b));
     const types = days.flatMap((a) => a.movements.rows.map((m) => m.type));
     expect(types.filter((t) => t === 'pvd')).to.have.length(2);
+    expect(types.filter((t) => t === 'license')).to.have.length(2); // each meter's licence (docs/licensing.md)
     expect(types).to.not.include('indicium');
   });
 

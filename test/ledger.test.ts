@@ -320,16 +320,17 @@ describe('transaction engine (SoftHSM2 + PostgreSQL)', function () {
 
     it("prints a meter's registers and history from the verified journal", async () => {
       const h = await meterHistory({ db: f.db.knex, hsm: f.service.engines[0].hsm, meterId });
-      expect(h.meter).to.deep.include({ meterId, ascendingRegister: 600, descendingRegister: 19_400 });
+      expect(h.meter).to.deep.include({ meterId, ascendingRegister: 600, descendingRegister: 19_400, licence: 'licensed', licenceId: `TEST-${meterId}` });
       expect(h.history.map((l) => [l.type, l.amount])).to.deep.equal([
-        ['meter-create', 0], ['meter-certify', 0], ['meter-assign', 0], ['pvd', 20_000], ['indicium', 100], ['indicium', 200], ['indicium', 300],
+        ['meter-create', 0], ['meter-certify', 0], ['meter-assign', 0], ['license', 0], ['pvd', 20_000], ['indicium', 100], ['indicium', 200], ['indicium', 300],
       ]);
-      expect(h.history[4].details).to.deep.include({ postage: 100, kind: 'postage' });
+      expect(h.history[3].details).to.deep.include({ licenceId: `TEST-${meterId}` });
+      expect(h.history[5].details).to.deep.include({ postage: 100, kind: 'postage' });
     });
 
     it('reports the first broken row of an edited or shortened journal', async () => {
       const k = f.db.knex;
-      expect(await verifyJournal({ db: k, hsm: f.service.engines[0].hsm })).to.deep.include({ ok: true, rowsChecked: 7 });
+      expect(await verifyJournal({ db: k, hsm: f.service.engines[0].hsm })).to.deep.include({ ok: true, rowsChecked: 8 });
       const rows = await k('journal').orderBy('checkpoint_seq');
       // someone with database rights goes around the append-only trigger
       await k.transaction(async (trx) => {

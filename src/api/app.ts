@@ -35,6 +35,8 @@ export interface AppDeps {
     suspendMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     withdrawMeter(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
     refundAndClose(req: { meterId: string; operator: string; reason: string }): Promise<unknown>;
+    /** The module's revoke-licence command (Ledger.revokeLicence; docs/licensing.md). */
+    revokeLicence(req: { meterId: string; operator: string; reason: string }): Promise<{ licence: string; licenceId: string }>;
     /** Stock bought from the post enters the pool, once per post's reference (Ledger.purchaseFromPost). */
     purchaseStock(req: { amount: number; reference: string; operator: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }>;
     pool(): Promise<{ purchased: number; available: number; refundsPaid: number }>;
@@ -279,6 +281,42 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
       },
     });
   }
+
+  api.defineRoute<{ reason: string }, Record<string, unknown>>({
+    method: 'post', path: '/v1/operator/meters/:meterId/revoke-licence',
+    summary: "revoke a meter's licence: it prints nothing more and takes no postage; refunds still work; final (audited with the operator and the reason; docs/licensing.md)",
+    params: objectSchema({ meterId: meterIdSchema }), body: objectSchema({ reason: { type: 'string', minLength: 1, maxLength: 500 } }, ['reason']),
+    responses: ok('licence and registers'),
+    handler: async (req) => {
+      const op = await operatorOf(req as unknown as express.Request);
+      const { licence, licenceId, ...registers } = await deps.operator.revokeLicence({
+        meterId: (req.params as { meterId: string }).meterId, operator: `${op.name} (${op.id})`, reason: req.body.reason,
+      });
+      return { licence, licenceId, registers };
+    },
+  });
+  api.defineRoute<unknown, { status?: string; meterId?: string }>({
+    method: 'get', path: '/v1/operator/licence-requests',
+    summary: "licence requests and where each stands at the licensing authority, newest first; one state's with ?status, one meter's with ?meterId (the meter's package is the authority on its licence)",
+    query: objectSchema({ status: { type: 'string', enum: ['registering', 'pending', 'licensed', 'refused', 'revoked'] }, meterId: meterIdSchema }, []),
+    responses: ok('licence requests'),
+    handler: async (req) => {
+      await operatorOf(req as unknown as express.Request);
+      const q = deps.db('license_requests').orderBy('request_id', 'desc').limit(200)
+        .select('request_id', 'account_id', 'meter_id', 'licensing_zip', 'status', 'licence_id', 'reason', 'authority_ref', 'attempts', 'last_error',
+          'created_at', 'completed_at', 'last_attempt_at', 'decided_at', 'revoked_at');
+      if (req.query.status) q.where({ status: req.query.status });
+      if (req.query.meterId) q.where({ meter_id: req.query.meterId });
+      const iso = (d: Date | null) => (d ? d.toISOString() : null);
+      return {
+        requests: (await q).map((r) => ({
+          requestId: Number(r.request_id), accountId: Number(r.account_id), meterId: r.meter_id, licensingZip: r.licensing_zip, status: r.status,
+          licenceId: r.licence_id, reason: r.reason, authorityRef: r.authority_ref, attempts: r.attempts, lastError: r.last_error,
+          requestedAt: iso(r.created_at), registeredAt: iso(r.completed_at), lastAttemptAt: iso(r.last_attempt_at), decidedAt: iso(r.decided_at), revokedAt: iso(r.revoked_at),
+        })),
+      };
+    },
+  });
 
   defineOperatorViews(api, { db: deps.db, operatorOf });
 

@@ -7,6 +7,7 @@ import { postageValueDownload } from '../module/commands/postage-value-download'
 import { assignMeter } from '../module/commands/assign-meter';
 import { suspendMeter } from '../module/commands/suspend';
 import { reactivateMeter } from '../module/commands/reactivate';
+import { LicenceResult, licenseMeter, revokeLicence } from '../module/commands/licence';
 import { fullRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
@@ -313,6 +314,50 @@ export class Ledger {
       meterId: req.meterId, type: 'reactivate', execute: reactivateMeter(), details: () => ({ operator: req.operator, reason: req.reason }),
     });
     await this.audit(out, { kind: 'meter-reactivated', reason: `reactivated by operator ${req.operator}: ${req.reason}`, details: { meterId: req.meterId, operator: req.operator } });
+    return out.result;
+  }
+
+  /**
+   * The licensing authority's licence into the meter's package (docs/licensing.md): the module's
+   * `license` command. With `requestId`, the licence request row must still be pending and
+   * becomes `licensed` in the same transaction; without one (a meter made without registration,
+   * e.g. by the engine's tests) only the package changes.
+   */
+  async license(req: { meterId: string; licenceId: string; licensingZip: string; requestId?: number }): Promise<LicenceResult> {
+    const out = await this.run({
+      meterId: req.meterId, type: 'license', execute: licenseMeter({ licenceId: req.licenceId, licensingZip: req.licensingZip }),
+      before: async (trx) => {
+        if (req.requestId === undefined) return;
+        const row = await trx('license_requests').where({ request_id: req.requestId, meter_id: req.meterId }).forUpdate().first('status');
+        if (row?.status !== 'pending') throw vbiError('BAD_REQUEST', `licence request ${req.requestId} of meter ${req.meterId} is ${row?.status ?? 'unknown'}, not pending`);
+      },
+      after: async (trx, _o, at) => {
+        if (req.requestId === undefined) return;
+        await trx('license_requests').where({ request_id: req.requestId }).update({ status: 'licensed', licence_id: req.licenceId, decided_at: at, reason: null, last_error: null });
+      },
+      details: () => ({ licenceId: req.licenceId, licensingZip: req.licensingZip, requestId: req.requestId ?? null }),
+    });
+    return out.result;
+  }
+
+  /**
+   * An operator revokes a meter's licence (docs/licensing.md): the module's `revoke-licence`
+   * command; the meter prints nothing more. Its open or granted licence requests become `revoked`
+   * in the same transaction; audited with the operator's name and reason.
+   */
+  async revokeLicence(req: { meterId: string; operator: string; reason: string }): Promise<LicenceResult> {
+    const out = await this.run({
+      meterId: req.meterId, type: 'revoke-licence', execute: revokeLicence(),
+      after: async (trx, _o, at) => {
+        await trx('license_requests').where({ meter_id: req.meterId }).whereIn('status', ['registering', 'pending', 'licensed'])
+          .update({ status: 'revoked', revoked_at: at, reason: `revoked by operator ${req.operator}: ${req.reason}` });
+      },
+      details: () => ({ operator: req.operator, reason: req.reason }),
+    });
+    await this.audit(out, {
+      kind: 'meter-licence-revoked', reason: `licence revoked by operator ${req.operator}: ${req.reason}`,
+      details: { meterId: req.meterId, operator: req.operator, licenceId: out.package.licenceId || null },
+    });
     return out.result;
   }
 

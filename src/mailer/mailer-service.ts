@@ -29,6 +29,7 @@ import { chargeWithRetry } from '../payments/charge';
 import { computePostage } from '../rates/postage';
 import { ItemType } from '../indicium/fields';
 import { ModuleEntry, moduleDirectory } from './module-directory';
+import type { LicenceOutcome, LicenceQueue } from '../licensing/licence-queue';
 
 /** How long a mailer's HMK and password live from registration or re-key, unless configured: 2 years. */
 export const DEFAULT_USER_SECRETS_LIFETIME_MS = 2 * 365 * 86_400_000;
@@ -51,6 +52,11 @@ export interface MailerOptions {
   paymentBackoffMs?: number;
   /** Where operational notes go (a capture left for the next pass). */
   log?: (line: string) => void;
+  /**
+   * The licence request queue (docs/licensing.md): a completed registration's request is
+   * submitted before step 1c answers. Without one the request waits for a licensing pass.
+   */
+  licensing?: LicenceQueue;
 }
 
 export interface PrintItemRequest {
@@ -147,8 +153,12 @@ export class MailerService {
     return { ...entry, moduleSerial: entry.serial, signature: signature.toString('base64') };
   }
 
-  /** 1c: HMK and password secret into the package, meter active, first challenge. */
-  async complete(req: { meterId: string; moduleSerial: string; registrationToken: string; encryptedHmk: string; encryptedPasswordSecret: string }): Promise<{ challenge: string; hmkProof: string; registers: { ascending: number; descending: number } }> {
+  /**
+   * 1c: HMK and password secret into the package, meter active, first challenge. Once that
+   * committed, the meter's licence request goes to the licensing authority (docs/licensing.md)
+   * before the answer, which says where the licence stands: a meter prints only once licensed.
+   */
+  async complete(req: { meterId: string; moduleSerial: string; registrationToken: string; encryptedHmk: string; encryptedPasswordSecret: string }): Promise<{ challenge: string; hmkProof: string; registers: { ascending: number; descending: number }; licence: LicenceOutcome }> {
     let requestId = 0;
     const out = await this.opts.ledger.run({
       meterId: req.meterId, moduleSerial: req.moduleSerial, type: 'registration',
@@ -160,7 +170,8 @@ export class MailerService {
         requestId = lr.request_id;
       },
       after: async (trx, _o, at) => {
-        await trx('license_requests').where({ request_id: requestId }).update({ completed_at: at });
+        // the licence request is due at the authority from now on (docs/licensing.md)
+        await trx('license_requests').where({ request_id: requestId }).update({ completed_at: at, status: 'pending' });
       },
       execute: registerUserSecrets({
         encryptedHmk: Buffer.from(req.encryptedHmk, 'base64'), encryptedPasswordSecret: Buffer.from(req.encryptedPasswordSecret, 'base64'),
@@ -168,9 +179,18 @@ export class MailerService {
       }),
       details: () => ({ moduleSerial: req.moduleSerial }),
     });
+    // the registration is committed and answered whatever the authority does: a failure here
+    // leaves the request pending for the licensing pass
+    const licence: LicenceOutcome = this.opts.licensing
+      ? await this.opts.licensing.process(requestId).catch((e) => {
+        this.opts.log?.(`licence request ${requestId}: left for the next licensing pass: ${(e as Error).message}`);
+        return { status: 'pending' as const };
+      })
+      : { status: 'pending' };
     return {
       challenge: out.result.challenge.toString('base64'), hmkProof: out.result.hmkProof.toString('base64'),
       registers: { ascending: out.package.ascendingRegister, descending: out.package.descendingRegister },
+      licence,
     };
   }
 

@@ -6,7 +6,7 @@ import { canonicalJson } from '../protocol/canonical-json';
  * Audit records: what a module reports about itself (a ring rolled forward after a crash, a
  * stale or invalid package refused, inhibition, reinstatement), what the service records at each
  * start (its configuration and the database it found), suspensions, reactivations and withdrawals
- * of meters, stock bought from the post as operators enter it, and breaks found in the log itself. Each
+ * of meters, licence revocations, stock bought from the post as operators enter it, and breaks found in the log itself. Each
  * module keeps one chain (src/module/audit-chain.ts): a record carries its sequence number and
  * the previous record's hash, and is signed with the module identity key (ECDSA P-256 over
  * SHA-256 of the canonical JSON of every other field), so a record cannot be forged, edited,
@@ -14,7 +14,8 @@ import { canonicalJson } from '../protocol/canonical-json';
  */
 export type AuditKind =
   | 'checkpoint-rolled-forward' | 'package-stale' | 'package-invalid' | 'module-inhibited' | 'module-reinstated'
-  | 'service-started' | 'audit-chain-broken' | 'meter-suspended' | 'meter-reactivated' | 'meter-withdrawn' | 'meter-refunded-closed' | 'pool-purchased';
+  | 'service-started' | 'audit-chain-broken' | 'meter-suspended' | 'meter-reactivated' | 'meter-withdrawn' | 'meter-refunded-closed' | 'pool-purchased'
+  | 'meter-licence-revoked';
 
 /** What is recorded, before the chain numbers and signs it. */
 export interface AuditEvent {

@@ -41,6 +41,10 @@ export const TRANSACTION_TYPES = {
   reactivate: 15,
   /** The mailer's HMK and password replaced (docs/protocol.md 7). */
   rekey: 16,
+  /** The licensing authority's licence recorded in the package (docs/licensing.md). */
+  license: 17,
+  /** An operator revoked the meter's licence: it prints nothing more. */
+  'revoke-licence': 18,
 } as const;
 export type TransactionType = keyof typeof TRANSACTION_TYPES;
 const TYPE_BY_CODE = new Map<number, TransactionType>(

@@ -3,6 +3,7 @@ import { HsmModule } from '../hsm/hsm-module';
 import { decodeCheckpoint } from '../module/checkpoint';
 import { openJournalPayload } from '../ledger/journal';
 import { vbiError } from '../errors';
+import { openPackage } from '../module/package-seal';
 
 export interface HistoryLine {
   journalId: number;
@@ -35,9 +36,11 @@ export async function meterHistory(req: { db: Knex; hsm: HsmModule; meterId: str
       ascendingRegister: cp.ascendingRegister, descendingRegister: cp.descendingRegister, module: cp.moduleSerial, seq: cp.seq, details,
     });
   }
+  // the licence is only in the sealed package (docs/licensing.md): read it there, MAC checked
+  const pkg = await openPackage(req.hsm, m.package, m.meter_id);
   return {
     meter: {
-      meterId: m.meter_id, accountId: m.account_id, state: m.state, recordCounter: m.record_counter,
+      meterId: m.meter_id, accountId: m.account_id, state: m.state, licence: pkg.licence, licenceId: pkg.licenceId, recordCounter: m.record_counter,
       ascendingRegister: m.ascending_register, descendingRegister: m.descending_register, updatedAt: m.updated_at,
     },
     history,

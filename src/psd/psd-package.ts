@@ -10,6 +10,13 @@ import { encodeTlv, decodeTlv, u64, readU64, u8, readU8, str, readStr, TlvError 
 export const OPERATIONAL_STATES = ['unassigned', 'active', 'suspended', 'closed'] as const;
 export type OperationalState = (typeof OPERATIONAL_STATES)[number];
 
+/**
+ * The meter's licence from the postal licensing authority (CMLS; docs/licensing.md): a meter
+ * prints only while 'licensed'. Persisted as the index (tag 15): never reorder.
+ */
+export const LICENCE_STATES = ['none', 'licensed', 'revoked'] as const;
+export type LicenceState = (typeof LICENCE_STATES)[number];
+
 export interface PsdPublic {
   meterId: string;
   /** Record update counter: +1 on every seal (and per item of a print request), checked for freshness (WO 98/57304). */
@@ -37,6 +44,13 @@ export interface PsdPublic {
   userSecretsExpiry: number;
   /** Time of the last transaction that changed the package, ms since epoch; 0 = never. */
   lastTransactionTime: number;
+  /**
+   * The licence (docs/licensing.md). A package sealed before licensing existed has no tag 15 and
+   * decodes as 'licensed' (grandfathered: a meter already printing keeps printing).
+   */
+  licence: LicenceState;
+  /** The authority's licence number; '' when none was given (or the package predates licensing). */
+  licenceId: string;
 }
 
 export interface PsdSecrets {
@@ -60,17 +74,22 @@ export const PUBLIC_TAGS = {
   meterId: 1, recordCounter: 2, state: 3, ascendingRegister: 4, descendingRegister: 5, maxDescendingRegister: 6,
   refundRegister: 7, licensingZip: 8, indiciumCertSerial: 9, indiciumKeyAlgorithm: 10, indiciumKeyExpiry: 11,
   userSecretsExpiry: 12, lastTransactionTime: 13, pieceCounter: 14,
+  licence: 15, licenceId: 16,
 } as const;
 
 /**
- * Public tags a package sealed by an earlier release may lack, each with the value it then
- * decodes to (docs/psd-package.md). Every release writes them all.
- *  - pieceCounter (14), added after release 1: a package without it decodes with the piece
- *    counter equal to its record counter. Before tag 14 every piece was numbered with the record
- *    counter (+1 per seal, and per item of a print request), so every number the meter ever
- *    printed is at most its record counter: counting on from there never reuses a piece number.
+ * Public tags a package sealed by an earlier release may lack (docs/psd-package.md). Every
+ * release writes them all.
+ *  - pieceCounter (14): a package without it decodes with the piece counter equal to its record
+ *    counter. Before tag 14 every piece was numbered with the record counter (+1 per seal, and
+ *    per item of a print request), so every number the meter ever printed is at most its record
+ *    counter: counting on from there never reuses a piece number.
+ *  - licence and licenceId (15, 16): together or not at all; a package without them was sealed
+ *    before licensing and decodes as licensed (grandfathered), with no licence id.
  */
-const OPTIONAL_PUBLIC_TAGS = [PUBLIC_TAGS.pieceCounter] as const;
+const LICENCE_TAGS: readonly number[] = [PUBLIC_TAGS.licence, PUBLIC_TAGS.licenceId];
+const OPTIONAL_PUBLIC_TAGS: readonly number[] = [PUBLIC_TAGS.pieceCounter, ...LICENCE_TAGS];
+const REQUIRED_PUBLIC_TAGS: readonly number[] = Object.values(PUBLIC_TAGS).filter((tag) => !OPTIONAL_PUBLIC_TAGS.includes(tag));
 
 export const SECRET_TAGS = {
   wrappedIndiciumKey: 1, wrappedUserSecretsKey: 2, userSecrets: 3, lastChallenge: 4, passphraseHistory: 5,
@@ -81,6 +100,8 @@ export const METER_ID_PATTERN = /^[A-Z0-9][A-Z0-9-]{0,31}$/;
 const ZIP_PATTERN = /^(\d{5})?$/;
 const SERIAL_PATTERN = /^([0-9a-f]{2}){0,32}$/;
 const DIGEST_BYTES = 32;
+/** A licence number as the authority gives it: printable, no spaces, at most 64 characters; '' for none. */
+export const LICENCE_ID_PATTERN = /^([A-Za-z0-9][A-Za-z0-9._:/-]{0,63})?$/;
 
 export function encodePublic(p: PsdPublic): Buffer {
   const t = PUBLIC_TAGS;
@@ -88,6 +109,10 @@ export function encodePublic(p: PsdPublic): Buffer {
   if (!METER_ID_PATTERN.test(p.meterId)) throw new TlvError(`meter id '${p.meterId}' is not valid`);
   if (!ZIP_PATTERN.test(p.licensingZip)) throw new TlvError('licensing ZIP must be 5 digits or empty');
   if (!SERIAL_PATTERN.test(p.indiciumCertSerial)) throw new TlvError('certificate serial must be lower-case hex');
+  const licence = LICENCE_STATES.indexOf(p.licence);
+  if (licence < 0) throw new TlvError(`unknown licence state '${String(p.licence)}'`);
+  if (!LICENCE_ID_PATTERN.test(p.licenceId)) throw new TlvError('licence id must be 1 to 64 printable characters without spaces, or empty');
+  // every package sealed from now on carries its licence explicitly (tags 15 and 16)
   return encodeTlv([
     [t.meterId, str(p.meterId)],
     [t.recordCounter, u64(p.recordCounter)],
@@ -103,16 +128,22 @@ export function encodePublic(p: PsdPublic): Buffer {
     [t.userSecretsExpiry, u64(p.userSecretsExpiry)],
     [t.lastTransactionTime, u64(p.lastTransactionTime)],
     [t.pieceCounter, u64(p.pieceCounter)],
+    [t.licence, u8(licence)],
+    [t.licenceId, str(p.licenceId)],
   ]);
 }
 
 export function decodePublic(buf: Buffer): PsdPublic {
   const t = PUBLIC_TAGS;
-  const optional: readonly number[] = OPTIONAL_PUBLIC_TAGS;
-  const f = decodeTlv(buf, Object.values(t).filter((tag) => !optional.includes(tag)), optional);
+  const f = decodeTlv(buf, REQUIRED_PUBLIC_TAGS, OPTIONAL_PUBLIC_TAGS);
   const get = (tag: number) => f.get(tag) as Buffer;
   const recordCounter = readU64(get(t.recordCounter), 'record counter');
   const piece = f.get(t.pieceCounter);
+  // both licence tags or neither (a package sealed before licensing): one encoding per package
+  const licenceTags = LICENCE_TAGS.filter((tag) => f.has(tag)).length;
+  if (licenceTags === 1) throw new TlvError('licence state and licence id come together');
+  const licenceIx = licenceTags ? readU8(get(t.licence), 'licence') : LICENCE_STATES.indexOf('licensed');
+  if (licenceIx >= LICENCE_STATES.length) throw new TlvError('unknown licence state');
   const stateIx = readU8(get(t.state), 'state');
   const algIx = readU8(get(t.indiciumKeyAlgorithm), 'indicium key algorithm');
   if (stateIx >= OPERATIONAL_STATES.length) throw new TlvError('unknown operational state');
@@ -132,6 +163,8 @@ export function decodePublic(buf: Buffer): PsdPublic {
     indiciumKeyExpiry: readU64(get(t.indiciumKeyExpiry), 'indicium key expiry'),
     userSecretsExpiry: readU64(get(t.userSecretsExpiry), 'user secrets expiry'),
     lastTransactionTime: readU64(get(t.lastTransactionTime), 'last transaction time'),
+    licence: LICENCE_STATES[licenceIx],
+    licenceId: licenceTags ? readStr(get(t.licenceId), 'licence id', LICENCE_ID_PATTERN) : '',
   };
 }
 
@@ -164,7 +197,7 @@ export function decodeSecrets(buf: Buffer): PsdSecrets {
   };
 }
 
-/** A new, unassigned package as MeterGen creates it (registers zero, no user secrets yet). */
+/** A new, unassigned package as MeterGen creates it (registers zero, no user secrets yet, no licence). */
 export function newPackage(init: { meterId: string; maxDescendingRegister: number; licensingZip?: string }): PsdPackage {
   return {
     meterId: init.meterId,
@@ -181,6 +214,8 @@ export function newPackage(init: { meterId: string; maxDescendingRegister: numbe
     indiciumKeyExpiry: 0,
     userSecretsExpiry: 0,
     lastTransactionTime: 0,
+    licence: 'none',
+    licenceId: '',
     secrets: {
       wrappedIndiciumKey: Buffer.alloc(0),
       wrappedUserSecretsKey: Buffer.alloc(0),

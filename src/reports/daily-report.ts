@@ -10,7 +10,9 @@ import { ReportSource } from './report-source';
 export const REPORT_FORMAT = 'vbi-daily-report/1';
 
 /** Records that move a meter or its funds (not prints, inquiries, sessions or reinstatements). */
-export const MOVEMENT_TYPES = ['meter-create', 'meter-certify', 'meter-assign', 'registration', 'pvd', 'refund', 'withdraw', 'suspend', 'reactivate', 'key-renewal'] as const;
+export const MOVEMENT_TYPES = [
+  'meter-create', 'meter-certify', 'meter-assign', 'registration', 'pvd', 'refund', 'withdraw', 'suspend', 'reactivate', 'key-renewal', 'license', 'revoke-licence',
+] as const;
 
 export interface Movement {
   at: string; meterId: string; type: string; amount: number; ascendingRegister: number; descendingRegister: number; moduleSerial: string; seq: number;

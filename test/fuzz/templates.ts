@@ -163,6 +163,7 @@ export function templateFor(ctx: CaseContext, route: RouteSpec): Template {
     case 'POST /v1/operator/meters/{meterId}/suspend':
     case 'POST /v1/operator/meters/{meterId}/withdraw':
     case 'POST /v1/operator/meters/{meterId}/refund-and-close':
+    case 'POST /v1/operator/meters/{meterId}/revoke-licence':
       // the fuzzer holds no operator credential: every such request must be refused
       t.kind = 'operator';
       t.pathValues.meterId = rng.pick(usableMailers(fx)).client.meterId;
@@ -171,6 +172,7 @@ export function templateFor(ctx: CaseContext, route: RouteSpec): Template {
     case 'GET /v1/operator/pool':
     case 'GET /v1/operator/audit-records':
     case 'GET /v1/operator/fraud-cases':
+    case 'GET /v1/operator/licence-requests':
       t.kind = 'operator';
       return t;
     case 'POST /v1/operator/pool/purchases':

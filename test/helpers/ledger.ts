@@ -57,7 +57,10 @@ export interface LedgerFixture {
   labels: string[];
   accountId: number;
   metergen: MeterGen;
-  /** A MeterGen meter (key certified by the test CA) assigned to the fixture's account. */
+  /**
+   * A MeterGen meter (key certified by the test CA) assigned to the fixture's account and
+   * licensed: it prints (docs/licensing.md).
+   */
   newMeter(maxDescendingRegister: number, accountId?: number): Promise<{ meterId: string }>;
 }
 
@@ -87,6 +90,10 @@ export async function ledgerFixture(opts: {
     const meterId = `T${randomBytes(3).toString('hex').toUpperCase()}-${++n}`;
     await metergen.createMeter({ meterId, maxDescendingRegister });
     await service.ledger.assignMeter({ accountId: account, meterId });
+    // These meters skip registration and its licence request: the module's `license` command is
+    // run directly, as the licensing pass runs it once the authority approved a request.
+    const { licensing_zip: licensingZip } = await db.knex('accounts').where({ account_id: account }).first('licensing_zip');
+    await service.ledger.license({ meterId, licenceId: `TEST-${meterId}`, licensingZip });
     return { meterId };
   };
   return { service, db, labels, accountId, metergen, newMeter };

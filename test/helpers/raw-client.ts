@@ -31,8 +31,9 @@ export class RawClient {
     return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: testLibrary().profile.oaepHash }, secret).toString('base64');
   }
 
-  async register(password: string, name = 'Raw Mailer'): Promise<void> {
-    const reg = await this.call('POST', '/v1/registrations', { name, licensingZip: '20260', returnAddress: ['Raw Mailer', '1 Test St', 'Washington DC 20260'] });
+  /** Steps 1a and 1c; returns the 1c answer. */
+  async register(password: string, name = 'Raw Mailer', licensingZip = '20260'): Promise<Record<string, any>> {
+    const reg = await this.call('POST', '/v1/registrations', { name, licensingZip, returnAddress: ['Raw Mailer', '1 Test St', 'Washington DC 20260'] });
     if (reg.status !== 201) throw new Error(`register: ${JSON.stringify(reg.json)}`);
     this.meterId = reg.json.meterId;
     this.moduleSerial = reg.json.modules[0].serial;
@@ -43,6 +44,7 @@ export class RawClient {
     if (done.status !== 200) throw new Error(`complete: ${JSON.stringify(done.json)}`);
     this.challenge = done.json.challenge;
     this.registers = done.json.registers;
+    return done.json;
   }
 
   envelope<B>(op: Operation, body: B): OperationalRequest<B> {

@@ -1,6 +1,8 @@
 import { Service, createService } from '../../src/service';
 import { RunningServer, startServer } from '../../src/server';
 import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
+import { DevLicensingAuthority } from '../../src/licensing/dev-authority';
+import type { LicensingAuthority } from '../../src/licensing/licensing-authority';
 import { MailerOptions } from '../../src/mailer/mailer-service';
 import { freshDatabase } from './db';
 import type { Database } from '../../src/db/database';
@@ -27,6 +29,8 @@ export interface ServerFixture {
 export async function serverFixture(opts: {
   db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; modules?: number; labels?: string[]; started?: (service: Service) => Promise<void>;
   mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer };
+  /** The licensing authority; default the dev one, which approves a well-formed application at once. */
+  licensing?: LicensingAuthority;
 } = {}): Promise<ServerFixture> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1, 'srv'));
   const db = opts.db ?? (await freshDatabase());
@@ -41,7 +45,7 @@ export async function serverFixture(opts: {
   const pki = await testPki();
   const payments = new SandboxPaymentProvider({ clearAfterPolls: 1 });
   const server = await startServer({
-    service, payments,
+    service, payments, licensing: opts.licensing ?? new DevLicensingAuthority(),
     metergen: (store) => pki.metergen(store),
     pki: { ca: pki.ca, ra: pki.ra, trust: pki.trust, intermediates: pki.intermediates },
     meterPool: { minimum: opts.pool ?? 2, maxDescendingRegister: 500_000_000 },

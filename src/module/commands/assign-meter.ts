@@ -6,7 +6,9 @@ import { requireCertifiedKey } from './metergen-certify';
 
 /**
  * Puts a certified MeterGen meter into service for an account (registration): only an
- * unassigned meter with a certified, unexpired indicium key can become active.
+ * unassigned meter with a certified, unexpired indicium key can become active. It has no licence
+ * yet (docs/licensing.md): a pool meter sealed before licensing existed decodes as licensed
+ * (grandfathered) and loses that here; a revoked licence stays revoked.
  */
 export function assignMeter(req: { licensingZip: string }) {
   return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<{ certSerial: string }>> => {
@@ -14,7 +16,7 @@ export function assignMeter(req: { licensingZip: string }) {
     if (pkg.state !== 'unassigned') throw vbiError('BAD_REQUEST', `meter ${pkg.meterId} is ${pkg.state}, not unassigned`);
     requireCertifiedKey(pkg, ctx.now);
     return {
-      package: { ...pkg, state: 'active', licensingZip: req.licensingZip },
+      package: { ...pkg, state: 'active', licensingZip: req.licensingZip, licence: pkg.licence === 'revoked' ? 'revoked' : 'none', licenceId: '' },
       type: 'meter-assign',
       amount: 0,
       result: { certSerial: pkg.indiciumCertSerial },

@@ -1,5 +1,5 @@
 import { PsdPackage } from '../../psd/psd-package';
-import { existing, requireActive, requireFunds, Registers } from './guards';
+import { existing, requireActive, requireFunds, requireLicensed, Registers } from './guards';
 import { requireCertifiedKey } from './metergen-certify';
 import { IndiciumFields, ItemType } from '../../indicium/fields';
 import { signEncoded } from '../../indicium/sign';
@@ -52,15 +52,16 @@ export interface PlannedIndicium {
 }
 
 /**
- * The register part of CreateIndicium, no token call: the meter must be active with a certified
- * key and the funds; DR is debited and AR credited, the piece counter counts this piece; the
- * fields carry the registers after the debit and the piece number (the piece counter after it).
- * The fields are encoded here, so their checks (INDICIUM_FIELD_INVALID) run before anything is
- * debited or signed.
+ * The register part of CreateIndicium, no token call: the meter must be active and licensed
+ * (docs/licensing.md) with a certified key and the funds; DR is debited and AR credited, the
+ * piece counter counts this piece; the fields carry the registers after the debit and the piece
+ * number (the piece counter after it). The fields are encoded here, so their checks
+ * (INDICIUM_FIELD_INVALID) run before anything is debited or signed.
  */
 export function planIndicium(opened: PsdPackage | null, req: { postage: number; mailpiece: Mailpiece }, now: number): PlannedIndicium {
   const pkg = existing(opened);
   requireActive(pkg);
+  requireLicensed(pkg);
   requireCertifiedKey(pkg, now);
   requireFunds(pkg, req.postage);
   const next: PsdPackage = {

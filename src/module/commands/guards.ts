@@ -13,6 +13,16 @@ export function requireActive(pkg: PsdPackage): void {
   if (pkg.state !== 'active') throw vbiError('METER_NOT_ACTIVE', `meter ${pkg.meterId} is ${pkg.state}`);
 }
 
+/**
+ * Printing (indicia, corrections) needs the licence of the postal licensing authority
+ * (docs/licensing.md): a meter whose licence is pending, was refused or was revoked signs nothing.
+ */
+export function requireLicensed(pkg: PsdPackage): void {
+  if (pkg.licence === 'licensed') return;
+  const why = pkg.licence === 'revoked' ? 'its licence was revoked' : 'it has no licence from the licensing authority (pending or refused)';
+  throw vbiError('METER_NOT_LICENSED', `meter ${pkg.meterId} may not print: ${why}`, { licence: pkg.licence });
+}
+
 export function requireFunds(pkg: PsdPackage, amount: number): void {
   if (pkg.descendingRegister < amount) {
     throw vbiError('INSUFFICIENT_FUNDS', `meter ${pkg.meterId}: DR ${pkg.descendingRegister} mills < ${amount} mills`, {

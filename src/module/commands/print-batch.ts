@@ -2,7 +2,7 @@ import { VbiError } from '../../errors';
 import { PsdPackage } from '../../psd/psd-package';
 import { dynamicPasswordInput, Receipt, receiptSignedBytes } from '../../protocol/messages';
 import { Mailpiece, PlannedIndicium, PrintedIndicium, planIndicium, signPlanned } from './create-indicium';
-import { registersOf } from './guards';
+import { registersOf, requireLicensed } from './guards';
 import type { KeyScope } from '../../hsm/hsm-module';
 import { Operation } from './operational';
 import { indiciumAad, SessionItem } from './print-item';
@@ -37,6 +37,9 @@ export interface BatchItemResult {
  * over (`live` answers a code) voids that item and every later one; nothing is debited for them.
  * Results go to `holder.results` (the operational result itself stays what the client MACs).
  *
+ * A meter without a licence (docs/licensing.md) is refused as a whole (METER_NOT_LICENSED), before
+ * any item: nothing is signed, debited or stored, and the challenge stays valid.
+ *
  * The token work is cut into one chunk of items per key scope: the request's own and the spare
  * ones the module has free at that moment (HsmModule.withSpareKeys, one per further token
  * thread, at most SPARE_SCOPES more; never waited for). It runs in three steps, the token's in few trips (KeyScope.many): (1) every
@@ -55,6 +58,7 @@ export function printBatch(req: {
   holder: { results?: BatchItemResult[] };
 }): Operation<Record<string, unknown>> {
   return async (pkg, ctx) => {
+    requireLicensed(pkg);
     const sessionKey = { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const };
     const items = req.items();
     const work = items.filter((x) => !x.refused).length;

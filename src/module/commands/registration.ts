@@ -12,7 +12,9 @@ export const CHALLENGE_BYTES = 16;
  * verified the module and sends a fresh HMK and its password secret, each RSA-OAEP-encrypted to
  * the module transport key. The module takes both in without the host seeing them: the HMK is
  * kept wrapped under the meter's user-secrets key, the password only as an HMAC verifier computed
- * inside the token. The meter becomes active and gets its first challenge.
+ * inside the token. The meter becomes active and gets its first challenge. It has no licence
+ * until the licensing authority grants one (docs/licensing.md): a meter handed out before
+ * licensing existed (its package decodes as grandfathered) loses that here; a revoked one stays revoked.
  */
 export function registerUserSecrets(req: { encryptedHmk: Buffer; encryptedPasswordSecret: Buffer; userSecretsLifetimeMs: number }) {
   return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<{ challenge: Buffer; hmkProof: Buffer }>> => {
@@ -34,6 +36,8 @@ export function registerUserSecrets(req: { encryptedHmk: Buffer; encryptedPasswo
       package: {
         ...pkg,
         state: 'active',
+        licence: pkg.licence === 'revoked' ? 'revoked' : 'none',
+        licenceId: '',
         userSecretsExpiry: ctx.now + req.userSecretsLifetimeMs,
         secrets: {
           ...pkg.secrets,

@@ -1,0 +1,48 @@
+import { LicenceApplication, LicenceDecision, LicensingAuthority, LicensingLinkError } from './licensing-authority';
+
+/**
+ * The licensing authority of development and test deployments (docs/licensing.md). It checks what
+ * the real one would refuse outright and approves the rest at once:
+ * - the licensing ZIP is 5 digits and not 00000 (no post office has it);
+ * - the account name is not blank;
+ * - the return address has at least one line that is not blank.
+ * A refusal names the first check that failed. The licence number is `DEV-<ZIP>-<request id>`.
+ *
+ * For the queue's other paths, per request: the first `linkFailures` submissions throw
+ * LicensingLinkError (no answer), the next `pendingAnswers` are answered `pending` (a review that
+ * takes a while: the licensing pass asks again), then the request is decided. It keeps the
+ * newest applications it saw, for tests.
+ */
+export class DevLicensingAuthority implements LicensingAuthority {
+  readonly name = 'dev';
+  private readonly asked = new Map<number, number>();
+  readonly applications: LicenceApplication[] = [];
+
+  constructor(private readonly opts: { linkFailures?: number; pendingAnswers?: number } = {}) {}
+
+  async submit(application: LicenceApplication): Promise<LicenceDecision> {
+    this.applications.push(application);
+    if (this.applications.length > KEPT_APPLICATIONS) this.applications.shift();
+    const n = (this.asked.get(application.requestId) ?? 0) + 1;
+    this.asked.set(application.requestId, n);
+    const failures = this.opts.linkFailures ?? 0;
+    if (n <= failures) throw new LicensingLinkError('dev authority: no answer (link failure)');
+    if (n <= failures + (this.opts.pendingAnswers ?? 0)) return { status: 'pending', authorityRef: `DEV-CASE-${application.requestId}` };
+    const refusal = devRefusal(application);
+    if (refusal) return { status: 'refused', reason: refusal };
+    return { status: 'approved', licenceId: `DEV-${application.licensingZip}-${String(application.requestId).padStart(6, '0')}` };
+  }
+}
+
+/** The newest applications kept for inspection (a dev service runs for days). */
+const KEPT_APPLICATIONS = 1_000;
+
+/** Why the dev authority refuses an application, or null when it approves it. */
+export function devRefusal(a: Pick<LicenceApplication, 'licensingZip' | 'accountName' | 'returnAddress'>): string | null {
+  if (typeof a.licensingZip !== 'string' || !/^\d{5}$/.test(a.licensingZip) || a.licensingZip === '00000') {
+    return `licensing ZIP '${String(a.licensingZip)}' is not the 5-digit ZIP of a post office`;
+  }
+  if (typeof a.accountName !== 'string' || a.accountName.trim() === '') return 'the account name is missing';
+  if (!Array.isArray(a.returnAddress) || !a.returnAddress.some((l) => typeof l === 'string' && l.trim() !== '')) return 'the return address is missing';
+  return null;
+}

@@ -1,0 +1,54 @@
+/**
+ * The boundary to the postal licensing authority (the USPS Computerized Meter Licensing System,
+ * CMLS, in WO 99/41690: the registration form — PS Form 3601-A — goes to the authority, which
+ * returns a licence number). One narrow interface; the dev authority (./dev-authority.ts) and a
+ * real adapter (its HTTP shape: docs/licensing.md) live behind it.
+ *
+ * Contract every authority keeps:
+ * - `requestId` is the idempotency key at the authority: submit() called again with the same
+ *   requestId (a retry, or the licensing pass asking about a pending request) must not file a
+ *   second application; it answers the request's current state.
+ * - A refusal and a request still under review are answers (`refused`, `pending`), not exceptions.
+ * - An exception that is a LicensingLinkError means "no answer": the request may or may not have
+ *   reached the authority, and asking again with the same requestId is safe. Any other exception
+ *   is a bug; the queue records it and asks again at the next pass.
+ */
+
+/** What the licence application carries (the fields of PS Form 3601-A this service holds). */
+export interface LicenceApplication {
+  /** Our id of the request (license_requests.request_id): the authority's idempotency key. */
+  requestId: number;
+  meterId: string;
+  /** Serial (hex) of the meter's indicium key certificate, issued by the postal CA. */
+  certSerial: string;
+  /** The mailer's (account's) name. */
+  accountName: string;
+  /** The mailer's return address, 1 to 4 lines. */
+  returnAddress: string[];
+  /** The post office ZIP the meter is licensed at and prints as its origin. */
+  licensingZip: string;
+  /** When step 1c committed (ISO 8601). */
+  registeredAt: string;
+}
+
+/** The authority's answer. */
+export type LicenceDecision =
+  | { status: 'approved'; licenceId: string }
+  | { status: 'refused'; reason: string }
+  /** Still under review: ask again (same requestId) at a later pass; `authorityRef` is the authority's case number, if it gives one. */
+  | { status: 'pending'; authorityRef?: string };
+
+/** A postal licensing authority (CMLS, or the dev authority). */
+export interface LicensingAuthority {
+  /** Short name for logs and the licence request rows ('dev', 'cmls-http', ...). */
+  readonly name: string;
+  submit(application: LicenceApplication): Promise<LicenceDecision>;
+}
+
+/** The link to the authority failed (timeout, connection refused, 5xx): no answer, asking again is safe. */
+export class LicensingLinkError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LicensingLinkError';
+  }
+}
