@@ -84,16 +84,19 @@ for (const suite of ['aes', 'legacy-3des'] as const) {
       const old = await sealWithoutPieceCounter(m, pkg);
       expect(decodeTlv(publicSectionOf(old), [], Object.values(PUBLIC_TAGS)).has(PUBLIC_TAGS.pieceCounter)).to.equal(false);
       const opened = await openPackage(m, old, 'M-OLD-1');
-      expect(opened).to.deep.equal({ ...pkg, pieceCounter: 41 });
+      // that release had no licence tags either: grandfathered as licensed (docs/psd-package.md)
+      expect(opened).to.deep.equal({ ...pkg, pieceCounter: 41, licence: 'licensed', licenceId: '' });
       const again = await sealPackage(m, { ...opened, pieceCounter: opened.pieceCounter + 1 });
       const tags = decodeTlv(publicSectionOf(again), [], Object.values(PUBLIC_TAGS));
       expect(tags.get(PUBLIC_TAGS.pieceCounter)).to.deep.equal(u64(42));
       expect(await openPackage(m, again, 'M-OLD-1')).to.deep.include({ recordCounter: 41, pieceCounter: 42 });
       // the MAC covers the tag: a new package with tag 14 stripped is refused
       const pub = publicSectionOf(again);
+      const at = pub.length - 11 - licenceTail(opened);
+      const withoutTag14 = Buffer.concat([pub.subarray(0, at), pub.subarray(at + 11)]);
       const len = Buffer.alloc(4);
-      len.writeUInt32BE(pub.length - 11);
-      const stripped = Buffer.concat([again.subarray(0, 6), len, pub.subarray(0, pub.length - 11), again.subarray(10 + pub.length)]);
+      len.writeUInt32BE(withoutTag14.length);
+      const stripped = Buffer.concat([again.subarray(0, 6), len, withoutTag14, again.subarray(10 + pub.length)]);
       const err = await openPackage(m, stripped, 'M-OLD-1').then(() => null, (e: unknown) => e);
       expect(isVbiError(err, 'PACKAGE_MAC_INVALID'), String(err)).to.equal(true);
     });
@@ -104,6 +107,11 @@ for (const suite of ['aes', 'legacy-3des'] as const) {
       expect(isVbiError(err, 'PACKAGE_METER_MISMATCH'), String(err)).to.equal(true);
     });
   });
+}
+
+/** The bytes of the licence tags (15, 16) that end a public section of this release. */
+function licenceTail(p: { licenceId: string }): number {
+  return encodeTlv([[PUBLIC_TAGS.licence, Buffer.alloc(1)], [PUBLIC_TAGS.licenceId, Buffer.from(p.licenceId, 'utf8')]]).length;
 }
 
 describe('package codec', () => {
@@ -127,11 +135,12 @@ describe('package codec', () => {
     expect(decodePublic(encodePublic(p))).to.deep.include({ ascendingRegister: 12_345, descendingRegister: 987_655 });
   });
 
-  it('the piece counter is tag 14, the last public field, u64; persisted apart from the record counter', () => {
+  it('the piece counter is tag 14, after tag 13 and before the licence tags, u64; persisted apart from the record counter', () => {
     const p = fullPackage('M-PIECE-1');
     const pub = encodePublic(p);
     expect(PUBLIC_TAGS.pieceCounter).to.equal(14);
-    expect(pub.subarray(pub.length - 11)).to.deep.equal(Buffer.concat([Buffer.from([14, 0, 8]), u64(17)]));
+    const at = pub.length - 11 - licenceTail(p);
+    expect(pub.subarray(at, at + 11)).to.deep.equal(Buffer.concat([Buffer.from([14, 0, 8]), u64(17)]));
     expect(decodePublic(pub)).to.deep.include({ recordCounter: 41, pieceCounter: 17 });
   });
 
@@ -139,14 +148,15 @@ describe('package codec', () => {
     const p = fullPackage('M-PIECE-2');
     const old = publicWithoutPieceCounter(p);
     expect(old.equals(encodePublic(p).subarray(0, old.length))).to.equal(true); // tags 1..13 are the same bytes
-    expect(decodePublic(old)).to.deep.equal({ ...decodePublic(encodePublic(p)), pieceCounter: 41 });
+    expect(decodePublic(old)).to.deep.equal({ ...decodePublic(encodePublic(p)), pieceCounter: 41, licence: 'licensed', licenceId: '' });
     const field13 = encodePublic(p).subarray(old.length - 11, old.length);
     const table: Array<[string, Buffer]> = [
       ['4-byte piece counter', Buffer.concat([old, Buffer.from([14, 0, 4, 0, 0, 0, 1])])],
       ['piece counter out of range', Buffer.concat([old, Buffer.from([14, 0, 8]), Buffer.alloc(8, 0xff)])],
       ['piece counter twice', Buffer.concat([old, Buffer.from([14, 0, 8]), u64(1), Buffer.from([14, 0, 8]), u64(2)])],
       ['piece counter before tag 13', Buffer.concat([old.subarray(0, old.length - 11), Buffer.from([14, 0, 8]), u64(1), field13])],
-      ['tag 15 (unknown here)', Buffer.concat([encodePublic(p), Buffer.from([15, 0, 0])])],
+      ['tag 15 after tag 16', Buffer.concat([encodePublic(p), Buffer.from([15, 0, 1, 1])])],
+      ['tag 17 (unknown)', Buffer.concat([encodePublic(p), Buffer.from([17, 0, 0])])],
     ];
     for (const [what, buf] of table) expect(() => decodePublic(buf), what).to.throw(TlvError);
   });
