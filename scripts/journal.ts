@@ -79,6 +79,7 @@ async function main(): Promise<number> {
               t.out(`  presumed spent: #${x.seq} ${x.at} meter ${x.meterId} ${x.type} ${x.amount} mills (AR ${x.ascendingRegister}, DR ${x.descendingRegister})\n`);
             }
           }
+          for (const x of report.stockFromRecords) t.out(`stock bought from the post entered from its signed record: ${x.reference} ${x.amount} mills\n`);
           t.out(`not rebuilt from an export:\n  ${report.notRebuilt.join('\n  ')}\n`);
           for (const x of report.indiciaLeftOut) t.out(`indicium row ${x.indiciumId} left out: ${x.reason}\n`);
         }

@@ -178,9 +178,11 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(isVbiError(conflict, 'POOL_PURCHASE_CONFLICT'), String(conflict)).to.equal(true);
     expect(await journalCount()).to.equal(journalBefore);
 
+    // the stock bought after the snapshot is entered from its signed record in the export (given with --stock too: entered once)
     const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'later stock', amount: 5_000 }] });
     expect(report.replayed).to.equal(expected.journal - journalBefore);
-    expect(await f.db.knex('pool_purchases').where({ reference: 'later stock' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 5_000, entered_by: 'journal replay' }]);
+    expect(report.stockFromRecords).to.deep.equal([{ reference: 'later stock', amount: 5_000 }]);
+    expect(await f.db.knex('pool_purchases').where({ reference: 'later stock' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 5_000, entered_by: 'journal replay (signed record)' }]);
     expect(report.modules).to.have.length(1);
     expect(report.modules[0]).to.deep.include({ state: 'in-step', missing: [] });
     expect(report.indiciaLeftOut).to.deep.equal([]);
@@ -200,6 +202,18 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     // the module builds on the rolled-forward database: the meter prints on from its registers
     const next = await createIndicium(f.service.ledger, { meterId, postage: 90, mailpiece: MAIL });
     expect(next.indiciumId).to.be.greaterThan(Math.max(...expected.indicia.map((r) => Number(r.indicium_id))));
+  });
+
+  it('stock the export holds no record of, given to the replay with --stock, is entered and signed into the module\'s chain', async () => {
+    await exportJournal({ db: f.db.knex, hsm, dir: exportDir('main') });
+    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'stock after the export', amount: 2_000 }] });
+    expect(report.replayed).to.equal(0);
+    expect(report.stockFromRecords).to.deep.equal([]);
+    expect(await f.db.knex('pool_purchases').where({ reference: 'stock after the export' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 2_000, entered_by: 'journal replay' }]);
+    const signed = await f.db.knex('audit_log').where({ kind: 'pool-purchased' }).whereRaw("record->'details'->>'reference' = ?", ['stock after the export']).select('module_serial', 'seq');
+    expect(signed.map((r) => r.module_serial)).to.deep.equal([hsm.serial]);
+    expect((await readAuditHead(hsm))?.seq).to.equal(Number(signed[0].seq));
+    expect((await conservation(f.db.knex, { hsm })).violations).to.deep.equal([]);
   });
 
   it('an export without the newest records: the replay lists what the ring holds beyond it as presumed spent, and the module still refuses the database', async () => {

@@ -107,7 +107,7 @@ describe('web client: moving to another module when the key file\'s module is go
     const second = await c.print([PIECE]);
     expect(second.items.map((i) => [i.status, i.printed?.receipt.moduleSerial])).to.deep.equal([['printed', B]]);
     // the indicium printed with A, fetched again: its receipt checked with A's identity key, still known
-    const again = await c.redeliver({ fromSequence: old.receipt.sequence, toSequence: old.receipt.sequence });
+    const again = await c.redeliver({ fromSequence: old.decoded.fields.sequence, toSequence: old.decoded.fields.sequence });
     expect(again.map((x) => [x.receipt.moduleSerial, x.indicium.equals(old.indicium)])).to.deep.equal([[A, true]]);
     // every receipt of the meter, A's and B's, verifies
     const signed = (await c.transactions()).filter((t) => t.receipt);
@@ -240,7 +240,7 @@ describe('web client: the key file\'s module lost for good, an off-site module t
     expect(moved.state.moduleSerial).to.equal(offsiteSerial);
     const printed = await moved.print([PIECE]);
     expect(printed.items.map((i) => [i.status, i.printed?.receipt.moduleSerial])).to.deep.equal([['printed', offsiteSerial]]);
-    const again = await moved.redeliver({ fromSequence: old.receipt.sequence, toSequence: old.receipt.sequence });
+    const again = await moved.redeliver({ fromSequence: old.decoded.fields.sequence, toSequence: old.decoded.fields.sequence });
     expect(again.map((x) => [x.receipt.moduleSerial, x.indicium.equals(old.indicium)])).to.deep.equal([[lostSerial, true]]);
     await moved.closeSession();
     expect((await moved.balance()).descending).to.equal(10_000 - 2 * 500);

@@ -5,7 +5,9 @@ import { openPackage } from '../module/package-seal';
 /**
  * The conservation invariants, in integer mills (architecture brief, invariant 2):
  *  - per meter: AR + DR = value downloaded - value refunded (from the journal);
- *  - system: pool available + sum(DR) + sum(AR) = bought from the post - refunds paid out.
+ *  - system: pool available + sum(DR) + sum(AR) = bought from the post - refunds paid out;
+ *  - stock: bought from the post = the modules' signed `pool-purchased` records (+ the stock
+ *    entered before purchases were signed, kept apart by sql/0200).
  * With a module (`hsm`), AR and DR are read from the sealed packages (the authority), and a meter
  * row whose copy columns differ from its package is reported too; without one, from the copies.
  */
@@ -45,5 +47,26 @@ export async function conservation(db: Knex, opts: { hsm?: HsmModule } = {}): Pr
   const left = pool.available + sumAr + sumDr;
   const right = pool.purchased - pool.refunds_paid;
   if (left !== right) violations.push(`system: pool + DR + AR = ${left} but bought - refunds paid = ${right}`);
+  const signed = await signedStock(db);
+  const unsigned = Number(pool.purchased_unsigned ?? 0);
+  if (Number(pool.purchased) !== unsigned + signed) {
+    violations.push(`stock: the pool says ${pool.purchased} mills bought from the post, the modules' signed purchase records ${signed} (+ ${unsigned} entered before purchases were signed)`);
+  }
   return { violations, system: { left, right } };
+}
+
+/**
+ * Stock bought from the post as the modules' audit chains record it: the amounts of the
+ * `pool-purchased` records, each post's reference once. That each record is signed by its
+ * module and in its chain is what `npm run audit -- verify` checks (docs/audit.md).
+ */
+async function signedStock(db: Knex): Promise<number> {
+  const rows: Array<{ record: { details?: { reference?: unknown; amount?: unknown } } }> = await db('audit_log').where({ kind: 'pool-purchased' }).orderBy('audit_id').select('record');
+  const byReference = new Map<string, number>();
+  for (const { record } of rows) {
+    const reference = String(record.details?.reference ?? '');
+    const amount = Number(record.details?.amount);
+    if (!byReference.has(reference) && Number.isSafeInteger(amount) && amount > 0) byReference.set(reference, amount);
+  }
+  return [...byReference.values()].reduce((a, b) => a + b, 0);
 }

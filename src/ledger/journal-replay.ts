@@ -9,6 +9,8 @@ import { ExportEntry, readExport, usable } from './journal-export';
 import { lockModuleAndMap, storeMap } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
 import type { AuditRecord } from '../module/audit';
+import { AuditChain } from '../module/audit-chain';
+import { pgAuditStore } from './audit-store';
 
 /** Where a module's ring stands against the database after a replay. */
 export interface ModuleAfterReplay {
@@ -37,13 +39,15 @@ export interface ReplayReport {
   indiciaLeftOut: Array<{ indiciumId: number; reason: string }>;
   /** The modules' audit records put back: each module's exported records after the newest the database holds. */
   auditRecords: number;
+  /** Stock bought from the post entered from the export's signed `pool-purchased` records (the database lacked them). */
+  stockFromRecords: Array<{ reference: string; amount: number }>;
 }
 
 /** Rows the journal export does not carry: a replay leaves them as the restored database has them. */
 const NOT_REBUILT = [
   'sessions (mailers open new ones)',
   'print_batches and idempotency_keys (answers to requests in flight when the database was lost)',
-  'pool_purchases (stock bought from the post after the restore point: give each to the replay with --stock REFERENCE=AMOUNT)',
+  'pool_purchases the export holds no signed record of (stock bought after the last export: give each to the replay with --stock REFERENCE=AMOUNT)',
   'payments not applied by a PVD record (pending or declined: ask the payment provider)',
   'license_requests, key_renewals, indicium_scans, fraud_reports, credentials',
   'audit records written after the last export (audit verify reports the gap against each module\'s token)',
@@ -79,6 +83,8 @@ export async function replayJournal(req: {
   }
   const counts = new Map<string, number>();
   let auditRecords = 0;
+  const stockFromRecords: Array<{ reference: string; amount: number }> = [];
+  const stockEntered: Array<{ reference: string; amount: number }> = [];
   const trx = await req.db.transaction();
   try {
     // what to replay: per module, the records after the database's checkpoint
@@ -97,6 +103,19 @@ export async function replayJournal(req: {
       todo.push(...list.slice(from));
       counts.set(serial, list.length - from);
     }
+    // stock bought from the post that the export's signed audit records hold: entered first, so
+    // that the PVDs replayed after it can draw on it (its record is put back with the others)
+    for (const a of exp.audit) {
+      if (a.kind !== 'pool-purchased') continue;
+      const reference = String(a.details.reference ?? '');
+      const amount = Number(a.details.amount);
+      if (!reference || !Number.isSafeInteger(amount) || amount <= 0) continue;
+      const had = await trx('pool_purchases').where({ reference }).first('amount');
+      if (had) continue;
+      await trx('pool_purchases').insert({ amount, reference, entered_by: 'journal replay (signed record)' });
+      await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [amount, amount]);
+      stockFromRecords.push({ reference, amount });
+    }
     for (const p of req.stock ?? []) {
       if (!Number.isSafeInteger(p.amount) || p.amount <= 0 || !p.reference) throw vbiError('BAD_REQUEST', `stock purchase ${p.reference}: a reference and a positive amount of mills`);
       const had = await trx('pool_purchases').where({ reference: p.reference }).first('amount');
@@ -104,6 +123,7 @@ export async function replayJournal(req: {
       if (had) continue;
       await trx('pool_purchases').insert({ amount: p.amount, reference: p.reference, entered_by: 'journal replay' });
       await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [p.amount, p.amount]);
+      stockEntered.push(p);
     }
     todo.sort((x, y) => x.cp.mapEpoch - y.cp.mapEpoch);
     for (const { entry, cp } of todo) await applyRecord(trx, req.hsm, entry, cp, refused);
@@ -117,6 +137,18 @@ export async function replayJournal(req: {
     if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
     throw e;
   }
+  // stock the operator gave (--stock) is signed into the replaying module's chain like any
+  // purchase (Ledger.purchaseFromPost); a crash before this leaves it unsigned, and conservation says so
+  if (stockEntered.length > 0) {
+    const chain = new AuditChain(req.hsm, pgAuditStore(req.db));
+    await chain.open();
+    for (const p of stockEntered) {
+      await chain.append({
+        kind: 'pool-purchased', at: new Date().toISOString(), reason: 'stock bought from the post, entered by the journal replay (--stock)',
+        details: { amount: p.amount, reference: p.reference, operator: 'journal replay' },
+      });
+    }
+  }
   const modules: ModuleAfterReplay[] = [];
   const serials = new Set([...bySerial.keys(), ...req.modules.map((m) => m.serial)]);
   for (const serial of [...serials].sort()) modules.push(await compareWithRing(req.db, serial, req.modules.find((m) => m.serial === serial), counts.get(serial) ?? 0));
@@ -124,6 +156,7 @@ export async function replayJournal(req: {
     replayed: [...counts.values()].reduce((a, b) => a + b, 0), modules, notRebuilt: NOT_REBUILT,
     indiciaLeftOut: exp.findings.filter((f) => f.indicium !== undefined).map((f) => ({ indiciumId: f.indicium!, reason: f.reason })),
     auditRecords,
+    stockFromRecords,
   };
 }
 

@@ -19,6 +19,7 @@ import { reinstateModule } from './reinstatement';
 import type { Approval } from './officer-approval';
 import { AuditEvent, AuditRecord } from '../module/audit';
 import { commitOrThrow } from '../db/commit';
+import { pgAuditStore } from './audit-store';
 
 export interface LedgerOptions {
   db: Knex;
@@ -191,8 +192,9 @@ export class Ledger {
   /**
    * Postage bought from the post enters the pool (master PSD), once per post's reference: the
    * same reference with the same amount is the same purchase (a retry: `created` false), with
-   * another amount POOL_PURCHASE_CONFLICT. An operator's purchase is recorded in the audit log
-   * of a module in rotation (`pool-purchased`).
+   * another amount POOL_PURCHASE_CONFLICT. Every purchase is signed into the audit chain of a
+   * module in rotation (`pool-purchased`) in the purchase's own transaction: none in rotation is
+   * NO_MODULE, and nothing is entered.
    */
   async purchaseFromPost(req: { amount: number; reference: string; operator?: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }> {
     const amount = assertMills(req.amount);
@@ -209,26 +211,27 @@ export class Ledger {
     };
     const before = await existing();
     if (before) return before;
-    let purchaseId: number;
+    // the purchase is signed into a module's audit chain in its own transaction (docs/ledger.md,
+    // "Stock from the post"): conservation counts only signed stock, so a row an insider adds is seen
+    const engine = this.opts.engines.find((e) => !this.outOfRotation.has(e) && ['Idle', 'User'].includes(e.status().state));
+    if (!engine) throw vbiError('NO_MODULE', 'no module in rotation to sign the stock purchase', { modules: this.rotation() });
+    let purchaseId = 0;
+    const trx = await this.db.transaction();
     try {
-      purchaseId = await this.db.transaction(async (trx) => {
-        const [row] = await trx('pool_purchases').insert({ amount, reference: req.reference, entered_by: req.operator ?? null }).returning('purchase_id');
-        await trx('pool').where({ pool_id: 1 }).update({
-          purchased: trx.raw('purchased + ?', [amount]), available: trx.raw('available + ?', [amount]), updated_at: trx.fn.now(),
-        });
-        return Number(row.purchase_id);
+      const [row] = await trx('pool_purchases').insert({ amount, reference: req.reference, entered_by: req.operator ?? null }).returning('purchase_id');
+      purchaseId = Number(row.purchase_id);
+      await trx('pool').where({ pool_id: 1 }).update({
+        purchased: trx.raw('purchased + ?', [amount]), available: trx.raw('available + ?', [amount]), updated_at: trx.fn.now(),
       });
+      await engine.recordWithin(pgAuditStore(trx), {
+        kind: 'pool-purchased', at: new Date().toISOString(), reason: `stock bought from the post entered by ${req.operator ? `operator ${req.operator}` : 'the service'}`,
+        details: { purchaseId, amount, reference: req.reference, operator: req.operator ?? null },
+      }, () => commitOrThrow(trx));
     } catch (e) {
+      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       // the same reference entered at the same moment by another request
       if ((e as { code?: string }).code === '23505') return (await existing())!;
       throw e;
-    }
-    if (req.operator) {
-      const engine = this.opts.engines.find((e) => !this.outOfRotation.has(e)) ?? this.opts.engines[0];
-      await engine?.record({
-        kind: 'pool-purchased', at: new Date().toISOString(), reason: `stock bought from the post entered by operator ${req.operator}`,
-        details: { purchaseId, amount, reference: req.reference, operator: req.operator },
-      });
     }
     return { purchaseId, amount, reference: req.reference, created: true };
   }

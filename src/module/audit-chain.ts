@@ -82,14 +82,37 @@ export class AuditChain {
     });
   }
 
-  private async write(event: AuditEvent): Promise<AuditRecord> {
-    const storeLast = await this.store.last(this.hsm.serial);
+  /**
+   * Appends one record as part of the caller's database transaction: the record is stored
+   * through `store` (bound to that transaction), then `commit` commits it, and only then does the
+   * token's head move. A commit that fails leaves neither the record nor a moved head. The chain
+   * stays locked until then, so no other record can take this one's place in the chain.
+   */
+  appendWithin(store: AuditStore, event: AuditEvent, commit: () => Promise<void>): Promise<AuditRecord> {
+    return this.lock.run(async () => {
+      if (!this.opened) throw new Error(`audit chain of module ${this.hsm.serial} used before open()`);
+      const broken = await this.check();
+      if (broken) await this.write(brokenEvent(broken, this.now()));
+      const record = await this.sign(event, await store.last(this.hsm.serial));
+      await store.insert(record);
+      await commit();
+      await this.moveHead({ seq: record.seq, hash: auditHash(record) });
+      return record;
+    });
+  }
+
+  private async sign(event: AuditEvent, storeLast: AuditRecord | null): Promise<AuditRecord> {
     const seq = Math.max(this.head?.seq ?? 0, storeLast?.seq ?? 0) + 1;
     const unsigned = { ...event, moduleSerial: this.hsm.serial, seq, prevHash: this.head?.hash ?? GENESIS_HASH };
     const signature = await this.hsm.identitySign(Buffer.from(canonicalJson(unsigned), 'utf8'));
-    const record: AuditRecord = { ...unsigned, signature: signature.toString('base64') };
+    return { ...unsigned, signature: signature.toString('base64') };
+  }
+
+  private async write(event: AuditEvent): Promise<AuditRecord> {
+    const storeLast = await this.store.last(this.hsm.serial);
+    const record = await this.sign(event, storeLast);
     await this.store.insert(record);
-    await this.moveHead({ seq, hash: auditHash(record) });
+    await this.moveHead({ seq: record.seq, hash: auditHash(record) });
     return record;
   }
 

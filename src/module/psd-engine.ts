@@ -552,6 +552,19 @@ export class PsdEngine {
     if (!this.loaded) return undefined;
     return this.emit(event);
   }
+
+  /**
+   * Records `event` in the module's chain as part of the caller's database transaction
+   * (AuditChain.appendWithin): stored through `store`, committed by `commit`, then the token's
+   * head moves. Refused (MODULE_NOT_READY) when the module keeps no chain or was never read.
+   */
+  async recordWithin(store: AuditStore, event: AuditEvent, commit: () => Promise<void>): Promise<AuditRecord> {
+    if (!this.loaded || !this.audit) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial} keeps no audit chain here`);
+    this.assertServing();
+    const r = await this.audit.appendWithin(store, event, commit);
+    await this.opts.onAudit?.(r);
+    return r;
+  }
 }
 
 function sameCheckpoint(db: Buffer | null, entry: RingEntry | undefined): boolean {

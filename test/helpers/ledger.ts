@@ -78,11 +78,13 @@ export const MAIL: Mailpiece = { destinationZip: '205000001', rateCategory: 'FCL
 /** A service on fresh tokens and a fresh database, with a funded pool and one account. */
 export async function ledgerFixture(opts: {
   modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
+  /** false: no stock bought (its signed `pool-purchased` record stays out of the audit chain). */
+  stock?: boolean;
 } = {}): Promise<LedgerFixture> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1));
   const db = opts.db ?? (await freshDatabase());
   const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger, moduleFaults: opts.moduleFaults });
-  await service.ledger.purchaseFromPost({ amount: 100_000_000, reference: 'test stock' });
+  if (opts.stock !== false) await service.ledger.purchaseFromPost({ amount: 100_000_000, reference: 'test stock' });
   const accountId = await service.ledger.createAccount({ name: 'Test Mailer', licensingZip: '20260' });
   const metergen = (await testPki()).metergen(new PgMeterStore(service.ledger));
   let n = 0;
@@ -118,8 +120,9 @@ export async function restore(db: Database, name: string): Promise<void> {
 
 /**
  * The audit records modules write about what happened to them, in order: every record but the
- * `service-started` one each start adds to every module's chain (test/audit-chain.test.ts).
+ * `service-started` one each start adds to every module's chain (test/audit-chain.test.ts) and
+ * the `pool-purchased` one that signs the fixture's stock (test/signed-stock.test.ts).
  */
 export async function moduleEvents(k: Knex): Promise<AuditRecord[]> {
-  return (await auditRecords(k)).filter((r) => r.kind !== 'service-started');
+  return (await auditRecords(k)).filter((r) => r.kind !== 'service-started' && r.kind !== 'pool-purchased');
 }
