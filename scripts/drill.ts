@@ -435,7 +435,10 @@ async function archiveEverything(service: ServiceProcess): Promise<string> {
 }
 
 if (require.main === module) {
-  if (!existsSync(join(__dirname, '..', '..', 'var', 'dev.env'))) process.stderr.write('run through `npm run drill` (scripts/bootstrap.sh finds SoftHSM2 first)\n');
+  if (!existsSync(join(__dirname, '..', '..', 'var', 'dev.env'))) {
+    process.stderr.write('run it as `npm run drill` (scripts/bootstrap.sh installs SoftHSM2 and writes var/dev.env first)\n');
+    process.exit(2);
+  }
   main().then((c) => process.exit(c), (e) => {
     process.stderr.write(`${(e as Error).stack}\n`);
     process.exit(1);
