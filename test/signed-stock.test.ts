@@ -63,6 +63,31 @@ describe('stock bought from the post is signed into a module\'s audit chain; uns
     expect(kinds).to.include.members(['bad-signature', 'beyond-head']);
   });
 
+  it('a purchase whose COMMIT fails leaves no stock, no record and the token\'s head where it was; the next purchase chains on', async () => {
+    const hsm = f.service.engines[0].hsm;
+    const headBefore = await readAuditHead(hsm);
+    const before = await f.service.ledger.pool();
+    await f.db.knex.raw(`
+      CREATE FUNCTION stock_commit_fails() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the commit fails'; END $$;
+      CREATE CONSTRAINT TRIGGER stock_commit_fails AFTER INSERT ON pool_purchases DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW EXECUTE FUNCTION stock_commit_fails();`);
+    try {
+      const failed = await f.service.ledger.purchaseFromPost({ amount: 3_000, reference: 'POST-LOST' }).then(() => null, (e: unknown) => e);
+      expect(failed, 'the purchase must fail').to.not.equal(null);
+    } finally {
+      await f.db.knex.raw('DROP TRIGGER stock_commit_fails ON pool_purchases; DROP FUNCTION stock_commit_fails();');
+    }
+    expect(await f.service.ledger.pool()).to.deep.equal(before);
+    expect(await f.db.knex('pool_purchases').where({ reference: 'POST-LOST' })).to.deep.equal([]);
+    expect((await stockRecords()).map((r) => r.details.reference)).to.deep.equal(['test stock']);
+    expect(await readAuditHead(hsm)).to.deep.equal(headBefore);
+    // the chain goes on from the head the token kept: no gap, no break recorded
+    await f.service.ledger.purchaseFromPost({ amount: 3_000, reference: 'POST-LOST' });
+    expect((await stockRecords()).map((r) => r.details.reference)).to.deep.equal(['test stock', 'POST-LOST']);
+    expect((await verifyAuditLog(f.db.knex, await auditKeys())).findings).to.deep.equal([]);
+    expect((await conservation(f.db.knex)).violations).to.deep.equal([]);
+  });
+
   it('with no module in rotation a purchase is refused (NO_MODULE) and nothing is entered', async () => {
     const before = await f.service.ledger.pool();
     await f.service.engines[0].hsm.close();

@@ -1,25 +1,11 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
-import { isVbiError, vbiError } from '../errors';
-import { ClientState, KnownModule, OaepHash } from './client-state';
+import { vbiError } from '../errors';
+import { checkChallengeAnswer } from './challenge-answer';
+import { ClientState, KnownModule } from './client-state';
 import { HttpClient } from './http';
 import { KeyFile } from './key-file';
 import { verifyModuleProof } from './module-trust';
 import type { ModuleChallengeAnswer, WireModule } from './wire';
-
-/**
- * The refusals after which the client moves to another module (docs/protocol.md, "Moving to
- * another module"): the service has no module with the key file's serial (UNKNOWN_MODULE), or
- * that module is not available (NO_MODULE). Both come before the module runs anything: nothing
- * committed, so the request may go to another module with secrets encrypted to it.
- */
-const MOVE_CODES = ['UNKNOWN_MODULE', 'NO_MODULE'] as const;
-
-/** True for an error after which session-open and re-key move to another module and try once more. */
-export function callsForMove(e: unknown): boolean {
-  return MOVE_CODES.some((c) => isVbiError(e, c));
-}
-
-const OAEP_HASHES: readonly OaepHash[] = ['sha1', 'sha256'];
 
 /**
  * Moves the client to another module of the service: the first one `GET /v1/modules` lists
@@ -52,11 +38,7 @@ async function proveModule(req: { http: HttpClient; state: ClientState; serial: 
   const { meterId, rootCertPem } = req.state;
   const clientNonce = randomBytes(32).toString('base64');
   const proof = await req.http.post<ModuleChallengeAnswer>(`/v1/registrations/${encodeURIComponent(meterId)}/challenge`, { moduleSerial: req.serial, clientNonce });
-  if (proof?.moduleSerial !== req.serial) throw vbiError('CERT_INVALID', `asked module ${req.serial}, answered by ${String(proof?.moduleSerial)}`);
-  if (!OAEP_HASHES.includes(proof.oaepHash)) throw vbiError('CERT_INVALID', `module ${req.serial}: unsupported OAEP hash '${String(proof.oaepHash)}'`);
-  if (typeof proof.transportKey !== 'string' || typeof proof.signature !== 'string' || !Array.isArray(proof.certificateChain)) {
-    throw vbiError('CERT_INVALID', `module ${req.serial}: the challenge answer is incomplete`);
-  }
+  checkChallengeAnswer(proof, req.serial);
   verifyModuleProof({
     rootCertPem, meterId, moduleSerial: req.serial, clientNonce,
     transportKey: proof.transportKey, certificateChain: proof.certificateChain, signature: proof.signature, at: req.at,

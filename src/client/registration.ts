@@ -1,10 +1,11 @@
+import { checkChallengeAnswer } from './challenge-answer';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { vbiError } from '../errors';
 import type { LabelSize } from '../indicium/render/label-request';
 import { passwordSecret } from '../protocol/messages';
 import { encryptToModule, hmacSha256 } from './client-crypto';
-import { ClientState, KnownModule, OaepHash, SessionDefaults } from './client-state';
+import { ClientState, KnownModule, SessionDefaults } from './client-state';
 import { isRegisters } from './envelope';
 import { HttpClient, NetworkError } from './http';
 import { KeyFile } from './key-file';
@@ -28,7 +29,6 @@ export interface RegistrationRequest {
   mailClass?: string;
 }
 
-const OAEP_HASHES: readonly OaepHash[] = ['sha1', 'sha256'];
 
 /**
  * Registration, docs/protocol.md 1a-1c, client side:
@@ -61,8 +61,7 @@ export async function registerMeter(req: RegistrationRequest, deps: { http: Http
   const proof = await deps.http.post<ModuleChallengeAnswer>(`/v1/registrations/${encodeURIComponent(created.meterId)}/challenge`, {
     moduleSerial: chosen.serial, clientNonce,
   });
-  if (proof.moduleSerial !== chosen.serial) throw vbiError('CERT_INVALID', `asked module ${chosen.serial}, answered by ${String(proof.moduleSerial)}`);
-  if (!OAEP_HASHES.includes(proof.oaepHash)) throw vbiError('CERT_INVALID', `unsupported OAEP hash '${String(proof.oaepHash)}'`);
+  checkChallengeAnswer(proof, chosen.serial);
   verifyModuleProof({
     rootCertPem: req.rootCertPem, meterId: created.meterId, moduleSerial: chosen.serial, clientNonce,
     transportKey: proof.transportKey, certificateChain: proof.certificateChain, signature: proof.signature, at: at(),

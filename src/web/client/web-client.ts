@@ -2,7 +2,7 @@ import { vbiError, isVbiError } from '../../errors';
 import { indiciumAad } from '../../client/client-crypto';
 import type { ClientState, KnownModule, PendingRequest } from '../../client/client-state';
 import { FetchFn, HttpClient, NetworkError } from '../../client/http';
-import { callsForMove } from '../../client/module-move';
+import { callsForMove, checkChallengeAnswer } from '../../client/challenge-answer';
 import { checkPrintedIndicium, localDate, priceItem, PrintItemRequest } from '../../client/print-item';
 import type {
   BalanceResult, HeartbeatAnswer, HistoryEntry, ModuleChallengeAnswer, Payment, PrintAnswer, PurchaseResult, RegistrationCompleted,
@@ -91,8 +91,7 @@ export class WebClient {
     const chosen = modules[0];
     const clientNonce = randomBytes(32).toString('base64');
     const proof = await http.post<ModuleChallengeAnswer>(`/v1/registrations/${encodeURIComponent(created.meterId)}/challenge`, { moduleSerial: chosen.serial, clientNonce });
-    if (proof.moduleSerial !== chosen.serial) throw vbiError('CERT_INVALID', `asked module ${chosen.serial}, answered by ${String(proof.moduleSerial)}`);
-    if (proof.oaepHash !== 'sha1' && proof.oaepHash !== 'sha256') throw vbiError('CERT_INVALID', `unsupported OAEP hash '${String(proof.oaepHash)}'`);
+    checkChallengeAnswer(proof, chosen.serial);
     const identity = await checkModuleCertificateWeb({ rootCertPem: req.rootCertPem, moduleSerial: chosen.serial, certificateChain: proof.certificateChain, at });
     await verifyModuleProofWeb({ identity, meterId: created.meterId, clientNonce, transportKey: proof.transportKey, signature: proof.signature });
     const verified: KnownModule = { serial: chosen.serial, transportKey: proof.transportKey, oaepHash: proof.oaepHash, certificateChain: proof.certificateChain };

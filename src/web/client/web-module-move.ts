@@ -2,10 +2,10 @@ import { vbiError } from '../../errors';
 import type { ClientState, KnownModule, OaepHash } from '../../client/client-state';
 import type { HttpClient } from '../../client/http';
 import type { ModuleChallengeAnswer, WireModule } from '../../client/wire';
+import { checkChallengeAnswer } from '../../client/challenge-answer';
 import { bytes, randomBytes } from '../crypto/web-crypto';
 import { checkModuleCertificateWeb, verifyModuleProofWeb } from '../crypto/web-module-trust';
 
-const OAEP_HASHES: readonly OaepHash[] = ['sha1', 'sha256'];
 
 /**
  * The SDK's moveToAnotherModule (src/client/module-move.ts, docs/protocol.md 8) in the browser,
@@ -40,11 +40,7 @@ async function proveModuleWeb(req: { http: HttpClient; state: Readonly<ClientSta
   const { meterId, rootCertPem } = req.state;
   const clientNonce = randomBytes(32).toString('base64');
   const proof = await req.http.post<ModuleChallengeAnswer>(`/v1/registrations/${encodeURIComponent(meterId)}/challenge`, { moduleSerial: req.serial, clientNonce });
-  if (proof?.moduleSerial !== req.serial) throw vbiError('CERT_INVALID', `asked module ${req.serial}, answered by ${String(proof?.moduleSerial)}`);
-  if (!OAEP_HASHES.includes(proof.oaepHash)) throw vbiError('CERT_INVALID', `module ${req.serial}: unsupported OAEP hash '${String(proof.oaepHash)}'`);
-  if (typeof proof.transportKey !== 'string' || typeof proof.signature !== 'string' || !Array.isArray(proof.certificateChain)) {
-    throw vbiError('CERT_INVALID', `module ${req.serial}: the challenge answer is incomplete`);
-  }
+  checkChallengeAnswer(proof, req.serial);
   const identity = await checkModuleCertificateWeb({ rootCertPem, moduleSerial: req.serial, certificateChain: proof.certificateChain, at: req.at });
   await verifyModuleProofWeb({ identity, meterId, clientNonce, transportKey: proof.transportKey, signature: proof.signature });
   if (!(await isRsaKey(proof.transportKey, proof.oaepHash))) throw vbiError('CERT_INVALID', `module ${req.serial}: the signed transport key is not an RSA public key`);
