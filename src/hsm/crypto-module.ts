@@ -540,6 +540,10 @@ export class CryptoModule implements HsmModule {
     return this.opts.library.threads;
   }
 
+  get scopeLimit(): number {
+    return Math.max(1, this.opts.hsm.sessionPoolSize - 1);
+  }
+
   withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T> {
     // each further scope is taken only while a session is free: acquire() then does not wait
     const nest = (got: KeyScope[]): Promise<T> =>

@@ -69,6 +69,12 @@ export interface HsmModule {
   withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T>;
   /** How many calls the process runs on the token side by side (its token threads). */
   readonly parallelism: number;
+  /**
+   * How many key scopes callers may hold at once without the session pool running dry: one less
+   * than the pool, because a scope's holder also makes single calls (each takes a session for a
+   * moment) while it holds its scope.
+   */
+  readonly scopeLimit: number;
 
   /** Random bytes from the token's generator (challenges, session ids). */
   random(bytes: number): Promise<Buffer>;

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
 import { GROUP_MAX, PsdEngine, DispatchResult, PsdCommand, PreparedCommand } from '../module/psd-engine';
 import { HsmModule } from '../hsm/hsm-module';
+import { MeterMapView } from '../module/meter-map';
 import { METER_ID_PATTERN } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { assignMeter } from '../module/commands/assign-meter';
@@ -14,7 +15,8 @@ import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
 import { debitPool, recordRefund, reservePool } from './pool-registers';
 import { Lease } from './module-lease';
-import { lockModuleAndMap, readMapRow, storeMap } from './pg-meter-map';
+import { lockModuleAndMap, lockModuleAndMapFor, readMapRow } from './pg-meter-map';
+import { CommandRows, storeCommands } from './store-command';
 import { reinstateModule } from './reinstatement';
 import type { Approval } from './officer-approval';
 import { AuditEvent, AuditRecord } from '../module/audit';
@@ -68,6 +70,12 @@ export interface Step<R> {
   execute: Execute<R>;
   /** Checks and locks in the same transaction before the module runs (pool, original indicium). */
   before?: (trx: Knex.Transaction) => Promise<void>;
+  /**
+   * The command may run side by side with other such commands of its group (docs/ledger.md,
+   * "Group commit"): `before` only reads and locks rows, and `execute` depends on nothing but
+   * its own meter's package. Print and correction requests.
+   */
+  sideBySide?: boolean;
   /** Rows besides meter, module and journal, written in the same transaction. */
   after?: (trx: Knex.Transaction, out: DispatchResult<R>, at: Date) => Promise<void>;
   /** What the journal's encrypted payload records about the command. */
@@ -90,7 +98,9 @@ interface Queued {
  * savepoint when the group has more than one) lock the meter row, the module's row and the meter
  * map row, read the map proof for the meter's slot and the meter's newest journal checkpoint; the
  * module prepares (checks, runs, re-seals, MACs the next record, chained to the one before);
- * write package + checkpoint + journal + map + result. Then one COMMIT; the module appends the
+ * write package + checkpoint + journal + map + result. Side-by-side commands of different meters
+ * (print requests) are read together, run by the module at the same time and written together
+ * (runSideBySide). Then one COMMIT; the module appends the
  * group's last record to its ring; only then are the results returned to the callers. A command
  * that fails alone (its savepoint rolled back) leaves the others' results as they are. A
  * checkpoint or map mismatch reconciles every module (roll forward, or inhibit) and retries once;
@@ -613,25 +623,46 @@ export class Ledger {
   }
 
   /**
-   * One group: one transaction, each step in a savepoint (when there are several), one COMMIT,
-   * one ring append. Returns each step's result or its own error; an error that concerns the
+   * One group: one transaction, one COMMIT, one ring append. Side-by-side steps of different
+   * meters run as one part (runSideBySide); any other step runs alone, in a savepoint when the
+   * group has several. Returns each step's result or its own error; an error that concerns the
    * module or the whole transaction (a module fault, a mismatch, COMMIT, the ring append) is
-   * every step's, and nothing of the group is released.
+   * every step's, and nothing of the group is released. When a side-by-side part's rows cannot
+   * be written, nothing of the group was committed: it runs again, one step at a time, so the
+   * step whose rows fail fails alone.
    */
   private async runGroup(engine: PsdEngine, steps: Step<unknown>[]): Promise<Outcome[]> {
+    try {
+      return await this.runGroupOnce(engine, steps, false);
+    } catch (e) {
+      if (!(e instanceof SideBySideWriteFailed)) throw e;
+      return this.runGroupOnce(engine, steps, true);
+    }
+  }
+
+  private async runGroupOnce(engine: PsdEngine, steps: Step<unknown>[], oneByOne: boolean): Promise<Outcome[]> {
     const mapLost = this.opts.mapLease?.lost;
     if (mapLost) throw vbiError('NO_MODULE', `the meter map lease is lost (${mapLost}); commands wait until it is taken again`);
     const lease = this.opts.leases?.get(engine);
     if (lease?.lost) throw vbiError('MODULE_NOT_READY', `module ${engine.hsm.serial}: ${lease.lost}`);
-    const outcomes: Outcome[] = [];
+    const outcomes: Outcome[] = new Array(steps.length);
     const done: Array<{ step: Step<unknown>; out: PreparedCommand<unknown> }> = [];
     const trx = await this.db.transaction();
     try {
-      for (const step of steps) {
+      for (const part of oneByOne ? steps.map((_s, i) => [i]) : parts(steps)) {
+        if (part.length > 1) {
+          await this.runSideBySide(engine, trx, part.map((i) => steps[i]), (k, o, out) => {
+            outcomes[part[k]] = o;
+            if (out) done.push({ step: steps[part[k]], out });
+          });
+          continue;
+        }
+        const i = part[0];
+        const step = steps[i];
         if (steps.length === 1) {
           const out = await this.runStep(engine, trx, step);
           done.push({ step, out });
-          outcomes.push({ out });
+          outcomes[i] = { out };
           continue;
         }
         let prepared: PreparedCommand<unknown> | null = null;
@@ -640,19 +671,10 @@ export class Ledger {
           prepared = await this.runStep(engine, sp, step, (p) => (prepared = p));
           await sp.commit();
           done.push({ step, out: prepared });
-          outcomes.push({ out: prepared });
+          outcomes[i] = { out: prepared };
         } catch (e) {
           engine.abort(prepared);
-          // what concerns the module fails the whole group
-          if (e instanceof VbiError && (MODULE_FAULTS.includes(e.code) || e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD')) throw e;
-          // anything else (a refusal, a statement that failed) is this command's own when its
-          // savepoint rolls back; if that fails too, the transaction is lost: the whole group fails
-          try {
-            if (!sp.isCompleted()) await sp.rollback();
-          } catch {
-            throw e;
-          }
-          outcomes.push({ error: e });
+          outcomes[i] = { error: await ownError(sp, e) };
         }
       }
       for (const d of done) await this.opts.faults?.beforeCommit?.({ meterId: d.step.meterId, type: d.step.type });
@@ -692,60 +714,204 @@ export class Ledger {
     const meter = (await trx.raw(
       `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
          FROM meters m WHERE m.meter_id = ? FOR UPDATE OF m`, [step.meterId])).rows[0];
-    if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
-    if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
-    if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
+    checkMeterRow(step, meter);
     // Lock order everywhere: meter, then module and map. Commands of this process already run
     // one at a time (map lock); the row locks keep out writers from outside the engine.
     const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: meter ? meter.slot : null });
-    let moduleRow = locked.moduleRow;
-    if (!moduleRow) {
-      // A missing row is a database without a checkpoint for this module: the module decides
-      // whether that is a new module (empty ring) or a deleted row (inhibit).
-      await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
-      moduleRow = { checkpoint: null };
-    }
-    const { row: mapRow, view: map } = locked;
-    const slot = map.slot;
-    const meterCheckpoint: Buffer | null | undefined = meter ? (meter.newest_checkpoint ?? null) : undefined;
+    const moduleRow = locked.moduleRow ?? (await this.insertModuleRow(engine, trx));
     await step.before?.(trx);
-    const out = await engine.prepare({
-      meterId: step.meterId,
-      sealedPackage: meter?.package ?? null,
-      dbCheckpoint: moduleRow.checkpoint ?? null,
-      map,
-      meterCheckpoint,
-      execute: step.execute,
-    });
+    const out = await engine.prepare(commandOf(step, meter, moduleRow, locked.view));
     onPrepared?.(out);
-    const at = new Date(out.record.time);
-    // the journal payload is sealed in the token while the rows below are written
-    const sealing = sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
-    sealing.catch(() => undefined); // awaited below; a write failing first must not leave it unhandled
-    const row = {
-      state: out.package.state, record_counter: out.package.recordCounter, package: out.sealedPackage,
-      cert_serial: out.package.indiciumCertSerial || null,
-      key_expiry: out.package.indiciumKeyExpiry ? new Date(out.package.indiciumKeyExpiry) : null,
-      ascending_register: out.package.ascendingRegister, descending_register: out.package.descendingRegister, updated_at: at,
-    };
-    if (meter) await trx('meters').where({ meter_id: step.meterId }).update(row);
-    else await trx('meters').insert({ meter_id: step.meterId, slot, ...row });
-    await trx('modules').where({ module_serial: engine.hsm.serial }).update({
-      checkpoint: out.checkpoint, checkpoint_seq: out.record.seq, last_tx_at: at, last_tx_type: out.record.type,
-      last_tx_amount: out.record.amount, updated_at: at,
-    });
-    await storeMap(trx, { nodes: out.mapNodes, epoch: out.record.mapEpoch, root: out.record.mapRoot, nextSlot: meter ? mapRow.nextSlot : slot + 1 });
-    const sealed = await sealing;
-    await trx('journal').insert({
-      meter_id: step.meterId, module_serial: engine.hsm.serial, checkpoint_seq: out.record.seq, tx_type: out.record.type,
-      amount: out.record.amount, ascending_register: out.record.ascendingRegister, descending_register: out.record.descendingRegister,
-      checkpoint: out.checkpoint, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,
-      sequence: out.package.recordCounter, receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
-      package: out.sealedPackage, // what recovery rebuilds the meter from (docs/journal-export.md)
-    });
-    await step.after?.(trx, out, at);
+    await this.writeStep(engine, trx, step, out, meter, meter ? locked.row.nextSlot : locked.view.slot + 1);
     return out;
   }
+
+  /** A missing row is a database without a checkpoint for this module: the module decides whether that is a new module (empty ring) or a deleted row (inhibit). */
+  private async insertModuleRow(engine: PsdEngine, trx: Knex.Transaction): Promise<{ checkpoint: null }> {
+    await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
+    return { checkpoint: null };
+  }
+
+  /**
+   * Steps of different meters that may run side by side (Step.sideBySide), in the group's
+   * transaction: their rows are read and locked together (meters in id order, then module and
+   * map) and each `before` runs; the module runs them all at once, each against the map as it
+   * stands (PsdEngine.run, at its place in the group); then in order each joins the group
+   * (PsdEngine.chain, which runs it again if one before it failed); then all their rows are
+   * written, with no savepoint each (SideBySideWriteFailed if any fails). A refusal is the
+   * step's own; what concerns the module fails the group.
+   */
+  private async runSideBySide(engine: PsdEngine, trx: Knex.Transaction, steps: Step<unknown>[],
+    settle: (k: number, o: Outcome, out?: PreparedCommand<unknown>) => void): Promise<void> {
+    const meters = new Map<string, MeterRow>();
+    for (const m of (await trx.raw(
+      `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
+         FROM meters m WHERE m.meter_id = ANY(?::text[]) ORDER BY m.meter_id FOR UPDATE OF m`, [steps.map((s) => s.meterId)])).rows as MeterRow[]) {
+      meters.set(m.meter_id, m);
+    }
+    const ready: Array<{ k: number; meter: MeterRow; cmd: PsdCommand<unknown> }> = [];
+    const found = steps.map((step, k) => {
+      const meter = meters.get(step.meterId);
+      try {
+        checkMeterRow(step, meter);
+        return meter!;
+      } catch (e) {
+        settle(k, { error: e });
+        return null;
+      }
+    });
+    const locked = await lockModuleAndMapFor(trx, { moduleSerial: engine.hsm.serial, slots: found.flatMap((m) => (m ? [m.slot] : [])) });
+    const moduleRow = locked.moduleRow ?? (await this.insertModuleRow(engine, trx));
+    let v = 0;
+    for (const [k, meter] of found.entries()) {
+      if (!meter) continue;
+      const view = locked.views[v++];
+      try {
+        // reads and locks only (Step.sideBySide): a refusal changes nothing to roll back
+        await steps[k].before?.(trx);
+      } catch (e) {
+        if (!(e instanceof VbiError)) throw e;
+        settle(k, { error: e });
+        continue;
+      }
+      ready.push({ k, meter, cmd: commandOf(steps[k], meter, moduleRow, view) });
+    }
+    const runs = await settleAll(ready.map((r, place) => () => engine.run(r.cmd, place)), engine.hsm.scopeLimit);
+    // what concerns the module fails the whole group, once every run has finished
+    for (const r of runs) if (r.status === 'rejected' && concernsModule(r.reason)) throw r.reason;
+    // in order, each joins the group (a refusal here is the step's own: nothing of it was chained)
+    const chained: Array<{ k: number; out: PreparedCommand<unknown> }> = [];
+    for (const [i, r] of ready.entries()) {
+      const run = runs[i];
+      if (run.status === 'rejected') {
+        settle(r.k, { error: run.reason });
+        continue;
+      }
+      try {
+        chained.push({ k: r.k, out: await engine.chain(run.value) });
+      } catch (e) {
+        if (concernsModule(e)) throw e;
+        settle(r.k, { error: e });
+      }
+    }
+    // their rows in one statement, then each step's own; no savepoint each: if any write fails,
+    // the transaction is lost and the whole group runs again one step at a time
+    try {
+      const rows = await Promise.all(chained.map((c) => commandRows(engine, steps[c.k], c.out)));
+      await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, commands: rows });
+      for (const [i, c] of chained.entries()) await steps[c.k].after?.(trx, c.out, rows[i].at);
+    } catch (e) {
+      throw new SideBySideWriteFailed(e);
+    }
+    for (const c of chained) settle(c.k, { out: c.out }, c.out);
+  }
+
+  /** The rows of a prepared step: package, module checkpoint, map path and journal in one statement, then the step's own. */
+  private async writeStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, out: PreparedCommand<R>, meter: MeterRow | undefined, nextSlot: number): Promise<void> {
+    const rows = await commandRows(engine, step as Step<unknown>, out);
+    await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot, creates: !meter, commands: [rows] });
+    await step.after?.(trx, out, rows.at);
+  }
+}
+
+/** A step's journal payload sealed by the module, with the rest of its rows (storeCommands). */
+async function commandRows(engine: PsdEngine, step: Step<unknown>, out: PreparedCommand<unknown>): Promise<CommandRows> {
+  const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
+  return {
+    out, at: new Date(out.record.time), payload: sealed.payload, moduleMac: sealed.moduleMac,
+    receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
+  };
+}
+
+/** A side-by-side part's rows could not be written: the group runs again one step at a time (docs/ledger.md). */
+class SideBySideWriteFailed extends Error {
+  constructor(cause: unknown) {
+    super(`a side-by-side write failed: ${(cause as Error)?.message ?? cause}`, { cause });
+  }
+}
+
+/** A meter row as the command runner reads it, with its newest journal record. */
+interface MeterRow { meter_id: string; slot: number; package: Buffer; newest_checkpoint: Buffer | null; [column: string]: unknown }
+
+function checkMeterRow(step: Pick<Step<unknown>, 'meterId' | 'creates'>, meter: MeterRow | undefined): void {
+  if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
+  if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
+  if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
+}
+
+function commandOf<R>(step: Step<R>, meter: MeterRow | undefined, moduleRow: { checkpoint: Buffer | null }, map: MeterMapView): PsdCommand<R> {
+  return {
+    meterId: step.meterId,
+    sealedPackage: meter?.package ?? null,
+    dbCheckpoint: moduleRow.checkpoint ?? null,
+    map,
+    meterCheckpoint: meter ? (meter.newest_checkpoint ?? null) : undefined,
+    execute: step.execute,
+  };
+}
+
+/** An error that concerns the module or the group's transaction, not one command: the whole group fails. */
+function concernsModule(e: unknown): boolean {
+  return e instanceof VbiError && (MODULE_FAULTS.includes(e.code) || e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD');
+}
+
+/**
+ * A step of a group failed in its savepoint: a refusal or a failed statement is the step's own
+ * once the savepoint rolls back (returned); what concerns the module, or a savepoint that cannot
+ * be rolled back (the transaction is lost), fails the whole group (thrown).
+ */
+async function ownError(sp: Knex.Transaction, e: unknown): Promise<unknown> {
+  if (concernsModule(e)) throw e;
+  try {
+    if (!sp.isCompleted()) await sp.rollback();
+  } catch {
+    throw e;
+  }
+  return e;
+}
+
+/** Runs the tasks at most `limit` at a time (each command holds a key scope while it runs); settles like Promise.allSettled. */
+async function settleAll<T>(tasks: Array<() => Promise<T>>, limit: number): Promise<PromiseSettledResult<T>[]> {
+  const out: PromiseSettledResult<T>[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < tasks.length; i = next++) {
+      try {
+        out[i] = { status: 'fulfilled', value: await tasks[i]() };
+      } catch (reason) {
+        out[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, tasks.length)) }, worker));
+  return out;
+}
+
+/**
+ * The group's steps as parts run one after the other: a run of side-by-side steps of different
+ * meters is one part, any other step a part alone (indexes into `steps`).
+ */
+function parts(steps: Step<unknown>[]): number[][] {
+  const out: number[][] = [];
+  let run: number[] = [];
+  const meters = new Set<string>();
+  const close = () => {
+    if (run.length) out.push(run);
+    run = [];
+    meters.clear();
+  };
+  for (const [i, s] of steps.entries()) {
+    if (!s.sideBySide) {
+      close();
+      out.push([i]);
+      continue;
+    }
+    if (meters.has(s.meterId)) close();
+    run.push(i);
+    meters.add(s.meterId);
+  }
+  close();
+  return out;
 }
 
 type Outcome = { out: DispatchResult<unknown>; error?: undefined } | { error: unknown; out?: undefined };

@@ -56,7 +56,19 @@ export async function lockModuleAndMap(trx: Knex.Transaction, req: { moduleSeria
     const m = await trx('modules').where({ module_serial: req.moduleSerial }).forUpdate().first('checkpoint');
     return { moduleRow: m ?? null, ...(await lockMapAndProve(trx, null)) };
   }
-  const pos = siblingPositions(req.slot);
+  const { views, ...rest } = await lockModuleAndMapFor(trx, { moduleSerial: req.moduleSerial, slots: [req.slot] });
+  return { ...rest, view: views[0] };
+}
+
+/**
+ * lockModuleAndMap for the known slots of several meters at once (the commands of a group that
+ * run side by side): one round trip, one proof per slot, all against the map as it is now.
+ */
+export async function lockModuleAndMapFor(trx: Knex.Transaction, req: { moduleSerial: string; slots: number[] }): Promise<{ moduleRow: { checkpoint: Buffer | null } | null; row: MapRow; views: MeterMapView[] }> {
+  const paths = req.slots.map(siblingPositions);
+  const wanted = new Map<string, { level: number; index: number }>();
+  for (const p of paths.flat()) wanted.set(`${p.level}:${p.index}`, p);
+  const pos = [...wanted.values()];
   const r = await trx.raw(
     `WITH mo AS (SELECT checkpoint FROM modules WHERE module_serial = ? FOR UPDATE),
           mp AS (SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE)
@@ -69,10 +81,18 @@ export async function lockModuleAndMap(trx: Knex.Transaction, req: { moduleSeria
     [req.moduleSerial, MAP_SHARD, MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
   const first = r.rows[0];
   const row = first.epoch === null ? NO_ROW : { epoch: first.epoch, root: first.root, nextSlot: first.next_slot };
+  const stored = new Map<string, Buffer>();
+  if (first.epoch !== null) {
+    for (const n of r.rows as Array<{ level: number | null; idx: string | number | null; hash: Buffer | null }>) {
+      if (n.level !== null && n.idx !== null && n.hash !== null) stored.set(`${n.level}:${n.idx}`, n.hash);
+    }
+  }
   return {
     moduleRow: first.module_rows > 0 ? { checkpoint: first.checkpoint } : null,
     row,
-    view: { epoch: row.epoch, root: row.root, slot: req.slot, siblings: fill(pos, first.epoch === null ? [] : r.rows) },
+    views: req.slots.map((slot, k) => ({
+      epoch: row.epoch, root: row.root, slot, siblings: paths[k].map((p) => stored.get(`${p.level}:${p.index}`) ?? EMPTY[p.level]),
+    })),
   };
 }
 

@@ -14,6 +14,7 @@ import { registerUserSecrets } from '../module/commands/registration';
 import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation } from '../module/commands/mailer-operations';
 import { SessionItem } from '../module/commands/print-item';
 import { BatchItem, BatchItemResult, printBatch } from '../module/commands/print-batch';
+import { storePrintBatch } from './print-batch-rows';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { Mailpiece } from '../module/commands/create-indicium';
 import { resync } from '../module/commands/resync';
@@ -200,11 +201,13 @@ export class MailerService {
   private async operate<R extends Record<string, unknown>>(env: OperationalRequest, op: Operation<R>, extra: {
     type: string; moduleSerial?: string; details?: Record<string, unknown> | (() => Record<string, unknown>);
     before?: (trx: Knex.Transaction) => Promise<void>;
+    /** Step.sideBySide: `before` only reads and locks, the operation touches only its meter. */
+    sideBySide?: boolean;
     after?: (trx: Knex.Transaction, at: Date, record: { moduleSerial: string; seq: number }, response: OperationalResponse<R>) => Promise<void>;
   }): Promise<OperationalResponse<R>> {
     const out = await this.opts.ledger.run<OperationalResponse<R>>({
       meterId: env.meterId, moduleSerial: extra.moduleSerial, type: extra.type,
-      execute: operational(env, op), before: extra.before,
+      execute: operational(env, op), before: extra.before, sideBySide: extra.sideBySide,
       after: extra.after ? (trx, o, at) => extra.after!(trx, at, o.record, o.result) : undefined,
       details: () => ({ op: env.op, ...(typeof extra.details === 'function' ? extra.details() : extra.details) }),
       receipt: (o) => o.result.receipt,
@@ -694,8 +697,12 @@ export class MailerService {
         return null;
       },
     });
-    const authorization = await this.operate(env, async (pkg, ctx) => ({ ...(await run(pkg, ctx)), result: { batchId, items: requested.length, ...extra.result } }), {
-      type: 'inquiry',
+    const authorization = await this.operate(env, async (pkg, ctx) => {
+      // the module may run the request again (its place in the group changed): from the start
+      lastSeen = session!.last_seen_at.getTime();
+      return { ...(await run(pkg, ctx)), result: { batchId, items: requested.length, ...extra.result } };
+    }, {
+      type: 'inquiry', sideBySide: true,
       before: async (trx) => {
         const s = await this.liveSession(trx, sessionId, meterId, true);
         session = s;
@@ -718,23 +725,21 @@ export class MailerService {
         const results = holder.results ?? [];
         const printed = results.filter((r) => r.status === 'printed');
         const refused = Object.fromEntries(results.filter((r) => r.status !== 'printed').map((r) => [r.index, { status: r.status, reason: r.reason }]));
-        await trx('print_batches').insert({
-          batch_id: batchId, meter_id: meterId, kind, idempotency_key: idem?.key ?? null, session_id: sessionId, items: requested.length,
-          answer: JSON.stringify(response), outcomes: JSON.stringify(refused),
-        });
-        if (printed.length) {
-          const rows = await trx('indicia').insert(printed.map((r) => ({
-            meter_id: meterId, sequence: r.printed!.sequence, kind: kind === 'print' ? 'postage' : 'correction', postage: r.printed!.postage,
-            corrects: extra.corrects ?? null, data: r.printed!.data, signature: r.printed!.signature, module_serial: record.moduleSerial,
-            checkpoint_seq: record.seq, created_at: at, batch_id: batchId, item_index: r.index, counter: batchItems[r.index].item.counter,
-            encrypted_indicium: r.printed!.encryptedIndicium, receipt: JSON.stringify(r.printed!.receipt),
-          }))).returning(['indicium_id', 'item_index']);
-          for (const row of rows) ids.set(row.item_index, Number(row.indicium_id));
-          const top = Math.max(...printed.map((r) => batchItems[r.index].item.counter));
-          await trx('sessions').where({ session_id: sessionId }).update({ counter: top, last_seen_at: new Date(this.now()) });
-        }
         const ended = results.find((r) => r.status === 'voided');
-        if (ended) await trx('sessions').where({ session_id: sessionId }).update({ state: 'ended', end_reason: ended.reason === 'SESSION_ENDED' ? 'missed heartbeat' : ended.reason });
+        ids.clear();
+        for (const [index, id] of await storePrintBatch(trx, {
+          batch: { batchId, meterId, kind, idempotencyKey: idem?.key ?? null, sessionId, items: requested.length, answer: response, outcomes: refused },
+          printed: printed.map((r) => ({
+            index: r.index, sequence: r.printed!.sequence, postage: r.printed!.postage, data: r.printed!.data, signature: r.printed!.signature,
+            counter: batchItems[r.index].item.counter, encryptedIndicium: r.printed!.encryptedIndicium, receipt: r.printed!.receipt,
+          })),
+          indicium: { kind: kind === 'print' ? 'postage' : 'correction', corrects: extra.corrects ?? null, moduleSerial: record.moduleSerial, checkpointSeq: record.seq, at },
+          session: {
+            counter: printed.length ? Math.max(...printed.map((r) => batchItems[r.index].item.counter)) : null,
+            lastSeenAt: new Date(this.now()),
+            end: ended ? { reason: ended.reason === 'SESSION_ENDED' ? 'missed heartbeat' : ended.reason ?? null } : null,
+          },
+        })) ids.set(index, id);
         answered = results.map((r) => (r.printed
           ? { index: r.index, status: 'printed', indiciumId: ids.get(r.index), encryptedIndicium: r.printed.encryptedIndicium.toString('base64'), receipt: r.printed.receipt }
           : { index: r.index, status: r.status, reason: r.reason }));

@@ -8,7 +8,7 @@ import {
 import { CheckpointRing, RingEntry } from './checkpoint-ring';
 import { AuditEvent, AuditRecord, AuditSink } from './audit';
 import { AuditChain, AuditStore } from './audit-chain';
-import { EMPTY_LEAF, MapNode, MeterMapView, leafHash, pathNodes } from './meter-map';
+import { EMPTY_LEAF, MapNode, MeterMapView, leafHash, pathNodes, rootOf, siblingPositions } from './meter-map';
 import { MeterMapAnchor } from './map-anchor';
 
 const INHIBIT_LABEL = 'vbi.inhibit';
@@ -77,6 +77,20 @@ export interface DispatchResult<R> {
 /** A command run by the module and not yet in its ring: the caller stores it, COMMITs, then completes its group. */
 export type PreparedCommand<R> = DispatchResult<R>;
 
+/** A command checked and run by the module (PsdEngine.run), not yet chained into its group. */
+export interface RunCommand<R> {
+  cmd: PsdCommand<R>;
+  /** The presented package, opened. */
+  pkgIn: PsdPackage | null;
+  outcome: CommandOutcome<R>;
+  /** The package after the command (record counter and time stepped) and its sealed form. */
+  pkg: PsdPackage;
+  sealedPackage: Buffer;
+  now: number;
+  /** The checkpoint sequence number the command ran for (its receipts carry it). */
+  seq: number;
+}
+
 export interface InhibitInfo { reason: string; at: string; details: Record<string, unknown> }
 
 export interface EngineStatus extends ModuleStatus {
@@ -107,15 +121,18 @@ export interface EngineOptions {
  *  3. complete: the record is appended to the ring; only then may the caller release a result.
  * The ring can therefore never be legitimately ahead of the database (docs/checkpoint.md).
  *
- * Group commit: several commands may be prepared one after the other before the group is
- * completed (one database transaction, one COMMIT). Each gets its own record, chained to the
- * one before it (sequence + 1, previous digest, map epoch + 1); complete() appends only the
- * group's last record to the ring, which anchors the whole chain. Commands of all modules of a
- * process run one at a time, under the map anchor's lock.
+ * Group commit: several commands may be prepared before the group is completed (one database
+ * transaction, one COMMIT). Each gets its own record, chained to the one before it (sequence
+ * + 1, previous digest, map epoch + 1); complete() appends only the group's last record to the
+ * ring, which anchors the whole chain. Step 1 has two halves: run() (checks, the command, the
+ * sealed package) changes nothing in the engine, so the commands of different meters run at
+ * the same time; chain() then takes them into the group one by one, in order. Groups of all
+ * modules of a process are formed one at a time, under the map anchor's lock.
  */
 export class PsdEngine {
   private readonly ring: CheckpointRing;
   private inhibit: InhibitInfo | null = null;
+  private inhibiting: Promise<void> | null = null;
   /** The open group: prepared, in order, not yet completed or aborted. */
   private pending: PreparedCommand<unknown>[] = [];
   /** The ring was read from the token (not when the module was in Error at start). */
@@ -200,24 +217,35 @@ export class PsdEngine {
   }
 
   /**
-   * Step 1 of a command (see the class comment). The caller must complete() or abort() it. In an
-   * open group, the command follows the group's last prepared record: the database (the group's
-   * transaction) must present that record and the map it made.
+   * Step 1 of a command (see the class comment): run() then chain(). The caller must complete()
+   * or abort() it. In an open group, the command follows the group's last prepared record: the
+   * database (the group's transaction) must present that record and the map it made.
    */
   prepare<R>(cmd: PsdCommand<R>): Promise<PreparedCommand<R>> {
+    return this.exclusive(async () => this.chain(await this.run(cmd)));
+  }
+
+  /**
+   * Step 1a: the checks and the command itself, against the group as it stands (the open group's
+   * last record, or the ring's newest): the database's checkpoint and map, the package's MAC and
+   * its proof to the map root, the newest journal record; then the command runs and its package
+   * is sealed. Nothing of the engine changes, so commands of different meters presented against
+   * the same state may run at the same time (group commit, docs/ledger.md). `place` is the
+   * command's place after the group's last record (0: next): its receipts carry that sequence
+   * number, and chain() runs it again if it ends up elsewhere.
+   */
+  run<R>(cmd: PsdCommand<R>, place = 0): Promise<RunCommand<R>> {
     return this.exclusive(async () => {
       this.assertServing();
       if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
-      if (this.pending.length >= GROUP_MAX) throw new Error(`module ${this.hsm.serial}: a group holds at most ${GROUP_MAX} commands`);
-      const tail = this.pending.at(-1);
-      const newest: RingEntry | undefined = tail ? { checkpoint: tail.record, bytes: tail.checkpoint } : this.ring.newest();
+      if (this.pending.length + place >= GROUP_MAX) throw new Error(`module ${this.hsm.serial}: a group holds at most ${GROUP_MAX} commands`);
+      const { tail, newest, anchored, seq } = this.head();
       if (!sameCheckpoint(cmd.dbCheckpoint, newest)) {
         throw vbiError('CHECKPOINT_MISMATCH', `module ${this.hsm.serial}: database checkpoint is not the newest ring entry`, {
           moduleSerial: this.hsm.serial,
           ringNewestSeq: this.ring.newest()?.checkpoint.seq ?? null,
         });
       }
-      const anchored = tail ? { epoch: tail.record.mapEpoch, root: tail.record.mapRoot } : { epoch: this.anchor.epoch, root: this.anchor.root };
       if (tail) {
         // inside the group's own transaction nothing else writes the map: any difference is an edit
         if (cmd.map.epoch !== anchored.epoch || !cmd.map.root.equals(anchored.root)) {
@@ -228,14 +256,52 @@ export class PsdEngine {
       // older package, or another meter's, is PACKAGE_STALE).
       const pkgIn = cmd.sealedPackage ? await this.openPresented(cmd.meterId, cmd.sealedPackage) : null;
       await this.assertCurrent(cmd, anchored);
-      const now = this.now();
-      const seq = tail ? tail.record.seq + 1 : this.ring.nextSeq();
-      const outcome = await cmd.execute(pkgIn, { hsm: this.hsm, now, checkpointSeq: seq });
-      if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
+      return this.execute(cmd, pkgIn, seq + place);
+    });
+  }
 
-      const pkg: PsdPackage = { ...outcome.package, recordCounter: outcome.package.recordCounter + 1, lastTransactionTime: now };
-      const sealedPackage = await sealPackage(this.hsm, pkg);
-      const mapNodes = pathNodes(cmd.map.slot, leafHash(cmd.map.slot, cmd.meterId, digestOf(sealedPackage)), cmd.map.siblings);
+  /** Runs the checked command for checkpoint record `seq` and seals its package. */
+  private async execute<R>(cmd: PsdCommand<R>, pkgIn: PsdPackage | null, seq: number): Promise<RunCommand<R>> {
+    const now = this.now();
+    const outcome = await cmd.execute(pkgIn, { hsm: this.hsm, now, checkpointSeq: seq });
+    if (outcome.package.meterId !== cmd.meterId) throw new Error('command changed the meter id');
+    const pkg: PsdPackage = { ...outcome.package, recordCounter: outcome.package.recordCounter + 1, lastTransactionTime: now };
+    return { cmd, pkgIn, outcome, pkg, sealedPackage: await sealPackage(this.hsm, pkg), now, seq };
+  }
+
+  /** Where the next command goes: after the open group's last record, or after the ring's newest. */
+  private head(): { tail: PreparedCommand<unknown> | undefined; newest: RingEntry | undefined; anchored: { epoch: number; root: Buffer }; seq: number } {
+    const tail = this.pending.at(-1);
+    return {
+      tail,
+      newest: tail ? { checkpoint: tail.record, bytes: tail.checkpoint } : this.ring.newest(),
+      anchored: tail ? { epoch: tail.record.mapEpoch, root: tail.record.mapRoot } : { epoch: this.anchor.epoch, root: this.anchor.root },
+      seq: tail ? tail.record.seq + 1 : this.ring.nextSeq(),
+    };
+  }
+
+  /**
+   * Step 1b: the run command joins the open group as its next record: its path in the meter map
+   * is the presented proof with the nodes the group's earlier commands changed, which must still
+   * lead from the presented package to the group's map root (else PACKAGE_STALE: another command
+   * of the group changed this meter); the record (new map root, epoch + 1, chained to the one
+   * before) is MAC'd. A command run for another place (a command before it failed) runs again
+   * here for its real one, so its receipts name its own record.
+   */
+  chain<R>(r: RunCommand<R>): Promise<PreparedCommand<R>> {
+    return this.exclusive(async () => {
+      this.assertServing();
+      if (this.pending.length >= GROUP_MAX) throw new Error(`module ${this.hsm.serial}: a group holds at most ${GROUP_MAX} commands`);
+      const { newest, anchored, seq } = this.head();
+      const cmd = r.cmd;
+      const siblings = this.groupSiblings(cmd.map);
+      const leafBefore = cmd.sealedPackage ? leafHash(cmd.map.slot, cmd.meterId, digestOf(cmd.sealedPackage)) : EMPTY_LEAF;
+      if (!rootOf(cmd.map.slot, leafBefore, siblings).equals(anchored.root)) {
+        throw vbiError('PACKAGE_STALE', `meter ${cmd.meterId}: another command of the group changed its slot ${cmd.map.slot}`, { meterId: cmd.meterId });
+      }
+      if (r.seq !== seq) r = await this.execute(cmd, r.pkgIn, seq);
+      const { pkg, sealedPackage, outcome, now } = r;
+      const mapNodes = pathNodes(cmd.map.slot, leafHash(cmd.map.slot, cmd.meterId, digestOf(sealedPackage)), siblings);
       const prev = newest?.checkpoint.totals ?? { reset: 0, printed: 0, refunded: 0 };
       const record: Checkpoint = {
         moduleSerial: this.hsm.serial,
@@ -262,6 +328,14 @@ export class PsdEngine {
       this.pending.push(prepared);
       return prepared;
     });
+  }
+
+  /** The proof's siblings with the nodes the open group's commands wrote in their place (newest wins). */
+  private groupSiblings(view: MeterMapView): Buffer[] {
+    if (this.pending.length === 0) return view.siblings;
+    const written = new Map<string, Buffer>();
+    for (const p of this.pending) for (const n of p.mapNodes) written.set(`${n.level}:${n.index}`, n.hash);
+    return siblingPositions(view.slot).map((pos, i) => written.get(`${pos.level}:${pos.index}`) ?? view.siblings[i]);
   }
 
   /**
@@ -477,13 +551,20 @@ export class PsdEngine {
   }
 
   private async inhibitAndThrow(reason: string, details: Record<string, unknown>): Promise<never> {
-    const info: InhibitInfo = { reason, at: new Date(this.now()).toISOString(), details };
     if (!this.inhibit) {
-      await this.hsm.createDataObject({ label: INHIBIT_LABEL, value: Buffer.from(JSON.stringify(info), 'utf8') });
-      this.inhibit = info;
-      await this.emit({ kind: 'module-inhibited', at: info.at, reason, details });
+      // commands running side by side (run()) may find the same rollback: one marker, one record
+      this.inhibiting ??= (async () => {
+        const info: InhibitInfo = { reason, at: new Date(this.now()).toISOString(), details };
+        await this.hsm.createDataObject({ label: INHIBIT_LABEL, value: Buffer.from(JSON.stringify(info), 'utf8') });
+        this.inhibit = info;
+        await this.emit({ kind: 'module-inhibited', at: info.at, reason, details });
+      })().finally(() => {
+        this.inhibiting = null;
+      });
+      await this.inhibiting;
     }
-    throw vbiError('RECOVERY_FAILED', `module ${this.hsm.serial} inhibited: ${this.inhibit.reason}`, { moduleSerial: this.hsm.serial, reason: this.inhibit.reason });
+    const why = this.inhibit?.reason ?? reason;
+    throw vbiError('RECOVERY_FAILED', `module ${this.hsm.serial} inhibited: ${why}`, { moduleSerial: this.hsm.serial, reason: why });
   }
 
   /**
