@@ -26,35 +26,21 @@ export async function readMapRow(db: Knex): Promise<MapRow | null> {
   return r ? { epoch: r.epoch, root: r.root, nextSlot: r.next_slot } : null;
 }
 
-/**
- * Locks the map row (FOR UPDATE) and reads the proof for the meter's slot — for a meter being
- * created (`slot` null), the map row's next free slot — in one round trip when the slot is known.
- */
-async function lockMapAndProve(trx: Knex.Transaction, slot: number | null): Promise<{ row: MapRow; view: MeterMapView }> {
-  if (slot === null) {
-    const row = await lockMapRow(trx);
-    return { row, view: { epoch: row.epoch, root: row.root, slot: row.nextSlot, siblings: await siblings(trx, row.nextSlot) } };
-  }
-  const pos = siblingPositions(slot);
-  const r = await trx.raw(
-    `SELECT m.epoch, m.root, m.next_slot, n.level, n.idx, n.hash
-       FROM (SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE) m
-       LEFT JOIN (SELECT level, idx, hash FROM meter_map_nodes
-                   WHERE shard = ? AND (level, idx) IN (SELECT * FROM unnest(?::smallint[], ?::bigint[]))) n ON true`,
-    [MAP_SHARD, MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
-  const first = r.rows[0];
-  const row = first ? { epoch: first.epoch, root: first.root, nextSlot: first.next_slot } : NO_ROW;
-  return { row, view: { epoch: row.epoch, root: row.root, slot, siblings: fill(pos, first ? r.rows : []) } };
+/** Locks the map row (FOR UPDATE) and reads the proof for its next free slot (a meter being created). */
+async function lockMapAndProveNext(trx: Knex.Transaction): Promise<{ row: MapRow; view: MeterMapView }> {
+  const row = await lockMapRow(trx);
+  return { row, view: { epoch: row.epoch, root: row.root, slot: row.nextSlot, siblings: await siblings(trx, row.nextSlot) } };
 }
 
 /**
  * The hot path's one round trip for module and map: locks this module's row and the map row and
- * reads the proof for a known slot. `moduleRow` is null when the module has no row.
+ * reads the proof for a known slot (for a meter being created, `slot` null: the map row's next
+ * free slot, one more round trip). `moduleRow` is null when the module has no row.
  */
 export async function lockModuleAndMap(trx: Knex.Transaction, req: { moduleSerial: string; slot: number | null }): Promise<{ moduleRow: { checkpoint: Buffer | null } | null; row: MapRow; view: MeterMapView }> {
   if (req.slot === null) {
     const m = await trx('modules').where({ module_serial: req.moduleSerial }).forUpdate().first('checkpoint');
-    return { moduleRow: m ?? null, ...(await lockMapAndProve(trx, null)) };
+    return { moduleRow: m ?? null, ...(await lockMapAndProveNext(trx)) };
   }
   const { views, ...rest } = await lockModuleAndMapFor(trx, { moduleSerial: req.moduleSerial, slots: [req.slot] });
   return { ...rest, view: views[0] };
