@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../src/client/cli';
@@ -77,6 +77,22 @@ describe('client SDK: moving to another module when the key file\'s module is go
     expect(c.state.moduleSerial).to.equal(A); // registration takes the first module listed
     return { c, keyFilePath };
   };
+
+  it('GET /v1/modules lists only the modules commands may go to: one the ledger inhibited (its token still Idle) is not listed, and 1b refuses it', async () => {
+    const rec = recorded();
+    const { c } = await register('Directory', rec.fetch);
+    const engineA = f.service.engines[0];
+    // the ledger finds a map it cannot explain: module A is inhibited, its hardware stays Idle
+    expect(await codeOf(engineA.refuseMap({ epoch: 999_999, root: Buffer.alloc(32) }))).to.equal('RECOVERY_FAILED');
+    expect([engineA.hsm.status().state, engineA.status().state]).to.deep.equal(['Idle', 'Inhibited']);
+    const listed = await (await fetch(`${f.url}/v1/modules`)).json() as { modules: Array<{ serial: string }> };
+    expect(listed.modules.map((m) => m.serial)).to.deep.equal([B]);
+    const challenge = await fetch(`${f.url}/v1/registrations/${c.meterId}/challenge`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ moduleSerial: A, clientNonce: randomBytes(32).toString('base64') }),
+    });
+    expect([challenge.status, ((await challenge.json()) as { error: { code: string } }).error.code]).to.deep.equal([503, 'NO_MODULE']);
+    await c.close();
+  });
 
   it('session-open refused with NO_MODULE: the client moves to the other module, prints there, the key file names it, earlier receipts still verify', async () => {
     const rec = recorded();

@@ -167,7 +167,17 @@ export class Ledger {
     return this.opts.engines.map((e) => e.hsm);
   }
 
-  /** Modules taken out of rotation by this process, and why. */
+  /**
+   * The modules a command may go to now: not taken out of the rotation, lease held, and serving
+   * (not inhibited, not in Error). The module directory (GET /v1/modules) lists only these, so a
+   * client moving to another module is not sent to one the ledger would refuse.
+   */
+  servingModules(): HsmModule[] {
+    return this.opts.engines
+      .filter((e) => !this.outOfRotation.has(e) && !this.opts.leases?.get(e)?.lost && ['Idle', 'User'].includes(e.status().state))
+      .map((e) => e.hsm);
+  }
+
   /**
    * What a command committed may be answered again from the database only once its checkpoint
    * record is in its module's ring, where a rolled-back database would be caught. A record whose
@@ -190,6 +200,7 @@ export class Ledger {
     return { ...this.commits };
   }
 
+  /** Every module of this process: in rotation or taken out by it, and why. */
   rotation(): Array<{ serial: string; label: string; inRotation: boolean; reason: string | null }> {
     return this.opts.engines.map((e) => ({
       serial: e.hsm.serial, label: e.hsm.tokenLabel,

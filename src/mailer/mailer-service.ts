@@ -106,7 +106,7 @@ export class MailerService {
   }
 
   modules(): Promise<ModuleEntry[]> {
-    return moduleDirectory({ db: this.db, modules: this.opts.ledger.modules(), oaepHash: this.opts.oaepHash });
+    return moduleDirectory({ db: this.db, modules: this.opts.ledger.servingModules(), oaepHash: this.opts.oaepHash });
   }
 
   // --- 1. registration ------------------------------------------------------------------
