@@ -74,25 +74,30 @@ describe('failover to a synchronous standby under load', function () {
         }
       }
     });
-    await new Promise((r) => setTimeout(r, 1_000));
-    const before = received.length;
-    expect(before).to.be.greaterThan(0);
-    killServer(join(dir, 'primary'));
-    await new Promise((r) => setTimeout(r, 1_000));
-    await promote(standby.url);
-    // the monitor takes the leases again on the new primary; run passes now too
-    for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
-      await f.service.checkModules();
-      if (f.service.status().modules.every((m) => m.inRotation)) break;
-      await new Promise((r) => setTimeout(r, 250));
+    // the print loops stop whatever happens: left running, they would keep the test run from ending
+    let atPromotion = 0;
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      const before = received.length;
+      expect(before).to.be.greaterThan(0);
+      killServer(join(dir, 'primary'));
+      await new Promise((r) => setTimeout(r, 1_000));
+      await promote(standby.url);
+      // the monitor takes the leases again on the new primary; run passes now too
+      for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+        await f.service.checkModules();
+        if (f.service.status().modules.every((m) => m.inRotation)) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      // serving: Idle, or User while a mailer's print (they go on printing) is in the module
+      expect(f.service.status().modules.map((m) => [m.inRotation, ['Idle', 'User'].includes(m.state)]), JSON.stringify(f.service.status().modules)).to.deep.equal([[true, true]]);
+      // printing goes on on the new primary
+      atPromotion = received.length;
+      for (let i = 0; i < 200 && received.length < atPromotion + 8; i++) await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      stop = true;
+      await Promise.all(loops);
     }
-    // serving: Idle, or User while a mailer's print (they go on printing) is in the module
-    expect(f.service.status().modules.map((m) => [m.inRotation, ['Idle', 'User'].includes(m.state)]), JSON.stringify(f.service.status().modules)).to.deep.equal([[true, true]]);
-    // printing goes on on the new primary
-    const atPromotion = received.length;
-    for (let i = 0; i < 200 && received.length < atPromotion + 8; i++) await new Promise((r) => setTimeout(r, 100));
-    stop = true;
-    await Promise.all(loops);
     expect(received.length, JSON.stringify([...codes])).to.be.at.least(atPromotion + 8);
     expect(codes.get('DATABASE_UNAVAILABLE') ?? 0, JSON.stringify([...codes])).to.be.greaterThan(0);
 
