@@ -38,9 +38,14 @@ describe('indicium key renewal ahead of expiry (the service schedule)', function
     const prints = (async () => {
       while (!stop) codes.push(await codeOf(createIndicium(f.service.ledger, { meterId: printing, postage: 100, mailpiece: MAIL })));
     })();
-    const run = await renewDueKeys({ db: f.db.knex, metergen: f.metergen, renewBeforeMs: 3650 * 86_400_000 });
-    stop = true;
-    await prints;
+    // the print loop stops whatever happens: left running, it would keep the test run from ending
+    let run: Awaited<ReturnType<typeof renewDueKeys>>;
+    try {
+      run = await renewDueKeys({ db: f.db.knex, metergen: f.metergen, renewBeforeMs: 3650 * 86_400_000 });
+    } finally {
+      stop = true;
+      await prints;
+    }
     for (let i = 0; i < 3; i++) codes.push(await codeOf(createIndicium(f.service.ledger, { meterId: printing, postage: 100, mailpiece: MAIL })));
 
     expect(run.failed).to.deep.equal([]);
