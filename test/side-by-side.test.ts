@@ -101,6 +101,36 @@ describe('side-by-side steps of a group', function () {
     }
   });
 
+  it('the insider puts two meters\' rows back while others run side by side: those two fail alone (PACKAGE_STALE), nothing of them is spent twice', async () => {
+    const f = await ledgerFixture();
+    try {
+      const ids = await meters(f, 6);
+      const stale = [ids[2], ids[4]];
+      // after a download, both rows go back to the package before it (its funds to spend twice)
+      const old = await f.db.knex('meters').whereIn('meter_id', stale).select('meter_id', 'package', 'record_counter', 'descending_register');
+      for (const meterId of stale) await f.service.ledger.postageValueDownload({ meterId, amount: 1_000 });
+      for (const o of old) {
+        await f.db.knex('meters').where({ meter_id: o.meter_id }).update({ package: o.package, record_counter: o.record_counter, descending_register: o.descending_register });
+      }
+      const runs = new Map<string, number>();
+      const poolBefore = await f.service.ledger.pool();
+      const out = await together(ids.map((meterId) => pvdStep(f, runs, meterId, 700)));
+      const codes = await Promise.all(out.map((o) => (o.status === 'fulfilled' ? 'OK' : codeOf(Promise.reject(o.reason)))));
+      expect(codes).to.deep.equal(['OK', 'OK', 'PACKAGE_STALE', 'OK', 'PACKAGE_STALE', 'OK']);
+      for (const o of out) if (o.status === 'fulfilled') expect(o.value.result.ranFor).to.equal(o.value.record.seq);
+      expect(await f.service.ledger.pool()).to.deep.include({ available: poolBefore.available - 4 * 700 });
+      // each refusal audited once; the module keeps serving
+      expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale', 'package-stale']);
+      expect(f.service.engines[0].status().state).to.equal('Idle');
+      const all = await records(f);
+      for (let i = 1; i < all.length; i++) expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
+      // the put-back rows stay refused: the map still holds the packages after the downloads
+      for (const meterId of stale) expect(await codeOf(f.service.ledger.postageValueDownload({ meterId, amount: 1 }))).to.equal('PACKAGE_STALE');
+    } finally {
+      await f.service.close();
+    }
+  });
+
   it("a command whose rows the database refuses: the group runs again one step at a time, it fails alone, the others commit", async () => {
     const f = await ledgerFixture();
     try {
