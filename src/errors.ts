@@ -42,7 +42,7 @@ export const ERROR_CODES = {
   CHECKPOINT_APPEND_FAILED: { status: 503, kind: 'internal', text: 'the command committed but its checkpoint is not in the ring yet: nothing released' },
   // caller input (used by the engine and the API in later layers)
   BAD_REQUEST: { status: 400, kind: 'user', text: 'request is invalid' },
-  INVALID_AMOUNT: { status: 400, kind: 'user', text: 'amount must be a positive integer number of mills within limits' },
+  INVALID_AMOUNT: { status: 400, kind: 'user', text: 'amount must be a positive integer number of mills within limits (a purchase: whole units of the payment processor)' },
   // transaction engine
   UNKNOWN_METER: { status: 404, kind: 'user', text: 'no such meter' },
   METER_CLOSED: { status: 409, kind: 'user', text: 'meter is closed' },

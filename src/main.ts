@@ -11,8 +11,7 @@ import { createMeterGen, loadMeterGenConfig } from './pki/metergen-config';
 import { PgMeterStore } from './ledger/pg-meter-store';
 import { MeterGen } from './pki/metergen';
 import { fromPemAll } from './pki/pem';
-import { SandboxPaymentProvider } from './payments/sandbox-provider';
-import { PaymentProvider } from './payments/payment-provider';
+import { paymentProvider } from './payments/provider-config';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { DevLicensingAuthority } from './licensing/dev-authority';
 
@@ -86,20 +85,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-}
-
-/**
- * The payment provider, chosen by configuration before anything starts. Only the sandbox exists
- * (src/payments/sandbox-provider.ts); a production deployment (CA_URL set) refuses to start with
- * it unless VBI_PAYMENT_PROVIDER=sandbox says so explicitly (a staging system that takes no real money).
- */
-function paymentProvider(env: NodeJS.ProcessEnv): PaymentProvider {
-  const chosen = env.VBI_PAYMENT_PROVIDER || (env.CA_URL ? undefined : 'sandbox');
-  if (chosen === undefined) {
-    throw vbiError('CONFIG_INVALID', 'a production deployment (CA_URL set) needs VBI_PAYMENT_PROVIDER; no real payment adapter is built yet, and VBI_PAYMENT_PROVIDER=sandbox is only for a staging system that takes no real money');
-  }
-  if (chosen !== 'sandbox') throw vbiError('CONFIG_INVALID', `VBI_PAYMENT_PROVIDER '${chosen}' is not available (only 'sandbox')`);
-  return new SandboxPaymentProvider();
 }
 
 /**

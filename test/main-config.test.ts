@@ -16,7 +16,8 @@ describe('the service program: payment provider and licensing authority chosen b
     try {
       for (const [extra, message] of [
         [{}, 'CONFIG_INVALID: a production deployment (CA_URL set) needs VBI_PAYMENT_PROVIDER'],
-        [{ VBI_PAYMENT_PROVIDER: 'acme-pay' }, "CONFIG_INVALID: VBI_PAYMENT_PROVIDER 'acme-pay' is not available (only 'sandbox')"],
+        [{ VBI_PAYMENT_PROVIDER: 'acme-pay' }, "CONFIG_INVALID: VBI_PAYMENT_PROVIDER 'acme-pay' is not available ('stripe' or 'sandbox')"],
+        [{ VBI_PAYMENT_PROVIDER: 'stripe' }, 'CONFIG_INVALID: VBI_PAYMENT_PROVIDER=stripe needs VBI_STRIPE_SECRET_KEY_FILE'],
         // the licensing authority is chosen the same way (docs/licensing.md)
         [{ VBI_PAYMENT_PROVIDER: 'sandbox' }, 'CONFIG_INVALID: a production deployment (CA_URL set) needs VBI_LICENSING_AUTHORITY'],
         [{ VBI_PAYMENT_PROVIDER: 'sandbox', VBI_LICENSING_AUTHORITY: 'cmls' }, "CONFIG_INVALID: VBI_LICENSING_AUTHORITY 'cmls' is not available (only 'dev')"],

@@ -26,7 +26,7 @@ import {
   registrationChallengeBytes, requestMacInput,
 } from '../protocol/messages';
 import { PaymentProvider } from '../payments/payment-provider';
-import { chargeWithRetry } from '../payments/charge';
+import { assertChargeable, chargeWithRetry } from '../payments/charge';
 import { computePostage } from '../rates/postage';
 import { ItemType } from '../indicium/fields';
 import { ModuleEntry, moduleDirectory } from './module-directory';
@@ -277,7 +277,7 @@ export class MailerService {
    * the ring).
    */
   async purchase(env: OperationalRequest<{ amount: number; payment: { kind: 'card' | 'ach' | 'check'; token: string } }>, idem?: IdempotencyContext): Promise<OperationalResponse> {
-    const amount = assertMills(env.body.amount);
+    const amount = assertChargeable(this.opts.payments, env.body.amount);
     const prior = idem ? await this.db('payments').where({ meter_id: env.meterId, idempotency_key: idem.key }).where('created_at', '>=', idem.since).orderBy('payment_id', 'desc').first() : undefined;
     let paymentId: number;
     if (prior) {
@@ -301,7 +301,7 @@ export class MailerService {
       const pool = await this.db('pool').where({ pool_id: 1 }).first('available');
       if (!pool || pool.available < amount) throw vbiError('POOL_EXHAUSTED', `the pool cannot supply ${amount} mills now`);
       const [row] = await this.db('payments').insert({
-        meter_id: env.meterId, amount, provider: 'sandbox', status: 'pending', method_kind: env.body.payment.kind, idempotency_key: idem?.key ?? null,
+        meter_id: env.meterId, amount, provider: this.opts.payments.name, status: 'pending', method_kind: env.body.payment.kind, idempotency_key: idem?.key ?? null,
       }).returning('payment_id');
       paymentId = row.payment_id;
     }

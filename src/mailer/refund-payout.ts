@@ -5,10 +5,11 @@ import { PaymentProvider } from '../payments/payment-provider';
  * Refunds paid back to the mailer through the processor (docs/api-conventions.md, Payments).
  * A refund command moves the registers; its row is then `due`. The payout spreads the amount over
  * the meter's captured payments, newest first, never more against a payment than it captured
- * less what earlier refunds took from it; the split is stored before the processor is asked
+ * less what earlier refunds took from it, and in whole units of the processor (PaymentProvider.unitMills);
+ * the split is stored before the processor is asked
  * (so a retry after a crash asks for exactly the same refunds, each idempotent by its key), then
- * each part is refunded. What the payments cannot cover (postage the vendor downloaded, or
- * payments already refunded) leaves the row `unpaid`, for the operator to pay by hand; the
+ * each part is refunded. What the payments cannot cover (postage the vendor downloaded,
+ * payments already refunded, or less than one unit of the processor) leaves the row `unpaid`, for the operator to pay by hand; the
  * reconciliation lists it.
  */
 export async function payRefund(db: Knex, provider: PaymentProvider, refundId: number): Promise<'paid' | 'unpaid' | 'failed' | 'done'> {
@@ -26,7 +27,8 @@ export async function payRefund(db: Knex, provider: PaymentProvider, refundId: n
           trx.raw('(SELECT coalesce(sum(o.amount), 0) FROM refund_payouts o WHERE o.payment_id = p.payment_id) AS refunded'));
       let left = Number(r.amount);
       for (const p of payments) {
-        const take = Math.min(left, Number(p.amount) - Number(p.refunded));
+        // whole units of the processor only (a card is paid back in cents): a remainder below one unit stays unpaid
+        const take = Math.floor(Math.min(left, Number(p.amount) - Number(p.refunded)) / provider.unitMills) * provider.unitMills;
         if (take <= 0) continue;
         await trx('refund_payouts').insert({ refund_id: refundId, payment_id: p.payment_id, amount: take });
         parts.push({ payment_id: Number(p.payment_id), amount: take, payout_ref: null, provider_ref: p.provider_ref });

@@ -26,6 +26,19 @@ export interface ChargeResult {
 const PAYMENT_ID = /^[\x21-\x7E]{1,128}$/;
 const KINDS = new Set(['card', 'ach', 'check']);
 
+/**
+ * `amount` (mills) as the processor can charge it: a valid amount and a whole number of its units
+ * (a processor that charges US cents cannot take 12,345 mills), else INVALID_AMOUNT before anything
+ * is stored or sent.
+ */
+export function assertChargeable(provider: Pick<PaymentProvider, 'name' | 'unitMills'>, amount: unknown): number {
+  const mills = assertMills(amount);
+  if (mills % provider.unitMills !== 0) {
+    throw vbiError('INVALID_AMOUNT', `the payment processor (${provider.name}) charges whole units of ${provider.unitMills} mills; ${mills} mills is not one`);
+  }
+  return mills;
+}
+
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -37,7 +50,7 @@ const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(reso
  * - any other exception propagates unchanged (a bug, not a link failure).
  */
 export async function chargeWithRetry(provider: PaymentProvider, req: AuthorizeRequest, policy: RetryPolicy = {}): Promise<ChargeResult> {
-  const amount = assertMills(req.amount);
+  const amount = assertChargeable(provider, req.amount);
   if (typeof req.paymentId !== 'string' || !PAYMENT_ID.test(req.paymentId)) throw vbiError('BAD_REQUEST', 'paymentId must be 1 to 128 printable ASCII characters');
   if (!req.method || !KINDS.has(req.method.kind)) throw vbiError('BAD_REQUEST', "payment method kind must be 'card', 'ach' or 'check'");
   if (typeof req.method.token !== 'string' || req.method.token.length === 0) throw vbiError('BAD_REQUEST', 'payment method token is required');

@@ -49,6 +49,14 @@ export interface PollResponse {
 
 /** A payment processor (sandbox, card acquirer, ACH originator, lockbox). */
 export interface PaymentProvider {
+  /** Short name, stored with each payment ('sandbox', 'stripe'). */
+  readonly name: string;
+  /**
+   * The smallest amount it moves, in mills (1 for the sandbox; 10 for a processor that charges
+   * and refunds whole US cents). Purchases must be a multiple of it; a refund pays back whole
+   * units and leaves the rest to the operator (src/mailer/refund-payout.ts).
+   */
+  readonly unitMills: number;
   authorize(req: AuthorizeRequest): Promise<AuthorizeResponse>;
   /** The current status of a pending payment (a check clears or is returned). */
   poll(providerRef: string): Promise<PollResponse>;

@@ -86,6 +86,8 @@ function plan(method: PaymentMethod): Plan {
  * As the PaymentProvider contract requires, authorize() is idempotent per paymentId.
  */
 export class SandboxPaymentProvider implements PaymentProvider {
+  readonly name = 'sandbox';
+  readonly unitMills = 1;
   private readonly byId = new Map<string, SandboxPayment & { plan: Plan }>();
   private readonly byRef = new Map<string, SandboxPayment & { plan: Plan }>();
   private readonly attempts = new Map<string, number>();

@@ -1,6 +1,7 @@
 import { Service, createService } from '../../src/service';
 import { RunningServer, startServer } from '../../src/server';
 import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
+import type { PaymentProvider } from '../../src/payments/payment-provider';
 import { DevLicensingAuthority } from '../../src/licensing/dev-authority';
 import type { LicensingAuthority } from '../../src/licensing/licensing-authority';
 import { MailerOptions } from '../../src/mailer/mailer-service';
@@ -11,10 +12,10 @@ import { testPki } from './pki';
 import { provisionModules, testConfig } from './ledger';
 import { toPem } from '../../src/pki/pem';
 
-export interface ServerFixture {
+export interface ServerFixture<P extends PaymentProvider = SandboxPaymentProvider> {
   service: Service;
   server: RunningServer;
-  payments: SandboxPaymentProvider;
+  payments: P;
   url: string;
   rootPem: string;
   close(): Promise<void>;
@@ -26,12 +27,14 @@ export interface ServerFixture {
  * is up, before the fixture buys stock and starts the server (an officer reinstating a module
  * that took over the database).
  */
-export async function serverFixture(opts: {
+export async function serverFixture<P extends PaymentProvider = SandboxPaymentProvider>(opts: {
   db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; modules?: number; labels?: string[]; started?: (service: Service) => Promise<void>;
   mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer };
   /** The licensing authority; default the dev one, which approves a well-formed application at once. */
   licensing?: LicensingAuthority;
-} = {}): Promise<ServerFixture> {
+  /** The payment processor; default the sandbox (clears a pending check at the first poll). */
+  payments?: P;
+} = {}): Promise<ServerFixture<P>> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1, 'srv'));
   const db = opts.db ?? (await freshDatabase());
   const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
@@ -43,7 +46,7 @@ export async function serverFixture(opts: {
   }
   await service.ledger.purchaseFromPost({ amount: 1_000_000_000, reference: 'test stock' });
   const pki = await testPki();
-  const payments = new SandboxPaymentProvider({ clearAfterPolls: 1 });
+  const payments = opts.payments ?? (new SandboxPaymentProvider({ clearAfterPolls: 1 }) as PaymentProvider as P);
   const server = await startServer({
     service, payments, licensing: opts.licensing ?? new DevLicensingAuthority(),
     metergen: (store) => pki.metergen(store),
