@@ -166,12 +166,27 @@ describe('payments through Stripe', function () {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
+    it('a payment id issued again (the database restored to before a payment) is a new payment at Stripe, charged and captured, not the old answer', async () => {
+      const first = await c.buy({ amount: 10_000, payment: card('pm_card_visa') });
+      const key = (await f.service.db.knex('payments').where({ payment_id: first.paymentId }).first('processor_key')).processor_key;
+      expect(d.intents.get('pi_1')!.metadata.vbi_payment_id).to.equal(`${first.paymentId}.${key}`).and.match(/^\d+\.[0-9a-f]{16}$/);
+      // what a point-in-time restore leaves: the payment row gone, its id free to be issued again
+      const knex = f.service.db.knex;
+      await knex('payments').where({ payment_id: first.paymentId }).delete();
+      await knex.raw(`SELECT setval(pg_get_serial_sequence('payments', 'payment_id'), ?, false)`, [first.paymentId]);
+      const again = await c.buy({ amount: 10_000, payment: card('pm_card_visa') });
+      expect(again.paymentId).to.equal(first.paymentId);
+      expect([...d.intents.values()].map((pi) => [pi.status, pi.amount_received])).to.deep.equal([['succeeded', 1_000], ['succeeded', 1_000]]);
+      expect((await knex('payments').where({ payment_id: again.paymentId }).first('provider_ref')).provider_ref).to.equal('pi_2');
+    });
+
     it('a purchase is authorised, downloaded, then captured in cents; a decline and a part-cent amount change nothing; refunds are paid back in cents', async () => {
       const bought = await c.buy({ amount: 20_000, payment: card('pm_card_visa') });
       const row = await f.service.db.knex('payments').where({ payment_id: bought.paymentId }).first('status', 'provider', 'provider_ref', 'captured_at');
       expect(row).to.deep.include({ status: 'applied', provider: 'stripe', provider_ref: 'pi_1' });
       expect(row.captured_at).to.be.instanceOf(Date);
-      expect(d.intents.get('pi_1')).to.deep.include({ status: 'succeeded', amount_received: 2_000, metadata: { vbi_payment_id: String(bought.paymentId) } });
+      expect(d.intents.get('pi_1')).to.deep.include({ status: 'succeeded', amount_received: 2_000 });
+      expect(d.intents.get('pi_1')!.metadata.vbi_payment_id).to.match(new RegExp(`^${bought.paymentId}\\.[0-9a-f]{16}$`));
       expect((await c.balance()).descending).to.equal(20_000);
 
       let declined: VbiError | undefined;

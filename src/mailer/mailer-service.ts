@@ -280,8 +280,10 @@ export class MailerService {
     const amount = assertChargeable(this.opts.payments, env.body.amount);
     const prior = idem ? await this.db('payments').where({ meter_id: env.meterId, idempotency_key: idem.key }).where('created_at', '>=', idem.since).orderBy('payment_id', 'desc').first() : undefined;
     let paymentId: number;
+    let processorKey: string;
     if (prior) {
       paymentId = prior.payment_id;
+      processorKey = processorKeyOf(prior);
       if (prior.status === 'applied') {
         if (!prior.answer) throw vbiError('BAD_REQUEST', `payment ${paymentId} is already applied`);
         const answer = prior.answer as OperationalResponse;
@@ -302,12 +304,13 @@ export class MailerService {
       if (!pool || pool.available < amount) throw vbiError('POOL_EXHAUSTED', `the pool cannot supply ${amount} mills now`);
       const [row] = await this.db('payments').insert({
         meter_id: env.meterId, amount, provider: this.opts.payments.name, status: 'pending', method_kind: env.body.payment.kind, idempotency_key: idem?.key ?? null,
-      }).returning('payment_id');
+      }).returning(['payment_id', 'processor_key']);
       paymentId = row.payment_id;
+      processorKey = processorKeyOf(row);
     }
     let charge;
     try {
-      charge = await chargeWithRetry(this.opts.payments, { paymentId: String(paymentId), amount, method: env.body.payment }, { attempts: 3, backoffMs: this.opts.paymentBackoffMs ?? 250 });
+      charge = await chargeWithRetry(this.opts.payments, { paymentId: processorKey, amount, method: env.body.payment }, { attempts: 3, backoffMs: this.opts.paymentBackoffMs ?? 250 });
     } catch (e) {
       await this.db('payments').where({ payment_id: paymentId }).update({ status: 'declined', updated_at: this.db.fn.now() });
       throw e;
@@ -777,4 +780,13 @@ export class MailerService {
     if (q.postage !== it.postage) throw vbiError('POSTAGE_MISMATCH', `rate table ${q.rateTableName} prices this piece at ${q.postage} mills, not ${it.postage}`, { postage: q.postage });
     return { destinationZip: it.destinationZip, rateCategory: q.rateCategory, rateTableId: q.rateTableId, rateTableVersion: q.rateTableVersion, itemType: it.itemType, dateOfMailing: it.dateOfMailing };
   }
+}
+
+/**
+ * The id a payment has at the processor, its idempotency key there: `<payment id>.<random>`
+ * (sql/0220), so a payment id issued again after a restore of the database is a new payment at the
+ * processor; a payment from before that column has its plain id.
+ */
+function processorKeyOf(row: { payment_id: number | string; processor_key: string | null }): string {
+  return row.processor_key ? `${row.payment_id}.${row.processor_key}` : String(row.payment_id);
 }

@@ -24,7 +24,7 @@ export type PaymentStatus = 'approved' | 'declined' | 'pending';
 
 /** One authorization: the amount of a purchase, charged to one payment method. */
 export interface AuthorizeRequest {
-  /** Our id of this payment, unique per purchase; the processor's idempotency key. */
+  /** Our id of this payment, never used for another one (the payment's processor key, docs/payments.md); the processor's idempotency key. */
   paymentId: string;
   /** Mills, a positive integer. */
   amount: number;
