@@ -7,7 +7,8 @@
  * HTTP. For each number of modules (the second and later cloned from the dev token, as the
  * ceremony's clone does), number of concurrent mailers K and batch size B it prints items/s
  * (every item committed and checkpointed before its answer), p50/p99 per request and the errors,
- * and per module count the commands per commit group (GET /v1/metrics); then, per batch size,
+ * the CPU time per item of the service, of PostgreSQL and of the mailers (the SDK runs in the
+ * benchmark's own process: on this machine all three share its cores), and per module count the commands per commit group (GET /v1/metrics); then, per batch size,
  * an open-loop row at half of that batch size's best rate: requests due at a steady pace, their
  * p50/p99 counted from when each was due. With --meters N the
  * service is stopped after the last module count's rows, N more meters' leaves are put into its
@@ -21,7 +22,7 @@
  * machine. Quote the output, don't assert on it.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir, cpus } from 'node:os';
+import { availableParallelism, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { VbiClient } from '../src/client/vbi-client';
@@ -41,6 +42,7 @@ import { buildMap, leafHash } from '../src/module/meter-map';
 import { digestOf } from '../src/module/checkpoint';
 import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
 import { ServiceProcess } from '../src/ops/service-process';
+import { cpuSeconds, ownCpuSeconds } from './cpu-time';
 
 function list(name: string, dflt: number[]): number[] {
   const i = process.argv.indexOf(`--${name}`);
@@ -151,11 +153,20 @@ export async function benchHttp(): Promise<void> {
   try {
     let best = 0;
     let bestRow = '';
+    const cpuNow = () => ({ service: cpuSeconds(service.pid), database: cpuSeconds(service.postmasterPid(), true), mailers: ownCpuSeconds() });
+    /** Where the CPU went per printed item, and what rate the machine's cores allow at that cost. */
+    const cpuPerItem = (a: ReturnType<typeof cpuNow>, b: ReturnType<typeof cpuNow>, items: number): string => {
+      const ms = (k: keyof typeof a) => ((b[k] - a[k]) * 1000) / items;
+      const all = ms('service') + ms('database') + ms('mailers');
+      const cores = availableParallelism();
+      return `    CPU per item: service ${ms('service').toFixed(2)} ms, PostgreSQL ${ms('database').toFixed(2)} ms, mailers (the benchmark's process) ${ms('mailers').toFixed(2)} ms; ${all.toFixed(2)} ms in all, so ${cores} cores allow ${((cores * 1000) / all).toFixed(0)} items/s at this cost`;
+    };
     /** One row: `clients` print batches of `b` items for the row's time; items/s, p50/p99, errors. */
     const row = async (label: string, clients: VbiClient[], b: number): Promise<number> => {
       const lat: number[] = [];
       const errors = new Map<string, number>();
       let items = 0;
+      const cpu0 = cpuNow();
       const end = performance.now() + seconds * 1000;
       const start = performance.now();
       await Promise.all(clients.map(async (c) => {
@@ -181,6 +192,7 @@ export async function benchHttp(): Promise<void> {
       }
       const errs = errors.size ? [...errors].map(([code, n]) => `${code} ${n}`).join(', ') : 'none';
       say(`${label}: ${rate.toFixed(1).padStart(7)} items/s  p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms per request  (${lat.length} requests, errors: ${errs})`);
+      if (items > 0) say(cpuPerItem(cpu0, cpuNow(), items));
       return rate;
     };
     /**

@@ -51,6 +51,11 @@ export class ServiceProcess {
     return new ServiceProcess(dir, await freePort(), await freePort());
   }
 
+  /** The running service's process id. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** The postal root certificate of the dev CA (after the first start). */
   get rootPem(): string {
     return readFileSync(join(this.varDir, 'dev-ca', 'root.pem'), 'utf8');
@@ -208,7 +213,7 @@ export class ServiceProcess {
     }
   }
 
-  private postmasterPid(): number | undefined {
+  postmasterPid(): number | undefined {
     const file = join(this.varDir, 'pgdata', 'postmaster.pid');
     if (!existsSync(file)) return undefined;
     const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
