@@ -49,7 +49,7 @@ const NOT_REBUILT = [
   'print_batches and idempotency_keys (answers to requests in flight when the database was lost)',
   'pool_purchases the export holds no signed record of (stock bought after the last export: give each to the replay with --stock REFERENCE=AMOUNT)',
   'payments not applied by a PVD record (pending or declined: ask the payment provider)',
-  'license_requests, key_renewals, indicium_scans, fraud_reports, credentials',
+  'license_requests, licence_revocation_reports, key_renewals, indicium_scans, fraud_reports, credentials',
   'audit records written after the last export (audit verify reports the gap against each module\'s token)',
 ];
 

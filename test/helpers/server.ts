@@ -31,6 +31,8 @@ export async function serverFixture(opts: {
   mailer?: Partial<MailerOptions>; pool?: number; authRateLimit?: { limit: number; windowMs: number }; tls?: { cert: Buffer; key: Buffer };
   /** The licensing authority; default the dev one, which approves a well-formed application at once. */
   licensing?: LicensingAuthority;
+  /** false: no periodic licensing pass (the test calls licensingPass() itself; the pass at start still runs). */
+  licensingTimer?: boolean;
 } = {}): Promise<ServerFixture> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1, 'srv'));
   const db = opts.db ?? (await freshDatabase());
@@ -45,7 +47,7 @@ export async function serverFixture(opts: {
   const pki = await testPki();
   const payments = new SandboxPaymentProvider({ clearAfterPolls: 1 });
   const server = await startServer({
-    service, payments, licensing: opts.licensing ?? new DevLicensingAuthority(),
+    service, payments, licensing: opts.licensing ?? new DevLicensingAuthority(), licensingEveryMs: opts.licensingTimer === false ? 0 : undefined,
     metergen: (store) => pki.metergen(store),
     pki: { ca: pki.ca, ra: pki.ra, trust: pki.trust, intermediates: pki.intermediates },
     meterPool: { minimum: opts.pool ?? 2, maxDescendingRegister: 500_000_000 },
