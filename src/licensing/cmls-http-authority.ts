@@ -114,7 +114,7 @@ export class CmlsHttpAuthority implements LicensingAuthority {
           if (status >= 500 || status === 408 || status === 429) return finish(new LicensingLinkError(`${what}: HTTP ${status}${errorText(body)}`));
           if (status !== 200 && status !== 201 && status !== 202) return finish(new Error(`${what}: HTTP ${status}${errorText(body)}`));
           const json = /^application\/json\b/i.test(res.headers['content-type'] ?? '');
-          if (!json || typeof body !== 'object' || body === null || Array.isArray(body)) return finish(new Error(`${what}: HTTP ${status}: the answer is not a JSON object`));
+          if (!json || typeof body !== 'object' || body === null || Array.isArray(body)) return finish(new Error(`${what}: the authority's answer does not fit the contract: HTTP ${status} without a JSON object`));
           finish(null, { status, body });
         });
       });

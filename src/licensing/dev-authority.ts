@@ -15,7 +15,7 @@ import { LicenceApplication, LicenceDecision, LicenceRevocation, LicensingAuthor
  *
  * Revocation reports are recorded once per licence number (a report repeated is not recorded
  * again, as the real authority files nothing new); per licence, the first `revocationLinkFailures`
- * reports throw LicensingLinkError. Every report received, repeats included, is kept in `reports`.
+ * reports throw LicensingLinkError. Every report answered, repeats included, is kept in `reports`.
  */
 export class DevLicensingAuthority implements LicensingAuthority {
   readonly name = 'dev';
