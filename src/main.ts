@@ -14,6 +14,7 @@ import { fromPemAll } from './pki/pem';
 import { paymentProvider } from './payments/provider-config';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { DevLicensingAuthority } from './licensing/dev-authority';
+import { cmlsHttpAuthorityFromEnv } from './licensing/cmls-http-config';
 
 /**
  * `npm start`: the whole service. On the embedded defaults (no DATABASE_URL, no CA_URL, the
@@ -21,7 +22,7 @@ import { DevLicensingAuthority } from './licensing/dev-authority';
  * and vendor tokens, the CA itself — starts PostgreSQL, runs the migrations, keeps a few certified
  * meters ready, and serves the API. Production sets PKCS11_*, DATABASE_URL, CA_URL and the
  * MeterGen variables (src/pki/metergen-config.ts), VBI_INTERMEDIATES, VBI_TLS_CERT/KEY and
- * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY.
+ * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY (with VBI_CMLS_*).
  */
 async function main(): Promise<void> {
   const payments = paymentProvider(process.env);
@@ -89,17 +90,18 @@ async function main(): Promise<void> {
 
 /**
  * The postal licensing authority (docs/licensing.md), chosen by configuration before anything
- * starts, as the payment provider is. Only the dev authority is built (the HTTP shape of a real
- * CMLS adapter is documented, not built); a production deployment (CA_URL set) refuses to start
- * with it unless VBI_LICENSING_AUTHORITY=dev says so explicitly (a staging system whose meters the
- * post does not license).
+ * starts, as the payment provider is: `cmls-http` (the HTTP adapter, its VBI_CMLS_* settings
+ * checked here) or `dev`. A production deployment (CA_URL set) must name it, and takes `dev` only
+ * when VBI_LICENSING_AUTHORITY=dev says so explicitly (a staging system whose meters the post does
+ * not license).
  */
 function licensingAuthority(env: NodeJS.ProcessEnv): LicensingAuthority {
   const chosen = env.VBI_LICENSING_AUTHORITY || (env.CA_URL ? undefined : 'dev');
   if (chosen === undefined) {
-    throw vbiError('CONFIG_INVALID', 'a production deployment (CA_URL set) needs VBI_LICENSING_AUTHORITY; no adapter to the postal licensing system is built yet (its HTTP shape: docs/licensing.md), and VBI_LICENSING_AUTHORITY=dev is only for a staging system');
+    throw vbiError('CONFIG_INVALID', 'a production deployment (CA_URL set) needs VBI_LICENSING_AUTHORITY: cmls-http (the postal licensing service, with the VBI_CMLS_* settings of docs/licensing.md), or dev only for a staging system');
   }
-  if (chosen !== 'dev') throw vbiError('CONFIG_INVALID', `VBI_LICENSING_AUTHORITY '${chosen}' is not available (only 'dev')`);
+  if (chosen === 'cmls-http') return cmlsHttpAuthorityFromEnv(env);
+  if (chosen !== 'dev') throw vbiError('CONFIG_INVALID', `VBI_LICENSING_AUTHORITY '${chosen}' is not available (cmls-http or dev)`);
   return new DevLicensingAuthority();
 }
 

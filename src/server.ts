@@ -25,6 +25,7 @@ import { Mutex } from './module/mutex';
 import { PaymentProvider } from './payments/payment-provider';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { LicenceQueue } from './licensing/licence-queue';
+import { RevocationReports } from './licensing/revocation-reports';
 
 export interface ServerDeps {
   service: Service;
@@ -33,8 +34,10 @@ export interface ServerDeps {
   /** For module identity certificates: the same CA, RA and trust anchor as MeterGen's. */
   pki: { ca: CaClient; ra: RequestCountersigner; trust: TrustStore; intermediates: Buffer[] };
   payments: PaymentProvider;
-  /** The postal licensing authority (docs/licensing.md): the dev authority, or a real adapter. */
+  /** The postal licensing authority (docs/licensing.md): the dev authority, or the HTTP adapter. */
   licensing: LicensingAuthority;
+  /** How often the licensing pass runs besides at start (default LICENSING_EVERY_MS); 0: only at start and on licensingPass() (tests that drive it). */
+  licensingEveryMs?: number;
   mailer?: Partial<Omit<MailerOptions, 'ledger' | 'payments' | 'licensing'>>;
   /** Certified, unassigned meters kept ready for registrations. */
   meterPool?: { minimum: number; maxDescendingRegister: number };
@@ -72,8 +75,11 @@ export interface RunningServer {
   capturePayments(): Promise<{ captured: number; failed: number }>;
   /** One payout pass: refunds still due paid back through the processor (with the capture pass). */
   payRefunds(): Promise<{ paid: number; unpaid: number; failed: number }>;
-  /** One licensing pass: pending licence requests asked of the authority again (every LICENSING_EVERY_MS and at start). */
-  licensingPass(): Promise<{ licensed: number; refused: number; pending: number }>;
+  /**
+   * One licensing pass (every LICENSING_EVERY_MS and at start): pending licence requests asked of
+   * the authority again, then the revocations not yet reported to it reported.
+   */
+  licensingPass(): Promise<{ licensed: number; refused: number; pending: number; revocations: { reported: number; unreported: number } }>;
   /** One pass of the report schedule: the dates whose report it wrote. */
   writeMissingReports(): Promise<string[]>;
   close(): Promise<void>;
@@ -99,6 +105,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     ? () => poolLock.run(async () => { await keepMeterPool({ ledger, metergen, ...deps.meterPool! }); })
     : undefined;
   const licences = new LicenceQueue({ ledger, authority: deps.licensing, log: deps.log });
+  const revocationReports = new RevocationReports({ db: ledger.db, authority: deps.licensing, log: deps.log });
   const mailer = new MailerService({
     ledger, payments: deps.payments, oaepHash: service.config.hsm.oaepHash, spoilageLimitBps: service.config.spoilageLimitBps,
     replenishMeters, log: deps.log, licensing: licences, ...deps.mailer,
@@ -152,11 +159,14 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   captureTimer.unref();
   void processorPass().catch(() => undefined);
   // Licence requests still pending at the authority (under review, a link failure, a crash
-  // between step 1c and its licence): every LICENSING_EVERY_MS and at start.
+  // between step 1c and its licence) and revocations not yet reported: every LICENSING_EVERY_MS and at start.
   const licensingLock = new Mutex();
-  const licensingPass = () => licensingLock.run(() => licences.pass());
-  const licensingTimer = setInterval(() => { void licensingPass().catch((e) => deps.log?.(`licensing pass failed: ${(e as Error).message}`)); }, LICENSING_EVERY_MS);
-  licensingTimer.unref();
+  const licensingPass = () => licensingLock.run(async () => ({ ...await licences.pass(), revocations: await revocationReports.pass() }));
+  const licensingEvery = deps.licensingEveryMs ?? LICENSING_EVERY_MS;
+  const licensingTimer = licensingEvery > 0
+    ? setInterval(() => { void licensingPass().catch((e) => deps.log?.(`licensing pass failed: ${(e as Error).message}`)); }, licensingEvery)
+    : undefined;
+  licensingTimer?.unref();
   void licensingPass().catch((e) => deps.log?.(`licensing pass failed: ${(e as Error).message}`));
   // Daily reports: the complete days of the last week that have records and no file yet.
   const reportLock = new Mutex();

@@ -150,8 +150,11 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     await createIndicium(f.service.ledger, { meterId, postage: 410, mailpiece: MAIL });
     const other = await f.newMeter(1_000_000);
     await f.service.ledger.postageValueDownload({ meterId: other.meterId, amount: 7_000 });
+    await f.service.ledger.revokeLicence({ meterId: other.meterId, operator: 'Olga Operator', reason: 'licence withdrawn by the post' });
     await exportJournal({ db: f.db.knex, hsm, dir: exportDir('main') });
+    const revocationReports = () => f.db.knex('licence_revocation_reports').select('meter_id', 'licence_id', 'reason', 'revoked_at', 'status');
     const expected = {
+      revocations: await revocationReports(),
       meters: await f.db.knex('meters').orderBy('meter_id').select('meter_id', 'slot', 'state', 'record_counter', 'package', 'ascending_register', 'descending_register', 'cert_serial', 'account_id'),
       map: await f.db.knex('meter_map').select('epoch', 'root', 'next_slot'),
       modules: await f.db.knex('modules').select('module_serial', 'checkpoint', 'checkpoint_seq'),
@@ -162,6 +165,8 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     };
     await restore(f.db, 'before_later_work');
     expect((await auditRows()).length).to.be.lessThan(expected.audit.length);
+    expect(expected.revocations).to.have.length(1);
+    expect(await revocationReports()).to.deep.equal([]);
     // a tampered export is refused and changes nothing
     cpSync(exportDir('main'), exportDir('replay-tampered'), { recursive: true });
     const ls = lines(exportDir('replay-tampered'), 3);
@@ -190,6 +195,9 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(await f.db.knex('meter_map').select('epoch', 'root', 'next_slot')).to.deep.equal(expected.map);
     expect(await f.db.knex('modules').select('module_serial', 'checkpoint', 'checkpoint_seq')).to.deep.equal(expected.modules);
     expect(await f.db.knex('pool').first('purchased', 'available', 'refunds_paid')).to.deep.equal(expected.pool);
+    // the revocation after the snapshot is owed to the licensing authority again, with its reason
+    expect(await revocationReports()).to.deep.equal(expected.revocations);
+    expect(expected.revocations[0]).to.deep.include({ meter_id: other.meterId, licence_id: `TEST-${other.meterId}`, reason: 'licence withdrawn by the post', status: 'due' });
     expect(await f.db.knex('indicia').orderBy('indicium_id').select('indicium_id', 'meter_id', 'postage', 'data', 'signature', 'module_serial', 'checkpoint_seq')).to.deep.equal(expected.indicia);
     // the audit records the restore took back are in the database again, up to the token's head
     expect(report.auditRecords).to.be.greaterThan(0);

@@ -25,6 +25,8 @@ import { isVbiError } from '../src/errors';
 import { passwordSecret } from '../src/protocol/messages';
 
 const PASSWORD = 'licence test password';
+/** A licensing pass that had no revocation to report. */
+const NO_REVOCATIONS = { reported: 0, unreported: 0 };
 
 /** A registered mailer over raw HTTP: the 1c answer, a purchase of `funds` (if any) and an open session. */
 async function mailer(f: ServerFixture, opts: { zip?: string; funds?: number } = {}) {
@@ -143,7 +145,7 @@ describe('licensing: a meter prints only once the postal licensing authority lic
       await trx('license_requests').where({ meter_id: c.meterId }).update({ status: 'pending', licence_id: null, licensing_zip: '20260' });
       await trx('accounts').whereIn('account_id', trx('license_requests').where({ meter_id: c.meterId }).select('account_id')).update({ licensing_zip: '20260' });
     });
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 1, pending: 0 });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 1, pending: 0, revocations: NO_REVOCATIONS });
     const row = await requestOf(f, c.meterId);
     expect(row.status).to.equal('refused');
     expect(row.reason).to.match(/^approved by the authority as DEV-20260-\d{6} but not applied: BAD_REQUEST: the licence is for licensing ZIP 20260; meter \S+ prints 00000$/);
@@ -219,10 +221,13 @@ describe('licensing: a meter prints only once the postal licensing authority lic
 describe('licensing: an authority that answers later', function () {
   this.timeout(180_000);
   let f: ServerFixture;
-  const authority = new DevLicensingAuthority({ linkFailures: 1, pendingAnswers: 1 });
+  let operator: string;
+  let licensedMeter = '';
+  const authority = new DevLicensingAuthority({ linkFailures: 1, pendingAnswers: 1, revocationLinkFailures: 1 });
 
   before(async () => {
-    f = await serverFixture({ licensing: authority });
+    f = await serverFixture({ licensing: authority, licensingTimer: false });
+    operator = (await addCredential(f.service.db.knex, 'operator', 'Olga Operator')).token;
   });
   after(async () => {
     await f?.close();
@@ -230,18 +235,19 @@ describe('licensing: an authority that answers later', function () {
 
   it('no answer at step 1c, then "pending": prints refused until a licensing pass gets the approval, then the meter prints', async () => {
     const { c, sessionId, licence } = await mailer(f, { funds: 3_000 });
+    licensedMeter = c.meterId;
     expect(licence).to.deep.equal({ status: 'pending' });
     const first = await requestOf(f, c.meterId);
     expect(first).to.deep.include({ status: 'pending', attempts: 1, authority_ref: null });
     expect(first.last_error).to.equal('dev: dev authority: no answer (link failure)');
     await expectPrintRefused(f, c, sessionId, 'none');
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 1 });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 1, revocations: NO_REVOCATIONS });
     expect(await requestOf(f, c.meterId)).to.deep.include({ status: 'pending', attempts: 2, last_error: null });
     expect((await requestOf(f, c.meterId)).authority_ref).to.match(/^DEV-CASE-\d+$/);
     await expectPrintRefused(f, c, sessionId, 'none');
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 1, refused: 0, pending: 0 });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 1, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
     const row = await requestOf(f, c.meterId);
     expect(row.status).to.equal('licensed');
     expect((await packageOf(f, c.meterId)).licenceId).to.equal(row.licence_id);
@@ -255,7 +261,47 @@ describe('licensing: an authority that answers later', function () {
     expect(r.status, JSON.stringify(r.json)).to.equal(200);
     expect(r.json.items.map((i: { status: string }) => i.status)).to.deep.equal(['printed']);
     expect(r.json.registers).to.deep.equal({ ascending: 730, descending: 2_270 });
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0 });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+  });
+
+  it('an operator\'s revocation of a licensed meter is reported to the authority once, with its licence number and reason; a link failure leaves it for the next pass', async () => {
+    const licenceId = (await requestOf(f, licensedMeter)).licence_id as string;
+    const revoke = await fetch(`${f.url}/v1/operator/meters/${licensedMeter}/revoke-licence`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${operator}` }, body: JSON.stringify({ reason: 'the post withdrew the licence' }),
+    });
+    expect(revoke.status).to.equal(200);
+    const report = () => f.service.db.knex('licence_revocation_reports').where({ meter_id: licensedMeter }).first();
+    // written in the revocation's own transaction, before anything is sent
+    expect(await report()).to.deep.include({ status: 'due', licence_id: licenceId, reason: 'the post withdrew the licence', attempts: 0, reported_at: null });
+    expect(authority.revocations.size).to.equal(0);
+
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 0, unreported: 1 } });
+    expect(await report()).to.deep.include({ status: 'due', attempts: 1, last_error: 'dev: dev authority: no answer (link failure)' });
+    expect(authority.revocations.size).to.equal(0);
+
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 1, unreported: 0 } });
+    const row = await report();
+    expect(row).to.deep.include({ status: 'reported', attempts: 2, last_error: null });
+    expect(row.reported_at).to.be.instanceOf(Date);
+    const revokedAt = ((await requestOf(f, licensedMeter)).revoked_at as Date).toISOString();
+    expect([...authority.revocations.values()]).to.deep.equal([{ meterId: licensedMeter, licenceId, reason: 'the post withdrew the licence', revokedAt }]);
+
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+    expect(authority.reports).to.have.length(1);
+  });
+
+  it('a meter revoked before the authority licensed it has no licence to report: nothing is queued or sent, and its request is not submitted again', async () => {
+    const { c, licence } = await mailer(f);
+    expect(licence).to.deep.equal({ status: 'pending' });
+    expect((await packageOf(f, c.meterId)).licenceId).to.equal('');
+    const revoked = await f.service.ledger.revokeLicence({ meterId: c.meterId, operator: 'Olga Operator', reason: 'applied by mistake' });
+    expect([revoked.licence, revoked.licenceId]).to.deep.equal(['revoked', '']);
+    expect(await f.service.db.knex('licence_revocation_reports').where({ meter_id: c.meterId })).to.deep.equal([]);
+    const submitted = authority.applications.length;
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+    expect(authority.applications.length).to.equal(submitted);
+    expect(authority.reports.map((r) => r.meterId)).not.to.include(c.meterId);
+    expect(await requestOf(f, c.meterId)).to.deep.include({ status: 'revoked' });
   });
 });
 

@@ -6,6 +6,7 @@ import { Checkpoint, digestOf } from '../module/checkpoint';
 import { leafHash, pathNodes } from '../module/meter-map';
 import { openPackage } from '../module/package-seal';
 import { ExportEntry, readExport, usable } from './journal-export';
+import { openJournalPayload } from './journal';
 import { lockModuleAndMap, storeMap } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
 import type { AuditRecord } from '../module/audit';
@@ -215,6 +216,13 @@ async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportE
     const exists = await trx('meters').where({ meter_id: cp.meterId }).first('meter_id');
     if (exists) await trx('meters').where({ meter_id: cp.meterId }).update(meter);
     else await trx('meters').insert({ meter_id: cp.meterId, slot: cp.slot, ...meter });
+    // a revocation the restored database does not know is still owed to the licensing authority
+    // (docs/licensing.md): queued again with the operator's reason from the sealed details
+    if (cp.type === 'revoke-licence' && pkg.licenceId) {
+      const details = await openJournalPayload(hsm, checkpoint, Buffer.from(j.payload, 'base64'));
+      await trx('licence_revocation_reports').insert({ meter_id: cp.meterId, licence_id: pkg.licenceId, reason: String(details.reason ?? ''), revoked_at: at })
+        .onConflict('meter_id').ignore();
+    }
   }
   if (!locked.moduleRow) await trx('modules').insert({ module_serial: cp.moduleSerial, token_label: '' });
   await trx('modules').where({ module_serial: cp.moduleSerial }).update({

@@ -367,14 +367,20 @@ export class Ledger {
   /**
    * An operator revokes a meter's licence (docs/licensing.md): the module's `revoke-licence`
    * command; the meter prints nothing more. Its open or granted licence requests become `revoked`
-   * in the same transaction; audited with the operator's name and reason.
+   * in the same transaction, and a licence the authority granted (the package holds its number) is
+   * queued there for reporting to the authority (licence_revocation_reports, sent by the licensing
+   * pass); audited with the operator's name and reason.
    */
   async revokeLicence(req: { meterId: string; operator: string; reason: string }): Promise<LicenceResult> {
     const out = await this.run({
       meterId: req.meterId, type: 'revoke-licence', execute: revokeLicence(),
-      after: async (trx, _o, at) => {
+      after: async (trx, o, at) => {
         await trx('license_requests').where({ meter_id: req.meterId }).whereIn('status', ['registering', 'pending', 'licensed'])
           .update({ status: 'revoked', revoked_at: at, reason: `revoked by operator ${req.operator}: ${req.reason}` });
+        // no licence number: never licensed by the authority (or grandfathered), nothing to report
+        if (o.package.licenceId) {
+          await trx('licence_revocation_reports').insert({ meter_id: req.meterId, licence_id: o.package.licenceId, reason: req.reason, revoked_at: at });
+        }
       },
       details: () => ({ operator: req.operator, reason: req.reason }),
     });

@@ -1,4 +1,4 @@
-import { LicenceApplication, LicenceDecision, LicensingAuthority, LicensingLinkError } from './licensing-authority';
+import { LicenceApplication, LicenceDecision, LicenceRevocation, LicensingAuthority, LicensingLinkError } from './licensing-authority';
 
 /**
  * The licensing authority of development and test deployments (docs/licensing.md). It checks what
@@ -12,13 +12,31 @@ import { LicenceApplication, LicenceDecision, LicensingAuthority, LicensingLinkE
  * LicensingLinkError (no answer), the next `pendingAnswers` are answered `pending` (a review that
  * takes a while: the licensing pass asks again), then the request is decided. It keeps the
  * newest applications it saw, for tests.
+ *
+ * Revocation reports are recorded once per licence number (a report repeated is not recorded
+ * again, as the real authority files nothing new); per licence, the first `revocationLinkFailures`
+ * reports throw LicensingLinkError. Every report answered, repeats included, is kept in `reports`.
  */
 export class DevLicensingAuthority implements LicensingAuthority {
   readonly name = 'dev';
   private readonly asked = new Map<number, number>();
   readonly applications: LicenceApplication[] = [];
+  /** Revocations recorded, one per licence number. */
+  readonly revocations = new Map<string, LicenceRevocation>();
+  /** Every revocation report that got an answer, repeats included (the newest KEPT_APPLICATIONS). */
+  readonly reports: LicenceRevocation[] = [];
+  private readonly reportsAsked = new Map<string, number>();
 
-  constructor(private readonly opts: { linkFailures?: number; pendingAnswers?: number } = {}) {}
+  constructor(private readonly opts: { linkFailures?: number; pendingAnswers?: number; revocationLinkFailures?: number } = {}) {}
+
+  async reportRevocation(revocation: LicenceRevocation): Promise<void> {
+    const n = (this.reportsAsked.get(revocation.licenceId) ?? 0) + 1;
+    this.reportsAsked.set(revocation.licenceId, n);
+    if (n <= (this.opts.revocationLinkFailures ?? 0)) throw new LicensingLinkError('dev authority: no answer (link failure)');
+    this.reports.push(revocation);
+    if (this.reports.length > KEPT_APPLICATIONS) this.reports.shift();
+    if (!this.revocations.has(revocation.licenceId)) this.revocations.set(revocation.licenceId, revocation);
+  }
 
   async submit(application: LicenceApplication): Promise<LicenceDecision> {
     this.applications.push(application);

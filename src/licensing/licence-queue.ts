@@ -1,8 +1,7 @@
 import type { Knex } from 'knex';
 import { isVbiError } from '../errors';
 import { Ledger } from '../ledger/ledger';
-import { LICENCE_ID_PATTERN } from '../psd/psd-package';
-import { LicenceApplication, LicenceDecision, LicensingAuthority } from './licensing-authority';
+import { checkedDecision, LicenceApplication, LicenceDecision, LicensingAuthority } from './licensing-authority';
 
 /** Where a licence request stands (the license_requests row; docs/licensing.md). */
 export type LicenceRequestStatus = 'registering' | 'pending' | 'licensed' | 'refused' | 'revoked';
@@ -73,7 +72,7 @@ export class LicenceQueue {
     };
     let decision: LicenceDecision;
     try {
-      decision = checked(await this.opts.authority.submit(application));
+      decision = checkedDecision(await this.opts.authority.submit(application));
     } catch (e) {
       return this.leavePending(requestId, `${this.opts.authority.name}: ${(e as Error).message}`);
     }
@@ -125,12 +124,4 @@ export class LicenceQueue {
 function outcomeOf(row: { status: LicenceRequestStatus; licence_id: string | null; reason: string | null } | undefined): LicenceOutcome {
   if (!row) return { status: 'refused', reason: 'no such licence request' };
   return { status: row.status, ...(row.licence_id ? { licenceId: row.licence_id } : {}), ...(row.reason ? { reason: row.reason } : {}) };
-}
-
-/** The authority's answer as the contract says it must look; anything else is a failure (the request stays pending). */
-function checked(d: LicenceDecision): LicenceDecision {
-  if (d?.status === 'approved' && typeof d.licenceId === 'string' && d.licenceId !== '' && LICENCE_ID_PATTERN.test(d.licenceId)) return d;
-  if (d?.status === 'refused' && typeof d.reason === 'string' && d.reason.trim() !== '') return d;
-  if (d?.status === 'pending' && (d.authorityRef === undefined || (typeof d.authorityRef === 'string' && d.authorityRef.length <= 128))) return d;
-  throw new Error(`the authority's answer does not fit the contract: ${JSON.stringify(d)?.slice(0, 200)}`);
 }

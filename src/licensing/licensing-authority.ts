@@ -1,8 +1,11 @@
+import { LICENCE_ID_PATTERN } from '../psd/psd-package';
+
 /**
  * The boundary to the postal licensing authority (the USPS Computerized Meter Licensing System,
  * CMLS, in WO 99/41690: the registration form — PS Form 3601-A — goes to the authority, which
- * returns a licence number). One narrow interface; the dev authority (./dev-authority.ts) and a
- * real adapter (its HTTP shape: docs/licensing.md) live behind it.
+ * returns a licence number; the vendor reports revocations to it). One narrow interface; the dev
+ * authority (./dev-authority.ts) and the HTTP adapter (./cmls-http-authority.ts; docs/licensing.md)
+ * live behind it.
  *
  * Contract every authority keeps:
  * - `requestId` is the idempotency key at the authority: submit() called again with the same
@@ -12,6 +15,9 @@
  * - An exception that is a LicensingLinkError means "no answer": the request may or may not have
  *   reached the authority, and asking again with the same requestId is safe. Any other exception
  *   is a bug; the queue records it and asks again at the next pass.
+ * - reportRevocation() resolves once the authority has recorded the revocation (or had it
+ *   already: reporting the same licence's revocation again is safe and files nothing new). It
+ *   throws as submit() does, and the revocation is reported again at the next pass.
  */
 
 /** What the licence application carries (the fields of PS Form 3601-A this service holds). */
@@ -38,11 +44,31 @@ export type LicenceDecision =
   /** Still under review: ask again (same requestId) at a later pass; `authorityRef` is the authority's case number, if it gives one. */
   | { status: 'pending'; authorityRef?: string };
 
+/** A licence the vendor revoked (an operator's revoke-licence), as the authority is told of it. */
+export interface LicenceRevocation {
+  meterId: string;
+  /** The authority's licence number, as the meter's package held it. */
+  licenceId: string;
+  /** The operator's reason. */
+  reason: string;
+  /** When the revocation committed (ISO 8601). */
+  revokedAt: string;
+}
+
 /** A postal licensing authority (CMLS, or the dev authority). */
 export interface LicensingAuthority {
   /** Short name for logs and the licence request rows ('dev', 'cmls-http', ...). */
   readonly name: string;
   submit(application: LicenceApplication): Promise<LicenceDecision>;
+  reportRevocation(revocation: LicenceRevocation): Promise<void>;
+}
+
+/** The authority's answer as the contract says it must look; anything else throws (no answer: the request stays pending). */
+export function checkedDecision(d: LicenceDecision): LicenceDecision {
+  if (d?.status === 'approved' && typeof d.licenceId === 'string' && d.licenceId !== '' && LICENCE_ID_PATTERN.test(d.licenceId)) return d;
+  if (d?.status === 'refused' && typeof d.reason === 'string' && d.reason.trim() !== '') return d;
+  if (d?.status === 'pending' && (d.authorityRef === undefined || (typeof d.authorityRef === 'string' && d.authorityRef.length <= 128))) return d;
+  throw new Error(`the authority's answer does not fit the contract: ${JSON.stringify(d)?.slice(0, 200)}`);
 }
 
 /** The link to the authority failed (timeout, connection refused, 5xx): no answer, asking again is safe. */

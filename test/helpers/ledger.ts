@@ -105,7 +105,7 @@ export async function ledgerFixture(opts: {
  * Copies every table aside / puts the copy back, as a DBA restoring a snapshot would (the
  * signed audit log too: the insider's restore takes the evidence back with it).
  */
-const TABLES = ['accounts', 'modules', 'meters', 'journal', 'indicia', 'pool', 'pool_purchases', 'payments', 'refunds', 'audit_log', 'certificates', 'meter_map', 'meter_map_nodes'];
+const TABLES = ['accounts', 'modules', 'meters', 'journal', 'indicia', 'pool', 'pool_purchases', 'payments', 'refunds', 'audit_log', 'certificates', 'meter_map', 'meter_map_nodes', 'licence_revocation_reports'];
 
 export async function snapshot(db: Database, name: string): Promise<void> {
   for (const t of TABLES) await db.knex.raw(`CREATE TABLE ${name}_${t} AS SELECT * FROM ${t}`);

@@ -34,6 +34,8 @@ export async function serverFixture<P extends PaymentProvider = SandboxPaymentPr
   licensing?: LicensingAuthority;
   /** The payment processor; default the sandbox (clears a pending check at the first poll). */
   payments?: P;
+  /** false: no periodic licensing pass (the test calls licensingPass() itself; the pass at start still runs). */
+  licensingTimer?: boolean;
 } = {}): Promise<ServerFixture<P>> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1, 'srv'));
   const db = opts.db ?? (await freshDatabase());
@@ -48,7 +50,7 @@ export async function serverFixture<P extends PaymentProvider = SandboxPaymentPr
   const pki = await testPki();
   const payments = opts.payments ?? (new SandboxPaymentProvider({ clearAfterPolls: 1 }) as PaymentProvider as P);
   const server = await startServer({
-    service, payments, licensing: opts.licensing ?? new DevLicensingAuthority(),
+    service, payments, licensing: opts.licensing ?? new DevLicensingAuthority(), licensingEveryMs: opts.licensingTimer === false ? 0 : undefined,
     metergen: (store) => pki.metergen(store),
     pki: { ca: pki.ca, ra: pki.ra, trust: pki.trust, intermediates: pki.intermediates },
     meterPool: { minimum: opts.pool ?? 2, maxDescendingRegister: 500_000_000 },

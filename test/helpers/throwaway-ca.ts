@@ -83,3 +83,18 @@ export function randomSerial(): string {
   b[0] = (b[0] & 0x7f) | 0x10;
   return b.toString('hex');
 }
+
+/** A TLS end-entity certificate and key issued by `ca`: a server's for 127.0.0.1, or a client's. */
+export function issueTlsCertificate(dir: string, ca: TestCa, req: { name: string; use: 'server' | 'client' }): { certPath: string; keyPath: string } {
+  const { certPath, keyPath, slug } = caFiles(dir, req.name);
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyPath]);
+  openssl(['pkey', '-in', keyPath, '-pubout', '-out', `${keyPath}.pub`]);
+  const ext = join(dir, `${slug}.ext`);
+  writeFileSync(ext, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n'
+    + (req.use === 'server' ? 'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' : 'extendedKeyUsage=clientAuth\n'));
+  openssl([
+    'x509', '-new', '-subj', `/CN=${req.name}`, '-force_pubkey', `${keyPath}.pub`, '-CA', ca.certPath, '-CAkey', ca.keyPath,
+    '-set_serial', `0x${randomSerial()}`, '-days', '2', '-extfile', ext, '-out', certPath,
+  ]);
+  return { certPath, keyPath };
+}

@@ -1,0 +1,156 @@
+import { Agent, request } from 'node:https';
+import { SOFTWARE_ID } from '../module/commands/create-indicium';
+import {
+  checkedDecision, LicenceApplication, LicenceDecision, LicenceRevocation, LicensingAuthority, LicensingLinkError,
+} from './licensing-authority';
+
+/** How the adapter reaches the authority (src/licensing/cmls-http-config.ts reads it from the environment). */
+export interface CmlsHttpOptions {
+  /** Base URL of the authority's licensing service (https); the /cmls/v1/... paths are appended. */
+  url: string;
+  /** The vendor's id at the authority: in every path and Idempotency-Key. */
+  vendorId: string;
+  /** The vendor's client certificate chain and key (PEM): mutual TLS. */
+  clientCert: Buffer;
+  clientKey: Buffer;
+  /** The CA certificate(s) (PEM) the authority's server certificate must chain to; no other is trusted. */
+  ca: Buffer;
+  /** The whole exchange (connect, TLS, request, answer) gives up after this long: a LicensingLinkError. */
+  timeoutMs: number;
+}
+
+/** What the vendor id may be: it goes into paths and header values unescaped by the authority. */
+export const VENDOR_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** An answer larger than this is not one the API gives: the exchange is cut off (no answer). */
+const ANSWER_MAX_BYTES = 64 * 1024;
+/** The most of an authority's error text kept in a request row's last_error. */
+const ERROR_TEXT_MAX = 200;
+
+/**
+ * The adapter to the postal licensing authority's HTTP licensing service (CMLS; the HTTP shape and
+ * the answer table: docs/licensing.md). One PUT per application, idempotent on our request id; one
+ * POST per revocation, idempotent on the licence number. JSON over HTTPS with the vendor's client
+ * certificate; the server must present a certificate from the configured CA. Errors carry the
+ * HTTP status and the authority's error code and message, never the request or its keys.
+ */
+export class CmlsHttpAuthority implements LicensingAuthority {
+  readonly name = 'cmls-http';
+  private readonly agent: Agent;
+  private readonly base: URL;
+
+  constructor(private readonly opts: CmlsHttpOptions) {
+    if (!VENDOR_ID_PATTERN.test(opts.vendorId)) throw new Error('the CMLS vendor id must be 1 to 64 letters, digits, ".", "_" or "-"');
+    this.base = new URL(opts.url);
+    if (this.base.protocol !== 'https:') throw new Error('the CMLS URL must be https');
+    // no keep-alive: one exchange per request or revocation, a few a minute at most
+    this.agent = new Agent({ cert: opts.clientCert, key: opts.clientKey, ca: opts.ca, keepAlive: false, rejectUnauthorized: true });
+  }
+
+  async submit(a: LicenceApplication): Promise<LicenceDecision> {
+    const path = `licence-applications/${a.requestId}`;
+    const answer = await this.exchange('PUT', path, `${this.opts.vendorId}-${a.requestId}`, {
+      form: '3601-A',
+      meter: { meterId: a.meterId, indiciumCertificateSerial: a.certSerial, vendorProduct: SOFTWARE_ID },
+      applicant: { name: a.accountName, address: a.returnAddress },
+      licensingPostOffice: { zip: a.licensingZip },
+      registeredAt: a.registeredAt,
+    });
+    const body = answer.body as Record<string, unknown>;
+    if ((answer.status === 200 || answer.status === 201) && body.status === 'approved' && typeof body.licenceNumber === 'string') {
+      return checkedDecision({ status: 'approved', licenceId: body.licenceNumber });
+    }
+    if (answer.status === 200 && body.status === 'refused' && typeof body.reasonCode === 'string' && typeof body.reason === 'string' && body.reasonCode !== '') {
+      return checkedDecision({ status: 'refused', reason: `${body.reasonCode}: ${body.reason}` });
+    }
+    if (answer.status === 202 && body.status === 'under-review' && (body.caseNumber === undefined || typeof body.caseNumber === 'string')) {
+      return checkedDecision({ status: 'pending', ...(body.caseNumber === undefined ? {} : { authorityRef: body.caseNumber }) });
+    }
+    throw malformed(answer);
+  }
+
+  async reportRevocation(r: LicenceRevocation): Promise<void> {
+    const path = `licences/${encodeURIComponent(r.licenceId)}/revocations`;
+    // a licence is revoked once: its number names the revocation
+    const answer = await this.exchange('POST', path, `${this.opts.vendorId}-revocation-${r.licenceId}`, { reason: r.reason, revokedAt: r.revokedAt });
+    const body = answer.body as Record<string, unknown>;
+    if ((answer.status === 200 || answer.status === 201) && body.status === 'revoked' && body.licenceNumber === r.licenceId) return;
+    throw malformed(answer);
+  }
+
+  /**
+   * One request to /cmls/v1/vendors/{vendorId}/{path}; resolves with a 200, 201 or 202 answer
+   * whose body is a JSON object. Throws LicensingLinkError for no answer (connection, TLS,
+   * timeout, 408, 429, 5xx) and an Error naming the status and the authority's error otherwise.
+   */
+  private exchange(method: 'PUT' | 'POST', path: string, idempotencyKey: string, payload: unknown): Promise<{ status: number; body: unknown }> {
+    const url = new URL(`${this.base.pathname.replace(/\/+$/, '')}/cmls/v1/vendors/${encodeURIComponent(this.opts.vendorId)}/${path}`, this.base);
+    const data = Buffer.from(JSON.stringify(payload));
+    const what = `${method} ${url.pathname}`;
+    return new Promise((resolve, reject) => {
+      const req = request(url, {
+        method, agent: this.agent,
+        headers: { 'content-type': 'application/json', 'content-length': data.length, accept: 'application/json', 'idempotency-key': idempotencyKey },
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size <= ANSWER_MAX_BYTES) return void chunks.push(c);
+          finish(new LicensingLinkError(`${what}: the answer exceeds ${ANSWER_MAX_BYTES} bytes`));
+          req.destroy();
+        });
+        res.on('error', (e) => finish(new LicensingLinkError(`${what}: ${linkErrorText(e)}`, { cause: e })));
+        res.on('close', () => { if (!res.complete) finish(new LicensingLinkError(`${what}: the answer was cut off`)); });
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          let body: unknown;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            body = undefined;
+          }
+          if (status >= 500 || status === 408 || status === 429) return finish(new LicensingLinkError(`${what}: HTTP ${status}${errorText(body)}`));
+          if (status !== 200 && status !== 201 && status !== 202) return finish(new Error(`${what}: HTTP ${status}${errorText(body)}`));
+          const json = /^application\/json\b/i.test(res.headers['content-type'] ?? '');
+          if (!json || typeof body !== 'object' || body === null || Array.isArray(body)) return finish(new Error(`${what}: the authority's answer does not fit the contract: HTTP ${status} without a JSON object`));
+          finish(null, { status, body });
+        });
+      });
+      const timer = setTimeout(() => {
+        finish(new LicensingLinkError(`${what}: no answer within ${this.opts.timeoutMs} ms`));
+        req.destroy();
+      }, this.opts.timeoutMs);
+      let done = false;
+      const finish = (e: Error | null, v?: { status: number; body: unknown }) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (e) reject(e);
+        else resolve(v as { status: number; body: unknown });
+      };
+      req.on('error', (e) => finish(new LicensingLinkError(`${what}: ${linkErrorText(e)}`, { cause: e })));
+      req.end(data);
+    });
+  }
+}
+
+/** An answer with a success status that does not fit the API: no answer (the contract, docs/licensing.md). */
+function malformed(answer: { status: number; body: unknown }): Error {
+  return new Error(`the authority's answer does not fit the contract: HTTP ${answer.status} ${JSON.stringify(answer.body).slice(0, ERROR_TEXT_MAX)}`);
+}
+
+/** The authority's `{ "error": { "code", "message" } }`, shortened, for last_error. */
+function errorText(body: unknown): string {
+  const err = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  if (!err || typeof err !== 'object') return '';
+  const text = [err.code, err.message].filter((v) => typeof v === 'string').join(': ');
+  return text ? `: ${text.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, ERROR_TEXT_MAX)}` : '';
+}
+
+/** A socket or TLS failure by its code (ECONNREFUSED, ERR_TLS_CERT_ALTNAME_INVALID, ...) and message. */
+function linkErrorText(e: Error): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code ? `${code}: ${e.message}` : e.message;
+}
