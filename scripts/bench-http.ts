@@ -74,7 +74,7 @@ async function addModuleToken(dir: string, library: string, label: string): Prom
     await cloneSharedKeys({ suite: 'aes', from: { library: lib, label: DEV_TOKEN_LABEL, ...officer }, to: { library: lib, label, ...officer } });
     await generateModuleKeys({ library: lib, label, ...officer, suite: 'aes', roles: ['module-identity', 'module-transport'] });
   } finally {
-    closeLibrary(lib);
+    await closeLibrary(lib);
   }
 }
 
@@ -128,7 +128,7 @@ async function fillMeterMap(service: ServiceProcess, n: number, library: string,
         await officer.close();
       }
     } finally {
-      closeLibrary(lib);
+      await closeLibrary(lib);
     }
   } finally {
     await db.close();
@@ -335,7 +335,7 @@ export async function benchHttp(): Promise<void> {
       await m.close();
       say(`best durable HTTP rate ${best.toFixed(1)} items/s (${bestRow}) = ${((best / raw) * 100).toFixed(2)}% of the raw signature rate ${raw.toFixed(0)}/s`);
     } finally {
-      closeLibrary(lib);
+      await closeLibrary(lib);
     }
   } finally {
     await service.stop();

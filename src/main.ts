@@ -79,7 +79,7 @@ async function main(): Promise<void> {
       await server.close();
       await devPki?.close();
       closeRa();
-      closeLibrary(lib);
+      await closeLibrary(lib);
       await service.close();
       process.exit(0);
     })();

@@ -101,7 +101,7 @@ export async function createService(deps: {
   } catch (e) {
     for (const m of modules) await m.close();
     for (const l of held) await l.release();
-    closeLibrary(lib);
+    await closeLibrary(lib);
     if (!deps.db) await db.close();
     throw e;
   }
@@ -140,7 +140,7 @@ export async function createService(deps: {
       if (monitor) clearInterval(monitor);
       for (const e of engines) await e.hsm.close();
       for (const l of held) await l.release();
-      closeLibrary(lib);
+      await closeLibrary(lib);
       if (!deps.db) await db.close();
     },
   };

@@ -107,7 +107,7 @@ describe('a lost module token replaced by a cloned module, with officer approval
         [report.modules.find((m) => m.moduleSerial !== hsm.serial)!.moduleSerial, 'not-configured'], [hsm.serial, 'in-step']]);
     } finally {
       await hsm.close();
-      closeLibrary(lib);
+      await closeLibrary(lib);
     }
     expect(await f.db.knex('meters').orderBy('meter_id').select('meter_id', 'package', 'ascending_register', 'descending_register')).to.deep.equal(expected);
     expect(await f.db.knex('indicia').orderBy('indicium_id').select('indicium_id', 'meter_id', 'postage', 'signature')).to.deep.equal(indicia);

@@ -28,7 +28,7 @@ export const mochaHooks = {
   async afterAll(): Promise<void> {
     await closeTestPki();
     await closeTestDatabases();
-    closeTestLibrary();
+    await closeTestLibrary();
     rmSync(root, { recursive: true, force: true });
   },
 };

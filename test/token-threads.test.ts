@@ -92,6 +92,41 @@ describe('token threads', function () {
     }
   });
 
+  it('the last close waits until every token thread has exited before C_Finalize; opened again meanwhile, the library stays usable', () => {
+    const script = `
+      const { openLibrary, closeLibrary } = require(${JSON.stringify(join(__dirname, '../src/hsm/pkcs11-library.js'))});
+      const { libraryThreads } = require(${JSON.stringify(join(__dirname, '../src/hsm/token-threads.js'))});
+      const { CryptoModule } = require(${JSON.stringify(join(__dirname, '../src/hsm/crypto-module.js'))});
+      const open = () => openLibrary(${JSON.stringify(testLibrary().path)}, process.env.SOFTHSM2_CONF, process.env.PKCS11_PROFILE || undefined);
+      const start = (lib) => CryptoModule.start({ library: lib, module: { tokenLabel: ${JSON.stringify(label)}, userPin: ${JSON.stringify(TEST_USER_PIN)}, userType: 1 },
+        hsm: ${JSON.stringify(hsmConfig('aes'))} });
+      (async () => {
+        const lib = open();
+        const finalize = lib.module.finalize.bind(lib.module);
+        let atFinalize = -1;
+        lib.module.finalize = () => { atFinalize = libraryThreads(lib.module).running; finalize(); };
+        // threads running; closed and opened again before the close is done: not finalised, new threads
+        let m = await start(lib);
+        await Promise.all([1, 2, 3].map(() => m.identitySign(Buffer.alloc(32, 1))));
+        await m.close();
+        const closing = closeLibrary(lib);
+        const again = open();
+        await closing;
+        m = await start(again);
+        const sig = await m.identitySign(Buffer.alloc(32, 2));
+        await m.close();
+        const before = libraryThreads(lib.module).running;
+        await closeLibrary(again);
+        console.log(JSON.stringify({ reopenedSigned: sig.length, threadsBefore: before, threadsAtFinalize: atFinalize }));
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000, env: process.env });
+    expect(r.status, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout.trim());
+    expect(out.threadsAtFinalize, 'token threads still running at C_Finalize').to.equal(0);
+    expect(out.reopenedSigned).to.equal(64);
+    expect(out.threadsBefore).to.be.greaterThan(0);
+  });
+
   it('a program that used the token exits by itself (idle threads keep nothing alive)', () => {
     const script = `
       const { openLibrary } = require(${JSON.stringify(join(__dirname, '../src/hsm/pkcs11-library.js'))});

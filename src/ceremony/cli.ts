@@ -371,7 +371,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
         return 2;
     }
   } finally {
-    closeLibrary(lib);
+    await closeLibrary(lib);
   }
 }
 

@@ -60,12 +60,24 @@ export function openLibrary(path: string, softhsm2Conf?: string, profile?: Token
   return handle;
 }
 
-export function closeLibrary(handle: LibraryHandle): void {
+/**
+ * Drops one reference; the last one stops the token threads, waits until they are gone, then
+ * calls C_Finalize. The wait matters: a thread still exiting runs its own clean-up against the
+ * library (openCryptoki frees its OpenSSL context in C_Finalize, and a worker's per-thread
+ * OpenSSL clean-up after that corrupted the heap). Opened again meanwhile, the library stays
+ * initialised, with new token threads.
+ */
+export async function closeLibrary(handle: LibraryHandle): Promise<void> {
   const entry = libraries.get(handle.path);
   if (!entry || entry.handle !== handle) return;
   if (--entry.refs > 0) return;
+  await entry.threads.close();
+  if (entry.refs > 0) {
+    entry.threads = new TokenThreads(handle.path, handle.threads);
+    setLibraryThreads(handle.module, entry.threads);
+    return;
+  }
   libraries.delete(handle.path);
-  void entry.threads.close();
   try {
     handle.module.finalize();
   } catch {

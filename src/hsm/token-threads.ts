@@ -51,6 +51,7 @@ export class TokenThreads {
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
   private closed = false;
+  private alive = 0;
 
   constructor(private readonly library: string, private readonly count: number) {}
 
@@ -77,7 +78,12 @@ export class TokenThreads {
     return settled(r);
   }
 
-  /** Stops the threads; calls still waiting fail. Call before C_Finalize. */
+  /** Threads started and not yet exited (closing ones included). */
+  get running(): number {
+    return this.alive;
+  }
+
+  /** Stops the threads; calls still waiting fail; resolves once every thread has exited. Await it before C_Finalize. */
   close(): Promise<void> {
     this.closed = true;
     const threads = this.threads.splice(0);
@@ -97,6 +103,8 @@ export class TokenThreads {
   private spawn(): Thread {
     const worker = new Worker(join(__dirname, 'token-thread.js'), { workerData: { library: this.library } });
     const thread: Thread = { worker, pending: new Set() };
+    this.alive++;
+    worker.once('exit', () => this.alive--);
     worker.on('message', (reply: TokenReply) => {
       thread.pending.delete(reply.id);
       if (thread.pending.size === 0) thread.worker.unref();
@@ -133,6 +141,11 @@ const byModule = new WeakMap<graphene.Module, TokenThreads>();
 /** Records the token threads of an initialised library (src/hsm/pkcs11-library.ts). */
 export function setLibraryThreads(module: graphene.Module, threads: TokenThreads): void {
   byModule.set(module, threads);
+}
+
+/** The token threads of an initialised library. */
+export function libraryThreads(module: graphene.Module): TokenThreads | undefined {
+  return byModule.get(module);
 }
 
 /** The token threads of a session's library. */

@@ -16,7 +16,7 @@ export async function openVerifier(config: Config): Promise<{ db: Database; hsm:
   const modules: CryptoModule[] = [];
   const close = async (): Promise<void> => {
     for (const m of modules) await m.close();
-    closeLibrary(lib);
+    await closeLibrary(lib);
     await db.close();
   };
   try {

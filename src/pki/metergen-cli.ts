@@ -56,7 +56,7 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await close();
-    closeLibrary(lib);
+    await closeLibrary(lib);
     await service.close();
   }
 }

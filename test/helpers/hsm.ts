@@ -23,8 +23,8 @@ export function testLibrary(): LibraryHandle {
   return lib;
 }
 
-export function closeTestLibrary(): void {
-  if (lib) closeLibrary(lib);
+export async function closeTestLibrary(): Promise<void> {
+  if (lib) await closeLibrary(lib);
   lib = undefined;
 }
 

@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     mapEpoch: st.map.epoch,
   }));
   await module.close();
-  closeTestLibrary();
+  await closeTestLibrary();
 }
 
 main().catch((e) => {

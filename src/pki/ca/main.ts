@@ -26,9 +26,9 @@ async function main(): Promise<void> {
   const running = await startCaServer({ ca, host: process.env.VBI_CA_HOST ?? '127.0.0.1', port: Number(process.env.VBI_CA_PORT ?? 8444) });
   process.stdout.write(`postal CA (${dir}, token '${state.tokenLabel}') listening on ${running.url}\n`);
   const stop = () => {
-    void running.close().then(() => {
+    void running.close().then(async () => {
       signer.close();
-      closeLibrary(lib);
+      await closeLibrary(lib);
       process.exit(0);
     });
   };
