@@ -5,12 +5,12 @@ import { PaymentProvider } from '../payments/payment-provider';
  * Refunds paid back to the mailer through the processor (docs/api-conventions.md, Payments).
  * A refund command moves the registers; its row is then `due`. The payout spreads the amount over
  * the meter's captured payments, newest first, never more against a payment than it captured
- * less what earlier refunds took from it, and in whole units of the processor (PaymentProvider.unitMills);
- * the split is stored before the processor is asked
- * (so a retry after a crash asks for exactly the same refunds, each idempotent by its key), then
- * each part is refunded. What the payments cannot cover (postage the vendor downloaded,
- * payments already refunded, or less than one unit of the processor) leaves the row `unpaid`, for the operator to pay by hand; the
- * reconciliation lists it.
+ * less what earlier refunds took from it, and in whole units of the processor
+ * (PaymentProvider.unitMills); the split is stored before the processor is asked (so a retry
+ * after a crash asks for exactly the same refunds, each idempotent by its key), then each part is
+ * refunded. What the payments cannot cover (postage the vendor downloaded, payments already
+ * refunded, less than one unit of the processor) leaves the row `unpaid`, for the operator to pay
+ * by hand; the reconciliation lists it.
  */
 export async function payRefund(db: Knex, provider: PaymentProvider, refundId: number): Promise<'paid' | 'unpaid' | 'failed' | 'done'> {
   const plan = await db.transaction(async (trx) => {
