@@ -44,7 +44,7 @@ describe('payments through Stripe', function () {
       expect((wrong as Error).message).to.contain('captured 1234 cents, not 1235');
     });
 
-    it('a decline is an answer naming Stripe\'s reason; 3-D Secure is declined and its hold released; ach, check and part-cent amounts send nothing', async () => {
+    it('a decline is an answer naming Stripe\'s reason, and so are an unknown method and an amount below Stripe\'s minimum; 3-D Secure is declined and its hold released; ach, check and part-cent amounts send nothing', async () => {
       expect(await stripe.authorize({ paymentId: '1', amount: 5_000, method: card('pm_card_chargeDeclinedInsufficientFunds') }))
         .to.deep.equal({ status: 'declined', providerRef: 'pi_1', reason: 'insufficient_funds' });
       expect(await stripe.authorize({ paymentId: '2', amount: 5_000, method: card('pm_card_chargeDeclined') }))
@@ -52,6 +52,11 @@ describe('payments through Stripe', function () {
       expect(await stripe.authorize({ paymentId: '3', amount: 5_000, method: card('pm_card_authenticationRequired') }))
         .to.deep.equal({ status: 'declined', providerRef: 'pi_3', reason: 'authentication_required' });
       expect(d.intents.get('pi_3')!.status).to.equal('canceled');
+      // what Stripe refuses of the mailer's part is the mailer's answer, not a failure
+      expect(await stripe.authorize({ paymentId: '8', amount: 5_000, method: card('pm_typed_by_hand') }))
+        .to.deep.equal({ status: 'declined', providerRef: '', reason: 'invalid_payment_method' });
+      expect(await stripe.authorize({ paymentId: '9', amount: 100, method: card('pm_card_visa') }))
+        .to.deep.equal({ status: 'declined', providerRef: '', reason: 'amount_too_small' });
       const sent = d.requests.length;
       expect(await stripe.authorize({ paymentId: '4', amount: 5_000, method: { kind: 'ach', token: 'pm_usBankAccount_success' } }))
         .to.deep.equal({ status: 'declined', providerRef: '', reason: 'method_not_supported' });

@@ -21,8 +21,10 @@ import {
  *   metadata, so it stays idempotent after the idempotency window (the payout pass may ask again
  *   days later).
  * - A timeout, a refused connection, 409 (a concurrent request with the same key), 429 and 5xx are
- *   PaymentLinkError (no answer: retry with the same key); 402 is a decline; any other answer is a
- *   bug or a configuration error, thrown as such. The secret key never appears in a message.
+ *   PaymentLinkError (no answer: retry with the same key); 402 is a decline, and so is a 400 about
+ *   the mailer's part (an unknown method token, an amount outside Stripe's limits); any other
+ *   answer is a bug or a configuration error, thrown as such. The secret key never appears in a
+ *   message.
  *
  * Only cards: `ach` and `check` payments are declined (`method_not_supported`) without a request.
  */
@@ -50,7 +52,7 @@ interface Intent {
 }
 
 interface StripeErrorBody {
-  error?: { type?: string; code?: string; decline_code?: string; message?: string; payment_intent?: Intent };
+  error?: { type?: string; code?: string; decline_code?: string; param?: string; message?: string; payment_intent?: Intent };
 }
 
 export class StripePaymentProvider implements PaymentProvider {
@@ -82,6 +84,13 @@ export class StripePaymentProvider implements PaymentProvider {
       // a decline: Stripe names the PaymentIntent it left in requires_payment_method, if it made one
       const e = (r.body as StripeErrorBody).error ?? {};
       return { status: 'declined', providerRef: e.payment_intent?.id ?? '', reason: e.decline_code ?? e.code ?? 'card_declined' };
+    }
+    if (r.status === 400) {
+      // the mailer's part of the request refused (a method token Stripe does not know, an amount
+      // below Stripe's minimum): the mailer's answer, not the adapter's failure
+      const e = (r.body as StripeErrorBody).error ?? {};
+      if (e.param === 'payment_method') return { status: 'declined', providerRef: '', reason: 'invalid_payment_method' };
+      if (e.code === 'amount_too_small' || e.code === 'amount_too_large') return { status: 'declined', providerRef: '', reason: e.code };
     }
     const intent = this.ok(r, 'create a PaymentIntent') as Intent;
     const answer = statusOf(intent);

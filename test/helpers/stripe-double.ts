@@ -145,7 +145,7 @@ export class StripeDouble {
 
   private create(p: URLSearchParams): { status: number; body: unknown } {
     const amount = Number(p.get('amount'));
-    if (!Number.isSafeInteger(amount) || amount < 50) return invalid('Amount must be at least $0.50 usd', 'amount_too_small');
+    if (!Number.isSafeInteger(amount) || amount < 50) return invalid('Amount must be at least $0.50 usd', 'amount_too_small', 'amount');
     const outcomes: Record<string, { status: string; decline?: string }> = {
       pm_card_visa: { status: 'requires_capture' },
       pm_card_chargeDeclined: { status: 'requires_payment_method', decline: 'generic_decline' },
@@ -153,7 +153,7 @@ export class StripeDouble {
       pm_card_authenticationRequired: { status: 'requires_action' },
     };
     const outcome = outcomes[p.get('payment_method') ?? ''];
-    if (!outcome) return invalid(`No such PaymentMethod: '${p.get('payment_method')}'`, 'resource_missing');
+    if (!outcome) return invalid(`No such PaymentMethod: '${p.get('payment_method')}'`, 'resource_missing', 'payment_method');
     const pi: DoubleIntent = {
       id: `pi_${this.nextIntent++}`, status: outcome.status, amount, amount_received: 0, currency: p.get('currency') ?? '',
       capture_method: p.get('capture_method') ?? 'automatic', metadata: metadataOf(p),
@@ -182,7 +182,7 @@ function metadataOf(p: URLSearchParams): Record<string, string> {
 }
 
 const ok = (body: unknown) => ({ status: 200, body: structuredClone(body) });
-const invalid = (message: string, code?: string) => ({ status: 400, body: { error: { type: 'invalid_request_error', code, message } } });
+const invalid = (message: string, code?: string, param?: string) => ({ status: 400, body: { error: { type: 'invalid_request_error', code, param, message } } });
 const unexpected = (pi: DoubleIntent) => ({
   status: 400,
   body: { error: { type: 'invalid_request_error', code: 'payment_intent_unexpected_state', message: `This PaymentIntent's status is ${pi.status}.`, payment_intent: structuredClone(pi) } },
