@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   SPOILAGE_LIMIT: { status: 409, kind: 'user', text: 'refund total would exceed the spoilage limit of the ascending register' },
   UNKNOWN_INDICIUM: { status: 404, kind: 'user', text: 'no such indicium for this meter' },
   POOL_EXHAUSTED: { status: 409, kind: 'user', text: "the vendor's postage pool holds less than the amount" },
+  POOL_INCONSISTENT: { status: 500, kind: 'internal', text: "the pool row's registers cannot seed the master PSD (more available than bought)" },
   POOL_PURCHASE_CONFLICT: { status: 409, kind: 'user', text: "the post's reference was already entered with another amount" },
   NO_MODULE: { status: 503, kind: 'internal', text: 'no healthy cryptographic module is available' },
   NO_METER_AVAILABLE: { status: 503, kind: 'internal', text: 'no certified, unassigned meter is available (MeterGen pool empty)' },

@@ -103,8 +103,13 @@ describe('daily reports: movements, transactions and reconciliation, signed and 
     };
     const oneIndicium = await f.service.db.knex('indicia').orderBy('indicium_id', 'desc').first('indicium_id', 'meter_id');
     expect((await withChange((trx) => trx('indicia').where({ indicium_id: oneIndicium.indicium_id }).del())).join('\n')).to.match(/^print record .* 2000 mills, its 0 indicium row\(s\) 0$/m);
-    expect(await withChange((trx) => trx('pool_purchases').insert({ amount: 5_000, reference: 'forged stock' })))
-      .to.deep.equal(['now: the pool row says 1000000000 mills bought, its purchases add up to 1000005000']);
+    // a purchase row added: the pool's movements no longer end at the master PSD's last record, nor at the row
+    const forged = await withChange((trx) => trx('pool_purchases').insert({ amount: 5_000, reference: 'forged stock' }));
+    expect(forged).to.have.length(2);
+    expect(forged[0]).to.match(/^the master PSD's last record of the day holds (\d+) mills available, the pool's movements leave (\d+)$/);
+    const [, held, left] = /holds (\d+) .* leave (\d+)$/.exec(forged[0])!;
+    expect(Number(left) - Number(held)).to.equal(5_000);
+    expect(forged[1]).to.equal('now: the pool row says 1000000000 mills bought, its purchases add up to 1000005000');
     // a refund's journal record deleted: the refunds paid no longer tie to the meters' registers
     expect((await withChange((trx) => trx('journal').where({ tx_type: 'refund' }).del())).join('\n')).to.match(/^bought − refunds paid = \d+, pool \+ meters' AR \+ DR = \d+$/m);
     // a PVD's journal record deleted: the meter's registers no longer tie to its records

@@ -10,7 +10,6 @@ import { verifyJournal } from '../src/ledger/journal-verify';
 import { createService } from '../src/service';
 import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
 import { postageValueDownload } from '../src/module/commands/postage-value-download';
-import { debitPool, reservePool } from '../src/ledger/pool-registers';
 import { codeOf } from './helpers/codes';
 import { requireClone } from './helpers/hsm';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from './helpers/ledger';
@@ -80,9 +79,10 @@ describe('group commit', function () {
         expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
         expect(all[i].record.mapEpoch).to.equal(all[i - 1].record.mapEpoch + 1);
       }
-      // the ring got the lone command's record and the group's last one only
+      // the ring got the lone command's last record and the group's last one only (each download
+      // has two: the meter's and the master PSD's)
       const last = all[all.length - 1].record.seq;
-      expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([...ringBefore, last - 6, last].slice(-engine.status().ring.size));
+      expect(engine.ringEntries().map((e) => e.checkpoint.seq)).to.deep.equal([...ringBefore, last - 12, last].slice(-engine.status().ring.size));
       expect(await rowInStep(f, engine)).to.equal(true);
       expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
       expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
@@ -112,7 +112,7 @@ describe('group commit', function () {
       expect(codes).to.deep.equal(['OK', 'OK', 'PACKAGE_STALE', 'OK', 'OK', 'UNKNOWN_METER']);
       for (const meterId of ids.filter((m) => m !== stale)) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: 10_700 });
       expect(await f.service.ledger.pool()).to.deep.include({ available: poolBefore.available - 4 * 700 });
-      expect((await count(f, 'journal'))).to.equal(journalBefore + 4);
+      expect((await count(f, 'journal'))).to.equal(journalBefore + 8); // the four downloads' records and the master PSD's
       expect(f.service.engines[0].status().state).to.equal('Idle');
       expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale']);
       // the group's transaction rolled back only the stale meter's savepoint: the next command sees an honest chain
@@ -134,9 +134,8 @@ describe('group commit', function () {
       const journalBefore = (await count(f, 'journal'));
       const pvd = (meterId: string, broken = false) => () => f.service.ledger.run({
         meterId, type: 'pvd', execute: postageValueDownload({ amount: 250 }),
-        before: (trx) => reservePool(trx, 250),
+        pool: () => ({ kind: 'download', amount: 250, meterId }),
         after: async (trx) => {
-          await debitPool(trx, 250);
           if (broken) await trx.raw('SELECT 1 / 0'); // a statement the database refuses
         },
         details: () => ({ amount: 250 }),
@@ -144,7 +143,8 @@ describe('group commit', function () {
       const out = await together([pvd(ids[0]), pvd(ids[1]), pvd(ids[2], true), pvd(ids[3])]);
       expect(out.map((o) => (o.status === 'fulfilled' ? 'OK' : String(o.reason)))).to.deep.equal(['OK', 'OK', 'error: SELECT 1 / 0 - division by zero', 'OK']);
       for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: meterId === ids[2] ? 10_000 : 10_250 });
-      expect((await count(f, 'journal'))).to.equal(journalBefore + 3);
+      // each download's record and the master PSD's after it
+      expect((await count(f, 'journal'))).to.equal(journalBefore + 6);
       const all = await records(f, engine.hsm.serial);
       for (let i = 1; i < all.length; i++) expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
       expect(engine.status().state).to.equal('Idle');
@@ -211,7 +211,7 @@ describe('group commit', function () {
       const out = await together(ids.map((meterId) => () => f.service.ledger.postageValueDownload({ meterId, amount: 300 })));
       crashFor.clear();
       expect(out.map((o) => o.status)).to.deep.equal(['fulfilled', 'rejected', 'rejected', 'rejected', 'rejected']);
-      const rows = await f.db.knex('journal').where({ module_serial: f.service.engines[0].hsm.serial }).orderBy('checkpoint_seq', 'desc').limit(4).select('checkpoint_seq');
+      const rows = await f.db.knex('journal').where({ module_serial: f.service.engines[0].hsm.serial }).orderBy('checkpoint_seq', 'desc').limit(8).select('checkpoint_seq'); // each download's and the master PSD's
       await f.service.close();
       return { f, ids, seqs: rows.map((r: { checkpoint_seq: string }) => Number(r.checkpoint_seq)).reverse() };
     }
@@ -221,7 +221,7 @@ describe('group commit', function () {
       const again = await createService({ config: testConfig(f.labels), db: f.db });
       try {
         expect(again.engines[0].status().state).to.equal('Idle');
-        expect(again.engines[0].ringEntries().at(-1)!.checkpoint.seq).to.equal(seqs[3]);
+        expect(again.engines[0].ringEntries().at(-1)!.checkpoint.seq).to.equal(seqs[seqs.length - 1]);
         const audit = await moduleEvents(f.db.knex);
         expect(audit.map((a) => a.kind)).to.deep.equal(['checkpoint-rolled-forward']);
         expect(audit[0].details.records).to.deep.equal(seqs);

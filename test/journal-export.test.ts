@@ -1,3 +1,4 @@
+import { MASTER_PSD_ID } from '../src/module/commands/master-psd';
 import { expect } from 'chai';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,7 +145,7 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
 
   it('a database put back to an earlier snapshot is rolled forward from the export to the ring\'s state, and the meter goes on', async () => {
     await snapshot(f.db, 'before_later_work');
-    // not a module command: not in the export; its signed audit record (pool-purchased) is
+    // a command of the master PSD: in the export like a meter's
     await f.service.ledger.purchaseFromPost({ amount: 5_000, reference: 'later stock', operator: 'Olga Operator' });
     await f.service.ledger.postageValueDownload({ meterId, amount: 50_000 });
     await createIndicium(f.service.ledger, { meterId, postage: 410, mailpiece: MAIL });
@@ -178,16 +179,16 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(isVbiError(refused, 'JOURNAL_EXPORT_BROKEN'), String(refused)).to.equal(true);
     expect(await journalCount()).to.equal(journalBefore);
 
-    // stock given to the replay under a reference the database holds with another amount: refused, nothing changed
-    const conflict = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'test stock', amount: 1 }] }).catch((x) => x);
-    expect(isVbiError(conflict, 'POOL_PURCHASE_CONFLICT'), String(conflict)).to.equal(true);
+    // stock given to the replay by hand: the restored pool is the sealed master PSD, whose purchases are in the export: refused, nothing changed
+    const byHand = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'later stock', amount: 5_000 }] }).catch((x) => x);
+    expect(isVbiError(byHand, 'BAD_REQUEST'), String(byHand)).to.equal(true);
     expect(await journalCount()).to.equal(journalBefore);
 
-    // the stock bought after the snapshot is entered from its signed record in the export (given with --stock too: entered once)
-    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'later stock', amount: 5_000 }] });
+    // the stock bought after the snapshot comes back with the master PSD's record in the export
+    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main') });
     expect(report.replayed).to.equal(expected.journal - journalBefore);
-    expect(report.stockFromRecords).to.deep.equal([{ reference: 'later stock', amount: 5_000 }]);
-    expect(await f.db.knex('pool_purchases').where({ reference: 'later stock' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 5_000, entered_by: 'journal replay (signed record)' }]);
+    expect(report.stockFromRecords).to.deep.equal([]);
+    expect(await f.db.knex('pool_purchases').where({ reference: 'later stock' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 5_000, entered_by: 'Olga Operator' }]);
     expect(report.modules).to.have.length(1);
     expect(report.modules[0]).to.deep.include({ state: 'in-step', missing: [] });
     expect(report.indiciaLeftOut).to.deep.equal([]);
@@ -212,15 +213,13 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(next.indiciumId).to.be.greaterThan(Math.max(...expected.indicia.map((r) => Number(r.indicium_id))));
   });
 
-  it('stock the export holds no record of, given to the replay with --stock, is entered and signed into the module\'s chain', async () => {
+  it('stock given to the replay by hand (--stock) onto a database whose pool is the sealed master PSD is refused: it would move the copies, not the package', async () => {
     await exportJournal({ db: f.db.knex, hsm, dir: exportDir('main') });
-    const report = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'stock after the export', amount: 2_000 }] });
-    expect(report.replayed).to.equal(0);
-    expect(report.stockFromRecords).to.deep.equal([]);
-    expect(await f.db.knex('pool_purchases').where({ reference: 'stock after the export' }).select('amount', 'entered_by')).to.deep.equal([{ amount: 2_000, entered_by: 'journal replay' }]);
-    const signed = await f.db.knex('audit_log').where({ kind: 'pool-purchased' }).whereRaw("record->'details'->>'reference' = ?", ['stock after the export']).select('module_serial', 'seq');
-    expect(signed.map((r) => r.module_serial)).to.deep.equal([hsm.serial]);
-    expect((await readAuditHead(hsm))?.seq).to.equal(Number(signed[0].seq));
+    const poolBefore = await f.db.knex('pool').first();
+    const refused = await replayJournal({ db: f.db.knex, hsm, modules: [hsm], dir: exportDir('main'), stock: [{ reference: 'stock after the export', amount: 2_000 }] }).catch((x) => x);
+    expect(isVbiError(refused, 'BAD_REQUEST'), String(refused)).to.equal(true);
+    expect(await f.db.knex('pool_purchases').where({ reference: 'stock after the export' })).to.deep.equal([]);
+    expect(await f.db.knex('pool').first()).to.deep.equal(poolBefore);
     expect((await conservation(f.db.knex, { hsm })).violations).to.deep.equal([]);
   });
 
@@ -235,7 +234,8 @@ describe('journal export: append-only, sealed, and replayed onto a restored data
     expect(report.replayed).to.equal(0);
     const m = report.modules[0];
     expect(m.state).to.equal('ring-ahead');
-    expect(m.missing.map((x) => [x.meterId, x.type, x.amount])).to.deep.equal([[meterId, 'pvd', 3_000], [meterId, 'indicium', 2_500]]);
+    // the ring holds each group's last record: the download's is the master PSD's, after the meter's
+    expect(m.missing.map((x) => [x.meterId, x.type, x.amount])).to.deep.equal([[MASTER_PSD_ID, 'pool-transfer', 3_000], [meterId, 'indicium', 2_500]]);
     expect(m.missing[1]).to.deep.include({ ascendingRegister: registers.ascendingRegister, descendingRegister: registers.descendingRegister });
     // the database is still behind the ring: nothing is signed on it
     const refused = await createIndicium(f.service.ledger, { meterId, postage: 100, mailpiece: MAIL }).catch((x) => x);

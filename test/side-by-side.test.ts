@@ -2,8 +2,7 @@ import { expect } from 'chai';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { decodeCheckpoint, digestOf } from '../src/module/checkpoint';
-import { postageValueDownload } from '../src/module/commands/postage-value-download';
-import { debitPool, reservePool } from '../src/ledger/pool-registers';
+import { requireFunds } from '../src/module/commands/guards';
 import { DispatchResult } from '../src/module/psd-engine';
 import { codeOf } from './helpers/codes';
 import { LedgerFixture, ledgerFixture, moduleEvents } from './helpers/ledger';
@@ -39,18 +38,21 @@ async function records(f: LedgerFixture) {
 describe('side-by-side steps of a group', function () {
   this.timeout(180_000);
 
-  /** A PVD as a side-by-side step that reports the record it was run for; `runs` counts its runs per meter. */
-  function pvdStep(f: LedgerFixture, runs: Map<string, number>, meterId: string, amount: number, brokenRows = false) {
+  /**
+   * A side-by-side step that moves `amount` mills of the meter's DR to its AR (as a print does,
+   * without the indicium: these tests are about the group, not the print) and reports the record
+   * it was run for; `runs` counts its runs per meter.
+   */
+  function spendStep(f: LedgerFixture, runs: Map<string, number>, meterId: string, amount: number, brokenRows = false) {
     return () => f.service.ledger.run({
-      meterId, type: 'pvd', sideBySide: true,
+      meterId, type: 'inquiry', sideBySide: true,
       execute: async (pkg, ctx) => {
         runs.set(meterId, (runs.get(meterId) ?? 0) + 1);
-        const out = await postageValueDownload({ amount })(pkg);
-        return { ...out, result: { descendingRegister: out.result.descendingRegister, ranFor: ctx.checkpointSeq } };
+        requireFunds(pkg!, amount);
+        const next = { ...pkg!, descendingRegister: pkg!.descendingRegister - amount, ascendingRegister: pkg!.ascendingRegister + amount };
+        return { package: next, type: 'inquiry' as const, amount: 0, result: { descendingRegister: next.descendingRegister, ranFor: ctx.checkpointSeq } };
       },
-      before: (trx) => reservePool(trx, amount),
       after: async (trx) => {
-        await debitPool(trx, amount);
         if (brokenRows) await trx.raw('SELECT 1 / 0'); // a statement the database refuses
       },
       details: () => ({ amount }),
@@ -79,9 +81,9 @@ describe('side-by-side steps of a group', function () {
       const ids = await meters(f, 6);
       const runs = new Map<string, number>();
       const statsBefore = f.service.ledger.commitStats();
-      const out = await together(ids.map((meterId, i) => pvdStep(f, runs, meterId, i === 2 ? 2_000_000 : 500)));
+      const out = await together(ids.map((meterId, i) => spendStep(f, runs, meterId, i === 2 ? 20_000 : 500)));
       const codes = await Promise.all(out.map((o) => (o.status === 'fulfilled' ? 'OK' : codeOf(Promise.reject(o.reason)))));
-      expect(codes).to.deep.equal(['OK', 'OK', 'MAX_DR_EXCEEDED', 'OK', 'OK', 'OK']);
+      expect(codes).to.deep.equal(['OK', 'OK', 'INSUFFICIENT_FUNDS', 'OK', 'OK', 'OK']);
       const stats = f.service.ledger.commitStats();
       // the lone first command, then one group of the four the module did not refuse
       expect({ groups: stats.groups - statsBefore.groups, commands: stats.commands - statsBefore.commands }).to.deep.equal({ groups: 2, commands: 5 });
@@ -91,7 +93,7 @@ describe('side-by-side steps of a group', function () {
       for (const r of done) expect(r.result.ranFor).to.equal(r.record.seq);
       const seqs = done.map((r) => r.record.seq);
       expect(seqs.slice(1)).to.deep.equal([seqs[1], seqs[1] + 1, seqs[1] + 2, seqs[1] + 3]);
-      for (const [i, meterId] of ids.entries()) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: i === 2 ? 10_000 : 10_500 });
+      for (const [i, meterId] of ids.entries()) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: i === 2 ? 10_000 : 9_500 });
       await expectHonestChain(f);
       // the map nodes the group stored prove every meter's package: each is served again
       for (const meterId of ids) expect(await codeOf(f.service.ledger.postageValueDownload({ meterId, amount: 1 }))).to.equal('OK');
@@ -113,12 +115,11 @@ describe('side-by-side steps of a group', function () {
         await f.db.knex('meters').where({ meter_id: o.meter_id }).update({ package: o.package, record_counter: o.record_counter, descending_register: o.descending_register });
       }
       const runs = new Map<string, number>();
-      const poolBefore = await f.service.ledger.pool();
-      const out = await together(ids.map((meterId) => pvdStep(f, runs, meterId, 700)));
+      const out = await together(ids.map((meterId) => spendStep(f, runs, meterId, 700)));
       const codes = await Promise.all(out.map((o) => (o.status === 'fulfilled' ? 'OK' : codeOf(Promise.reject(o.reason)))));
       expect(codes).to.deep.equal(['OK', 'OK', 'PACKAGE_STALE', 'OK', 'PACKAGE_STALE', 'OK']);
       for (const o of out) if (o.status === 'fulfilled') expect(o.value.result.ranFor).to.equal(o.value.record.seq);
-      expect(await f.service.ledger.pool()).to.deep.include({ available: poolBefore.available - 4 * 700 });
+      for (const meterId of ids) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: stale.includes(meterId) ? 10_000 : 9_300 });
       // each refusal audited once; the module keeps serving
       expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.deep.equal(['package-stale', 'package-stale']);
       expect(f.service.engines[0].status().state).to.equal('Idle');
@@ -137,12 +138,12 @@ describe('side-by-side steps of a group', function () {
       const ids = await meters(f, 5);
       const runs = new Map<string, number>();
       const journalBefore = Number((await f.db.knex('journal').count({ n: '*' }).first())?.n);
-      const out = await together(ids.map((meterId, i) => pvdStep(f, runs, meterId, 250, i === 3)));
+      const out = await together(ids.map((meterId, i) => spendStep(f, runs, meterId, 250, i === 3)));
       expect(out.map((o) => (o.status === 'fulfilled' ? 'OK' : String(o.reason)))).to.deep.equal(['OK', 'OK', 'OK', 'error: SELECT 1 / 0 - division by zero', 'OK']);
       // the group's four ran side by side, then each again in the one-at-a-time run
       expect(ids.map((m) => runs.get(m))).to.deep.equal([1, 2, 2, 2, 2]);
       for (const o of out) if (o.status === 'fulfilled') expect(o.value.result.ranFor).to.equal(o.value.record.seq);
-      for (const [i, meterId] of ids.entries()) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: i === 3 ? 10_000 : 10_250 });
+      for (const [i, meterId] of ids.entries()) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: i === 3 ? 10_000 : 9_750 });
       expect(Number((await f.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journalBefore + 4);
       await expectHonestChain(f);
     } finally {
@@ -159,15 +160,15 @@ describe('side-by-side steps of a group', function () {
       const runs = new Map<string, number>();
       crashOn = ids[2];
       const journalBefore = Number((await f.db.knex('journal').count({ n: '*' }).first())?.n);
-      const out = await together(ids.map((meterId) => pvdStep(f, runs, meterId, 300)));
+      const out = await together(ids.map((meterId) => spendStep(f, runs, meterId, 300)));
       crashOn = undefined;
       expect(out.map((o) => (o.status === 'fulfilled' ? 'OK' : String(o.reason).includes('simulated crash') ? 'crash' : String(o.reason))))
         .to.deep.equal(['OK', 'crash', 'crash', 'crash', 'crash']);
-      for (const [i, meterId] of ids.entries()) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: i === 0 ? 10_300 : 10_000 });
+      for (const [i, meterId] of ids.entries()) expect(await f.service.ledger.registers(meterId)).to.deep.include({ descendingRegister: i === 0 ? 9_700 : 10_000 });
       expect(Number((await f.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journalBefore + 1);
       const row = await f.db.knex('modules').where({ module_serial: engine.hsm.serial }).first('checkpoint');
       expect((row.checkpoint as Buffer).equals(engine.ringEntries().at(-1)!.bytes)).to.equal(true);
-      const again = await together(ids.map((meterId) => pvdStep(f, runs, meterId, 300)));
+      const again = await together(ids.map((meterId) => spendStep(f, runs, meterId, 300)));
       expect(again.map((o) => o.status)).to.deep.equal(ids.map(() => 'fulfilled'));
       await expectHonestChain(f);
     } finally {

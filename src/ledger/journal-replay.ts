@@ -4,6 +4,7 @@ import { HsmModule } from '../hsm/hsm-module';
 import { CheckpointRing } from '../module/checkpoint-ring';
 import { Checkpoint, digestOf } from '../module/checkpoint';
 import { leafHash, pathNodes } from '../module/meter-map';
+import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
 import { openPackage } from '../module/package-seal';
 import { ExportEntry, readExport, usable } from './journal-export';
 import { openJournalPayload } from './journal';
@@ -104,6 +105,7 @@ export async function replayJournal(req: {
       todo.push(...list.slice(from));
       counts.set(serial, list.length - from);
     }
+    const sealedPool = (await trx('pool').where({ pool_id: 1 }).first('package'))?.package;
     // stock bought from the post that the export's signed audit records hold: entered first, so
     // that the PVDs replayed after it can draw on it (its record is put back with the others)
     for (const a of exp.audit) {
@@ -112,12 +114,13 @@ export async function replayJournal(req: {
       const amount = Number(a.details.amount);
       if (!reference || !Number.isSafeInteger(amount) || amount <= 0) continue;
       const had = await trx('pool_purchases').where({ reference }).first('amount');
-      if (had) continue;
+      if (had || sealedPool) continue;
       await trx('pool_purchases').insert({ amount, reference, entered_by: 'journal replay (signed record)' });
       await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [amount, amount]);
       stockFromRecords.push({ reference, amount });
     }
     for (const p of req.stock ?? []) {
+      if (sealedPool) throw vbiError('BAD_REQUEST', "the restored database's pool is the sealed master PSD: stock bought from the post is in the export's master PSD records, --stock is for a database from before it");
       if (!Number.isSafeInteger(p.amount) || p.amount <= 0 || !p.reference) throw vbiError('BAD_REQUEST', `stock purchase ${p.reference}: a reference and a positive amount of mills`);
       const had = await trx('pool_purchases').where({ reference: p.reference }).first('amount');
       if (had && Number(had.amount) !== p.amount) throw vbiError('POOL_PURCHASE_CONFLICT', `the post's reference ${p.reference} is in the database with ${had.amount} mills`);
@@ -205,17 +208,32 @@ async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportE
     const nodes = pathNodes(cp.slot, leafHash(cp.slot, cp.meterId, cp.packageDigest), locked.view.siblings);
     const root = nodes[nodes.length - 1].hash;
     if (!root.equals(cp.mapRoot)) throw fail('the meter map rebuilt with this record is not the root the record names');
-    await storeMap(trx, { nodes, epoch: cp.mapEpoch, root, nextSlot: Math.max(locked.row.nextSlot, cp.slot + 1) });
+    const master = cp.meterId === MASTER_PSD_ID;
+    // the master PSD's reserved slot is not a meter's: the next free slot stays
+    await storeMap(trx, { nodes, epoch: cp.mapEpoch, root, nextSlot: master ? locked.row.nextSlot : Math.max(locked.row.nextSlot, cp.slot + 1) });
+    if (master) {
+      // the pool row is the master PSD's package and its register copies
+      const m = masterRegisters(pkg);
+      await trx('pool').where({ pool_id: 1 }).update({
+        package: sealed, record_counter: pkg.recordCounter, purchased: m.purchased, available: m.descendingRegister, refunds_paid: m.refundRegister, updated_at: at,
+      });
+      // a purchase's post reference is in its sealed details
+      if (cp.type === 'pool-purchase') {
+        const details = await openJournalPayload(hsm, checkpoint, Buffer.from(j.payload, 'base64'));
+        await trx('pool_purchases').insert({ amount: cp.amount, reference: String(details.reference ?? ''), entered_by: details.operator ?? 'journal replay', created_at: at })
+          .onConflict('reference').ignore();
+      }
+    }
     for (const a of entry.rows.accounts ?? []) await trx('accounts').insert(a).onConflict('account_id').ignore();
-    const meter = {
+    const meter = master ? null : {
       state: pkg.state, record_counter: pkg.recordCounter, package: sealed, cert_serial: pkg.indiciumCertSerial || null,
       key_expiry: pkg.indiciumKeyExpiry ? new Date(pkg.indiciumKeyExpiry) : null,
       ascending_register: pkg.ascendingRegister, descending_register: pkg.descendingRegister, updated_at: at,
       ...(entry.rows.accounts?.[0] ? { account_id: entry.rows.accounts[0].account_id } : {}),
     };
-    const exists = await trx('meters').where({ meter_id: cp.meterId }).first('meter_id');
-    if (exists) await trx('meters').where({ meter_id: cp.meterId }).update(meter);
-    else await trx('meters').insert({ meter_id: cp.meterId, slot: cp.slot, ...meter });
+    const exists = meter && await trx('meters').where({ meter_id: cp.meterId }).first('meter_id');
+    if (meter && exists) await trx('meters').where({ meter_id: cp.meterId }).update(meter);
+    else if (meter) await trx('meters').insert({ meter_id: cp.meterId, slot: cp.slot, ...meter });
     // a revocation the restored database does not know is still owed to the licensing authority
     // (docs/licensing.md): queued again with the operator's reason from the sealed details
     if (cp.type === 'revoke-licence' && pkg.licenceId) {
@@ -234,14 +252,16 @@ async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportE
     payload: Buffer.from(j.payload, 'base64'), module_mac: Buffer.from(j.moduleMac, 'base64'), created_at: at,
     sequence: j.sequence, receipt: j.receipt === null ? null : JSON.stringify(j.receipt), package: j.package ? Buffer.from(j.package, 'base64') : null,
   });
-  // the pool moves as the command moved it (src/ledger/pool-registers.ts)
-  if (cp.type === 'pvd') {
+  // before the master PSD was sealed, the pool row moved with the meters' commands; since, only
+  // the master PSD's own records move it (above)
+  const unsealed = !(await trx('pool').where({ pool_id: 1 }).first('package'))?.package;
+  if (unsealed && cp.type === 'pvd') {
     const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first('available');
     if (Number(pool.available) < cp.amount) throw fail(`the restored pool holds ${pool.available} mills and the PVD took ${cp.amount}: stock bought from the post after the restore point is not in the export (give it with --stock REFERENCE=AMOUNT)`);
     await trx.raw('UPDATE pool SET available = available - ?, updated_at = now() WHERE pool_id = 1', [cp.amount]);
   }
   for (const r of entry.rows.refunds ?? []) {
-    await trx.raw(r.kind === 'partial' ? 'UPDATE pool SET refunds_paid = refunds_paid + ? WHERE pool_id = 1' : 'UPDATE pool SET available = available + ? WHERE pool_id = 1', [Number(r.amount)]);
+    if (unsealed) await trx.raw(r.kind === 'partial' ? 'UPDATE pool SET refunds_paid = refunds_paid + ? WHERE pool_id = 1' : 'UPDATE pool SET available = available + ? WHERE pool_id = 1', [Number(r.amount)]);
     await trx('refunds').insert(rowIn(r, ['created_at'])).onConflict('refund_id').ignore();
   }
   for (const p of entry.rows.payments ?? []) {

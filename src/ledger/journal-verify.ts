@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { HsmModule } from '../hsm/hsm-module';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
 import { buildMap, leafHash } from '../module/meter-map';
+import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../module/commands/master-psd';
 import { verifyJournalMac } from './journal';
 import { readMapRow } from './pg-meter-map';
 
@@ -159,6 +160,13 @@ async function checkMap(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>,
     if (!cp || cp.meterId !== m.meter_id) found({ kind: 'map', meterId: m.meter_id, reason: `meter row's slot ${m.slot} is not the meter's slot in the journal` });
     else if (!cp.packageDigest.equals(digestOf(m.package))) found({ kind: 'map', meterId: m.meter_id, reason: "meter row's package is not the one its newest journal record names" });
   }
+  // the master PSD (the pool row): its package is the one its newest record at the reserved slot names
+  const pool: { package: Buffer | null } | undefined = await db('pool').where({ pool_id: 1 }).first('package');
+  const master = bySlot.get(MASTER_PSD_SLOT);
+  if (master && master.meterId !== MASTER_PSD_ID) found({ kind: 'map', meterId: master.meterId, reason: `a record of ${master.meterId} at the master PSD's slot ${MASTER_PSD_SLOT}` });
+  else if (master && !pool?.package) found({ kind: 'map', meterId: MASTER_PSD_ID, reason: 'the journal holds master PSD records but the pool row holds no sealed package (deleted?)' });
+  else if (master && !master.packageDigest.equals(digestOf(pool!.package!))) found({ kind: 'map', meterId: MASTER_PSD_ID, reason: "the pool row's package is not the one the master PSD's newest journal record names" });
+  else if (!master && pool?.package) found({ kind: 'map', meterId: MASTER_PSD_ID, reason: 'the pool row holds a sealed package no journal record names' });
 }
 
 /**

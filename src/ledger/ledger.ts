@@ -13,7 +13,8 @@ import { fullRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
 import { sealJournalPayload } from './journal';
-import { debitPool, recordRefund, reservePool } from './pool-registers';
+import { recordRefund } from './refund-rows';
+import { MASTER_PSD_ID, MASTER_PSD_SLOT, MasterRegisters, PoolMovement, masterPsdCommand } from '../module/commands/master-psd';
 import { Lease } from './module-lease';
 import { lockModuleAndMap, lockModuleAndMapFor, readMapRow } from './pg-meter-map';
 import { CommandRows, storeCommands } from './store-command';
@@ -21,7 +22,6 @@ import { reinstateModule } from './reinstatement';
 import type { Approval } from './officer-approval';
 import { AuditEvent, AuditRecord } from '../module/audit';
 import { commitOrThrow } from '../db/commit';
-import { pgAuditStore } from './audit-store';
 
 export interface LedgerOptions {
   db: Knex;
@@ -32,7 +32,8 @@ export interface LedgerOptions {
   mapLease?: Lease;
   /**
    * Most commands committed together on one module (group commit, docs/ledger.md); default 32,
-   * at most GROUP_MAX. 1 turns grouping off.
+   * at most GROUP_MAX / 2 (a step may write two records: its own and the master PSD's). 1 turns
+   * grouping off.
    */
   groupMax?: number;
   /**
@@ -67,7 +68,13 @@ export interface Step<R> {
    */
   moduleSerial?: string;
   type: string;
-  execute: Execute<R>;
+  /** What the module runs on the meter's package; not given for the master PSD's own step (`master`). */
+  execute?: Execute<R>;
+  /**
+   * The step is the master PSD's own (stock bought from the post): the runner runs this movement
+   * on the master PSD (Ledger.runMaster) instead of a meter command; `meterId` is MASTER_PSD_ID.
+   */
+  master?: PoolMovement;
   /** Checks and locks in the same transaction before the module runs (pool, original indicium). */
   before?: (trx: Knex.Transaction) => Promise<void>;
   /**
@@ -78,6 +85,12 @@ export interface Step<R> {
   sideBySide?: boolean;
   /** Rows besides meter, module and journal, written in the same transaction. */
   after?: (trx: Knex.Transaction, out: DispatchResult<R>, at: Date) => Promise<void>;
+  /**
+   * The vendor's master PSD moves with this command (PVD, refunds): once the meter's record is
+   * written, the master PSD's record follows it in the same transaction, on the same module
+   * (Ledger.runMaster); a refusal there (POOL_EXHAUSTED) fails the command. Null or 0 mills: no movement.
+   */
+  pool?: (out: DispatchResult<R>) => PoolMovement | null;
   /** What the journal's encrypted payload records about the command. */
   details: (out: DispatchResult<R>) => Record<string, unknown>;
   /** The receipt the module signed for the mailer, kept with the journal row for the resync exchange. */
@@ -120,7 +133,7 @@ export class Ledger {
 
   constructor(private readonly opts: LedgerOptions) {
     for (const e of opts.engines) this.inFlight.set(e, 0);
-    this.groupMax = Math.max(1, Math.min(GROUP_MAX, opts.groupMax ?? 32));
+    this.groupMax = Math.max(1, Math.min(GROUP_MAX / 2, opts.groupMax ?? 32));
   }
 
   get db(): Knex {
@@ -213,9 +226,9 @@ export class Ledger {
   /**
    * Postage bought from the post enters the pool (master PSD), once per post's reference: the
    * same reference with the same amount is the same purchase (a retry: `created` false), with
-   * another amount POOL_PURCHASE_CONFLICT. Every purchase is signed into the audit chain of a
-   * module in rotation (`pool-purchased`) in the purchase's own transaction: none in rotation is
-   * NO_MODULE, and nothing is entered.
+   * another amount POOL_PURCHASE_CONFLICT. Every purchase is a command of the master PSD on a
+   * module in rotation (a `pool-purchase` record): none in rotation is NO_MODULE, and nothing is
+   * entered.
    */
   async purchaseFromPost(req: { amount: number; reference: string; operator?: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }> {
     const amount = assertMills(req.amount);
@@ -232,24 +245,20 @@ export class Ledger {
     };
     const before = await existing();
     if (before) return before;
-    // the purchase is signed into a module's audit chain in its own transaction (docs/ledger.md,
-    // "Stock from the post"): conservation counts only signed stock, so a row an insider adds is seen
-    const engine = this.opts.engines.find((e) => !this.outOfRotation.has(e) && ['Idle', 'User'].includes(e.status().state));
-    if (!engine) throw vbiError('NO_MODULE', 'no module in rotation to sign the stock purchase', { modules: this.rotation() });
+    // a master PSD command (docs/ledger.md, "The master PSD"): the stock enters its sealed
+    // descending register, with a checkpoint record and a journal row, in the purchase's own
+    // transaction; conservation counts the master PSD's purchase records as the stock bought
     let purchaseId = 0;
-    const trx = await this.db.transaction();
     try {
-      const [row] = await trx('pool_purchases').insert({ amount, reference: req.reference, entered_by: req.operator ?? null }).returning('purchase_id');
-      purchaseId = Number(row.purchase_id);
-      await trx('pool').where({ pool_id: 1 }).update({
-        purchased: trx.raw('purchased + ?', [amount]), available: trx.raw('available + ?', [amount]), updated_at: trx.fn.now(),
+      await this.run<MasterRegisters>({
+        meterId: MASTER_PSD_ID, type: 'pool-purchase', master: { kind: 'purchase', amount },
+        details: () => ({ kind: 'purchase', amount, reference: req.reference, operator: req.operator ?? null }),
+        after: async (trx) => {
+          const [row] = await trx('pool_purchases').insert({ amount, reference: req.reference, entered_by: req.operator ?? null }).returning('purchase_id');
+          purchaseId = Number(row.purchase_id);
+        },
       });
-      await engine.recordWithin(pgAuditStore(trx), {
-        kind: 'pool-purchased', at: new Date().toISOString(), reason: `stock bought from the post entered by ${req.operator ? `operator ${req.operator}` : 'the service'}`,
-        details: { purchaseId, amount, reference: req.reference, operator: req.operator ?? null },
-      }, () => commitOrThrow(trx));
     } catch (e) {
-      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       // the same reference entered at the same moment by another request
       if ((e as { code?: string }).code === '23505') return (await existing())!;
       throw e;
@@ -312,8 +321,7 @@ export class Ledger {
     const amount = assertMills(req.amount);
     const out = await this.run({
       meterId: req.meterId, type: 'pvd', execute: postageValueDownload({ amount }),
-      before: (trx) => reservePool(trx, amount),
-      after: (trx) => debitPool(trx, amount),
+      pool: () => ({ kind: 'download', amount, meterId: req.meterId }),
       details: () => ({ amount }),
     });
     return out.result;
@@ -416,6 +424,7 @@ export class Ledger {
     let refundId = 0;
     const out = await this.run({
       meterId: req.meterId, type: 'refund', execute: fullRefund(), details: () => ({ kind: 'full', operator: req.operator, reason: req.reason }),
+      pool: (o) => ({ kind: 'return', amount: o.result.refunded, meterId: req.meterId }),
       after: async (trx, o, at) => {
         refundId = await recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: `operator ${req.operator}: ${req.reason}`, record: o.record, at });
       },
@@ -663,32 +672,33 @@ export class Ledger {
     const lease = this.opts.leases?.get(engine);
     if (lease?.lost) throw vbiError('MODULE_NOT_READY', `module ${engine.hsm.serial}: ${lease.lost}`);
     const outcomes: Outcome[] = new Array(steps.length);
-    const done: Array<{ step: Step<unknown>; out: PreparedCommand<unknown> }> = [];
+    // `last`: the step's last record (the master PSD's, when the step moved it)
+    const done: Array<{ step: Step<unknown>; out: PreparedCommand<unknown>; last: PreparedCommand<unknown> }> = [];
     const trx = await this.db.transaction();
     try {
       for (const part of oneByOne ? steps.map((_s, i) => [i]) : parts(steps)) {
         if (part.length > 1) {
           await this.runSideBySide(engine, trx, part.map((i) => steps[i]), (k, o, out) => {
             outcomes[part[k]] = o;
-            if (out) done.push({ step: steps[part[k]], out });
+            if (out) done.push({ step: steps[part[k]], out, last: out });
           });
           continue;
         }
         const i = part[0];
         const step = steps[i];
         if (steps.length === 1) {
-          const out = await this.runStep(engine, trx, step);
-          done.push({ step, out });
-          outcomes[i] = { out };
+          const ran = await this.runStep(engine, trx, step);
+          done.push({ step, ...ran });
+          outcomes[i] = { out: ran.out };
           continue;
         }
         let prepared: PreparedCommand<unknown> | null = null;
         const sp = await trx.transaction();
         try {
-          prepared = await this.runStep(engine, sp, step, (p) => (prepared = p));
+          const ran = await this.runStep(engine, sp, step, (p) => (prepared = p));
           await sp.commit();
-          done.push({ step, out: prepared });
-          outcomes[i] = { out: prepared };
+          done.push({ step, ...ran });
+          outcomes[i] = { out: ran.out };
         } catch (e) {
           engine.abort(prepared);
           outcomes[i] = { error: await ownError(sp, e) };
@@ -712,7 +722,7 @@ export class Ledger {
       throw e;
     }
     try {
-      await engine.complete(done[done.length - 1].out);
+      await engine.complete(done[done.length - 1].last);
     } catch (e) {
       // Committed but not in the ring: nothing is released, and no command of the group may run
       // again on another module. The module rolls forward when it is reconciled.
@@ -725,8 +735,15 @@ export class Ledger {
     return outcomes;
   }
 
-  /** One step of a group, in `trx` (the group's transaction or the step's savepoint); `onPrepared` learns the module's record at once. */
-  private async runStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, onPrepared?: (p: PreparedCommand<R>) => void): Promise<PreparedCommand<R>> {
+  /**
+   * One step of a group, in `trx` (the group's transaction or the step's savepoint); `onPrepared`
+   * learns the module's (first) record at once. Returns the step's result and its last record.
+   */
+  private async runStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, onPrepared?: (p: PreparedCommand<R>) => void): Promise<{ out: PreparedCommand<R>; last: PreparedCommand<unknown> }> {
+    if (step.master) {
+      const out = await this.runMaster(engine, trx, step.master, step as unknown as Step<MasterRegisters>, onPrepared as ((p: PreparedCommand<MasterRegisters>) => void) | undefined);
+      return { out: out as unknown as PreparedCommand<R>, last: out };
+    }
     // the meter row and its newest journal record, one round trip
     const meter = (await trx.raw(
       `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
@@ -740,6 +757,44 @@ export class Ledger {
     const out = await engine.prepare(commandOf(step, meter, moduleRow, locked.view));
     onPrepared?.(out);
     await this.writeStep(engine, trx, step, out, meter, meter ? locked.row.nextSlot : locked.view.slot + 1);
+    const movement = step.pool?.(out);
+    if (!movement || movement.amount === 0) return { out, last: out };
+    const last = await this.runMaster(engine, trx, movement, {
+      meterId: MASTER_PSD_ID, type: 'pool-transfer',
+      details: () => ({ kind: movement.kind, amount: movement.amount, cause: { meterId: step.meterId, type: step.type, seq: out.record.seq } }),
+    });
+    return { out, last };
+  }
+
+  /**
+   * The master PSD's command, in `trx` after whatever the step wrote (docs/ledger.md, "The master
+   * PSD"): the pool row (its sealed package, the register copies) and the master PSD's newest
+   * journal record are read and locked, then the module and map rows with the proof for the
+   * master PSD's reserved slot; the module checks the package like a meter's (MAC, map proof,
+   * newest journal record) and runs the movement; the package, the register copies, the journal
+   * row, the map path and the module row are written. A pool row never sealed (a database from
+   * before the master PSD) seals it here from its register columns, in the same record — only
+   * while the reserved slot is still empty in the map the rings hold.
+   */
+  private async runMaster(engine: PsdEngine, trx: Knex.Transaction, movement: PoolMovement, step: Step<MasterRegisters>,
+    onPrepared?: (p: PreparedCommand<MasterRegisters>) => void): Promise<PreparedCommand<MasterRegisters>> {
+    const pool = (await trx.raw(
+      `SELECT p.package, p.purchased, p.available, p.refunds_paid,
+              (SELECT j.checkpoint FROM journal j WHERE j.meter_id = ? ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
+         FROM pool p WHERE p.pool_id = 1 FOR UPDATE OF p`, [MASTER_PSD_ID])).rows[0];
+    if (!pool) throw vbiError('PACKAGE_STALE', "the pool row (the master PSD) is missing from the database", { meterId: MASTER_PSD_ID });
+    const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: MASTER_PSD_SLOT });
+    const moduleRow = locked.moduleRow ?? (await this.insertModuleRow(engine, trx));
+    const baseline = { purchased: Number(pool.purchased), available: Number(pool.available), refundsPaid: Number(pool.refunds_paid) };
+    const out = await engine.prepare<MasterRegisters>({
+      meterId: MASTER_PSD_ID, sealedPackage: pool.package ?? null, dbCheckpoint: moduleRow.checkpoint ?? null, map: locked.view,
+      meterCheckpoint: pool.package ? (pool.newest_checkpoint ?? null) : undefined,
+      execute: masterPsdCommand(movement, baseline),
+    });
+    onPrepared?.(out);
+    const rows = await commandRows(engine, step as Step<unknown>, out);
+    await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, master: true, commands: [rows] });
+    await step.after?.(trx, out, rows.at);
     return out;
   }
 
@@ -851,12 +906,15 @@ class SideBySideWriteFailed extends Error {
 interface MeterRow { meter_id: string; slot: number; package: Buffer; newest_checkpoint: Buffer | null; [column: string]: unknown }
 
 function checkMeterRow(step: Pick<Step<unknown>, 'meterId' | 'creates'>, meter: MeterRow | undefined): void {
+  // the master PSD is no meter: no meter command reaches it, and no meter takes its id
+  if (step.meterId === MASTER_PSD_ID) throw vbiError(step.creates ? 'BAD_REQUEST' : 'UNKNOWN_METER', `${MASTER_PSD_ID} is the vendor's master PSD, not a meter`);
   if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
   if (!step.creates && !meter) throw vbiError('UNKNOWN_METER', `no meter ${step.meterId}`);
   if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
 }
 
 function commandOf<R>(step: Step<R>, meter: MeterRow | undefined, moduleRow: { checkpoint: Buffer | null }, map: MeterMapView): PsdCommand<R> {
+  if (!step.execute) throw new Error(`step ${step.type} of meter ${step.meterId} has no command`);
   return {
     meterId: step.meterId,
     sealedPackage: meter?.package ?? null,
@@ -918,7 +976,8 @@ function parts(steps: Step<unknown>[]): number[][] {
     meters.clear();
   };
   for (const [i, s] of steps.entries()) {
-    if (!s.sideBySide) {
+    // a step that moves the master PSD writes a second record after its own: never side by side
+    if (!s.sideBySide || s.pool) {
       close();
       out.push([i]);
       continue;

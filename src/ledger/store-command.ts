@@ -21,10 +21,14 @@ export interface CommandRows {
  * row and the map row. Each part touches another table, so the parts do not see or overwrite
  * each other. `creates`: the one command creates its meter (the row is inserted with its slot).
  */
-export async function storeCommands(trx: Knex.Transaction, req: { moduleSerial: string; nextSlot: number; creates: boolean; commands: CommandRows[] }): Promise<void> {
+export async function storeCommands(trx: Knex.Transaction, req: {
+  moduleSerial: string; nextSlot: number; creates: boolean; commands: CommandRows[];
+  /** The one command is the master PSD's: its package and register copies go to the pool row (src/module/commands/master-psd.ts). */
+  master?: boolean;
+}): Promise<void> {
   const cs = req.commands;
   if (cs.length === 0) return;
-  if (req.creates && cs.length !== 1) throw new Error('a command that creates its meter is stored alone');
+  if ((req.creates || req.master) && cs.length !== 1) throw new Error("a command that creates its meter, or the master PSD's, is stored alone");
   const last = cs[cs.length - 1];
   const col = <T>(f: (c: CommandRows) => T): T[] => cs.map(f);
   const meters = col((c) => ({
@@ -39,7 +43,11 @@ export async function storeCommands(trx: Knex.Transaction, req: { moduleSerial: 
   ];
   const unnestMeters = `unnest(?::text[], ?::text[], ?::bigint[], ?::bytea[], ?::text[], ?::timestamptz[], ?::bigint[], ?::bigint[], ?::timestamptz[], ?::bigint[])
                           AS u(meter_id, state, record_counter, package, cert_serial, key_expiry, ascending_register, descending_register, updated_at, slot)`;
-  const meterSql = req.creates
+  const p = cs[0].out.package;
+  const masterSql = `UPDATE pool SET package = ?::bytea, record_counter = ?::bigint, purchased = ?::bigint, available = ?::bigint,
+                            refunds_paid = ?::bigint, updated_at = ?::timestamptz WHERE pool_id = 1 RETURNING 1`;
+  const masterArrays = [cs[0].out.sealedPackage, p.recordCounter, p.ascendingRegister + p.descendingRegister, p.descendingRegister, p.refundRegister, cs[0].at.toISOString()];
+  const meterSql = req.master ? masterSql : req.creates
     ? `INSERT INTO meters (meter_id, state, record_counter, package, cert_serial, key_expiry, ascending_register, descending_register, updated_at, slot)
        SELECT * FROM ${unnestMeters} RETURNING 1`
     : `UPDATE meters m SET state = u.state, record_counter = u.record_counter, package = u.package, cert_serial = u.cert_serial,
@@ -68,7 +76,7 @@ export async function storeCommands(trx: Knex.Transaction, req: { moduleSerial: 
      SELECT (SELECT count(*) FROM me)::int AS meters, (SELECT count(*) FROM mo)::int AS modules, (SELECT count(*) FROM mp)::int AS maps,
             (SELECT count(*) FROM jo)::int AS journal`,
     [
-      ...meterArrays,
+      ...(req.master ? masterArrays : meterArrays),
       last.out.checkpoint, r.seq, last.at, r.type, r.amount, last.at, req.moduleSerial,
       MAP_SHARD, path.map((n) => n.level), path.map((n) => n.index), path.map((n) => n.hash),
       r.mapEpoch, r.mapRoot, req.nextSlot, MAP_SHARD,

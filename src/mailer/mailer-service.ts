@@ -5,7 +5,8 @@ import { Ledger } from '../ledger/ledger';
 import { HsmModule } from '../hsm/hsm-module';
 import { PsdPackage } from '../psd/psd-package';
 import { assertMills } from '../ledger/amounts';
-import { debitPool, recordRefund, reservePool } from '../ledger/pool-registers';
+import { recordRefund } from '../ledger/refund-rows';
+import { PoolMovement } from '../module/commands/master-psd';
 import { payDueRefunds, payRefund } from './refund-payout';
 import { rekey } from '../module/commands/rekey';
 import { openPackage } from '../module/package-seal';
@@ -204,11 +205,14 @@ export class MailerService {
     /** Step.sideBySide: `before` only reads and locks, the operation touches only its meter. */
     sideBySide?: boolean;
     after?: (trx: Knex.Transaction, at: Date, record: { moduleSerial: string; seq: number }, response: OperationalResponse<R>) => Promise<void>;
+    /** Step.pool: the master PSD's movement that goes with the operation (PVD, refunds). */
+    pool?: () => PoolMovement | null;
   }): Promise<OperationalResponse<R>> {
     const out = await this.opts.ledger.run<OperationalResponse<R>>({
       meterId: env.meterId, moduleSerial: extra.moduleSerial, type: extra.type,
       execute: operational(env, op), before: extra.before, sideBySide: extra.sideBySide,
       after: extra.after ? (trx, o, at) => extra.after!(trx, at, o.record, o.result) : undefined,
+      pool: extra.pool,
       details: () => ({ op: env.op, ...(typeof extra.details === 'function' ? extra.details() : extra.details) }),
       receipt: (o) => o.result.receipt,
     });
@@ -242,6 +246,7 @@ export class MailerService {
       return out;
     }, {
       type: 'refund', details: { kind, reason },
+      pool: () => ({ kind: kind === 'partial' ? 'payout' : 'return', amount: refunded, meterId: env.meterId }),
       after: async (trx, at, record) => {
         refundId = await recordRefund(trx, { meterId: env.meterId, kind, amount: refunded, reason, record, at });
       },
@@ -297,7 +302,8 @@ export class MailerService {
     } else {
       // Nobody is charged for a message that would not pass the module's checks, nor for a
       // download the meter or the pool would refuse: the same download rules, run on the package
-      // as it is now (the dispatch that follows checks everything again).
+      // as it is now, and the pool row's copy of the master PSD's DR (the dispatch that follows
+      // checks everything again, the pool on the sealed master PSD).
       const pkg = await this.preauthenticate(env);
       await postageValueDownload({ amount })(pkg);
       const pool = await this.db('pool').where({ pool_id: 1 }).first('available');
@@ -435,11 +441,10 @@ export class MailerService {
       before: async (trx) => {
         const p = await trx('payments').where({ payment_id: pay.paymentId }).forUpdate().first('status');
         if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${pay.paymentId} is already applied`);
-        if (pay.status === 'approved') await reservePool(trx, pay.amount);
       },
+      pool: () => (pay.status === 'approved' ? { kind: 'download', amount: pay.amount, meterId: env.meterId } : null),
       after: async (trx, _at, record, response) => {
         if (pay.status !== 'approved') return;
-        await debitPool(trx, pay.amount);
         // the answer is kept with the download, for a retry after a crash (never released before the ring append)
         await trx('payments').where({ payment_id: pay.paymentId }).update({
           status: 'applied', applied_checkpoint_seq: record.seq, answer: idem ? JSON.stringify(response) : null, updated_at: trx.fn.now(),

@@ -45,6 +45,10 @@ export const TRANSACTION_TYPES = {
   license: 17,
   /** An operator revoked the meter's licence: it prints nothing more. */
   'revoke-licence': 18,
+  /** Stock bought from the post entered in the vendor's master PSD (src/module/commands/master-psd.ts). */
+  'pool-purchase': 19,
+  /** The master PSD's side of a meter's PVD or refund: the record after the meter's, in the same transaction. */
+  'pool-transfer': 20,
 } as const;
 export type TransactionType = keyof typeof TRANSACTION_TYPES;
 const TYPE_BY_CODE = new Map<number, TransactionType>(

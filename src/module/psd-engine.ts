@@ -10,6 +10,7 @@ import { AuditEvent, AuditRecord, AuditSink } from './audit';
 import { AuditChain, AuditStore } from './audit-chain';
 import { EMPTY_LEAF, MapNode, MeterMapView, leafHash, pathNodes, rootOf, siblingPositions } from './meter-map';
 import { MeterMapAnchor } from './map-anchor';
+import { MASTER_PSD_ID, MASTER_PSD_SLOT } from './commands/master-psd';
 
 const INHIBIT_LABEL = 'vbi.inhibit';
 
@@ -239,6 +240,10 @@ export class PsdEngine {
       this.assertServing();
       if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
       if (this.pending.length + place >= GROUP_MAX) throw new Error(`module ${this.hsm.serial}: a group holds at most ${GROUP_MAX} commands`);
+      // the master PSD's slot is its alone (src/module/commands/master-psd.ts)
+      if ((cmd.meterId === MASTER_PSD_ID) !== (cmd.map.slot === MASTER_PSD_SLOT)) {
+        throw vbiError('PACKAGE_STALE', `${cmd.meterId} presented at slot ${cmd.map.slot}: slot ${MASTER_PSD_SLOT} is the master PSD's, and only its`, { meterId: cmd.meterId });
+      }
       const { tail, newest, anchored, seq } = this.head();
       if (!sameCheckpoint(cmd.dbCheckpoint, newest)) {
         throw vbiError('CHECKPOINT_MISMATCH', `module ${this.hsm.serial}: database checkpoint is not the newest ring entry`, {

@@ -1,3 +1,4 @@
+import { MASTER_PSD_ID } from '../module/commands/master-psd';
 import type { Knex } from 'knex';
 import { dayBounds } from './daily-report';
 
@@ -75,12 +76,13 @@ export async function reconcile(db: Knex, date: string): Promise<Reconciliation>
   }
 
   // per meter at the end of the day: AR + DR = downloaded − refunded
-  const meters: Array<{ meter_id: string; downloaded: string; refunded: string }> = await db('journal').where('created_at', '<', to).whereNot('meter_id', '').groupBy('meter_id').select('meter_id')
+  const meters: Array<{ meter_id: string; downloaded: string; refunded: string }> = await db('journal').where('created_at', '<', to).whereNotIn('meter_id', ['', MASTER_PSD_ID]).groupBy('meter_id').select('meter_id')
     .sum({ downloaded: db.raw("CASE WHEN tx_type = 'pvd' THEN amount ELSE 0 END") })
     .sum({ refunded: db.raw("CASE WHEN tx_type = 'refund' THEN amount ELSE 0 END") }) as never;
   const newest = await db.raw(
     `SELECT DISTINCT ON (meter_id) meter_id, ascending_register, descending_register, module_serial, checkpoint_seq
        FROM journal WHERE created_at < ? AND meter_id <> '' ORDER BY meter_id, created_at DESC, checkpoint_seq DESC`, [to]);
+  // (the master PSD's newest record is in `newest` too: the pool is checked against it below)
   const last = new Map<string, { ascending_register: string; descending_register: string }>(newest.rows.map((r: { meter_id: string }) => [r.meter_id, r]));
   let metersAscending = 0;
   let metersDescending = 0;
@@ -102,6 +104,10 @@ export async function reconcile(db: Knex, date: string): Promise<Reconciliation>
   const printed = n((await db('indicia').where('created_at', '>=', from).andWhere('created_at', '<', to).sum({ s: 'postage' }).first())?.s);
   const poolAvailable = purchased - downloaded + refundedFull;
   if (poolAvailable < 0) differences.push(`the pool's movements leave ${poolAvailable} mills: downloads exceed the stock bought from the post`);
+  const master = newest.rows.find((r: { meter_id: string }) => r.meter_id === MASTER_PSD_ID);
+  if (master && n(master.descending_register) !== poolAvailable) {
+    differences.push(`the master PSD's last record of the day holds ${n(master.descending_register)} mills available, the pool's movements leave ${poolAvailable}`);
+  }
   if (purchased - refundedPartial !== poolAvailable + metersAscending + metersDescending) {
     differences.push(`bought − refunds paid = ${purchased - refundedPartial}, pool + meters' AR + DR = ${poolAvailable + metersAscending + metersDescending}`);
   }

@@ -1,7 +1,7 @@
 import { vbiError } from '../../src/errors';
 import { Ledger } from '../../src/ledger/ledger';
 import { assertMills } from '../../src/ledger/amounts';
-import { recordRefund } from '../../src/ledger/pool-registers';
+import { recordRefund } from '../../src/ledger/refund-rows';
 import { CommandContext, CommandOutcome } from '../../src/module/psd-engine';
 import { PsdPackage } from '../../src/psd/psd-package';
 import { Mailpiece, PrintedIndicium, planIndicium, signPlanned } from '../../src/module/commands/create-indicium';
@@ -70,6 +70,7 @@ export async function refund(ledger: Ledger, req: { meterId: string; kind: 'part
     const amount = assertMills(req.amount);
     const out = await ledger.run({
       meterId: req.meterId, type: 'refund', execute: partialRefund({ amount, spoilageLimitBps: req.spoilageLimitBps ?? 100 }),
+      pool: () => ({ kind: 'payout', amount, meterId: req.meterId }),
       after: async (trx, o, at) => { await recordRefund(trx, { meterId: req.meterId, kind: 'partial', amount, reason: req.reason, record: o.record, at }); },
       details: () => ({ kind: 'partial', amount, reason: req.reason }),
     });
@@ -77,6 +78,7 @@ export async function refund(ledger: Ledger, req: { meterId: string; kind: 'part
   }
   const out = await ledger.run({
     meterId: req.meterId, type: 'refund', execute: fullRefund(),
+    pool: (o) => ({ kind: 'return', amount: o.result.refunded, meterId: req.meterId }),
     after: async (trx, o, at) => { await recordRefund(trx, { meterId: req.meterId, kind: 'full', amount: o.result.refunded, reason: req.reason, record: o.record, at }); },
     details: (o) => ({ kind: 'full', amount: o.result.refunded, reason: req.reason }),
   });

@@ -1,0 +1,16 @@
+import type { Knex } from 'knex';
+
+/**
+ * The refunds rows, written inside the refund command's transaction. The pool's registers are
+ * the master PSD's (src/module/commands/master-psd.ts): the refund's `pool` movement moves them
+ * (a partial refund is paid out of the system, a full refund's remaining DR goes back to the pool).
+ */
+export async function recordRefund(trx: Knex.Transaction, r: {
+  meterId: string; kind: 'partial' | 'full'; amount: number; reason: string; record: { moduleSerial: string; seq: number }; at: Date;
+}): Promise<number> {
+  const [row] = await trx('refunds').insert({
+    meter_id: r.meterId, kind: r.kind, amount: r.amount, reason: r.reason,
+    module_serial: r.record.moduleSerial, checkpoint_seq: r.record.seq, created_at: r.at,
+  }).returning('refund_id');
+  return Number(row.refund_id);
+}
