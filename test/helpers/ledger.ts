@@ -78,7 +78,7 @@ export const MAIL: Mailpiece = { destinationZip: '205000001', rateCategory: 'FCL
 /** A service on fresh tokens and a fresh database, with a funded pool and one account. */
 export async function ledgerFixture(opts: {
   modules?: number; labels?: string[]; db?: Database; ledger?: Pick<LedgerOptions, 'faults'>; moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
-  /** false: no stock bought (its signed `pool-purchased` record stays out of the audit chain). */
+  /** false: no stock bought (the master PSD stays unsealed until the test moves it). */
   stock?: boolean;
 } = {}): Promise<LedgerFixture> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1));
@@ -121,7 +121,7 @@ export async function restore(db: Database, name: string): Promise<void> {
 /**
  * The audit records modules write about what happened to them, in order: every record but the
  * `service-started` one each start adds to every module's chain (test/audit-chain.test.ts) and
- * the `pool-purchased` one that signs the fixture's stock (test/signed-stock.test.ts).
+ * the `pool-purchased` records of stock entered before the master PSD (docs/audit.md).
  */
 export async function moduleEvents(k: Knex): Promise<AuditRecord[]> {
   return (await auditRecords(k)).filter((r) => r.kind !== 'service-started' && r.kind !== 'pool-purchased');
