@@ -26,6 +26,7 @@ import { PaymentProvider } from './payments/payment-provider';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { LicenceQueue } from './licensing/licence-queue';
 import { RevocationReports } from './licensing/revocation-reports';
+import { AuthorityRevocations } from './licensing/authority-revocations';
 
 export interface ServerDeps {
   service: Service;
@@ -77,9 +78,12 @@ export interface RunningServer {
   payRefunds(): Promise<{ paid: number; unpaid: number; failed: number }>;
   /**
    * One licensing pass (every LICENSING_EVERY_MS and at start): pending licence requests asked of
-   * the authority again, then the revocations not yet reported to it reported.
+   * the authority again, then the revocations not yet reported to it reported, then the
+   * authority's own revocations read from its event feed and applied (`fromAuthority`).
    */
-  licensingPass(): Promise<{ licensed: number; refused: number; pending: number; revocations: { reported: number; unreported: number } }>;
+  licensingPass(): Promise<{
+    licensed: number; refused: number; pending: number; revocations: { reported: number; unreported: number }; fromAuthority: { revoked: number; unknown: number };
+  }>;
   /** One pass of the report schedule: the dates whose report it wrote. */
   writeMissingReports(): Promise<string[]>;
   close(): Promise<void>;
@@ -106,6 +110,10 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     : undefined;
   const licences = new LicenceQueue({ ledger, authority: deps.licensing, log: deps.log });
   const revocationReports = new RevocationReports({ db: ledger.db, authority: deps.licensing, log: deps.log });
+  const authorityRevocations = new AuthorityRevocations({
+    db: ledger.db, authority: deps.licensing, log: deps.log,
+    revoke: async (r) => { await ledger.revokeLicence({ ...r, operator: `licensing authority (${deps.licensing.name})`, authority: deps.licensing.name }); },
+  });
   const mailer = new MailerService({
     ledger, payments: deps.payments, oaepHash: service.config.hsm.oaepHash, spoilageLimitBps: service.config.spoilageLimitBps,
     replenishMeters, log: deps.log, licensing: licences, ...deps.mailer,
@@ -161,7 +169,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   // Licence requests still pending at the authority (under review, a link failure, a crash
   // between step 1c and its licence) and revocations not yet reported: every LICENSING_EVERY_MS and at start.
   const licensingLock = new Mutex();
-  const licensingPass = () => licensingLock.run(async () => ({ ...await licences.pass(), revocations: await revocationReports.pass() }));
+  const licensingPass = () => licensingLock.run(async () => ({
+    ...await licences.pass(), revocations: await revocationReports.pass(), fromAuthority: await authorityRevocations.pass(),
+  }));
   const licensingEvery = deps.licensingEveryMs ?? LICENSING_EVERY_MS;
   const licensingTimer = licensingEvery > 0
     ? setInterval(() => { void licensingPass().catch((e) => deps.log?.(`licensing pass failed: ${(e as Error).message}`)); }, licensingEvery)

@@ -161,6 +161,30 @@ describe('CMLS HTTP adapter: the documented licensing API over mutual TLS', func
     expect(await rejection(adapter.reportRevocation(revocation))).to.be.instanceOf(LicensingLinkError);
   });
 
+  it("the authority's licence events: licence-revoked events become revocations, other kinds are skipped, pages follow the cursor; a malformed event is thrown, a 503 is a link failure", async () => {
+    cmls.events.push(
+      { type: 'licence-revoked', licenceNumber: 'PA/20260/1', reasonCode: 'LICENCE_WITHDRAWN', reason: 'withdrawn by the post office', revokedAt: '2026-12-02T09:00:00.000Z' },
+      { type: 'licence-renewed', licenceNumber: 'PA/20260/1' },
+      { type: 'licence-revoked', licenceNumber: 'PA/20260/9', reasonCode: 'FRAUD', reason: 'indicia reused', revokedAt: '2026-12-02T10:00:00.000Z' });
+    try {
+      const first = await adapter.licenceEvents(null);
+      expect(first).to.deep.equal({ revocations: [{ licenceId: 'PA/20260/1', reason: 'LICENCE_WITHDRAWN: withdrawn by the post office', revokedAt: '2026-12-02T09:00:00.000Z' }], cursor: 'c2', more: true });
+      expect(cmls.received.at(-1)).to.deep.include({ method: 'GET', path: '/cmls/v1/vendors/VENDOR-7/licence-events', clientCn: 'VENDOR-7' });
+      const second = await adapter.licenceEvents('c2');
+      expect(second).to.deep.equal({ revocations: [{ licenceId: 'PA/20260/9', reason: 'FRAUD: indicia reused', revokedAt: '2026-12-02T10:00:00.000Z' }], cursor: 'c3', more: false });
+      expect(cmls.received.at(-1)?.path).to.equal('/cmls/v1/vendors/VENDOR-7/licence-events?after=c2');
+      expect(await adapter.licenceEvents('c2')).to.deep.equal(second);
+      cmls.faults.push({ kind: 'raw', status: 200, body: JSON.stringify({ events: [{ type: 'licence-revoked', licenceNumber: 'has a space', reason: 'x', revokedAt: '2026-12-02T10:00:00Z' }], cursor: 'c9', more: false }) });
+      const bad = await rejection(adapter.licenceEvents('c3'));
+      expect(bad).not.to.be.instanceOf(LicensingLinkError);
+      expect(bad.message).to.match(/^the authority's events do not fit the contract/);
+      cmls.faults.push({ kind: 'status', status: 503 });
+      expect(await rejection(adapter.licenceEvents('c3'))).to.be.instanceOf(LicensingLinkError);
+    } finally {
+      cmls.events.length = 0;
+    }
+  });
+
   describe('configuration (VBI_LICENSING_AUTHORITY=cmls-http)', () => {
     const env = () => ({
       VBI_CMLS_URL: 'https://cmls.example.test/base/', VBI_CMLS_VENDOR_ID: 'VENDOR-7',
@@ -209,6 +233,9 @@ class Switchable implements LicensingAuthority {
   }
   reportRevocation(r: LicenceRevocation) {
     return this.target.reportRevocation(r);
+  }
+  licenceEvents(after: string | null) {
+    return this.target.licenceEvents(after);
   }
 }
 
@@ -259,7 +286,7 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
     const review = await register('99999');
     expect(review.licence).to.deep.equal({ status: 'pending' });
     expect(await requestOf(review.meterId)).to.deep.include({ status: 'pending', authority_ref: `CASE-${(await requestOf(review.meterId)).request_id}`, last_error: null });
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 1, revocations: noRevocations });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 1, revocations: noRevocations, fromAuthority: { revoked: 0, unknown: 0 } });
   });
 
   it('no answer (5xx, a hung server, a refused connection), a 409 or a malformed answer: the request stays pending with the error, and the next pass licenses it', async () => {
@@ -283,7 +310,7 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
       meters.push(m.meterId);
     }
     // the review from the first test is still pending too
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: cases.length, refused: 0, pending: 1, revocations: noRevocations });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: cases.length, refused: 0, pending: 1, revocations: noRevocations, fromAuthority: { revoked: 0, unknown: 0 } });
     for (const meterId of meters) {
       const row = await requestOf(meterId);
       // attempts counts the answers that left it pending (an approval is recorded by the license command)
@@ -325,5 +352,30 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
 
     expect((await f.server.licensingPass()).revocations).to.deep.equal(noRevocations);
     expect(posts()).to.have.length(2);
+  });
+
+  it("the authority's own revocations from its feed: the meter's licence revoked and not reported back, an unknown licence kept; no answer leaves the cursor for the next pass", async () => {
+    const m = await register();
+    const licenceId = m.licence.licenceId!;
+    cmls.events.push(
+      { type: 'licence-revoked', licenceNumber: licenceId, reasonCode: 'LICENCE_WITHDRAWN', reason: 'withdrawn by the post office', revokedAt: new Date().toISOString() },
+      { type: 'licence-revoked', licenceNumber: 'PA/99999/777', reasonCode: 'LICENCE_WITHDRAWN', reason: 'another vendor\'s', revokedAt: new Date().toISOString() });
+    const cursor = () => f.service.db.knex('licence_event_cursors').where({ authority: 'cmls-http' }).first('cursor');
+    const before = await cursor();
+    authority.target = new CmlsHttpAuthority(adapterOptions(pki, `https://127.0.0.1:${await closedPort()}`, { timeoutMs: 1_000 }));
+    try {
+      expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
+    } finally {
+      authority.target = adapter;
+    }
+    expect(await cursor()).to.deep.equal(before);
+    expect((await openPackage(f.service.engines[0].hsm, (await f.service.db.knex('meters').where({ meter_id: m.meterId }).first('package')).package, m.meterId)).licence).to.equal('licensed');
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 1, unknown: 1 });
+    expect((await openPackage(f.service.engines[0].hsm, (await f.service.db.knex('meters').where({ meter_id: m.meterId }).first('package')).package, m.meterId)).licence).to.equal('revoked');
+    expect(await requestOf(m.meterId)).to.deep.include({ status: 'revoked', reason: 'revoked by the licensing authority (cmls-http): LICENCE_WITHDRAWN: withdrawn by the post office' });
+    expect(await reportOf(m.meterId)).to.equal(undefined);
+    expect(await f.service.db.knex('licence_events_unmatched').pluck('licence_id')).to.deep.equal(['PA/99999/777']);
+    expect(await cursor()).to.deep.equal({ cursor: 'c2' });
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
   });
 });

@@ -27,6 +27,7 @@ import { passwordSecret } from '../src/protocol/messages';
 const PASSWORD = 'licence test password';
 /** A licensing pass that had no revocation to report. */
 const NO_REVOCATIONS = { reported: 0, unreported: 0 };
+const NO_EVENTS = { revoked: 0, unknown: 0 };
 
 /** A registered mailer over raw HTTP: the 1c answer, a purchase of `funds` (if any) and an open session. */
 async function mailer(f: ServerFixture, opts: { zip?: string; funds?: number } = {}) {
@@ -145,7 +146,7 @@ describe('licensing: a meter prints only once the postal licensing authority lic
       await trx('license_requests').where({ meter_id: c.meterId }).update({ status: 'pending', licence_id: null, licensing_zip: '20260' });
       await trx('accounts').whereIn('account_id', trx('license_requests').where({ meter_id: c.meterId }).select('account_id')).update({ licensing_zip: '20260' });
     });
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 1, pending: 0, revocations: NO_REVOCATIONS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 1, pending: 0, revocations: NO_REVOCATIONS, fromAuthority: NO_EVENTS });
     const row = await requestOf(f, c.meterId);
     expect(row.status).to.equal('refused');
     expect(row.reason).to.match(/^approved by the authority as DEV-20260-\d{6} but not applied: BAD_REQUEST: the licence is for licensing ZIP 20260; meter \S+ prints 00000$/);
@@ -242,12 +243,12 @@ describe('licensing: an authority that answers later', function () {
     expect(first.last_error).to.equal('dev: dev authority: no answer (link failure)');
     await expectPrintRefused(f, c, sessionId, 'none');
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 1, revocations: NO_REVOCATIONS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 1, revocations: NO_REVOCATIONS, fromAuthority: NO_EVENTS });
     expect(await requestOf(f, c.meterId)).to.deep.include({ status: 'pending', attempts: 2, last_error: null });
     expect((await requestOf(f, c.meterId)).authority_ref).to.match(/^DEV-CASE-\d+$/);
     await expectPrintRefused(f, c, sessionId, 'none');
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 1, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 1, refused: 0, pending: 0, revocations: NO_REVOCATIONS, fromAuthority: NO_EVENTS });
     const row = await requestOf(f, c.meterId);
     expect(row.status).to.equal('licensed');
     expect((await packageOf(f, c.meterId)).licenceId).to.equal(row.licence_id);
@@ -261,7 +262,7 @@ describe('licensing: an authority that answers later', function () {
     expect(r.status, JSON.stringify(r.json)).to.equal(200);
     expect(r.json.items.map((i: { status: string }) => i.status)).to.deep.equal(['printed']);
     expect(r.json.registers).to.deep.equal({ ascending: 730, descending: 2_270 });
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS, fromAuthority: NO_EVENTS });
   });
 
   it('an operator\'s revocation of a licensed meter is reported to the authority once, with its licence number and reason; a link failure leaves it for the next pass', async () => {
@@ -275,18 +276,18 @@ describe('licensing: an authority that answers later', function () {
     expect(await report()).to.deep.include({ status: 'due', licence_id: licenceId, reason: 'the post withdrew the licence', attempts: 0, reported_at: null });
     expect(authority.revocations.size).to.equal(0);
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 0, unreported: 1 } });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 0, unreported: 1 }, fromAuthority: NO_EVENTS });
     expect(await report()).to.deep.include({ status: 'due', attempts: 1, last_error: 'dev: dev authority: no answer (link failure)' });
     expect(authority.revocations.size).to.equal(0);
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 1, unreported: 0 } });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 1, unreported: 0 }, fromAuthority: NO_EVENTS });
     const row = await report();
     expect(row).to.deep.include({ status: 'reported', attempts: 2, last_error: null });
     expect(row.reported_at).to.be.instanceOf(Date);
     const revokedAt = ((await requestOf(f, licensedMeter)).revoked_at as Date).toISOString();
     expect([...authority.revocations.values()]).to.deep.equal([{ meterId: licensedMeter, licenceId, reason: 'the post withdrew the licence', revokedAt }]);
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS, fromAuthority: NO_EVENTS });
     expect(authority.reports).to.have.length(1);
   });
 
@@ -298,10 +299,50 @@ describe('licensing: an authority that answers later', function () {
     expect([revoked.licence, revoked.licenceId]).to.deep.equal(['revoked', '']);
     expect(await f.service.db.knex('licence_revocation_reports').where({ meter_id: c.meterId })).to.deep.equal([]);
     const submitted = authority.applications.length;
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: NO_REVOCATIONS, fromAuthority: NO_EVENTS });
     expect(authority.applications.length).to.equal(submitted);
     expect(authority.reports.map((r) => r.meterId)).not.to.include(c.meterId);
     expect(await requestOf(f, c.meterId)).to.deep.include({ status: 'revoked' });
+  });
+});
+
+describe("licensing: the authority's own revocations, read from its event feed", function () {
+  this.timeout(180_000);
+  let f: ServerFixture;
+  const authority = new DevLicensingAuthority({ eventsPerPage: 2 });
+
+  before(async () => {
+    f = await serverFixture({ licensing: authority, licensingTimer: false });
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  it('each revoked licence is revoked in its meter\'s package (audited as the authority\'s, not reported back); an unknown licence is kept for the operator; each event is applied once', async () => {
+    const one = await mailer(f, { funds: 3_000 });
+    const two = await mailer(f);
+    expect([one.licence.status, two.licence.status]).to.deep.equal(['licensed', 'licensed']);
+    authority.revoke(one.licence.licenceId!, 'LICENCE_WITHDRAWN: the post office withdrew the licence');
+    authority.revoke('DEV-99999-000001', 'LICENCE_WITHDRAWN: not this vendor\'s');
+    authority.revoke(two.licence.licenceId!, 'LICENCE_WITHDRAWN: the mailer moved');
+    // three events on two pages, read in one pass
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 2, unknown: 1 });
+    await expectPrintRefused(f, one.c, one.sessionId, 'revoked');
+    expect((await packageOf(f, two.c.meterId)).licence).to.equal('revoked');
+    expect((await requestOf(f, one.c.meterId)).reason).to.equal('revoked by the licensing authority (dev): LICENCE_WITHDRAWN: the post office withdrew the licence');
+    // the authority knows: nothing is queued to report back to it
+    expect(await f.service.db.knex('licence_revocation_reports').whereIn('meter_id', [one.c.meterId, two.c.meterId])).to.deep.equal([]);
+    const audit = (await auditRecords(f.service.db.knex)).filter((r) => r.kind === 'meter-licence-revoked');
+    expect(audit.map((r) => [r.details.meterId, r.details.authority])).to.deep.equal([[one.c.meterId, 'dev'], [two.c.meterId, 'dev']]);
+    expect(await f.service.db.knex('licence_events_unmatched').select('authority', 'licence_id')).to.deep.equal([{ authority: 'dev', licence_id: 'DEV-99999-000001' }]);
+    expect(await f.service.db.knex('licence_event_cursors').where({ authority: 'dev' }).first('cursor')).to.deep.equal({ cursor: '3' });
+    // read again from its cursor: nothing new; the same licence revoked again by the authority: already revoked, nothing changes
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
+    const journal = Number((await f.service.db.knex('journal').count({ n: '*' }).first())?.n);
+    authority.revoke(one.licence.licenceId!, 'LICENCE_WITHDRAWN: again');
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
+    expect(Number((await f.service.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journal);
+    expect(await f.service.db.knex('licence_event_cursors').where({ authority: 'dev' }).first('cursor')).to.deep.equal({ cursor: '4' });
   });
 });
 

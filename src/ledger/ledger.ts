@@ -377,24 +377,28 @@ export class Ledger {
    * command; the meter prints nothing more. Its open or granted licence requests become `revoked`
    * in the same transaction, and a licence the authority granted (the package holds its number) is
    * queued there for reporting to the authority (licence_revocation_reports, sent by the licensing
-   * pass); audited with the operator's name and reason.
+   * pass); audited with the operator's name and reason. `authority`: the licensing authority
+   * revoked the licence itself (its event feed, src/licensing/authority-revocations.ts) — the same
+   * command, audited as the authority's, and nothing is reported back to it.
    */
-  async revokeLicence(req: { meterId: string; operator: string; reason: string }): Promise<LicenceResult> {
+  async revokeLicence(req: { meterId: string; operator: string; reason: string; authority?: string }): Promise<LicenceResult> {
+    const by = req.authority ? `the licensing authority (${req.authority})` : `operator ${req.operator}`;
     const out = await this.run({
       meterId: req.meterId, type: 'revoke-licence', execute: revokeLicence(),
       after: async (trx, o, at) => {
         await trx('license_requests').where({ meter_id: req.meterId }).whereIn('status', ['registering', 'pending', 'licensed'])
-          .update({ status: 'revoked', revoked_at: at, reason: `revoked by operator ${req.operator}: ${req.reason}` });
-        // no licence number: never licensed by the authority (or grandfathered), nothing to report
-        if (o.package.licenceId) {
+          .update({ status: 'revoked', revoked_at: at, reason: `revoked by ${by}: ${req.reason}` });
+        // no licence number: never licensed by the authority (or grandfathered), nothing to report;
+        // revoked by the authority itself: it knows
+        if (o.package.licenceId && !req.authority) {
           await trx('licence_revocation_reports').insert({ meter_id: req.meterId, licence_id: o.package.licenceId, reason: req.reason, revoked_at: at });
         }
       },
-      details: () => ({ operator: req.operator, reason: req.reason }),
+      details: () => ({ operator: req.operator, reason: req.reason, authority: req.authority ?? null }),
     });
     await this.audit(out, {
-      kind: 'meter-licence-revoked', reason: `licence revoked by operator ${req.operator}: ${req.reason}`,
-      details: { meterId: req.meterId, operator: req.operator, licenceId: out.package.licenceId || null },
+      kind: 'meter-licence-revoked', reason: `licence revoked by ${by}: ${req.reason}`,
+      details: { meterId: req.meterId, operator: req.operator, licenceId: out.package.licenceId || null, authority: req.authority ?? null },
     });
     return out.result;
   }

@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:https';
 import { SOFTWARE_ID } from '../module/commands/create-indicium';
 import {
-  checkedDecision, LicenceApplication, LicenceDecision, LicenceRevocation, LicensingAuthority, LicensingLinkError,
+  AuthorityRevocation, checkedDecision, checkedEvents, LicenceApplication, LicenceDecision, LicenceEvents, LicenceRevocation, LicensingAuthority, LicensingLinkError,
 } from './licensing-authority';
 
 /** How the adapter reaches the authority (src/licensing/cmls-http-config.ts reads it from the environment). */
@@ -30,7 +30,8 @@ const ERROR_TEXT_MAX = 200;
 /**
  * The adapter to the postal licensing authority's HTTP licensing service (CMLS; the HTTP shape and
  * the answer table: docs/licensing.md). One PUT per application, idempotent on our request id; one
- * POST per revocation, idempotent on the licence number. JSON over HTTPS with the vendor's client
+ * POST per revocation, idempotent on the licence number; one GET per page of the authority's
+ * licence events. JSON over HTTPS with the vendor's client
  * certificate; the server must present a certificate from the configured CA. Errors carry the
  * HTTP status and the authority's error code and message, never the request or its keys.
  */
@@ -79,19 +80,41 @@ export class CmlsHttpAuthority implements LicensingAuthority {
   }
 
   /**
+   * The authority's own licence events after `after` (docs/licensing.md, "The authority's
+   * revocations"): `GET .../licence-events?after=`; `licence-revoked` events become revocations,
+   * events of other types are skipped (the feed may carry more kinds than this service reads).
+   */
+  async licenceEvents(after: string | null): Promise<LicenceEvents> {
+    const answer = await this.exchange('GET', `licence-events${after === null ? '' : `?after=${encodeURIComponent(after)}`}`, null, undefined);
+    const body = answer.body as { events?: unknown; cursor?: unknown; more?: unknown };
+    if (answer.status !== 200 || !Array.isArray(body.events)) throw malformed(answer);
+    const revocations: AuthorityRevocation[] = [];
+    for (const ev of body.events as Array<Record<string, unknown>>) {
+      if (typeof ev !== 'object' || ev === null || typeof ev.type !== 'string') throw malformed(answer);
+      if (ev.type !== 'licence-revoked') continue;
+      revocations.push({
+        licenceId: ev.licenceNumber as string,
+        reason: typeof ev.reasonCode === 'string' && typeof ev.reason === 'string' ? `${ev.reasonCode}: ${ev.reason}` : (ev.reason as string),
+        revokedAt: ev.revokedAt as string,
+      });
+    }
+    return checkedEvents({ revocations, cursor: body.cursor as string, more: body.more as boolean });
+  }
+
+  /**
    * One request to /cmls/v1/vendors/{vendorId}/{path}; resolves with a 200, 201 or 202 answer
    * whose body is a JSON object. Throws LicensingLinkError for no answer (connection, TLS,
    * timeout, 408, 429, 5xx) and an Error naming the status and the authority's error otherwise.
    */
-  private exchange(method: 'PUT' | 'POST', path: string, idempotencyKey: string, payload: unknown): Promise<{ status: number; body: unknown }> {
+  private exchange(method: 'PUT' | 'POST' | 'GET', path: string, idempotencyKey: string | null, payload: unknown): Promise<{ status: number; body: unknown }> {
     const url = new URL(`${this.base.pathname.replace(/\/+$/, '')}/cmls/v1/vendors/${encodeURIComponent(this.opts.vendorId)}/${path}`, this.base);
-    const data = Buffer.from(JSON.stringify(payload));
+    const data = method === 'GET' ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload));
     const what = `${method} ${url.pathname}`;
+    const headers: Record<string, string | number> = method === 'GET'
+      ? { accept: 'application/json' }
+      : { 'content-type': 'application/json', 'content-length': data.length, accept: 'application/json', 'idempotency-key': idempotencyKey ?? '' };
     return new Promise((resolve, reject) => {
-      const req = request(url, {
-        method, agent: this.agent,
-        headers: { 'content-type': 'application/json', 'content-length': data.length, accept: 'application/json', 'idempotency-key': idempotencyKey },
-      }, (res) => {
+      const req = request(url, { method, agent: this.agent, headers }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {

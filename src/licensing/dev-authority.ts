@@ -1,4 +1,6 @@
-import { LicenceApplication, LicenceDecision, LicenceRevocation, LicensingAuthority, LicensingLinkError } from './licensing-authority';
+import {
+  AuthorityRevocation, LicenceApplication, LicenceDecision, LicenceEvents, LicenceRevocation, LicensingAuthority, LicensingLinkError,
+} from './licensing-authority';
 
 /**
  * The licensing authority of development and test deployments (docs/licensing.md). It checks what
@@ -16,6 +18,10 @@ import { LicenceApplication, LicenceDecision, LicenceRevocation, LicensingAuthor
  * Revocation reports are recorded once per licence number (a report repeated is not recorded
  * again, as the real authority files nothing new); per licence, the first `revocationLinkFailures`
  * reports throw LicensingLinkError. Every report answered, repeats included, is kept in `reports`.
+ *
+ * Its own revocations (a licence the post withdraws) are what `revoke()` was told, in order; the
+ * event cursor is their count (the first `eventLinkFailures` feed requests throw LicensingLinkError,
+ * a page holds at most `eventsPerPage`). Nothing in the dev service calls `revoke()`: tests do.
  */
 export class DevLicensingAuthority implements LicensingAuthority {
   readonly name = 'dev';
@@ -27,7 +33,25 @@ export class DevLicensingAuthority implements LicensingAuthority {
   readonly reports: LicenceRevocation[] = [];
   private readonly reportsAsked = new Map<string, number>();
 
-  constructor(private readonly opts: { linkFailures?: number; pendingAnswers?: number; revocationLinkFailures?: number } = {}) {}
+  /** The authority's own revocations, oldest first (the event feed). */
+  readonly ownRevocations: AuthorityRevocation[] = [];
+  private eventsAsked = 0;
+
+  constructor(private readonly opts: { linkFailures?: number; pendingAnswers?: number; revocationLinkFailures?: number; eventLinkFailures?: number; eventsPerPage?: number } = {}) {}
+
+  /** The authority revokes a licence itself (the post withdrew it): an event of its feed. */
+  revoke(licenceId: string, reason: string, at = new Date()): void {
+    this.ownRevocations.push({ licenceId, reason, revokedAt: at.toISOString() });
+  }
+
+  async licenceEvents(after: string | null): Promise<LicenceEvents> {
+    if (++this.eventsAsked <= (this.opts.eventLinkFailures ?? 0)) throw new LicensingLinkError('dev authority: no answer (link failure)');
+    const from = after === null ? 0 : Number(after);
+    if (!Number.isSafeInteger(from) || from < 0 || from > this.ownRevocations.length) throw new Error(`dev authority: unknown event cursor ${after}`);
+    const page = this.ownRevocations.slice(from, from + (this.opts.eventsPerPage ?? 100));
+    const cursor = from + page.length;
+    return { revocations: page, cursor: String(cursor), more: cursor < this.ownRevocations.length };
+  }
 
   async reportRevocation(revocation: LicenceRevocation): Promise<void> {
     const n = (this.reportsAsked.get(revocation.licenceId) ?? 0) + 1;

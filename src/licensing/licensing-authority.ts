@@ -18,6 +18,10 @@ import { LICENCE_ID_PATTERN } from '../psd/psd-package';
  * - reportRevocation() resolves once the authority has recorded the revocation (or had it
  *   already: reporting the same licence's revocation again is safe and files nothing new). It
  *   throws as submit() does, and the revocation is reported again at the next pass.
+ * - licenceEvents(after) answers the authority's own revocations (a post office withdrew a
+ *   licence) after a cursor it gave earlier (null: from the first), oldest first, with the cursor
+ *   to ask with next; asked again with the same cursor it answers the same events. It throws as
+ *   submit() does, and the same cursor is asked again at the next pass.
  */
 
 /** What the licence application carries (the fields of PS Form 3601-A this service holds). */
@@ -55,12 +59,46 @@ export interface LicenceRevocation {
   revokedAt: string;
 }
 
+/** A licence the authority revoked itself, as its event feed tells of it. */
+export interface AuthorityRevocation {
+  /** The authority's licence number (as the meter's package holds it). */
+  licenceId: string;
+  /** The authority's reason (its code and text). */
+  reason: string;
+  /** When the authority revoked it (ISO 8601). */
+  revokedAt: string;
+}
+
+/** One page of the authority's licence events. */
+export interface LicenceEvents {
+  revocations: AuthorityRevocation[];
+  /** The cursor to ask with next (the same one when nothing is new). */
+  cursor: string;
+  /** More events wait after this page. */
+  more: boolean;
+}
+
 /** A postal licensing authority (CMLS, or the dev authority). */
 export interface LicensingAuthority {
   /** Short name for logs and the licence request rows ('dev', 'cmls-http', ...). */
   readonly name: string;
   submit(application: LicenceApplication): Promise<LicenceDecision>;
   reportRevocation(revocation: LicenceRevocation): Promise<void>;
+  licenceEvents(after: string | null): Promise<LicenceEvents>;
+}
+
+/** A cursor as the authority may give it: printable, no spaces, at most 256 characters. */
+export const EVENT_CURSOR_PATTERN = /^[\x21-\x7e]{1,256}$/;
+const EVENTS_MAX = 1_000;
+
+/** The authority's events as the contract says they must look; anything else throws (no answer: the same cursor is asked again). */
+export function checkedEvents(e: LicenceEvents): LicenceEvents {
+  const fits = (r: AuthorityRevocation) => typeof r?.licenceId === 'string' && r.licenceId !== '' && LICENCE_ID_PATTERN.test(r.licenceId)
+    && typeof r.reason === 'string' && r.reason.trim() !== '' && r.reason.length <= 500
+    && typeof r.revokedAt === 'string' && !Number.isNaN(Date.parse(r.revokedAt));
+  if (typeof e?.cursor === 'string' && EVENT_CURSOR_PATTERN.test(e.cursor) && typeof e.more === 'boolean'
+    && Array.isArray(e.revocations) && e.revocations.length <= EVENTS_MAX && e.revocations.every(fits)) return e;
+  throw new Error(`the authority's events do not fit the contract: ${JSON.stringify(e)?.slice(0, 200)}`);
 }
 
 /** The authority's answer as the contract says it must look; anything else throws (no answer: the request stays pending). */

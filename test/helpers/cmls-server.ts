@@ -64,12 +64,15 @@ export interface Received {
  * asked again with the same body it answers the same (200), with another it answers 409.
  * Licensing ZIP 00000 is refused, 99999 stays under review, the rest is approved with licence
  * number `PA/<zip>/<request id>` (a '/' in it, as the allowed form permits). Revocations are
- * recorded once per licence; an unknown licence is 404.
+ * recorded once per licence; an unknown licence is 404. The authority's own licence events are
+ * what the test puts in `events`, two per page, the cursor `c<events read>`.
  */
 export class TestCmlsServer {
   readonly received: Received[] = [];
   readonly applications = new Map<string, { body: string; answer: { status: number; body: unknown } }>();
   readonly revocations = new Map<string, { reason: string; revokedAt: string; idempotencyKey: string | undefined }>();
+  /** The authority's own licence events (its feed), oldest first, as the API answers them. */
+  readonly events: Array<Record<string, unknown>> = [];
   /** Faults answered to the next requests, in order, one each. */
   readonly faults: Fault[] = [];
   private readonly sockets = new Set<Socket>();
@@ -146,6 +149,13 @@ export class TestCmlsServer {
       const known = this.revocations.has(licence);
       if (!known) this.revocations.set(licence, { reason: body.reason, revokedAt: body.revokedAt, idempotencyKey: key });
       return { status: known ? 200 : 201, body: { status: 'revoked', licenceNumber: licence } };
+    }
+    const feed = /^\/cmls\/v1\/vendors\/VENDOR-7\/licence-events(?:\?after=(.*))?$/.exec(path);
+    if (method === 'GET' && feed) {
+      const from = feed[1] === undefined ? 0 : /^c\d+$/.test(feed[1]) ? Number(feed[1].slice(1)) : -1;
+      if (from < 0 || from > this.events.length) return error(400, 'CURSOR', 'no such cursor');
+      const page = this.events.slice(from, from + 2);
+      return { status: 200, body: { events: page, cursor: `c${from + page.length}`, more: from + page.length < this.events.length } };
     }
     return error(404, 'NOT_FOUND', 'no such resource');
   }

@@ -1,0 +1,64 @@
+import type { Knex } from 'knex';
+import { isVbiError } from '../errors';
+import { LicensingAuthority } from './licensing-authority';
+
+/** Pages of the feed read in one pass at most (the rest waits for the next pass). */
+const PAGES_PER_PASS = 20;
+
+/**
+ * The licensing authority's own revocations (docs/licensing.md, "The authority's revocations"):
+ * at each licensing pass the authority's event feed is read from the cursor kept in
+ * licence_event_cursors; each revoked licence number is looked up in the licence requests and
+ * its meter's licence revoked by the module's `revoke-licence` command, audited as the
+ * authority's and not reported back to it. The cursor moves on only after a page is applied, so
+ * a pass cut short (no answer, no module) reads the same page again: a revocation applied twice
+ * is refused by the module (LICENCE_REVOKED) and counted once. A licence number no request names
+ * is kept in licence_events_unmatched for the operator.
+ */
+export class AuthorityRevocations {
+  constructor(private readonly opts: {
+    db: Knex; authority: LicensingAuthority;
+    revoke: (r: { meterId: string; reason: string }) => Promise<void>;
+    log?: (line: string) => void;
+  }) {}
+
+  async pass(): Promise<{ revoked: number; unknown: number }> {
+    const { db, authority } = this.opts;
+    const counts = { revoked: 0, unknown: 0 };
+    let cursor: string | null = (await db('licence_event_cursors').where({ authority: authority.name }).first('cursor'))?.cursor ?? null;
+    for (let page = 0; page < PAGES_PER_PASS; page++) {
+      let events;
+      try {
+        events = await authority.licenceEvents(cursor);
+      } catch (e) {
+        this.opts.log?.(`licence events of ${authority.name}: not read, asked again at the next licensing pass: ${(e as Error).message}`);
+        return counts;
+      }
+      for (const r of events.revocations) {
+        const request = await db('license_requests').where({ licence_id: r.licenceId }).orderBy('request_id', 'desc').first('meter_id');
+        if (!request) {
+          await db('licence_events_unmatched').insert({ authority: authority.name, licence_id: r.licenceId, reason: r.reason, revoked_at: new Date(r.revokedAt) })
+            .onConflict(['authority', 'licence_id']).ignore();
+          this.opts.log?.(`licence events of ${authority.name}: licence ${r.licenceId} revoked by the authority is not one of this service's`);
+          counts.unknown++;
+          continue;
+        }
+        try {
+          await this.opts.revoke({ meterId: request.meter_id, reason: r.reason });
+          this.opts.log?.(`licence ${r.licenceId} of meter ${request.meter_id} revoked by the licensing authority (${authority.name}): ${r.reason}`);
+          counts.revoked++;
+        } catch (e) {
+          // already revoked (by an operator, or by this page read before) or the meter closed: nothing to do
+          if (isVbiError(e) && ['LICENCE_REVOKED', 'METER_CLOSED'].includes(e.code)) continue;
+          this.opts.log?.(`licence events of ${authority.name}: licence ${r.licenceId} of meter ${request.meter_id} not revoked yet, asked again at the next licensing pass: ${(e as Error).message}`);
+          return counts;
+        }
+      }
+      await db('licence_event_cursors').insert({ authority: authority.name, cursor: events.cursor, updated_at: db.fn.now() })
+        .onConflict('authority').merge(['cursor', 'updated_at']);
+      cursor = events.cursor;
+      if (!events.more) break;
+    }
+    return counts;
+  }
+}
