@@ -130,6 +130,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   });
   const checker = new IndiciumVerifier(checks);
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log,
+    checkout: { provider: deps.payments.name, unitMills: deps.payments.unitMills, ...deps.payments.checkout },
     operator: { reactivateMeter: (r) => ledger.reactivateMeter(r), suspendMeter: (r) => ledger.suspendMeter(r), withdrawMeter: (r) => ledger.withdraw(r), refundAndClose: (r) => mailer.refundAndClose(r),
       revokeLicence: (r) => ledger.revokeLicence(r), purchaseStock: (r) => ledger.purchaseFromPost(r), pool: () => ledger.pool() },
     instance: { id: service.instanceId, alive: (id) => service.instanceAlive(id) } });

@@ -77,7 +77,7 @@ describe('payments', () => {
     it('does not retry errors that are not link failures', async () => {
       let calls = 0;
       const buggy: PaymentProvider = {
-        name: 'buggy', unitMills: 1,
+        name: 'buggy', unitMills: 1, checkout: { methods: ['card'] },
         authorize: async () => {
           calls += 1;
           throw new TypeError('bug in the adapter');
@@ -95,7 +95,7 @@ describe('payments', () => {
 
     it('reports a link that is down with the last failure in the message', async () => {
       const down: PaymentProvider = {
-        name: 'down', unitMills: 1,
+        name: 'down', unitMills: 1, checkout: { methods: ['card'] },
         authorize: async () => {
           throw new PaymentLinkError('connect ECONNREFUSED 10.0.0.9:443');
         },

@@ -100,6 +100,9 @@ describe('web app in headless Chromium (end to end)', function () {
     expect(res.status).to.equal(200);
     const csp = res.headers.get('content-security-policy') ?? '';
     expect(csp).to.include("script-src 'self'").and.not.include('unsafe-inline');
+    // the sandbox processor: nothing of Stripe's is let in (test/web-stripe-checkout.test.ts has Stripe)
+    expect(csp).not.to.include('stripe');
+    expect(await (await fetch(`${fx.url}/v1/payment-methods`)).json()).to.deep.equal({ provider: 'sandbox', unitMills: 1, methods: ['card', 'ach', 'check'] });
     const html = await res.text();
     expect(html).to.match(/<script src="app.js" defer><\/script>/);
     expect(html).not.to.match(/<script>[^<]/);

@@ -18,7 +18,8 @@ import { vbiError } from '../errors';
 import { anyObject, idSchema, bodies, challengeSchema, completeSchema, envelopeSchema, heartbeatSchema, registrationSchema, resyncSchema, verifySchema } from './schemas';
 import type { ResyncRequest } from '../protocol/messages';
 import { defineLabelRoutes, LABEL_IMAGE_LIMIT } from './label-routes';
-import { webAppStatic } from './web-app';
+import { webAppCsp, webAppStatic } from './web-app';
+import type { Checkout } from '../payments/payment-provider';
 import { defineOperatorViews } from './operator-views';
 
 export interface AppDeps {
@@ -41,6 +42,8 @@ export interface AppDeps {
     purchaseStock(req: { amount: number; reference: string; operator: string }): Promise<{ purchaseId: number; amount: number; reference: string; created: boolean }>;
     pool(): Promise<{ purchased: number; available: number; refundsPaid: number }>;
   };
+  /** The payment processor as a browser sees it (GET /v1/payment-methods; docs/payments.md). */
+  checkout?: Checkout & { provider: string; unitMills: number };
   /** Authentication endpoints: attempts per client (IP + meter) and window. */
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
   /** This process's instance id and the liveness of others (idempotency owners; src/service.ts). */
@@ -123,6 +126,14 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     query: objectSchema({ mailClass: { type: 'string', maxLength: 40 }, weightOz: { type: 'number', exclusiveMinimum: 0 }, zone: { type: 'integer', minimum: 1, maximum: 9 } }, ['mailClass', 'weightOz']),
     responses: ok('quote'),
     handler: (req) => computePostage({ mailClass: req.query.mailClass, weightOz: Number(req.query.weightOz), zone: req.query.zone === undefined ? undefined : Number(req.query.zone) }),
+  });
+  api.defineRoute({
+    method: 'get', path: '/v1/payment-methods', summary: 'the payment processor, the method kinds it takes, and what a browser needs to take one (public)',
+    responses: ok('payment methods'),
+    handler: async () => {
+      const c = deps.checkout ?? { provider: 'none', unitMills: 1, methods: [] };
+      return { provider: c.provider, unitMills: c.unitMills, methods: c.methods, ...(c.stripePublishableKey ? { stripe: { publishableKey: c.stripePublishableKey } } : {}) };
+    },
   });
   api.defineRoute({
     method: 'get', path: '/v1/modules', summary: 'modules, their identity certificates and transport keys',
@@ -324,7 +335,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   defineLabelRoutes(api);
 
   api.serveOpenApi('/v1/openapi.json');
-  app.use(webAppStatic());
+  app.use(webAppStatic(undefined, webAppCsp({ stripe: Boolean(deps.checkout?.stripePublishableKey) })));
   app.use(notFoundHandler());
   app.use(errorHandler({ log: deps.log }));
   return { app, api };

@@ -22,6 +22,16 @@ export interface PaymentMethod {
 /** Where a payment stands at the processor. */
 export type PaymentStatus = 'approved' | 'declined' | 'pending';
 
+/**
+ * How a mailer's browser gets a method token for the processor: the kinds it takes and, for
+ * Stripe, the publishable key that Stripe.js turns card details into a PaymentMethod id with (the
+ * card number never reaches this service).
+ */
+export interface Checkout {
+  methods: Array<PaymentMethod['kind']>;
+  stripePublishableKey?: string;
+}
+
 /** One authorization: the amount of a purchase, charged to one payment method. */
 export interface AuthorizeRequest {
   /** Our id of this payment, never used for another one (the payment's processor key, docs/payments.md); the processor's idempotency key. */
@@ -57,6 +67,8 @@ export interface PaymentProvider {
    * units and leaves the rest to the operator (src/mailer/refund-payout.ts).
    */
   readonly unitMills: number;
+  /** What a browser needs to take a payment method for it (`GET /v1/payment-methods`; docs/payments.md). */
+  readonly checkout: Checkout;
   authorize(req: AuthorizeRequest): Promise<AuthorizeResponse>;
   /** The current status of a pending payment (a check clears or is returned). */
   poll(providerRef: string): Promise<PollResponse>;

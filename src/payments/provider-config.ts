@@ -9,7 +9,8 @@ import { StripePaymentProvider } from './stripe-provider';
  * - `VBI_PAYMENT_PROVIDER=stripe`: cards through Stripe. `VBI_STRIPE_SECRET_KEY_FILE` names a file
  *   holding the secret key (a file, not the variable itself, so the key is not in the process
  *   environment); optional `VBI_STRIPE_API_BASE` (https, or http on 127.0.0.1 / localhost only),
- *   `VBI_STRIPE_TIMEOUT_MS` (1000..60000) and `VBI_STRIPE_KEY_PREFIX` (idempotency keys).
+ *   `VBI_STRIPE_TIMEOUT_MS` (1000..60000), `VBI_STRIPE_KEY_PREFIX` (idempotency keys) and
+ *   `VBI_STRIPE_PUBLISHABLE_KEY` (pk_…, public: the web app's buy page takes cards with Stripe.js).
  * - `sandbox`: no money moves. The default on a dev deployment; a production deployment (CA_URL
  *   set) must say it explicitly (a staging system that takes no real money).
  */
@@ -47,5 +48,12 @@ export function paymentProvider(env: NodeJS.ProcessEnv): PaymentProvider {
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1000 || timeoutMs > 60_000) throw vbiError('CONFIG_INVALID', 'VBI_STRIPE_TIMEOUT_MS must be an integer from 1000 to 60000');
   const keyPrefix = env.VBI_STRIPE_KEY_PREFIX || 'vbi';
   if (!/^[A-Za-z0-9_.-]{1,32}$/.test(keyPrefix)) throw vbiError('CONFIG_INVALID', 'VBI_STRIPE_KEY_PREFIX must be 1 to 32 of A-Z a-z 0-9 _ . -');
-  return new StripePaymentProvider({ secretKey, apiBase, timeoutMs, keyPrefix });
+  const publishableKey = env.VBI_STRIPE_PUBLISHABLE_KEY || undefined;
+  if (publishableKey !== undefined && !/^pk_(live|test)_[A-Za-z0-9]{8,}$/.test(publishableKey)) {
+    throw vbiError('CONFIG_INVALID', 'VBI_STRIPE_PUBLISHABLE_KEY is not a Stripe publishable key (pk_live_… or pk_test_…)');
+  }
+  if (publishableKey !== undefined && publishableKey.slice(3, 7) !== secretKey.slice(3, 7)) {
+    throw vbiError('CONFIG_INVALID', 'VBI_STRIPE_PUBLISHABLE_KEY and the secret key are of different modes (live and test)');
+  }
+  return new StripePaymentProvider({ secretKey, apiBase, timeoutMs, keyPrefix, publishableKey });
 }

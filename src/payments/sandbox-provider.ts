@@ -1,6 +1,7 @@
 import {
   AuthorizeRequest,
   AuthorizeResponse,
+  Checkout,
   PaymentLinkError,
   PaymentMethod,
   PaymentProvider,
@@ -88,6 +89,8 @@ function plan(method: PaymentMethod): Plan {
 export class SandboxPaymentProvider implements PaymentProvider {
   readonly name = 'sandbox';
   readonly unitMills = 1;
+  /** Magic tokens of every kind, typed on the buy page (no processor's script). */
+  readonly checkout: Checkout = { methods: ['card', 'ach', 'check'] };
   private readonly byId = new Map<string, SandboxPayment & { plan: Plan }>();
   private readonly byRef = new Map<string, SandboxPayment & { plan: Plan }>();
   private readonly attempts = new Map<string, number>();

@@ -1,6 +1,7 @@
 import {
   AuthorizeRequest,
   AuthorizeResponse,
+  Checkout,
   PaymentLinkError,
   PaymentProvider,
   PaymentStatus,
@@ -37,6 +38,8 @@ export interface StripeOptions {
   timeoutMs?: number;
   /** Starts every idempotency key (default `vbi`); a deployment sharing a Stripe account with another sets its own. */
   keyPrefix?: string;
+  /** `pk_live_…` or `pk_test_…`: the web app's buy page takes cards with Stripe.js under it; without one it takes none. */
+  publishableKey?: string;
 }
 
 /** The API version the adapter is written against (Stripe-Version header). */
@@ -58,6 +61,7 @@ interface StripeErrorBody {
 export class StripePaymentProvider implements PaymentProvider {
   readonly name = 'stripe';
   readonly unitMills = 10;
+  readonly checkout: Checkout;
   private readonly apiBase: string;
   private readonly timeoutMs: number;
   private readonly keyPrefix: string;
@@ -66,6 +70,7 @@ export class StripePaymentProvider implements PaymentProvider {
     this.apiBase = (opts.apiBase ?? 'https://api.stripe.com').replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.keyPrefix = opts.keyPrefix ?? 'vbi';
+    this.checkout = { methods: ['card'], ...(opts.publishableKey ? { stripePublishableKey: opts.publishableKey } : {}) };
   }
 
   async authorize(req: AuthorizeRequest): Promise<AuthorizeResponse> {

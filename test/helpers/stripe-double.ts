@@ -18,6 +18,8 @@ export interface DoubleIntent {
   amount_received: number;
   currency: string;
   capture_method: string;
+  /** The PaymentMethod id the intent was created with. */
+  payment_method: string;
   metadata: Record<string, string>;
   last_payment_error: { code: string; decline_code?: string } | null;
 }
@@ -156,7 +158,7 @@ export class StripeDouble {
     if (!outcome) return invalid(`No such PaymentMethod: '${p.get('payment_method')}'`, 'resource_missing', 'payment_method');
     const pi: DoubleIntent = {
       id: `pi_${this.nextIntent++}`, status: outcome.status, amount, amount_received: 0, currency: p.get('currency') ?? '',
-      capture_method: p.get('capture_method') ?? 'automatic', metadata: metadataOf(p),
+      capture_method: p.get('capture_method') ?? 'automatic', payment_method: p.get('payment_method') ?? '', metadata: metadataOf(p),
       last_payment_error: outcome.decline ? { code: 'card_declined', decline_code: outcome.decline } : null,
     };
     this.intents.set(pi.id, pi);
