@@ -144,6 +144,12 @@ describe('payments through Stripe', function () {
         expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_API_BASE: 'http://stripe.example' })).to.contain('must be https');
         expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_TIMEOUT_MS: '10' })).to.contain('VBI_STRIPE_TIMEOUT_MS');
         expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile })).to.equal('started');
+        // the publishable key for the web app's buy page: of the form, and of the secret key's mode
+        expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'sk_live_abcdefgh12345678' })).to.contain('is not a Stripe publishable key');
+        expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'pk_test_abcdefgh12345678' })).to.contain('of different modes');
+        expect(paymentProvider({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'pk_live_abcdefgh12345678' }).checkout)
+          .to.deep.equal({ methods: ['card'], stripePublishableKey: 'pk_live_abcdefgh12345678' });
+        expect(paymentProvider({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile }).checkout).to.deep.equal({ methods: ['card'] });
         expect(paymentProvider({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_API_BASE: 'http://127.0.0.1:9' }).name).to.equal('stripe');
       } finally {
         rmSync(dir, { recursive: true, force: true });
