@@ -82,7 +82,7 @@ export interface RunningServer {
    * authority's own revocations read from its event feed and applied (`fromAuthority`).
    */
   licensingPass(): Promise<{
-    licensed: number; refused: number; pending: number; revocations: { reported: number; unreported: number }; fromAuthority: { revoked: number; unknown: number };
+    licensed: number; refused: number; pending: number; revocations: { reported: number; unreported: number; unknown: number }; fromAuthority: { revoked: number; unknown: number };
   }>;
   /** One pass of the report schedule: the dates whose report it wrote. */
   writeMissingReports(): Promise<string[]>;

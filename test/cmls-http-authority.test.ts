@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CmlsHttpAuthority } from '../src/licensing/cmls-http-authority';
 import { CMLS_TIMEOUT_DEFAULT_MS, cmlsHttpOptionsFromEnv } from '../src/licensing/cmls-http-config';
-import { LicenceApplication, LicenceRevocation, LicensingAuthority, LicensingLinkError } from '../src/licensing/licensing-authority';
+import { LicenceApplication, LicenceRevocation, LicenceUnknownError, LicensingAuthority, LicensingLinkError } from '../src/licensing/licensing-authority';
 import { isVbiError } from '../src/errors';
 import { openPackage } from '../src/module/package-seal';
 import { adapterOptions, cmlsPki, CmlsPki, Fault, TestCmlsServer } from './helpers/cmls-server';
@@ -145,7 +145,7 @@ describe('CMLS HTTP adapter: the documented licensing API over mutual TLS', func
     }
   });
 
-  it('a revocation is POSTed to the licence (its number escaped), idempotent on it; an unknown licence (404) or an answer about another licence is thrown', async () => {
+  it('a revocation is POSTed to the licence (its number escaped), idempotent on it; an unknown licence (404 UNKNOWN_LICENCE) is a LicenceUnknownError; an answer about another licence is thrown', async () => {
     const revocation: LicenceRevocation = { meterId: 'VBI-T1', licenceId: 'PA/20260/1', reason: 'mailer left', revokedAt: '2026-12-02T09:00:00.000Z' };
     await adapter.reportRevocation(revocation);
     const sent = cmls.received[cmls.received.length - 1];
@@ -155,6 +155,12 @@ describe('CMLS HTTP adapter: the documented licensing API over mutual TLS', func
     expect([...cmls.revocations.entries()]).to.deep.equal([['PA/20260/1', { reason: 'mailer left', revokedAt: '2026-12-02T09:00:00.000Z', idempotencyKey: 'VENDOR-7-revocation-PA/20260/1' }]]);
     const unknown = await rejection(adapter.reportRevocation({ ...revocation, licenceId: 'PA/20260/77' }));
     expect(unknown.message).to.equal('POST /cmls/v1/vendors/VENDOR-7/licences/PA%2F20260%2F77/revocations: HTTP 404: UNKNOWN_LICENCE: no such licence');
+    expect(unknown).to.be.instanceOf(LicenceUnknownError);
+    // a 404 that is not the authority's "no such licence" (a wrong path, a proxy) is not taken for one
+    cmls.faults.push({ kind: 'status', status: 404, body: { error: { code: 'NOT_FOUND', message: 'no such resource' } } });
+    const other = await rejection(adapter.reportRevocation(revocation));
+    expect(other).not.to.be.instanceOf(LicenceUnknownError);
+    expect(other).not.to.be.instanceOf(LicensingLinkError);
     cmls.faults.push({ kind: 'raw', status: 201, body: '{"status":"revoked","licenceNumber":"PA/20260/2"}' });
     expect((await rejection(adapter.reportRevocation(revocation))).message).to.match(/does not fit the contract/);
     cmls.faults.push({ kind: 'status', status: 503 });
@@ -267,7 +273,7 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
     const done = await c.register('cmls test password', 'CMLS Mailer', zip);
     return { meterId: c.meterId, licence: done.licence as { status: string; licenceId?: string; reason?: string } };
   };
-  const noRevocations = { reported: 0, unreported: 0 };
+  const noRevocations = { reported: 0, unreported: 0, unknown: 0 };
 
   it('step 1c: licensed by the authority over mutual TLS (its licence number in the package), refused with its reason, or left pending under review', async () => {
     const ok = await register();
@@ -330,7 +336,7 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
     // the link is down for one pass (the review still pending is asked in it too)
     authority.target = new CmlsHttpAuthority(adapterOptions(pki, `https://127.0.0.1:${await closedPort()}`, { timeoutMs: 1_000 }));
     try {
-      expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 0, unreported: 1 });
+      expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 0, unreported: 1, unknown: 0 });
     } finally {
       authority.target = adapter;
     }
@@ -339,10 +345,10 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
     expect(cmls.revocations.size).to.equal(0);
     // a 5xx leaves it due the same way (the pass asks about the pending review first: one 502 each)
     cmls.faults.push({ kind: 'status', status: 502 }, { kind: 'status', status: 502 });
-    expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 0, unreported: 1 });
+    expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 0, unreported: 1, unknown: 0 });
     expect((await reportOf(licensedMeter)).last_error).to.match(/^cmls-http: POST \S+: HTTP 502: FAULT: test fault 502$/);
 
-    expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 1, unreported: 0 });
+    expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 1, unreported: 0, unknown: 0 });
     const reported = await reportOf(licensedMeter);
     expect(reported).to.deep.include({ status: 'reported', attempts: 3, last_error: null });
     expect([...cmls.revocations.entries()]).to.deep.equal([[row.licence_id, {
@@ -377,5 +383,20 @@ describe('CMLS HTTP adapter behind the real service: licence requests and revoca
     expect(await f.service.db.knex('licence_events_unmatched').pluck('licence_id')).to.deep.equal(['PA/99999/777']);
     expect(await cursor()).to.deep.equal({ cursor: 'c2' });
     expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
+  });
+
+  it('a revocation of a licence this authority never granted (one from before a switch of adapter): `unknown` once it says so, and not sent again', async () => {
+    // the meter under review since the first test gets a licence number of another authority
+    const review = (await f.service.db.knex('license_requests').where({ status: 'pending' }).first('meter_id')).meter_id as string;
+    await f.service.ledger.license({ meterId: review, licenceId: 'DEV-99999-000001', licensingZip: '99999' });
+    await f.service.ledger.revokeLicence({ meterId: review, operator: 'Olga Operator', reason: 'mailer left' });
+    expect(await reportOf(review)).to.deep.include({ status: 'due', licence_id: 'DEV-99999-000001' });
+    expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 0, unreported: 0, unknown: 1 });
+    const row = await reportOf(review);
+    expect(row).to.deep.include({ status: 'unknown', attempts: 1, reported_at: null });
+    expect(row.last_error).to.match(/^cmls-http: POST \S+: HTTP 404: UNKNOWN_LICENCE: no such licence$/);
+    const posts = cmls.received.filter((r) => r.method === 'POST').length;
+    expect((await f.server.licensingPass()).revocations).to.deep.equal(noRevocations);
+    expect(cmls.received.filter((r) => r.method === 'POST').length).to.equal(posts);
   });
 });

@@ -26,7 +26,7 @@ import { passwordSecret } from '../src/protocol/messages';
 
 const PASSWORD = 'licence test password';
 /** A licensing pass that had no revocation to report. */
-const NO_REVOCATIONS = { reported: 0, unreported: 0 };
+const NO_REVOCATIONS = { reported: 0, unreported: 0, unknown: 0 };
 const NO_EVENTS = { revoked: 0, unknown: 0 };
 
 /** A registered mailer over raw HTTP: the 1c answer, a purchase of `funds` (if any) and an open session. */
@@ -276,11 +276,11 @@ describe('licensing: an authority that answers later', function () {
     expect(await report()).to.deep.include({ status: 'due', licence_id: licenceId, reason: 'the post withdrew the licence', attempts: 0, reported_at: null });
     expect(authority.revocations.size).to.equal(0);
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 0, unreported: 1 }, fromAuthority: NO_EVENTS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 0, unreported: 1, unknown: 0 }, fromAuthority: NO_EVENTS });
     expect(await report()).to.deep.include({ status: 'due', attempts: 1, last_error: 'dev: dev authority: no answer (link failure)' });
     expect(authority.revocations.size).to.equal(0);
 
-    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 1, unreported: 0 }, fromAuthority: NO_EVENTS });
+    expect(await f.server.licensingPass()).to.deep.equal({ licensed: 0, refused: 0, pending: 0, revocations: { reported: 1, unreported: 0, unknown: 0 }, fromAuthority: NO_EVENTS });
     const row = await report();
     expect(row).to.deep.include({ status: 'reported', attempts: 2, last_error: null });
     expect(row.reported_at).to.be.instanceOf(Date);

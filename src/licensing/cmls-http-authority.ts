@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:https';
 import { SOFTWARE_ID } from '../module/commands/create-indicium';
 import {
-  AuthorityRevocation, checkedDecision, checkedEvents, LicenceApplication, LicenceDecision, LicenceEvents, LicenceRevocation, LicensingAuthority, LicensingLinkError,
+  AuthorityRevocation, checkedDecision, checkedEvents, LicenceApplication, LicenceUnknownError, LicenceDecision, LicenceEvents, LicenceRevocation, LicensingAuthority, LicensingLinkError,
 } from './licensing-authority';
 
 /** How the adapter reaches the authority (src/licensing/cmls-http-config.ts reads it from the environment). */
@@ -73,7 +73,9 @@ export class CmlsHttpAuthority implements LicensingAuthority {
   async reportRevocation(r: LicenceRevocation): Promise<void> {
     const path = `licences/${encodeURIComponent(r.licenceId)}/revocations`;
     // a licence is revoked once: its number names the revocation
-    const answer = await this.exchange('POST', path, `${this.opts.vendorId}-revocation-${r.licenceId}`, { reason: r.reason, revokedAt: r.revokedAt });
+    const answer = await this.exchange('POST', path, `${this.opts.vendorId}-revocation-${r.licenceId}`, { reason: r.reason, revokedAt: r.revokedAt }).catch((e: Error & { status?: number; authorityCode?: string }) => {
+      throw e.status === 404 && e.authorityCode === 'UNKNOWN_LICENCE' ? new LicenceUnknownError(e.message) : e;
+    });
     const body = answer.body as Record<string, unknown>;
     if ((answer.status === 200 || answer.status === 201) && body.status === 'revoked' && body.licenceNumber === r.licenceId) return;
     throw malformed(answer);
@@ -135,7 +137,10 @@ export class CmlsHttpAuthority implements LicensingAuthority {
             body = undefined;
           }
           if (status >= 500 || status === 408 || status === 429) return finish(new LicensingLinkError(`${what}: HTTP ${status}${errorText(body)}`));
-          if (status !== 200 && status !== 201 && status !== 202) return finish(new Error(`${what}: HTTP ${status}${errorText(body)}`));
+          if (status !== 200 && status !== 201 && status !== 202) {
+            const code = (body as { error?: { code?: unknown } } | undefined)?.error?.code;
+            return finish(Object.assign(new Error(`${what}: HTTP ${status}${errorText(body)}`), { status, authorityCode: typeof code === 'string' ? code : undefined }));
+          }
           const json = /^application\/json\b/i.test(res.headers['content-type'] ?? '');
           if (!json || typeof body !== 'object' || body === null || Array.isArray(body)) return finish(new Error(`${what}: the authority's answer does not fit the contract: HTTP ${status} without a JSON object`));
           finish(null, { status, body });

@@ -1,5 +1,5 @@
 import {
-  AuthorityRevocation, LicenceApplication, LicenceDecision, LicenceEvents, LicenceRevocation, LicensingAuthority, LicensingLinkError,
+  AuthorityRevocation, LicenceApplication, LicenceDecision, LicenceEvents, LicenceRevocation, LicenceUnknownError, LicensingAuthority, LicensingLinkError,
 } from './licensing-authority';
 
 /**
@@ -18,6 +18,8 @@ import {
  * Revocation reports are recorded once per licence number (a report repeated is not recorded
  * again, as the real authority files nothing new); per licence, the first `revocationLinkFailures`
  * reports throw LicensingLinkError. Every report answered, repeats included, is kept in `reports`.
+ * A licence number not of its own form (`DEV-<ZIP>-<6 digits>`) is one it never issued:
+ * LicenceUnknownError.
  *
  * Its own revocations (a licence the post withdraws) are what `revoke()` was told, in order; the
  * event cursor is their count (the first `eventLinkFailures` feed requests throw LicensingLinkError,
@@ -57,6 +59,7 @@ export class DevLicensingAuthority implements LicensingAuthority {
     const n = (this.reportsAsked.get(revocation.licenceId) ?? 0) + 1;
     this.reportsAsked.set(revocation.licenceId, n);
     if (n <= (this.opts.revocationLinkFailures ?? 0)) throw new LicensingLinkError('dev authority: no answer (link failure)');
+    if (!/^DEV-\d{5}-\d{6}$/.test(revocation.licenceId)) throw new LicenceUnknownError(`dev authority: no licence ${revocation.licenceId}`);
     this.reports.push(revocation);
     if (this.reports.length > KEPT_APPLICATIONS) this.reports.shift();
     if (!this.revocations.has(revocation.licenceId)) this.revocations.set(revocation.licenceId, revocation);

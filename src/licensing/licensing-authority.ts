@@ -17,7 +17,9 @@ import { LICENCE_ID_PATTERN } from '../psd/psd-package';
  *   is a bug; the queue records it and asks again at the next pass.
  * - reportRevocation() resolves once the authority has recorded the revocation (or had it
  *   already: reporting the same licence's revocation again is safe and files nothing new). It
- *   throws as submit() does, and the revocation is reported again at the next pass.
+ *   throws as submit() does, and the revocation is reported again at the next pass — except a
+ *   LicenceUnknownError: the authority answered that it has no such licence, so the report can
+ *   never be recorded and is not sent again.
  * - licenceEvents(after) answers the authority's own revocations (a post office withdrew a
  *   licence) after a cursor it gave earlier (null: from the first), oldest first, with the cursor
  *   to ask with next; asked again with the same cursor it answers the same events. It throws as
@@ -107,6 +109,14 @@ export function checkedDecision(d: LicenceDecision): LicenceDecision {
   if (d?.status === 'refused' && typeof d.reason === 'string' && d.reason.trim() !== '') return d;
   if (d?.status === 'pending' && (d.authorityRef === undefined || (typeof d.authorityRef === 'string' && d.authorityRef.length <= 128))) return d;
   throw new Error(`the authority's answer does not fit the contract: ${JSON.stringify(d)?.slice(0, 200)}`);
+}
+
+/** The authority answered that it has no licence of this number: a revocation report of it is never recorded. */
+export class LicenceUnknownError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LicenceUnknownError';
+  }
 }
 
 /** The link to the authority failed (timeout, connection refused, 5xx): no answer, asking again is safe. */

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { LicensingAuthority } from './licensing-authority';
+import { LicenceUnknownError, LicensingAuthority } from './licensing-authority';
 
 const ERROR_MAX = 500;
 
@@ -8,23 +8,31 @@ const ERROR_MAX = 500;
  * licence_revocation_reports rows in state `due`, written by Ledger.revokeLicence in the
  * revocation's own transaction, go to the authority at each licensing pass. A report the authority
  * recorded becomes `reported`; any failure leaves it due for the next pass (the authority files a
- * repeated report once: it is idempotent on the licence number).
+ * repeated report once: it is idempotent on the licence number). A report of a licence the
+ * authority says it does not have (LicenceUnknownError: e.g. a licence of another authority, from
+ * before a switch of adapter) becomes `unknown` and is not sent again; the operator sees it.
  */
 export class RevocationReports {
   constructor(private readonly opts: { db: Knex; authority: LicensingAuthority; log?: (line: string) => void }) {}
 
   /** Reports the due revocations, least recently tried first, at most `limit`. */
-  async pass(limit = 200): Promise<{ reported: number; unreported: number }> {
+  async pass(limit = 200): Promise<{ reported: number; unreported: number; unknown: number }> {
     const db = this.opts.db;
     const rows = await db('licence_revocation_reports').where({ status: 'due' })
       .orderByRaw('last_attempt_at ASC NULLS FIRST, meter_id ASC').limit(limit).select('meter_id', 'licence_id', 'reason', 'revoked_at');
-    const counts = { reported: 0, unreported: 0 };
+    const counts = { reported: 0, unreported: 0, unknown: 0 };
     for (const r of rows) {
       const due = db('licence_revocation_reports').where({ meter_id: r.meter_id, status: 'due' });
       try {
         await this.opts.authority.reportRevocation({ meterId: r.meter_id, licenceId: r.licence_id, reason: r.reason, revokedAt: (r.revoked_at as Date).toISOString() });
       } catch (e) {
         const error = `${this.opts.authority.name}: ${(e as Error).message}`.slice(0, ERROR_MAX);
+        if (e instanceof LicenceUnknownError) {
+          await due.update({ status: 'unknown', attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error });
+          this.opts.log?.(`licence revocation of meter ${r.meter_id} (${r.licence_id}): the authority has no such licence; not sent again: ${error}`);
+          counts.unknown++;
+          continue;
+        }
         await due.update({ attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error });
         this.opts.log?.(`licence revocation of meter ${r.meter_id} (${r.licence_id}): not reported, left for the next licensing pass: ${error}`);
         counts.unreported++;
