@@ -4,6 +4,7 @@
  *                   | fraud-cases [--meter METER]
  *                   | suspend|reactivate|withdraw|refund-and-close|revoke-licence METER --reason TEXT
  *                   | licences [--status pending|refused|...] [--meter METER]
+ *                   | licence-events (the authority's revocations of licences no request names)
  * The operator's routes (/v1/operator, docs/api-conventions.md) from a terminal: VBI_SERVER names
  * the service (default http://127.0.0.1:8080), VBI_OPERATOR_TOKEN the operator's bearer credential
  * (`npm run credentials -- add operator --name NAME`). Amounts are dollars with up to 3 decimals,
@@ -35,7 +36,7 @@ async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promi
   return answer;
 }
 
-const usage = 'usage: npm run operator -- pool | buy-stock --amount 1000.00 --reference REF | fraud-cases [--meter METER] | suspend|reactivate|withdraw|refund-and-close|revoke-licence METER --reason TEXT | licences [--status STATUS] [--meter METER]\n';
+const usage = 'usage: npm run operator -- pool | buy-stock --amount 1000.00 --reference REF | fraud-cases [--meter METER] | suspend|reactivate|withdraw|refund-and-close|revoke-licence METER --reason TEXT | licences [--status STATUS] [--meter METER] | licence-events\n';
 
 async function main(): Promise<number> {
   const [command, arg] = process.argv.slice(2);
@@ -68,6 +69,9 @@ async function main(): Promise<number> {
       out(await call('GET', `/v1/operator/licence-requests${query.size ? `?${query.toString()}` : ''}`));
       return 0;
     }
+    case 'licence-events':
+      out(await call('GET', '/v1/operator/licence-events/unmatched'));
+      return 0;
     case 'suspend':
     case 'reactivate':
     case 'withdraw':

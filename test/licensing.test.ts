@@ -310,10 +310,14 @@ describe("licensing: the authority's own revocations, read from its event feed",
   this.timeout(180_000);
   let f: ServerFixture;
   const authority = new DevLicensingAuthority({ eventsPerPage: 2 });
+  let operator: string;
 
   before(async () => {
     f = await serverFixture({ licensing: authority, licensingTimer: false });
+    operator = (await addCredential(f.service.db.knex, 'operator', 'Olga Operator')).token;
   });
+  const operatorGet = (path: string, token: string | null = operator) => fetch(`${f.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} })
+    .then(async (r) => ({ status: r.status, json: await r.json() as Record<string, any> }));
   after(async () => {
     await f?.close();
   });
@@ -343,6 +347,27 @@ describe("licensing: the authority's own revocations, read from its event feed",
     expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
     expect(Number((await f.service.db.knex('journal').count({ n: '*' }).first())?.n)).to.equal(journal);
     expect(await f.service.db.knex('licence_event_cursors').where({ authority: 'dev' }).first('cursor')).to.deep.equal({ cursor: '4' });
+
+    // the operator sees the unknown licence, and each request with its revocation report (none: the authority revoked these)
+    const unmatched = await operatorGet('/v1/operator/licence-events/unmatched');
+    expect(unmatched.json.events.map((e: { authority: string; licenceId: string; reason: string }) => [e.authority, e.licenceId, e.reason]))
+      .to.deep.equal([['dev', 'DEV-99999-000001', "LICENCE_WITHDRAWN: not this vendor's"]]);
+    expect((await operatorGet('/v1/operator/licence-events/unmatched', null)).status).to.equal(401);
+    const tool = await new Promise<{ code: number; stdout: string }>((resolve) => execFile(process.execPath, [join(__dirname, '..', 'scripts', 'operator.js'), 'licence-events'],
+      { env: { PATH: process.env.PATH ?? '', VBI_SERVER: f.url, VBI_OPERATOR_TOKEN: operator } }, (err, stdout) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout })));
+    expect(tool.code).to.equal(0);
+    expect(JSON.parse(tool.stdout).events.map((e: { licenceId: string }) => e.licenceId)).to.deep.equal(['DEV-99999-000001']);
+    expect((await operatorGet(`/v1/operator/licence-requests?meterId=${one.c.meterId}`)).json.requests.map((r: { status: string; revocationReport: unknown }) => [r.status, r.revocationReport]))
+      .to.deep.equal([['revoked', null]]);
+  });
+
+  it("an operator's revocation shows its report to the authority in the request list: due, then reported", async () => {
+    const m = await mailer(f);
+    await f.service.ledger.revokeLicence({ meterId: m.c.meterId, operator: 'Olga Operator', reason: 'mailer left' });
+    const report = async () => (await operatorGet(`/v1/operator/licence-requests?meterId=${m.c.meterId}`)).json.requests[0].revocationReport;
+    expect(await report()).to.deep.equal({ status: 'due', attempts: 0, lastError: null, reportedAt: null });
+    expect((await f.server.licensingPass()).revocations).to.deep.equal({ reported: 1, unreported: 0, unknown: 0 });
+    expect(await report()).to.deep.include({ status: 'reported', attempts: 1, lastError: null }).and.have.property('reportedAt').that.is.a('string');
   });
 });
 

@@ -308,24 +308,37 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   });
   api.defineRoute<unknown, { status?: string; meterId?: string }>({
     method: 'get', path: '/v1/operator/licence-requests',
-    summary: "licence requests and where each stands at the licensing authority, newest first; one state's with ?status, one meter's with ?meterId (the meter's package is the authority on its licence)",
+    summary: "licence requests and where each stands at the licensing authority (with its revocation report, if any), newest first; one state's with ?status, one meter's with ?meterId (the meter's package is the authority on its licence)",
     query: objectSchema({ status: { type: 'string', enum: ['registering', 'pending', 'licensed', 'refused', 'revoked'] }, meterId: meterIdSchema }, []),
     responses: ok('licence requests'),
     handler: async (req) => {
       await operatorOf(req as unknown as express.Request);
-      const q = deps.db('license_requests').orderBy('request_id', 'desc').limit(200)
-        .select('request_id', 'account_id', 'meter_id', 'licensing_zip', 'status', 'licence_id', 'reason', 'authority_ref', 'attempts', 'last_error',
-          'created_at', 'completed_at', 'last_attempt_at', 'decided_at', 'revoked_at');
-      if (req.query.status) q.where({ status: req.query.status });
-      if (req.query.meterId) q.where({ meter_id: req.query.meterId });
+      const q = deps.db('license_requests as l').leftJoin('licence_revocation_reports as r', 'r.meter_id', 'l.meter_id').orderBy('l.request_id', 'desc').limit(200)
+        .select('l.request_id', 'l.account_id', 'l.meter_id', 'l.licensing_zip', 'l.status', 'l.licence_id', 'l.reason', 'l.authority_ref', 'l.attempts', 'l.last_error',
+          'l.created_at', 'l.completed_at', 'l.last_attempt_at', 'l.decided_at', 'l.revoked_at',
+          'r.status as report_status', 'r.attempts as report_attempts', 'r.last_error as report_error', 'r.reported_at');
+      if (req.query.status) q.where({ 'l.status': req.query.status });
+      if (req.query.meterId) q.where({ 'l.meter_id': req.query.meterId });
       const iso = (d: Date | null) => (d ? d.toISOString() : null);
       return {
         requests: (await q).map((r) => ({
           requestId: Number(r.request_id), accountId: Number(r.account_id), meterId: r.meter_id, licensingZip: r.licensing_zip, status: r.status,
           licenceId: r.licence_id, reason: r.reason, authorityRef: r.authority_ref, attempts: r.attempts, lastError: r.last_error,
           requestedAt: iso(r.created_at), registeredAt: iso(r.completed_at), lastAttemptAt: iso(r.last_attempt_at), decidedAt: iso(r.decided_at), revokedAt: iso(r.revoked_at),
+          // the revocation's report to the authority (docs/licensing.md, "Revocation"): due, reported or unknown to it
+          revocationReport: r.report_status ? { status: r.report_status, attempts: r.report_attempts, lastError: r.report_error, reportedAt: iso(r.reported_at) } : null,
         })),
       };
+    },
+  });
+  api.defineRoute({
+    method: 'get', path: '/v1/operator/licence-events/unmatched',
+    summary: "licences the licensing authority revoked that no licence request of this service names (its event feed), newest first",
+    responses: ok('unmatched licence events'),
+    handler: async (req) => {
+      await operatorOf(req as unknown as express.Request);
+      const rows = await deps.db('licence_events_unmatched').orderBy('received_at', 'desc').limit(200).select('authority', 'licence_id', 'reason', 'revoked_at', 'received_at');
+      return { events: rows.map((r) => ({ authority: r.authority, licenceId: r.licence_id, reason: r.reason, revokedAt: r.revoked_at.toISOString(), receivedAt: r.received_at.toISOString() })) };
     },
   });
 
