@@ -39,6 +39,7 @@ import { openDatabase } from '../src/db/database';
 import { createService } from '../src/service';
 import { MAP_SHARD } from '../src/ledger/pg-meter-map';
 import { buildMap, leafHash } from '../src/module/meter-map';
+import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../src/module/commands/master-psd';
 import { digestOf } from '../src/module/checkpoint';
 import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
 import { ServiceProcess } from '../src/ops/service-process';
@@ -95,6 +96,9 @@ async function fillMeterMap(service: ServiceProcess, n: number, library: string,
     for (const m of await db.knex('meters').whereNotNull('slot').select('slot', 'meter_id', 'package')) {
       if (m.package) leaves.set(Number(m.slot), leafHash(Number(m.slot), m.meter_id, digestOf(m.package)));
     }
+    // and the vendor's master PSD at its reserved slot, once sealed (docs/ledger.md, "The master PSD")
+    const pool = await db.knex('pool').where({ pool_id: 1 }).first('package');
+    if (pool?.package) leaves.set(MASTER_PSD_SLOT, leafHash(MASTER_PSD_SLOT, MASTER_PSD_ID, digestOf(pool.package)));
     const first = Number(map.next_slot);
     for (let slot = first; slot < first + n; slot++) leaves.set(slot, createHash('sha256').update(`bench filler ${slot}`).digest());
     const built = buildMap(leaves);
