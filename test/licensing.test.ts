@@ -361,6 +361,18 @@ describe("licensing: the authority's own revocations, read from its event feed",
       .to.deep.equal([['revoked', null]]);
   });
 
+  it('a revocation whose meter the module refuses for good (its row is gone) is skipped and does not hold back the next', async () => {
+    const gone = await mailer(f);
+    const next = await mailer(f);
+    // the insider deletes a meter row: its licence request stays
+    await asInsider(f.service.db.knex, (trx) => trx('meters').where({ meter_id: gone.c.meterId }).del());
+    authority.revoke(gone.licence.licenceId!, 'LICENCE_WITHDRAWN: first');
+    authority.revoke(next.licence.licenceId!, 'LICENCE_WITHDRAWN: second');
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 1, unknown: 1 });
+    expect((await packageOf(f, next.c.meterId)).licence).to.equal('revoked');
+    expect((await f.server.licensingPass()).fromAuthority).to.deep.equal({ revoked: 0, unknown: 0 });
+  });
+
   it("an operator's revocation shows its report to the authority in the request list: due, then reported", async () => {
     const m = await mailer(f);
     await f.service.ledger.revokeLicence({ meterId: m.c.meterId, operator: 'Olga Operator', reason: 'mailer left' });

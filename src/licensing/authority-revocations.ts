@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { isVbiError } from '../errors';
+import { isVbiError, UserError } from '../errors';
 import { LicensingAuthority } from './licensing-authority';
 
 /** Pages of the feed read in one pass at most (the rest waits for the next pass). */
@@ -13,7 +13,9 @@ const PAGES_PER_PASS = 20;
  * authority's and not reported back to it. The cursor moves on only after a page is applied, so
  * a pass cut short (no answer, no module) reads the same page again: a revocation applied twice
  * is refused by the module (LICENCE_REVOKED) and counted once. A licence number no request names
- * is kept in licence_events_unmatched for the operator.
+ * is kept in licence_events_unmatched for the operator; one whose meter the module refuses for a
+ * reason asking again would not change (a user error such as UNKNOWN_METER) is logged and
+ * skipped, counted as unknown.
  */
 export class AuthorityRevocations {
   constructor(private readonly opts: {
@@ -50,6 +52,13 @@ export class AuthorityRevocations {
         } catch (e) {
           // already revoked (by an operator, or by this page read before) or the meter closed: nothing to do
           if (isVbiError(e) && ['LICENCE_REVOKED', 'METER_CLOSED'].includes(e.code)) continue;
+          // another refusal that asking again would not change (the meter row is gone): logged, skipped,
+          // so that it does not hold back the revocations after it
+          if (e instanceof UserError) {
+            this.opts.log?.(`licence events of ${authority.name}: licence ${r.licenceId} of meter ${request.meter_id} cannot be revoked, skipped: ${e.code}: ${e.message}`);
+            counts.unknown++;
+            continue;
+          }
           this.opts.log?.(`licence events of ${authority.name}: licence ${r.licenceId} of meter ${request.meter_id} not revoked yet, asked again at the next licensing pass: ${(e as Error).message}`);
           return counts;
         }
