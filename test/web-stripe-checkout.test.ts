@@ -130,3 +130,31 @@ describe('web app: buying postage with a card through Stripe.js', function () {
     expect(problems).to.deep.equal([]);
   });
 });
+
+describe('web app: Stripe as the processor without a publishable key', function () {
+  this.timeout(120_000);
+
+  it('the buy page says cards cannot be taken here and shows no form; Stripe.js is not loaded and the CSP lets nothing of Stripe in', async () => {
+    const d = await new StripeDouble().start();
+    const fx = await serverFixture({ payments: new StripePaymentProvider({ secretKey: d.secretKey, apiBase: d.url, timeoutMs: 2_000 }) });
+    const browser = await launchChromium();
+    try {
+      expect(await (await fetch(`${fx.url}/v1/payment-methods`)).json()).to.deep.equal({ provider: 'stripe', unitMills: 10, methods: ['card'] });
+      expect((await fetch(`${fx.url}/`)).headers.get('content-security-policy')).not.to.include('stripe');
+      const page = await browser.context.newPage();
+      const stripeJs: string[] = [];
+      await page.route('https://js.stripe.com/**', (route) => {
+        stripeJs.push(route.request().url());
+        return route.abort();
+      });
+      await page.goto(`${fx.url}/#/buy`);
+      expect(await (await page.waitForSelector('#buy-unavailable')).textContent()).to.include('VBI_STRIPE_PUBLISHABLE_KEY');
+      expect(await page.$('#buy-form')).to.equal(null);
+      expect(stripeJs).to.deep.equal([]);
+    } finally {
+      await browser.close();
+      await fx.close();
+      await d.close();
+    }
+  });
+});
