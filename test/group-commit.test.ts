@@ -14,6 +14,8 @@ import { codeOf } from './helpers/codes';
 import { requireClone } from './helpers/hsm';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from './helpers/ledger';
 import { PsdEngine } from '../src/module/psd-engine';
+import { RING_PREFIX } from '../src/module/checkpoint-ring';
+import { vbiError } from '../src/errors';
 
 /*
  * Group commit (docs/ledger.md): commands that wait for the same module are committed in one
@@ -348,5 +350,114 @@ describe('group commit through HTTP: 50 mailers on two modules', function () {
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
     expect((await verifyJournal({ db: f.service.db.knex, hsm: f.service.engines[1].hsm })).findings).to.deep.equal([]);
     for (const c of mailers) await c.closeSession();
+  });
+});
+
+/**
+ * The module's ring append held back on a gate: `started` resolves when the next ring record's
+ * write has begun; open() lets it go on, fail() makes it fail as a token error would.
+ */
+function gateRingAppend(engine: PsdEngine): { started: Promise<void>; open: () => void; fail: () => void } {
+  const hsm = engine.hsm as PsdEngine['hsm'] & { createDataObject: PsdEngine['hsm']['createDataObject'] };
+  const real = hsm.createDataObject.bind(hsm);
+  let began!: () => void;
+  const started = new Promise<void>((r) => (began = r));
+  let release!: (ok: boolean) => void;
+  const gate = new Promise<boolean>((r) => (release = r));
+  hsm.createDataObject = async (obj) => {
+    if (!obj.label.startsWith(RING_PREFIX)) return real(obj);
+    hsm.createDataObject = real; // only the first ring write waits
+    began();
+    if (!(await gate)) throw vbiError('HSM_ERROR', 'the token failed while writing the ring record (test fault)');
+    return real(obj);
+  };
+  return { started, open: () => release(true), fail: () => release(false) };
+}
+
+/** Whether `p` has settled by now (after the pending callbacks ran). */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  p.then(() => (done = true), () => (done = true));
+  await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+describe('pipelined groups (the next group is prepared while the ring append of the one before runs)', function () {
+  this.timeout(180_000);
+
+  it('the next group signs and writes during the append, commits only after it; nothing of either is released before its record is in the ring', async () => {
+    const order: string[] = [];
+    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void order.push(`ready ${meterId}`) } } });
+    let gate: ReturnType<typeof gateRingAppend> | undefined;
+    try {
+      const ids = await meters(f, 3);
+      const engine = f.service.engines[0];
+      gate = gateRingAppend(engine);
+      const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
+      await gate.started;
+      order.length = 0;
+      const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
+      // the next group (the two, or the first of them: a command behind it waits for the map lock
+      // that group holds) reaches its COMMIT while the first group's record is still being written
+      for (let i = 0; i < 200 && order.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      expect([[`ready ${ids[1]}`], [`ready ${ids[1]}`, `ready ${ids[2]}`]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(order));
+      expect(await settled(first)).to.equal(false);
+      for (const p of next) expect(await settled(p)).to.equal(false);
+      // seen from another connection: the first group committed, the next one not yet
+      const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
+      expect([await dr(ids[0]), await dr(ids[1]), await dr(ids[2])]).to.deep.equal([10_500, 10_000, 10_000]);
+
+      gate.open();
+      expect(await first).to.deep.include({ descendingRegister: 10_500 });
+      for (const p of next) expect(await p).to.deep.include({ descendingRegister: 10_700 });
+      expect(await rowInStep(f, engine)).to.equal(true);
+      const all = await records(f, engine.hsm.serial);
+      for (let i = 1; i < all.length; i++) expect(all[i].record.prevDigest.equals(digestOf(all[i - 1].bytes))).to.equal(true);
+      expect(engine.status().state).to.equal('Idle');
+      expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
+      expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
+    } finally {
+      gate?.open(); // a failed assertion must not leave the append waiting
+      await f.service.close();
+    }
+  });
+
+  it('the ring append fails: that group is not released, the group prepared behind it does not commit, and the ring rolls forward at the next check', async () => {
+    const order: string[] = [];
+    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void order.push(meterId) } } });
+    let gate: ReturnType<typeof gateRingAppend> | undefined;
+    try {
+      const ids = await meters(f, 3);
+      const engine = f.service.engines[0];
+      const journalBefore = await count(f, 'journal');
+      gate = gateRingAppend(engine);
+      const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
+      await gate.started;
+      order.length = 0;
+      const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
+      for (let i = 0; i < 200 && order.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      expect([[ids[1]], [ids[1], ids[2]]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(order));
+      gate.fail();
+      expect(await codeOf(first)).to.equal('CHECKPOINT_APPEND_FAILED');
+      // the group behind it never committed (nor did the command after it); with no other module, they find none
+      expect(await Promise.all(next.map((p) => codeOf(p)))).to.deep.equal(['NO_MODULE', 'NO_MODULE']);
+      expect(await count(f, 'journal')).to.equal(journalBefore + 2); // the first download's records only
+      const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
+      expect([await dr(ids[0]), await dr(ids[1]), await dr(ids[2])]).to.deep.equal([10_500, 10_000, 10_000]);
+      expect(f.service.ledger.rotation()[0].inRotation).to.equal(false);
+
+      // the monitor's pass: the ring rolls forward to the committed group, the module serves again
+      await f.service.ledger.checkModules();
+      expect(f.service.ledger.rotation()[0].inRotation).to.equal(true);
+      expect(await rowInStep(f, engine)).to.equal(true);
+      expect((await moduleEvents(f.db.knex)).map((a) => a.kind)).to.include('checkpoint-rolled-forward');
+      for (const meterId of [ids[1], ids[2]]) expect(await f.service.ledger.postageValueDownload({ meterId, amount: 700 })).to.deep.include({ descendingRegister: 10_700 });
+      expect(engine.status().state).to.equal('Idle');
+      expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
+      expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
+    } finally {
+      gate?.open(); // a failed assertion must not leave the append waiting
+      await f.service.close();
+    }
   });
 });

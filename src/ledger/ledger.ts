@@ -622,7 +622,10 @@ export class Ledger {
     // and never inside a group that is still open (a command's hook must not start another)
     if (engine.anchor.lock.heldHere()) {
       if (engine.groupOpen) throw new Error(`module ${engine.hsm.serial}: a command started inside an open group`);
-      return this.runGroup(engine, [step as Step<unknown>]).then((r) => unwrap(r[0]) as DispatchResult<R>);
+      return this.runGroup(engine, [step as Step<unknown>]).then(async (r) => {
+        await r.appended;
+        return unwrap(r.outcomes[0]) as DispatchResult<R>;
+      });
     }
     return new Promise<DispatchResult<R>>((resolve, reject) => {
       const q = this.queues.get(engine) ?? [];
@@ -632,20 +635,28 @@ export class Ledger {
     });
   }
 
-  /** Runs the module's queue group by group until it is empty. */
+  /**
+   * Runs the module's queue group by group until it is empty. A group's results are released
+   * once its record is in the ring; the next group is prepared while that append runs (its
+   * COMMIT waits for it: PsdEngine.settleAppend).
+   */
   private async drain(engine: PsdEngine): Promise<void> {
     this.draining.add(engine);
     try {
       const q = this.queues.get(engine)!;
       while (q.length > 0) {
         const group = q.splice(0, this.groupMax);
-        let outcomes: Outcome[];
+        let ran: GroupRun;
         try {
-          outcomes = await engine.exclusive(() => this.runGroup(engine, group.map((g) => g.step)));
+          ran = await engine.exclusive(() => this.runGroup(engine, group.map((g) => g.step)));
         } catch (e) {
-          outcomes = group.map(() => ({ error: e }));
+          group.forEach((g) => g.reject(e));
+          continue;
         }
-        group.forEach((g, i) => ('error' in outcomes[i] ? g.reject(outcomes[i].error) : g.resolve(outcomes[i].out!)));
+        void ran.appended.then(
+          () => group.forEach((g, i) => ('error' in ran.outcomes[i] ? g.reject(ran.outcomes[i].error) : g.resolve(ran.outcomes[i].out!))),
+          (e: unknown) => group.forEach((g) => g.reject(e)),
+        );
       }
     } finally {
       this.draining.delete(engine);
@@ -661,7 +672,7 @@ export class Ledger {
    * be written, nothing of the group was committed: it runs again, one step at a time, so the
    * step whose rows fail fails alone.
    */
-  private async runGroup(engine: PsdEngine, steps: Step<unknown>[]): Promise<Outcome[]> {
+  private async runGroup(engine: PsdEngine, steps: Step<unknown>[]): Promise<GroupRun> {
     try {
       return await this.runGroupOnce(engine, steps, false);
     } catch (e) {
@@ -670,7 +681,7 @@ export class Ledger {
     }
   }
 
-  private async runGroupOnce(engine: PsdEngine, steps: Step<unknown>[], oneByOne: boolean): Promise<Outcome[]> {
+  private async runGroupOnce(engine: PsdEngine, steps: Step<unknown>[], oneByOne: boolean): Promise<GroupRun> {
     const mapLost = this.opts.mapLease?.lost;
     if (mapLost) throw vbiError('NO_MODULE', `the meter map lease is lost (${mapLost}); commands wait until it is taken again`);
     const lease = this.opts.leases?.get(engine);
@@ -709,6 +720,8 @@ export class Ledger {
         }
       }
       for (const d of done) await this.opts.faults?.beforeCommit?.({ meterId: d.step.meterId, type: d.step.type });
+      // the group before this one (pipelined) must be in the ring first: never two groups committed but not appended
+      if (done.length > 0) await engine.settleAppend();
       if (done.length > 0) await commitOrThrow(trx);
       else await trx.rollback();
     } catch (e) {
@@ -718,25 +731,27 @@ export class Ledger {
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
     }
-    if (done.length === 0) return outcomes;
+    if (done.length === 0) return { outcomes, appended: Promise.resolve() };
     try {
       for (const d of done) await this.opts.faults?.afterCommit?.({ meterId: d.step.meterId, type: d.step.type });
     } catch (e) {
       engine.abortGroup(); // a simulated crash between COMMIT and the ring append
       throw e;
     }
-    try {
-      await engine.complete(done[done.length - 1].last);
-    } catch (e) {
+    // the anchor moves on now; the ring append runs on without the map lock (drain)
+    engine.committed(done[done.length - 1].last);
+    const appended = engine.appendCommitted().then(() => {
+      this.commits.groups++;
+      this.commits.commands += done.length;
+      this.commits.largest = Math.max(this.commits.largest, done.length);
+    }, (e: unknown) => {
       // Committed but not in the ring: nothing is released, and no command of the group may run
       // again on another module. The module rolls forward when it is reconciled.
       this.takeOut(engine, `ring append failed: ${(e as Error).message}`);
       throw vbiError('CHECKPOINT_APPEND_FAILED', `module ${engine.hsm.serial}: ${(e as Error).message}`, { moduleSerial: engine.hsm.serial });
-    }
-    this.commits.groups++;
-    this.commits.commands += done.length;
-    this.commits.largest = Math.max(this.commits.largest, done.length);
-    return outcomes;
+    });
+    appended.catch(() => undefined); // observed by whoever releases the group
+    return { outcomes, appended };
   }
 
   /**
@@ -995,6 +1010,12 @@ function parts(steps: Step<unknown>[]): number[][] {
 }
 
 type Outcome = { out: DispatchResult<unknown>; error?: undefined } | { error: unknown; out?: undefined };
+
+/** A committed group: each step's outcome, released only once `appended` (the group's record in the ring) resolves. */
+interface GroupRun {
+  outcomes: Outcome[];
+  appended: Promise<void>;
+}
 
 function unwrap(o: Outcome): DispatchResult<unknown> {
   if ('error' in o && o.error !== undefined) throw o.error;

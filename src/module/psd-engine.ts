@@ -120,6 +120,8 @@ export interface EngineOptions {
  *     (new map root, epoch + 1) is MAC'd — but not put in the ring;
  *  2. the caller stores everything and COMMITs;
  *  3. complete: the record is appended to the ring; only then may the caller release a result.
+ *     (In two halves for pipelined groups: committed() at COMMIT, appendCommitted() after the map
+ *     lock is released; the next group's COMMIT waits for it, settleAppend.)
  * The ring can therefore never be legitimately ahead of the database (docs/checkpoint.md).
  *
  * Group commit: several commands may be prepared before the group is completed (one database
@@ -136,6 +138,13 @@ export class PsdEngine {
   private inhibiting: Promise<void> | null = null;
   /** The open group: prepared, in order, not yet completed or aborted. */
   private pending: PreparedCommand<unknown>[] = [];
+  /**
+   * The last group committed whose last record is not in the ring yet (its append runs outside
+   * the map lock, while the next group is prepared): the next command follows it, and the next
+   * COMMIT waits for its append (settleAppend). `failed`: the append failed; nothing more is
+   * committed on this module until a reconcile rolls the ring forward.
+   */
+  private appending: { entry: RingEntry; done: Promise<void>; failed?: Error } | null = null;
   /** The ring was read from the token (not when the module was in Error at start). */
   private loaded = false;
   /** Digests (hex) of records this engine MAC'd and committed, newest last; bounded. */
@@ -177,6 +186,7 @@ export class PsdEngine {
   restart(): Promise<void> {
     return this.exclusive(async () => {
       this.pending = [];
+      await this.settleAppendQuietly();
       await this.opts.hsm.reconnect();
       await this.load();
     });
@@ -277,11 +287,16 @@ export class PsdEngine {
   /** Where the next command goes: after the open group's last record, or after the ring's newest. */
   private head(): { tail: PreparedCommand<unknown> | undefined; newest: RingEntry | undefined; anchored: { epoch: number; root: Buffer }; seq: number } {
     const tail = this.pending.at(-1);
+    if (!tail && this.appending?.failed) {
+      throw vbiError('MODULE_ERROR', `module ${this.hsm.serial}: the ring append of its last committed group failed (${this.appending.failed.message}); the module rolls its ring forward when it is reconciled`);
+    }
+    // after the open group's last record; else after the last committed group's (its append may still run); else the ring's newest
+    const committed = this.appending?.entry;
     return {
       tail,
-      newest: tail ? { checkpoint: tail.record, bytes: tail.checkpoint } : this.ring.newest(),
+      newest: tail ? { checkpoint: tail.record, bytes: tail.checkpoint } : committed ?? this.ring.newest(),
       anchored: tail ? { epoch: tail.record.mapEpoch, root: tail.record.mapRoot } : { epoch: this.anchor.epoch, root: this.anchor.root },
-      seq: tail ? tail.record.seq + 1 : this.ring.nextSeq(),
+      seq: tail ? tail.record.seq + 1 : committed ? committed.checkpoint.seq + 1 : this.ring.nextSeq(),
     };
   }
 
@@ -351,12 +366,66 @@ export class PsdEngine {
    */
   complete(last: PreparedCommand<unknown>): Promise<void> {
     return this.exclusive(async () => {
-      if (this.pending.at(-1) !== last) throw new Error(`module ${this.hsm.serial}: complete() of a command that is not the open group's last`);
-      for (const p of this.pending) this.remember(p.checkpoint);
-      this.pending = [];
-      this.anchor.observe(last.record);
-      await this.ring.append({ checkpoint: last.record, bytes: last.checkpoint });
+      await this.settleAppend();
+      this.committed(last);
+      await this.appendCommitted();
     });
+  }
+
+  /**
+   * Step 3, in two halves, for pipelined groups (docs/ledger.md, "Group commit"). committed():
+   * the database has COMMITted the open group, whose last command is `last`; the map anchor moves
+   * on and the next command follows `last` — under the map lock, at once. appendCommitted(): the
+   * record enters the ring; it may run outside the map lock while the next group is prepared,
+   * whose COMMIT first waits for it (settleAppend). Only once it resolves may the group's results
+   * be released. The anchor moves even if the token write fails: the database holds the records,
+   * and the module rolls its ring forward at the next reconcile.
+   */
+  committed(last: PreparedCommand<unknown>): void {
+    if (this.pending.at(-1) !== last) throw new Error(`module ${this.hsm.serial}: committed() of a command that is not the open group's last`);
+    if (this.appending) throw new Error(`module ${this.hsm.serial}: a group committed while the one before it was still being appended`);
+    for (const p of this.pending) this.remember(p.checkpoint);
+    this.pending = [];
+    this.anchor.observe(last.record);
+    const entry = { checkpoint: last.record, bytes: last.checkpoint };
+    const state: { entry: RingEntry; done: Promise<void>; failed?: Error } = { entry, done: Promise.resolve() };
+    state.done = this.ring.append(entry).then(
+      () => {
+        if (this.appending === state) this.appending = null;
+      },
+      (e: unknown) => {
+        state.failed = e instanceof Error ? e : new Error(String(e));
+        throw e;
+      },
+    );
+    state.done.catch(() => undefined); // observed by appendCommitted() and settleAppend()
+    this.appending = state;
+  }
+
+  /** The last committed group's ring append (a no-op when it already landed); throws what it threw. */
+  async appendCommitted(): Promise<void> {
+    await this.appending?.done;
+  }
+
+  /**
+   * Waits for the last committed group's ring append: a group commits only once the one before
+   * it is in the ring, so at most one group is ever committed but not appended (what reconcile
+   * rolls forward). A failed append is a module fault (MODULE_ERROR): the group must not commit.
+   */
+  async settleAppend(): Promise<void> {
+    const a = this.appending;
+    if (!a) return;
+    try {
+      await a.done;
+    } catch (e) {
+      throw vbiError('MODULE_ERROR', `module ${this.hsm.serial}: the ring append of its last committed group failed (${(e as Error).message})`);
+    }
+  }
+
+  /** settleAppend(), a failure forgotten: the caller reads the ring and the database again next (restart, reconcile). */
+  private async settleAppendQuietly(): Promise<void> {
+    await this.appending?.done.catch(() => undefined);
+    this.appending = null;
   }
 
   /**
@@ -476,6 +545,8 @@ export class PsdEngine {
     return this.exclusive(async () => {
       this.assertServing();
       if (!this.loaded) throw vbiError('MODULE_NOT_READY', `module ${this.hsm.serial}: ring not read (the module was not serving at start)`);
+      // a group's append still running lands first; one that failed is what a roll forward mends
+      await this.settleAppendQuietly();
       const newest = this.ring.newest();
       if (sameCheckpoint(dbCheckpoint, newest)) return 'in-step';
       let presented: Checkpoint | null = null;
@@ -581,6 +652,7 @@ export class PsdEngine {
    */
   prepareReinstatement(req: { dbCheckpoint: Buffer | null; map: { epoch: number; root: Buffer } }): Promise<{ record: Checkpoint; bytes: Buffer }> {
     return this.exclusive(async () => {
+      await this.settleAppendQuietly(); // the ring as the token holds it
       let accepted: Checkpoint | null = null;
       if (req.dbCheckpoint) {
         accepted = await decodeCheckpoint(this.hsm, req.dbCheckpoint);
@@ -607,6 +679,7 @@ export class PsdEngine {
   /** Step 2, after COMMIT: the ring becomes [record], the anchor takes its map, the inhibition is lifted last. */
   completeReinstatement(req: { record: Checkpoint; bytes: Buffer; officer: string; approvedBy?: string[] }): Promise<AuditRecord | undefined> {
     return this.exclusive(async () => {
+      await this.settleAppendQuietly();
       await this.ring.resetTo({ checkpoint: req.record, bytes: req.bytes });
       this.anchor.observe(req.record);
       // Lifted last: a crash before this line leaves the module inhibited, never half-reinstated.
