@@ -33,7 +33,16 @@ export async function sealPackage(hsm: HsmModule, pkg: PsdPackage): Promise<Buff
  */
 export async function openPackage(hsm: HsmModule, sealed: Buffer, expectedMeterId: string): Promise<PsdPackage> {
   const frame = parseFrame(sealed, hsm.suite);
-  if (!(await hsm.verifyMac(frame.body, frame.mac))) {
+  // MAC check and decryption in one round of token trips, side by side; the plaintext (or the
+  // decryption's error) is looked at only once the MAC verified and the meter id matched
+  const [macOk, decrypted] = await Promise.all([
+    hsm.verifyMac(frame.body, frame.mac),
+    hsm.decryptSecrets({ ciphertext: frame.secret, aad: Buffer.concat([frame.header, frame.pub]) }).then(
+      (plain) => ({ plain }),
+      (error: unknown) => ({ error }),
+    ),
+  ]);
+  if (!macOk) {
     throw vbiError('PACKAGE_MAC_INVALID', `package presented for meter ${expectedMeterId} fails its MAC`);
   }
   try {
@@ -41,8 +50,8 @@ export async function openPackage(hsm: HsmModule, sealed: Buffer, expectedMeterI
     if (pub.meterId !== expectedMeterId) {
       throw vbiError('PACKAGE_METER_MISMATCH', `package of meter ${pub.meterId} presented as meter ${expectedMeterId}`);
     }
-    const plain = await hsm.decryptSecrets({ ciphertext: frame.secret, aad: Buffer.concat([frame.header, frame.pub]) });
-    return { ...pub, secrets: decodeSecrets(plain) };
+    if ('error' in decrypted) throw decrypted.error;
+    return { ...pub, secrets: decodeSecrets(decrypted.plain) };
   } catch (e) {
     if (e instanceof VbiError) throw e;
     if (e instanceof TlvError) throw vbiError('PACKAGE_MALFORMED', e.message);

@@ -55,16 +55,17 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
       // past their lifetime the user secrets may only be replaced (docs/protocol.md 7)
       if (req.op !== 'rekey') requireUnexpired(pkg, ctx.now);
       const out = await op(pkg, { ...ctx, keys, hmkChain, usk });
-      const next = await ctx.hsm.random(CHALLENGE_BYTES);
-      const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
       const unsigned: Omit<Receipt, 'signature'> = {
         meterId: pkg.meterId, op: req.op, amount: out.amount,
-        ascendingRegister: after.ascendingRegister, descendingRegister: after.descendingRegister,
+        ascendingRegister: out.package.ascendingRegister, descendingRegister: out.package.descendingRegister,
         // after whatever the operation took (a print request's items take the values before it)
         sequence: out.package.recordCounter + 1, time: new Date(ctx.now).toISOString(),
         moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
       };
-      const receipt: Receipt = { ...unsigned, signature: (await ctx.hsm.identitySign(receiptSignedBytes(unsigned))).toString('base64') };
+      // the next challenge and the receipt's signature do not depend on each other: one round of trips
+      const [next, signature] = await Promise.all([ctx.hsm.random(CHALLENGE_BYTES), ctx.hsm.identitySign(receiptSignedBytes(unsigned))]);
+      const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
+      const receipt: Receipt = { ...unsigned, signature: signature.toString('base64') };
       const response: Omit<OperationalResponse<R>, 'mac'> = {
         meterId: pkg.meterId, op: req.op, challenge: next.toString('base64'),
         registers: { ascending: after.ascendingRegister, descending: after.descendingRegister },
