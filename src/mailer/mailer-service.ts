@@ -10,7 +10,7 @@ import { PoolMovement } from '../module/commands/master-psd';
 import { payDueRefunds, payRefund } from './refund-payout';
 import { rekey } from '../module/commands/rekey';
 import { openPackage } from '../module/package-seal';
-import { operational, Operation, requireUnexpired } from '../module/commands/operational';
+import { carriesLastChallenge, operational, Operation, requireUnexpired } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
 import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation } from '../module/commands/mailer-operations';
 import { SessionItem } from '../module/commands/print-item';
@@ -403,8 +403,7 @@ export class MailerService {
    */
   private async preauthenticate(env: OperationalRequest): Promise<PsdPackage> {
     const pkg = await this.authenticate(env);
-    const challenge = Buffer.from(env.challenge, 'base64');
-    if (!challenge.equals(pkg.secrets.lastChallenge) || challenge.length === 0) throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last');
+    if (!carriesLastChallenge(env, pkg)) throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last');
     if (env.registers.ascending !== pkg.ascendingRegister || env.registers.descending !== pkg.descendingRegister) {
       throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's");
     }

@@ -41,9 +41,7 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
       if (!(await keys.verifyHmac({ keyChain: hmkChain, data: requestMacInput(req), mac }))) {
         throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
       }
-      const challenge = Buffer.from(req.challenge, 'base64');
-      const last = pkg.secrets.lastChallenge;
-      if (challenge.length !== last.length || last.length === 0 || !timingSafeEqual(challenge, last)) {
+      if (!carriesLastChallenge(req, pkg)) {
         throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last (replayed or out of order)');
       }
       if (req.registers.ascending !== pkg.ascendingRegister || req.registers.descending !== pkg.descendingRegister) {
@@ -75,6 +73,13 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
       return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
     });
   };
+}
+
+/** Whether the request carries the challenge the module issued last (constant time; an empty one never matches). */
+export function carriesLastChallenge(req: Pick<OperationalRequest, 'challenge'>, pkg: PsdPackage): boolean {
+  const challenge = Buffer.from(req.challenge, 'base64');
+  const last = pkg.secrets.lastChallenge;
+  return challenge.length === last.length && last.length > 0 && timingSafeEqual(challenge, last);
 }
 
 /** USER_SECRETS_EXPIRED once the package's user secrets are past their lifetime (0: no lifetime). */
