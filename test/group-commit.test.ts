@@ -382,30 +382,43 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
   return done;
 }
 
+/**
+ * Three funded meters; a download for the first whose ring write is held on a gate, then one for
+ * each of the others. Returns once the group behind the held one (the two, or the first of them:
+ * a command behind that group waits for the map lock it holds) has reached its COMMIT, which
+ * `reached` (the beforeCommit fault's list) shows.
+ */
+async function holdFirstGroup(f: LedgerFixture, reached: string[]) {
+  const ids = await meters(f, 3);
+  const engine = f.service.engines[0];
+  const journalBefore = await count(f, 'journal');
+  const gate = gateRingAppend(engine);
+  const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
+  await gate.started;
+  reached.length = 0;
+  const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
+  for (let i = 0; i < 200 && reached.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  expect([[ids[1]], [ids[1], ids[2]]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(reached));
+  const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
+  return { ids, engine, journalBefore, gate, first, next, registers: () => Promise.all(ids.map(dr)) };
+}
+
 describe('pipelined groups (the next group is prepared while the ring append of the one before runs)', function () {
   this.timeout(180_000);
 
   it('the next group signs and writes during the append, commits only after it; nothing of either is released before its record is in the ring', async () => {
-    const order: string[] = [];
-    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void order.push(`ready ${meterId}`) } } });
+    const reached: string[] = [];
+    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void reached.push(meterId) } } });
     let gate: ReturnType<typeof gateRingAppend> | undefined;
     try {
-      const ids = await meters(f, 3);
-      const engine = f.service.engines[0];
-      gate = gateRingAppend(engine);
-      const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
-      await gate.started;
-      order.length = 0;
-      const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
-      // the next group (the two, or the first of them: a command behind it waits for the map lock
-      // that group holds) reaches its COMMIT while the first group's record is still being written
-      for (let i = 0; i < 200 && order.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
-      expect([[`ready ${ids[1]}`], [`ready ${ids[1]}`, `ready ${ids[2]}`]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(order));
+      // the next group reaches its COMMIT while the first group's record is still being written
+      const held = await holdFirstGroup(f, reached);
+      const { engine, first, next } = held;
+      gate = held.gate;
       expect(await settled(first)).to.equal(false);
       for (const p of next) expect(await settled(p)).to.equal(false);
       // seen from another connection: the first group committed, the next one not yet
-      const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
-      expect([await dr(ids[0]), await dr(ids[1]), await dr(ids[2])]).to.deep.equal([10_500, 10_000, 10_000]);
+      expect(await held.registers()).to.deep.equal([10_500, 10_000, 10_000]);
 
       gate.open();
       expect(await first).to.deep.include({ descendingRegister: 10_500 });
@@ -423,27 +436,19 @@ describe('pipelined groups (the next group is prepared while the ring append of 
   });
 
   it('the ring append fails: that group is not released, the group prepared behind it does not commit, and the ring rolls forward at the next check', async () => {
-    const order: string[] = [];
-    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void order.push(meterId) } } });
+    const reached: string[] = [];
+    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void reached.push(meterId) } } });
     let gate: ReturnType<typeof gateRingAppend> | undefined;
     try {
-      const ids = await meters(f, 3);
-      const engine = f.service.engines[0];
-      const journalBefore = await count(f, 'journal');
-      gate = gateRingAppend(engine);
-      const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
-      await gate.started;
-      order.length = 0;
-      const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
-      for (let i = 0; i < 200 && order.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
-      expect([[ids[1]], [ids[1], ids[2]]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(order));
+      const held = await holdFirstGroup(f, reached);
+      const { ids, engine, journalBefore, first, next } = held;
+      gate = held.gate;
       gate.fail();
       expect(await codeOf(first)).to.equal('CHECKPOINT_APPEND_FAILED');
       // the group behind it never committed (nor did the command after it); with no other module, they find none
       expect(await Promise.all(next.map((p) => codeOf(p)))).to.deep.equal(['NO_MODULE', 'NO_MODULE']);
       expect(await count(f, 'journal')).to.equal(journalBefore + 2); // the first download's records only
-      const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
-      expect([await dr(ids[0]), await dr(ids[1]), await dr(ids[2])]).to.deep.equal([10_500, 10_000, 10_000]);
+      expect(await held.registers()).to.deep.equal([10_500, 10_000, 10_000]);
       expect(f.service.ledger.rotation()[0].inRotation).to.equal(false);
 
       // the monitor's pass: the ring rolls forward to the committed group, the module serves again

@@ -720,10 +720,11 @@ export class Ledger {
         }
       }
       for (const d of done) await this.opts.faults?.beforeCommit?.({ meterId: d.step.meterId, type: d.step.type });
-      // the group before this one (pipelined) must be in the ring first: never two groups committed but not appended
-      if (done.length > 0) await engine.settleAppend();
-      if (done.length > 0) await commitOrThrow(trx);
-      else await trx.rollback();
+      if (done.length > 0) {
+        // the group before this one (pipelined) must be in the ring first: never two groups committed but not appended
+        await engine.settleAppend();
+        await commitOrThrow(trx);
+      } else await trx.rollback();
     } catch (e) {
       // Not committed, or not known to be: the records stay out of the ring. If COMMIT did
       // happen, the database presents the group's records next time: roll forward.
