@@ -383,38 +383,52 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
 }
 
 /**
- * Three funded meters; a download for the first whose ring write is held on a gate, then one for
- * each of the others. Returns once the group behind the held one (the two, or the first of them:
- * a command behind that group waits for the map lock it holds) has reached its COMMIT, which
- * `reached` (the beforeCommit fault's list) shows.
+ * A fresh ledger with three funded meters; a download for the first whose ring write is held on
+ * a gate, then one for each of the others. `fn` runs once the group behind the held one (the two,
+ * or the first of them: a command behind that group waits for the map lock it holds) has reached
+ * its COMMIT. The gate is opened and the service closed whatever `fn` did.
  */
-async function holdFirstGroup(f: LedgerFixture, reached: string[]) {
-  const ids = await meters(f, 3);
-  const engine = f.service.engines[0];
-  const journalBefore = await count(f, 'journal');
-  const gate = gateRingAppend(engine);
-  const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
-  await gate.started;
-  reached.length = 0;
-  const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
-  for (let i = 0; i < 200 && reached.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
-  expect([[ids[1]], [ids[1], ids[2]]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(reached));
-  const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
-  return { ids, engine, journalBefore, gate, first, next, registers: () => Promise.all(ids.map(dr)) };
+async function withHeldGroup(fn: (f: LedgerFixture, held: HeldGroup) => Promise<void>): Promise<void> {
+  const reached: string[] = [];
+  const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void reached.push(meterId) } } });
+  let gate: ReturnType<typeof gateRingAppend> | undefined;
+  try {
+    const ids = await meters(f, 3);
+    const engine = f.service.engines[0];
+    const journalBefore = await count(f, 'journal');
+    gate = gateRingAppend(engine);
+    const first = f.service.ledger.postageValueDownload({ meterId: ids[0], amount: 500 });
+    await gate.started;
+    reached.length = 0;
+    const next = [ids[1], ids[2]].map((meterId) => f.service.ledger.postageValueDownload({ meterId, amount: 700 }));
+    for (let i = 0; i < 200 && reached.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    expect([[ids[1]], [ids[1], ids[2]]].map((x) => JSON.stringify(x))).to.include(JSON.stringify(reached));
+    const dr = async (meterId: string) => Number((await f.db.knex('meters').where({ meter_id: meterId }).first('descending_register')).descending_register);
+    await fn(f, { ids, engine, journalBefore, gate, first, next, registers: () => Promise.all(ids.map(dr)) });
+  } finally {
+    gate?.open(); // a failed assertion must not leave the append waiting
+    await f.service.close();
+  }
+}
+
+interface HeldGroup {
+  ids: string[];
+  engine: PsdEngine;
+  journalBefore: number;
+  gate: ReturnType<typeof gateRingAppend>;
+  first: Promise<unknown>;
+  next: Array<Promise<unknown>>;
+  /** The three meters' descending registers as the database holds them (another connection). */
+  registers: () => Promise<number[]>;
 }
 
 describe('pipelined groups (the next group is prepared while the ring append of the one before runs)', function () {
   this.timeout(180_000);
 
-  it('the next group signs and writes during the append, commits only after it; nothing of either is released before its record is in the ring', async () => {
-    const reached: string[] = [];
-    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void reached.push(meterId) } } });
-    let gate: ReturnType<typeof gateRingAppend> | undefined;
-    try {
-      // the next group reaches its COMMIT while the first group's record is still being written
-      const held = await holdFirstGroup(f, reached);
-      const { engine, first, next } = held;
-      gate = held.gate;
+  it('the next group signs and writes during the append, commits only after it; nothing of either is released before its record is in the ring', () =>
+    // the next group reaches its COMMIT while the first group's record is still being written
+    withHeldGroup(async (f, held) => {
+      const { engine, first, next, gate } = held;
       expect(await settled(first)).to.equal(false);
       for (const p of next) expect(await settled(p)).to.equal(false);
       // seen from another connection: the first group committed, the next one not yet
@@ -429,20 +443,11 @@ describe('pipelined groups (the next group is prepared while the ring append of 
       expect(engine.status().state).to.equal('Idle');
       expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
       expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
-    } finally {
-      gate?.open(); // a failed assertion must not leave the append waiting
-      await f.service.close();
-    }
-  });
+    }));
 
-  it('the ring append fails: that group is not released, the group prepared behind it does not commit, and the ring rolls forward at the next check', async () => {
-    const reached: string[] = [];
-    const f = await ledgerFixture({ ledger: { faults: { beforeCommit: ({ meterId }) => void reached.push(meterId) } } });
-    let gate: ReturnType<typeof gateRingAppend> | undefined;
-    try {
-      const held = await holdFirstGroup(f, reached);
-      const { ids, engine, journalBefore, first, next } = held;
-      gate = held.gate;
+  it('the ring append fails: that group is not released, the group prepared behind it does not commit, and the ring rolls forward at the next check', () =>
+    withHeldGroup(async (f, held) => {
+      const { ids, engine, journalBefore, first, next, gate } = held;
       gate.fail();
       expect(await codeOf(first)).to.equal('CHECKPOINT_APPEND_FAILED');
       // the group behind it never committed (nor did the command after it); with no other module, they find none
@@ -460,9 +465,5 @@ describe('pipelined groups (the next group is prepared while the ring append of 
       expect(engine.status().state).to.equal('Idle');
       expect((await conservation(f.db.knex, { hsm: engine.hsm })).violations).to.deep.equal([]);
       expect(await verifyJournal({ db: f.db.knex, hsm: engine.hsm })).to.deep.include({ ok: true });
-    } finally {
-      gate?.open(); // a failed assertion must not leave the append waiting
-      await f.service.close();
-    }
-  });
+    }));
 });
