@@ -4,8 +4,10 @@ import { ServerFixture, serverFixture } from './helpers/server';
 import { RawClient } from './helpers/raw-client';
 import { conservation } from '../src/ledger/conservation';
 import { verifyJournal } from '../src/ledger/journal-verify';
-import { passwordSecret, receiptSignedBytes } from '../src/protocol/messages';
-import { createPublicKey, verify, X509Certificate } from 'node:crypto';
+import { passwordSecret, Receipt } from '../src/protocol/messages';
+import { batchRootSync, receiptBatchSignedBytes, receiptLeafInput } from '../src/protocol/receipt-batch';
+import { ReceiptVerifier } from '../src/client/module-trust';
+import { createHash, createPublicKey, verify, X509Certificate } from 'node:crypto';
 import { verifyIndiciumSignature } from '../src/indicium/signature';
 import { decryptIndicium } from '../src/client/client-crypto';
 import { decodeIndicium } from '../src/indicium/layout';
@@ -86,11 +88,19 @@ describe('print requests: one dispatch, items that fail alone', function () {
     // receipts: the record counter's next values; indicia: the meter's first piece numbers (the refused item takes neither)
     let sequence = r.json.items[0].receipt.sequence;
     let piece = 1;
+    const roots = new Set<string>();
+    const signatures = new Set<string>();
     for (const [i, it] of r.json.items.entries()) {
       if (i === 25) continue;
       ar += postages[i];
-      const { signature, ...unsigned } = it.receipt;
-      expect(verify('sha256', receiptSignedBytes(unsigned), { key: identity, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64')), `receipt ${i}`).to.equal(true);
+      // one batch receipt per item: its path leads to the request's one signed root
+      const { signature, batch, ...unsigned } = it.receipt;
+      expect(batch).to.include({ size: 39, index: piece - 1 });
+      const root = batchRootSync(sha256(receiptLeafInput(unsigned)), batch, sha256);
+      expect(root, `receipt ${i}`).to.be.instanceOf(Buffer);
+      roots.add(root!.toString('base64'));
+      signatures.add(signature);
+      expect(verify('sha256', receiptBatchSignedBytes({ root: root!, size: 39 }), { key: identity, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64')), `receipt ${i}`).to.equal(true);
       expect(unsigned).to.include({ amount: postages[i], ascendingRegister: ar, descendingRegister: 100_000 - ar, sequence });
       // the indicium decrypts under the session key with this item's counter and carries this item's values
       const indicium = decryptIndicium({ sessionKey, sessionId, counter: items[i].counter, encryptedIndicium: it.encryptedIndicium });
@@ -101,6 +111,7 @@ describe('print requests: one dispatch, items that fail alone', function () {
       piece++;
     }
     expect(piece - 1).to.equal(39);
+    expect([roots.size, signatures.size]).to.deep.equal([1, 1]);
     expect(r.json.authorization.receipt.sequence).to.equal(sequence);
     expect((await conservation(f.service.db.knex, { hsm: f.service.engines[0].hsm })).violations).to.deep.equal([]);
   });
@@ -142,4 +153,39 @@ describe('print requests: one dispatch, items that fail alone', function () {
     expect((await f.service.db.knex('indicia').where({ meter_id: c.meterId })).length).to.equal(1);
     expect((await verifyJournal({ db: f.service.db.knex, hsm: f.service.engines[0].hsm })).findings).to.deep.equal([]);
   });
+
+  it("a batch receipt proves its own item only: an edited field, another item's path, a moved index or a changed size do not verify", async () => {
+    const { c, sessionId } = await mailer(10_000);
+    const postages = [110, 120, 130, 140, 150];
+    const r = await c.op('/v1/indicia', 'print', { sessionId, items: postages.map((p) => item(c, sessionId, p)) }, { 'Idempotency-Key': 'five' });
+    expect(r.status, JSON.stringify(r.json)).to.equal(200);
+    const receipts: Receipt[] = r.json.items.map((i: { receipt: Receipt }) => i.receipt);
+    const verifier = () => new ReceiptVerifier(c.modules);
+    // each as it came verifies, also alone (a verifier that saw no other item of the batch)
+    for (const rc of receipts) expect(verifier().verify(rc), `receipt ${rc.batch?.index}`).to.equal(true);
+    const v = verifier();
+    for (const rc of receipts) expect(v.verify(rc)).to.equal(true);
+    const edits: Array<[string, Receipt]> = [
+      ['amount', { ...receipts[2], amount: 1 }],
+      ['registers', { ...receipts[2], descendingRegister: receipts[2].descendingRegister + 130 }],
+      ['sequence', { ...receipts[2], sequence: receipts[3].sequence }],
+      ["another item's path", { ...receipts[2], batch: { ...receipts[2].batch!, path: receipts[3].batch!.path } }],
+      ['index', { ...receipts[2], batch: { ...receipts[2].batch!, index: 3 } }],
+      ['size', { ...receipts[4], batch: { ...receipts[4].batch!, size: 6 } }],
+      ['a path one hash short', { ...receipts[0], batch: { ...receipts[0].batch!, path: receipts[0].batch!.path.slice(1) } }],
+      ['no batch (read as a single receipt)', (({ batch: _b, ...rest }) => rest)(receipts[1])],
+    ];
+    // also with the verifier that has just seen the genuine root signed
+    for (const [what, rc] of edits) {
+      expect(v.verify(rc), what).to.equal(false);
+      expect(verifier().verify(rc), what).to.equal(false);
+    }
+    // the authorisation's receipt stays a single one
+    expect(r.json.authorization.receipt.batch).to.equal(undefined);
+    expect(v.verify(r.json.authorization.receipt)).to.equal(true);
+  });
 });
+
+function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}

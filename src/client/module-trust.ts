@@ -1,10 +1,11 @@
-import { KeyObject, verify, X509Certificate } from 'node:crypto';
+import { createHash, KeyObject, verify, X509Certificate } from 'node:crypto';
 import { vbiError } from '../errors';
 import { hasPurpose } from '../pki/cert-info';
 import { OID } from '../pki/oids';
 import { verifyPath } from '../pki/path';
 import { fromPem, fromPemAll } from '../pki/pem';
 import { Receipt, receiptSignedBytes, registrationChallengeBytes } from '../protocol/messages';
+import { batchRootSync, receiptBatchSignedBytes, receiptLeafInput } from '../protocol/receipt-batch';
 import type { KnownModule } from './client-state';
 
 /** The OU of every module identity certificate (docs/pki.md, certifyModuleIdentity). */
@@ -106,22 +107,36 @@ function checkPathWithOpenSsl(ders: Buffer[], anchors: Buffer[], at: Date): void
 }
 
 /**
- * Receipt signatures (WO 99/41690): ECDSA P-256 / SHA-256 by the module identity key over
- * receiptSignedBytes, raw r||s. Public keys are taken from the certificates verified at
- * registration and cached.
+ * Receipt signatures (WO 99/41690): ECDSA P-256 / SHA-256 by the module identity key, raw r||s,
+ * over receiptSignedBytes (a single receipt) or over its batch's root (a print or correction
+ * item's receipt, src/protocol/receipt-batch.ts). Public keys are taken from the certificates
+ * verified at registration and cached; so are the last batch roots found signed, so the items of
+ * one answer cost one signature check.
  */
 export class ReceiptVerifier {
   private readonly keys = new Map<string, KeyObject>();
+  private readonly signedRoots = new Set<string>();
 
   constructor(private readonly modules: readonly KnownModule[]) {}
 
   /** True when the signature verifies; false for a bad one; CERT_INVALID for a module never verified. */
   verify(receipt: Receipt): boolean {
     const key = this.keyOf(receipt.moduleSerial);
-    const { signature, ...unsigned } = receipt;
+    const { signature, batch, ...unsigned } = receipt;
     if (typeof signature !== 'string') return false;
     try {
-      return verify('sha256', receiptSignedBytes(unsigned), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64'));
+      if (batch === undefined) return verify('sha256', receiptSignedBytes(unsigned), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64'));
+      const root = batchRootSync(sha256(receiptLeafInput(unsigned)), batch, sha256);
+      if (!root) return false;
+      // the root, its size, the signer and the signature: all of what was checked
+      const seen = `${receipt.moduleSerial}\n${batch.size}\n${root.toString('base64')}\n${signature}`;
+      if (this.signedRoots.has(seen)) return true;
+      const ok = verify('sha256', receiptBatchSignedBytes({ root, size: batch.size }), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64'));
+      if (ok) {
+        if (this.signedRoots.size >= SIGNED_ROOTS_KEPT) this.signedRoots.delete(this.signedRoots.values().next().value!);
+        this.signedRoots.add(seen);
+      }
+      return ok;
     } catch {
       return false;
     }
@@ -137,4 +152,11 @@ export class ReceiptVerifier {
     }
     return key;
   }
+}
+
+/** Batch roots a ReceiptVerifier remembers as signed (the oldest goes first). */
+const SIGNED_ROOTS_KEPT = 64;
+
+function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
 }

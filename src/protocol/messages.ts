@@ -1,5 +1,6 @@
 import { scryptSync } from 'node:crypto';
 import { canonicalJson } from './canonical-json';
+import type { ReceiptBatch } from './receipt-batch';
 
 /**
  * The mailer ↔ module protocol (docs/protocol.md), shared by the service and the client SDK so
@@ -46,7 +47,7 @@ export function requestMacInput(r: Omit<OperationalRequest, 'mac'>): Buffer {
 /**
  * A receipt (WO 99/41690): what happened, when, the per-meter sequence number (the package's
  * record counter, also for a printed item: its piece number is in the indicium) and the module's
- * signature (identity key, ECDSA P-256, raw r||s, base64) over receiptSignedBytes.
+ * signature (identity key, ECDSA P-256, raw r||s, base64).
  */
 export interface Receipt {
   meterId: string;
@@ -58,7 +59,13 @@ export interface Receipt {
   time: string;
   moduleSerial: string;
   checkpointSeq: number;
+  /**
+   * The module's signature: over receiptSignedBytes(the fields above) for a single receipt, over
+   * receiptBatchSignedBytes(root, size) for a batch receipt (src/protocol/receipt-batch.ts).
+   */
   signature: string;
+  /** Present on a print or correction item's receipt: its place in the request's receipt tree. */
+  batch?: ReceiptBatch;
 }
 
 export function receiptSignedBytes(r: Omit<Receipt, 'signature'>): Buffer {

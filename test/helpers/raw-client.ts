@@ -1,4 +1,5 @@
 import { testLibrary } from './hsm';
+import type { KnownModule } from '../../src/client/client-state';
 import { constants, createHmac, publicEncrypt, randomBytes, createPublicKey } from 'node:crypto';
 import {
   Operation, OperationalRequest, RegisterEcho, dynamicPasswordInput, passwordSecret, requestMacInput,
@@ -12,6 +13,8 @@ import {
 export class RawClient {
   meterId = '';
   moduleSerial = '';
+  /** The modules as registration listed them (serial, transport key, identity certificate chain). */
+  modules: KnownModule[] = [];
   transportKey = Buffer.alloc(0);
   hmk = randomBytes(32);
   challenge = '';
@@ -36,6 +39,7 @@ export class RawClient {
     const reg = await this.call('POST', '/v1/registrations', { name, licensingZip, returnAddress: ['Raw Mailer', '1 Test St', 'Washington DC 20260'] });
     if (reg.status !== 201) throw new Error(`register: ${JSON.stringify(reg.json)}`);
     this.meterId = reg.json.meterId;
+    this.modules = reg.json.modules;
     this.moduleSerial = reg.json.modules[0].serial;
     this.transportKey = Buffer.from(reg.json.modules[0].transportKey, 'base64');
     const done = await this.call('POST', `/v1/registrations/${this.meterId}/complete`, {

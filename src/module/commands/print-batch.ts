@@ -1,6 +1,8 @@
 import { VbiError } from '../../errors';
 import { PsdPackage } from '../../psd/psd-package';
-import { dynamicPasswordInput, Receipt, receiptSignedBytes } from '../../protocol/messages';
+import { createHash } from 'node:crypto';
+import { dynamicPasswordInput, Receipt } from '../../protocol/messages';
+import { batchTree, receiptBatchSignedBytes, receiptLeafInput } from '../../protocol/receipt-batch';
 import { Mailpiece, PlannedIndicium, PrintedIndicium, planIndicium, signPlanned } from './create-indicium';
 import { registersOf, requireLicensed } from './guards';
 import type { KeyScope } from '../../hsm/hsm-module';
@@ -27,10 +29,11 @@ export interface BatchItemResult {
  * A whole print (or correction) request inside the one module dispatch that also checks its
  * envelope (operational()). Each item, while the session is live: its dynamic password is
  * verified with the HMK inside the token, the postage debited, the indicium signed and encrypted
- * to the session key inside the token, and a receipt signed; the package is sealed once, after
- * the last item. Items get the piece counter's next values (the piece number each indicium
- * carries, in order) and the record counter's (their receipts' `sequence`, in order); the
- * authorisation's receipt comes after them.
+ * to the session key inside the token; the package is sealed once, after the last item. Items
+ * get the piece counter's next values (the piece number each indicium carries, in order) and the
+ * record counter's (their receipts' `sequence`, in order); the authorisation's receipt comes
+ * after them. The printed items' receipts are one batch (src/protocol/receipt-batch.ts): one
+ * signature over their tree's root, and each receipt carries its path to that root.
  *
  * A refused item (INSUFFICIENT_FUNDS, a field the indicium cannot carry, a refusal from
  * `refused`) fails alone: the package is as before it. A bad dynamic password or a session found
@@ -42,11 +45,12 @@ export interface BatchItemResult {
  *
  * The token work is cut into one chunk of items per key scope: the request's own and the spare
  * ones the module has free at that moment (HsmModule.withSpareKeys, one per further token
- * thread, at most SPARE_SCOPES more; never waited for). It runs in three steps, the token's in few trips (KeyScope.many): (1) every
- * item's dynamic password, one trip per scope; (2) in order and without the token, what becomes
- * of each item and the registers and fields of each indicium; (3) per scope, one trip for its
- * items' indicium and receipt signatures and one for their encryptions. Every token error fails
- * the whole request.
+ * thread, at most SPARE_SCOPES more; never waited for). It runs in three steps, the token's in
+ * few trips (KeyScope.many): (1) every item's dynamic password, one trip per scope; (2) in order
+ * and without the token, what becomes of each item and the registers and fields of each
+ * indicium; (3) per scope, one trip for its items' indicium signatures (the first scope's also
+ * signs the receipt root) and one for their encryptions. Every token error fails the whole
+ * request.
  */
 export function printBatch(req: {
   sessionId: string;
@@ -122,29 +126,35 @@ export function printBatch(req: {
         amount += item.postage;
       }
 
-      // (3) per scope, in two trips: its items' indicium and receipt signatures; their encryptions
+      // (3) one receipt tree for the request's items, its root signed once (src/protocol/receipt-batch.ts);
+      // per scope, in two trips: its items' indicium signatures (the first scope's also the root's),
+      // then their encryptions
       const wrappedKey = pkg.secrets.wrappedIndiciumKey;
       const time = new Date(ctx.now).toISOString();
-      const printed = await inChunks(planned, scopes, async (chunk, scope) => {
-        const receipts = chunk.map((p): Omit<Receipt, 'signature'> => ({
-          meterId: pkg.meterId, op: req.type === 'correction' ? 'correction' : 'print', amount: p.postage,
-          ascendingRegister: p.plan.next.ascendingRegister, descendingRegister: p.plan.next.descendingRegister,
-          sequence: p.plan.recordSequence, time, moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
-        }));
+      const receipts = planned.map((p): Omit<Receipt, 'signature' | 'batch'> => ({
+        meterId: pkg.meterId, op: req.type === 'correction' ? 'correction' : 'print', amount: p.postage,
+        ascendingRegister: p.plan.next.ascendingRegister, descendingRegister: p.plan.next.descendingRegister,
+        sequence: p.plan.recordSequence, time, moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
+      }));
+      const tree = planned.length > 0 ? batchTree(receipts.map((r) => sha256(receiptLeafInput(r))), sha256) : null;
+      let rootSignature = '';
+      const printed = await inChunks(planned.map((p, i) => ({ p, i })), scopes, async (chunk, scope, first) => {
         const signatures = await scope.many([
-          ...chunk.map((p) => ({ signWithWrappedKey: { wrappedKey, algorithm: p.plan.fields.algorithm, data: p.plan.data } })),
-          ...receipts.map((r) => ({ identitySign: receiptSignedBytes(r) })),
+          ...chunk.map(({ p }) => ({ signWithWrappedKey: { wrappedKey, algorithm: p.plan.fields.algorithm, data: p.plan.data } })),
+          ...(first ? [{ identitySign: receiptBatchSignedBytes({ root: tree!.root, size: planned.length }) }] : []),
         ]) as Buffer[];
-        const signed = await Promise.all(chunk.map((p, i) => signPlanned(p.plan, wrappedKey, { signWithWrappedKey: async () => signatures[i] })));
-        const encrypted = await scope.many(chunk.map((p, i) => ({
-          encryptWithKeyChain: { keyChain: [ctx.usk, sessionKey], plaintext: signed[i].indicium, aad: indiciumAad(req.sessionId, p.counter) },
+        if (first) rootSignature = signatures[chunk.length].toString('base64');
+        const signed = await Promise.all(chunk.map(({ p }, k) => signPlanned(p.plan, wrappedKey, { signWithWrappedKey: async () => signatures[k] })));
+        const encrypted = await scope.many(chunk.map(({ p }, k) => ({
+          encryptWithKeyChain: { keyChain: [ctx.usk, sessionKey], plaintext: signed[k].indicium, aad: indiciumAad(req.sessionId, p.counter) },
         }))) as Buffer[];
-        return chunk.map((p, i) => ({
-          ...registersOf(p.plan.next), ...signed[i], sequence: p.plan.sequence, postage: p.postage, encryptedIndicium: encrypted[i],
-          receipt: { ...receipts[i], signature: signatures[chunk.length + i].toString('base64') },
-        }));
+        return chunk.map(({ p, i }, k) => ({ ...registersOf(p.plan.next), ...signed[k], sequence: p.plan.sequence, postage: p.postage, encryptedIndicium: encrypted[k], i }));
       });
-      for (const [i, p] of planned.entries()) results[p.index] = { index: p.index, status: 'printed', printed: printed[i] };
+      const batchReceipt = (i: number): Receipt => ({
+        ...receipts[i], signature: rootSignature,
+        batch: { size: planned.length, index: i, path: tree!.paths[i].map((h) => h.toString('base64')) },
+      });
+      for (const { i, ...item } of printed) results[planned[i].index] = { index: planned[i].index, status: 'printed', printed: { ...item, receipt: batchReceipt(i) } };
       req.holder.results = results;
       return { package: cur, type: amount > 0 ? req.type : 'inquiry', amount, totals: { printed: amount }, result: {} };
     }
@@ -161,13 +171,17 @@ const SPARE_SCOPES = 3;
  * chunk side by side, the answers put back in order. Every chunk settles before this returns
  * (nothing may still run on a session when its scope closes); then the first failure is thrown.
  */
-async function inChunks<T, S, R>(list: T[], scopes: S[], fn: (chunk: T[], scope: S) => Promise<R[]>): Promise<R[]> {
+async function inChunks<T, S, R>(list: T[], scopes: S[], fn: (chunk: T[], scope: S, first: boolean) => Promise<R[]>): Promise<R[]> {
   if (list.length === 0) return [];
   const n = Math.min(scopes.length, list.length);
   const size = Math.ceil(list.length / n);
-  const runs = scopes.slice(0, n).map((scope, i) => fn(list.slice(i * size, (i + 1) * size), scope));
+  const runs = scopes.slice(0, n).map((scope, i) => fn(list.slice(i * size, (i + 1) * size), scope, i === 0));
   const settled = await Promise.allSettled(runs);
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
   return settled.flatMap((r) => (r as PromiseFulfilledResult<R[]>).value);
+}
+
+function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
 }

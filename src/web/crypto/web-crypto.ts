@@ -88,7 +88,12 @@ export async function verifyEcdsaP256(spki: Uint8Array, data: Uint8Array, signat
   }
 }
 
+/** SHA-256 (receipt batch trees). */
+export async function sha256(data: Uint8Array): Promise<Buffer> {
+  return Buffer.from(await subtle().digest('SHA-256', bytes(data)));
+}
+
 /** SHA-256, hex: certificate fingerprints shown to the user. */
 export async function sha256Hex(data: Uint8Array): Promise<string> {
-  return Buffer.from(await subtle().digest('SHA-256', bytes(data))).toString('hex');
+  return (await sha256(data)).toString('hex');
 }

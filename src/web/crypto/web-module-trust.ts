@@ -6,7 +6,8 @@ import { fromPem, fromPemAll } from '../../pki/pem';
 import { MODULE_IDENTITY_OU } from '../../client/module-trust';
 import type { KnownModule } from '../../client/client-state';
 import { Receipt, receiptSignedBytes, registrationChallengeBytes } from '../../protocol/messages';
-import { bytes, sha256Hex, verifyEcdsaP256 } from './web-crypto';
+import { bytes, sha256, sha256Hex, verifyEcdsaP256 } from './web-crypto';
+import { batchRoot, receiptBatchSignedBytes, receiptLeafInput } from '../../protocol/receipt-batch';
 
 /** A module identity as the register page shows it, after its chain checked out. */
 export interface ModuleIdentity {
@@ -97,10 +98,17 @@ export class WebReceiptVerifier {
 
   constructor(private readonly modules: () => readonly KnownModule[]) {}
 
-  /** True when the module's signature verifies; CERT_INVALID for a module this client never verified. */
+  /**
+   * True when the module's signature verifies, over the receipt (a single one) or over its batch's
+   * root (a print or correction item's, src/protocol/receipt-batch.ts); CERT_INVALID for a module
+   * this client never verified.
+   */
   async verify(receipt: Receipt): Promise<boolean> {
-    const { signature, ...unsigned } = receipt;
-    return verifyEcdsaP256(this.keyOf(receipt.moduleSerial), receiptSignedBytes(unsigned), signature);
+    const key = this.keyOf(receipt.moduleSerial);
+    const { signature, batch, ...unsigned } = receipt;
+    if (batch === undefined) return verifyEcdsaP256(key, receiptSignedBytes(unsigned), signature);
+    const root = await batchRoot(await sha256(receiptLeafInput(unsigned)), batch, sha256);
+    return root !== null && verifyEcdsaP256(key, receiptBatchSignedBytes({ root, size: batch.size }), signature);
   }
 
   /** The SPKI of a verified module's identity key. */
