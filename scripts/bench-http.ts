@@ -1,5 +1,6 @@
 /**
  * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50] [--modules 1,2] [--meters N] [--profile DIR]
+ * npm run bench -- http --processes 1,2,3 [--seconds N] [--mailers ...] [--batches ...]
  *
  * Durable printing through the path mailers take: the real service program (`dist/src/main.js`,
  * what `npm start` runs) in a temp directory of its own — SoftHSM2 dev token, embedded
@@ -18,8 +19,11 @@
  * own calls (one signature per call, and 50 per trip as print requests send them; the best is
  * the base), and the ratio. With
  * --profile the service runs under `node --cpu-prof` and writes its CPU profile (.cpuprofile,
- * for Chrome DevTools) into DIR when the rows are done. Not a test: numbers depend on the
- * machine. Quote the output, don't assert on it.
+ * for Chrome DevTools) into DIR when the rows are done. With --processes, the rows run instead
+ * against `npm start -- --workers P` for each P (src/ops/front.ts: P service processes, one shard
+ * and one dev module token each, behind the front), the mailers registered through the front and
+ * so spread over the shards; the service's CPU is the front's and the workers'. Not a test:
+ * numbers depend on the machine. Quote the output, don't assert on it.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir, cpus } from 'node:os';
@@ -43,6 +47,7 @@ import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../src/module/commands/master-ps
 import { digestOf } from '../src/module/checkpoint';
 import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
 import { ServiceProcess } from '../src/ops/service-process';
+import { shardOfMeter } from '../src/config/shard';
 import { cpuSeconds, ownCpuSeconds } from './cpu-time';
 
 function list(name: string, dflt: number[]): number[] {
@@ -145,6 +150,7 @@ export async function benchHttp(): Promise<void> {
   const batches = list('batches', [1, 50]);
   const moduleCounts = list('modules', [1, 2]);
   const fill = num('meters', 0);
+  const processCounts = process.argv.includes('--processes') ? list('processes', [1, 2, 3]) : [];
   const dir = mkdtempSync(join(tmpdir(), 'vbi-bench-http-'));
   const service = await ServiceProcess.create(dir);
   const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -152,12 +158,33 @@ export async function benchHttp(): Promise<void> {
   const library = process.env.PKCS11_LIBRARY ?? /^PKCS11_LIBRARY=(.*)$/m.exec(devEnv)?.[1] as string;
   // the bench registers every mailer from one address: lift the per-client registration limit
   service.env = { VBI_AUTH_RATE_LIMIT: '100000', VBI_METER_POOL: '8' };
+  /** The largest K of mailers registered, funded and in session through the SDK at `url`. */
+  const mailers = async (tag: string, url: string): Promise<VbiClient[]> => {
+    const clients: VbiClient[] = [];
+    for (let i = 0; i < Math.max(...mailerCounts); i++) {
+      const c = await VbiClient.register({
+        baseUrl: url, rootCertPem: service.rootPem, name: `Bench ${i}`, licensingZip: '20260', returnAddress: ['Bench', '1 Main St'],
+        password: 'bench http password', keyFilePath: join(dir, `mailer-${tag}-${i}.key`),
+      });
+      await c.refreshModules();
+      await c.buy({ amount: 20_000_000, payment: { kind: 'card', token: 'tok_approve' } });
+      await c.openSession();
+      clients.push(c);
+    }
+    return clients;
+  };
   const profileDir = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
   if (profileDir) service.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
   try {
     let best = 0;
     let bestRow = '';
-    const cpuNow = () => ({ service: cpuSeconds(service.pid), database: cpuSeconds(service.postmasterPid(), true), mailers: ownCpuSeconds() });
+    // with --processes: the front and its workers (their pids in var/workers.json)
+    const servicePids = (): number[] => {
+      if (!service.args.length) return service.pid ? [service.pid] : [];
+      const workers = JSON.parse(readFileSync(join(service.varDir, 'workers.json'), 'utf8')) as Array<{ pid: number | null }>;
+      return [service.pid ?? 0, ...workers.map((w) => w.pid ?? 0)].filter((x) => x > 0);
+    };
+    const cpuNow = () => ({ service: servicePids().reduce((sum, pid) => sum + cpuSeconds(pid), 0), database: cpuSeconds(service.postmasterPid(), true), mailers: ownCpuSeconds() });
     /** Where the CPU went per printed item, and what rate the machine's cores allow at that cost. */
     const cpuPerItem = (a: ReturnType<typeof cpuNow>, b: ReturnType<typeof cpuNow>, items: number): string => {
       const ms = (k: keyof typeof a) => ((b[k] - a[k]) * 1000) / items;
@@ -245,7 +272,30 @@ export async function benchHttp(): Promise<void> {
     };
     const labels = [DEV_TOKEN_LABEL];
     await service.start(); // the first start provisions the dev token
-    for (const modules of moduleCounts) {
+    if (processCounts.length > 0) {
+      say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js --workers P (one dev module token per worker), SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
+      for (const procs of processCounts) {
+        // the front and `procs` workers (one shard and one dev module token each) on the same database
+        await service.terminate(30_000);
+        service.args = ['--workers', String(procs)];
+        await service.start(300_000);
+        const clients = await mailers(`p${procs}`, service.url);
+        const shards = new Map<number, number>();
+        for (const c of clients) shards.set(shardOfMeter(c.meterId), (shards.get(shardOfMeter(c.meterId)) ?? 0) + 1);
+        say(`${procs} process(es): ${clients.length} mailers registered through the front (by shard: ${[...shards].sort().map(([sh, n]) => `${sh}: ${n}`).join(', ')})`);
+        const peak = new Map<number, number>();
+        for (const k of mailerCounts) {
+          for (const b of batches) {
+            peak.set(b, Math.max(peak.get(b) ?? 0, await row(`${procs} process(es), K=${String(k).padStart(2)} mailers, batch ${String(b).padStart(2)}`, clients.slice(0, k), b)));
+          }
+        }
+        for (const b of batches) await openLoop(`${procs} process(es), half load, batch ${String(b).padStart(2)}`, clients, b, (peak.get(b) ?? 0) / 2);
+        for (const c of clients) await c.closeSession().catch(() => undefined);
+      }
+      await service.terminate(30_000);
+      service.args = [];
+    }
+    for (const modules of processCounts.length > 0 ? [] : moduleCounts) {
       if (modules > labels.length) {
         // the service stops, module tokens are cloned from the dev token, the service starts with all of them
         await service.kill();
@@ -258,19 +308,8 @@ export async function benchHttp(): Promise<void> {
         await service.start();
       }
       if (best === 0) say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js, SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
-      const password = 'bench http password';
-      const clients: VbiClient[] = [];
       const t0 = performance.now();
-      for (let i = 0; i < Math.max(...mailerCounts); i++) {
-        const c = await VbiClient.register({
-          baseUrl: service.url, rootCertPem: service.rootPem, name: `Bench ${i}`, licensingZip: '20260', returnAddress: ['Bench', '1 Main St'],
-          password, keyFilePath: join(dir, `mailer-${modules}-${i}.key`),
-        });
-        await c.refreshModules();
-        await c.buy({ amount: 20_000_000, payment: { kind: 'card', token: 'tok_approve' } });
-        await c.openSession();
-        clients.push(c);
-      }
+      const clients = await mailers(`m${modules}`, service.url);
       say(`${modules} module(s): ${clients.length} mailers registered, funded and in session through HTTP in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       const before = await groupCounts(service.url);
       const peak = new Map<number, number>();

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/config';
-import { openDatabase } from '../src/db/database';
+import { openShardDatabase } from '../src/db/database';
 import { addCredential, listCredentials, revokeCredential } from '../src/api/credentials';
 import { isVbiError } from '../src/errors';
 
@@ -22,7 +22,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const config = loadConfig({ ...process.env, PKCS11_USER_PIN: process.env.PKCS11_USER_PIN ?? 'unused-by-credentials' });
-  const db = await openDatabase({ url: config.databaseUrl, varDir: config.varDir, archive: config.walArchive, poolSize: 2 });
+  const db = await openShardDatabase(config, 2);
   try {
     if (command === 'add') {
       const c = await addCredential(db.knex, kind as 'verifier' | 'operator', (values.plant ?? values.name) as string);

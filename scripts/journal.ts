@@ -16,7 +16,6 @@ import { openVerifier } from '../src/ops/verifier';
 import { exportJournal, readExport } from '../src/ledger/journal-export';
 import { replayJournal } from '../src/ledger/journal-replay';
 import { Lease, mapShardResource, moduleResource } from '../src/ledger/module-lease';
-import { MAP_SHARD } from '../src/ledger/pg-meter-map';
 import { isVbiError, vbiError } from '../src/errors';
 import { parseMills } from '../src/client/money';
 import { transcriptDir, withTranscript } from '../src/ops/transcript';
@@ -60,7 +59,7 @@ async function main(): Promise<number> {
       // replay: no process of the service may use the database or the tokens meanwhile
       const leases: Lease[] = [];
       try {
-        leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: mapShardResource(MAP_SHARD) }));
+        leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: mapShardResource(config.shard) }));
         for (const m of v.modules) leases.push(await Lease.acquire({ url: () => v.db.primaryUrl(), resource: moduleResource(m.serial) }));
         // --stock REFERENCE=AMOUNT (repeatable): stock bought from the post after the restore point
         const stock = process.argv.flatMap((a, i) => (a === '--stock' ? [process.argv[i + 1] ?? ''] : [])).map((s) => {

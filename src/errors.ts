@@ -65,6 +65,8 @@ export const ERROR_CODES = {
   PACKAGE_STALE: { status: 500, kind: 'internal', text: 'sealed package is not the current one (meter map proof or newest journal record)' },
   DB_NEWER_THAN_CODE: { status: 500, kind: 'internal', text: 'database schema is newer than this code' },
   DATABASE_UNAVAILABLE: { status: 503, kind: 'internal', text: 'the database is unavailable (restarting or unreachable); retry the request' },
+  SHARD_LOST: { status: 503, kind: 'internal', text: "this process no longer serves the meter's shard: another process took it over; retry the request" },
+  SHARD_UNAVAILABLE: { status: 503, kind: 'internal', text: "no process serves the meter's shard now; retry the request" },
   UNKNOWN_MODULE: { status: 400, kind: 'user', text: 'no module with that serial in this service' },
   REGISTRATION_UNKNOWN: { status: 403, kind: 'user', text: 'no open registration for this meter with that registration token' },
   CRYPTO_INPUT_INVALID: { status: 400, kind: 'user', text: 'a ciphertext, MAC, key or password in the request does not fit the cryptographic operation' },

@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEV_SO_PIN, DEV_USER_PIN, loadConfig } from './config/config';
 import { createService } from './service';
+import { runFront } from './ops/front';
+import { meterIdPrefix } from './config/shard';
 import { ServerDeps, startServer } from './server';
 import { isVbiError, vbiError } from './errors';
 import { openLibrary, closeLibrary } from './hsm/pkcs11-library';
-import { startDevPki, DevPki } from './pki/dev-pki';
+import { attachDevPki, startDevPki, DevPki } from './pki/dev-pki';
 import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from './pki/dev';
 import { createMeterGen, loadMeterGenConfig } from './pki/metergen-config';
 import { PgMeterStore } from './ledger/pg-meter-store';
@@ -25,6 +27,8 @@ import { cmlsHttpAuthorityFromEnv } from './licensing/cmls-http-config';
  * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY (with VBI_CMLS_*).
  */
 async function main(): Promise<void> {
+  const workers = process.argv.indexOf('--workers');
+  if (workers >= 0) return front(process.argv[workers + 1]);
   const payments = paymentProvider(process.env);
   const licensing = licensingAuthority(process.env);
   const config = loadConfig();
@@ -39,10 +43,14 @@ async function main(): Promise<void> {
   let pki: ServerDeps['pki'];
   let metergenOf: (store: PgMeterStore) => MeterGen;
   if (!process.env.CA_URL) {
-    devPki = await startDevPki({
-      library: lib, caLabel: DEV_CA_LABEL, vendorLabel: DEV_VENDOR_LABEL, soPin: DEV_SO_PIN, userPin: DEV_USER_PIN,
-      caDir: join(config.varDir, 'dev-ca'), port: Number(process.env.VBI_CA_PORT ?? 8444),
-    });
+    const caPort = Number(process.env.VBI_CA_PORT ?? 8444);
+    // shard 0's process creates and serves the dev CA; another shard's uses it (src/config/shard.ts)
+    devPki = config.shard === 0
+      ? await startDevPki({
+        library: lib, caLabel: DEV_CA_LABEL, vendorLabel: DEV_VENDOR_LABEL, soPin: DEV_SO_PIN, userPin: DEV_USER_PIN,
+        caDir: join(config.varDir, 'dev-ca'), port: caPort,
+      })
+      : await attachDevPki({ library: lib, vendorLabel: DEV_VENDOR_LABEL, userPin: DEV_USER_PIN, caDir: join(config.varDir, 'dev-ca'), caUrl: `http://127.0.0.1:${caPort}` });
     process.stdout.write(`dev postal CA on ${devPki.caUrl} (root certificate: var/dev-ca/root.pem)\n`);
     pki = { ca: devPki.ca, ra: devPki.ra, trust: devPki.trust, intermediates: devPki.intermediates };
     metergenOf = devPki.metergen.bind(devPki);
@@ -62,7 +70,8 @@ async function main(): Promise<void> {
   const server = await startServer({
     service, pki, metergen: metergenOf, payments, licensing,
     meterPool: { minimum: Number(process.env.VBI_METER_POOL ?? 3), maxDescendingRegister: 1_000_000_000 },
-    host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls,
+    host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls, publicUrl: process.env.VBI_PUBLIC_URL || undefined,
+    trustProxy: process.env.VBI_TRUST_PROXY || undefined,
     // registration, challenge and session-open attempts per client address (and meter) per minute
     authRateLimit: process.env.VBI_AUTH_RATE_LIMIT ? { limit: Number(process.env.VBI_AUTH_RATE_LIMIT), windowMs: 60_000 } : undefined,
     keyRenewal: service.config.keyRenewal,
@@ -71,6 +80,7 @@ async function main(): Promise<void> {
     log: (line) => process.stderr.write(line + '\n'),
   });
   process.stdout.write(`meters ready for registration: ${await service.ledger.unassignedMeters()}\n`);
+  process.stdout.write(`shard ${config.shard}: meters ${meterIdPrefix(config.shard)}-…\n`);
   process.stdout.write(`listening on ${server.url}  (health: ${server.url}/v1/health, API: ${server.url}/v1/openapi.json)\n`);
   process.stdout.write(`web app: ${server.url}/\n`);
   process.stdout.write(`try:  VBI_SERVER=${server.url} VBI_PASSWORD='choose-a-password' npm run vbi -- register --name "Acme Mail Room" --zip 20260 --return-address "Acme Mail Room|1 Main St|Washington DC 20260"\n`);
@@ -83,6 +93,29 @@ async function main(): Promise<void> {
       await service.close();
       process.exit(0);
     })();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  // a worker of the front (src/ops/front.ts) stops with it
+  if (process.connected) process.on('disconnect', stop);
+}
+
+/**
+ * `npm start -- --workers N`: N service processes, worker i serving shard i, behind one front
+ * on PORT (src/ops/front.ts).
+ */
+async function front(count: string | undefined): Promise<void> {
+  const n = Number(count);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw vbiError('CONFIG_INVALID', `--workers takes a number of processes from 1 to 64, got '${count ?? ''}'`);
+  const running = await runFront({
+    workers: n, host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080),
+    varDir: process.env.VBI_VAR_DIR ?? join(process.cwd(), 'var'), env: process.env, program: __filename,
+    log: (line) => process.stdout.write(line + '\n'),
+  });
+  for (const w of running.workers()) process.stdout.write(`[front] shard ${w.shard}: worker pid ${w.pid} on ${w.url}\n`);
+  process.stdout.write(`listening on ${running.url}  (the front of ${n} workers; web app: ${running.url}/)\n`);
+  const stop = () => {
+    void running.close().then(() => process.exit(0));
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -19,6 +19,8 @@ import { CaClient } from './pki/ca-client';
 import { RequestCountersigner } from './pki/vendor-ra';
 import { TrustStore } from './pki/trust-store';
 import { keepMeterPool } from './pki/meter-pool';
+import { meterIdPrefix } from './config/shard';
+import { ShardOwners } from './ledger/shard-owners';
 import { RenewalRun, renewDueKeys } from './pki/key-renewal-schedule';
 import { writeMissingReports } from './reports/report-file';
 import { Mutex } from './module/mutex';
@@ -44,6 +46,13 @@ export interface ServerDeps {
   meterPool?: { minimum: number; maxDescendingRegister: number };
   host?: string;
   port?: number;
+  /**
+   * The URL other processes send clients of this shard to (VBI_PUBLIC_URL): this process's own
+   * address unless a proxy or TLS terminator sits in front of it.
+   */
+  publicUrl?: string;
+  /** Express's `trust proxy` (VBI_TRUST_PROXY): which peers' X-Forwarded-For names the client (rate limits); `loopback` behind the front. */
+  trustProxy?: string;
   /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
   tls?: { cert: Buffer; key: Buffer };
   authRateLimit?: { limit: number; windowMs: number; clock?: () => number };
@@ -102,11 +111,11 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     db: service.db.knex, modules: ledger.modules(),
     certify: (m) => certifyModuleIdentity({ module: m, ca: deps.pki.ca, ra: deps.pki.ra, trustRoot: deps.pki.trust.current() }),
   });
-  if (deps.meterPool) await keepMeterPool({ ledger, metergen, ...deps.meterPool });
+  if (deps.meterPool) await keepMeterPool({ ledger, metergen, prefix: meterIdPrefix(service.config.shard), ...deps.meterPool });
   // Pool refills run one at a time; registrations wait for a running one when the pool is empty.
   const poolLock = new Mutex();
   const replenishMeters = deps.meterPool
-    ? () => poolLock.run(async () => { await keepMeterPool({ ledger, metergen, ...deps.meterPool! }); })
+    ? () => poolLock.run(async () => { await keepMeterPool({ ledger, metergen, prefix: meterIdPrefix(service.config.shard), ...deps.meterPool! }); })
     : undefined;
   const licences = new LicenceQueue({ ledger, authority: deps.licensing, log: deps.log });
   const revocationReports = new RevocationReports({ db: ledger.db, authority: deps.licensing, log: deps.log });
@@ -129,7 +138,11 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     onDuplicate: fraudReportPolicy({ knex: service.db.knex, policy: service.config.suspension, suspendMeter: async (r) => { await ledger.suspendMeter(r); } }),
   });
   const checker = new IndiciumVerifier(checks);
+  const directory = service.config.directoryUrl ? await ShardOwners.at(service.config.directoryUrl) : undefined;
+  const owners = directory ?? new ShardOwners(service.db.knex);
+  let publicUrl = deps.publicUrl ?? '';
   const { app, api } = createApp({ db: service.db.knex, mailer, verifier, checker, status: () => service.status(), authRateLimit: deps.authRateLimit, log: deps.log,
+    shard: { mine: service.config.shard, lost: () => ledger.lostShard(), self: () => publicUrl, ownerUrl: (n) => owners.urlOf(n) }, trustProxy: deps.trustProxy,
     checkout: { provider: deps.payments.name, unitMills: deps.payments.unitMills, ...deps.payments.checkout },
     operator: { reactivateMeter: (r) => ledger.reactivateMeter(r), suspendMeter: (r) => ledger.suspendMeter(r), withdrawMeter: (r) => ledger.withdraw(r), refundAndClose: (r) => mailer.refundAndClose(r),
       revokeLicence: (r) => ledger.revokeLicence(r), purchaseStock: (r) => ledger.purchaseFromPost(r), pool: () => ledger.pool() },
@@ -141,6 +154,17 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     server.listen(deps.port ?? 0, deps.host ?? '127.0.0.1', () => resolve());
   });
   const addr = server.address() as AddressInfo;
+  const url = `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`;
+  publicUrl ||= url;
+  // this process serves its shard (it holds the shard's lease since createService): requests for
+  // the shard's meters that reach another process are sent here
+  try {
+    await owners.claim(service.config.shard, publicUrl, service.instanceId);
+  } catch (e) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await directory?.close();
+    throw e;
+  }
   const retention = deps.idempotencyRetentionMs ?? IDEMPOTENCY_RETENTION_MS;
   // Keys still in progress after the retention belong to requests no client ever retried (a
   // request runs for seconds): what they committed stays in the ledger, redeliverable by batch.
@@ -198,7 +222,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     capturePayments: capturePass,
     payRefunds: payoutPass,
     licensingPass,
-    url: `${deps.tls ? 'https' : 'http'}://${addr.address}:${addr.port}`,
+    url,
     app, api, mailer, metergen, store,
     close: async () => {
       clearInterval(purgeTimer);
@@ -212,6 +236,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       await reportLock.run(async () => undefined);
       await new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); });
       await poolLock.run(async () => undefined); // let a running pool refill finish
+      await directory?.close();
     },
   };
 }

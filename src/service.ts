@@ -1,17 +1,16 @@
 import { vbiError } from './errors';
-import { Config, DEV_SO_PIN, DEV_TOKEN_LABEL } from './config/config';
+import { Config, DEV_SO_PIN, devTokenLabel } from './config/config';
 import { closeLibrary, openLibrary } from './hsm/pkcs11-library';
 import { CryptoModule, CryptoModuleOptions } from './hsm/crypto-module';
 import { ensureDevToken } from './hsm/dev-token';
 import { PsdEngine, EngineStatus } from './module/psd-engine';
 import { AuditSink } from './module/audit';
-import { Database, openDatabase } from './db/database';
+import { Database, openShardDatabase } from './db/database';
 import { Ledger, LedgerOptions } from './ledger/ledger';
 import { pgAuditStore } from './ledger/audit-store';
 import { startupEvent } from './ledger/startup-audit';
 import { randomBytes } from 'node:crypto';
 import { instanceResource, Lease, leaseHeld, mapShardResource, moduleResource } from './ledger/module-lease';
-import { MAP_SHARD } from './ledger/pg-meter-map';
 import { MeterMapAnchor } from './module/map-anchor';
 
 /** A module as /v1/health shows it: its state machine, ring and map, and whether it takes commands. */
@@ -61,7 +60,7 @@ export async function createService(deps: {
   moduleFaults?: Pick<CryptoModuleOptions, 'indiciumTemplateFault'>;
 }): Promise<Service> {
   const { config } = deps;
-  const db = deps.db ?? (await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive }));
+  const db = deps.db ?? (await openShardDatabase(config));
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const engines: PsdEngine[] = [];
   const leases = new Map<PsdEngine, Lease>();
@@ -75,12 +74,12 @@ export async function createService(deps: {
   try {
     instanceLease = await Lease.acquire({ url: () => db.primaryUrl(), resource: instanceResource(instanceId) });
     held.push(instanceLease);
-    // One process serves the map shard and each module; a second one stops here, before it
-    // changes anything on a token.
-    mapLease = await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(MAP_SHARD) });
+    // One process serves the shard (its meter map) and each module; a second one stops here,
+    // before it changes anything on a token.
+    mapLease = await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(config.shard) });
     held.push(mapLease);
     for (const m of config.hsm.modules) {
-      if (m.tokenLabel === DEV_TOKEN_LABEL) {
+      if (m.tokenLabel === devTokenLabel(config.shard)) {
         const r = await ensureDevToken({ library: lib, label: m.tokenLabel, soPin: DEV_SO_PIN, userPin: m.userPin, suite: config.hsm.suite });
         if (r.created) process.stderr.write(`provisioned dev token '${m.tokenLabel}' (init-token + generate)\n`);
       }

@@ -10,6 +10,7 @@ import { ApiRegistry, DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
 import { errorHandler, notFoundHandler } from './http-errors';
 import { jsonBody } from './json-body';
 import { refuseContentEncoding, textGuard } from './text-guard';
+import { shardRedirect, ShardRouting } from './shard-redirect';
 import { objectSchema, meterIdSchema, millsSchema } from './validation';
 import { idempotency, idempotencyContext } from './idempotency';
 import { RateLimiter } from './rate-limit';
@@ -49,6 +50,10 @@ export interface AppDeps {
   /** This process's instance id and the liveness of others (idempotency owners; src/service.ts). */
   instance?: { id: string; alive: (id: string) => Promise<boolean> };
   log?: (line: string) => void;
+  /** The shard this process serves and where the others are (src/api/shard-redirect.ts); absent: one shard. */
+  shard?: ShardRouting;
+  /** Express's `trust proxy` setting: whose X-Forwarded-For names the client (unset: nobody's). */
+  trustProxy?: string;
 }
 
 /**
@@ -58,6 +63,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegistry } {
   const app = express();
   app.disable('x-powered-by');
+  if (deps.trustProxy) app.set('trust proxy', deps.trustProxy);
   const metrics = new ApiMetrics();
   metrics.registerGauge({
     name: 'modules_serving', help: 'modules in Idle or User state',
@@ -77,6 +83,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
   app.use('/v1/labels/read', jsonBody({ limit: LABEL_IMAGE_LIMIT }));
   app.use(jsonBody());
   app.use(textGuard());
+  if (deps.shard) app.use(shardRedirect(deps.shard));
   const api = new ApiRegistry(app, { title: 'VBI postage meter', version: '1', description: 'Mailer protocol VBI-OP-1: docs/protocol.md' });
   const m = deps.mailer;
   const limiter = new RateLimiter({ limit: deps.authRateLimit?.limit ?? 20, windowMs: deps.authRateLimit?.windowMs ?? 60_000, clock: deps.authRateLimit?.clock });

@@ -100,7 +100,7 @@ export function errorHandler(opts: { log?: ErrorLog } = {}): ErrorRequestHandler
     if (e.code === 'RATE_LIMITED' && typeof e.details?.retryAfterSeconds === 'number') {
       res.setHeader('Retry-After', String(e.details.retryAfterSeconds));
     }
-    if (e.code === 'DATABASE_UNAVAILABLE') res.setHeader('Retry-After', '1');
+    if (['DATABASE_UNAVAILABLE', 'SHARD_UNAVAILABLE', 'SHARD_LOST'].includes(e.code)) res.setHeader('Retry-After', '1');
     res.status(e.status).json(errorBody(e));
   };
 }

@@ -11,9 +11,8 @@ import {
 import { listTokens, probeWithProfiles } from '../hsm/probe-ceremony';
 import { CryptoModule } from '../hsm/crypto-module';
 import { PsdEngine } from '../module/psd-engine';
-import { openDatabase } from '../db/database';
+import { openShardDatabase } from '../db/database';
 import { Lease, mapShardResource, moduleResource } from '../ledger/module-lease';
-import { MAP_SHARD } from '../ledger/pg-meter-map';
 import { reinstateModule, reinstatementStatement } from '../ledger/reinstatement';
 import type { Approval, ReinstatementStatement } from '../ledger/officer-approval';
 import { checkOfficerName, installApprovers } from '../hsm/officer-keys';
@@ -232,10 +231,10 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
           module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
         });
         // The service must be stopped: the reinstatement takes the map shard's and the module's leases.
-        const db = await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive });
+        const db = await openShardDatabase(config);
         const leases: Lease[] = [];
         try {
-          leases.push(await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(MAP_SHARD) }));
+          leases.push(await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(config.shard) }));
           leases.push(await Lease.acquire({ url: () => db.primaryUrl(), resource: moduleResource(module.serial) }));
           const engine = await PsdEngine.start({ hsm: module, ringSize: config.hsm.ringSize, audit: pgAuditStore(db.knex) });
           const approvals = (values.approval ?? []).map((f) => JSON.parse(readFileSync(f, 'utf8')) as Approval);

@@ -1,4 +1,5 @@
 import { defaultTokenThreads } from '../hsm/token-threads';
+import { MAX_SHARD } from './shard';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { vbiError } from '../errors';
@@ -46,8 +47,15 @@ export interface HsmConfig {
 
 export interface Config {
   hsm: HsmConfig;
+  /** The shard this process serves (VBI_SHARD, default 0; src/config/shard.ts). */
+  shard: number;
   /** PostgreSQL URL; unset: an embedded PostgreSQL in <varDir>/pgdata. */
   databaseUrl?: string;
+  /**
+   * Where the shard owner directory is (VBI_DIRECTORY_URL, a postgres:// URL): one database every
+   * process of the deployment shares; unset, the shard's own database (src/ledger/shard-owners.ts).
+   */
+  directoryUrl?: string;
   /** Standbys of DATABASE_URL's server (DATABASE_STANDBY_URLS, comma-separated): connections go to whichever is primary (docs/operations.md). */
   databaseStandbyUrls: string[];
   /** Spoilage limit for partial refunds, basis points of the ascending register (100 = 1%). */
@@ -105,6 +113,11 @@ export function readSecret(env: Env, key: string): string | undefined {
 }
 
 export const DEV_TOKEN_LABEL = 'vbi-dev-module';
+
+/** The dev module token of shard `n` (provisioned by the service on SoftHSM2): shard 0's is DEV_TOKEN_LABEL. */
+export function devTokenLabel(shard: number): string {
+  return shard === 0 ? DEV_TOKEN_LABEL : `${DEV_TOKEN_LABEL}-${shard}`;
+}
 export const DEV_USER_PIN = '1234-dev-user';
 export const DEV_SO_PIN = '1234-dev-officer';
 
@@ -116,8 +129,9 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
     throw vbiError('CONFIG_INVALID', 'PKCS11_LIBRARY is not set (run scripts/bootstrap.sh for a dev SoftHSM2)');
   }
   const softhsm2Conf = env.SOFTHSM2_CONF ?? (library.includes('softhsm') ? dev.SOFTHSM2_CONF : undefined);
-  const labels = (env.PKCS11_TOKEN_LABELS ?? DEV_TOKEN_LABEL).split(',').map((s) => s.trim()).filter(Boolean);
-  const isDevToken = labels.length === 1 && labels[0] === DEV_TOKEN_LABEL;
+  const shard = intFrom(env, 'VBI_SHARD', 0, 0, MAX_SHARD);
+  const labels = (env.PKCS11_TOKEN_LABELS ?? devTokenLabel(shard)).split(',').map((s) => s.trim()).filter(Boolean);
+  const isDevToken = labels.length === 1 && labels[0] === devTokenLabel(shard);
   const userPin = readSecret(env, 'PKCS11_USER_PIN') ?? (isDevToken ? DEV_USER_PIN : undefined);
   if (!userPin) throw vbiError('CONFIG_INVALID', 'PKCS11_USER_PIN or PKCS11_USER_PIN_FILE is required');
   const userType = intFrom(env, 'PKCS11_USER_TYPE', 1, 0, 0xffffffff);
@@ -131,15 +145,18 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   if (oaepHash !== 'sha1' && oaepHash !== 'sha256') throw vbiError('CONFIG_INVALID', 'PKCS11_OAEP_HASH must be sha1 or sha256');
   return {
     varDir,
+    shard,
     databaseUrl: env.DATABASE_URL || undefined,
+    directoryUrl: directoryUrl(env),
     databaseStandbyUrls: standbyUrls(env),
     walArchive: {
       dir: env.VBI_WAL_ARCHIVE_DIR || defaultWalArchive(varDir).dir,
       timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
     },
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
-    journalExportDir: env.VBI_JOURNAL_EXPORT_DIR || join(varDir, 'journal-export'),
-    reportDir: env.VBI_REPORT_DIR || join(varDir, 'reports'),
+    journalExportDir: env.VBI_JOURNAL_EXPORT_DIR || (shard === 0 ? join(varDir, 'journal-export') : join(varDir, 'journal-export', `shard-${shard}`)),
+    // each shard signs and writes its own daily reports
+    reportDir: env.VBI_REPORT_DIR || (shard === 0 ? join(varDir, 'reports') : join(varDir, 'reports', `shard-${shard}`)),
     userSecretsLifetimeMs: intFrom(env, 'VBI_USER_SECRETS_LIFETIME_DAYS', 730, 1, 3650) * 86_400_000,
     keyRenewal: {
       renewBeforeMs: intFrom(env, 'VBI_KEY_RENEW_BEFORE_DAYS', 30, 1, 365) * 86_400_000,
@@ -166,6 +183,13 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       threads: intFrom(env, 'PKCS11_THREADS', defaultTokenThreads(), 1, 64),
     },
   };
+}
+
+/** VBI_DIRECTORY_URL: the shard owner directory's database, if not the shard's own. */
+function directoryUrl(env: Env): string | undefined {
+  const u = env.VBI_DIRECTORY_URL || undefined;
+  if (u !== undefined && !/^postgres(ql)?:\/\//.test(u)) throw vbiError('CONFIG_INVALID', 'VBI_DIRECTORY_URL is not a postgres:// URL');
+  return u;
 }
 
 /** DATABASE_STANDBY_URLS: comma-separated postgres:// URLs, only beside a DATABASE_URL. */

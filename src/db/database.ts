@@ -6,6 +6,8 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgre
 import { migrate } from './migrations';
 import { defaultWalArchive, type WalArchiveSettings } from './wal-archive';
 import { PrimaryFinder } from './primary-finder';
+import type { Config } from '../config/config';
+import { shardSchema } from '../config/shard';
 
 /**
  * bigint (int8) columns hold mills and counters: read them as JavaScript numbers, refusing any
@@ -34,7 +36,11 @@ export interface Database {
  * (`archive`, or the default archive under varDir): a start without archiving would leave a gap
  * in the archive that no later restore could cross.
  */
-export async function openDatabase(opts: { url?: string; standbyUrls?: readonly string[]; varDir: string; poolSize?: number; archive?: WalArchiveSettings }): Promise<Database> {
+export async function openDatabase(opts: {
+  url?: string; standbyUrls?: readonly string[]; varDir: string; poolSize?: number; archive?: WalArchiveSettings;
+  /** A shard's own schema (src/config/shard.ts): created when missing, the only one on every connection's search_path. */
+  schema?: string;
+}): Promise<Database> {
   let server: EmbeddedPostgres | undefined;
   let url = opts.url;
   if (!url) {
@@ -42,7 +48,8 @@ export async function openDatabase(opts: { url?: string; standbyUrls?: readonly 
     url = server.url;
   }
   const finder = opts.standbyUrls?.length ? new PrimaryFinder([url, ...opts.standbyUrls]) : undefined;
-  const knex = finder ? failoverKnex(finder, opts.poolSize ?? 20) : knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: opts.poolSize ?? 20 } });
+  const searchPath = opts.schema ? { searchPath: [opts.schema] } : {};
+  const knex = finder ? failoverKnex(finder, opts.poolSize ?? 20, searchPath) : knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: opts.poolSize ?? 20 }, ...searchPath });
   const primaryUrl = finder ? () => finder.current() : () => Promise.resolve(url as string);
   const close = async (): Promise<void> => {
     try {
@@ -52,6 +59,7 @@ export async function openDatabase(opts: { url?: string; standbyUrls?: readonly 
     }
   };
   try {
+    if (opts.schema) await knex.raw('CREATE SCHEMA IF NOT EXISTS ??', [opts.schema]);
     await migrate(knex);
   } catch (e) {
     await close();
@@ -60,15 +68,24 @@ export async function openDatabase(opts: { url?: string; standbyUrls?: readonly 
   return { knex, url, primaryUrl, close };
 }
 
+/** The database of the configured shard: DATABASE_URL (and standbys) or the embedded server, the shard's schema. */
+export function openShardDatabase(config: Pick<Config, 'databaseUrl' | 'databaseStandbyUrls' | 'varDir' | 'walArchive' | 'shard'>, poolSize?: number): Promise<Database> {
+  return openDatabase({
+    url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive,
+    schema: shardSchema(config.shard), poolSize,
+  });
+}
+
 /**
  * A pool whose connections go to whichever server is primary now. knex asks the provider for the
  * connection settings again only while its expiration checker says so: here, while the finder is
  * stale — at first, after a connection to the primary failed, or after a new connection could not
  * be made (a failover, or the primary restarting). Existing connections are then replaced too.
  */
-function failoverKnex(finder: PrimaryFinder, max: number): Knex {
+function failoverKnex(finder: PrimaryFinder, max: number, searchPath: { searchPath?: string[] }): Knex {
   const knex = knexFactory({
     client: 'pg',
+    ...searchPath,
     connection: async () => ({ connectionString: await finder.current(), expirationChecker: () => finder.stale }),
     pool: {
       min: 0, max,

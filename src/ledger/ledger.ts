@@ -16,7 +16,7 @@ import { sealJournalPayload } from './journal';
 import { recordRefund } from './refund-rows';
 import { MASTER_PSD_ID, MASTER_PSD_SLOT, MasterRegisters, PoolMovement, masterPsdCommand } from '../module/commands/master-psd';
 import { Lease } from './module-lease';
-import { lockModuleAndMap, lockModuleAndMapFor, readMapRow } from './pg-meter-map';
+import { claimMap, lockModuleAndMap, lockModuleAndMapFor, readMapRow } from './pg-meter-map';
 import { CommandRows, storeCommands } from './store-command';
 import { reinstateModule } from './reinstatement';
 import type { Approval } from './officer-approval';
@@ -130,6 +130,10 @@ export class Ledger {
   private readonly draining = new Set<PsdEngine>();
   private readonly groupMax: number;
   private readonly commits = { groups: 0, commands: 0, largest: 0 };
+  /** The shard's ownership epoch this process claimed (claimMap); every group's map write requires it. */
+  private ownerEpoch: number | undefined;
+  /** Set once another process took the shard over: nothing runs here any more (SHARD_LOST). */
+  private shardLost: string | null = null;
 
   constructor(private readonly opts: LedgerOptions) {
     for (const e of opts.engines) this.inFlight.set(e, 0);
@@ -146,8 +150,24 @@ export class Ledger {
    * and ring append; a rollback or an edit inhibits the module).
    */
   async start(): Promise<void> {
+    if (this.opts.mapLease) await this.claimShard();
     await this.registerModules();
     await this.reconcileAll();
+  }
+
+  /**
+   * Takes the shard for this process, which holds its lease (docs/operations.md, "Several
+   * processes, several tokens"): a new ownership epoch, required by every group's map write from
+   * now on. A process that held the shard before can then commit nothing more (SHARD_LOST).
+   */
+  private async claimShard(): Promise<void> {
+    this.ownerEpoch = await claimMap(this.db);
+    this.shardLost = null;
+  }
+
+  /** Why this process serves its shard no more (another took it over), or null. */
+  lostShard(): string | null {
+    return this.shardLost;
   }
 
   /**
@@ -186,6 +206,7 @@ export class Ledger {
    * client moving to another module is not sent to one the ledger would refuse.
    */
   servingModules(): HsmModule[] {
+    if (this.shardLost) return [];
     return this.opts.engines
       .filter((e) => !this.outOfRotation.has(e) && !this.opts.leases?.get(e)?.lost && ['Idle', 'User'].includes(e.status().state))
       .map((e) => e.hsm);
@@ -501,8 +522,12 @@ export class Ledger {
 
   private async checkModulesOnce(): Promise<string[]> {
     const back: string[] = [];
-    // a lease lost with its connection (the database restarted) is taken again when free
-    if (this.opts.mapLease && !(await this.opts.mapLease.check(this.db)) && !(await this.opts.mapLease.renew())) return back;
+    // a lease lost with its connection (the database restarted) is taken again when free, and the
+    // shard claimed again (another process may have served it meanwhile)
+    if (this.opts.mapLease && !(await this.opts.mapLease.check(this.db))) {
+      if (!(await this.opts.mapLease.renew())) return back;
+      await this.claimShard();
+    }
     for (const e of this.opts.engines) {
       const lease = this.opts.leases?.get(e);
       // a lease may look held on a connection that outlived a database restart: ask the server
@@ -573,6 +598,7 @@ export class Ledger {
    */
   async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
+    if (this.shardLost) throw vbiError('SHARD_LOST', this.shardLost);
     const named = step.moduleSerial !== undefined;
     const tried = new Set<PsdEngine>(named ? this.opts.engines.filter((e) => e.hsm.serial !== step.moduleSerial) : []);
     if (named && tried.size === this.opts.engines.length) throw vbiError('UNKNOWN_MODULE', `no module ${step.moduleSerial} in this service`);
@@ -682,6 +708,7 @@ export class Ledger {
   }
 
   private async runGroupOnce(engine: PsdEngine, steps: Step<unknown>[], oneByOne: boolean): Promise<GroupRun> {
+    if (this.shardLost) throw vbiError('SHARD_LOST', this.shardLost);
     const mapLost = this.opts.mapLease?.lost;
     if (mapLost) throw vbiError('NO_MODULE', `the meter map lease is lost (${mapLost}); commands wait until it is taken again`);
     const lease = this.opts.leases?.get(engine);
@@ -729,6 +756,7 @@ export class Ledger {
       // Not committed, or not known to be: the records stay out of the ring. If COMMIT did
       // happen, the database presents the group's records next time: roll forward.
       engine.abortGroup();
+      if (isVbiError(e, 'SHARD_LOST')) this.shardLost ??= e.message;
       if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw e;
     }
@@ -813,7 +841,7 @@ export class Ledger {
     });
     onPrepared?.(out);
     const rows = await commandRows(engine, step as Step<unknown>, out);
-    await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, master: true, commands: [rows] });
+    await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, master: true, commands: [rows], ownerEpoch: this.ownerEpoch });
     await step.after?.(trx, out, rows.at);
     return out;
   }
@@ -890,9 +918,10 @@ export class Ledger {
     // the transaction is lost and the whole group runs again one step at a time
     try {
       const rows = await Promise.all(chained.map((c) => commandRows(engine, steps[c.k], c.out)));
-      await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, commands: rows });
+      await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, commands: rows, ownerEpoch: this.ownerEpoch });
       for (const [i, c] of chained.entries()) await steps[c.k].after?.(trx, c.out, rows[i].at);
     } catch (e) {
+      if (isVbiError(e, 'SHARD_LOST')) throw e; // one at a time would be fenced out the same way
       throw new SideBySideWriteFailed(e);
     }
     for (const c of chained) settle(c.k, { out: c.out }, c.out);
@@ -901,7 +930,7 @@ export class Ledger {
   /** The rows of a prepared step: package, module checkpoint, map path and journal in one statement, then the step's own. */
   private async writeStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, out: PreparedCommand<R>, meter: MeterRow | undefined, nextSlot: number): Promise<void> {
     const rows = await commandRows(engine, step as Step<unknown>, out);
-    await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot, creates: !meter, commands: [rows] });
+    await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot, creates: !meter, commands: [rows], ownerEpoch: this.ownerEpoch });
     await step.after?.(trx, out, rows.at);
   }
 }
@@ -947,7 +976,7 @@ function commandOf<R>(step: Step<R>, meter: MeterRow | undefined, moduleRow: { c
 
 /** An error that concerns the module or the group's transaction, not one command: the whole group fails. */
 function concernsModule(e: unknown): boolean {
-  return e instanceof VbiError && (MODULE_FAULTS.includes(e.code) || e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD');
+  return e instanceof VbiError && (MODULE_FAULTS.includes(e.code) || ['CHECKPOINT_MISMATCH', 'MAP_AHEAD', 'SHARD_LOST'].includes(e.code));
 }
 
 /**

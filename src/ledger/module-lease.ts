@@ -131,6 +131,7 @@ export async function leaseHeld(db: Knex, resource: string): Promise<boolean> {
 
 export const moduleResource = (serial: string) => `module ${serial}`;
 export const instanceResource = (id: string) => `instance ${id}`;
+/** The lease of a shard (src/config/shard.ts): its meter map and so its meters. */
 export const mapShardResource = (shard: number) => `meter map shard ${shard}`;
 
 function lockKey(resource: string): number {

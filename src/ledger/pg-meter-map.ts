@@ -1,10 +1,24 @@
 import type { Knex } from 'knex';
 import { EMPTY, MapNode, MeterMapView, siblingPositions } from '../module/meter-map';
 
-/** The one map shard of this deployment (docs/ledger.md, "Spreading over nodes"). */
+/**
+ * The meter map's row key. Each shard of a deployment keeps its map in its own schema
+ * (src/config/shard.ts), so within one the map is always row 0.
+ */
 export const MAP_SHARD = 0;
 
 export interface MapRow { epoch: number; root: Buffer; nextSlot: number }
+
+/**
+ * Takes the shard for this process (called while holding the shard's lease): raises the map
+ * row's ownership epoch and returns it. Every command's write of the map row then requires that
+ * value (storeCommands), so a process the shard was taken from commits nothing more.
+ */
+export async function claimMap(db: Knex): Promise<number> {
+  const r = await db.raw('UPDATE meter_map SET owner_epoch = owner_epoch + 1 WHERE shard = ? RETURNING owner_epoch', [MAP_SHARD]);
+  if (!r.rows[0]) throw new Error(`the database has no meter map row ${MAP_SHARD}`);
+  return Number(r.rows[0].owner_epoch);
+}
 
 /**
  * The meter map's rows in PostgreSQL (sql/0050_meter_map.sql): the map row (epoch, root, next

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { PreparedCommand } from '../module/psd-engine';
 import { MAP_SHARD } from './pg-meter-map';
+import { vbiError } from '../errors';
 
 /** What one command writes besides its own rows (Step.after). */
 export interface CommandRows {
@@ -25,6 +26,8 @@ export async function storeCommands(trx: Knex.Transaction, req: {
   moduleSerial: string; nextSlot: number; creates: boolean; commands: CommandRows[];
   /** The one command is the master PSD's: its package and register copies go to the pool row (src/module/commands/master-psd.ts). */
   master?: boolean;
+  /** The shard's ownership epoch this process claimed (claimMap): the map row is written only while it is still the row's. */
+  ownerEpoch?: number;
 }): Promise<void> {
   const cs = req.commands;
   if (cs.length === 0) return;
@@ -65,7 +68,8 @@ export async function storeCommands(trx: Knex.Transaction, req: {
           path AS (INSERT INTO meter_map_nodes (shard, level, idx, hash)
                    SELECT ?, l, i, h FROM unnest(?::smallint[], ?::bigint[], ?::bytea[]) AS p(l, i, h)
                    ON CONFLICT (shard, level, idx) DO UPDATE SET hash = EXCLUDED.hash RETURNING 1),
-          mp AS (UPDATE meter_map SET epoch = ?, root = ?, next_slot = ?, updated_at = now() WHERE shard = ? RETURNING 1),
+          mp AS (UPDATE meter_map SET epoch = ?, root = ?, next_slot = ?, updated_at = now()
+                  WHERE shard = ? AND (?::bigint IS NULL OR owner_epoch = ?) RETURNING 1),
           jo AS (INSERT INTO journal (meter_id, module_serial, checkpoint_seq, tx_type, amount, ascending_register, descending_register,
                                       checkpoint, payload, module_mac, created_at, sequence, receipt, package)
                  SELECT j.meter_id, ?, j.seq, j.tx_type, j.amount, j.a_reg, j.d_reg, j.checkpoint, j.payload, j.mac, j.created, j.sequence, j.receipt::jsonb, j.package
@@ -79,7 +83,7 @@ export async function storeCommands(trx: Knex.Transaction, req: {
       ...(req.master ? masterArrays : meterArrays),
       last.out.checkpoint, r.seq, last.at, r.type, r.amount, last.at, req.moduleSerial,
       MAP_SHARD, path.map((n) => n.level), path.map((n) => n.index), path.map((n) => n.hash),
-      r.mapEpoch, r.mapRoot, req.nextSlot, MAP_SHARD,
+      r.mapEpoch, r.mapRoot, req.nextSlot, MAP_SHARD, req.ownerEpoch ?? null, req.ownerEpoch ?? null,
       req.moduleSerial,
       col((c) => c.out.package.meterId), col((c) => c.out.record.seq), col((c) => c.out.record.type), col((c) => c.out.record.amount),
       col((c) => c.out.record.ascendingRegister), col((c) => c.out.record.descendingRegister), col((c) => c.out.checkpoint),
@@ -87,6 +91,9 @@ export async function storeCommands(trx: Knex.Transaction, req: {
       col((c) => c.receipt), col((c) => c.out.sealedPackage),
     ] as unknown as Knex.RawBinding[]);
   const n = result.rows[0];
+  if (n.maps === 0 && req.ownerEpoch !== undefined) {
+    throw vbiError('SHARD_LOST', `another process took the shard over (ownership epoch ${req.ownerEpoch} is no longer the map's): nothing of this group is written`);
+  }
   // the rows were read and locked in this transaction: one missing now is a bug, never a refusal
   if (n.meters !== cs.length || n.modules !== 1 || n.maps !== 1 || n.journal !== cs.length) {
     throw new Error(`module ${req.moduleSerial}: the commands' rows changed under them (meters ${n.meters}, modules ${n.modules}, map ${n.maps}, journal ${n.journal} of ${cs.length})`);

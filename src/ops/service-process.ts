@@ -35,6 +35,8 @@ export class ServiceProcess {
   env: NodeJS.ProcessEnv = {};
   /** Extra node options for the service process (e.g. --cpu-prof for a benchmark's profile). */
   nodeArgs: string[] = [];
+  /** Arguments of the service program (e.g. `--workers 3`). */
+  args: string[] = [];
   private output = '';
   readonly varDir: string;
   readonly url: string;
@@ -77,14 +79,14 @@ export class ServiceProcess {
     const began = Date.now();
     this.output = '';
     const env = this.environment(extraEnv);
-    const child = spawn(process.execPath, [...this.nodeArgs, join(__dirname, '..', 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...this.nodeArgs, join(__dirname, '..', 'main.js'), ...this.args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
     child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => finish(new Error(`the service did not listen within ${timeoutMs} ms:\n${this.output}`)), timeoutMs);
       const poll = setInterval(() => {
-        if (this.output.includes('listening on ')) finish();
+        if (/^listening on /m.test(this.output)) finish();
       }, 25);
       const exited = (code: number | null) => finish(new Error(`the service exited (${code}) before listening:\n${this.output}`));
       child.once('exit', exited);
@@ -124,6 +126,11 @@ export class ServiceProcess {
    */
   runScript(name: string, args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): Promise<ScriptRun> {
     return this.runProgram(join(__dirname, '..', '..', 'scripts', `${name}.js`), args, extraEnv);
+  }
+
+  /** Runs the service program itself to its end (a start that is refused) with the service's environment. */
+  runMain(args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): Promise<ScriptRun> {
+    return this.runProgram(join(__dirname, '..', 'main.js'), args, extraEnv);
   }
 
   /** Runs the key ceremony CLI (`npm run ceremony -- <args>`) with the service's environment. */

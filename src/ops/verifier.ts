@@ -1,5 +1,5 @@
 import { Config } from '../config/config';
-import { Database, openDatabase } from '../db/database';
+import { Database, openShardDatabase } from '../db/database';
 import { CryptoModule } from '../hsm/crypto-module';
 import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 
@@ -11,7 +11,7 @@ import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
  */
 export async function openVerifier(config: Config): Promise<{ db: Database; hsm: CryptoModule; modules: CryptoModule[]; close(): Promise<void> }> {
   if (config.hsm.modules.length === 0) throw new Error('no module configured (PKCS11_TOKEN_LABELS)');
-  const db = await openDatabase({ url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive });
+  const db = await openShardDatabase(config);
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const modules: CryptoModule[] = [];
   const close = async (): Promise<void> => {

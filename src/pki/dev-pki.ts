@@ -70,22 +70,45 @@ export async function startDevPki(req: {
     vendorSigner.close();
     throw e;
   }
-  const ra = new VendorRa(vendorSigner, DEV_RA_KEY_ID);
-  const trust = new TrustStore(new CaDirectory(req.caDir).readCertificate('root.pem'));
+  return devPkiAt({
+    caUrl: server.url, caDir: req.caDir, vendorSigner,
+    close: async () => {
+      await server.close();
+      caSigner.close();
+    },
+  });
+}
+
+/**
+ * The dev PKI another process serves (startDevPki in shard 0's process, at `caUrl`), for the
+ * process of another shard on the same machine: the same vendor token as RA, the CA's
+ * certificates read from its directory; the CA token and the CA's files stay with the process
+ * that serves it.
+ */
+export async function attachDevPki(req: { library: LibraryHandle; vendorLabel: string; userPin: string; caDir: string; caUrl: string }): Promise<DevPki> {
+  if (!existsSync(join(req.caDir, 'root.pem'))) {
+    throw vbiError('CONFIG_INVALID', `no dev CA in ${req.caDir}: start the process of shard 0 first (it creates and serves the dev CA)`);
+  }
+  const vendorSigner = await TokenSigner.open({ library: req.library, tokenLabel: req.vendorLabel, userPin: req.userPin });
+  return devPkiAt({ caUrl: req.caUrl, caDir: req.caDir, vendorSigner, close: async () => undefined });
+}
+
+function devPkiAt(req: { caUrl: string; caDir: string; vendorSigner: TokenSigner; close: () => Promise<void> }): DevPki {
+  const ra = new VendorRa(req.vendorSigner, DEV_RA_KEY_ID);
   const caDirectory = new CaDirectory(req.caDir);
+  const trust = new TrustStore(caDirectory.readCertificate('root.pem'));
   const intermediates = readdirSync(req.caDir).filter((f) => /^issuing-\d+\.pem$/.test(f)).map((f) => caDirectory.readCertificate(f));
   return {
-    caUrl: server.url,
-    ca: new HttpCaClient(server.url),
+    caUrl: req.caUrl,
+    ca: new HttpCaClient(req.caUrl),
     intermediates,
     trust,
     ra,
     caDir: req.caDir,
-    metergen: (store, opts = {}) => new MeterGen({ store, ca: new HttpCaClient(server.url), ra, trust, organization: 'VBI Development Vendor', ...opts }),
+    metergen: (store, opts = {}) => new MeterGen({ store, ca: new HttpCaClient(req.caUrl), ra, trust, organization: 'VBI Development Vendor', ...opts }),
     close: async () => {
-      await server.close();
-      caSigner.close();
-      vendorSigner.close();
+      await req.close();
+      req.vendorSigner.close();
     },
   };
 }

@@ -4,7 +4,8 @@ import { MeterGen } from './metergen';
 
 /**
  * Keeps the pool of certified, unassigned meters at or above `minimum` (registration takes
- * meters from it), creating the missing ones with MeterGen. Returns the meters created.
+ * meters from it), creating the missing ones with MeterGen. Returns the meters created. Their
+ * ids start with `prefix`: the shard's (src/config/shard.ts, meterIdPrefix).
  */
 export async function keepMeterPool(req: {
   ledger: Ledger; metergen: MeterGen; minimum: number; maxDescendingRegister: number; prefix?: string;

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEV_SO_PIN, DEV_USER_PIN, loadConfig } from '../config/config';
+import { meterIdPrefix } from '../config/shard';
 import { isVbiError, vbiError } from '../errors';
 import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 import { createService } from '../service';
@@ -45,11 +46,11 @@ async function main(): Promise<number> {
   }
   try {
     if (keep !== undefined) {
-      const made = await keepMeterPool({ ledger: service.ledger, metergen, minimum: keep, maxDescendingRegister: maxDr });
+      const made = await keepMeterPool({ ledger: service.ledger, metergen, minimum: keep, maxDescendingRegister: maxDr, prefix: meterIdPrefix(config.shard) });
       process.stdout.write(`created ${made.length} meter(s); ${await service.ledger.unassignedMeters()} certified meters are unassigned\n`);
     } else {
       const made = await metergen.createMeters(Array.from({ length: count as number }, (_, i) => ({
-        meterId: `VBI-${Date.now().toString(36).toUpperCase()}-${i}`, maxDescendingRegister: maxDr, algorithm: values.rsa ? 'rsa-2048' as const : 'ec-p256' as const,
+        meterId: `${meterIdPrefix(config.shard)}-${Date.now().toString(36).toUpperCase()}-${i}`, maxDescendingRegister: maxDr, algorithm: values.rsa ? 'rsa-2048' as const : 'ec-p256' as const,
       })));
       for (const m of made) process.stdout.write(`${m.meterId}  ${m.algorithm}  certificate ${m.serialHex}  key expires ${new Date(m.keyExpiry).toISOString()}\n`);
     }

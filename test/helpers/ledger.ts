@@ -37,6 +37,7 @@ export async function provisionModules(count: number, prefix = 'mod'): Promise<s
 export function testConfig(labels: string[], over: Partial<Config> = {}): Config {
   return {
     varDir: process.env.VBI_TEST_ROOT as string,
+    shard: 0,
     spoilageLimitBps: 100,
     walArchive: defaultWalArchive(process.env.VBI_TEST_ROOT as string),
     backupDir: join(process.env.VBI_TEST_ROOT as string, 'backups'),

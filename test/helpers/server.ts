@@ -36,10 +36,14 @@ export async function serverFixture<P extends PaymentProvider = SandboxPaymentPr
   payments?: P;
   /** false: no periodic licensing pass (the test calls licensingPass() itself; the pass at start still runs). */
   licensingTimer?: boolean;
+  /** The shard this service serves (src/config/shard.ts); `db` must then be opened on its schema. */
+  shard?: number;
+  /** The shard owner directory's database when not the shard's own (VBI_DIRECTORY_URL). */
+  directoryUrl?: string;
 } = {}): Promise<ServerFixture<P>> {
   const labels = opts.labels ?? (await provisionModules(opts.modules ?? 1, 'srv'));
   const db = opts.db ?? (await freshDatabase());
-  const service = await createService({ config: testConfig(labels), db, ledger: opts.ledger });
+  const service = await createService({ config: testConfig(labels, { shard: opts.shard ?? 0, directoryUrl: opts.directoryUrl }), db, ledger: opts.ledger });
   try {
     await opts.started?.(service);
   } catch (e) {
