@@ -32,6 +32,7 @@ async function main(): Promise<void> {
   const payments = paymentProvider(process.env);
   const licensing = licensingAuthority(process.env);
   const config = loadConfig();
+  if (config.standby) process.stdout.write(`standby for shard ${config.shard}: waiting until no other process serves it\n`);
   const service = await createService({ config });
   for (const m of service.status().modules) {
     const tests = m.selfTest ? `${m.selfTest.results.filter((r) => r.ok).length}/${m.selfTest.results.length} self-tests passed` : 'self-tests not run';

@@ -76,7 +76,9 @@ export async function createService(deps: {
     held.push(instanceLease);
     // One process serves the shard (its meter map) and each module; a second one stops here,
     // before it changes anything on a token.
-    mapLease = await Lease.acquire({ url: () => db.primaryUrl(), resource: mapShardResource(config.shard) });
+    // A standby waits instead, and takes the shard over once the process serving it is gone.
+    const take = config.standby ? Lease.waitFor : Lease.acquire;
+    mapLease = await take({ url: () => db.primaryUrl(), resource: mapShardResource(config.shard) });
     held.push(mapLease);
     for (const m of config.hsm.modules) {
       if (m.tokenLabel === devTokenLabel(config.shard)) {
@@ -91,7 +93,7 @@ export async function createService(deps: {
       if (twin) {
         throw vbiError('TOKEN_UNSUITABLE', `tokens '${twin.tokenLabel}' and '${hsm.tokenLabel}' have the same module serial ${hsm.serial}: use a token profile with serialSource identity-key`);
       }
-      const lease = await Lease.acquire({ url: () => db.primaryUrl(), resource: moduleResource(hsm.serial) });
+      const lease = await (config.standby ? Lease.waitFor : Lease.acquire)({ url: () => db.primaryUrl(), resource: moduleResource(hsm.serial) });
       held.push(lease);
       const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, onAudit: deps.audit, anchor });
       engines.push(engine);

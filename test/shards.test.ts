@@ -155,6 +155,46 @@ describe('shards: two services over one database, each with its own schema and t
     }
   });
 
+  it('a standby for a shard (VBI_STANDBY) waits while the shard is served, then takes it over: a new ownership epoch, its tokens, and it serves', async () => {
+    const db3 = await openDatabase({ url: db0.url, varDir: dir, schema: shardSchema(3) });
+    const db3b = await openDatabase({ url: db0.url, varDir: dir, schema: shardSchema(3) });
+    let owner: ServerFixture | undefined;
+    let standby: Awaited<ReturnType<typeof createService>> | undefined;
+    try {
+      owner = await serverFixture({ db: db3, shard: 3 });
+      const m3 = await register(owner, 'shard-three');
+      await m3.buy({ amount: 10_000, payment: { kind: 'card', token: 'tok_approve' } });
+      const epoch = async () => Number((await db3b.knex('meter_map').first('owner_epoch')).owner_epoch);
+      const before = await epoch();
+      const labels = owner.service.engines.map((e) => e.hsm.tokenLabel);
+      let took = false;
+      const waiting = createService({ config: testConfig(labels, { shard: 3, standby: true }), db: db3b, moduleCheckIntervalMs: 0 }).then((sv) => {
+        took = true;
+        return sv;
+      });
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(took, 'the standby took the shard while its owner served it').to.equal(false);
+      expect(await epoch()).to.equal(before);
+      // the owner goes away (its connections end, as when its process dies)
+      await m3.close();
+      await owner.close();
+      owner = undefined;
+      standby = await waiting;
+      expect(await epoch()).to.equal(before + 1);
+      expect(standby.status().modules.map((m) => [m.inRotation, m.state])).to.deep.equal([[true, 'Idle']]);
+      // it serves the shard's meter: a download through its ledger, on the owner's books
+      await standby.ledger.postageValueDownload({ meterId: m3.meterId, amount: 500 });
+      const row = await db3b.knex('meters').where({ meter_id: m3.meterId }).first('descending_register');
+      expect(Number(row.descending_register)).to.equal(10_500);
+      expect((await conservation(db3b.knex, { hsm: standby.engines[0].hsm })).violations).to.deep.equal([]);
+    } finally {
+      await standby?.close();
+      await owner?.close();
+      await db3.close();
+      await db3b.close();
+    }
+  });
+
   it('a process whose shard another process took over commits nothing more (ownership epoch): SHARD_LOST, then its requests go to the new owner', async () => {
     const c = await VbiClient.open({ keyFilePath: join(dir, 'shard-one.json'), password: 'shard password', baseUrl: b.url, http: { attempts: 1 } });
     clients.push(c);

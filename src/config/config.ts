@@ -49,6 +49,11 @@ export interface Config {
   hsm: HsmConfig;
   /** The shard this process serves (VBI_SHARD, default 0; src/config/shard.ts). */
   shard: number;
+  /**
+   * VBI_STANDBY=1: while another process serves the shard (or holds one of its tokens), wait and
+   * take the shard over once it is gone, instead of stopping with MODULE_IN_USE.
+   */
+  standby?: boolean;
   /** PostgreSQL URL; unset: an embedded PostgreSQL in <varDir>/pgdata. */
   databaseUrl?: string;
   /**
@@ -146,6 +151,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   return {
     varDir,
     shard,
+    standby: ['1', 'true'].includes(env.VBI_STANDBY ?? ''),
     databaseUrl: env.DATABASE_URL || undefined,
     directoryUrl: directoryUrl(env),
     databaseStandbyUrls: standbyUrls(env),

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Client } from 'pg';
 import type { Knex } from 'knex';
-import { vbiError } from '../errors';
+import { isVbiError, vbiError } from '../errors';
 
 /** First key of every advisory lock this service takes ("VBI1"); the second names the resource. */
 const LOCK_CLASS = 0x56424931 | 0;
@@ -28,6 +28,21 @@ export class Lease {
     };
     client.on('error', (e) => lose(`lease connection failed: ${e.message}`));
     client.on('end', () => lose('lease connection closed'));
+  }
+
+  /**
+   * Takes the lease, waiting while another process holds it (a standby, docs/operations.md):
+   * asks again every `everyMs`. Other failures (the database away) are thrown.
+   */
+  static async waitFor(req: { url: string | (() => Promise<string>); resource: string; everyMs?: number }): Promise<Lease> {
+    for (;;) {
+      try {
+        return await Lease.acquire(req);
+      } catch (e) {
+        if (!isVbiError(e, 'MODULE_IN_USE')) throw e;
+      }
+      await new Promise((r) => setTimeout(r, req.everyMs ?? 1_000));
+    }
   }
 
   /** Takes the lease or fails at once with MODULE_IN_USE. */
