@@ -93,7 +93,7 @@ export async function createService(deps: {
       if (twin) {
         throw vbiError('TOKEN_UNSUITABLE', `tokens '${twin.tokenLabel}' and '${hsm.tokenLabel}' have the same module serial ${hsm.serial}: use a token profile with serialSource identity-key`);
       }
-      const lease = await (config.standby ? Lease.waitFor : Lease.acquire)({ url: () => db.primaryUrl(), resource: moduleResource(hsm.serial) });
+      const lease = await take({ url: () => db.primaryUrl(), resource: moduleResource(hsm.serial) });
       held.push(lease);
       const engine = await PsdEngine.start({ hsm, ringSize: config.hsm.ringSize, clock: deps.clock, audit, onAudit: deps.audit, anchor });
       engines.push(engine);

@@ -152,6 +152,19 @@ describe('several processes: the front and three workers, one of them killed', f
     }
   });
 
+  it('hostile input at the front: an oversized body is refused there (413), a malformed one reaches a worker that refuses it (400), and nothing is stuck', async () => {
+    const post = (body: string) => fetch(`${svc.url}/v1/balance`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const big = await post(' '.repeat((16 << 20) + 1));
+    expect([big.status, ((await big.json()) as { error: { code: string } }).error.code]).to.deep.equal([413, 'BODY_TOO_LARGE']);
+    const bad = await post('{"meterId": "VBI1-');
+    expect(bad.status).to.equal(400);
+    const empty = await post('');
+    expect(empty.status).to.be.within(400, 499);
+    // the front and the workers serve on
+    expect(workers().every((w) => w.up)).to.equal(true);
+    expect((await fetch(`${svc.url}/v1/health`)).status).to.equal(200);
+  });
+
   it('a process started on a token another process holds stops with MODULE_IN_USE', async () => {
     const r = await svc.runMain([], {
       VBI_SHARD: '4', PKCS11_TOKEN_LABELS: secondToken(1), PKCS11_USER_PIN: DEV_USER_PIN, DATABASE_URL: dbs[0].url, PORT: String(await freePort()),

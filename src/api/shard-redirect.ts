@@ -7,8 +7,8 @@ import { shardOfMeter } from '../config/shard';
  * process that serves that shard (method and body kept; the SDK's fetch follows it), or
  * SHARD_UNAVAILABLE (503, retryable) while no process has claimed it. So is one for this
  * process's own shard once another process took it over (SHARD_LOST until the new owner claims
- * it). Everything else is served here. The meter is the one the request names: `meterId` in the JSON body (every
- * operational envelope, heartbeats) or in the path (/v1/registrations/:meterId/…,
+ * it). Everything else is served here. The meter is the one the request names: `meterId` in the
+ * JSON body (every operational envelope, heartbeats) or in the path (/v1/registrations/:meterId/…,
  * /v1/operator/meters/:meterId/…).
  */
 export function shardRedirect(opts: ShardRouting): RequestHandler {
