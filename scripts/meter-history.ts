@@ -5,7 +5,7 @@
  */
 import { loadConfig } from '../src/config/config';
 import { openVerifier } from '../src/ops/verifier';
-import { formatMills, meterHistory } from '../src/ops/meter-history';
+import { millsText, meterHistory } from '../src/ops/meter-history';
 import { isVbiError } from '../src/errors';
 
 async function main(): Promise<number> {
@@ -22,9 +22,9 @@ async function main(): Promise<number> {
       return 0;
     }
     const m = r.meter as { meterId: string; state: string; licence: string; licenceId: string; ascendingRegister: number; descendingRegister: number; recordCounter: number };
-    process.stdout.write(`meter ${m.meterId} (${m.state}, licence ${m.licence}${m.licenceId ? ` ${m.licenceId}` : ''})  AR ${formatMills(m.ascendingRegister)}  DR ${formatMills(m.descendingRegister)}  record counter ${m.recordCounter}\n`);
+    process.stdout.write(`meter ${m.meterId} (${m.state}, licence ${m.licence}${m.licenceId ? ` ${m.licenceId}` : ''})  AR ${millsText(m.ascendingRegister)}  DR ${millsText(m.descendingRegister)}  record counter ${m.recordCounter}\n`);
     for (const h of r.history) {
-      process.stdout.write(`${h.at}  ${h.type.padEnd(12)} ${formatMills(h.amount).padStart(12)}  AR ${formatMills(h.ascendingRegister).padStart(12)}  DR ${formatMills(h.descendingRegister).padStart(12)}  module ${h.module}#${h.seq}  ${JSON.stringify(h.details)}\n`);
+      process.stdout.write(`${h.at}  ${h.type.padEnd(12)} ${millsText(h.amount).padStart(12)}  AR ${millsText(h.ascendingRegister).padStart(12)}  DR ${millsText(h.descendingRegister).padStart(12)}  module ${h.module}#${h.seq}  ${JSON.stringify(h.details)}\n`);
     }
     return 0;
   } finally {

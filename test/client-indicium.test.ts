@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { decryptIndicium, indiciumAad } from '../src/client/client-crypto';
+import { decryptIndicium } from '../src/client/client-crypto';
+import { indiciumAad } from '../src/protocol/bodies';
 import { checkPrintedIndicium } from '../src/client/print-item';
 import { WirePrintItem } from '../src/client/wire';
 import { assembleIndicium, encodeIndiciumData } from '../src/indicium/layout';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ServerFixture, serverFixture } from './helpers/server';
 import { RawClient } from './helpers/raw-client';
 import { passwordSecret } from '../src/protocol/messages';
-import { indiciumAad } from '../src/module/commands/print-item';
+import { indiciumAad } from '../src/protocol/bodies';
 import { renderLabelPdf, renderLabelPng } from '../src/indicium/render/label';
 import { readFirstDataMatrix } from '../src/indicium/decoder/dmtxread';
 import { withPdfPagePng } from '../src/indicium/decoder/pdf-page';

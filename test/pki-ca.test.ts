@@ -7,7 +7,7 @@ import { X509Signer } from '../src/pki/signer';
 import { VendorRa } from '../src/pki/vendor-ra';
 import { TokenSigner } from '../src/hsm/token-signer';
 import { createVendorRaKey, registerRa } from '../src/pki/ca/ca-ceremony';
-import { parseCertificate } from '../src/pki/cert-info';
+import { readCertInfo } from '../src/pki/cert-info';
 import { PkiWorld, RA_KEY_ID, openssl, opensslVerify, pemFile, startPkiWorld } from './pki-fixtures';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from './helpers/hsm';
 
@@ -128,7 +128,7 @@ describe('PKI: the dev/test postal CA over HTTP', () => {
     const csr = await csrFor({ commonName: 'M-CA-SER-1', organizationalUnit: 'indicium' });
     const raSignature = (await w.ra.countersign(csr)).toString('base64');
     const certs = await Promise.all(Array.from({ length: 8 }, () => post({ csr: csr.toString('base64'), raKeyId: RA_KEY_ID, raSignature })));
-    const infos = certs.map((r) => parseCertificate(Buffer.from(r.body.certificate as string, 'base64')));
+    const infos = certs.map((r) => readCertInfo(Buffer.from(r.body.certificate as string, 'base64')));
     const serials = infos.map((c) => c.serialHex);
     expect(new Set(serials).size).to.equal(8);
     for (const s of serials) expect(s).to.match(/^[4-7][0-9a-f]{31}$/);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildCsr } from '../src/pki/csr';
-import { parseCertificate } from '../src/pki/cert-info';
+import { readCertInfo } from '../src/pki/cert-info';
 import { spkiHash } from '../src/pki/extensions';
 import { fromPem, toPem } from '../src/pki/pem';
 import { openssl } from './pki-fixtures';
@@ -76,7 +76,7 @@ describe('PKI ceremony CLI and the CA process (own token directory, own processe
     const roll = await cli('ca-rollover', '--label', 'cli-ca', '--officer', 'C. A. Officer', '--ca-dir', caDir);
     expect(roll.code, roll.err).to.equal(0);
     expect(roll.out).to.contain('root generation 2');
-    const root2 = parseCertificate(fromPem('CERTIFICATE', readFileSync(join(caDir, 'root-2.pem'), 'utf8')));
+    const root2 = readCertInfo(fromPem('CERTIFICATE', readFileSync(join(caDir, 'root-2.pem'), 'utf8')));
     expect(spkiHash(root2.spki).toString('hex')).to.equal(next);
 
     for (const f of ['root.pem', 'root-1.pem', 'root-2.pem', 'root-link-2.pem', 'issuing-1.pem', 'issuing-2.pem', 'ca.json', join('ra', 'vendor-7.pem')]) {
@@ -137,7 +137,7 @@ describe('PKI ceremony CLI and the CA process (own token directory, own processe
     const v = await openssl('verify', '-x509_strict', '-CAfile', join(caDir, 'root.pem'), '-untrusted', join(dir, 'cli-chain.pem'), join(dir, 'cli-leaf.pem'));
     expect(v.code, v.out).to.equal(0);
     const issued = readFileSync(join(caDir, 'issued.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(issued.map((r: { serial: string }) => r.serial)).to.include(parseCertificate(leaf).serialHex);
+    expect(issued.map((r: { serial: string }) => r.serial)).to.include(readCertInfo(leaf).serialHex);
 
     const exited = new Promise((resolve) => proc.once('exit', resolve));
     proc.kill('SIGTERM');

@@ -4,7 +4,7 @@ import { isVbiError } from '../src/errors';
 import { CertificateResponseMessage } from '../src/pki/ca-protocol';
 import { CaClient, HttpCaClient } from '../src/pki/ca-client';
 import { buildCertificate } from '../src/pki/cert-builder';
-import { parseCertificate } from '../src/pki/cert-info';
+import { readCertInfo } from '../src/pki/cert-info';
 import { buildCsr, parseCsr } from '../src/pki/csr';
 import { buildName } from '../src/pki/names';
 import { OID } from '../src/pki/oids';
@@ -48,7 +48,7 @@ describe('PKI: MeterGen end to end (SoftHSM2 module, CA and vendor tokens, HTTP 
     for (const m of meters) {
       // the package: still unassigned, now carrying serial and expiry of its certificate
       const pkg = await w.store.package(m.meterId);
-      const cert = parseCertificate(m.certificateDer);
+      const cert = readCertInfo(m.certificateDer);
       expect(pkg.state).to.equal('unassigned');
       expect(pkg.indiciumCertSerial).to.equal(m.serialHex).and.to.equal(cert.serialHex).and.to.match(/^[4-7][0-9a-f]{31}$/);
       expect(pkg.indiciumKeyExpiry).to.equal(cert.notAfter.getTime());
@@ -130,7 +130,7 @@ describe('PKI: MeterGen end to end (SoftHSM2 module, CA and vendor tokens, HTTP 
     const capture: CaClient = { requestCertificate: async (req) => (issued = await swapping.requestCertificate(req)) };
     await failure(w.metergenWith({ ca: capture }).createMeter({ meterId: 'M-SWAP-2', maxDescendingRegister: 1000 }));
     await w.store.createUncertifiedMeter({ meterId: 'M-SWAP-2', algorithm: 'ec-p256', maxDescendingRegister: 1000 });
-    const cert = parseCertificate((issued as CertificateResponseMessage).certificate);
+    const cert = readCertInfo((issued as CertificateResponseMessage).certificate);
     const direct = await failure(w.store.certifyMeter({ meterId: 'M-SWAP-2', certificateDer: cert.der, serialHex: cert.serialHex, notAfter: cert.notAfter.getTime() }));
     expect(isVbiError(direct, 'CERT_KEY_MISMATCH'), String(direct)).to.equal(true);
     expect((await w.store.package('M-SWAP-2')).indiciumCertSerial).to.equal('');

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { isVbiError } from '../src/errors';
 import { HttpCaClient } from '../src/pki/ca-client';
-import { hasPurpose, parseCertificate } from '../src/pki/cert-info';
+import { hasPurpose, readCertInfo } from '../src/pki/cert-info';
 import { OID } from '../src/pki/oids';
 import { certifyModuleIdentity, verifyModuleSignature } from '../src/pki/module-identity';
 import { CryptoModule } from '../src/hsm/crypto-module';
@@ -27,7 +27,7 @@ describe('PKI: module identity certificates (clients verify challenge signatures
     const ca = new HttpCaClient(w.server.url);
     const mine = await certifyModuleIdentity({ module: w.module, ca, ra: w.ra, trustRoot: w.rootDer() });
     const theirs = await certifyModuleIdentity({ module: other, ca, ra: w.ra, trustRoot: w.rootDer() });
-    const info = parseCertificate(mine.certificateDer);
+    const info = readCertInfo(mine.certificateDer);
     expect(info.subject).to.deep.equal({ commonName: w.module.serial, organizationalUnit: 'module-identity' });
     expect(info.spki.equals(w.module.identityPublicKey())).to.equal(true);
     expect(hasPurpose(info, OID.kpModuleIdentity)).to.equal(true);

@@ -2,14 +2,14 @@ import { expect } from 'chai';
 import { createPublicKey, createVerify } from 'node:crypto';
 import { isVbiError } from '../src/errors';
 import { CaClient } from '../src/pki/ca-client';
-import { parseCertificate } from '../src/pki/cert-info';
+import { readCertInfo } from '../src/pki/cert-info';
 import { verifyPath } from '../src/pki/path';
 import { IndiciumKeyAlgorithm } from '../src/hsm/hsm-module';
 import { PkiWorld, opensslVerify, startPkiWorld } from './pki-fixtures';
 
 /** Verifies a module signature (raw r||s for EC, PKCS#1 v1.5 for RSA) with a certificate's key. */
 function verifiesWith(certificateDer: Buffer, algorithm: IndiciumKeyAlgorithm, data: Buffer, signature: Buffer): boolean {
-  const key = createPublicKey({ key: parseCertificate(certificateDer).spki, format: 'der', type: 'spki' });
+  const key = createPublicKey({ key: readCertInfo(certificateDer).spki, format: 'der', type: 'spki' });
   const v = createVerify('sha256').update(data);
   return algorithm === 'ec-p256' ? v.verify({ key, dsaEncoding: 'ieee-p1363' }, signature) : v.verify(key, signature);
 }
@@ -102,7 +102,7 @@ describe('PKI: indicium key renewal', () => {
     const mg = w.metergenWith({ keyLifetimeMs: 30 * 86_400_000, clock: () => clock });
     const m = await mg.createMeter({ meterId: 'M-RENEW-5', maxDescendingRegister: 1000 });
     expect(m.keyExpiry).to.equal(clock + 30 * 86_400_000);
-    expect(m.keyExpiry).to.be.below(parseCertificate(m.certificateDer).notAfter.getTime());
+    expect(m.keyExpiry).to.be.below(readCertInfo(m.certificateDer).notAfter.getTime());
     expect((await w.store.package('M-RENEW-5')).indiciumKeyExpiry).to.equal(m.keyExpiry);
     expect(mg.renewalDue(m.keyExpiry, 7 * 86_400_000)).to.equal(false);
     clock += 24 * 86_400_000;

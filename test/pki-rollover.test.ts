@@ -10,7 +10,7 @@ import { linkExtensions, rootExtensions } from '../src/pki/ca/profile';
 import { randomSerial } from '../src/pki/ca/serial';
 import { HttpCaClient } from '../src/pki/ca-client';
 import { buildCertificate } from '../src/pki/cert-builder';
-import { parseCertificate } from '../src/pki/cert-info';
+import { readCertInfo } from '../src/pki/cert-info';
 import { readNextCaKeyHash, spkiHash } from '../src/pki/extensions';
 import { OID } from '../src/pki/oids';
 import { verifyPath } from '../src/pki/path';
@@ -58,7 +58,7 @@ describe('PKI: CA root rollover (seed 002: signed by the current key, key hash p
   });
 
   it('publishes the hash of the next root key in a non-critical private extension', async () => {
-    const r1 = parseCertificate(root1);
+    const r1 = readCertInfo(root1);
     const nextSpki = await signer.publicKeySpki({ role: 'ca-root', generation: 2 });
     expect(readNextCaKeyHash(r1.cert)?.equals(spkiHash(nextSpki))).to.equal(true);
     const ext = (r1.cert.extensions ?? []).find((e) => e.extnID.startsWith('2.25.'));
@@ -101,8 +101,8 @@ describe('PKI: CA root rollover (seed 002: signed by the current key, key hash p
   });
 
   it('rejects forged rollovers and keeps the current root', async () => {
-    const r1 = parseCertificate(root1);
-    const newRoot = parseCertificate(genuine.rootCertificate);
+    const r1 = readCertInfo(root1);
+    const newRoot = readCertInfo(genuine.rootCertificate);
     const now = Date.now();
     const validity = { notBefore: new Date(now - 60_000), notAfter: new Date(now + 86_400_000 * 30) };
     const attacker = softKey();

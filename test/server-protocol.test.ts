@@ -8,7 +8,7 @@ import { conservation } from '../src/ledger/conservation';
 import { routesMissingFromSpec } from '../src/api/openapi';
 import { decodeIndicium } from '../src/indicium/layout';
 import { responseMacInput, passwordSecret } from '../src/protocol/messages';
-import { indiciumAad } from '../src/module/commands/print-item';
+import { indiciumAad } from '../src/protocol/bodies';
 
 /** Everything a rejected request must leave untouched. */
 async function snapshotOf(f: ServerFixture, meterId: string): Promise<unknown> {

@@ -3,7 +3,8 @@ import { constants, createCipheriv, generateKeyPairSync, privateDecrypt, randomB
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hmacSha256 as sdkHmac, indiciumAad } from '../src/client/client-crypto';
+import { hmacSha256 as sdkHmac } from '../src/client/client-crypto';
+import { indiciumAad } from '../src/protocol/bodies';
 import { dynamicPassword as sdkDynamicPassword } from '../src/client/dynamic-password';
 import { KeyFile } from '../src/client/key-file';
 import { buildEnvelope, checkResponseMac } from '../src/client/envelope';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { checkModuleCertificate } from '../src/client/module-trust';
 import { HttpCaClient } from '../src/pki/ca-client';
 import { certifyModuleIdentity } from '../src/pki/module-identity';
-import { parseCertificate } from '../src/pki/cert-info';
+import { readCertInfo } from '../src/pki/cert-info';
 import { toPem } from '../src/pki/pem';
 import { checkModuleCertificateWeb } from '../src/web/crypto/web-module-trust';
 import { PkiWorld, startPkiWorld } from './pki-fixtures';
@@ -58,7 +58,7 @@ describe('web app: module identity certificates checked as the SDK checks them',
   it('refused by both with CERT_INVALID: another serial, another root, outside the validity, an indicium certificate, a missing intermediate', async () => {
     const otherRoot = join(w.dir, 'other-root.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(w.dir, 'other.key'), '-out', otherRoot, '-subj', '/CN=Another root', '-days', '2'], { stdio: 'ignore' });
-    const notAfter = parseCertificate(Buffer.from(chain[0].replace(/-----[^-]+-----|\s/g, ''), 'base64')).notAfter;
+    const notAfter = readCertInfo(Buffer.from(chain[0].replace(/-----[^-]+-----|\s/g, ''), 'base64')).notAfter;
     const cases: Array<[string, Partial<Parameters<typeof both>[0]>]> = [
       ['another serial', { moduleSerial: 'ffffffffffffffff' }],
       ['another root', { rootCertPem: readFileSync(otherRoot, 'utf8') }],

@@ -31,7 +31,7 @@ function isParserError(e: unknown): e is ParserError {
 }
 
 /** Maps anything thrown or passed to next() onto a VbiError; undefined when it is unexpected. */
-export function toVbiError(e: unknown): VbiError | undefined {
+export function vbiErrorOf(e: unknown): VbiError | undefined {
   if (e instanceof VbiError) return e;
   if (isConnectionLoss(e)) return vbiError('DATABASE_UNAVAILABLE', `database connection: ${(e as Error).message}`);
   // express's router could not percent-decode a path parameter (%zz, %FF, a lone %)
@@ -90,7 +90,7 @@ export function errorHandler(opts: { log?: ErrorLog } = {}): ErrorRequestHandler
       next(err);
       return;
     }
-    let e = toVbiError(err);
+    let e = vbiErrorOf(err);
     if (!e) {
       log(`${req.method} ${req.originalUrl}: unexpected error: ${(err as Error)?.stack ?? String(err)}`);
       e = vbiError('INTERNAL');

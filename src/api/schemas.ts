@@ -1,5 +1,9 @@
-import { JsonSchema, meterIdSchema, millsSchema, objectSchema } from './validation';
+import { bodySchema, JsonSchema, meterIdSchema, millsSchema, objectSchema } from './validation';
 import { Operation } from '../protocol/messages';
+import type {
+  BalanceBody, CorrectionBody, HistoryBody, Payment, PrintBody, PrintItemBody, PrintRate, PurchaseBody, RedeliverBody, RefundBody, RekeyBody,
+  SessionCloseBody, SessionOpenBody, SettleBody,
+} from '../protocol/bodies';
 
 /** JSON Schemas of the mailer protocol's messages (docs/protocol.md), used for validation and OpenAPI. */
 
@@ -48,9 +52,9 @@ export const completeSchema = objectSchema({
   encryptedHmk: rsaCiphertext, encryptedPasswordSecret: rsaCiphertext,
 });
 
-export const printItemSchema = objectSchema({
+export const printItemSchema = bodySchema<PrintItemBody>()({
   counter, clientTime, destinationZip: zip, postage: millsSchema,
-  rate: objectSchema({ mailClass: { type: 'string', maxLength: 40 }, weightOz: { type: 'number', exclusiveMinimum: 0, maximum: 1120 }, zone: { type: 'integer', minimum: 1, maximum: 9 } }, ['mailClass', 'weightOz']),
+  rate: bodySchema<PrintRate>()({ mailClass: { type: 'string', maxLength: 40 }, weightOz: { type: 'number', exclusiveMinimum: 0, maximum: 1120 }, zone: { type: 'integer', minimum: 1, maximum: 9 } }, ['mailClass', 'weightOz']),
   itemType: { type: 'string', enum: ['postage', 'ticket', 'coupon', 'voucher'] },
   dateOfMailing: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
   dynamicPassword: mac,
@@ -59,20 +63,23 @@ export const printItemSchema = objectSchema({
 const sessionId = { type: 'string', pattern: '^[0-9a-f]{32}$' };
 
 export const bodies = {
-  balance: objectSchema({}),
-  history: objectSchema({ limit: { type: 'integer', minimum: 1, maximum: 500 } }, []),
-  purchase: objectSchema({ amount: millsSchema, payment: objectSchema({ kind: { type: 'string', enum: ['card', 'ach', 'check'] }, token: { type: 'string', minLength: 1, maxLength: 100 } }) }),
-  settle: objectSchema({ paymentId: idSchema }),
-  refund: objectSchema({ kind: { type: 'string', enum: ['partial', 'full'] }, amount: millsSchema, reason: { type: 'string', maxLength: 500 } }, ['kind', 'reason']),
-  sessionOpen: objectSchema({ moduleSerial, encryptedPasswordSecret: rsaCiphertext, encryptedSessionKey: rsaCiphertext }),
-  sessionClose: objectSchema({ sessionId }),
-  rekey: objectSchema({
+  balance: bodySchema<BalanceBody>()({}, []),
+  history: bodySchema<HistoryBody>()({ limit: { type: 'integer', minimum: 1, maximum: 500 } }, []),
+  purchase: bodySchema<PurchaseBody>()({
+    amount: millsSchema,
+    payment: bodySchema<Payment>()({ kind: { type: 'string', enum: ['card', 'ach', 'check'] }, token: { type: 'string', minLength: 1, maxLength: 100 } }, ['kind', 'token']),
+  }, ['amount', 'payment']),
+  settle: bodySchema<SettleBody>()({ paymentId: idSchema }, ['paymentId']),
+  refund: bodySchema<RefundBody>()({ kind: { type: 'string', enum: ['partial', 'full'] }, amount: millsSchema, reason: { type: 'string', maxLength: 500 } }, ['kind', 'reason']),
+  sessionOpen: bodySchema<SessionOpenBody>()({ moduleSerial, encryptedPasswordSecret: rsaCiphertext, encryptedSessionKey: rsaCiphertext }, ['moduleSerial', 'encryptedPasswordSecret', 'encryptedSessionKey']),
+  sessionClose: bodySchema<SessionCloseBody>()({ sessionId }, ['sessionId']),
+  rekey: bodySchema<RekeyBody>()({
     moduleSerial, encryptedPasswordSecret: rsaCiphertext, encryptedNewHmk: rsaCiphertext, encryptedNewPasswordSecret: rsaCiphertext,
     proofNonce: { ...base64Schema(88), minLength: 24 },
-  }),
-  print: objectSchema({ sessionId, items: { type: 'array', items: printItemSchema, minItems: 1, maxItems: 500 } }),
-  correction: objectSchema({ sessionId, originalIndiciumId: idSchema, item: printItemSchema }),
-  redeliver: objectSchema({
+  }, ['moduleSerial', 'encryptedPasswordSecret', 'encryptedNewHmk', 'encryptedNewPasswordSecret', 'proofNonce']),
+  print: bodySchema<PrintBody>()({ sessionId, items: { type: 'array', items: printItemSchema, minItems: 1, maxItems: 500 } }, ['sessionId', 'items']),
+  correction: bodySchema<CorrectionBody>()({ sessionId, originalIndiciumId: idSchema, item: printItemSchema }, ['sessionId', 'originalIndiciumId', 'item']),
+  redeliver: bodySchema<RedeliverBody>()({
     sessionId, batchId: { type: 'string', pattern: '^[0-9a-f]{16}$' }, idempotencyKey: { type: 'string', pattern: '^[\\x20-\\x7e]{1,128}$' },
     fromSequence: idSchema, toSequence: idSchema,
   }, ['sessionId']),

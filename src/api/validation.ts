@@ -40,6 +40,21 @@ export function objectSchema(properties: Record<string, JsonSchema>, required: r
   return { type: 'object', properties, required: [...required], additionalProperties: false, ...extra };
 }
 
+/** The keys of T that are not optional. */
+type RequiredKeys<T> = { [K in keyof T]-?: object extends Pick<T, K> ? never : K }[keyof T];
+
+/**
+ * objectSchema for a protocol body type (src/protocol/bodies.ts), checked at compile time: one
+ * schema per member, no member the type lacks, and `required` names exactly the type's
+ * non-optional members. Curried so that T is given and the required list is inferred.
+ */
+export function bodySchema<T>() {
+  return <const R extends readonly RequiredKeys<T>[]>(
+    properties: { [K in keyof T]-?: JsonSchema },
+    required: R & ([Exclude<RequiredKeys<T>, R[number]>] extends [never] ? unknown : { missing: Exclude<RequiredKeys<T>, R[number]> }),
+  ): JsonSchema => objectSchema(properties as Record<string, JsonSchema>, required as readonly string[]);
+}
+
 const MAX_ISSUES = 20;
 
 // Compiled validators are a pure cache of the schema objects; two Ajv instances because bodies

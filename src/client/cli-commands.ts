@@ -7,7 +7,8 @@ import { checkLabelText, labelSizeOf } from './label-output';
 import { formatMills, parseMills } from './money';
 import { VbiClient } from './vbi-client';
 import { verifyIndiciumRemote } from './verify-remote';
-import type { BalanceResult, Payment } from './wire';
+import type { Payment } from '../protocol/bodies';
+import type { BalanceResult } from './wire';
 
 /** Parsed values of one command line (node:util parseArgs). */
 export type Values = Record<string, string | boolean | string[] | undefined>;

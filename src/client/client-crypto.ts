@@ -1,5 +1,6 @@
 import { constants, createDecipheriv, createHmac, createPublicKey, publicEncrypt, timingSafeEqual } from 'node:crypto';
 import { vbiError } from '../errors';
+import { indiciumAad } from '../protocol/bodies';
 import type { OaepHash } from './client-state';
 
 /** HMAC-SHA256(key, data): request/response MACs, dynamic passwords, the registration proof. */
@@ -24,11 +25,6 @@ export function encryptToModule(module: { transportKey: string; oaepHash: OaepHa
   const key = createPublicKey({ key: Buffer.from(module.transportKey, 'base64'), format: 'der', type: 'spki' });
   if (key.asymmetricKeyType !== 'rsa') throw vbiError('CERT_INVALID', 'the module transport key is not an RSA key');
   return publicEncrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: module.oaepHash }, secret).toString('base64');
-}
-
-/** AES-GCM AAD of an indicium sent to the client (docs/protocol.md 4). */
-export function indiciumAad(sessionId: string, counter: number): Buffer {
-  return Buffer.from(`VBI-INDICIUM\n${sessionId}\n${counter}`, 'utf8');
 }
 
 const IV_BYTES = 12;

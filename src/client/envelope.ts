@@ -2,20 +2,14 @@ import { vbiError } from '../errors';
 import {
   Operation, OperationalRequest, OperationalResponse, RegisterEcho, requestMacInput, responseMacInput,
 } from '../protocol/messages';
+import { checkResponseAddressed, responseToCheck, unsignedEnvelope } from '../protocol/envelope';
 import { hmacSha256, macMatches } from './client-crypto';
 import type { ReceiptVerifier } from './module-trust';
 
-/**
- * The operational envelope of docs/protocol.md 2: the module's last challenge, the client's
- * register copy, the body, and HMAC-SHA256(HMK, requestMacInput(...)). The body goes through a
- * JSON round trip first, so the MAC covers exactly what the service will parse (no undefined
- * members, no non-JSON values).
- */
+/** The operational envelope of docs/protocol.md 2 (src/protocol/envelope.ts), MAC'd with the HMK. */
 export function buildEnvelope<B>(req: { meterId: string; op: Operation; challenge: string; registers: RegisterEcho; body: B; hmk: Buffer }): OperationalRequest<B> {
-  const body = JSON.parse(JSON.stringify(req.body ?? {})) as B;
-  const unsigned = { meterId: req.meterId, op: req.op, challenge: req.challenge, registers: { ascending: req.registers.ascending, descending: req.registers.descending }, body };
-  const mac = hmacSha256(req.hmk, requestMacInput(unsigned as Omit<OperationalRequest, 'mac'>)).toString('base64');
-  return { ...unsigned, mac };
+  const unsigned = unsignedEnvelope(req);
+  return { ...unsigned, mac: hmacSha256(req.hmk, requestMacInput(unsigned as Omit<OperationalRequest, 'mac'>)).toString('base64') };
 }
 
 /**
@@ -24,18 +18,11 @@ export function buildEnvelope<B>(req: { meterId: string; op: Operation; challeng
  * carries a well-formed challenge and registers. Returns it typed.
  */
 export function checkResponseMac<R>(req: { response: unknown; meterId: string; op: Operation; hmk: Buffer }): OperationalResponse<R> {
-  const r = req.response as Partial<OperationalResponse<R>> | null;
-  if (!r || typeof r !== 'object' || typeof r.challenge !== 'string' || !r.registers || !isRegisters(r.registers) || !r.receipt || typeof r.receipt !== 'object') {
-    throw vbiError('BAD_MAC', `the ${req.op} response is not an operational response`);
-  }
+  const r = responseToCheck<R>(req.response, req.op);
   if (!macMatches(req.hmk, responseMacInput(r as Omit<OperationalResponse, 'mac'>), r.mac)) {
     throw vbiError('BAD_MAC', `the ${req.op} response HMAC does not verify with our HMK`);
   }
-  if (r.meterId !== req.meterId || r.op !== req.op) {
-    throw vbiError('BAD_MAC', `the response answers ${String(r.meterId)}/${String(r.op)}, not ${req.meterId}/${req.op}`);
-  }
-  if (Buffer.from(r.challenge, 'base64').length === 0) throw vbiError('BAD_MAC', `the ${req.op} response carries no challenge`);
-  return r as OperationalResponse<R>;
+  return checkResponseAddressed(r, req.meterId, req.op);
 }
 
 /**
@@ -49,10 +36,4 @@ export function checkResponseReceipt(response: OperationalResponse<unknown>, rec
     throw vbiError('CERT_INVALID', `the ${response.op} receipt does not match the response (meter, op or registers)`);
   }
   if (!receipts.verify(rc)) throw vbiError('CERT_INVALID', `the ${response.op} receipt signature does not verify with module ${rc.moduleSerial}'s identity key`);
-}
-
-/** Registers as the protocol carries them: two non-negative safe integers. */
-export function isRegisters(r: unknown): r is RegisterEcho {
-  const x = r as Partial<RegisterEcho> | null;
-  return !!x && Number.isSafeInteger(x.ascending) && Number.isSafeInteger(x.descending) && (x.ascending as number) >= 0 && (x.descending as number) >= 0;
 }

@@ -4,7 +4,8 @@ import type { ItemType } from '../indicium/fields';
 import type { Receipt } from '../protocol/messages';
 import { computePostage, PostageQuote } from '../rates/postage';
 import { dynamicPassword } from './dynamic-password';
-import type { WirePrintItem, WireRate } from './wire';
+import type { PrintRate } from '../protocol/bodies';
+import type { WirePrintItem } from './wire';
 
 /** What the caller wants printed. */
 export interface PrintItemRequest {
@@ -13,7 +14,7 @@ export interface PrintItemRequest {
   /** Mills. Without `rate`: the fixed amount (rate category FIX). With `rate`: must equal the rate's price. */
   postage?: number;
   /** Priced locally with the shipped rate tables (computePostage) and again by the service. */
-  rate?: WireRate;
+  rate?: PrintRate;
   /** Default 'postage'. */
   itemType?: ItemType;
   /** 'YYYY-MM-DD'; default the client's local date. */

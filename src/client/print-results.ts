@@ -4,7 +4,8 @@ import type { Receipt, RegisterEcho } from '../protocol/messages';
 import { decryptIndicium } from './client-crypto';
 import type { ReceiptVerifier } from './module-trust';
 import { checkPrintedIndicium, PrintItemRequest } from './print-item';
-import type { WirePrintedItem, WirePrintItem } from './wire';
+import type { PrintItemAnswer } from '../protocol/bodies';
+import type { WirePrintItem } from './wire';
 
 /** The outcome of one item, after the client's checks. */
 export interface PrintedItem {
@@ -37,10 +38,10 @@ export interface PrintedItem {
  */
 export function checkPrintedItems(req: {
   meterId: string; op: 'print' | 'correction'; sessionId: string; sessionKey: Buffer;
-  requests: PrintItemRequest[]; items: WirePrintItem[]; answered: WirePrintedItem[];
+  requests: PrintItemRequest[]; items: WirePrintItem[]; answered: PrintItemAnswer[];
   startRegisters: RegisterEcho; receipts: ReceiptVerifier;
   /** How an item's indicium is decrypted; default: under `sessionKey` with the item's counter. */
-  decrypt?: (answered: WirePrintedItem, item: WirePrintItem) => Buffer;
+  decrypt?: (answered: PrintItemAnswer, item: WirePrintItem) => Buffer;
 }): { items: PrintedItem[]; registers: RegisterEcho } {
   let registers = req.startRegisters;
   const out: PrintedItem[] = [];

@@ -6,7 +6,7 @@ import type { LabelSize } from '../indicium/render/label-request';
 import { passwordSecret } from '../protocol/messages';
 import { encryptToModule, hmacSha256 } from './client-crypto';
 import { ClientState, KnownModule, SessionDefaults } from './client-state';
-import { isRegisters } from './envelope';
+import { isRegisters } from '../protocol/envelope';
 import { HttpClient, NetworkError } from './http';
 import { KeyFile } from './key-file';
 import { checkModuleCertificate, verifyModuleProof } from './module-trust';

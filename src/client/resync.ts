@@ -2,7 +2,7 @@ import { randomBytes, verify, X509Certificate } from 'node:crypto';
 import { vbiError } from '../errors';
 import { ResyncRequest, ResyncResponse, resyncMacInput, resyncResponseMacInput, resyncSignedBytes } from '../protocol/messages';
 import { hmacSha256, macMatches } from './client-crypto';
-import { isRegisters } from './envelope';
+import { isRegisters } from '../protocol/envelope';
 import type { KnownModule } from './client-state';
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isVbiError, vbiError } from '../errors';
 import {
-  Operation, OperationalRequest, OperationalResponse, passwordSecret, Receipt, redeliveryAad, RegisterEcho, rekeyProofInput, ResyncResponse,
+  Operation, OperationalRequest, OperationalResponse, passwordSecret, Receipt, RegisterEcho, rekeyProofInput, ResyncResponse,
 } from '../protocol/messages';
 import { decryptIndicium, encryptToModule, hmacSha256 } from './client-crypto';
 import { ClientState, findModule, KnownModule, PendingRequest } from './client-state';
@@ -19,9 +19,9 @@ import { checkPrintedItems, PrintedItem } from './print-results';
 import { registerMeter, RegistrationRequest } from './registration';
 import { ClientSession, endsSession, isEndingCode } from './session';
 import { verifyIndiciumRemote } from './verify-remote';
+import { CorrectionAnswer, Payment, PrintAnswer, PrintItemAnswer, redeliveryAad } from '../protocol/bodies';
 import type {
-  BalanceResult, CorrectionAnswer, HeartbeatAnswer, HistoryEntry, Payment, PrintAnswer, PurchaseResult, SessionOpened, VerifyAnswer,
-  WireModule, WirePrintedItem, WirePrintItem,
+  BalanceResult, HeartbeatAnswer, HistoryEntry, PurchaseResult, SessionOpened, VerifyAnswer, WireModule, WirePrintItem,
 } from './wire';
 
 /** Injectable dependencies (tests). */
@@ -661,7 +661,7 @@ export class VbiClient {
       throw vbiError('SESSION_NOT_FOUND', `print request ${p.idempotencyKey} was answered in session ${body.sessionId}; open a session to receive its indicia again`);
     }
     const auth = await this.accept<{ batchId?: string }>(answer?.authorization, p.op);
-    let decrypt: ((a: WirePrintedItem) => Buffer) | undefined;
+    let decrypt: ((a: PrintItemAnswer) => Buffer) | undefined;
     if (!sameSession && anyPrinted) {
       const again = await this.redeliverNow({ idempotencyKey: p.idempotencyKey });
       const byId = new Map(again.map((x) => [x.indiciumId, x.indicium]));

@@ -1,5 +1,5 @@
-import type { ItemType } from '../indicium/fields';
-import type { OperationalResponse, PrintedItem, RegisterEcho } from '../protocol/messages';
+import type { PrintItemBody } from '../protocol/bodies';
+import type { RegisterEcho } from '../protocol/messages';
 import type { OaepHash } from './client-state';
 
 /**
@@ -58,12 +58,6 @@ export interface HistoryEntry {
   descending: number;
 }
 
-/** How a purchase is paid (sandbox tokens: tok_approve, tok_decline, tok_pending, ...). */
-export interface Payment {
-  kind: 'card' | 'ach' | 'check';
-  token: string;
-}
-
 /** result of a purchase or a settle. */
 export interface PurchaseResult {
   /** The service's payment number (settle takes it). */
@@ -92,40 +86,8 @@ export interface HeartbeatAnswer {
   expiresAt: string | number;
 }
 
-/** `rate` of a print item: the service prices the piece and refuses another postage. */
-export interface WireRate {
-  mailClass: string;
-  weightOz: number;
-  zone?: number;
-}
-
-/** One item of a print request. */
-export interface WirePrintItem {
-  counter: number;
-  clientTime: number;
-  destinationZip: string;
-  postage: number;
-  rate?: WireRate;
-  itemType: ItemType;
-  dateOfMailing: string;
-  dynamicPassword: string;
-}
-
-/** One item of a print answer (shared with the service). */
-export type WirePrintedItem = PrintedItem;
-
-/** The answer to POST /v1/indicia. */
-export interface PrintAnswer {
-  authorization: OperationalResponse;
-  items: WirePrintedItem[];
-  registers: RegisterEcho;
-}
-
-/** The answer to POST /v1/corrections: the authorisation and the one printed item. */
-export interface CorrectionAnswer {
-  authorization: OperationalResponse;
-  item: WirePrintedItem;
-}
+/** A print item as the client sends it: it always names the item type and the date of mailing. */
+export type WirePrintItem = PrintItemBody & Required<Pick<PrintItemBody, 'itemType' | 'dateOfMailing'>>;
 
 /** The answer to POST /v1/verify (result codes of docs/indicium.md: VALID, DUPLICATE, ...). */
 export interface VerifyAnswer {

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CertificateLookup, certificateSerial, parseCertificate } from './certificates';
+import { CertificateLookup, certificateSerial, parseX509 } from './certificates';
 
 /**
  * A CertificateLookup over a directory of published indicium key certificates (*.der, *.pem,
@@ -12,7 +12,7 @@ export function directoryCertificateLookup(dir: string): CertificateLookup {
   for (const name of readdirSync(dir)) {
     if (!/\.(der|pem|crt|cer)$/i.test(name)) continue;
     try {
-      const cert = parseCertificate(readFileSync(join(dir, name)));
+      const cert = parseX509(readFileSync(join(dir, name)));
       bySerial.set(certificateSerial(cert), cert.raw);
     } catch {
       // not a certificate: ignore

@@ -12,7 +12,7 @@ export interface CertificateLookup {
 }
 
 /** Parses DER or PEM (Buffer or string). Throws on anything else. */
-export function parseCertificate(input: Buffer | string): X509Certificate {
+export function parseX509(input: Buffer | string): X509Certificate {
   return new X509Certificate(input);
 }
 

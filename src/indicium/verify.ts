@@ -7,7 +7,7 @@ import {
   chainToAnchor,
   keyMatchesAlgorithm,
   allowsIndiciumSigning,
-  parseCertificate,
+  parseX509,
   profileMeterId,
   summarise,
   validOnDay,
@@ -87,8 +87,8 @@ export class IndiciumVerifier {
   private readonly clock: () => Date;
 
   constructor(private readonly opts: VerifierOptions) {
-    this.anchors = opts.trustAnchors.map(parseCertificate);
-    this.intermediates = (opts.intermediates ?? []).map(parseCertificate);
+    this.anchors = opts.trustAnchors.map(parseX509);
+    this.intermediates = (opts.intermediates ?? []).map(parseX509);
     this.clock = opts.clock ?? (() => new Date());
   }
 
@@ -159,7 +159,7 @@ export class IndiciumVerifier {
       if (der === null) return `no certificate with serial ${fields.certSerial}`;
     }
     try {
-      return parseCertificate(der);
+      return parseX509(der);
     } catch {
       return 'certificate does not parse as X.509';
     }

@@ -10,7 +10,7 @@ import { PoolMovement } from '../module/commands/master-psd';
 import { payDueRefunds, payRefund } from './refund-payout';
 import { rekey } from '../module/commands/rekey';
 import { openPackage } from '../module/package-seal';
-import { carriesLastChallenge, operational, Operation, requireUnexpired } from '../module/commands/operational';
+import { checkEnvelopeState, operational, ProtocolOperation } from '../module/commands/operational';
 import { registerUserSecrets } from '../module/commands/registration';
 import { closeSession, hmkChain, inquiry, openSession, purchase, refundOperation } from '../module/commands/mailer-operations';
 import { SessionItem } from '../module/commands/print-item';
@@ -22,14 +22,17 @@ import { resync } from '../module/commands/resync';
 import { redeliver, StoredIndicium } from '../module/commands/redeliver';
 import { assembleIndicium } from '../indicium/layout';
 import type { IdempotencyContext } from '../api/idempotency';
+import type {
+  CorrectionAnswer, CorrectionBody, HistoryBody, PrintAnswer, PrintBody, PrintItemAnswer, PrintItemBody, PurchaseBody, RedeliverBody, RefundBody,
+  RekeyBody, SessionCloseBody, SessionOpenBody, SettleBody,
+} from '../protocol/bodies';
 import {
-  MeterTransaction, OperationalRequest, OperationalResponse, PrintedItem, Receipt, ResyncRequest, ResyncResponse, dynamicPasswordInput,
+  MeterTransaction, OperationalRequest, OperationalResponse, Receipt, ResyncRequest, ResyncResponse, dynamicPasswordInput,
   registrationChallengeBytes, requestMacInput,
 } from '../protocol/messages';
 import { PaymentProvider } from '../payments/payment-provider';
 import { assertChargeable, chargeWithRetry } from '../payments/charge';
 import { computePostage } from '../rates/postage';
-import { ItemType } from '../indicium/fields';
 import { ModuleEntry, moduleDirectory } from './module-directory';
 import type { LicenceOutcome, LicenceQueue } from '../licensing/licence-queue';
 
@@ -59,17 +62,6 @@ export interface MailerOptions {
    * submitted before step 1c answers. Without one the request waits for a licensing pass.
    */
   licensing?: LicenceQueue;
-}
-
-export interface PrintItemRequest {
-  counter: number;
-  clientTime: number;
-  destinationZip: string;
-  postage: number;
-  rate?: { mailClass: string; weightOz: number; zone?: number };
-  itemType?: ItemType;
-  dateOfMailing?: string;
-  dynamicPassword: string;
 }
 
 
@@ -199,7 +191,7 @@ export class MailerService {
   // --- 2. operational requests --------------------------------------------------------------
 
   /** One operational request: envelope checks and the operation in one module dispatch. */
-  private async operate<R extends Record<string, unknown>>(env: OperationalRequest, op: Operation<R>, extra: {
+  private async operate<R extends Record<string, unknown>>(env: OperationalRequest, op: ProtocolOperation<R>, extra: {
     type: string; moduleSerial?: string; details?: Record<string, unknown> | (() => Record<string, unknown>);
     before?: (trx: Knex.Transaction) => Promise<void>;
     /** Step.sideBySide: `before` only reads and locks, the operation touches only its meter. */
@@ -223,7 +215,7 @@ export class MailerService {
     return this.operate(env, inquiry, { type: 'inquiry' });
   }
 
-  async history(env: OperationalRequest<{ limit?: number }>): Promise<OperationalResponse> {
+  async history(env: OperationalRequest<HistoryBody>): Promise<OperationalResponse> {
     let entries: Array<Record<string, unknown>> = [];
     return this.operate(env, async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { entries } }), {
       type: 'inquiry',
@@ -234,7 +226,7 @@ export class MailerService {
     });
   }
 
-  async refund(env: OperationalRequest<{ kind: 'partial' | 'full'; amount?: number; reason: string }>): Promise<OperationalResponse> {
+  async refund(env: OperationalRequest<RefundBody>): Promise<OperationalResponse> {
     const { kind, reason } = env.body;
     const amount = kind === 'partial' ? assertMills(env.body.amount) : undefined;
     if (kind === 'full' && env.body.amount !== undefined) throw vbiError('BAD_REQUEST', 'a full refund takes no amount');
@@ -281,7 +273,7 @@ export class MailerService {
    * one, and is answered from the payment if the download committed (once its checkpoint is in
    * the ring).
    */
-  async purchase(env: OperationalRequest<{ amount: number; payment: { kind: 'card' | 'ach' | 'check'; token: string } }>, idem?: IdempotencyContext): Promise<OperationalResponse> {
+  async purchase(env: OperationalRequest<PurchaseBody>, idem?: IdempotencyContext): Promise<OperationalResponse> {
     const amount = assertChargeable(this.opts.payments, env.body.amount);
     const prior = idem ? await this.db('payments').where({ meter_id: env.meterId, idempotency_key: idem.key }).where('created_at', '>=', idem.since).orderBy('payment_id', 'desc').first() : undefined;
     let paymentId: number;
@@ -403,11 +395,7 @@ export class MailerService {
    */
   private async preauthenticate(env: OperationalRequest): Promise<PsdPackage> {
     const pkg = await this.authenticate(env);
-    if (!carriesLastChallenge(env, pkg)) throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last');
-    if (env.registers.ascending !== pkg.ascendingRegister || env.registers.descending !== pkg.descendingRegister) {
-      throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's");
-    }
-    requireUnexpired(pkg, this.now());
+    checkEnvelopeState(env, pkg, this.now());
     return pkg;
   }
 
@@ -415,7 +403,7 @@ export class MailerService {
    * A payment that is not yet in the meter: a pending check is polled, and once approved (or an
    * approved payment whose download failed, e.g. on a concurrent request) its value is downloaded.
    */
-  async settle(env: OperationalRequest<{ paymentId: number }>): Promise<OperationalResponse> {
+  async settle(env: OperationalRequest<SettleBody>): Promise<OperationalResponse> {
     // only the meter's owner learns anything about its payments or makes the provider be asked
     await this.authenticate(env);
     const p = await this.db('payments').where({ payment_id: env.body.paymentId, meter_id: env.meterId }).first();
@@ -507,7 +495,7 @@ export class MailerService {
    * the Idempotency-Key of a print or correction request, or a range of piece numbers (the
    * indicia's `sequence`, the number printed on the label).
    */
-  async redeliver(env: OperationalRequest<{ sessionId: string; batchId?: string; idempotencyKey?: string; fromSequence?: number; toSequence?: number }>): Promise<OperationalResponse> {
+  async redeliver(env: OperationalRequest<RedeliverBody>): Promise<OperationalResponse> {
     const b = env.body;
     const selectors = [b.batchId !== undefined, b.idempotencyKey !== undefined, b.fromSequence !== undefined].filter(Boolean).length;
     if (selectors !== 1 || (b.fromSequence === undefined) !== (b.toSequence === undefined)) {
@@ -540,7 +528,7 @@ export class MailerService {
 
   // --- 3. sessions --------------------------------------------------------------------------
 
-  async openSession(env: OperationalRequest<{ moduleSerial: string; encryptedPasswordSecret: string; encryptedSessionKey: string }>): Promise<OperationalResponse> {
+  async openSession(env: OperationalRequest<SessionOpenBody>): Promise<OperationalResponse> {
     const sessionId = randomBytes(16).toString('hex');
     const holder: { wrappedSessionKey?: Buffer } = {};
     return this.operate(env, openSession({
@@ -561,7 +549,7 @@ export class MailerService {
    * Re-key (docs/protocol.md 7): a new HMK and password for the meter, on the module whose
    * transport key the client encrypted them to; allowed after the user secrets expired.
    */
-  async rekey(env: OperationalRequest<{ moduleSerial: string; encryptedPasswordSecret: string; encryptedNewHmk: string; encryptedNewPasswordSecret: string; proofNonce: string }>): Promise<OperationalResponse> {
+  async rekey(env: OperationalRequest<RekeyBody>): Promise<OperationalResponse> {
     return this.operate(env, rekey({
       encryptedPasswordSecret: Buffer.from(env.body.encryptedPasswordSecret, 'base64'),
       encryptedNewHmk: Buffer.from(env.body.encryptedNewHmk, 'base64'),
@@ -571,7 +559,7 @@ export class MailerService {
     }), { type: 'rekey', moduleSerial: env.body.moduleSerial });
   }
 
-  async closeSession(env: OperationalRequest<{ sessionId: string }>): Promise<OperationalResponse> {
+  async closeSession(env: OperationalRequest<SessionCloseBody>): Promise<OperationalResponse> {
     return this.operate(env, closeSession({ sessionId: env.body.sessionId }), {
       type: 'session', details: { sessionId: env.body.sessionId },
       before: async (trx) => {
@@ -642,7 +630,7 @@ export class MailerService {
    * committed from the database (the batch row and its indicia: the same bytes) once its
    * checkpoint is in the ring, or runs it if nothing committed.
    */
-  async print(env: OperationalRequest<{ sessionId: string; items: PrintItemRequest[] }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
+  async print(env: OperationalRequest<PrintBody>, idem?: IdempotencyContext): Promise<PrintAnswer> {
     const { sessionId, items } = env.body;
     const mailpieces = items.map((it) => this.mailpiece(it));
     return this.printRequest(env, 'print', idem, items.map((item, i) => ({ item, mailpiece: mailpieces[i] })), {
@@ -651,7 +639,7 @@ export class MailerService {
   }
 
   /** Correction indicium (WO 99/41690) inside a session, for the additional postage: one item, the same way. */
-  async correction(env: OperationalRequest<{ sessionId: string; originalIndiciumId: number; item: PrintItemRequest }>, idem?: IdempotencyContext): Promise<{ authorization: OperationalResponse; item: PrintedItem }> {
+  async correction(env: OperationalRequest<CorrectionBody>, idem?: IdempotencyContext): Promise<CorrectionAnswer> {
     const { sessionId, originalIndiciumId, item } = env.body;
     const mailpiece = this.mailpiece(item);
     const out = await this.printRequest(env, 'correction', idem, [{ item, mailpiece }], {
@@ -672,11 +660,11 @@ export class MailerService {
    * answer and the items refused or voided) in one dispatch and one transaction.
    */
   private async printRequest(env: OperationalRequest<{ sessionId: string }>, kind: 'print' | 'correction', idem: IdempotencyContext | undefined,
-    requested: Array<{ item: PrintItemRequest; mailpiece: Mailpiece }>,
+    requested: Array<{ item: PrintItemBody; mailpiece: Mailpiece }>,
     extra: {
       result?: Record<string, unknown>; corrects?: number; details: Record<string, unknown>; before?: (trx: Knex.Transaction, session: { counter: number }) => Promise<void>;
     },
-  ): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
+  ): Promise<PrintAnswer> {
     const { sessionId } = env.body;
     const meterId = env.meterId;
     if (idem?.resumed) {
@@ -691,7 +679,7 @@ export class MailerService {
     let batchItems: BatchItem[] = [];
     let lastSeen = 0;
     const ids = new Map<number, number>();
-    let answered: PrintedItem[] = [];
+    let answered: PrintItemAnswer[] = [];
     const run = printBatch({
       sessionId, type: kind === 'print' ? 'indicium' : 'correction', holder,
       wrappedSessionKey: () => session!.wrapped_session_key,
@@ -765,9 +753,9 @@ export class MailerService {
    * A committed print or correction request answered again from the database: the same bytes,
    * and only once its checkpoint record is in the module's ring (never released before that).
    */
-  private async storedBatch(prior: { batch_id: string; answer: OperationalResponse; outcomes: Record<string, { status: 'voided' | 'failed'; reason: string }>; items: number }): Promise<{ authorization: OperationalResponse; items: PrintedItem[]; registers: { ascending: number; descending: number } }> {
+  private async storedBatch(prior: { batch_id: string; answer: OperationalResponse; outcomes: Record<string, { status: 'voided' | 'failed'; reason: string }>; items: number }): Promise<PrintAnswer> {
     await this.opts.ledger.ensureCheckpointed(prior.answer.receipt.moduleSerial, prior.answer.receipt.checkpointSeq);
-    const done = new Map<number, PrintedItem>();
+    const done = new Map<number, PrintItemAnswer>();
     for (const [index, o] of Object.entries(prior.outcomes ?? {})) done.set(Number(index), { index: Number(index), status: o.status, reason: o.reason });
     const rows = await this.db('indicia').where({ batch_id: prior.batch_id }).select('indicium_id', 'item_index', 'encrypted_indicium', 'receipt');
     for (const r of rows) {
@@ -777,7 +765,7 @@ export class MailerService {
     return { authorization: prior.answer, items, registers: prior.answer.registers };
   }
 
-  private mailpiece(it: PrintItemRequest): Mailpiece {
+  private mailpiece(it: PrintItemBody): Mailpiece {
     assertMills(it.postage, 'postage', { allowZero: false });
     if (!it.rate) return { destinationZip: it.destinationZip, rateCategory: 'FIX', rateTableId: 0, rateTableVersion: 0, itemType: it.itemType, dateOfMailing: it.dateOfMailing };
     const q = computePostage({ ...it.rate, at: new Date(this.now()) });

@@ -47,7 +47,7 @@ export async function meterHistory(req: { db: Knex; hsm: HsmModule; meterId: str
   };
 }
 
-export function formatMills(mills: number): string {
+export function millsText(mills: number): string {
   const sign = mills < 0 ? '-' : '';
   const a = Math.abs(mills);
   return `${sign}${Math.floor(a / 1000)}.${String(a % 1000).padStart(3, '0')}`;

@@ -36,7 +36,7 @@ export interface CertInfo {
 const KNOWN = [OID.basicConstraints, OID.keyUsage, OID.extKeyUsage, OID.subjectKeyIdentifier, OID.authorityKeyIdentifier, OID.nextCaKeyHash];
 
 /** Decodes a DER certificate; CERT_INVALID when it is not one (or has trailing bytes). */
-export function parseCertificate(der: Buffer): CertInfo {
+export function readCertInfo(der: Buffer): CertInfo {
   let cert: pkijs.Certificate;
   try {
     const parsed = asn1js.fromBER(der);

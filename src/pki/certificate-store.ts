@@ -1,4 +1,4 @@
-import { CertInfo, parseCertificate } from './cert-info';
+import { CertInfo, readCertInfo } from './cert-info';
 
 /** One certified indicium key, as verifiers look it up (by the serial an indicium carries). */
 export interface CertificateRecord {
@@ -22,7 +22,7 @@ export interface CertificateStore {
 
 /** A record from a certificate DER (serial and validity read from the certificate itself). */
 export function certificateRecord(meterId: string, certificateDer: Buffer): CertificateRecord {
-  const info: CertInfo = parseCertificate(certificateDer);
+  const info: CertInfo = readCertInfo(certificateDer);
   return { serialHex: info.serialHex, meterId, certificateDer, notBefore: info.notBefore.getTime(), notAfter: info.notAfter.getTime() };
 }
 

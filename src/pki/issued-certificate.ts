@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { CertInfo, parseCertificate } from './cert-info';
+import { CertInfo, readCertInfo } from './cert-info';
 import { verifyPath } from './path';
 
 /**
@@ -19,7 +19,7 @@ export function verifyIssuedCertificate(req: {
   expectedCommonName: string;
   at: Date;
 }): { leaf: CertInfo; path: CertInfo[] } {
-  const leaf = parseCertificate(req.certificateDer);
+  const leaf = readCertInfo(req.certificateDer);
   const path = verifyPath({ leaf, intermediates: req.chain, anchors: req.anchors, at: req.at });
   if (leaf.isCa) throw vbiError('CERT_INVALID', `certificate ${leaf.serialHex} is a CA certificate, not an end-entity certificate`);
   if (leaf.keyUsage && !leaf.keyUsage.has('digitalSignature')) throw vbiError('CERT_INVALID', `certificate ${leaf.serialHex} does not allow digital signatures`);

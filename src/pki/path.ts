@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { CertInfo, parseCertificate } from './cert-info';
+import { CertInfo, readCertInfo } from './cert-info';
 import { verifySignature } from './verify-signature';
 
 const MAX_DEPTH = 4;
@@ -15,9 +15,9 @@ const MAX_DEPTH = 4;
  * the other side). Returns the path leaf first, anchor last; CERT_INVALID says what failed.
  */
 export function verifyPath(req: { leaf: Buffer | CertInfo; intermediates: Buffer[]; anchors: Buffer[]; at: Date }): CertInfo[] {
-  const leaf = Buffer.isBuffer(req.leaf) ? parseCertificate(req.leaf) : req.leaf;
-  const anchors = req.anchors.map(parseCertificate);
-  const pool = req.intermediates.map(parseCertificate).filter((c) => !anchors.some((a) => a.der.equals(c.der)));
+  const leaf = Buffer.isBuffer(req.leaf) ? readCertInfo(req.leaf) : req.leaf;
+  const anchors = req.anchors.map(readCertInfo);
+  const pool = req.intermediates.map(readCertInfo).filter((c) => !anchors.some((a) => a.der.equals(c.der)));
   const path: CertInfo[] = [leaf];
   checkCommon(leaf, req.at, 'leaf');
   let current = leaf;

@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { CertInfo, parseCertificate } from './cert-info';
+import { CertInfo, readCertInfo } from './cert-info';
 import { readNextCaKeyHash, spkiHash } from './extensions';
 import { issuedBy } from './path';
 
@@ -27,14 +27,14 @@ export interface RolloverCertificates {
  */
 export function verifyRollover(req: { current: Buffer; next: RolloverCertificates; at: Date }): CertInfo {
   const reject = (why: string) => vbiError('ROLLOVER_REJECTED', `CA rollover rejected: ${why}`);
-  const current = parseCertificate(req.current);
+  const current = readCertInfo(req.current);
   const committed = readNextCaKeyHash(current.cert);
   if (!committed) throw reject('the current root certificate publishes no next-key hash');
   let link: CertInfo;
   let root: CertInfo;
   try {
-    link = parseCertificate(req.next.linkCertificate);
-    root = parseCertificate(req.next.rootCertificate);
+    link = readCertInfo(req.next.linkCertificate);
+    root = readCertInfo(req.next.rootCertificate);
   } catch (e) {
     throw reject((e as Error).message);
   }

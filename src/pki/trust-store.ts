@@ -1,4 +1,4 @@
-import { CertInfo, parseCertificate } from './cert-info';
+import { CertInfo, readCertInfo } from './cert-info';
 import { toPem } from './pem';
 import { RolloverCertificates, verifyRollover } from './rollover';
 
@@ -15,7 +15,7 @@ export class TrustStore {
   constructor(roots: Buffer | Buffer[], private readonly clock: () => number = Date.now) {
     const list = Array.isArray(roots) ? roots : [roots];
     if (list.length === 0) throw new Error('a trust store needs at least one root');
-    this.roots = list.map(parseCertificate);
+    this.roots = list.map(readCertInfo);
   }
 
   /** The root new certificates must chain to. */

@@ -72,20 +72,6 @@ export function receiptSignedBytes(r: Omit<Receipt, 'signature'>): Buffer {
   return Buffer.from(`${PROTOCOL}\nreceipt\n${canonicalJson(r)}`, 'utf8');
 }
 
-/**
- * One item of a print answer (docs/protocol.md section 4): printed (debited), voided (the
- * session ended first) or failed (the item was refused; its transaction rolled back).
- */
-export interface PrintedItem {
-  index: number;
-  status: 'printed' | 'voided' | 'failed';
-  indiciumId?: number;
-  /** base64 IV(12) || AES-256-GCM ciphertext || tag(16) under the session key. */
-  encryptedIndicium?: string;
-  receipt?: Receipt;
-  reason?: string;
-}
-
 /** Every operational response. `mac` = base64 HMAC-SHA256(HMK, responseMacInput(rest)). */
 export interface OperationalResponse<R = Record<string, unknown>> {
   meterId: string;
@@ -215,12 +201,4 @@ export function resyncResponseMacInput(r: Omit<ResyncResponse, 'mac'>): Buffer {
   return Buffer.from(`${PROTOCOL}
 resync-response
 ${canonicalJson(r)}`, 'utf8');
-}
-
-/**
- * AAD of an indicium sent again (op `redeliver`) under the session key of the session that asks:
- * it names that session and the indicium, never a print counter.
- */
-export function redeliveryAad(sessionId: string, indiciumId: number): Buffer {
-  return Buffer.from(`VBI-INDICIUM-REDELIVERED\n${sessionId}\n${indiciumId}`, 'utf8');
 }

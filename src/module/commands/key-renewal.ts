@@ -2,7 +2,7 @@ import { vbiError } from '../../errors';
 import { IndiciumKeyAlgorithm } from '../../hsm/hsm-module';
 import { CommandContext, CommandOutcome } from '../psd-engine';
 import { PsdPackage } from '../../psd/psd-package';
-import { parseCertificate } from '../../pki/cert-info';
+import { readCertInfo } from '../../pki/cert-info';
 import { existing } from './guards';
 import { CertificateToStore, checkCertificate } from './metergen-certify';
 import { assertKeyMatches } from './key-probe';
@@ -21,7 +21,7 @@ export function renewMeterKey(req: CertificateToStore & { newWrappedKey: Buffer;
     if (pkg.indiciumCertSerial === '') throw vbiError('METER_NOT_CERTIFIED', `meter ${pkg.meterId} has no certified key to renew; certify it first`);
     if (pkg.indiciumCertSerial === req.serialHex) throw vbiError('CERT_INVALID', `meter ${pkg.meterId} already holds certificate ${req.serialHex}`);
     checkCertificate(req, ctx.now);
-    await assertKeyMatches(ctx.hsm, { wrappedKey: req.newWrappedKey, algorithm: req.algorithm, spki: parseCertificate(req.certificateDer).spki, what: `meter ${pkg.meterId} renewal` });
+    await assertKeyMatches(ctx.hsm, { wrappedKey: req.newWrappedKey, algorithm: req.algorithm, spki: readCertInfo(req.certificateDer).spki, what: `meter ${pkg.meterId} renewal` });
     return {
       package: {
         ...pkg,

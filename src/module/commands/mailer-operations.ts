@@ -2,7 +2,7 @@ import { vbiError } from '../../errors';
 import { KeyRef } from '../../hsm/hsm-module';
 import { PsdPackage } from '../../psd/psd-package';
 import { decodeUserSecrets, passwordVerifierInput } from '../../psd/user-secrets';
-import { Operation } from './operational';
+import { ProtocolOperation } from './operational';
 import { postageValueDownload } from './postage-value-download';
 import { fullRefund, partialRefund } from './refund';
 
@@ -14,7 +14,7 @@ import { fullRefund, partialRefund } from './refund';
 export interface Balance extends Record<string, unknown> { ascending: number; descending: number; refundRegister: number; state: string }
 
 /** Balance, history, print authorisation: only the challenge changes. */
-export const inquiry: Operation<Balance> = async (pkg) => ({
+export const inquiry: ProtocolOperation<Balance> = async (pkg) => ({
   package: pkg, type: 'inquiry', amount: 0,
   result: { ascending: pkg.ascendingRegister, descending: pkg.descendingRegister, refundRegister: pkg.refundRegister, state: pkg.state },
 });
@@ -25,7 +25,7 @@ export const inquiry: Operation<Balance> = async (pkg) => ({
  * session key is taken in wrapped under the user-secrets key and handed back in `holder` for
  * the session row — never in the response.
  */
-export function openSession(req: { sessionId: string; encryptedPasswordSecret: Buffer; encryptedSessionKey: Buffer; heartbeatIntervalMs: number; timeoutMs: number; holder: { wrappedSessionKey?: Buffer } }): Operation<Record<string, unknown>> {
+export function openSession(req: { sessionId: string; encryptedPasswordSecret: Buffer; encryptedSessionKey: Buffer; heartbeatIntervalMs: number; timeoutMs: number; holder: { wrappedSessionKey?: Buffer } }): ProtocolOperation<Record<string, unknown>> {
   return async (pkg, ctx) => {
     const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
     if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} is not registered`);
@@ -39,12 +39,12 @@ export function openSession(req: { sessionId: string; encryptedPasswordSecret: B
   };
 }
 
-export function closeSession(req: { sessionId: string }): Operation<Record<string, unknown>> {
+export function closeSession(req: { sessionId: string }): ProtocolOperation<Record<string, unknown>> {
   return async (pkg) => ({ package: pkg, type: 'session', amount: 0, result: { sessionId: req.sessionId, closed: true } });
 }
 
 /** Purchase: an approved payment becomes a PVD in the same dispatch. */
-export function purchase(req: { amount: number; paymentId: number; status: 'approved' | 'pending' }): Operation<Record<string, unknown>> {
+export function purchase(req: { amount: number; paymentId: number; status: 'approved' | 'pending' }): ProtocolOperation<Record<string, unknown>> {
   return async (pkg) => {
     if (req.status === 'pending') {
       return { package: pkg, type: 'inquiry', amount: 0, result: { paymentId: req.paymentId, status: 'pending', amount: req.amount } };
@@ -54,7 +54,7 @@ export function purchase(req: { amount: number; paymentId: number; status: 'appr
   };
 }
 
-export function refundOperation(req: { kind: 'partial' | 'full'; amount?: number; spoilageLimitBps: number }): Operation<Record<string, unknown>> {
+export function refundOperation(req: { kind: 'partial' | 'full'; amount?: number; spoilageLimitBps: number }): ProtocolOperation<Record<string, unknown>> {
   return async (pkg) => {
     if (req.kind === 'partial') {
       const out = await partialRefund({ amount: req.amount as number, spoilageLimitBps: req.spoilageLimitBps })(pkg);

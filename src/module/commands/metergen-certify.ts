@@ -1,7 +1,7 @@
 import { vbiError } from '../../errors';
 import { CommandContext, CommandOutcome } from '../psd-engine';
 import { PsdPackage } from '../../psd/psd-package';
-import { parseCertificate } from '../../pki/cert-info';
+import { readCertInfo } from '../../pki/cert-info';
 import { existing } from './guards';
 import { assertKeyMatches } from './key-probe';
 
@@ -27,7 +27,7 @@ export function certifyMeterKey(req: CertificateToStore) {
     if (pkg.state !== 'unassigned') throw vbiError('METER_ALREADY_CERTIFIED', `meter ${pkg.meterId} is ${pkg.state}, not an unassigned MeterGen package`);
     if (!pkg.indiciumKeyAlgorithm || pkg.secrets.wrappedIndiciumKey.length === 0) throw vbiError('BAD_REQUEST', `meter ${pkg.meterId} has no indicium key`);
     checkCertificate(req, ctx.now);
-    await assertKeyMatches(ctx.hsm, { wrappedKey: pkg.secrets.wrappedIndiciumKey, algorithm: pkg.indiciumKeyAlgorithm, spki: parseCertificate(req.certificateDer).spki, what: `meter ${pkg.meterId}` });
+    await assertKeyMatches(ctx.hsm, { wrappedKey: pkg.secrets.wrappedIndiciumKey, algorithm: pkg.indiciumKeyAlgorithm, spki: readCertInfo(req.certificateDer).spki, what: `meter ${pkg.meterId}` });
     return {
       package: { ...pkg, indiciumCertSerial: req.serialHex, indiciumKeyExpiry: req.notAfter },
       type: 'meter-certify',
@@ -39,7 +39,7 @@ export function certifyMeterKey(req: CertificateToStore) {
 
 /** The serial and expiry to store must be those of the certificate, and it must be current. */
 export function checkCertificate(req: CertificateToStore, now: number): void {
-  const cert = parseCertificate(req.certificateDer);
+  const cert = readCertInfo(req.certificateDer);
   if (cert.serialHex !== req.serialHex) throw vbiError('CERT_INVALID', `serial ${req.serialHex} is not the certificate's serial ${cert.serialHex}`);
   if (!Number.isSafeInteger(req.notAfter) || req.notAfter > cert.notAfter.getTime()) throw vbiError('CERT_INVALID', 'key expiry is later than the certificate\'s notAfter');
   if (now < cert.notBefore.getTime() || now >= req.notAfter) throw vbiError('CERT_INVALID', `certificate ${cert.serialHex} is not valid now`);

@@ -9,6 +9,7 @@ import {
 } from '../../protocol/messages';
 import { existing } from './guards';
 import { CHALLENGE_BYTES } from './registration';
+import { receiptFields } from './receipt';
 
 /** What an operation inside the protocol gets besides the package. */
 export interface OperationContext extends CommandContext {
@@ -18,7 +19,7 @@ export interface OperationContext extends CommandContext {
   usk: KeyRef;
 }
 
-export type Operation<R> = (pkg: PsdPackage, ctx: OperationContext) => Promise<Omit<CommandOutcome<R>, 'result'> & { result: R }>;
+export type ProtocolOperation<R> = (pkg: PsdPackage, ctx: OperationContext) => Promise<Omit<CommandOutcome<R>, 'result'> & { result: R }>;
 
 /**
  * The operational state of WO 01/29778 (FIG. 7) around one operation, all inside one module
@@ -27,7 +28,7 @@ export type Operation<R> = (pkg: PsdPackage, ctx: OperationContext) => Promise<O
  * copy equals the package's (REGISTER_MISMATCH); run the operation; issue a new challenge; sign
  * a receipt with the module identity key; MAC the response with the HMK.
  */
-export function operational<R extends Record<string, unknown>>(req: OperationalRequest, op: Operation<R>) {
+export function operational<R extends Record<string, unknown>>(req: OperationalRequest, op: ProtocolOperation<R>) {
   return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<OperationalResponse<R>>> => {
     const pkg = existing(opened);
     const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
@@ -41,25 +42,14 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
       if (!(await keys.verifyHmac({ keyChain: hmkChain, data: requestMacInput(req), mac }))) {
         throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
       }
-      if (!carriesLastChallenge(req, pkg)) {
-        throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last (replayed or out of order)');
-      }
-      if (req.registers.ascending !== pkg.ascendingRegister || req.registers.descending !== pkg.descendingRegister) {
-        throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's", {
-          ascendingRegister: pkg.ascendingRegister, descendingRegister: pkg.descendingRegister,
-        });
-      }
-
-      // past their lifetime the user secrets may only be replaced (docs/protocol.md 7)
-      if (req.op !== 'rekey') requireUnexpired(pkg, ctx.now);
+      checkEnvelopeState(req, pkg, ctx.now);
       const out = await op(pkg, { ...ctx, keys, hmkChain, usk });
-      const unsigned: Omit<Receipt, 'signature'> = {
+      const unsigned = receiptFields(ctx, {
         meterId: pkg.meterId, op: req.op, amount: out.amount,
         ascendingRegister: out.package.ascendingRegister, descendingRegister: out.package.descendingRegister,
         // after whatever the operation took (a print request's items take the values before it)
-        sequence: out.package.recordCounter + 1, time: new Date(ctx.now).toISOString(),
-        moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
-      };
+        sequence: out.package.recordCounter + 1,
+      });
       // the next challenge and the receipt's signature do not depend on each other: one round of trips
       const [next, signature] = await Promise.all([ctx.hsm.random(CHALLENGE_BYTES), ctx.hsm.identitySign(receiptSignedBytes(unsigned))]);
       const after: PsdPackage = { ...out.package, secrets: { ...out.package.secrets, lastChallenge: next } };
@@ -73,6 +63,26 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
       return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
     });
   };
+}
+
+/**
+ * The envelope's checks after its MAC, against the meter's package: it carries the module's last
+ * challenge (STALE_CHALLENGE: replayed or reordered), the client's register copy equals the
+ * package's (REGISTER_MISMATCH), and the user secrets are within their lifetime
+ * (USER_SECRETS_EXPIRED), except for a re-key, which replaces them (docs/protocol.md 7). The
+ * module runs it inside every dispatch; the mailer service runs it before a side effect outside
+ * the module (charging a payment).
+ */
+export function checkEnvelopeState(req: Pick<OperationalRequest, 'challenge' | 'registers' | 'op'>, pkg: PsdPackage, now: number): void {
+  if (!carriesLastChallenge(req, pkg)) {
+    throw vbiError('STALE_CHALLENGE', 'request does not carry the challenge the module issued last (replayed or out of order)');
+  }
+  if (req.registers.ascending !== pkg.ascendingRegister || req.registers.descending !== pkg.descendingRegister) {
+    throw vbiError('REGISTER_MISMATCH', "the client's register copy differs from the meter's", {
+      ascendingRegister: pkg.ascendingRegister, descendingRegister: pkg.descendingRegister,
+    });
+  }
+  if (req.op !== 'rekey') requireUnexpired(pkg, now);
 }
 
 /** Whether the request carries the challenge the module issued last (constant time; an empty one never matches). */

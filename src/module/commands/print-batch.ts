@@ -6,8 +6,10 @@ import { batchTree, receiptBatchSignedBytes, receiptLeafInput } from '../../prot
 import { Mailpiece, PlannedIndicium, PrintedIndicium, planIndicium, signPlanned } from './create-indicium';
 import { registersOf, requireLicensed } from './guards';
 import type { KeyScope } from '../../hsm/hsm-module';
-import { Operation } from './operational';
-import { indiciumAad, SessionItem } from './print-item';
+import { ProtocolOperation } from './operational';
+import { indiciumAad } from '../../protocol/bodies';
+import type { SessionItem } from './print-item';
+import { receiptFields } from './receipt';
 
 /** One item of a print or correction request, with what the host already refused it for. */
 export interface BatchItem {
@@ -60,7 +62,7 @@ export function printBatch(req: {
   /** Called before each item: a code if the session is over by now (the host's clock), else null. */
   live: (index: number) => Promise<string | null>;
   holder: { results?: BatchItemResult[] };
-}): Operation<Record<string, unknown>> {
+}): ProtocolOperation<Record<string, unknown>> {
   return async (pkg, ctx) => {
     requireLicensed(pkg);
     const sessionKey = { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const };
@@ -72,7 +74,7 @@ export function printBatch(req: {
     const run = (keys: KeyScope) => (spare > 0 ? ctx.hsm.withSpareKeys(spare, (more) => batch([keys, ...more])) : batch([keys]));
     return ctx.keys ? run(ctx.keys) : ctx.hsm.withKeys(run);
 
-    async function batch(this: void, scopes: Array<Pick<KeyScope, 'many'>>): ReturnType<Operation<Record<string, unknown>>> {
+    async function batch(this: void, scopes: Array<Pick<KeyScope, 'many'>>): ReturnType<ProtocolOperation<Record<string, unknown>>> {
       // (1) dynamic passwords (every one: after the first bad one the rest are voided anyway)
       const asked = items.map((x, index) => ({ ...x, index })).filter((x) => !x.refused);
       const checked = await inChunks(asked, scopes, (chunk, scope) => scope.many(chunk.map(({ item }) => ({
@@ -130,11 +132,9 @@ export function printBatch(req: {
       // per scope, in two trips: its items' indicium signatures (the first scope's also the root's),
       // then their encryptions
       const wrappedKey = pkg.secrets.wrappedIndiciumKey;
-      const time = new Date(ctx.now).toISOString();
-      const receipts = planned.map((p): Omit<Receipt, 'signature' | 'batch'> => ({
+      const receipts = planned.map((p) => receiptFields(ctx, {
         meterId: pkg.meterId, op: req.type === 'correction' ? 'correction' : 'print', amount: p.postage,
-        ascendingRegister: p.plan.next.ascendingRegister, descendingRegister: p.plan.next.descendingRegister,
-        sequence: p.plan.recordSequence, time, moduleSerial: ctx.hsm.serial, checkpointSeq: ctx.checkpointSeq,
+        ascendingRegister: p.plan.next.ascendingRegister, descendingRegister: p.plan.next.descendingRegister, sequence: p.plan.recordSequence,
       }));
       const tree = planned.length > 0 ? batchTree(receipts.map((r) => sha256(receiptLeafInput(r))), sha256) : null;
       let rootSignature = '';

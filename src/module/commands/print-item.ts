@@ -1,13 +1,4 @@
+import type { PrintItemBody } from '../../protocol/bodies';
 
-export interface SessionItem {
-  counter: number;
-  clientTime: number;
-  destinationZip: string;
-  postage: number;
-  dynamicPassword: Buffer;
-}
-
-/** AAD of an indicium encrypted to a session (docs/protocol.md, section 4). */
-export function indiciumAad(sessionId: string, counter: number): Buffer {
-  return Buffer.from(`VBI-INDICIUM\n${sessionId}\n${counter}`, 'utf8');
-}
+/** A print item as the module takes it: the request's item with its dynamic password decoded. */
+export type SessionItem = Pick<PrintItemBody, 'counter' | 'clientTime' | 'destinationZip' | 'postage'> & { dynamicPassword: Buffer };

@@ -1,5 +1,5 @@
-import { redeliveryAad } from '../../protocol/messages';
-import { Operation } from './operational';
+import { redeliveryAad } from '../../protocol/bodies';
+import { ProtocolOperation } from './operational';
 
 /** One committed indicium to send again: its stored bytes and what the client needs to place it. */
 export interface StoredIndicium {
@@ -19,7 +19,7 @@ export interface StoredIndicium {
  * token, to the session key of the session that asks (AAD redeliveryAad). Nothing is debited or
  * signed again; the registers do not change.
  */
-export function redeliver(req: { sessionId: string; wrappedSessionKey: () => Buffer; indicia: () => StoredIndicium[] }): Operation<Record<string, unknown>> {
+export function redeliver(req: { sessionId: string; wrappedSessionKey: () => Buffer; indicia: () => StoredIndicium[] }): ProtocolOperation<Record<string, unknown>> {
   return async (pkg, ctx) => {
     const keyChain = [ctx.usk, { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const }];
     const items = [];

@@ -2,7 +2,7 @@ import { vbiError } from '../../errors';
 import { KeyRef } from '../../hsm/hsm-module';
 import { rekeyProofInput } from '../../protocol/messages';
 import { decodeUserSecrets, encodeUserSecrets, passwordVerifierInput } from '../../psd/user-secrets';
-import { Operation } from './operational';
+import { ProtocolOperation } from './operational';
 
 /**
  * Re-key (docs/protocol.md 7): inside an operational request MAC'd with the current HMK, the
@@ -15,7 +15,7 @@ import { Operation } from './operational';
  */
 export function rekey(req: {
   encryptedPasswordSecret: Buffer; encryptedNewHmk: Buffer; encryptedNewPasswordSecret: Buffer; proofNonce: string; userSecretsLifetimeMs: number;
-}): Operation<{ newHmkProof: string; userSecretsExpiry: string }> {
+}): ProtocolOperation<{ newHmkProof: string; userSecretsExpiry: string }> {
   return async (pkg, ctx) => {
     if (pkg.state === 'closed') throw vbiError('METER_CLOSED', `meter ${pkg.meterId} is closed`);
     const secrets = decodeUserSecrets(pkg.secrets.userSecrets);

@@ -3,7 +3,7 @@ import { LibraryHandle } from '../../hsm/pkcs11-library';
 import { generateSigningKey } from '../../hsm/signing-keys';
 import { TokenSigner, SigningKeyRef } from '../../hsm/token-signer';
 import { buildCertificate } from '../cert-builder';
-import { parseCertificate } from '../cert-info';
+import { readCertInfo } from '../cert-info';
 import { spkiHash } from '../extensions';
 import { buildName } from '../names';
 import { rawEcdsaSigner, X509Signer } from '../signer';
@@ -98,7 +98,7 @@ export async function rolloverCa(req: CaTokenRef & { dir: string; clock?: () => 
   const after = await generateSigningKey({ library: req.library, label: req.tokenLabel, soPin: req.soPin, userPin: req.userPin, ...root(g + 2) });
   const now = (req.clock ?? Date.now)();
   return withSigner(req, async (signer) => {
-    const oldRoot = parseCertificate(dir.readCertificate(`root-${g}.pem`));
+    const oldRoot = readCertInfo(dir.readCertificate(`root-${g}.pem`));
     const newSpki = await signer.publicKeySpki(root(g + 1));
     const next: CaState = { ...state, rootGeneration: g + 1 };
     const rootDer = await selfSignedRoot({ state: next, signer, generation: g + 1, spki: newSpki, nextSpki: after.publicKeySpki, now });
@@ -135,7 +135,7 @@ async function selfSignedRoot(req: { state: CaState; signer: TokenSigner; genera
 }
 
 async function issuingCertificate(req: { state: CaState; signer: TokenSigner; rootDer: Buffer; rootGeneration: number; spki: Buffer; now: number }): Promise<Buffer> {
-  const rootInfo = parseCertificate(req.rootDer);
+  const rootInfo = readCertInfo(req.rootDer);
   const { notBefore, notAfter } = validity({ now: req.now, days: req.state.validity.issuingDays, backdateSeconds: req.state.validity.backdateSeconds, issuerNotAfter: rootInfo.notAfter });
   return buildCertificate({
     serial: randomSerial(),
@@ -147,11 +147,11 @@ async function issuingCertificate(req: { state: CaState; signer: TokenSigner; ro
 }
 
 function summary(dir: string, state: CaState, rootDer: Buffer, nextSpki: Buffer, issuingDer: Buffer, files: string[]): CaSummary {
-  const r = parseCertificate(rootDer);
+  const r = readCertInfo(rootDer);
   return {
     dir, rootGeneration: state.rootGeneration, rootSerial: r.serialHex,
     rootSpkiSha256: spkiHash(r.spki).toString('hex'), nextRootSpkiSha256: spkiHash(nextSpki).toString('hex'),
-    issuingSerial: parseCertificate(issuingDer).serialHex, files,
+    issuingSerial: readCertInfo(issuingDer).serialHex, files,
   };
 }
 

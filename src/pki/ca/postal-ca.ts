@@ -1,7 +1,7 @@
 import { vbiError, VbiError } from '../../errors';
 import { TokenSigner, SigningKeyRef } from '../../hsm/token-signer';
 import { buildCertificate } from '../cert-builder';
-import { CertInfo, parseCertificate } from '../cert-info';
+import { CertInfo, readCertInfo } from '../cert-info';
 import { CertificateRequestMessage, CertificateResponseMessage } from '../ca-protocol';
 import { CsrInfo, csrSelfSignatureValid, parseCsr } from '../csr';
 import { buildName } from '../names';
@@ -37,8 +37,8 @@ export class PostalCa {
   static async open(req: { dir: string; signer: TokenSigner; clock?: () => number }): Promise<PostalCa> {
     const dir = new CaDirectory(req.dir);
     const state = dir.readState();
-    const issuing = parseCertificate(dir.readCertificate(`issuing-${state.rootGeneration}.pem`));
-    const root = parseCertificate(dir.readCertificate(`root-${state.rootGeneration}.pem`));
+    const issuing = readCertInfo(dir.readCertificate(`issuing-${state.rootGeneration}.pem`));
+    const root = readCertInfo(dir.readCertificate(`root-${state.rootGeneration}.pem`));
     const key: SigningKeyRef = { role: 'ca-issuing', generation: state.issuingGeneration };
     if (!(await req.signer.publicKeySpki(key)).equals(issuing.spki)) {
       throw vbiError('CONFIG_INVALID', `issuing certificate in ${req.dir} does not match the issuing key in token '${req.signer.tokenLabel}'`);

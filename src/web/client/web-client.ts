@@ -1,21 +1,21 @@
 import { vbiError, isVbiError } from '../../errors';
-import { indiciumAad } from '../../client/client-crypto';
+import { indiciumAad, Payment, PrintAnswer, redeliveryAad } from '../../protocol/bodies';
 import type { ClientState, KnownModule, PendingRequest } from '../../client/client-state';
 import { FetchFn, HttpClient, NetworkError } from '../../client/http';
 import { callsForMove, checkChallengeAnswer } from '../../client/challenge-answer';
 import { checkPrintedIndicium, localDate, priceItem, PrintItemRequest } from '../../client/print-item';
 import type {
-  BalanceResult, HeartbeatAnswer, HistoryEntry, ModuleChallengeAnswer, Payment, PrintAnswer, PurchaseResult, RegistrationCompleted,
+  BalanceResult, HeartbeatAnswer, HistoryEntry, ModuleChallengeAnswer, PurchaseResult, RegistrationCompleted,
   RegistrationCreated, SessionOpened, WirePrintItem,
 } from '../../client/wire';
 import type { RefundRequest, RedeliverySelector } from '../../client/vbi-client';
 import type { LabelSize } from '../../indicium/render/label-request';
 import { decodeIndicium, DecodedIndicium } from '../../indicium/layout';
 import {
-  dynamicPasswordInput, Operation, OperationalRequest, OperationalResponse, Receipt, redeliveryAad,
+  dynamicPasswordInput, Operation, OperationalRequest, OperationalResponse, Receipt,
   ResyncResponse, resyncMacInput, resyncResponseMacInput, resyncSignedBytes,
 } from '../../protocol/messages';
-import { isRegisters } from '../../client/envelope';
+import { isRegisters } from '../../protocol/envelope';
 import { webPasswordSecret } from '../crypto/password-secret';
 import { decryptWithSessionKey, encryptToModule, hmacSha256, macMatches, newSessionKey, randomBytes, randomUuid, verifyEcdsaP256 } from '../crypto/web-crypto';
 import { WebKeyFile } from '../crypto/web-key-file';

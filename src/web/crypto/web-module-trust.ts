@@ -1,6 +1,6 @@
 import * as pkijs from 'pkijs';
 import { vbiError } from '../../errors';
-import { hasPurpose, parseCertificate } from '../../pki/cert-info';
+import { hasPurpose, readCertInfo } from '../../pki/cert-info';
 import { OID } from '../../pki/oids';
 import { fromPem, fromPemAll } from '../../pki/pem';
 import { MODULE_IDENTITY_OU } from '../../client/module-trust';
@@ -51,8 +51,8 @@ export async function checkModuleCertificateWeb(req: { rootCertPem: string; modu
   const result = await engine.verify();
   if (!result.result) throw vbiError('CERT_INVALID', `module ${req.moduleSerial}: certificate chain does not validate to the trusted root (${result.resultMessage})`);
   // the path: the chain as sent, then the anchor that issued its last certificate
-  const sent = ders.map((d) => parseCertificate(d));
-  const anchor = anchors.map((d) => parseCertificate(d)).find((a) => a.subjectDer.equals(sent[sent.length - 1].issuerDer));
+  const sent = ders.map((d) => readCertInfo(d));
+  const anchor = anchors.map((d) => readCertInfo(d)).find((a) => a.subjectDer.equals(sent[sent.length - 1].issuerDer));
   if (!anchor) throw vbiError('CERT_INVALID', `module ${req.moduleSerial}: certificate chain does not end at the trusted root`);
   const path = [...sent, anchor];
   for (const [i, info] of path.entries()) {
@@ -117,7 +117,7 @@ export class WebReceiptVerifier {
     if (!key) {
       const m = this.modules().find((x) => x.serial === serial);
       if (!m) throw vbiError('CERT_INVALID', `signed by module '${serial}', which this client has not verified`);
-      key = parseCertificate(fromPem('CERTIFICATE', m.certificateChain[0])).spki;
+      key = readCertInfo(fromPem('CERTIFICATE', m.certificateChain[0])).spki;
       this.keys.set(serial, key);
     }
     return key;

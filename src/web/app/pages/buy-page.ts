@@ -1,5 +1,5 @@
 import { formatMills, parseMills } from '../../../client/money';
-import type { Payment } from '../../../client/wire';
+import type { Payment } from '../../../protocol/bodies';
 import { field, h, onSubmit, outcome } from '../dom';
 import type { Meter } from '../meter';
 import { api } from '../service-api';
