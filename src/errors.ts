@@ -4,7 +4,8 @@
  *
  * Two kinds only (as in Vault's keysutil): `user` errors are the caller's fault and change
  * nothing; `internal` errors are ours (module, token, integrity) and are logged and alarmed.
- * docs/errors.md lists every code; test/errors.test.ts fails when one is undocumented.
+ * docs/errors.md lists every code once, with its status and kind; test/errors.test.ts fails when a
+ * code is undocumented, a documented code is not here, or a row's status or kind differs.
  */
 export const ERROR_CODES = {
   // configuration and provisioning
