@@ -12,7 +12,7 @@ CREATE TABLE accounts (
   created_at    timestamptz NOT NULL DEFAULT now()
 );
 
--- The seed's cryptographic module table: one row per module (token serial) with its latest
+-- The cryptographic module table: one row per module (token serial) with its latest
 -- checkpoint record as the database holds it.
 CREATE TABLE modules (
   module_serial   text PRIMARY KEY,
@@ -93,7 +93,7 @@ CREATE TABLE indicia (
   UNIQUE (meter_id, sequence)
 );
 
--- The vendor's master PSD registers (seed 002): postage bought from the post and not yet sold
+-- The vendor's master PSD registers (WO 99/41690, "Master PSD 40"): postage bought from the post and not yet sold
 -- to meters, and what left the system as refunds.
 CREATE TABLE pool (
   pool_id         smallint PRIMARY KEY CHECK (pool_id = 1),

@@ -1,4 +1,4 @@
--- Duplicate detection for indicia scanned in the mail stream (seed 002: fraud is "detecting the
+-- Duplicate detection for indicia scanned in the mail stream (WO 99/41690: fraud is "detecting the
 -- same evidence of payment more than one time"), and the fraud reports it raises.
 -- Runs inside a transaction opened by src/db/migrations.ts; no BEGIN/COMMIT here.
 

@@ -2,7 +2,7 @@
 -- module identity certificates handed to clients.
 ALTER TABLE accounts ADD COLUMN return_address text[] NOT NULL DEFAULT '{}';
 
--- Recorded at registration for the postal licensing system (seed 002), one per account.
+-- Recorded at registration for the postal licensing system (WO 99/41690), one per account.
 CREATE TABLE license_requests (
   request_id      bigserial PRIMARY KEY,
   account_id      bigint NOT NULL REFERENCES accounts (account_id),
@@ -12,7 +12,7 @@ CREATE TABLE license_requests (
   created_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Continuous sessions (seed 003). The session key is wrapped under the meter's user-secrets key.
+-- Continuous sessions (the secure on-line printing claims: dynamic passwords). The session key is wrapped under the meter's user-secrets key.
 CREATE TABLE sessions (
   session_id      text PRIMARY KEY,
   meter_id        text NOT NULL,

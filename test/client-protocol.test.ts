@@ -258,7 +258,7 @@ class FakeService {
     return { ...unsigned, signature: sign('sha256', receiptSignedBytes(unsigned), { key, dsaEncoding: 'ieee-p1363' }).toString('base64') };
   }
 
-  /** Seed 001 FIG. 7: MAC, challenge, registers; the operation; a new challenge, receipt and MAC. */
+  /** WO 01/29778 FIG. 7: MAC, challenge, registers; the operation; a new challenge, receipt and MAC. */
   private operational(env: OperationalRequest, op: Operation, run: () => { amount?: number; result: Record<string, unknown> }): OperationalResponse {
     if (!this.hmk) throw new Refusal(409, 'NOT_REGISTERED', 'not registered');
     const { mac, ...rest } = env;

@@ -25,7 +25,7 @@ function softKey(): { spki: Buffer; signer: X509Signer } {
   return { spki: publicKey.export({ type: 'spki', format: 'der' }) as Buffer, signer: { algorithm: 'ecdsa-sha256', sign: async (tbs) => nodeSign('sha256', tbs, privateKey) } };
 }
 
-describe('PKI: CA root rollover (seed 002: signed by the current key, key hash published in advance)', () => {
+describe('PKI: CA root rollover (WO 99/41690: signed by the current key, key hash published in advance)', () => {
   let w: PkiWorld;
   let dir: CaDirectory;
   let root1: Buffer;

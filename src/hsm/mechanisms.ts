@@ -5,8 +5,8 @@ import * as pkcs11 from 'pkcs11js';
  * Cipher suites for the shared package keys. A deployment picks one; every sealed package
  * records the suite it was sealed with (docs/psd-package.md).
  *  - aes:         AES-256-GCM for secret fields, AES-256-CMAC for package/checkpoint MACs.
- *  - legacy-3des: 3DES-CBC (PKCS#7 padding) for secret fields, DES3-CMAC for MACs, as the seeds'
- *                 modules did. The KEK stays AES-256 in both: SoftHSM2 cannot wrap with 3DES.
+ *  - legacy-3des: 3DES-CBC (PKCS#7 padding) for secret fields, DES3-CMAC for MACs, as older postal
+ *                 security modules did. The KEK stays AES-256 in both: SoftHSM2 cannot wrap with 3DES.
  */
 export type PackageSuite = 'aes' | 'legacy-3des';
 export const PACKAGE_SUITES: readonly PackageSuite[] = ['aes', 'legacy-3des'];

@@ -5,7 +5,7 @@ import { parseCheckpoint } from '../module/checkpoint';
 import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
 
 /**
- * The conservation invariants, in integer mills (architecture brief, invariant 2):
+ * The conservation invariants, in integer mills:
  *  - per meter: AR + DR = value downloaded - value refunded (from the journal);
  *  - system: pool available + sum(DR) + sum(AR) = bought from the post - refunds paid out;
  *  - stock: bought from the post = the master PSD's `pool-purchase` records + the modules' signed

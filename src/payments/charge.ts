@@ -3,7 +3,7 @@ import { assertMills } from '../ledger/amounts';
 import { AuthorizeRequest, isPaymentLinkError, PaymentProvider } from './payment-provider';
 
 /**
- * How often and how patiently to try the processor. Seed 002: the credit authorization server
+ * How often and how patiently to try the processor. WO 99/41690: the credit authorization server
  * reports "credit link is down" only after 3 attempts; a declined card is never retried.
  */
 export interface RetryPolicy {

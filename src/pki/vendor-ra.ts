@@ -11,7 +11,7 @@ export interface RequestCountersigner {
 }
 
 /**
- * The vendor RA: its key lives in the vendor token (the seed's "USPS-issued smartcard"), role
+ * The vendor RA: its key lives in the vendor token (it plays the part of a USPS-issued smartcard), role
  * `vendor-ra`; the token computes the ECDSA signature, this converts r||s to DER.
  */
 export class VendorRa implements RequestCountersigner {

@@ -6,8 +6,8 @@ import type { ReceiptBatch } from './receipt-batch';
  * The mailer ↔ module protocol (docs/protocol.md), shared by the service and the client SDK so
  * both compute exactly the same bytes. WO 01/29778 FIG. 7: every request carries the module's last
  * challenge, the client's copy of the registers and an HMAC with the shared HMK over the whole
- * message; the module answers with a new challenge and its own HMAC. Seed 003: a continuous
- * session proved by dynamic passwords. Versioned by the PROTOCOL tag inside every MAC input.
+ * message; the module answers with a new challenge and its own HMAC. The secure on-line printing
+ * claims: a continuous session proved by dynamic passwords. Versioned by the PROTOCOL tag inside every MAC input.
  */
 export const PROTOCOL = 'VBI-OP-1';
 

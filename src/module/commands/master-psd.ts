@@ -8,7 +8,7 @@ import { Registers, registersOf } from './guards';
  * The vendor's master PSD (WO 99/41690, "Master PSD 40"): the pool of postage bought from the
  * post, kept as a sealed PSD package under the same protection as a meter's — the package MAC,
  * a leaf of the meter map whose root is in the modules' rings, and a journal record for every
- * change (docs/ledger.md, "The master PSD"). Its registers, as the seed defines them:
+ * change (docs/ledger.md, "The master PSD"). Its registers, as WO 99/41690 defines them:
  *  - descending register: postage the vendor has to sell to meters (the pool's `available`);
  *  - ascending register: postage sold to meters, less what full refunds brought back;
  *  - refund register: postage refunded to mailers for spoilage (paid out, left the system).
