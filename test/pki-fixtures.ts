@@ -13,7 +13,7 @@ import { HttpCaClient } from '../src/pki/ca-client';
 import { TrustStore } from '../src/pki/trust-store';
 import { VendorRa } from '../src/pki/vendor-ra';
 import { MemoryCertificateStore } from '../src/pki/certificate-store';
-import { MemoryMeterStore } from '../src/pki/memory-meter-store';
+import { MemoryMeterStore } from './helpers/memory-meter-store';
 import { MeterGen, MeterGenOptions } from '../src/pki/metergen';
 import { PemLabel, toPem } from '../src/pki/pem';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, startEngine, testLibrary, uniqueLabel } from './helpers/hsm';

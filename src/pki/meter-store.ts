@@ -2,7 +2,8 @@ import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
 
 /**
  * The storage port MeterGen works through. The transaction engine implements it on PostgreSQL
- * (src/pki/memory-meter-store.ts is the reference implementation over one PsdEngine); each
+ * (src/ledger/pg-meter-store.ts; test/helpers/memory-meter-store.ts is the tests' in-memory
+ * implementation over one PsdEngine); each
  * package-changing method is one PsdEngine.dispatch of a command from src/module/commands/,
  * whose package, checkpoint and (for certify/renew) certificate row commit in one transaction.
  */

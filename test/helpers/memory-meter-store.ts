@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { vbiError } from '../errors';
-import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
-import { DispatchResult, PsdEngine } from '../module/psd-engine';
-import { Mutex } from '../module/mutex';
-import { openPackage } from '../module/package-seal';
-import { createUncertifiedMeter } from '../module/commands/metergen-create';
-import { certifyMeterKey } from '../module/commands/metergen-certify';
-import { renewMeterKey } from '../module/commands/key-renewal';
-import { signRequestWithKey, signRequestWithPackageKey } from '../module/commands/certification-request';
-import { PsdPackage } from '../psd/psd-package';
-import { MemoryMeterMap } from '../module/memory-meter-map';
-import { CertificateStore, certificateRecord } from './certificate-store';
+import { vbiError } from '../../src/errors';
+import { IndiciumKeyAlgorithm } from '../../src/hsm/hsm-module';
+import { DispatchResult, PsdEngine } from '../../src/module/psd-engine';
+import { Mutex } from '../../src/module/mutex';
+import { openPackage } from '../../src/module/package-seal';
+import { createUncertifiedMeter } from '../../src/module/commands/metergen-create';
+import { certifyMeterKey } from '../../src/module/commands/metergen-certify';
+import { renewMeterKey } from '../../src/module/commands/key-renewal';
+import { signRequestWithKey, signRequestWithPackageKey } from '../../src/module/commands/certification-request';
+import { PsdPackage } from '../../src/psd/psd-package';
+import { MemoryMeterMap } from '../../src/module/memory-meter-map';
+import { CertificateStore, certificateRecord } from '../../src/pki/certificate-store';
 import {
   CertifyMeterRequest, CreateMeterRequest, CreatedMeter, KeyRenewalStore, MeterGenStore, PendingRenewal,
-} from './meter-store';
+} from '../../src/pki/meter-store';
 
 interface PendingKey { renewalId: string; wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm }
 
