@@ -125,7 +125,7 @@ describe('mailer protocol over HTTP (raw messages)', function () {
     expect((await c.call('POST', `/v1/sessions/${sessionId}/heartbeat`, { meterId: c.meterId, ...hb })).status).to.equal(200);
 
     // the client stops sending heartbeats after the second item: the session times out
-    f.server.mailer['opts'].afterItem = (i: number) => {
+    f.server.mailer['core'].opts.afterItem = (i: number) => {
       if (i === 1) now += 31_000;
     };
     try {
@@ -143,7 +143,7 @@ describe('mailer protocol over HTTP (raw messages)', function () {
       const indicium = Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
       expect(decodeIndicium(indicium).fields).to.include({ meterId: c.meterId, postage: 680, ascendingRegister: 1_360 });
     } finally {
-      f.server.mailer['opts'].afterItem = undefined;
+      f.server.mailer['core'].opts.afterItem = undefined;
     }
     const hb2 = c.dynamicPassword(sessionId, 'heartbeat');
     const late = await c.call('POST', `/v1/sessions/${sessionId}/heartbeat`, { meterId: c.meterId, ...hb2 });

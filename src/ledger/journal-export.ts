@@ -5,7 +5,7 @@ import type { Knex } from 'knex';
 import { vbiError } from '../errors';
 import { HsmModule } from '../hsm/hsm-module';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
-import { verifyJournalMac } from './journal';
+import { verifyJournalMac } from '../module/journal-seal';
 import { assembleIndicium, decodeIndicium } from '../indicium/layout';
 import { verifyIndiciumSignature } from '../indicium/signature';
 import { writeDurably } from '../ops/durable-file';

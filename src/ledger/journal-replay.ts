@@ -7,7 +7,7 @@ import { leafHash, pathNodes } from '../module/meter-map';
 import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
 import { openPackage } from '../module/package-seal';
 import { ExportEntry, readExport, usable } from './journal-export';
-import { openJournalPayload } from './journal';
+import { openJournalPayload } from '../module/journal-seal';
 import { lockModuleAndMap, storeMap } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
 import type { AuditRecord } from '../module/audit';

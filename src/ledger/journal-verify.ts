@@ -3,7 +3,7 @@ import { HsmModule } from '../hsm/hsm-module';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
 import { buildMap, leafHash } from '../module/meter-map';
 import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../module/commands/master-psd';
-import { verifyJournalMac } from './journal';
+import { verifyJournalMac } from '../module/journal-seal';
 import { readMapRow } from './pg-meter-map';
 
 export type FindingKind = 'edited' | 'inserted' | 'deleted' | 'reordered' | 'map' | 'indicium';

@@ -1,9 +1,8 @@
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
 import { GROUP_MAX, PsdEngine, DispatchResult, PsdCommand, PreparedCommand } from '../module/psd-engine';
-import { HsmModule } from '../hsm/hsm-module';
 import { MeterMapView } from '../module/meter-map';
-import { METER_ID_PATTERN } from '../psd/psd-package';
+import { METER_ID_PATTERN, PsdPackage } from '../psd/psd-package';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { assignMeter } from '../module/commands/assign-meter';
 import { suspendMeter } from '../module/commands/suspend';
@@ -12,7 +11,6 @@ import { LicenceResult, licenseMeter, revokeLicence } from '../module/commands/l
 import { fullRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { assertMills } from './amounts';
-import { sealJournalPayload } from './journal';
 import { recordRefund } from './refund-rows';
 import { MASTER_PSD_ID, MASTER_PSD_SLOT, MasterRegisters, PoolMovement, masterPsdCommand } from '../module/commands/master-psd';
 import { Lease } from './module-lease';
@@ -46,7 +44,8 @@ export interface LedgerOptions {
   };
 }
 
-export type Execute<R> = PsdCommand<R>['execute'];
+/** What the module runs on the meter's package, with what the step's `before` read for it. */
+export type Execute<R, I = void> = (pkg: Parameters<PsdCommand<R>['execute']>[0], ctx: Parameters<PsdCommand<R>['execute']>[1], input: I) => ReturnType<PsdCommand<R>['execute']>;
 
 /**
  * Errors that take the module that raised them out of rotation; the command goes to the next
@@ -58,7 +57,13 @@ const MODULE_FAULTS = [
   'MODULE_INHIBITED', 'MODULE_ERROR', 'MODULE_NOT_READY', 'CHECKPOINT_MISMATCH', 'RECOVERY_FAILED', 'MAP_AHEAD', 'KEY_ATTRIBUTES_WEAK', 'TOKEN_UNSUITABLE',
 ];
 
-export interface Step<R> {
+/**
+ * One command for the runner. Its phases hand their values on instead of writing to variables of
+ * the caller: `before` reads and locks rows and returns the step's input `I`; `execute` runs in
+ * the module with that input; `after` writes the step's own rows and returns what the caller
+ * gets back (`stored`, of type `S`); `details` and `receipt` describe the journal row.
+ */
+export interface Step<R, I = void, S = void> {
   meterId: string;
   /** True for the command that creates the meter row. */
   creates?: boolean;
@@ -69,22 +74,25 @@ export interface Step<R> {
   moduleSerial?: string;
   type: string;
   /** What the module runs on the meter's package; not given for the master PSD's own step (`master`). */
-  execute?: Execute<R>;
+  execute?: Execute<R, I>;
   /**
    * The step is the master PSD's own (stock bought from the post): the runner runs this movement
    * on the master PSD (Ledger.runMaster) instead of a meter command; `meterId` is MASTER_PSD_ID.
    */
   master?: PoolMovement;
-  /** Checks and locks in the same transaction before the module runs (pool, original indicium). */
-  before?: (trx: Knex.Transaction) => Promise<void>;
+  /**
+   * Checks and locks in the same transaction before the module runs (pool, original indicium,
+   * the session); what it returns is the step's input to `execute`, `after` and `details`.
+   */
+  before?: (trx: Knex.Transaction) => Promise<I>;
   /**
    * The command may run side by side with other such commands of its group (docs/ledger.md,
    * "Group commit"): `before` only reads and locks rows, and `execute` depends on nothing but
    * its own meter's package. Print and correction requests.
    */
   sideBySide?: boolean;
-  /** Rows besides meter, module and journal, written in the same transaction. */
-  after?: (trx: Knex.Transaction, out: DispatchResult<R>, at: Date) => Promise<void>;
+  /** Rows besides meter, module and journal, written in the same transaction; what it returns reaches the caller as `stored`. */
+  after?: (trx: Knex.Transaction, out: DispatchResult<R>, at: Date, input: I) => Promise<S>;
   /**
    * The vendor's master PSD moves with this command (PVD, refunds): once the meter's record is
    * written, the master PSD's record follows it in the same transaction, on the same module
@@ -92,15 +100,23 @@ export interface Step<R> {
    */
   pool?: (out: DispatchResult<R>) => PoolMovement | null;
   /** What the journal's encrypted payload records about the command. */
-  details: (out: DispatchResult<R>) => Record<string, unknown>;
+  details: (out: DispatchResult<R>, input: I) => Record<string, unknown>;
   /** The receipt the module signed for the mailer, kept with the journal row for the resync exchange. */
   receipt?: (out: DispatchResult<R>) => unknown;
 }
 
+/** What a step gave back: the module's result and what its `after` stored. */
+export interface StepResult<R, S = void> extends DispatchResult<R> {
+  stored: S;
+}
+
+/** A step of any types, as the runner queues and groups it. */
+type AnyStep = Step<unknown, unknown, unknown>;
+
 /** A command waiting for its module's next group. */
 interface Queued {
-  step: Step<unknown>;
-  resolve: (out: DispatchResult<unknown>) => void;
+  step: AnyStep;
+  resolve: (out: StepResult<unknown, unknown>) => void;
   reject: (e: unknown) => void;
 }
 
@@ -191,12 +207,30 @@ export class Ledger {
   }
 
   /** A healthy module for operations that change no package (signing a certification request). */
-  anyModule(): HsmModule {
+  anyModule(): PsdEngine['hsm'] {
     return this.pick(new Set()).hsm;
   }
 
+  /**
+   * A check that changes nothing on a meter's package as the database holds it, by a module in
+   * rotation (PsdEngine.inspect): no dispatch, no checkpoint, no row locked. UNKNOWN_METER when
+   * the meter has no row.
+   */
+  async inspect<T>(meterId: string, check: (pkg: PsdPackage, hsm: PsdEngine['hsm']) => Promise<T>): Promise<T> {
+    const meter = await this.db('meters').where({ meter_id: meterId }).first('package');
+    if (!meter) throw vbiError('UNKNOWN_METER', `no meter ${meterId}`);
+    return this.pick(new Set()).inspect(meterId, meter.package, check);
+  }
+
+  /** Runs `op` with the module `serial` of this service (UNKNOWN_MODULE if there is none): what a module signs outside any package. */
+  onModule<T>(serial: string, op: (hsm: PsdEngine['hsm']) => Promise<T>): Promise<T> {
+    const engine = this.opts.engines.find((e) => e.hsm.serial === serial);
+    if (!engine) throw vbiError('UNKNOWN_MODULE', `no module ${serial} in this service`);
+    return op(engine.hsm);
+  }
+
   /** The modules of this service (for their certificates and transport keys). */
-  modules(): HsmModule[] {
+  modules(): PsdEngine['hsm'][] {
     return this.opts.engines.map((e) => e.hsm);
   }
 
@@ -205,7 +239,7 @@ export class Ledger {
    * (not inhibited, not in Error). The module directory (GET /v1/modules) lists only these, so a
    * client moving to another module is not sent to one the ledger would refuse.
    */
-  servingModules(): HsmModule[] {
+  servingModules(): PsdEngine['hsm'][] {
     if (this.shardLost) return [];
     return this.opts.engines
       .filter((e) => !this.outOfRotation.has(e) && !this.opts.leases?.get(e)?.lost && ['Idle', 'User'].includes(e.status().state))
@@ -596,7 +630,7 @@ export class Ledger {
    * Runs one module command (see the class comment). Public for the other services built on the
    * engine (MeterGen store, the mailer protocol); callers validate input first.
    */
-  async run<R>(step: Step<R>): Promise<DispatchResult<R>> {
+  async run<R, I = void, S = void>(step: Step<R, I, S>): Promise<StepResult<R, S>> {
     if (typeof step.meterId !== 'string' || !METER_ID_PATTERN.test(step.meterId)) throw vbiError('UNKNOWN_METER', 'no such meter');
     if (this.shardLost) throw vbiError('SHARD_LOST', this.shardLost);
     const named = step.moduleSerial !== undefined;
@@ -607,7 +641,7 @@ export class Ledger {
       const engine = this.pick(tried);
       this.inFlight.set(engine, (this.inFlight.get(engine) ?? 0) + 1);
       try {
-        return await this.submit(engine, step);
+        return await this.submit(engine, step as unknown as AnyStep) as StepResult<R, S>;
       } catch (e) {
         if (!(e instanceof VbiError)) throw e;
         if ((e.code === 'CHECKPOINT_MISMATCH' || e.code === 'MAP_AHEAD') && !reconciled) {
@@ -643,20 +677,20 @@ export class Ledger {
   }
 
   /** Queues `step` for `engine`'s next group; a module with no group running starts one at once. */
-  private submit<R>(engine: PsdEngine, step: Step<R>): Promise<DispatchResult<R>> {
+  private submit(engine: PsdEngine, step: AnyStep): Promise<StepResult<unknown, unknown>> {
     // a caller that already holds the map lock (re-entry) cannot wait for a group: it runs alone,
     // and never inside a group that is still open (a command's hook must not start another)
     if (engine.anchor.lock.heldHere()) {
       if (engine.groupOpen) throw new Error(`module ${engine.hsm.serial}: a command started inside an open group`);
-      return this.runGroup(engine, [step as Step<unknown>]).then(async (r) => {
+      return this.runGroup(engine, [step]).then(async (r) => {
         await r.appended;
-        return unwrap(r.outcomes[0]) as DispatchResult<R>;
+        return unwrap(r.outcomes[0]);
       });
     }
-    return new Promise<DispatchResult<R>>((resolve, reject) => {
+    return new Promise<StepResult<unknown, unknown>>((resolve, reject) => {
       const q = this.queues.get(engine) ?? [];
       this.queues.set(engine, q);
-      q.push({ step: step as Step<unknown>, resolve: resolve as (out: DispatchResult<unknown>) => void, reject });
+      q.push({ step, resolve, reject });
       if (!this.draining.has(engine)) void this.drain(engine);
     });
   }
@@ -680,7 +714,11 @@ export class Ledger {
           continue;
         }
         void ran.appended.then(
-          () => group.forEach((g, i) => ('error' in ran.outcomes[i] ? g.reject(ran.outcomes[i].error) : g.resolve(ran.outcomes[i].out!))),
+          () => group.forEach((g, i) => {
+            const o = ran.outcomes[i];
+            if (o.out) g.resolve(o.out);
+            else g.reject(o.error);
+          }),
           (e: unknown) => group.forEach((g) => g.reject(e)),
         );
       }
@@ -698,7 +736,7 @@ export class Ledger {
    * be written, nothing of the group was committed: it runs again, one step at a time, so the
    * step whose rows fail fails alone.
    */
-  private async runGroup(engine: PsdEngine, steps: Step<unknown>[]): Promise<GroupRun> {
+  private async runGroup(engine: PsdEngine, steps: AnyStep[]): Promise<GroupRun> {
     try {
       return await this.runGroupOnce(engine, steps, false);
     } catch (e) {
@@ -707,7 +745,7 @@ export class Ledger {
     }
   }
 
-  private async runGroupOnce(engine: PsdEngine, steps: Step<unknown>[], oneByOne: boolean): Promise<GroupRun> {
+  private async runGroupOnce(engine: PsdEngine, steps: AnyStep[], oneByOne: boolean): Promise<GroupRun> {
     if (this.shardLost) throw vbiError('SHARD_LOST', this.shardLost);
     const mapLost = this.opts.mapLease?.lost;
     if (mapLost) throw vbiError('NO_MODULE', `the meter map lease is lost (${mapLost}); commands wait until it is taken again`);
@@ -715,14 +753,14 @@ export class Ledger {
     if (lease?.lost) throw vbiError('MODULE_NOT_READY', `module ${engine.hsm.serial}: ${lease.lost}`);
     const outcomes: Outcome[] = new Array(steps.length);
     // `last`: the step's last record (the master PSD's, when the step moved it)
-    const done: Array<{ step: Step<unknown>; out: PreparedCommand<unknown>; last: PreparedCommand<unknown> }> = [];
+    const done: Array<{ step: AnyStep; out: StepResult<unknown, unknown>; last: PreparedCommand<unknown> }> = [];
     const trx = await this.db.transaction();
     try {
       for (const part of oneByOne ? steps.map((_s, i) => [i]) : parts(steps)) {
         if (part.length > 1) {
-          await this.runSideBySide(engine, trx, part.map((i) => steps[i]), (k, o, out) => {
+          await this.runSideBySide(engine, trx, part.map((i) => steps[i]), (k, o, last) => {
             outcomes[part[k]] = o;
-            if (out) done.push({ step: steps[part[k]], out, last: out });
+            if (o.out && last) done.push({ step: steps[part[k]], out: o.out, last });
           });
           continue;
         }
@@ -737,7 +775,7 @@ export class Ledger {
         let prepared: PreparedCommand<unknown> | null = null;
         const sp = await trx.transaction();
         try {
-          const ran = await this.runStep(engine, sp, step, (p) => (prepared = p));
+          const ran = await this.runStep(engine, sp, step, (p) => { prepared = p; });
           await sp.commit();
           done.push({ step, ...ran });
           outcomes[i] = { out: ran.out };
@@ -787,11 +825,8 @@ export class Ledger {
    * One step of a group, in `trx` (the group's transaction or the step's savepoint); `onPrepared`
    * learns the module's (first) record at once. Returns the step's result and its last record.
    */
-  private async runStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, onPrepared?: (p: PreparedCommand<R>) => void): Promise<{ out: PreparedCommand<R>; last: PreparedCommand<unknown> }> {
-    if (step.master) {
-      const out = await this.runMaster(engine, trx, step.master, step as unknown as Step<MasterRegisters>, onPrepared as ((p: PreparedCommand<MasterRegisters>) => void) | undefined);
-      return { out: out as unknown as PreparedCommand<R>, last: out };
-    }
+  private async runStep(engine: PsdEngine, trx: Knex.Transaction, step: AnyStep, onPrepared?: (p: PreparedCommand<unknown>) => void): Promise<{ out: StepResult<unknown, unknown>; last: PreparedCommand<unknown> }> {
+    if (step.master) return this.runMaster(engine, trx, step.master, step, onPrepared);
     // the meter row and its newest journal record, one round trip
     const meter = (await trx.raw(
       `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
@@ -801,13 +836,13 @@ export class Ledger {
     // one at a time (map lock); the row locks keep out writers from outside the engine.
     const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: meter ? meter.slot : null });
     const moduleRow = locked.moduleRow ?? (await this.insertModuleRow(engine, trx));
-    await step.before?.(trx);
-    const out = await engine.prepare(commandOf(step, meter, moduleRow, locked.view));
-    onPrepared?.(out);
-    await this.writeStep(engine, trx, step, out, meter, meter ? locked.row.nextSlot : locked.view.slot + 1);
+    const input = await step.before?.(trx);
+    const prepared = await engine.prepare(commandOf(step, meter, moduleRow, locked.view, input));
+    onPrepared?.(prepared);
+    const out = await this.writeStep(engine, trx, step, prepared, input, meter, meter ? locked.row.nextSlot : locked.view.slot + 1);
     const movement = step.pool?.(out);
-    if (!movement || movement.amount === 0) return { out, last: out };
-    const last = await this.runMaster(engine, trx, movement, {
+    if (!movement || movement.amount === 0) return { out, last: prepared };
+    const { last } = await this.runMaster(engine, trx, movement, {
       meterId: MASTER_PSD_ID, type: 'pool-transfer',
       details: () => ({ kind: movement.kind, amount: movement.amount, cause: { meterId: step.meterId, type: step.type, seq: out.record.seq } }),
     });
@@ -824,8 +859,8 @@ export class Ledger {
    * before the master PSD) seals it here from its register columns, in the same record — only
    * while the reserved slot is still empty in the map the rings hold.
    */
-  private async runMaster(engine: PsdEngine, trx: Knex.Transaction, movement: PoolMovement, step: Step<MasterRegisters>,
-    onPrepared?: (p: PreparedCommand<MasterRegisters>) => void): Promise<PreparedCommand<MasterRegisters>> {
+  private async runMaster(engine: PsdEngine, trx: Knex.Transaction, movement: PoolMovement, step: AnyStep,
+    onPrepared?: (p: PreparedCommand<unknown>) => void): Promise<{ out: StepResult<unknown, unknown>; last: PreparedCommand<unknown> }> {
     const pool = (await trx.raw(
       `SELECT p.package, p.purchased, p.available, p.refunds_paid,
               (SELECT j.checkpoint FROM journal j WHERE j.meter_id = ? ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
@@ -840,10 +875,9 @@ export class Ledger {
       execute: masterPsdCommand(movement, baseline),
     });
     onPrepared?.(out);
-    const rows = await commandRows(engine, step as Step<unknown>, out);
+    const rows = await commandRows(engine, step, out, undefined);
     await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, master: true, commands: [rows], ownerEpoch: this.ownerEpoch });
-    await step.after?.(trx, out, rows.at);
-    return out;
+    return { out: { ...out, stored: await step.after?.(trx, out, rows.at, undefined) }, last: out };
   }
 
   /** A missing row is a database without a checkpoint for this module: the module decides whether that is a new module (empty ring) or a deleted row (inhibit). */
@@ -861,15 +895,15 @@ export class Ledger {
    * written, with no savepoint each (SideBySideWriteFailed if any fails). A refusal is the
    * step's own; what concerns the module fails the group.
    */
-  private async runSideBySide(engine: PsdEngine, trx: Knex.Transaction, steps: Step<unknown>[],
-    settle: (k: number, o: Outcome, out?: PreparedCommand<unknown>) => void): Promise<void> {
+  private async runSideBySide(engine: PsdEngine, trx: Knex.Transaction, steps: AnyStep[],
+    settle: (k: number, o: Outcome, last?: PreparedCommand<unknown>) => void): Promise<void> {
     const meters = new Map<string, MeterRow>();
     for (const m of (await trx.raw(
       `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
          FROM meters m WHERE m.meter_id = ANY(?::text[]) ORDER BY m.meter_id FOR UPDATE OF m`, [steps.map((s) => s.meterId)])).rows as MeterRow[]) {
       meters.set(m.meter_id, m);
     }
-    const ready: Array<{ k: number; meter: MeterRow; cmd: PsdCommand<unknown> }> = [];
+    const ready: Array<{ k: number; meter: MeterRow; input: unknown; cmd: PsdCommand<unknown> }> = [];
     const found = steps.map((step, k) => {
       const meter = meters.get(step.meterId);
       try {
@@ -886,21 +920,22 @@ export class Ledger {
     for (const [k, meter] of found.entries()) {
       if (!meter) continue;
       const view = locked.views[v++];
+      let input: unknown;
       try {
         // reads and locks only (Step.sideBySide): a refusal changes nothing to roll back
-        await steps[k].before?.(trx);
+        input = await steps[k].before?.(trx);
       } catch (e) {
         if (!(e instanceof VbiError)) throw e;
         settle(k, { error: e });
         continue;
       }
-      ready.push({ k, meter, cmd: commandOf(steps[k], meter, moduleRow, view) });
+      ready.push({ k, meter, input, cmd: commandOf(steps[k], meter, moduleRow, view, input) });
     }
     const runs = await settleAll(ready.map((r, place) => () => engine.run(r.cmd, place)), engine.hsm.scopeLimit);
     // what concerns the module fails the whole group, once every run has finished
     for (const r of runs) if (r.status === 'rejected' && concernsModule(r.reason)) throw r.reason;
     // in order, each joins the group (a refusal here is the step's own: nothing of it was chained)
-    const chained: Array<{ k: number; out: PreparedCommand<unknown> }> = [];
+    const chained: Array<{ k: number; input: unknown; out: PreparedCommand<unknown> }> = [];
     for (const [i, r] of ready.entries()) {
       const run = runs[i];
       if (run.status === 'rejected') {
@@ -908,7 +943,7 @@ export class Ledger {
         continue;
       }
       try {
-        chained.push({ k: r.k, out: await engine.chain(run.value) });
+        chained.push({ k: r.k, input: r.input, out: await engine.chain(run.value) });
       } catch (e) {
         if (concernsModule(e)) throw e;
         settle(r.k, { error: e });
@@ -916,28 +951,30 @@ export class Ledger {
     }
     // their rows in one statement, then each step's own; no savepoint each: if any write fails,
     // the transaction is lost and the whole group runs again one step at a time
+    const results: Array<StepResult<unknown, unknown>> = [];
     try {
-      const rows = await Promise.all(chained.map((c) => commandRows(engine, steps[c.k], c.out)));
+      const rows = await Promise.all(chained.map((c) => commandRows(engine, steps[c.k], c.out, c.input)));
       await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot: locked.row.nextSlot, creates: false, commands: rows, ownerEpoch: this.ownerEpoch });
-      for (const [i, c] of chained.entries()) await steps[c.k].after?.(trx, c.out, rows[i].at);
+      for (const [i, c] of chained.entries()) results.push({ ...c.out, stored: await steps[c.k].after?.(trx, c.out, rows[i].at, c.input) });
     } catch (e) {
       if (isVbiError(e, 'SHARD_LOST')) throw e; // one at a time would be fenced out the same way
       throw new SideBySideWriteFailed(e);
     }
-    for (const c of chained) settle(c.k, { out: c.out }, c.out);
+    for (const [i, c] of chained.entries()) settle(c.k, { out: results[i] }, c.out);
   }
 
   /** The rows of a prepared step: package, module checkpoint, map path and journal in one statement, then the step's own. */
-  private async writeStep<R>(engine: PsdEngine, trx: Knex.Transaction, step: Step<R>, out: PreparedCommand<R>, meter: MeterRow | undefined, nextSlot: number): Promise<void> {
-    const rows = await commandRows(engine, step as Step<unknown>, out);
+  private async writeStep(engine: PsdEngine, trx: Knex.Transaction, step: AnyStep, out: PreparedCommand<unknown>, input: unknown,
+    meter: MeterRow | undefined, nextSlot: number): Promise<StepResult<unknown, unknown>> {
+    const rows = await commandRows(engine, step, out, input);
     await storeCommands(trx, { moduleSerial: engine.hsm.serial, nextSlot, creates: !meter, commands: [rows], ownerEpoch: this.ownerEpoch });
-    await step.after?.(trx, out, rows.at);
+    return { ...out, stored: await step.after?.(trx, out, rows.at, input) };
   }
 }
 
 /** A step's journal payload sealed by the module, with the rest of its rows (storeCommands). */
-async function commandRows(engine: PsdEngine, step: Step<unknown>, out: PreparedCommand<unknown>): Promise<CommandRows> {
-  const sealed = await sealJournalPayload(engine.hsm, out.checkpoint, step.details(out));
+async function commandRows(engine: PsdEngine, step: AnyStep, out: PreparedCommand<unknown>, input: unknown): Promise<CommandRows> {
+  const sealed = await engine.sealJournal(out, step.details(out, input));
   return {
     out, at: new Date(out.record.time), payload: sealed.payload, moduleMac: sealed.moduleMac,
     receipt: step.receipt ? JSON.stringify(step.receipt(out) ?? null) : null,
@@ -954,7 +991,7 @@ class SideBySideWriteFailed extends Error {
 /** A meter row as the command runner reads it, with its newest journal record. */
 interface MeterRow { meter_id: string; slot: number; package: Buffer; newest_checkpoint: Buffer | null; [column: string]: unknown }
 
-function checkMeterRow(step: Pick<Step<unknown>, 'meterId' | 'creates'>, meter: MeterRow | undefined): void {
+function checkMeterRow(step: Pick<AnyStep, 'meterId' | 'creates'>, meter: MeterRow | undefined): void {
   // the master PSD is no meter: no meter command reaches it, and no meter takes its id
   if (step.meterId === MASTER_PSD_ID) throw vbiError(step.creates ? 'BAD_REQUEST' : 'UNKNOWN_METER', `${MASTER_PSD_ID} is the vendor's master PSD, not a meter`);
   if (step.creates && meter) throw vbiError('BAD_REQUEST', `meter ${step.meterId} exists`);
@@ -962,15 +999,16 @@ function checkMeterRow(step: Pick<Step<unknown>, 'meterId' | 'creates'>, meter: 
   if (meter && (meter.slot === null || meter.slot === undefined)) throw vbiError('PACKAGE_STALE', `meter ${step.meterId} has no slot in the meter map`);
 }
 
-function commandOf<R>(step: Step<R>, meter: MeterRow | undefined, moduleRow: { checkpoint: Buffer | null }, map: MeterMapView): PsdCommand<R> {
-  if (!step.execute) throw new Error(`step ${step.type} of meter ${step.meterId} has no command`);
+function commandOf(step: AnyStep, meter: MeterRow | undefined, moduleRow: { checkpoint: Buffer | null }, map: MeterMapView, input: unknown): PsdCommand<unknown> {
+  const execute = step.execute;
+  if (!execute) throw new Error(`step ${step.type} of meter ${step.meterId} has no command`);
   return {
     meterId: step.meterId,
     sealedPackage: meter?.package ?? null,
     dbCheckpoint: moduleRow.checkpoint ?? null,
     map,
     meterCheckpoint: meter ? (meter.newest_checkpoint ?? null) : undefined,
-    execute: step.execute,
+    execute: (pkg, ctx) => execute(pkg, ctx, input),
   };
 }
 
@@ -1015,7 +1053,7 @@ async function settleAll<T>(tasks: Array<() => Promise<T>>, limit: number): Prom
  * The group's steps as parts run one after the other: a run of side-by-side steps of different
  * meters is one part, any other step a part alone (indexes into `steps`).
  */
-function parts(steps: Step<unknown>[]): number[][] {
+function parts(steps: AnyStep[]): number[][] {
   const out: number[][] = [];
   let run: number[] = [];
   const meters = new Set<string>();
@@ -1039,7 +1077,7 @@ function parts(steps: Step<unknown>[]): number[][] {
   return out;
 }
 
-type Outcome = { out: DispatchResult<unknown>; error?: undefined } | { error: unknown; out?: undefined };
+type Outcome = { out: StepResult<unknown, unknown>; error?: undefined } | { error: unknown; out?: undefined };
 
 /** A committed group: each step's outcome, released only once `appended` (the group's record in the ring) resolves. */
 interface GroupRun {
@@ -1047,7 +1085,7 @@ interface GroupRun {
   appended: Promise<void>;
 }
 
-function unwrap(o: Outcome): DispatchResult<unknown> {
+function unwrap(o: Outcome): StepResult<unknown, unknown> {
   if ('error' in o && o.error !== undefined) throw o.error;
   return o.out!;
 }

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { vbiError } from '../errors';
 import { AuditRecord } from '../module/audit';
 import { PsdEngine } from '../module/psd-engine';
-import { sealJournalPayload } from './journal';
+import { sealJournalPayload } from '../module/journal-seal';
 import { Approval, ReinstatementStatement, requireApprovals } from './officer-approval';
 import { MAP_SHARD, lockMapRow } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';

@@ -11,6 +11,7 @@ import { AuditChain, AuditStore } from './audit-chain';
 import { EMPTY_LEAF, MapNode, MeterMapView, leafHash, pathNodes, rootOf, siblingPositions } from './meter-map';
 import { MeterMapAnchor } from './map-anchor';
 import { MASTER_PSD_ID, MASTER_PSD_SLOT } from './commands/master-psd';
+import { sealJournalPayload } from './journal-seal';
 
 const INHIBIT_LABEL = 'vbi.inhibit';
 
@@ -356,6 +357,25 @@ export class PsdEngine {
     const written = new Map<string, Buffer>();
     for (const p of this.pending) for (const n of p.mapNodes) written.set(`${n.level}:${n.index}`, n.hash);
     return siblingPositions(view.slot).map((pos, i) => written.get(`${pos.level}:${pos.index}`) ?? view.siblings[i]);
+  }
+
+  /**
+   * A check on a meter's package that changes nothing: the package as the database holds it is
+   * opened (MAC-checked) and `check` runs on it with this module; no dispatch, no checkpoint, and
+   * the package is not proved current (a check that leads to a change is made again inside the
+   * dispatch that makes it). Heartbeats and the envelope check before a payment.
+   */
+  async inspect<T>(meterId: string, sealedPackage: Buffer, check: (pkg: PsdPackage, hsm: HsmModule) => Promise<T>): Promise<T> {
+    return check(await openPackage(this.hsm, sealedPackage, meterId), this.hsm);
+  }
+
+  /**
+   * The journal row's payload for a prepared command: `details` encrypted under the package
+   * encryption key with the command's checkpoint record as AAD, and the module's MAC over both
+   * (src/module/journal-seal.ts).
+   */
+  sealJournal(out: PreparedCommand<unknown>, details: Record<string, unknown>): Promise<{ payload: Buffer; moduleMac: Buffer }> {
+    return sealJournalPayload(this.hsm, out.checkpoint, details);
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { HsmModule } from '../hsm/hsm-module';
 import { decodeCheckpoint } from '../module/checkpoint';
-import { openJournalPayload } from '../ledger/journal';
+import { openJournalPayload } from '../module/journal-seal';
 import { vbiError } from '../errors';
 import { openPackage } from '../module/package-seal';
 

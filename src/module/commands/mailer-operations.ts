@@ -1,5 +1,6 @@
 import { vbiError } from '../../errors';
-import { KeyRef } from '../../hsm/hsm-module';
+import { HsmModule, KeyRef } from '../../hsm/hsm-module';
+import { dynamicPasswordInput, OperationalRequest, requestMacInput } from '../../protocol/messages';
 import { PsdPackage } from '../../psd/psd-package';
 import { decodeUserSecrets, passwordVerifierInput } from '../../psd/user-secrets';
 import { ProtocolOperation } from './operational';
@@ -22,18 +23,18 @@ export const inquiry: ProtocolOperation<Balance> = async (pkg) => ({
 /**
  * Session open (secure on-line printing claims: continuous link, dynamic password): the password secret, RSA-OAEP-encrypted to the transport key, must
  * verify against the package's verifier inside the token (WRONG_PASSWORD); the client's fresh
- * session key is taken in wrapped under the user-secrets key and handed back in `holder` for
- * the session row — never in the response.
+ * session key is taken in wrapped under the user-secrets key and kept for the session row (`kept`)
+ * — never in the response.
  */
-export function openSession(req: { sessionId: string; encryptedPasswordSecret: Buffer; encryptedSessionKey: Buffer; heartbeatIntervalMs: number; timeoutMs: number; holder: { wrappedSessionKey?: Buffer } }): ProtocolOperation<Record<string, unknown>> {
+export function openSession(req: { sessionId: string; encryptedPasswordSecret: Buffer; encryptedSessionKey: Buffer; heartbeatIntervalMs: number; timeoutMs: number }): ProtocolOperation<Record<string, unknown>, Buffer> {
   return async (pkg, ctx) => {
     const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
     if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} is not registered`);
     const ok = await ctx.hsm.verifyHmacWithClientSecret({ ciphertext: req.encryptedPasswordSecret, data: passwordVerifierInput(pkg.meterId), mac: secrets.passwordVerifier });
     if (!ok) throw vbiError('WRONG_PASSWORD', 'password does not match');
-    req.holder.wrappedSessionKey = await ctx.hsm.importClientSecret({ ciphertext: req.encryptedSessionKey, usage: 'encrypt', under: [ctx.usk] });
+    const wrappedSessionKey = await ctx.hsm.importClientSecret({ ciphertext: req.encryptedSessionKey, usage: 'encrypt', under: [ctx.usk] });
     return {
-      package: pkg, type: 'session', amount: 0,
+      package: pkg, type: 'session', amount: 0, kept: wrappedSessionKey,
       result: { sessionId: req.sessionId, heartbeatIntervalMs: req.heartbeatIntervalMs, timeoutMs: req.timeoutMs },
     };
   };
@@ -70,4 +71,27 @@ export function hmkChain(pkg: PsdPackage): KeyRef[] {
   const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
   if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} is not registered`);
   return [{ wrapped: pkg.secrets.wrappedUserSecretsKey, usage: 'wrap' }, { wrapped: secrets.wrappedHmk, usage: 'hmac' }];
+}
+
+/**
+ * The envelope's MAC, checked with the meter's HMK inside the token outside a dispatch
+ * (Ledger.inspect): BAD_MAC unless the meter's HMK signed it. No challenge check: a retry of an
+ * answered request carries a used challenge and must still be recognised.
+ */
+export function envelopeMacCheck(env: OperationalRequest) {
+  return async (pkg: PsdPackage, hsm: HsmModule): Promise<PsdPackage> => {
+    if (!(await hsm.verifyHmac({ keyChain: hmkChain(pkg), data: requestMacInput(env), mac: Buffer.from(env.mac, 'base64') }))) {
+      throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
+    }
+    return pkg;
+  };
+}
+
+/** Whether a heartbeat's dynamic password verifies with the meter's HMK (outside a dispatch, Ledger.inspect). */
+export function heartbeatCheck(req: { meterId: string; sessionId: string; counter: number; clientTime: number; dynamicPassword: string }) {
+  return (pkg: PsdPackage, hsm: HsmModule): Promise<boolean> => hsm.verifyHmac({
+    keyChain: hmkChain(pkg),
+    data: dynamicPasswordInput({ meterId: req.meterId, sessionId: req.sessionId, counter: req.counter, clientTime: req.clientTime, purpose: 'heartbeat' }),
+    mac: Buffer.from(req.dynamicPassword, 'base64'),
+  });
 }

@@ -19,7 +19,18 @@ export interface OperationContext extends CommandContext {
   usk: KeyRef;
 }
 
-export type ProtocolOperation<R> = (pkg: PsdPackage, ctx: OperationContext) => Promise<Omit<CommandOutcome<R>, 'result'> & { result: R }>;
+/**
+ * An operation inside the protocol. `result` goes into the MAC'd response; `kept` is what the
+ * operation hands back to the service alone (a session key wrapped for the session row, the
+ * items a print request printed), never to the client.
+ */
+export type ProtocolOperation<R, K = undefined> = (pkg: PsdPackage, ctx: OperationContext) => Promise<Omit<CommandOutcome<R>, 'result'> & { result: R; kept?: K }>;
+
+/** What an operational dispatch returns to the service: the response for the client and what the operation kept. */
+export interface Operated<R, K = undefined> {
+  response: OperationalResponse<R>;
+  kept: K | undefined;
+}
 
 /**
  * The operational state of WO 01/29778 (FIG. 7) around one operation, all inside one module
@@ -28,8 +39,8 @@ export type ProtocolOperation<R> = (pkg: PsdPackage, ctx: OperationContext) => P
  * copy equals the package's (REGISTER_MISMATCH); run the operation; issue a new challenge; sign
  * a receipt with the module identity key; MAC the response with the HMK.
  */
-export function operational<R extends Record<string, unknown>>(req: OperationalRequest, op: ProtocolOperation<R>) {
-  return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<OperationalResponse<R>>> => {
+export function operational<R extends Record<string, unknown>, K = undefined>(req: OperationalRequest, op: ProtocolOperation<R, K>) {
+  return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<Operated<R, K>>> => {
     const pkg = existing(opened);
     const secrets = decodeUserSecrets(pkg.secrets.userSecrets);
     if (!secrets) throw vbiError('NOT_REGISTERED', `meter ${pkg.meterId} has not completed registration`);
@@ -43,7 +54,7 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
         throw vbiError('BAD_MAC', 'request HMAC does not verify with the meter HMK');
       }
       checkEnvelopeState(req, pkg, ctx.now);
-      const out = await op(pkg, { ...ctx, keys, hmkChain, usk });
+      const { kept, ...out } = await op(pkg, { ...ctx, keys, hmkChain, usk });
       const unsigned = receiptFields(ctx, {
         meterId: pkg.meterId, op: req.op, amount: out.amount,
         ascendingRegister: out.package.ascendingRegister, descendingRegister: out.package.descendingRegister,
@@ -60,7 +71,7 @@ export function operational<R extends Record<string, unknown>>(req: OperationalR
         result: out.result, receipt,
       };
       const responseMac = await keys.hmac({ keyChain: hmkChain, data: responseMacInput(response as OperationalResponse) });
-      return { ...out, package: after, result: { ...response, mac: responseMac.toString('base64') } };
+      return { ...out, package: after, result: { response: { ...response, mac: responseMac.toString('base64') }, kept } };
     });
   };
 }

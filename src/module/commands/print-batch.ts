@@ -40,7 +40,7 @@ export interface BatchItemResult {
  * A refused item (INSUFFICIENT_FUNDS, a field the indicium cannot carry, a refusal from
  * `refused`) fails alone: the package is as before it. A bad dynamic password or a session found
  * over (`live` answers a code) voids that item and every later one; nothing is debited for them.
- * Results go to `holder.results` (the operational result itself stays what the client MACs).
+ * What became of each item is `kept` (the operational result itself stays what the client MACs).
  *
  * A meter without a licence (docs/licensing.md) is refused as a whole (METER_NOT_LICENSED), before
  * any item: nothing is signed, debited or stored, and the challenge stays valid.
@@ -56,17 +56,16 @@ export interface BatchItemResult {
  */
 export function printBatch(req: {
   sessionId: string;
-  wrappedSessionKey: () => Buffer;
-  items: () => BatchItem[];
+  wrappedSessionKey: Buffer;
+  items: BatchItem[];
   type: 'indicium' | 'correction';
   /** Called before each item: a code if the session is over by now (the host's clock), else null. */
   live: (index: number) => Promise<string | null>;
-  holder: { results?: BatchItemResult[] };
-}): ProtocolOperation<Record<string, unknown>> {
+}): ProtocolOperation<Record<string, unknown>, BatchItemResult[]> {
   return async (pkg, ctx) => {
     requireLicensed(pkg);
-    const sessionKey = { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const };
-    const items = req.items();
+    const sessionKey = { wrapped: req.wrappedSessionKey, usage: 'encrypt' as const };
+    const items = req.items;
     const work = items.filter((x) => !x.refused).length;
     // one chunk per token thread (at most 1 + SPARE_SCOPES), each of at least ITEMS_PER_SCOPE items
     const spare = Math.max(0, Math.min(SPARE_SCOPES, ctx.hsm.parallelism - 1, Math.ceil(work / ITEMS_PER_SCOPE) - 1));
@@ -74,7 +73,7 @@ export function printBatch(req: {
     const run = (keys: KeyScope) => (spare > 0 ? ctx.hsm.withSpareKeys(spare, (more) => batch([keys, ...more])) : batch([keys]));
     return ctx.keys ? run(ctx.keys) : ctx.hsm.withKeys(run);
 
-    async function batch(this: void, scopes: Array<Pick<KeyScope, 'many'>>): ReturnType<ProtocolOperation<Record<string, unknown>>> {
+    async function batch(this: void, scopes: Array<Pick<KeyScope, 'many'>>): ReturnType<ProtocolOperation<Record<string, unknown>, BatchItemResult[]>> {
       // (1) dynamic passwords (every one: after the first bad one the rest are voided anyway)
       const asked = items.map((x, index) => ({ ...x, index })).filter((x) => !x.refused);
       const checked = await inChunks(asked, scopes, (chunk, scope) => scope.many(chunk.map(({ item }) => ({
@@ -155,8 +154,7 @@ export function printBatch(req: {
         batch: { size: planned.length, index: i, path: tree!.paths[i].map((h) => h.toString('base64')) },
       });
       for (const { i, ...item } of printed) results[planned[i].index] = { index: planned[i].index, status: 'printed', printed: { ...item, receipt: batchReceipt(i) } };
-      req.holder.results = results;
-      return { package: cur, type: amount > 0 ? req.type : 'inquiry', amount, totals: { printed: amount }, result: {} };
+      return { package: cur, type: amount > 0 ? req.type : 'inquiry', amount, totals: { printed: amount }, result: {}, kept: results };
     }
   };
 }

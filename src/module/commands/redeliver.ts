@@ -19,11 +19,11 @@ export interface StoredIndicium {
  * token, to the session key of the session that asks (AAD redeliveryAad). Nothing is debited or
  * signed again; the registers do not change.
  */
-export function redeliver(req: { sessionId: string; wrappedSessionKey: () => Buffer; indicia: () => StoredIndicium[] }): ProtocolOperation<Record<string, unknown>> {
+export function redeliver(req: { sessionId: string; wrappedSessionKey: Buffer; indicia: StoredIndicium[] }): ProtocolOperation<Record<string, unknown>> {
   return async (pkg, ctx) => {
-    const keyChain = [ctx.usk, { wrapped: req.wrappedSessionKey(), usage: 'encrypt' as const }];
+    const keyChain = [ctx.usk, { wrapped: req.wrappedSessionKey, usage: 'encrypt' as const }];
     const items = [];
-    for (const i of req.indicia()) {
+    for (const i of req.indicia) {
       const encryptedIndicium = await (ctx.keys ?? ctx.hsm).encryptWithKeyChain({ keyChain, plaintext: i.indicium, aad: redeliveryAad(req.sessionId, i.indiciumId) });
       items.push({
         indiciumId: i.indiciumId, sequence: i.sequence, kind: i.kind, postage: i.postage,

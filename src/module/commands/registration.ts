@@ -1,5 +1,6 @@
 import { vbiError } from '../../errors';
-import { KeyRef } from '../../hsm/hsm-module';
+import { HsmModule, KeyRef } from '../../hsm/hsm-module';
+import { registrationChallengeBytes } from '../../protocol/messages';
 import { CommandContext, CommandOutcome } from '../psd-engine';
 import { PsdPackage } from '../../psd/psd-package';
 import { decodeUserSecrets, encodeUserSecrets, passwordVerifierInput } from '../../psd/user-secrets';
@@ -51,4 +52,9 @@ export function registerUserSecrets(req: { encryptedHmk: Buffer; encryptedPasswo
       result: { challenge, hmkProof },
     };
   };
+}
+
+/** Registration step 1b: the module signs the client's nonce and its transport key with its identity key. */
+export function signRegistrationChallenge(req: { meterId: string; clientNonce: string; transportKeySpki: string }) {
+  return (hsm: HsmModule): Promise<Buffer> => hsm.identitySign(registrationChallengeBytes(req));
 }

@@ -19,7 +19,7 @@ const CLOCK_SKEW_MS = 5 * 60_000;
  * in the same transaction, signed with the module identity key and MACed with the HMK. The
  * registers and funds do not change.
  */
-export function resync(req: ResyncRequest, transactions: () => { list: MeterTransaction[]; more: boolean }) {
+export function resync(req: ResyncRequest, transactions: { list: MeterTransaction[]; more: boolean }) {
   return async (opened: PsdPackage | null, ctx: CommandContext): Promise<CommandOutcome<ResyncResponse>> => {
     const pkg = existing(opened);
     const chain = hmkChain(pkg);
@@ -30,7 +30,7 @@ export function resync(req: ResyncRequest, transactions: () => { list: MeterTran
     if (Math.abs(req.clientTime - ctx.now) > CLOCK_SKEW_MS) throw vbiError('BAD_REQUEST', 'client clock is more than 5 minutes off');
     const next = await ctx.hsm.random(CHALLENGE_BYTES);
     const after: PsdPackage = { ...pkg, secrets: { ...pkg.secrets, lastChallenge: next } };
-    const { list, more } = transactions();
+    const { list, more } = transactions;
     const unsigned: Omit<ResyncResponse, 'signature' | 'mac'> = {
       meterId: pkg.meterId, clientNonce: req.clientNonce, challenge: next.toString('base64'),
       registers: { ascending: pkg.ascendingRegister, descending: pkg.descendingRegister }, state: pkg.state,

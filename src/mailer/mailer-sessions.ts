@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto';
+import { vbiError } from '../errors';
+import { rekey } from '../module/commands/rekey';
+import { closeSession, heartbeatCheck, inquiry, openSession } from '../module/commands/mailer-operations';
+import { resync } from '../module/commands/resync';
+import type { HistoryBody, RekeyBody, SessionCloseBody, SessionOpenBody } from '../protocol/bodies';
+import type { MeterTransaction, OperationalRequest, OperationalResponse, Receipt, ResyncRequest, ResyncResponse } from '../protocol/messages';
+import { DEFAULT_USER_SECRETS_LIFETIME_MS, MailerCore } from './mailer-core';
+
+/**
+ * Sessions and the meter's own state (docs/protocol.md 2, 5, 6, 7): balance and history, the
+ * continuous session with its dynamic-password heartbeats (the secure on-line printing claims),
+ * re-key, and the resync exchange.
+ */
+export class MailerSessions {
+  constructor(private readonly core: MailerCore) {}
+
+  balance(env: OperationalRequest): Promise<OperationalResponse> {
+    return this.core.operate(env, { type: 'inquiry', operation: () => inquiry }).then((d) => d.response);
+  }
+
+  /** The meter's journal, newest first (read in the dispatch's transaction). */
+  async history(env: OperationalRequest<HistoryBody>): Promise<OperationalResponse> {
+    const done = await this.core.operate(env, {
+      type: 'inquiry',
+      before: async (trx) => {
+        const rows = await trx('journal').where({ meter_id: env.meterId }).orderBy('journal_id', 'desc').limit(env.body.limit ?? 50);
+        return rows.map((r) => ({ time: r.created_at.toISOString(), type: r.tx_type, amount: r.amount, ascending: r.ascending_register, descending: r.descending_register }));
+      },
+      operation: (entries) => async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { entries } }),
+    });
+    return done.response;
+  }
+
+  /** Session open: the password checked in the token, the client's session key taken in wrapped for the session row. */
+  async openSession(env: OperationalRequest<SessionOpenBody>): Promise<OperationalResponse> {
+    const sessionId = randomBytes(16).toString('hex');
+    const done = await this.core.operate(env, {
+      type: 'session', moduleSerial: env.body.moduleSerial, details: () => ({ sessionId }),
+      operation: () => openSession({
+        sessionId, heartbeatIntervalMs: this.core.heartbeatIntervalMs, timeoutMs: this.core.sessionTimeoutMs,
+        encryptedPasswordSecret: Buffer.from(env.body.encryptedPasswordSecret, 'base64'), encryptedSessionKey: Buffer.from(env.body.encryptedSessionKey, 'base64'),
+      }),
+      after: async (trx, { at, kept }) => {
+        await trx('sessions').insert({
+          session_id: sessionId, meter_id: env.meterId, module_serial: env.body.moduleSerial, wrapped_session_key: kept,
+          heartbeat_ms: this.core.heartbeatIntervalMs, timeout_ms: this.core.sessionTimeoutMs, opened_at: at, last_seen_at: new Date(this.core.now()), state: 'open',
+        });
+      },
+    });
+    return done.response;
+  }
+
+  async closeSession(env: OperationalRequest<SessionCloseBody>): Promise<OperationalResponse> {
+    const done = await this.core.operate(env, {
+      type: 'session', details: () => ({ sessionId: env.body.sessionId }),
+      operation: () => closeSession({ sessionId: env.body.sessionId }),
+      before: async (trx) => {
+        await this.core.liveSession(trx, env.body.sessionId, env.meterId, true);
+      },
+      after: async (trx) => {
+        await trx('sessions').where({ session_id: env.body.sessionId }).update({ state: 'closed', end_reason: 'closed by the client' });
+      },
+    });
+    return done.response;
+  }
+
+  /**
+   * Re-key (docs/protocol.md 7): a new HMK and password for the meter, on the module whose
+   * transport key the client encrypted them to; allowed after the user secrets expired.
+   */
+  async rekey(env: OperationalRequest<RekeyBody>): Promise<OperationalResponse> {
+    const done = await this.core.operate(env, {
+      type: 'rekey', moduleSerial: env.body.moduleSerial,
+      operation: () => rekey({
+        encryptedPasswordSecret: Buffer.from(env.body.encryptedPasswordSecret, 'base64'),
+        encryptedNewHmk: Buffer.from(env.body.encryptedNewHmk, 'base64'),
+        encryptedNewPasswordSecret: Buffer.from(env.body.encryptedNewPasswordSecret, 'base64'),
+        proofNonce: env.body.proofNonce,
+        userSecretsLifetimeMs: this.core.opts.userSecretsLifetimeMs ?? DEFAULT_USER_SECRETS_LIFETIME_MS,
+      }),
+    });
+    return done.response;
+  }
+
+  /**
+   * Heartbeat: the dynamic password is verified with the HMK inside a module (no package
+   * change); a bad one ends the session.
+   */
+  async heartbeat(req: { sessionId: string; meterId: string; counter: number; clientTime: number; dynamicPassword: string }): Promise<{ counter: number; expiresAt: string }> {
+    const session = await this.core.liveSession(this.core.db, req.sessionId, req.meterId);
+    this.core.checkCounter(session, req.counter, req.clientTime);
+    const ok = await this.core.ledger.inspect(req.meterId, heartbeatCheck(req));
+    if (!ok) {
+      await this.core.endSession(req.sessionId, 'bad dynamic password');
+      throw vbiError('BAD_DYNAMIC_PASSWORD', 'heartbeat dynamic password does not verify; the session is ended');
+    }
+    const now = new Date(this.core.now());
+    // counter only moves forward, even with concurrent heartbeats and prints
+    const n = await this.core.db('sessions').where({ session_id: req.sessionId, state: 'open' }).where('counter', '<', req.counter)
+      .update({ counter: req.counter, last_seen_at: now });
+    if (n === 0) throw vbiError('STALE_CHALLENGE', 'heartbeat counter already used');
+    return { counter: req.counter, expiresAt: new Date(now.getTime() + session.timeout_ms).toISOString() };
+  }
+
+  /**
+   * The resync exchange: a client that lost its challenge or register copy proves the HMK over a
+   * fresh nonce; one dispatch issues the next challenge and answers with the registers and the
+   * meter's transactions after `afterSequence` (read in the same transaction), signed by the
+   * module identity key.
+   */
+  async resync(req: ResyncRequest): Promise<ResyncResponse> {
+    const limit = 200;
+    const out = await this.core.ledger.run<ResyncResponse, { list: MeterTransaction[]; more: boolean }>({
+      meterId: req.meterId, type: 'inquiry',
+      before: async (trx) => {
+        const rows = await trx('journal as j')
+          .where('j.meter_id', req.meterId).where('j.sequence', '>', req.afterSequence)
+          .orderBy('j.sequence').limit(limit + 1)
+          .select('j.sequence', 'j.tx_type', 'j.amount', 'j.ascending_register', 'j.descending_register', 'j.created_at', 'j.receipt', 'j.module_serial', 'j.checkpoint_seq');
+        const shown = rows.slice(0, limit);
+        // the indicia each record printed (a print request signs all its items in one record)
+        const printed = shown.length === 0 ? [] : await trx('indicia').where({ meter_id: req.meterId })
+          .whereIn(['module_serial', 'checkpoint_seq'], shown.map((r) => [r.module_serial, r.checkpoint_seq]))
+          .orderBy('sequence').select('indicium_id', 'sequence', 'batch_id', 'item_index', 'module_serial', 'checkpoint_seq');
+        const byRecord = new Map<string, NonNullable<MeterTransaction['indicia']>>();
+        for (const i of printed) {
+          const key = `${i.module_serial}#${i.checkpoint_seq}`;
+          const list = byRecord.get(key) ?? [];
+          list.push({ indiciumId: Number(i.indicium_id), sequence: Number(i.sequence), ...(i.batch_id !== null ? { batchId: i.batch_id as string, index: i.item_index as number } : {}) });
+          byRecord.set(key, list);
+        }
+        return {
+          more: rows.length > limit,
+          list: shown.map((r) => {
+            const indicia = byRecord.get(`${r.module_serial}#${r.checkpoint_seq}`);
+            return {
+              sequence: Number(r.sequence), type: r.tx_type, amount: Number(r.amount), ascending: Number(r.ascending_register), descending: Number(r.descending_register),
+              time: r.created_at.toISOString(),
+              ...(r.receipt ? { receipt: r.receipt as Receipt } : {}),
+              ...(indicia ? { indicia } : {}),
+            };
+          }),
+        };
+      },
+      execute: (pkg, ctx, listed) => resync(req, listed)(pkg, ctx),
+      details: () => ({ op: 'resync', afterSequence: req.afterSequence }),
+    });
+    return out.result;
+  }
+}
