@@ -6,7 +6,7 @@ import { HsmConfig, ModuleConfig } from '../config/config';
 import { ApprovalCheck, DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, KeyScope, ModuleStatus } from './hsm-module';
 import { readApprovers } from './officer-keys';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
-import { SessionPool } from './session-pool';
+import { TokenSession, openSession } from './token-session';
 import { ModuleStateMachine } from './module-state';
 import { KAT_VECTORS, KatVectors, SelfTestReport, runSelfTests } from './self-test';
 import { KeyRole, roleLabel, secretKeyTemplate, SESSION_KEY_TEMPLATES, sessionTemplate } from './key-templates';
@@ -68,7 +68,7 @@ export class CryptoModule implements HsmModule {
   private readonly profile: TokenProfile;
   private _serial = '';
   private readonly fsm: ModuleStateMachine;
-  private readonly pool: SessionPool;
+  private readonly session: TokenSession;
   private slot: graphene.Slot | undefined;
   private keys: KeyHandles | undefined;
   private identitySpki: Buffer | undefined;
@@ -77,7 +77,6 @@ export class CryptoModule implements HsmModule {
   private probe: ProbeReport | null = null;
   private _unsuitable: string | undefined;
   private inFlight = 0;
-  private recovering: Promise<void> | undefined;
   private transportModulus: number | undefined;
   /** Length of a 32-byte key wrapped with the configured mechanism (measured once). */
   private wrappedLength32: number | undefined;
@@ -89,7 +88,23 @@ export class CryptoModule implements HsmModule {
     this.oaepHash = opts.hsm.oaepHash ?? opts.library.profile.oaepHash;
     this.profile = opts.library.profile;
     this.fsm = new ModuleStateMachine(opts.clock);
-    this.pool = new SessionPool(() => this.openSession(), opts.hsm.sessionPoolSize);
+    this.session = new TokenSession({
+      tokenLabel: this.tokenLabel,
+      pin: opts.module.userPin,
+      userType: opts.module.userType as graphene.UserType,
+      open: () => this.openSession(),
+      poolSize: opts.hsm.sessionPoolSize,
+      relogin: 'on-recovery',
+      afterLogin: (s) => {
+        this.keys = this.findKeys(s);
+      },
+      // weak key attributes: the token ignored CKA_SENSITIVE / CKA_EXTRACTABLE on unwrap, so no key is safe on it
+      closesSession: (e) => isWeakKeys(e) || (!(e instanceof VbiError) && isDeviceError(e)),
+      onFailure: (e, what) => {
+        if (isWeakKeys(e)) this.fsm.to('Error', `${what}: ${e.message}`);
+        else if (!(e instanceof VbiError) && isDeviceError(e)) this.fsm.to('Error', `${what}: device error ${(e as Error).message}`);
+      },
+    });
   }
 
   /**
@@ -118,7 +133,7 @@ export class CryptoModule implements HsmModule {
       selfTest: this.selfTest,
       probe: this.probe,
       profile: this.profile.name,
-      sessions: this.pool.size,
+      sessions: this.session.pool.size,
     };
   }
 
@@ -133,16 +148,16 @@ export class CryptoModule implements HsmModule {
     // role logs in first; no module key is touched before every test has passed.
     let session: graphene.Session | undefined;
     try {
-      session = await this.pool.acquire();
-      this.login(session);
+      session = await this.session.pool.acquire();
+      this.session.login(session);
       this.selfTest = await runSelfTests(session, this.opts.vectors ?? KAT_VECTORS, {
         suite: this.suite, wrapMechanism: this.wrapMechanism, oaepHash: this.oaepHash, clearKeyImport: this.profile.clearKeyImport,
       });
     } catch (e) {
-      if (session) this.pool.release(session, true);
+      if (session) this.session.pool.release(session, true);
       return this.fail(e, 'self-test could not run');
     }
-    this.pool.release(session);
+    this.session.pool.release(session);
     if (!this.selfTest.ok) {
       const failed = this.selfTest.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
       this.fsm.to('Error', `self-test failed: ${failed.join('; ')}`);
@@ -163,9 +178,9 @@ export class CryptoModule implements HsmModule {
    */
   private async keyEntry(): Promise<void> {
     this.fsm.to('KeyEntry');
-    const s = await this.pool.acquire();
+    const s = await this.session.pool.acquire();
     try {
-      this.login(s);
+      this.session.login(s);
       this.keys = this.findKeys(s);
       this.identitySpki = ecPublicKeySpki(this.keys.identityPub);
       this.transportSpki = rsaPublicKeySpki(this.keys.transportPub);
@@ -186,10 +201,10 @@ export class CryptoModule implements HsmModule {
         throw vbiError('MODULE_ERROR', 'identity key pairwise-consistency test failed');
       }
     } catch (e) {
-      this.pool.release(s, true);
+      this.session.pool.release(s, true);
       throw e;
     }
-    this.pool.release(s);
+    this.session.pool.release(s);
     this.fsm.to('Idle');
   }
 
@@ -206,16 +221,7 @@ export class CryptoModule implements HsmModule {
 
   private openSession(): graphene.Session {
     if (!this.slot) throw vbiError('MODULE_NOT_READY', 'no slot');
-    return this.slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-  }
-
-  /** Login state belongs to the whole token: "already logged in" is success. */
-  private login(s: graphene.Session): void {
-    try {
-      s.login(this.opts.module.userPin, this.opts.module.userType as graphene.UserType);
-    } catch (e) {
-      if (ckr(e) !== pkcs11.CKR_USER_ALREADY_LOGGED_IN) throw toVbiError(e, `login to '${this.tokenLabel}'`);
-    }
+    return openSession(this.slot);
   }
 
   private findKeys(s: graphene.Session): KeyHandles {
@@ -275,62 +281,17 @@ export class CryptoModule implements HsmModule {
     this.inFlight++;
     if (this.fsm.state === 'Idle') this.fsm.to('User');
     try {
-      for (let attempt = 0; ; attempt++) {
-        const s = await this.pool.acquire();
-        try {
-          const out = await op(s, this.keys as KeyHandles);
-          this.pool.release(s);
-          return out;
-        } catch (e) {
-          if (e instanceof VbiError && e.code === 'KEY_ATTRIBUTES_WEAK') {
-            // the token ignored CKA_SENSITIVE / CKA_EXTRACTABLE on unwrap: no key is safe on it
-            this.pool.release(s, true);
-            this.fsm.to('Error', `${what}: ${e.message}`);
-            throw e;
-          }
-          const raw = !(e instanceof VbiError);
-          const recoverable = raw && isRecoverable(e);
-          const device = raw && isDeviceError(e);
-          this.pool.release(s, recoverable || device);
-          if (recoverable && attempt === 0) {
-            await this.recover();
-            continue;
-          }
-          if (device) this.fsm.to('Error', `${what}: device error ${(e as Error).message}`);
-          throw toVbiError(e, what);
-        }
-      }
+      return await this.session.run(what, (s) => op(s, this.keys as KeyHandles));
     } finally {
       this.inFlight--;
       if (this.inFlight === 0 && this.fsm.state === 'User') this.fsm.to('Idle');
     }
   }
 
-  /** Single-flight recovery: drop every pooled session, log in again, find keys again. */
-  private recover(): Promise<void> {
-    if (!this.recovering) {
-      this.recovering = (async () => {
-        this.pool.invalidate();
-        const s = await this.pool.acquire();
-        try {
-          this.login(s);
-          this.keys = this.findKeys(s);
-          this.pool.release(s);
-        } catch (e) {
-          this.pool.release(s, true);
-          throw e;
-        }
-      })().finally(() => {
-        this.recovering = undefined;
-      });
-    }
-    return this.recovering;
-  }
-
   /** After a device error: find the token again (same serial), self-test, key entry. */
   async reconnect(): Promise<void> {
     if (this.inFlight > 0) throw vbiError('MODULE_NOT_READY', 'operations in flight');
-    this.pool.invalidate();
+    this.session.pool.invalidate();
     this.keys = undefined;
     // keys are dropped (UnInitialized) before the power-on sequence runs again
     if (this.fsm.state !== 'Error') this.fsm.to('UnInitialized');
@@ -547,7 +508,7 @@ export class CryptoModule implements HsmModule {
   withSpareKeys<T>(max: number, fn: (scopes: KeyScope[]) => Promise<T>): Promise<T> {
     // each further scope is taken only while a session is free: acquire() then does not wait
     const nest = (got: KeyScope[]): Promise<T> =>
-      got.length < max && this.pool.spare > 0 ? this.withKeys((k) => nest([...got, k])) : fn(got);
+      got.length < max && this.session.pool.spare > 0 ? this.withKeys((k) => nest([...got, k])) : fn(got);
     return nest([]);
   }
 
@@ -799,10 +760,14 @@ export class CryptoModule implements HsmModule {
   }
 
   async close(): Promise<void> {
-    this.pool.close();
+    this.session.pool.close();
     this.keys = undefined;
     if (this.fsm.state !== 'Error') this.fsm.to('UnInitialized');
   }
+}
+
+function isWeakKeys(e: unknown): e is VbiError {
+  return e instanceof VbiError && e.code === 'KEY_ATTRIBUTES_WEAK';
 }
 
 function sha256(data: Buffer): Buffer {

@@ -9,6 +9,7 @@ import {
 } from './key-templates';
 import { P256_PARAMS, PackageSuite, keyWrapPad, macMechanism, rsaOaep } from './mechanisms';
 import { ckr, toVbiError } from './pkcs11-errors';
+import { login, withSession } from './token-session';
 import { ecPublicKeySpki, rsaPublicKeySpki } from './public-keys';
 import { DATA_APPLICATION } from './data-objects';
 import * as ops from './async-ops';
@@ -36,29 +37,6 @@ export interface KeyReport {
   spkiSha256?: string;
   attributes: Attributes;
   weaknesses: string[];
-}
-
-const rw = graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION;
-
-/** A read-write session for `fn`, logged out and closed after it. */
-export function withSession<T>(slot: graphene.Slot, fn: (s: graphene.Session) => Promise<T> | T): Promise<T> {
-  const s = slot.open(rw);
-  return Promise.resolve()
-    .then(() => fn(s))
-    .finally(() => {
-      try { s.logout(); } catch { /* not logged in */ }
-      try { s.close(); } catch { /* closed */ }
-    });
-}
-
-/** Logs in; "already logged in" (login state is token-wide) is success. */
-export function login(s: graphene.Session, pin: string, type: graphene.UserType, what: string): void {
-  try {
-    s.login(pin, type);
-  } catch (e) {
-    if (ckr(e) === pkcs11.CKR_USER_ALREADY_LOGGED_IN) return;
-    throw toVbiError(e, what);
-  }
 }
 
 /** Proves the officer holds the SO PIN, then leaves the session logged out. */
@@ -232,8 +210,7 @@ export async function cloneSharedKeys(req: {
   const oaep = rsaOaep(req.oaepHash ?? req.from.library.profile.oaepHash);
   const transportLabel = `vbi.clone.transport.${Date.now()}`;
 
-  const dstSession = dst.open(rw);
-  try {
+  await withSession(dst, async (dstSession) => {
     login(dstSession, req.to.userPin, graphene.UserType.USER, 'destination user login');
     for (const role of SHARED_ROLES) {
       if (dstSession.find({ label: roleLabel(role) }).length > 0) {
@@ -277,10 +254,7 @@ export async function cloneSharedKeys(req: {
     }
     ops.destroyQuietly(transport.privateKey);
     ops.destroyQuietly(transport.publicKey);
-  } finally {
-    try { dstSession.logout(); } catch { /* ignore */ }
-    try { dstSession.close(); } catch { /* ignore */ }
-  }
+  });
 
   const from = await tokenKeyReport({ library: req.from.library, label: req.from.label, userPin: req.from.userPin, suite: req.suite, wrapMechanism: req.wrapMechanism });
   const to = await tokenKeyReport({ library: req.to.library, label: req.to.label, userPin: req.to.userPin, suite: req.suite, wrapMechanism: req.wrapMechanism });

@@ -2,7 +2,7 @@ import { createHash, createPublicKey } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import { vbiError } from '../errors';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
-import { login, withSession } from './key-ceremony';
+import { login, withSession } from './token-session';
 import { P256_PARAMS } from './mechanisms';
 import { ecPublicKeySpki } from './public-keys';
 

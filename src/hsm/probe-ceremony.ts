@@ -3,7 +3,7 @@ import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
 import { ProbeReport, probeToken } from './token-probe';
 import { listProfiles, setLibraryProfile } from './token-profile';
 import { PackageSuite } from './mechanisms';
-import { login, withSession } from './key-ceremony';
+import { login, withSession } from './token-session';
 
 /** Every slot of a library with its token's identity (`ceremony probe` without --label). */
 export function listTokens(library: LibraryHandle): Array<{

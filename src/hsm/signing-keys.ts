@@ -1,7 +1,8 @@
 import * as graphene from 'graphene-pk11';
 import { vbiError } from '../errors';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
-import { KeyReport, login, proveOfficer, tokenKeyReport, weaknesses } from './key-ceremony';
+import { KeyReport, proveOfficer, tokenKeyReport, weaknesses } from './key-ceremony';
+import { login, withSession } from './token-session';
 import { SigningRole, pairTemplates, parseSigningKeyLabel, signingKeyLabel } from './key-templates';
 import { P256_PARAMS } from './mechanisms';
 import { ecPublicKeySpki } from './public-keys';
@@ -31,8 +32,7 @@ export async function generateSigningKey(req: SigningTokenRef & {
   const slot = findSlotByLabel(req.library, req.label);
   await proveOfficer(slot, req.soPin);
   const keyLabel = signingKeyLabel(req.role, req.generation);
-  const s = slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION);
-  try {
+  return withSession(slot, async (s) => {
     login(s, req.userPin, graphene.UserType.USER, 'user login');
     if (s.find({ label: keyLabel }).length > 0) {
       throw vbiError('KEY_EXISTS', `token '${req.label}' already holds ${keyLabel}`);
@@ -44,10 +44,7 @@ export async function generateSigningKey(req: SigningTokenRef & {
       { ...publicTemplate, label: keyLabel, id, keyType: graphene.KeyType.EC, paramsEC: P256_PARAMS },
       { ...privateTemplate, label: keyLabel, id, keyType: graphene.KeyType.EC });
     return { keyLabel, publicKeySpki: ecPublicKeySpki(kp.publicKey) };
-  } finally {
-    try { s.logout(); } catch { /* not logged in */ }
-    try { s.close(); } catch { /* closed */ }
-  }
+  });
 }
 
 /**

@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
-import * as pkcs11 from 'pkcs11js';
-import { vbiError, VbiError } from '../errors';
+import { vbiError } from '../errors';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
-import { SessionPool } from './session-pool';
 import { SigningRole, signingKeyLabel } from './key-templates';
-import { ckr, isRecoverable, toVbiError } from './pkcs11-errors';
 import { ecPublicKeySpki } from './public-keys';
+import { TokenSession, openSession } from './token-session';
 import * as ops from './async-ops';
 
 /** A signing key in a token: role and generation (token object label `<role label>.<n>`). */
@@ -35,15 +33,19 @@ export interface TokenSignerOptions {
  */
 export class TokenSigner {
   readonly tokenLabel: string;
-  private readonly pool: SessionPool;
+  private readonly session: TokenSession;
   private closed = false;
 
-  private constructor(private readonly opts: TokenSignerOptions, slot: graphene.Slot) {
+  private constructor(opts: TokenSignerOptions, slot: graphene.Slot) {
     this.tokenLabel = opts.tokenLabel;
-    this.pool = new SessionPool(
-      () => slot.open(graphene.SessionFlag.SERIAL_SESSION | graphene.SessionFlag.RW_SESSION),
-      opts.poolSize ?? 2,
-    );
+    this.session = new TokenSession({
+      tokenLabel: opts.tokenLabel,
+      pin: opts.userPin,
+      userType: (opts.userType ?? graphene.UserType.USER) as graphene.UserType,
+      open: () => openSession(slot),
+      poolSize: opts.poolSize ?? 2,
+      relogin: 'each-call',
+    });
   }
 
   /** Finds the token by label and proves the PIN with one login (PIN_INCORRECT otherwise). */
@@ -86,7 +88,7 @@ export class TokenSigner {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.pool.close();
+    this.session.pool.close();
   }
 
   private find(s: graphene.Session, key: SigningKeyRef, cls: graphene.ObjectClass): graphene.SessionObject {
@@ -96,35 +98,9 @@ export class TokenSigner {
     return found.items(0);
   }
 
-  private login(s: graphene.Session): void {
-    try {
-      s.login(this.opts.userPin, (this.opts.userType ?? graphene.UserType.USER) as graphene.UserType);
-    } catch (e) {
-      if (ckr(e) === pkcs11.CKR_USER_ALREADY_LOGGED_IN) return;
-      if (isRecoverable(e)) throw e; // a lost session: withSession retries on a fresh one
-      throw toVbiError(e, `login to '${this.tokenLabel}'`);
-    }
-  }
-
   /** One pooled, logged-in session for `op`; one retry on a fresh session after a lost session. */
   private async withSession<T>(what: string, op: (s: graphene.Session) => Promise<T> | T): Promise<T> {
     if (this.closed) throw vbiError('MODULE_NOT_READY', `signer for '${this.tokenLabel}' is closed`);
-    for (let attempt = 0; ; attempt++) {
-      const s = await this.pool.acquire();
-      let broken = false;
-      try {
-        this.login(s);
-        return await op(s);
-      } catch (e) {
-        broken = !(e instanceof VbiError) && isRecoverable(e);
-        if (broken && attempt === 0) {
-          this.pool.invalidate();
-          continue;
-        }
-        throw toVbiError(e, what);
-      } finally {
-        this.pool.release(s, broken);
-      }
-    }
+    return this.session.run(what, op);
   }
 }
