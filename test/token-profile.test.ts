@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import * as graphene from 'graphene-pk11';
 import { listProfiles, loadProfile, parseProfile } from '../src/hsm/token-profile';
+import { CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, mechanismHex } from '../src/hsm/mechanisms';
 import { runCeremony } from '../src/ceremony/cli';
 import { CryptoModule } from '../src/hsm/crypto-module';
 import { generateModuleKeys, initToken, takeOwnership, cloneSharedKeys } from '../src/hsm/key-ceremony';
@@ -49,15 +50,15 @@ describe('token profiles: selection, probe, unwrap attributes, vendor-initialise
       const names = listProfiles().map((p) => p.name);
       expect(names).to.include.members(['softhsm2', 'luna', 'nshield', 'yubihsm2', 'opencryptoki']);
       expect(loadProfile(undefined, '/usr/lib/softhsm/libsofthsm2.so').name).to.equal('softhsm2');
-      expect(loadProfile('luna', '/any/lib.so').wrapMechanism).to.equal(0x210b);
+      expect(loadProfile('luna', '/any/lib.so').wrapMechanism).to.equal(CKM_AES_KEY_WRAP_KWP);
       expect(loadProfile('nshield', '/any/lib.so').serialSource).to.equal('identity-key');
     });
 
     it('a library no profile matches, an unknown name and a malformed field are refused with CONFIG_INVALID', () => {
       expect(() => loadProfile(undefined, '/opt/vendor/libunknown.so')).to.throw(/PKCS11_PROFILE is not set/);
       expect(() => loadProfile('no-such', '/x.so')).to.throw(/no token profile 'no-such'/);
-      const good = JSON.parse(JSON.stringify({ ...listProfiles()[0], wrapMechanism: '0x210A' }));
-      expect(() => parseProfile({ ...good, wrapMechanism: 8458 }, 't')).to.throw(/wrapMechanism/);
+      const good = JSON.parse(JSON.stringify({ ...listProfiles()[0], wrapMechanism: mechanismHex(CKM_AES_KEY_WRAP_PAD) }));
+      expect(() => parseProfile({ ...good, wrapMechanism: CKM_AES_KEY_WRAP_PAD }, 't')).to.throw(/wrapMechanism/);
       expect(() => parseProfile({ ...good, provisioning: 'magic' }, 't')).to.throw(/provisioning must be one of/);
       expect(() => parseProfile({ ...good, pin: { min: 9, max: 4 } }, 't')).to.throw(/pin/);
       const dir = mkdtempSync(join(tmpdir(), 'vbi-prof-'));

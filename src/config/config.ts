@@ -3,7 +3,7 @@ import { MAX_SHARD } from './shard';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { vbiError } from '../errors';
-import { PackageSuite, isPackageSuite } from '../hsm/mechanisms';
+import { MAX_CK_ULONG, PackageSuite, isPackageSuite } from '../hsm/mechanisms';
 import { TokenProfile, loadProfile } from '../hsm/token-profile';
 import { defaultWalArchive, type WalArchiveSettings } from '../db/wal-archive';
 import { DEFAULT_SUSPENSION_POLICY, type SuspensionPolicy } from '../indicium/fraud-report';
@@ -139,7 +139,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
   const isDevToken = labels.length === 1 && labels[0] === devTokenLabel(shard);
   const userPin = readSecret(env, 'PKCS11_USER_PIN') ?? (isDevToken ? DEV_USER_PIN : undefined);
   if (!userPin) throw vbiError('CONFIG_INVALID', 'PKCS11_USER_PIN or PKCS11_USER_PIN_FILE is required');
-  const userType = intFrom(env, 'PKCS11_USER_TYPE', 1, 0, 0xffffffff);
+  const userType = intFrom(env, 'PKCS11_USER_TYPE', 1, 0, MAX_CK_ULONG);
   const suite = env.VBI_PACKAGE_SUITE ?? 'aes';
   if (!isPackageSuite(suite)) throw vbiError('CONFIG_INVALID', `VBI_PACKAGE_SUITE must be 'aes' or 'legacy-3des', got '${suite}'`);
   const profile = loadProfile(env.PKCS11_PROFILE || undefined, library);
@@ -182,7 +182,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       modules: labels.map((tokenLabel) => ({ tokenLabel, userPin, userType })),
       suite,
       ringSize: intFrom(env, 'VBI_RING_SIZE', 3, 3, 5),
-      wrapMechanism: intFrom(env, 'PKCS11_WRAP_MECHANISM', profile.wrapMechanism, 0, 0xffffffff),
+      wrapMechanism: intFrom(env, 'PKCS11_WRAP_MECHANISM', profile.wrapMechanism, 0, MAX_CK_ULONG),
       oaepHash,
       // at least 2: a command's key scope holds one session while it signs with the identity key
       sessionPoolSize: intFrom(env, 'PKCS11_SESSION_POOL', 4, 2, 64),

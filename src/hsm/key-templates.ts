@@ -1,11 +1,11 @@
 import * as graphene from 'graphene-pk11';
 import templates from '../../hsm/key-templates.json';
-import { PackageSuite } from './mechanisms';
+import { CKA_COPYABLE, CKA_DESTROYABLE, PackageSuite } from './mechanisms';
 import { TokenProfile } from './token-profile';
 
 /** PKCS#11 v2.40 attributes graphene-pk11 2.3 does not know by name. */
-graphene.registerAttribute('destroyable', 0x172, 'boolean');
-graphene.registerAttribute('copyable', 0x171, 'boolean');
+graphene.registerAttribute('destroyable', CKA_DESTROYABLE, 'boolean');
+graphene.registerAttribute('copyable', CKA_COPYABLE, 'boolean');
 
 export type KeyRole = ModuleKeyRole | SigningRole;
 /** The keys of a module token (what `ceremony generate` creates). */

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { vbiError } from '../errors';
-import { PackageSuite, isPackageSuite } from './mechanisms';
+import { CKM_AES_KEY_WRAP_KWP, PackageSuite, isPackageSuite, mechanismHex } from './mechanisms';
 
 /**
  * A token profile: what one PKCS#11 implementation supports and needs, declared in
@@ -87,7 +87,7 @@ export function parseProfile(doc: unknown, source: string): TokenProfile {
     return d[k] as boolean;
   };
   const wrap = str('wrapMechanism');
-  if (!WRAP.test(wrap)) throw bad('wrapMechanism', 'must be a hex mechanism number such as 0x210B');
+  if (!WRAP.test(wrap)) throw bad('wrapMechanism', `must be a hex mechanism number such as ${mechanismHex(CKM_AES_KEY_WRAP_KWP)}`);
   const suites = strings('suites');
   if (!suites.length || !suites.every(isPackageSuite)) throw bad('suites', 'must list aes and/or legacy-3des');
   const pin = d.pin as { min?: unknown; max?: unknown } | undefined;
