@@ -3,8 +3,9 @@ import { MAX_SHARD } from './shard';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { vbiError } from '../errors';
-import { MAX_CK_ULONG, PackageSuite, isPackageSuite } from '../hsm/mechanisms';
-import { TokenProfile, loadProfile } from '../hsm/token-profile';
+import { MAX_CK_ULONG, isPackageSuite } from '../hsm/mechanisms';
+import { loadProfile } from '../hsm/token-profile';
+import { HsmConfig } from '../hsm/hsm-config';
 import { defaultWalArchive, type WalArchiveSettings } from '../db/wal-archive';
 import { DEFAULT_SUSPENSION_POLICY, type SuspensionPolicy } from '../indicium/fraud-report';
 
@@ -12,39 +13,6 @@ import { DEFAULT_SUSPENSION_POLICY, type SuspensionPolicy } from '../indicium/fr
  * Everything that differs between SoftHSM2 in development and a production HSM lives here,
  * read from the environment. The code paths are the same for both.
  */
-export interface ModuleConfig {
-  /** Token label that selects the slot (RFC 7512 `token=`). */
-  tokenLabel: string;
-  /** PIN of the service's role on the token (Crypto-User). */
-  userPin: string;
-  /** PKCS#11 user type used by the service: 1 = CKU_USER; e.g. 0x80000001 for a Luna Crypto User. */
-  userType: number;
-}
-
-export interface HsmConfig {
-  /** Path of the PKCS#11 library (libsofthsm2.so, libCryptoki2_64.so, ...). */
-  library: string;
-  /** SOFTHSM2_CONF to export before C_Initialize; undefined for other libraries. */
-  softhsm2Conf?: string;
-  /** What the token implementation supports and needs (PKCS11_PROFILE, hsm/profiles). */
-  profile: TokenProfile;
-  /** PKCS11_INIT_PARAMETERS: a string passed to C_Initialize in pReserved (NSS softokn's configdir); usually unset. */
-  initParameters?: string;
-  modules: ModuleConfig[];
-  /** Cipher suite of the package keys of this deployment. */
-  suite: PackageSuite;
-  /** Number of checkpoint records each module keeps in its ring (3..5). */
-  ringSize: number;
-  /** Mechanism number for AES key wrap with padding (RFC 5649): the profile's unless PKCS11_WRAP_MECHANISM. */
-  wrapMechanism: number;
-  /** Hash of RSA-OAEP used with the transport keys: the profile's unless PKCS11_OAEP_HASH. */
-  oaepHash: 'sha1' | 'sha256';
-  /** Sessions per token kept open for concurrent commands. */
-  sessionPoolSize: number;
-  /** Token threads of the library (src/hsm/token-threads.ts): PKCS11_THREADS, default one per core, at most 4. */
-  threads?: number;
-}
-
 export interface Config {
   hsm: HsmConfig;
   /** The shard this process serves (VBI_SHARD, default 0; src/config/shard.ts). */

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';
 import { vbiError, VbiError } from '../errors';
-import { HsmConfig, ModuleConfig } from '../config/config';
+import { HsmConfig, ModuleConfig } from './hsm-config';
 import { ApprovalCheck, DataObject, HsmModule, IndiciumKeyAlgorithm, KeyRef, KeyScope, ModuleStatus } from './hsm-module';
 import { readApprovers } from './officer-keys';
 import { LibraryHandle, findSlotByLabel } from './pkcs11-library';

@@ -5,7 +5,7 @@ import { generateModuleKeys, initToken } from '../../src/hsm/key-ceremony';
 import { CryptoModule, CryptoModuleOptions } from '../../src/hsm/crypto-module';
 import { PsdEngine, EngineOptions } from '../../src/module/psd-engine';
 import { PackageSuite } from '../../src/hsm/mechanisms';
-import { HsmConfig } from '../../src/config/config';
+import { HsmConfig } from '../../src/hsm/hsm-config';
 import { TokenProfile, setLibraryProfile } from '../../src/hsm/token-profile';
 
 /**
