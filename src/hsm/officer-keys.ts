@@ -5,6 +5,10 @@ import { LibraryHandle, findSlotByLabel } from './pkcs11-library';
 import { login, withSession } from './token-session';
 import { P256_PARAMS } from './mechanisms';
 import { ecPublicKeySpki } from './public-keys';
+import { ApprovalCheck } from './hsm-module';
+import * as ops from './async-ops';
+import { sha256 } from './module-keys';
+import type { ModuleLifecycle } from './module-lifecycle';
 
 /**
  * The officers whose approvals a module accepts (docs/key-ceremony.md, "Officer approvals"):
@@ -85,6 +89,27 @@ export function readApprovers(s: graphene.Session): Array<{ label: string; thres
     out.push({ label, ...parsed, key, spki: ecPublicKeySpki(key) });
   }
   return out;
+}
+
+/** Checks officers' approvals of `statement` with the approver keys the module token holds (CryptoModule.verifyApprovals). */
+export function verifyApprovals(m: ModuleLifecycle, req: { statement: Buffer; approvals: Array<{ officer: string; signature: Buffer }> }): Promise<ApprovalCheck> {
+  const digest = sha256(req.statement);
+  return m.run('verify officer approvals', async (s) => {
+    const approvers = readApprovers(s);
+    const thresholds = new Set(approvers.map((a) => a.threshold));
+    const valid: string[] = [];
+    for (const a of req.approvals) {
+      const key = approvers.find((k) => k.name === a.officer);
+      if (!key || valid.includes(a.officer)) continue;
+      if (await ops.verify(s, 'ECDSA', key.key, digest, a.signature)) valid.push(a.officer);
+    }
+    return {
+      // every approver object must name the same M; anything else counts as no rule at all
+      threshold: thresholds.size === 1 ? [...thresholds][0] : null,
+      officers: approvers.map((a) => a.name),
+      valid,
+    };
+  });
 }
 
 function p256Point(spki: Buffer, who: string): Buffer {

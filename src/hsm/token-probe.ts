@@ -12,7 +12,7 @@ import { DATA_APPLICATION } from './data-objects';
 /**
  * The token probe: does this token do everything the service needs, the way the profile says?
  * `npm run ceremony -- probe` runs it on any token; the service runs it at start on each module
- * token (src/hsm/crypto-module.ts) and refuses a token that fails a required check. Every check
+ * token (key entry, src/hsm/module-lifecycle.ts) and refuses a token that fails a required check. Every check
  * runs in a session of its own, on session objects destroyed with it (one private CKO_DATA token
  * object is created and destroyed), and says the exact CKR_ code of what failed.
  */
