@@ -11,7 +11,7 @@ import { openVerifier } from '../src/ops/verifier';
 import { auditRecords } from '../src/ledger/audit-store';
 import { verifyAuditLog } from '../src/ledger/audit-verify';
 import { readAuditHead } from '../src/module/audit-chain';
-import { isVbiError } from '../src/errors';
+import { runMain } from '../src/ops/run-main';
 
 async function main(): Promise<number> {
   const command = process.argv[2];
@@ -44,7 +44,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { listBackups, takeBackup } from '../src/ops/backup';
-import { isVbiError } from '../src/errors';
 import { transcriptDir, withTranscript } from '../src/ops/transcript';
+import { runMain } from '../src/ops/run-main';
 
 async function main(): Promise<number> {
   const config = loadConfig();
@@ -43,7 +43,4 @@ async function main(): Promise<number> {
   });
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n${e.details?.output ? `${String(e.details.output)}\n` : ''}` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

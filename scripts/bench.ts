@@ -6,6 +6,7 @@
  * don't assert on it.
  */
 import { benchHttp } from './bench-http';
+import { runMain } from '../src/ops/run-main';
 
 async function main(): Promise<void> {
   if (process.argv[2] !== 'http') {
@@ -15,7 +16,4 @@ async function main(): Promise<void> {
   await benchHttp();
 }
 
-main().catch((e) => {
-  process.stderr.write(`${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -1,6 +1,7 @@
 import { build, Plugin } from 'esbuild';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { runMain } from '../src/ops/run-main';
 
 /**
  * Builds the web app (src/web) into dist/web: one bundle (esbuild, the only bundler) and the
@@ -48,7 +49,4 @@ async function main(): Promise<void> {
   process.stderr.write(`build-web: dist/web (${Math.round(bytes / 1024)} KiB)\n`);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`build-web: ${(e as Error).message}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -6,9 +6,9 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/config';
-import { openShardDatabase } from '../src/db/database';
+import { openShardDatabase } from '../src/config/shard-database';
 import { addCredential, listCredentials, revokeCredential } from '../src/api/credentials';
-import { isVbiError } from '../src/errors';
+import { runMain } from '../src/ops/run-main';
 
 const USAGE = 'usage: npm run credentials -- add verifier --plant NAME | add operator --name NAME | revoke --id ID | list';
 
@@ -43,7 +43,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).message}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -18,6 +18,7 @@ import { formatReport } from '../test/fuzz/report';
 import { closeTestPki } from '../test/helpers/pki';
 import { closeTestDatabases } from '../test/helpers/db';
 import { closeTestLibrary } from '../test/helpers/hsm';
+import { runMain } from '../src/ops/run-main';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,7 +76,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (e) => {
-  process.stderr.write(`${(e as Error)?.stack ?? String(e)}\n`);
-  process.exit(2);
-});
+runMain(main, 2);

@@ -16,9 +16,10 @@ import { openVerifier } from '../src/ops/verifier';
 import { exportJournal, readExport } from '../src/ledger/journal-export';
 import { replayJournal } from '../src/ledger/journal-replay';
 import { Lease, mapShardResource, moduleResource } from '../src/ledger/module-lease';
-import { isVbiError, vbiError } from '../src/errors';
+import { vbiError } from '../src/errors';
 import { parseMills } from '../src/client/money';
 import { transcriptDir, withTranscript } from '../src/ops/transcript';
+import { runMain } from '../src/ops/run-main';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -92,7 +93,4 @@ async function main(): Promise<number> {
   });
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -6,7 +6,7 @@
 import { loadConfig } from '../src/config/config';
 import { openVerifier } from '../src/ops/verifier';
 import { millsText, meterHistory } from '../src/ops/meter-history';
-import { isVbiError } from '../src/errors';
+import { runMain } from '../src/ops/run-main';
 
 async function main(): Promise<number> {
   const meterId = process.argv[2];
@@ -32,7 +32,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -12,7 +12,8 @@
  */
 import { parseMills } from '../src/client/money';
 import { formatMills } from '../src/client/money';
-import { isVbiError, vbiError } from '../src/errors';
+import { vbiError } from '../src/errors';
+import { runMain } from '../src/ops/run-main';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -88,7 +89,4 @@ async function main(): Promise<number> {
   return 2;
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -13,7 +13,8 @@ import { openVerifier } from '../src/ops/verifier';
 import { readExport, usable } from '../src/ledger/journal-export';
 import { exportSource } from '../src/reports/report-source';
 import { SignedReport, verifyReportSignature, writeDailyReport } from '../src/reports/report-file';
-import { isVbiError, vbiError } from '../src/errors';
+import { vbiError } from '../src/errors';
+import { runMain } from '../src/ops/run-main';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -65,7 +66,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

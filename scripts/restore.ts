@@ -10,8 +10,9 @@
 import { join } from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { parseTarget, restore } from '../src/ops/restore';
-import { isVbiError, vbiError } from '../src/errors';
+import { vbiError } from '../src/errors';
 import { transcriptDir, withTranscript } from '../src/ops/transcript';
+import { runMain } from '../src/ops/run-main';
 
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -42,7 +43,4 @@ async function main(): Promise<number> {
   });
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n${e.details?.log ? `${String(e.details.log)}\n` : ''}` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

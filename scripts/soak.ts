@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCrashLoop } from '../test/crash/crash-loop';
+import { runMain } from '../src/ops/run-main';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -59,7 +60,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  process.stderr.write(`${(e as Error)?.stack ?? e}\n`);
-  process.exit(1);
-});
+runMain(main);

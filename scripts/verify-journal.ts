@@ -14,8 +14,8 @@ import { openVerifier } from '../src/ops/verifier';
 import { verifyJournal } from '../src/ledger/journal-verify';
 import { auditRecords } from '../src/ledger/audit-store';
 import { conservation } from '../src/ledger/conservation';
-import { isVbiError } from '../src/errors';
 import { readExport } from '../src/ledger/journal-export';
+import { runMain } from '../src/ops/run-main';
 
 async function main(): Promise<number> {
   const config = loadConfig();
@@ -58,7 +58,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -5,11 +5,11 @@ import { createService } from './service';
 import { runFront } from './ops/front';
 import { meterIdPrefix } from './config/shard';
 import { ServerDeps, startServer } from './server';
-import { isVbiError, vbiError } from './errors';
+import { vbiError } from './errors';
 import { openLibrary, closeLibrary } from './hsm/pkcs11-library';
 import { attachDevPki, startDevPki, DevPki } from './pki/dev-pki';
 import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from './pki/dev';
-import { createMeterGen, loadMeterGenConfig } from './pki/metergen-config';
+import { createMeterGen, loadMeterGenConfig } from './config/metergen-config';
 import { PgMeterStore } from './ledger/pg-meter-store';
 import { MeterGen } from './pki/metergen';
 import { fromPemAll } from './pki/pem';
@@ -17,6 +17,7 @@ import { paymentProvider } from './payments/provider-config';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { DevLicensingAuthority } from './licensing/dev-authority';
 import { cmlsHttpAuthorityFromEnv } from './licensing/cmls-http-config';
+import { runMain } from './ops/run-main';
 
 /**
  * `npm start`: the whole service. On the embedded defaults (no DATABASE_URL, no CA_URL, the
@@ -139,7 +140,4 @@ function licensingAuthority(env: NodeJS.ProcessEnv): LicensingAuthority {
   return new DevLicensingAuthority();
 }
 
-main().catch((e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

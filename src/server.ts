@@ -18,7 +18,7 @@ import { certifyModuleIdentity } from './pki/module-identity';
 import { CaClient } from './pki/ca-client';
 import { RequestCountersigner } from './pki/vendor-ra';
 import { TrustStore } from './pki/trust-store';
-import { keepMeterPool } from './pki/meter-pool';
+import { keepMeterPool } from './ledger/meter-pool';
 import { meterIdPrefix } from './config/shard';
 import { ShardOwners } from './ledger/shard-owners';
 import { RenewalRun, renewDueKeys } from './pki/key-renewal-schedule';

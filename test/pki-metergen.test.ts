@@ -12,7 +12,7 @@ import { randomSerial } from '../src/pki/ca/serial';
 import { leafExtensions, LEAF_PROFILES } from '../src/pki/ca/profile';
 import { X509Signer } from '../src/pki/signer';
 import { requireCertifiedKey } from '../src/module/commands/metergen-certify';
-import { createMeterGen, loadMeterGenConfig } from '../src/pki/metergen-config';
+import { createMeterGen, loadMeterGenConfig } from '../src/config/metergen-config';
 import { PkiWorld, RA_KEY_ID, openssl, opensslVerify, pemFile, startPkiWorld } from './pki-fixtures';
 import { TEST_USER_PIN, testLibrary } from './helpers/hsm';
 

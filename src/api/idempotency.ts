@@ -4,6 +4,9 @@ import type { Knex } from 'knex';
 import { canonicalJson as protocolCanonicalJson } from '../protocol/canonical-json';
 import { vbiError } from '../errors';
 import type { ErrorLog } from './http-errors';
+import type { IdempotencyContext } from '../mailer/idempotency-context';
+
+export type { IdempotencyContext };
 import { DocumentedMiddleware, ERROR_SCHEMA_REF } from './openapi';
 
 /**
@@ -46,14 +49,6 @@ export interface IdempotencyOptions {
   ownerAlive?: (owner: string) => Promise<boolean>;
 }
 
-/** What a handler behind the middleware learns: the key, and since when (database clock) it exists. */
-export interface IdempotencyContext {
-  scope: string;
-  key: string;
-  since: Date;
-  /** True when an earlier run of this request died or failed: resume from what it committed. */
-  resumed: boolean;
-}
 
 /** The context the middleware left for the handler, or undefined without an Idempotency-Key. */
 export function idempotencyContext(res: Response): IdempotencyContext | undefined {

@@ -1,7 +1,7 @@
 import Ajv2020, { type ErrorObject, type ValidateFunction } from 'ajv/dist/2020';
 import type { RequestHandler } from 'express';
 import { vbiError } from '../errors';
-import { MAX_AMOUNT_MILLS } from '../ledger/amounts';
+import { MAX_AMOUNT_MILLS } from '../protocol/amounts';
 
 /**
  * Request validation with JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1). Schemas are

@@ -11,7 +11,7 @@ import {
 import { listTokens, probeWithProfiles } from '../hsm/probe-ceremony';
 import { CryptoModule } from '../hsm/crypto-module';
 import { PsdEngine } from '../module/psd-engine';
-import { openShardDatabase } from '../db/database';
+import { openShardDatabase } from '../config/shard-database';
 import { Lease, mapShardResource, moduleResource } from '../ledger/module-lease';
 import { reinstateModule, reinstatementStatement } from '../ledger/reinstatement';
 import type { Approval, ReinstatementStatement } from '../ledger/officer-approval';

@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { MAX_AMOUNT_MILLS } from '../ledger/amounts';
+import { MAX_AMOUNT_MILLS } from '../protocol/amounts';
 
 /** Currency written as people type it: digits, an optional point and at most 3 decimals. */
 const DECIMAL = /^(\d+)(?:\.(\d{0,3}))?$/;

@@ -6,8 +6,6 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgre
 import { migrate } from './migrations';
 import { defaultWalArchive, type WalArchiveSettings } from './wal-archive';
 import { PrimaryFinder } from './primary-finder';
-import type { Config } from '../config/config';
-import { shardSchema } from '../config/shard';
 
 /**
  * bigint (int8) columns hold mills and counters: read them as JavaScript numbers, refusing any
@@ -66,14 +64,6 @@ export async function openDatabase(opts: {
     throw e;
   }
   return { knex, url, primaryUrl, close };
-}
-
-/** The database of the configured shard: DATABASE_URL (and standbys) or the embedded server, the shard's schema. */
-export function openShardDatabase(config: Pick<Config, 'databaseUrl' | 'databaseStandbyUrls' | 'varDir' | 'walArchive' | 'shard'>, poolSize?: number): Promise<Database> {
-  return openDatabase({
-    url: config.databaseUrl, standbyUrls: config.databaseStandbyUrls, varDir: config.varDir, archive: config.walArchive,
-    schema: shardSchema(config.shard), poolSize,
-  });
 }
 
 /**

@@ -8,7 +8,7 @@ import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/c
 import { verifyJournalMac } from '../module/journal-seal';
 import { assembleIndicium, decodeIndicium } from '../indicium/layout';
 import { verifyIndiciumSignature } from '../indicium/signature';
-import { writeDurably } from '../ops/durable-file';
+import { writeDurably } from '../db/durable-file';
 import type { AuditRecord } from '../module/audit';
 
 /**

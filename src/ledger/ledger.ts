@@ -9,7 +9,7 @@ import { fullRefund, withdraw } from '../module/commands/refund';
 import { Registers } from '../module/commands/guards';
 import { MASTER_PSD_ID, MasterRegisters } from '../module/commands/master-psd';
 import type { AuditEvent } from '../module/audit';
-import { assertMills } from './amounts';
+import { assertMills } from '../protocol/amounts';
 import { recordRefund } from './refund-rows';
 import { CommandRunner } from './command-runner';
 

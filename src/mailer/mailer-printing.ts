@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { vbiError, VbiError } from '../errors';
-import { assertMills } from '../ledger/amounts';
+import { assertMills } from '../protocol/amounts';
 import type { SessionItem } from '../module/commands/print-item';
 import { BatchItem, BatchItemResult, printBatch } from '../module/commands/print-batch';
 import type { Mailpiece } from '../module/commands/create-indicium';
 import { redeliver, StoredIndicium } from '../module/commands/redeliver';
 import { assembleIndicium } from '../indicium/layout';
-import type { IdempotencyContext } from '../api/idempotency';
+import type { IdempotencyContext } from './idempotency-context';
 import type { CorrectionAnswer, CorrectionBody, PrintAnswer, PrintBody, PrintItemAnswer, PrintItemBody, RedeliverBody } from '../protocol/bodies';
 import type { OperationalRequest, OperationalResponse } from '../protocol/messages';
 import { computePostage } from '../rates/postage';

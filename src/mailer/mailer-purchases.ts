@@ -1,9 +1,9 @@
 import { isVbiError, vbiError } from '../errors';
-import { assertMills } from '../ledger/amounts';
+import { assertMills } from '../protocol/amounts';
 import { recordRefund } from '../ledger/refund-rows';
 import { postageValueDownload } from '../module/commands/postage-value-download';
 import { purchase, refundOperation } from '../module/commands/mailer-operations';
-import type { IdempotencyContext } from '../api/idempotency';
+import type { IdempotencyContext } from './idempotency-context';
 import type { PurchaseBody, RefundBody, SettleBody } from '../protocol/bodies';
 import type { OperationalRequest, OperationalResponse } from '../protocol/messages';
 import { assertChargeable, chargeWithRetry } from '../payments/charge';

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { HsmModule } from '../hsm/hsm-module';
+import type { HsmModule } from '../hsm/hsm-module';
 import { ModuleCertificate } from '../pki/module-identity';
 import { toPem } from '../pki/pem';
 

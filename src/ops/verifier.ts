@@ -1,5 +1,6 @@
 import { Config } from '../config/config';
-import { Database, openShardDatabase } from '../db/database';
+import { Database } from '../db/database';
+import { openShardDatabase } from '../config/shard-database';
 import { CryptoModule } from '../hsm/crypto-module';
 import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 

@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { assertMills } from '../ledger/amounts';
+import { assertMills } from '../protocol/amounts';
 import { AuthorizeRequest, isPaymentLinkError, PaymentProvider } from './payment-provider';
 
 /**

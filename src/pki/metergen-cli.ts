@@ -2,15 +2,16 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEV_SO_PIN, DEV_USER_PIN, loadConfig } from '../config/config';
 import { meterIdPrefix } from '../config/shard';
-import { isVbiError, vbiError } from '../errors';
+import { vbiError } from '../errors';
 import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 import { createService } from '../service';
 import { PgMeterStore } from '../ledger/pg-meter-store';
 import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from './dev';
 import { startDevPki } from './dev-pki';
-import { createMeterGen, loadMeterGenConfig } from './metergen-config';
-import { keepMeterPool } from './meter-pool';
+import { createMeterGen, loadMeterGenConfig } from '../config/metergen-config';
+import { keepMeterPool } from '../ledger/meter-pool';
 import { MeterGen } from './metergen';
+import { runMain } from '../ops/run-main';
 
 /**
  * npm run metergen -- --count N [--max-dr MILLS] [--rsa]
@@ -62,7 +63,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((c) => process.exit(c), (e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { HsmModule } from '../hsm/hsm-module';
 import { canonicalJson } from '../protocol/canonical-json';
-import { writeDurably } from '../ops/durable-file';
+import { writeDurably } from '../db/durable-file';
 import { DailyActivity, dailyActivity } from './daily-report';
 import { Reconciliation, reconcile } from './reconciliation';
 import { ReportSource, databaseSource } from './report-source';

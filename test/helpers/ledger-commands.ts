@@ -1,6 +1,6 @@
 import { vbiError } from '../../src/errors';
 import { Ledger } from '../../src/ledger/ledger';
-import { assertMills } from '../../src/ledger/amounts';
+import { assertMills } from '../../src/protocol/amounts';
 import { recordRefund } from '../../src/ledger/refund-rows';
 import { CommandContext, CommandOutcome } from '../../src/module/psd-engine';
 import { PsdPackage } from '../../src/psd/psd-package';

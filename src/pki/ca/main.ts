@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import { DEV_USER_PIN, loadConfig, readSecret } from '../../config/config';
-import { isVbiError, vbiError } from '../../errors';
+import { vbiError } from '../../errors';
 import { closeLibrary, openLibrary } from '../../hsm/pkcs11-library';
 import { TokenSigner } from '../../hsm/token-signer';
 import { DEV_CA_LABEL } from '../dev';
 import { CaDirectory } from './ca-directory';
 import { startCaServer } from './http-server';
 import { PostalCa } from './postal-ca';
+import { runMain } from '../../ops/run-main';
 
 /**
  * The dev/test postal CA as a process:  node dist/src/pki/ca/main.js
@@ -36,7 +37,4 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
-main().catch((e) => {
-  process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { Ledger } from '../ledger/ledger';
-import { MeterGen } from './metergen';
+import { Ledger } from './ledger';
+import { MeterGen } from '../pki/metergen';
 
 /**
  * Keeps the pool of certified, unassigned meters at or above `minimum` (registration takes

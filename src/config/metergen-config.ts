@@ -1,16 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEV_USER_PIN, readSecret } from '../config/config';
+import { DEV_USER_PIN, readSecret } from './config';
 import { vbiError } from '../errors';
 import { LibraryHandle } from '../hsm/pkcs11-library';
 import { TokenSigner } from '../hsm/token-signer';
-import { HttpCaClient } from './ca-client';
-import { DEV_VENDOR_LABEL } from './dev';
-import { KeyRenewalStore, MeterGenStore } from './meter-store';
-import { MeterGen } from './metergen';
-import { fromPemAll } from './pem';
-import { TrustStore } from './trust-store';
-import { VendorRa } from './vendor-ra';
+import { HttpCaClient } from '../pki/ca-client';
+import { DEV_VENDOR_LABEL } from '../pki/dev';
+import { KeyRenewalStore, MeterGenStore } from '../pki/meter-store';
+import { MeterGen } from '../pki/metergen';
+import { fromPemAll } from '../pki/pem';
+import { TrustStore } from '../pki/trust-store';
+import { VendorRa } from '../pki/vendor-ra';
 
 /**
  * MeterGen's configuration, from the environment. The CA is only a URL: in production CA_URL
