@@ -24,7 +24,7 @@ import { runMain } from './ops/run-main';
  * SoftHSM2 dev token) it provisions what is missing — dev module token and key ceremony, dev CA
  * and vendor tokens, the CA itself — starts PostgreSQL, runs the migrations, keeps a few certified
  * meters ready, and serves the API. Production sets PKCS11_*, DATABASE_URL, CA_URL and the
- * MeterGen variables (src/pki/metergen-config.ts), VBI_INTERMEDIATES, VBI_TLS_CERT/KEY and
+ * MeterGen variables (src/config/metergen-config.ts), VBI_INTERMEDIATES, VBI_TLS_CERT/KEY and
  * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY (with VBI_CMLS_*).
  */
 async function main(): Promise<void> {

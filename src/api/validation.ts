@@ -20,7 +20,7 @@ export interface ValidationIssue {
   message: string;
 }
 
-/** Money: an integer number of mills, 1 to 10^12 (as assertMills in src/ledger/amounts.ts). */
+/** Money: an integer number of mills, 1 to 10^12 (as assertMills in src/protocol/amounts.ts). */
 export const millsSchema = {
   type: 'integer',
   minimum: 1,

@@ -18,7 +18,7 @@ export function shardSchema(n: number): string | undefined {
   return n === 0 ? undefined : `shard_${n}`;
 }
 
-/** What the ids of the meters shard `n` creates start with (MeterGen, src/pki/meter-pool.ts). */
+/** What the ids of the meters shard `n` creates start with (MeterGen, src/ledger/meter-pool.ts). */
 export function meterIdPrefix(n: number): string {
   return n === 0 ? 'VBI' : `VBI${n}`;
 }

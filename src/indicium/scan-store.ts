@@ -9,7 +9,7 @@ export interface Scan {
   seenAt: Date;
   /** Where it was scanned: a facility, a sorter, a verifier's name. */
   location: string;
-  /** The plant of the postal verifier's credential that recorded it (src/indicium/postal-verifiers.ts). */
+  /** The plant of the postal verifier's credential that recorded it (src/api/credentials.ts). */
   plant?: string;
 }
 

@@ -34,7 +34,7 @@ export interface DevPki {
  * The development and test PKI in one call: CA token and vendor token (provisioned with the
  * given PINs when missing, SoftHSM2 only), the CA created in `caDir`, the vendor RA registered,
  * and the CA served over HTTP on 127.0.0.1. Production has none of this: MeterGen talks to the
- * postal CA at CA_URL (src/pki/metergen-config.ts).
+ * postal CA at CA_URL (src/config/metergen-config.ts).
  */
 export async function startDevPki(req: {
   library: LibraryHandle; caLabel: string; vendorLabel: string; soPin: string; userPin: string; caDir: string; port?: number;

@@ -18,7 +18,7 @@ import { runMain } from '../ops/run-main';
  * npm run metergen -- --keep N            (top the pool of unassigned meters up to N)
  *
  * Creates certified meters ahead of demand. With CA_URL (and the MeterGen variables of
- * src/pki/metergen-config.ts) it uses that CA; without, the dev CA and vendor tokens.
+ * src/config/metergen-config.ts) it uses that CA; without, the dev CA and vendor tokens.
  */
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { count: { type: 'string' }, keep: { type: 'string' }, 'max-dr': { type: 'string' }, rsa: { type: 'boolean' } } });

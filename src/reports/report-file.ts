@@ -40,7 +40,7 @@ export function verifyReportSignature(doc: SignedReport): boolean {
 
 export const reportFileName = (date: string) => `daily-${date}.json`;
 
-/** Builds, signs and writes one day's report (durably: src/ops/durable-file.ts); returns its path. */
+/** Builds, signs and writes one day's report (durably: src/db/durable-file.ts); returns its path. */
 export async function writeDailyReport(req: { db: Knex; hsm: HsmModule; date: string; dir: string; source?: ReportSource }): Promise<{ path: string; doc: SignedReport }> {
   const source = req.source ?? databaseSource(req.db);
   const activity = await dailyActivity(source, req.date);
