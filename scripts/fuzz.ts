@@ -6,8 +6,7 @@
  * docs/fuzz.md) against it, prints the requests by route and by status and every finding, and
  * exits 1 if there is any finding. The same seed sends the same sequence of mutations.
  */
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 // The helpers read the environment only when they start something, so importing them before
 // main() sets it (as test/setup.ts does for the suite) is fine.
@@ -19,17 +18,10 @@ import { closeTestPki } from '../test/helpers/pki';
 import { closeTestDatabases } from '../test/helpers/db';
 import { closeTestLibrary } from '../test/helpers/hsm';
 import { runMain } from '../src/ops/run-main';
+import { useTestRoot } from '../test/helpers/test-root';
+import { numberArg } from './args';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v < 0) {
-    process.stderr.write(`--${name} needs a non-negative number\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const arg = (name: string, dflt: number): number => numberArg(name, dflt, { integer: false });
 
 async function main(): Promise<number> {
   if (process.argv.includes('--help')) {
@@ -42,19 +34,8 @@ async function main(): Promise<number> {
   const modules = arg('modules', 1);
   const quiet = process.argv.includes('--quiet');
 
-  // What test/setup.ts does for the test suite: a token directory and a database of our own.
-  const root = mkdtempSync(join(tmpdir(), 'vbi-fuzz-'));
-  mkdirSync(join(root, 'tokens'));
-  const conf = join(root, 'softhsm2.conf');
-  writeFileSync(conf, `directories.tokendir = ${join(root, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
-  process.env.SOFTHSM2_CONF = conf;
-  process.env.VBI_TEST_ROOT = root;
-  if (!process.env.PKCS11_LIBRARY) {
-    const dev = readFileSync(join(__dirname, '..', '..', 'var', 'dev.env'), 'utf8');
-    const m = /^PKCS11_LIBRARY=(.*)$/m.exec(dev);
-    if (!m) throw new Error('run scripts/bootstrap.sh first (npm start or npm test does)');
-    process.env.PKCS11_LIBRARY = m[1];
-  }
+  // what test/setup.ts does for the test suite: a token directory and a database of our own
+  const root = useTestRoot('vbi-fuzz-');
 
   process.stdout.write(`fuzz: seed ${seed}, ${requests} requests${seconds ? `, at most ${seconds} s` : ''}, ${modules} module(s)\n`);
   let svc: Awaited<ReturnType<typeof startServiceUnderTest>> | undefined;

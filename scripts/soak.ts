@@ -14,17 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCrashLoop } from '../test/crash/crash-loop';
 import { runMain } from '../src/ops/run-main';
+import { numberArg } from './args';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isSafeInteger(v) || v < 0) {
-    process.stderr.write(`--${name} needs a non-negative integer\n`);
-    process.exit(2);
-  }
-  return v;
-}
+const arg = (name: string, dflt: number): number => numberArg(name, dflt, { integer: true });
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vbi-soak-'));

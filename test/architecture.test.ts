@@ -132,6 +132,13 @@ describe('architecture: the layer map of docs/architecture.md', () => {
     expect(cycle(rules)).to.equal(null);
   });
 
+  it('a file of src/ over 300 lines says why at its top', () => {
+    const long = files.filter((f) => readFileSync(f, 'utf8').split('\n').length > 300)
+      .filter((f) => !/^\/\/ Over 300 lines: \S/.test(readFileSync(f, 'utf8')))
+      .map((f) => relative(SRC, f));
+    expect(long).to.deep.equal([]);
+  });
+
   it('the check finds what breaks the map: an import up, a value import of a type-only layer, hsm in the engine', () => {
     // the rules above, applied to imports that break them (no file is written: paths are only resolved)
     const fake = (rel: string, text: string) => ({ rel, text });

@@ -1,3 +1,4 @@
+// Over 300 lines: the HTTP API's route table, read as one list; each route's work is in the layers below.
 import express from 'express';
 import type { Knex } from 'knex';
 import { MailerService } from '../mailer/mailer-service';

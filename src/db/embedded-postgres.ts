@@ -1,3 +1,4 @@
+// Over 300 lines: the embedded server's whole life in one place: initdb, start, the postmaster's liveness, stop, the binaries' paths.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// Over 300 lines: the token-side steps of the key ceremony (init, take ownership, generate, clone, report), in the order an officer runs them.
 import { createHash } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';

@@ -1,3 +1,4 @@
+// Over 300 lines: one probe, probeToken: a list of short checks of what the token does, which reads best as one list.
 import { constants, createHmac, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
 import * as pkcs11 from 'pkcs11js';

@@ -1,3 +1,4 @@
+// Over 300 lines: the queue per module and run()'s retry rules are one loop.
 import type { Knex } from 'knex';
 import { vbiError, VbiError } from '../errors';
 import { GROUP_MAX, PsdEngine } from '../module/psd-engine';

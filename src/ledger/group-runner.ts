@@ -1,3 +1,4 @@
+// Over 300 lines: the group's transaction is one piece: its steps alone, side by side and the master PSD's movement share the same locks, savepoints and failure rules.
 import type { Knex } from 'knex';
 import { isVbiError, vbiError, VbiError } from '../errors';
 import { PsdEngine, PsdCommand, PreparedCommand } from '../module/psd-engine';
@@ -15,9 +16,7 @@ import { AnyStep, MODULE_FAULTS, StepResult } from './step';
 /**
  * One group of commands on one module (docs/ledger.md, "Group commit"): one PostgreSQL
  * transaction, each step's rows read and locked, the module's run, the rows written, one COMMIT,
- * then the ring append that releases the results. Over 300 lines because the group's transaction
- * is one piece: its steps alone, side by side, and the master PSD's movement share the same
- * locks, savepoints and failure rules, and reading them in one place is what keeps them right.
+ * then the ring append that releases the results.
  */
 export class GroupRunner {
   private readonly commits = { groups: 0, commands: 0, largest: 0 };

@@ -1,3 +1,4 @@
+// Over 300 lines: the export's writer and reader (exportJournal, readExport) stay together so that the format cannot drift between them.
 import { X509Certificate, createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// Over 300 lines: one procedure, replayJournal, and the helpers only it uses.
 import type { Knex } from 'knex';
 import { vbiError } from '../errors';
 import { HsmModule } from '../hsm/hsm-module';

@@ -1,3 +1,4 @@
+// Over 300 lines: the engine's state (ring, open group, pending append, inhibit, known records) is one piece that every method reads or moves; the invariants between them (docs/checkpoint.md) read in one place.
 import { isVbiError, vbiError } from '../errors';
 import { HsmModule, ModuleStatus, KeyScope } from '../hsm/hsm-module';
 import { PsdPackage } from '../psd/psd-package';

@@ -64,12 +64,7 @@ export function validity(req: { now: number; days: number; backdateSeconds: numb
 
 /** Root: CA, keyCertSign + cRLSign, and the hash of the next root key (rollover). */
 export function rootExtensions(req: { spki: Buffer; nextSpki: Buffer }): pkijs.Extension[] {
-  return [
-    basicConstraints({ ca: true, pathLen: 1 }),
-    keyUsage(['keyCertSign', 'cRLSign']),
-    subjectKeyIdentifier(req.spki),
-    nextCaKeyHash(req.nextSpki),
-  ];
+  return [...caExtensions({ pathLen: 1, spki: req.spki }), nextCaKeyHash(req.nextSpki)];
 }
 
 /** Rollover link certificate (new root key certified by the old one): as a root, plus the AKID of the old key. */
@@ -79,12 +74,12 @@ export function linkExtensions(req: { spki: Buffer; nextSpki: Buffer; oldSpki: B
 
 /** Issuing CA: CA with pathLen 0 (issues only end-entity certificates). */
 export function issuingExtensions(req: { spki: Buffer; rootSpki: Buffer }): pkijs.Extension[] {
-  return [
-    basicConstraints({ ca: true, pathLen: 0 }),
-    keyUsage(['keyCertSign', 'cRLSign']),
-    subjectKeyIdentifier(req.spki),
-    authorityKeyIdentifier(req.rootSpki),
-  ];
+  return [...caExtensions({ pathLen: 0, spki: req.spki }), authorityKeyIdentifier(req.rootSpki)];
+}
+
+/** What every CA certificate starts with, in this order: CA with `pathLen`, keyCertSign + cRLSign, its key id. */
+function caExtensions(req: { pathLen: number; spki: Buffer }): pkijs.Extension[] {
+  return [basicConstraints({ ca: true, pathLen: req.pathLen }), keyUsage(['keyCertSign', 'cRLSign']), subjectKeyIdentifier(req.spki)];
 }
 
 /** End entity: not a CA, digitalSignature only, and the profile's key purpose. */
