@@ -31,3 +31,17 @@ const MOVE_CODES = ['UNKNOWN_MODULE', 'NO_MODULE'] as const;
 export function callsForMove(e: unknown): boolean {
   return MOVE_CODES.some((c) => isVbiError(e, c));
 }
+
+/**
+ * `attempt`, and when the service refuses it for the module (callsForMove) and `move` finds
+ * another module, `attempt` once more: it encrypts its secrets to the key file's module, now the new one.
+ */
+export async function moveOnceIfRefused<T>(attempt: () => Promise<T>, move: () => Promise<string | undefined>): Promise<T> {
+  try {
+    return await attempt();
+  } catch (e) {
+    // refused before the module ran anything: move, then try with secrets for the new module
+    if (!callsForMove(e) || !(await move())) throw e;
+    return attempt();
+  }
+}

@@ -1,6 +1,8 @@
+import { vbiError } from '../errors';
 import type { LabelSize } from '../indicium/render/label-request';
 import type { OperationalRequest, RegisterEcho } from '../protocol/messages';
 import type { PrintItemRequest } from './print-item';
+import type { RegistrationCreated } from './wire';
 
 /** RSA-OAEP hash of a module transport key, as the service announces it. */
 export type OaepHash = 'sha1' | 'sha256';
@@ -77,9 +79,47 @@ export interface ClientState {
   defaults: SessionDefaults;
 }
 
+/**
+ * The state written just before registration step 1c ('pending', no challenge yet): the meter of
+ * step 1a, the module that proved itself in 1b, the new HMK and the label defaults.
+ */
+export function registeringState(req: {
+  serverUrl: string; created: RegistrationCreated; moduleSerial: string; hmk: Buffer; modules: KnownModule[]; rootCertPem: string;
+  defaults: Omit<SessionDefaults, 'labelSize' | 'mailClass'> & { labelSize?: LabelSize; mailClass?: string };
+}): ClientState {
+  const { created, defaults } = req;
+  return {
+    version: 1, status: 'pending', serverUrl: req.serverUrl, meterId: created.meterId,
+    accountId: created.accountId, registrationId: created.registrationId, registrationToken: created.registrationToken, moduleSerial: req.moduleSerial,
+    hmk: req.hmk.toString('base64'), challenge: '', registers: { ascending: 0, descending: 0 },
+    modules: req.modules, rootCertPem: req.rootCertPem,
+    defaults: {
+      name: defaults.name, licensingZip: defaults.licensingZip, returnAddress: defaults.returnAddress,
+      labelSize: defaults.labelSize ?? 'label-4x6', mailClass: defaults.mailClass ?? 'first-class-letter',
+    },
+  };
+}
+
+/** The module the key file names, with the transport key it proved (CERT_INVALID when the state holds none). */
+export function ownModule(state: ClientState): KnownModule {
+  const module = findModule(state, state.moduleSerial);
+  if (!module) throw vbiError('CERT_INVALID', `key file names module ${state.moduleSerial} but holds no verified key for it`);
+  return module;
+}
+
 /** The module `serial` from the state, or undefined. */
 export function findModule(state: ClientState, serial: string): KnownModule | undefined {
   return state.modules.find((m) => m.serial === serial);
+}
+
+/** The state with `p` added to the pending requests (saved before `p` is sent). */
+export function withPending(state: ClientState, p: PendingRequest): ClientState {
+  return { ...state, pending: [...(state.pending ?? []), p] };
+}
+
+/** The pending requests but the one with this Idempotency-Key (its answer was handled, or it was refused). */
+export function pendingWithout(state: ClientState, idempotencyKey: string): PendingRequest[] {
+  return (state.pending ?? []).filter((x) => x.idempotencyKey !== idempotencyKey);
 }
 
 /** A purchase, print or correction whose answer the client has not handled yet. */

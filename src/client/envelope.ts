@@ -1,8 +1,8 @@
-import { vbiError } from '../errors';
+import { isVbiError, vbiError } from '../errors';
 import {
   Operation, OperationalRequest, OperationalResponse, RegisterEcho, requestMacInput, responseMacInput,
 } from '../protocol/messages';
-import { checkResponseAddressed, responseToCheck, unsignedEnvelope } from '../protocol/envelope';
+import { checkReceiptMatchesResponse, isOutOfStepCode, checkResponseAddressed, responseToCheck, unsignedEnvelope } from '../protocol/envelope';
 import { hmacSha256, macMatches } from './client-crypto';
 import type { ReceiptVerifier } from './module-trust';
 
@@ -30,10 +30,12 @@ export function checkResponseMac<R>(req: { response: unknown; meterId: string; o
  * response, signed by a module identity key verified at registration. CERT_INVALID otherwise.
  */
 export function checkResponseReceipt(response: OperationalResponse<unknown>, receipts: ReceiptVerifier): void {
+  checkReceiptMatchesResponse(response);
   const rc = response.receipt;
-  if (rc.meterId !== response.meterId || rc.op !== response.op
-    || rc.ascendingRegister !== response.registers.ascending || rc.descendingRegister !== response.registers.descending) {
-    throw vbiError('CERT_INVALID', `the ${response.op} receipt does not match the response (meter, op or registers)`);
-  }
   if (!receipts.verify(rc)) throw vbiError('CERT_INVALID', `the ${response.op} receipt signature does not verify with module ${rc.moduleSerial}'s identity key`);
+}
+
+/** True for STALE_CHALLENGE or REGISTER_MISMATCH (src/protocol/envelope.ts): resync, then send once more. */
+export function outOfStep(e: unknown): boolean {
+  return isVbiError(e) && isOutOfStepCode(e.code);
 }

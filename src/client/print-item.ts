@@ -43,6 +43,32 @@ export function localDate(ms: number): string {
 }
 
 /**
+ * The postage of an item to a well-formed destination (5, 9 or 11 digits; BAD_REQUEST otherwise),
+ * priced at `clientTime` (priceItem).
+ */
+export function postageFor(item: PrintItemRequest, clientTime: number): number {
+  if (!/^(\d{5}|\d{9}|\d{11})$/.test(item.destinationZip)) {
+    throw vbiError('BAD_REQUEST', `destination ZIP '${item.destinationZip}' must have 5, 9 or 11 digits`, { field: 'destinationZip' });
+  }
+  return priceItem(item, new Date(clientTime)).postage;
+}
+
+/** An item as the print request carries it, once its counter, postage and dynamic password are known. */
+export function wirePrintItem(req: { counter: number; clientTime: number; item: PrintItemRequest; postage: number; dynamicPassword: string }): WirePrintItem {
+  const { item } = req;
+  return {
+    counter: req.counter,
+    clientTime: req.clientTime,
+    destinationZip: item.destinationZip,
+    postage: req.postage,
+    ...(item.rate ? { rate: { mailClass: item.rate.mailClass, weightOz: item.rate.weightOz, ...(item.rate.zone !== undefined ? { zone: item.rate.zone } : {}) } } : {}),
+    itemType: item.itemType ?? 'postage',
+    dateOfMailing: item.dateOfMailing ?? localDate(req.clientTime),
+    dynamicPassword: req.dynamicPassword,
+  };
+}
+
+/**
  * One item of a print request (docs/protocol.md 4), with its dynamic password over the
  * session, the counter, the client time, the destination and the postage.
  */
@@ -50,24 +76,12 @@ export function buildPrintItem(req: {
   meterId: string; sessionId: string; counter: number; clientTime: number; hmk: Buffer; item: PrintItemRequest;
 }): WirePrintItem {
   const { item } = req;
-  if (!/^(\d{5}|\d{9}|\d{11})$/.test(item.destinationZip)) {
-    throw vbiError('BAD_REQUEST', `destination ZIP '${item.destinationZip}' must have 5, 9 or 11 digits`, { field: 'destinationZip' });
-  }
-  const { postage } = priceItem(item, new Date(req.clientTime));
+  const postage = postageFor(item, req.clientTime);
   const password = dynamicPassword(req.hmk, {
     meterId: req.meterId, sessionId: req.sessionId, counter: req.counter, clientTime: req.clientTime,
     purpose: 'print', destinationZip: item.destinationZip, postage,
   });
-  return {
-    counter: req.counter,
-    clientTime: req.clientTime,
-    destinationZip: item.destinationZip,
-    postage,
-    ...(item.rate ? { rate: { mailClass: item.rate.mailClass, weightOz: item.rate.weightOz, ...(item.rate.zone !== undefined ? { zone: item.rate.zone } : {}) } } : {}),
-    itemType: item.itemType ?? 'postage',
-    dateOfMailing: item.dateOfMailing ?? localDate(req.clientTime),
-    dynamicPassword: password,
-  };
+  return wirePrintItem({ counter: req.counter, clientTime: req.clientTime, item, postage, dynamicPassword: password });
 }
 
 /**
@@ -91,4 +105,15 @@ export function checkPrintedIndicium(req: { indicium: Buffer; item: WirePrintIte
     if (got !== want) throw vbiError('INDICIUM_FIELD_INVALID', `printed indicium has ${field} ${String(got)}, expected ${String(want)}`, { field });
   }
   return decoded;
+}
+
+/**
+ * A committed indicium carries what its signed receipt says: meter, postage and the registers
+ * after it (INDICIUM_FIELD_INVALID, naming `what`, otherwise).
+ */
+export function checkIndiciumMatchesReceipt(decoded: DecodedIndicium, receipt: Receipt, meterId: string, what: string): void {
+  const f = decoded.fields;
+  if (f.meterId !== meterId || f.postage !== receipt.amount || f.ascendingRegister !== receipt.ascendingRegister || f.descendingRegister !== receipt.descendingRegister) {
+    throw vbiError('INDICIUM_FIELD_INVALID', `${what} does not match its signed receipt`);
+  }
 }

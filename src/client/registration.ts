@@ -5,7 +5,7 @@ import { vbiError } from '../errors';
 import type { LabelSize } from '../indicium/render/label-request';
 import { passwordSecret } from '../protocol/messages';
 import { encryptToModule, hmacSha256 } from './client-crypto';
-import { ClientState, KnownModule, SessionDefaults } from './client-state';
+import { ClientState, KnownModule, registeringState } from './client-state';
 import { isRegisters } from '../protocol/envelope';
 import { HttpClient, NetworkError } from './http';
 import { KeyFile } from './key-file';
@@ -71,16 +71,9 @@ export async function registerMeter(req: RegistrationRequest, deps: { http: Http
   modules[0] = verified;
 
   const hmk = randomBytes(32);
-  const defaults: SessionDefaults = {
-    name: req.name, licensingZip: req.licensingZip, returnAddress: req.returnAddress,
-    labelSize: req.labelSize ?? 'label-4x6', mailClass: req.mailClass ?? 'first-class-letter',
-  };
-  const pending: ClientState = {
-    version: 1, status: 'pending', serverUrl: deps.http.baseUrl, meterId: created.meterId,
-    accountId: created.accountId, registrationId: created.registrationId, registrationToken: created.registrationToken, moduleSerial: verified.serial,
-    hmk: hmk.toString('base64'), challenge: '', registers: { ascending: 0, descending: 0 },
-    modules, rootCertPem: req.rootCertPem, defaults,
-  };
+  const pending = registeringState({
+    serverUrl: deps.http.baseUrl, created, moduleSerial: verified.serial, hmk, modules, rootCertPem: req.rootCertPem, defaults: req,
+  });
   const file = await KeyFile.create({ path: req.keyFilePath, password: req.password, state: pending });
 
   let done: RegistrationCompleted;

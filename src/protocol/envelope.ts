@@ -43,3 +43,29 @@ export function checkResponseAddressed<R>(r: Omit<OperationalResponse<R>, 'mac'>
   if (Buffer.from(r.challenge, 'base64').length === 0) throw vbiError('BAD_MAC', `the ${op} response carries no challenge`);
   return r as OperationalResponse<R>;
 }
+
+/**
+ * Codes that mean the client's copy is not the module's and nothing happened: the challenge is
+ * not the module's last (an answer was lost, the key file is older than the meter), or the
+ * registers differ (a key file whose registers were lost or edited). The client resyncs —
+ * adopting only registers the module signed and MACed for its nonce — and sends the request
+ * again; if the resync itself fails, the original error is reported.
+ */
+const OUT_OF_STEP_CODES: readonly string[] = ['STALE_CHALLENGE', 'REGISTER_MISMATCH'];
+
+/** True for an error code after which the client resyncs and sends the request once more. */
+export function isOutOfStepCode(code: string): boolean {
+  return OUT_OF_STEP_CODES.includes(code);
+}
+
+/**
+ * The signed receipt of a MAC-checked response names the same meter, op and registers as the
+ * response (CERT_INVALID otherwise). The caller then checks its signature with its own crypto.
+ */
+export function checkReceiptMatchesResponse(response: OperationalResponse<unknown>): void {
+  const rc = response.receipt;
+  if (rc.meterId !== response.meterId || rc.op !== response.op
+    || rc.ascendingRegister !== response.registers.ascending || rc.descendingRegister !== response.registers.descending) {
+    throw vbiError('CERT_INVALID', `the ${response.op} receipt does not match the response (meter, op or registers)`);
+  }
+}
