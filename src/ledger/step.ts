@@ -35,7 +35,7 @@ export interface Step<R, I = void, S = void> {
   execute?: Execute<R, I>;
   /**
    * The step is the master PSD's own (stock bought from the post): the runner runs this movement
-   * on the master PSD (Ledger.runMaster) instead of a meter command; `meterId` is MASTER_PSD_ID.
+   * on the master PSD (GroupRunner.runMaster) instead of a meter command; `meterId` is MASTER_PSD_ID.
    */
   master?: PoolMovement;
   /**
@@ -54,7 +54,7 @@ export interface Step<R, I = void, S = void> {
   /**
    * The vendor's master PSD moves with this command (PVD, refunds): once the meter's record is
    * written, the master PSD's record follows it in the same transaction, on the same module
-   * (Ledger.runMaster); a refusal there (POOL_EXHAUSTED) fails the command. Null or 0 mills: no movement.
+   * (GroupRunner.runMaster); a refusal there (POOL_EXHAUSTED) fails the command. Null or 0 mills: no movement.
    */
   pool?: (out: DispatchResult<R>) => PoolMovement | null;
   /** What the journal's encrypted payload records about the command. */

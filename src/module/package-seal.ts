@@ -18,10 +18,14 @@ export const PACKAGE_MAGIC = Buffer.from('VBIP', 'ascii');
 export const PACKAGE_FORMAT_VERSION = 1;
 const MAC_BYTES = { aes: 16, 'legacy-3des': 8 } as const;
 
-export async function sealPackage(hsm: HsmModule, pkg: PsdPackage): Promise<Buffer> {
+export function sealPackage(hsm: HsmModule, pkg: PsdPackage): Promise<Buffer> {
+  return sealEncoded(hsm, encodePublic(pkg), pkg.secrets);
+}
+
+/** The sealed frame around public fields already encoded (the tests seal an older release's encoding with it). */
+export async function sealEncoded(hsm: HsmModule, pub: Buffer, secrets: PsdPackage['secrets']): Promise<Buffer> {
   const header = Buffer.from([...PACKAGE_MAGIC, PACKAGE_FORMAT_VERSION, SUITE_ID[hsm.suite]]);
-  const pub = encodePublic(pkg);
-  const secret = await hsm.encryptSecrets({ plaintext: encodeSecrets(pkg.secrets), aad: Buffer.concat([header, pub]) });
+  const secret = await hsm.encryptSecrets({ plaintext: encodeSecrets(secrets), aad: Buffer.concat([header, pub]) });
   const body = Buffer.concat([header, len32(pub.length), pub, len32(secret.length), secret]);
   const mac = await hsm.mac(body);
   return Buffer.concat([body, Buffer.from([mac.length]), mac]);

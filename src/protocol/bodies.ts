@@ -38,6 +38,7 @@ export type RefundBody = {
   reason: string;
 };
 
+/** Session open: the password secret and a fresh session key, each encrypted to the module's transport key. */
 export type SessionOpenBody = {
   moduleSerial: string;
   /** RSA-OAEP ciphertexts under the module's transport key, base64. */
@@ -45,10 +46,12 @@ export type SessionOpenBody = {
   encryptedSessionKey: string;
 };
 
+/** Session close: the session ends; its key is no longer used. */
 export type SessionCloseBody = {
   sessionId: string;
 };
 
+/** Re-key (docs/protocol.md 7): the current password secret, a new HMK and password secret, and the nonce the new HMK proves. */
 export type RekeyBody = {
   moduleSerial: string;
   encryptedPasswordSecret: string;
@@ -83,11 +86,13 @@ export type PrintItemBody = {
   dynamicPassword: string;
 };
 
+/** A print request: 1 to 500 items, in a live session. */
 export type PrintBody = {
   sessionId: string;
   items: PrintItemBody[];
 };
 
+/** A correction indicium for the additional postage of an indicium printed before, in a live session. */
 export type CorrectionBody = {
   sessionId: string;
   originalIndiciumId: number;

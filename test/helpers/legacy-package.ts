@@ -1,7 +1,6 @@
 import { HsmModule } from '../../src/hsm/hsm-module';
-import { SUITE_ID } from '../../src/hsm/mechanisms';
-import { PACKAGE_FORMAT_VERSION, PACKAGE_MAGIC } from '../../src/module/package-seal';
-import { encodeSecrets, PsdPackage } from '../../src/psd/psd-package';
+import { sealEncoded } from '../../src/module/package-seal';
+import { PsdPackage } from '../../src/psd/psd-package';
 import { encodeTlv, str, u64, u8 } from '../../src/psd/tlv';
 
 /*
@@ -34,23 +33,12 @@ export function publicWithoutPieceCounter(p: PsdPackage): Buffer {
 }
 
 /** `p` sealed by `hsm` as an old release did: no piece counter in it (`p.pieceCounter` is not written). */
-export async function sealWithoutPieceCounter(hsm: HsmModule, p: PsdPackage): Promise<Buffer> {
-  const header = Buffer.from([...PACKAGE_MAGIC, PACKAGE_FORMAT_VERSION, SUITE_ID[hsm.suite]]);
-  const pub = publicWithoutPieceCounter(p);
-  const secret = await hsm.encryptSecrets({ plaintext: encodeSecrets(p.secrets), aad: Buffer.concat([header, pub]) });
-  const body = Buffer.concat([header, len32(pub.length), pub, len32(secret.length), secret]);
-  const mac = await hsm.mac(body);
-  return Buffer.concat([body, Buffer.from([mac.length]), mac]);
+export function sealWithoutPieceCounter(hsm: HsmModule, p: PsdPackage): Promise<Buffer> {
+  return sealEncoded(hsm, publicWithoutPieceCounter(p), p.secrets);
 }
 
 /** The public section of a sealed package, unverified (to look at its tags). */
 export function publicSectionOf(sealed: Buffer): Buffer {
   const len = sealed.readUInt32BE(6);
   return sealed.subarray(10, 10 + len);
-}
-
-function len32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
 }
