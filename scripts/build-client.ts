@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
  * Builds the separately installable client package (packages/vbi-client): the `vbi` CLI
  * (src/client/cli.ts) and the SDK (src/client/index.ts) as two esbuild bundles, platform node,
  * node builtins external and every other module bundled, so installing the package installs no
- * dependency. `npm run pack:client` runs this, then `npm pack`; test/client-package.test.ts calls
+ * dependency. `npm run pack:client` runs this, then `npm pack`; test/client/client-package.test.ts calls
  * the same functions.
  *
  * Three modules of the label renderer find files at run time, and get the bundle's copies:
@@ -40,7 +40,7 @@ export interface ClientBuild {
 
 const SHIM = 'vbi-client-shim';
 
-/** The replacements described above, as an esbuild plugin (also used by test/client-package.test.ts). */
+/** The replacements described above, as an esbuild plugin (also used by test/client/client-package.test.ts). */
 export function clientShims(): Plugin {
   const fontsModule = join(root, 'src', 'indicium', 'render', 'fonts.ts');
   return {

@@ -5,7 +5,7 @@ import { KeyReport } from '../hsm/key-ceremony';
 
 /**
  * The JSON transcript of one ceremony step: who, when, which token, which keys with their
- * check values. Never a key value or a PIN (test/ceremony.test.ts scans for the PINs).
+ * check values. Never a key value or a PIN (test/hsm/ceremony.test.ts scans for the PINs).
  */
 export interface Transcript {
   ceremony: string;

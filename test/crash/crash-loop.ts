@@ -13,7 +13,7 @@ import { ServiceProcess } from '../../src/ops/service-process';
  * a child process; mailers print, buy, refund and open and close sessions through the SDK while
  * the service is SIGKILLed at random moments (every `databaseEvery`-th time its embedded
  * PostgreSQL too) and restarted. Then every client finishes what it had in flight by itself, and
- * the books are checked. Shared by test/crash-loop.test.ts and `npm run soak`.
+ * the books are checked. Shared by test/ops/crash-loop.test.ts and `npm run soak`.
  */
 export interface CrashLoopOptions {
   dir: string;

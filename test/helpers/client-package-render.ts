@@ -5,7 +5,7 @@ import { LabelRequest } from '../../src/indicium/render/label-request';
 import { sampleFields } from './indicium-fixtures';
 
 /**
- * Entry of a throwaway bundle that test/client-package.test.ts builds with the client package's
+ * Entry of a throwaway bundle that test/client/client-package.test.ts builds with the client package's
  * shims and runs from inside the installed package: renders one label per format into the
  * working directory, the way the bundled `vbi print` does, and prints what happened as JSON.
  */

@@ -121,7 +121,7 @@ export async function restore(db: Database, name: string): Promise<void> {
 
 /**
  * The audit records modules write about what happened to them, in order: every record but the
- * `service-started` one each start adds to every module's chain (test/audit-chain.test.ts) and
+ * `service-started` one each start adds to every module's chain (test/module/audit-chain.test.ts) and
  * the `pool-purchased` records of stock entered before the master PSD (docs/audit.md).
  */
 export async function moduleEvents(k: Knex): Promise<AuditRecord[]> {

@@ -3,7 +3,7 @@ import type { OaepHash } from '../../client/client-state';
 
 /**
  * The SDK's client crypto (src/client/client-crypto.ts) on WebCrypto, for the browser: the same
- * inputs give the same bytes (test/web-crypto.test.ts checks it against the SDK). Keys never
+ * inputs give the same bytes (test/web/web-crypto.test.ts checks it against the SDK). Keys never
  * leave this page; HMK and session key are imported as non-extractable CryptoKeys where
  * WebCrypto allows it.
  */
