@@ -97,14 +97,14 @@ export function checkEnvelopeState(req: Pick<OperationalRequest, 'challenge' | '
 }
 
 /** Whether the request carries the challenge the module issued last (constant time; an empty one never matches). */
-export function carriesLastChallenge(req: Pick<OperationalRequest, 'challenge'>, pkg: PsdPackage): boolean {
+function carriesLastChallenge(req: Pick<OperationalRequest, 'challenge'>, pkg: PsdPackage): boolean {
   const challenge = Buffer.from(req.challenge, 'base64');
   const last = pkg.secrets.lastChallenge;
   return challenge.length === last.length && last.length > 0 && timingSafeEqual(challenge, last);
 }
 
 /** USER_SECRETS_EXPIRED once the package's user secrets are past their lifetime (0: no lifetime). */
-export function requireUnexpired(pkg: PsdPackage, now: number): void {
+function requireUnexpired(pkg: PsdPackage, now: number): void {
   if (pkg.userSecretsExpiry > 0 && now >= pkg.userSecretsExpiry) {
     throw vbiError('USER_SECRETS_EXPIRED', `the user secrets of meter ${pkg.meterId} expired at ${new Date(pkg.userSecretsExpiry).toISOString()}: re-key first`);
   }
