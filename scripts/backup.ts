@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
 import { listBackups, takeBackup } from '../src/ops/backup';
-import { transcriptDir, withTranscript } from '../src/ops/transcript';
+import { withTranscript } from '../src/ops/transcript';
 import { runMain } from '../src/ops/run-main';
 
 async function main(): Promise<number> {
@@ -21,7 +21,7 @@ async function main(): Promise<number> {
     if (all.length === 0) process.stdout.write(`no backups in ${config.backupDir}\n`);
     return 0;
   }
-  return withTranscript({ dir: transcriptDir(process.env, config.varDir), procedure: 'backup', argv: process.argv.slice(2) }, async (t) => {
+  return withTranscript({ dir: config.transcriptDir, procedure: 'backup', argv: process.argv.slice(2) }, async (t) => {
     let url = config.databaseUrl;
     let stop = async (): Promise<void> => undefined;
     if (!url) {
@@ -33,7 +33,7 @@ async function main(): Promise<number> {
       stop = server.stop;
     }
     try {
-      const b = await takeBackup({ url, backupDir: config.backupDir });
+      const b = await takeBackup({ url, backupDir: config.backupDir, pgBinDir: config.pgBinDir });
       t.report(b);
       t.out(`backup ${b.label} verified: ${b.dataDir} (PostgreSQL ${b.serverVersion}, finished ${b.finishedAt})`);
       return 0;

@@ -18,7 +18,7 @@ import { replayJournal } from '../src/ledger/journal-replay';
 import { Lease, mapShardResource, moduleResource } from '../src/ledger/module-lease';
 import { vbiError } from '../src/errors';
 import { parseMills } from '../src/client/money';
-import { transcriptDir, withTranscript } from '../src/ops/transcript';
+import { withTranscript } from '../src/ops/transcript';
 import { runMain } from '../src/ops/run-main';
 
 function option(name: string): string | undefined {
@@ -35,7 +35,7 @@ async function main(): Promise<number> {
   const config = loadConfig();
   const dir = option(command === 'export' ? '--to' : '--from') ?? config.journalExportDir;
   const json = process.argv.includes('--json');
-  return withTranscript({ dir: transcriptDir(process.env, config.varDir), procedure: `journal-${command}`, argv: process.argv.slice(2) }, async (t) => {
+  return withTranscript({ dir: config.transcriptDir, procedure: `journal-${command}`, argv: process.argv.slice(2) }, async (t) => {
     const v = await openVerifier(config);
     try {
       if (command === 'export') {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/config';
 import { parseTarget, restore } from '../src/ops/restore';
 import { vbiError } from '../src/errors';
-import { transcriptDir, withTranscript } from '../src/ops/transcript';
+import { withTranscript } from '../src/ops/transcript';
 import { runMain } from '../src/ops/run-main';
 
 function option(name: string): string | undefined {
@@ -26,10 +26,10 @@ async function main(): Promise<number> {
   if (config.databaseUrl && !pgdata) {
     throw vbiError('BAD_REQUEST', 'DATABASE_URL is set: name the data directory of that server with --pgdata (docs/operations.md)');
   }
-  return withTranscript({ dir: transcriptDir(process.env, config.varDir), procedure: 'restore', argv: process.argv.slice(2) }, async (t) => {
+  return withTranscript({ dir: config.transcriptDir, procedure: 'restore', argv: process.argv.slice(2) }, async (t) => {
     const report = await restore({
       backupDir: config.backupDir, archive: config.walArchive, target, backupLabel: option('--backup'),
-      pgdata: pgdata ?? join(config.varDir, 'pgdata'), runRecovery: !pgdata,
+      pgdata: pgdata ?? join(config.varDir, 'pgdata'), runRecovery: !pgdata, log: config.dbLog, pgBinDir: config.pgBinDir,
     });
     t.report(report);
     t.out(`restored backup ${report.backup} to ${report.target}`);

@@ -17,6 +17,7 @@ import { paymentProvider } from './payments/provider-config';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { DevLicensingAuthority } from './licensing/dev-authority';
 import { cmlsHttpAuthorityFromEnv } from './licensing/cmls-http-config';
+import { frontSettings, licensingChoice, serverSettings } from './config/server-settings';
 import { runMain } from './ops/run-main';
 
 /**
@@ -25,14 +26,16 @@ import { runMain } from './ops/run-main';
  * and vendor tokens, the CA itself — starts PostgreSQL, runs the migrations, keeps a few certified
  * meters ready, and serves the API. Production sets PKCS11_*, DATABASE_URL, CA_URL and the
  * MeterGen variables (src/config/metergen-config.ts), VBI_INTERMEDIATES, VBI_TLS_CERT/KEY and
- * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY (with VBI_CMLS_*).
+ * VBI_PAYMENT_PROVIDER and VBI_LICENSING_AUTHORITY (with VBI_CMLS_*). The process's own settings
+ * are read by src/config/server-settings.ts.
  */
 async function main(): Promise<void> {
   const workers = process.argv.indexOf('--workers');
   if (workers >= 0) return front(process.argv[workers + 1]);
   const payments = paymentProvider(process.env);
   const licensing = licensingAuthority(process.env);
-  const config = loadConfig();
+  const config = loadConfig(process.env);
+  const settings = serverSettings(process.env);
   if (config.standby) process.stdout.write(`standby for shard ${config.shard}: waiting until no other process serves it\n`);
   const service = await createService({ config });
   for (const m of service.status().modules) {
@@ -44,8 +47,8 @@ async function main(): Promise<void> {
   let closeRa = () => undefined as void;
   let pki: ServerDeps['pki'];
   let metergenOf: (store: PgMeterStore) => MeterGen;
-  if (!process.env.CA_URL) {
-    const caPort = Number(process.env.VBI_CA_PORT ?? 8444);
+  if (!settings.productionPki) {
+    const caPort = settings.devCaPort;
     // shard 0's process creates and serves the dev CA; another shard's uses it (src/config/shard.ts)
     devPki = config.shard === 0
       ? await startDevPki({
@@ -59,23 +62,21 @@ async function main(): Promise<void> {
     // a dev deployment buys its first postage stock from the "post" once
     if ((await service.ledger.pool()).purchased === 0) await service.ledger.purchaseFromPost({ amount: 10_000_000_000, reference: 'dev stock' });
   } else {
-    const intermediatesFile = process.env.VBI_INTERMEDIATES;
+    const intermediatesFile = settings.intermediatesFile;
     if (!intermediatesFile) throw vbiError('CONFIG_INVALID', 'VBI_INTERMEDIATES must name the issuing CA certificate(s) (PEM)');
-    const built = await createMeterGen({ config: loadMeterGenConfig(), library: lib, store: new PgMeterStore(service.ledger) });
+    const built = await createMeterGen({ config: loadMeterGenConfig(process.env), library: lib, store: new PgMeterStore(service.ledger) });
     closeRa = built.close;
     pki = { ca: built.ca, ra: built.ra, trust: built.trust, intermediates: fromPemAll('CERTIFICATE', readFileSync(intermediatesFile, 'utf8')) };
     metergenOf = () => built.metergen;
   }
-  const tls = process.env.VBI_TLS_CERT && process.env.VBI_TLS_KEY
-    ? { cert: readFileSync(process.env.VBI_TLS_CERT), key: readFileSync(process.env.VBI_TLS_KEY) }
-    : undefined;
+  const tls = settings.tls ? { cert: readFileSync(settings.tls.certFile), key: readFileSync(settings.tls.keyFile) } : undefined;
   const server = await startServer({
     service, pki, metergen: metergenOf, payments, licensing,
-    meterPool: { minimum: Number(process.env.VBI_METER_POOL ?? 3), maxDescendingRegister: 1_000_000_000 },
-    host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080), tls, publicUrl: process.env.VBI_PUBLIC_URL || undefined,
-    trustProxy: process.env.VBI_TRUST_PROXY || undefined,
+    meterPool: { minimum: settings.meterPoolMinimum, maxDescendingRegister: 1_000_000_000 },
+    host: settings.host, port: settings.port, tls, publicUrl: settings.publicUrl,
+    trustProxy: settings.trustProxy,
     // registration, challenge and session-open attempts per client address (and meter) per minute
-    authRateLimit: process.env.VBI_AUTH_RATE_LIMIT ? { limit: Number(process.env.VBI_AUTH_RATE_LIMIT), windowMs: 60_000 } : undefined,
+    authRateLimit: settings.authRateLimit,
     keyRenewal: service.config.keyRenewal,
     reports: { dir: service.config.reportDir, intervalMs: 3_600_000 },
     mailer: { userSecretsLifetimeMs: service.config.userSecretsLifetimeMs },
@@ -109,9 +110,11 @@ async function main(): Promise<void> {
 async function front(count: string | undefined): Promise<void> {
   const n = Number(count);
   if (!Number.isInteger(n) || n < 1 || n > 64) throw vbiError('CONFIG_INVALID', `--workers takes a number of processes from 1 to 64, got '${count ?? ''}'`);
+  const settings = serverSettings(process.env);
   const running = await runFront({
-    workers: n, host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 8080),
-    varDir: process.env.VBI_VAR_DIR ?? join(process.cwd(), 'var'), env: process.env, program: __filename,
+    workers: n, host: settings.host, port: settings.port, varDir: settings.varDir, settings: frontSettings(process.env),
+    // the workers' environment: this process's, passed on (not read here)
+    env: process.env, program: __filename,
     log: (line) => process.stdout.write(line + '\n'),
   });
   for (const w of running.workers()) process.stdout.write(`[front] shard ${w.shard}: worker pid ${w.pid} on ${w.url}\n`);
@@ -123,21 +126,9 @@ async function front(count: string | undefined): Promise<void> {
   process.on('SIGTERM', stop);
 }
 
-/**
- * The postal licensing authority (docs/licensing.md), chosen by configuration before anything
- * starts, as the payment provider is: `cmls-http` (the HTTP adapter, its VBI_CMLS_* settings
- * checked here) or `dev`. A production deployment (CA_URL set) must name it, and takes `dev` only
- * when VBI_LICENSING_AUTHORITY=dev says so explicitly (a staging system whose meters the post does
- * not license).
- */
+/** The postal licensing authority (docs/licensing.md) that configuration chooses (src/config/server-settings.ts, licensingChoice). */
 function licensingAuthority(env: NodeJS.ProcessEnv): LicensingAuthority {
-  const chosen = env.VBI_LICENSING_AUTHORITY || (env.CA_URL ? undefined : 'dev');
-  if (chosen === undefined) {
-    throw vbiError('CONFIG_INVALID', 'a production deployment (CA_URL set) needs VBI_LICENSING_AUTHORITY: cmls-http (the postal licensing service, with the VBI_CMLS_* settings of docs/licensing.md), or dev only for a staging system');
-  }
-  if (chosen === 'cmls-http') return cmlsHttpAuthorityFromEnv(env);
-  if (chosen !== 'dev') throw vbiError('CONFIG_INVALID', `VBI_LICENSING_AUTHORITY '${chosen}' is not available (cmls-http or dev)`);
-  return new DevLicensingAuthority();
+  return licensingChoice(env) === 'cmls-http' ? cmlsHttpAuthorityFromEnv(env) : new DevLicensingAuthority();
 }
 
 runMain(main);

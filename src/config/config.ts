@@ -8,6 +8,7 @@ import { loadProfile } from '../hsm/token-profile';
 import { HsmConfig } from '../hsm/hsm-config';
 import { defaultWalArchive, type WalArchiveSettings } from '../db/wal-archive';
 import { DEFAULT_SUSPENSION_POLICY, type SuspensionPolicy } from '../indicium/fraud-report';
+import { dbLogFrom } from './server-settings';
 
 /**
  * Everything that differs between SoftHSM2 in development and a production HSM lives here,
@@ -37,6 +38,8 @@ export interface Config {
   varDir: string;
   /** Continuous WAL archiving of the embedded cluster (a DATABASE_URL server archives by its own settings). */
   walArchive: WalArchiveSettings;
+  /** Where the operations tools (backup, restore, journal) write their transcripts (VBI_TRANSCRIPT_DIR; default <varDir>/transcripts). */
+  transcriptDir: string;
   /** Where `npm run backup` writes base backups (VBI_BACKUP_DIR; default <varDir>/backups). */
   backupDir: string;
   /** Where `npm run journal -- export` writes the journal export (VBI_JOURNAL_EXPORT_DIR; default <varDir>/journal-export). */
@@ -52,6 +55,10 @@ export interface Config {
    * default 30), looking every `intervalMs` (VBI_KEY_RENEWAL_INTERVAL_MINUTES, default 60).
    */
   keyRenewal: { renewBeforeMs: number; intervalMs: number };
+  /** VBI_DB_LOG=1: the embedded PostgreSQL's output on stderr (src/db/embedded-postgres.ts). */
+  dbLog?: boolean;
+  /** Where PostgreSQL's client tools are (VBI_PG_BINDIR; default /usr/lib/postgresql/<major>/bin, src/db/pg-tools.ts). */
+  pgBinDir?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -127,6 +134,7 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       dir: env.VBI_WAL_ARCHIVE_DIR || defaultWalArchive(varDir).dir,
       timeoutSeconds: intFrom(env, 'VBI_ARCHIVE_TIMEOUT', defaultWalArchive(varDir).timeoutSeconds, 1, 3600),
     },
+    transcriptDir: env.VBI_TRANSCRIPT_DIR || join(varDir, 'transcripts'),
     backupDir: env.VBI_BACKUP_DIR || join(varDir, 'backups'),
     journalExportDir: env.VBI_JOURNAL_EXPORT_DIR || (shard === 0 ? join(varDir, 'journal-export') : join(varDir, 'journal-export', `shard-${shard}`)),
     // each shard signs and writes its own daily reports
@@ -142,6 +150,8 @@ export function loadConfig(env: Env = process.env, root = process.cwd()): Config
       windowHours: intFrom(env, 'VBI_SUSPEND_WINDOW_HOURS', DEFAULT_SUSPENSION_POLICY.windowHours, 1, 24 * 366),
     },
     spoilageLimitBps: intFrom(env, 'VBI_SPOILAGE_LIMIT_BPS', 100, 0, 10_000),
+    dbLog: dbLogFrom(env),
+    pgBinDir: env.VBI_PG_BINDIR || undefined,
     hsm: {
       library,
       softhsm2Conf,

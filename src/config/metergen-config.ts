@@ -38,6 +38,11 @@ export interface MeterGenConfig {
 
 type Env = Record<string, string | undefined>;
 
+/** CA_URL is set: MeterGen uses that CA (loadMeterGenConfig); unset, a tool uses the dev CA and vendor tokens. */
+export function usesPostalCa(env: Env): boolean {
+  return Boolean(env.CA_URL);
+}
+
 /** Reads and checks MeterGen's environment (CONFIG_INVALID names the bad variable). */
 export function loadMeterGenConfig(env: Env = process.env, root = process.cwd()): MeterGenConfig {
   const bad = (msg: string) => vbiError('CONFIG_INVALID', msg);

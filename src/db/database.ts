@@ -38,11 +38,13 @@ export async function openDatabase(opts: {
   url?: string; standbyUrls?: readonly string[]; varDir: string; poolSize?: number; archive?: WalArchiveSettings;
   /** A shard's own schema (src/config/shard.ts): created when missing, the only one on every connection's search_path. */
   schema?: string;
+  /** The embedded server's output on stderr (startEmbeddedPostgres). */
+  log?: boolean;
 }): Promise<Database> {
   let server: EmbeddedPostgres | undefined;
   let url = opts.url;
   if (!url) {
-    server = await startEmbeddedPostgres({ dataDir: join(opts.varDir, 'pgdata'), archive: opts.archive ?? defaultWalArchive(opts.varDir) });
+    server = await startEmbeddedPostgres({ dataDir: join(opts.varDir, 'pgdata'), archive: opts.archive ?? defaultWalArchive(opts.varDir), log: opts.log });
     url = server.url;
   }
   const finder = opts.standbyUrls?.length ? new PrimaryFinder([url, ...opts.standbyUrls]) : undefined;

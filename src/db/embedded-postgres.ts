@@ -30,6 +30,8 @@ export interface EmbeddedPostgresOptions {
   port?: number;
   /** Continuous WAL archiving into this directory (src/db/wal-archive.ts); unset: no archiving. */
   archive?: WalArchiveSettings;
+  /** initdb's and postgres's output on stderr too (VBI_DB_LOG=1, read by src/config); unset: only kept for error messages. */
+  log?: boolean;
 }
 
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
@@ -73,11 +75,11 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     password = randomBytes(24).toString('hex');
   }
 
-  // initdb/postgres output is noisy: keep the last lines for error messages, print only with VBI_DB_LOG=1.
+  // initdb/postgres output is noisy: keep the last lines for error messages, print only with `log` (VBI_DB_LOG=1).
   const tail: string[] = [];
   const log = (m: unknown): void => {
     const text = m instanceof Error ? (m.stack ?? m.message) : String(m);
-    if (process.env.VBI_DB_LOG === '1') process.stderr.write(`[postgres] ${text.endsWith('\n') ? text : text + '\n'}`);
+    if (opts.log === true) process.stderr.write(`[postgres] ${text.endsWith('\n') ? text : text + '\n'}`);
     tail.push(...text.split('\n').filter(Boolean));
     tail.splice(0, Math.max(0, tail.length - LOG_TAIL_LINES));
   };

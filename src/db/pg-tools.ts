@@ -10,10 +10,11 @@ import { postgresUserIds } from './wal-archive';
  * PostgreSQL's own client tools (pg_basebackup, pg_verifybackup) of the server's major version:
  * pg_basebackup refuses a server newer than itself, and an older server's backups are best read
  * by the tools of its own version. Debian installs each major version's tools in
- * /usr/lib/postgresql/<major>/bin (package postgresql-client-<major>); VBI_PG_BINDIR overrides.
+ * /usr/lib/postgresql/<major>/bin (package postgresql-client-<major>); `binDir` (VBI_PG_BINDIR,
+ * read by src/config) overrides.
  */
-export function pgToolPath(tool: string, major: number, env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.VBI_PG_BINDIR || `/usr/lib/postgresql/${major}/bin`;
+export function pgToolPath(tool: string, major: number, binDir?: string): string {
+  const dir = binDir || `/usr/lib/postgresql/${major}/bin`;
   const path = join(dir, tool);
   if (!existsSync(path)) {
     throw vbiError('PG_TOOLS_MISSING', `${path} not found: install postgresql-client-${major} (or set VBI_PG_BINDIR)`, { tool, major });
@@ -21,8 +22,8 @@ export function pgToolPath(tool: string, major: number, env: NodeJS.ProcessEnv =
   return path;
 }
 
-export function hasPgTool(tool: string, major: number, env: NodeJS.ProcessEnv = process.env): boolean {
-  return existsSync(join(env.VBI_PG_BINDIR || `/usr/lib/postgresql/${major}/bin`, tool));
+export function hasPgTool(tool: string, major: number, binDir?: string): boolean {
+  return existsSync(join(binDir || `/usr/lib/postgresql/${major}/bin`, tool));
 }
 
 /** Server facts a backup records: major version, system identifier, archive mode. */

@@ -13,10 +13,14 @@ import { giveToServerUser, pgToolPath, runTool, serverFacts, toolConnection } fr
  * development and the failover test, with two embedded servers from the same binaries; production
  * uses its own replication management (Patroni, or the cloud's managed failover).
  */
-export async function createStandby(req: { primaryUrl: string; dataDir: string }): Promise<void> {
+export async function createStandby(req: {
+  primaryUrl: string; dataDir: string;
+  /** Where PostgreSQL's client tools are (VBI_PG_BINDIR, read by src/config; pg-tools.ts). */
+  pgBinDir?: string;
+}): Promise<void> {
   const { major } = await serverFacts(req.primaryUrl);
   const conn = toolConnection(req.primaryUrl);
-  await runTool(pgToolPath('pg_basebackup', major), ['-d', conn.connString, '-D', req.dataDir, '-X', 'stream', '-R', '-c', 'fast'], conn.env);
+  await runTool(pgToolPath('pg_basebackup', major, req.pgBinDir), ['-d', conn.connString, '-D', req.dataDir, '-X', 'stream', '-R', '-c', 'fast'], conn.env);
   await giveToServerUser(req.dataDir);
 }
 
@@ -25,11 +29,15 @@ export async function createStandby(req: { primaryUrl: string; dataDir: string }
  * start waits for the log line of a primary, which a standby never prints, so the server is
  * started here and ready once it answers.) As root it runs as the system user `postgres`.
  */
-export async function startStandbyServer(req: { dataDir: string; port: number }): Promise<EmbeddedPostgres> {
+export async function startStandbyServer(req: {
+  dataDir: string; port: number;
+  /** The server's output on stderr (VBI_DB_LOG=1, read by src/config); unset: ignored. */
+  log?: boolean;
+}): Promise<EmbeddedPostgres> {
   const password = (await readFile(join(req.dataDir, PASSWORD_FILE), 'utf8')).trim();
   const owner = process.getuid?.() === 0 ? await postgresUserIds() : undefined;
   const child = spawn(embeddedBinary('postgres'), ['-D', req.dataDir, '-p', String(req.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], {
-    stdio: process.env.VBI_DB_LOG === '1' ? 'inherit' : 'ignore', ...(owner ?? {}),
+    stdio: req.log === true ? 'inherit' : 'ignore', ...(owner ?? {}),
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `postgres://${SUPERUSER}:${password}@127.0.0.1:${req.port}/${DATABASE_NAME}`;

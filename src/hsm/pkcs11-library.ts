@@ -40,6 +40,7 @@ export function openLibrary(path: string, softhsm2Conf?: string, profile?: Token
   }
   const tokenProfile = typeof profile === 'object' ? profile : loadProfile(profile, path);
   // SoftHSM2 reads its configuration at C_Initialize; other libraries ignore the variable.
+  // A write for the native library (it reads only its environment), not configuration read here.
   if (softhsm2Conf) process.env.SOFTHSM2_CONF = softhsm2Conf;
   let module: graphene.Module;
   try {

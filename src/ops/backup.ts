@@ -30,13 +30,17 @@ export interface ListedBackup extends BackupInfo {
 
 const INFO_FILE = 'backup.json';
 
-export async function takeBackup(opts: { url: string; backupDir: string; now?: () => Date }): Promise<ListedBackup> {
+export async function takeBackup(opts: {
+  url: string; backupDir: string; now?: () => Date;
+  /** Where PostgreSQL's client tools are (VBI_PG_BINDIR; src/db/pg-tools.ts). */
+  pgBinDir?: string;
+}): Promise<ListedBackup> {
   const now = opts.now ?? (() => new Date());
   const facts = await serverFacts(opts.url);
   if (facts.archiveMode !== 'on' && facts.archiveMode !== 'always') {
     throw vbiError('WAL_ARCHIVE_OFF', `archive_mode is '${facts.archiveMode}' on the server: set archive_mode and archive_command (docs/operations.md)`);
   }
-  const basebackup = pgToolPath('pg_basebackup', facts.major);
+  const basebackup = pgToolPath('pg_basebackup', facts.major, opts.pgBinDir);
   const started = now();
   const label = `base-${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
   const final = join(opts.backupDir, label);
@@ -51,7 +55,7 @@ export async function takeBackup(opts: { url: string; backupDir: string; now?: (
     // plain format (pg_verifybackup reads it), the WAL streamed alongside (the backup is
     // consistent on its own), an immediate checkpoint, a SHA-256 manifest
     await runTool(basebackup, ['-d', connString, '-D', dataDir, '-Fp', '-X', 'stream', '-c', 'fast', '-l', label, '--manifest-checksums=SHA256', '--no-password'], env);
-    await verifyBackupData(dataDir, facts.major);
+    await verifyBackupData(dataDir, facts.major, opts.pgBinDir);
   } catch (e) {
     if ((e as { code?: string }).code === 'PG_TOOLS_MISSING' || (e as { code?: string }).code === 'BACKUP_FAILED') throw e;
     throw vbiError('BACKUP_FAILED', (e as Error).message, { output: (e as { output?: string }).output });
@@ -69,10 +73,10 @@ export async function takeBackup(opts: { url: string; backupDir: string; now?: (
  * pg_verifybackup: every file against the manifest's SHA-256, and the WAL the backup needs
  * parsed when pg_waldump of that version is installed (it comes with the server package).
  */
-export async function verifyBackupData(dataDir: string, major: number): Promise<void> {
-  const args = hasPgTool('pg_waldump', major) ? [dataDir] : ['--no-parse-wal', dataDir];
+export async function verifyBackupData(dataDir: string, major: number, pgBinDir?: string): Promise<void> {
+  const args = hasPgTool('pg_waldump', major, pgBinDir) ? [dataDir] : ['--no-parse-wal', dataDir];
   try {
-    await runTool(pgToolPath('pg_verifybackup', major), args);
+    await runTool(pgToolPath('pg_verifybackup', major, pgBinDir), args);
   } catch (e) {
     if ((e as { code?: string }).code === 'PG_TOOLS_MISSING') throw e;
     throw vbiError('BACKUP_FAILED', `backup in ${dataDir} does not verify`, { output: (e as { output?: string }).output });

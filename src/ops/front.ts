@@ -10,6 +10,7 @@ import { shardOfMeter } from '../config/shard';
 import { vbiError } from '../errors';
 import { ShardOwners } from '../ledger/shard-owners';
 import { defaultWalArchive } from '../db/wal-archive';
+import type { FrontSettings } from '../config/server-settings';
 import { freePort } from './service-process';
 
 /** Largest request body the front buffers (a label image for the verify page is the largest). */
@@ -47,15 +48,19 @@ export interface WorkerInfo {
  *   Bodies are buffered (at most 16 MiB) and forwarded unchanged, with X-Forwarded-For.
  */
 export async function runFront(opts: {
-  workers: number; host: string; port: number; varDir: string; env: NodeJS.ProcessEnv; program: string; log: (line: string) => void;
+  workers: number; host: string; port: number; varDir: string;
+  /** What the environment says (src/config/server-settings.ts, frontSettings). */
+  settings: FrontSettings;
+  /** The workers' environment (each worker's own variables set over it). */
+  env: NodeJS.ProcessEnv; program: string; log: (line: string) => void;
 }): Promise<{ url: string; workers(): WorkerInfo[]; close(): Promise<void> }> {
-  if (opts.env.VBI_TLS_CERT || opts.env.VBI_TLS_KEY) {
+  if (opts.settings.tlsNamed) {
     throw vbiError('CONFIG_INVALID', 'the front (--workers) speaks plain HTTP to clients and workers: terminate TLS in front of it, and unset VBI_TLS_CERT and VBI_TLS_KEY');
   }
-  const db = await openDatabase({ url: opts.env.DATABASE_URL || undefined, varDir: opts.varDir, archive: defaultWalArchive(opts.varDir) });
-  const directory = opts.env.VBI_DIRECTORY_URL ? await ShardOwners.at(opts.env.VBI_DIRECTORY_URL) : undefined;
+  const db = await openDatabase({ url: opts.settings.databaseUrl, varDir: opts.varDir, archive: defaultWalArchive(opts.varDir), log: opts.settings.dbLog });
+  const directory = opts.settings.directoryUrl ? await ShardOwners.at(opts.settings.directoryUrl) : undefined;
   const owners = directory ?? new ShardOwners(db.knex, 1_000);
-  const tokens = shardTokens(opts.env.VBI_SHARD_TOKENS);
+  const tokens = opts.settings.shardTokens();
   const workers: Worker[] = [];
   let closing = false;
   const file = join(opts.varDir, 'workers.json');
@@ -185,17 +190,6 @@ function endToEnd(h: IncomingHttpHeaders): IncomingHttpHeaders {
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
-
-/** VBI_SHARD_TOKENS: `0=labelA,labelB;1=labelC` → shard → PKCS11_TOKEN_LABELS. */
-export function shardTokens(spec: string | undefined): Map<number, string> {
-  const out = new Map<number, string>();
-  for (const part of (spec ?? '').split(';').map((x) => x.trim()).filter(Boolean)) {
-    const m = /^(\d{1,3})=([^=;]+)$/.exec(part);
-    if (!m) throw vbiError('CONFIG_INVALID', `VBI_SHARD_TOKENS: '${part}' is not SHARD=label[,label...]`);
-    out.set(Number(m[1]), m[2].split(',').map((x) => x.trim()).filter(Boolean).join(','));
-  }
-  return out;
-}
 
 /** One worker process: started, watched, started again when it exits (unless the front is closing). */
 class Worker {

@@ -42,6 +42,10 @@ export interface RestoreOptions {
    * (true); or only prepare the directory for a server the operator starts (false).
    */
   runRecovery: boolean;
+  /** The restored server's output on stderr (VBI_DB_LOG=1, read by src/config). */
+  log?: boolean;
+  /** Where PostgreSQL's client tools are (VBI_PG_BINDIR; src/db/pg-tools.ts). */
+  pgBinDir?: string;
   now?: () => Date;
 }
 
@@ -65,7 +69,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreReport> {
   if (await postmasterAlive(pgdata)) {
     throw vbiError('DATABASE_RUNNING', `a PostgreSQL server still runs on ${pgdata} (postmaster.pid)`);
   }
-  await verifyBackupData(backup.dataDir, backup.serverMajor);
+  await verifyBackupData(backup.dataDir, backup.serverMajor, opts.pgBinDir);
 
   let replacedDir: string | undefined;
   if (existsSync(pgdata)) {
@@ -90,7 +94,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreReport> {
   let server;
   try {
     // "ready to accept connections" comes once recovery reached its target and promoted
-    server = await startEmbeddedPostgres({ dataDir: pgdata, archive: opts.archive });
+    server = await startEmbeddedPostgres({ dataDir: pgdata, archive: opts.archive, log: opts.log });
   } catch (e) {
     throw vbiError('RESTORE_FAILED', `recovery of ${backup.label} to ${report.target} did not finish`, { log: (e as Error).message });
   }

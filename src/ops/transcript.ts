@@ -25,10 +25,6 @@ export interface OpsTranscript {
   error?: { code: string; message: string };
 }
 
-export function transcriptDir(env: NodeJS.ProcessEnv, varDir: string): string {
-  return env.VBI_TRANSCRIPT_DIR || join(varDir, 'transcripts');
-}
-
 /** What a step gets to print and report through. */
 export interface TranscriptWriter {
   /** Prints a line on standard output and keeps it for the transcript. */

@@ -8,7 +8,7 @@ import { createService } from '../service';
 import { PgMeterStore } from '../ledger/pg-meter-store';
 import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from './dev';
 import { startDevPki } from './dev-pki';
-import { createMeterGen, loadMeterGenConfig } from '../config/metergen-config';
+import { createMeterGen, loadMeterGenConfig, usesPostalCa } from '../config/metergen-config';
 import { keepMeterPool } from '../ledger/meter-pool';
 import { MeterGen } from './metergen';
 import { runMain } from '../ops/run-main';
@@ -28,14 +28,14 @@ async function main(): Promise<number> {
   if ((count === undefined) === (keep === undefined) || ![count ?? keep, maxDr].every((n) => Number.isSafeInteger(n) && (n as number) > 0)) {
     throw vbiError('BAD_REQUEST', 'usage: npm run metergen -- --count N | --keep N [--max-dr MILLS] [--rsa]');
   }
-  const config = loadConfig();
+  const config = loadConfig(process.env);
   const service = await createService({ config });
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const store = new PgMeterStore(service.ledger);
   let close: () => Promise<void> | void;
   let metergen: MeterGen;
-  if (process.env.CA_URL) {
-    const built = await createMeterGen({ config: loadMeterGenConfig(), library: lib, store });
+  if (usesPostalCa(process.env)) {
+    const built = await createMeterGen({ config: loadMeterGenConfig(process.env), library: lib, store });
     metergen = built.metergen;
     close = built.close;
   } else {

@@ -13,7 +13,7 @@ const opened: Database[] = [];
 
 async function serverUrl(): Promise<string> {
   if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
-  server ??= startEmbeddedPostgres({ dataDir: join(process.env.VBI_TEST_ROOT as string, 'pgdata') });
+  server ??= startEmbeddedPostgres({ dataDir: join(process.env.VBI_TEST_ROOT as string, 'pgdata'), log: process.env.VBI_DB_LOG === '1' });
   return (await server).url;
 }
 

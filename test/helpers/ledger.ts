@@ -40,6 +40,7 @@ export function testConfig(labels: string[], over: Partial<Config> = {}): Config
     shard: 0,
     spoilageLimitBps: 100,
     walArchive: defaultWalArchive(process.env.VBI_TEST_ROOT as string),
+    transcriptDir: join(process.env.VBI_TEST_ROOT as string, 'transcripts'),
     backupDir: join(process.env.VBI_TEST_ROOT as string, 'backups'),
     journalExportDir: join(process.env.VBI_TEST_ROOT as string, 'journal-export'),
     reportDir: join(process.env.VBI_TEST_ROOT as string, 'reports'),

@@ -32,7 +32,7 @@ describe('failover to a synchronous standby under load', function () {
     chmodSync(root, statSync(root).mode | 0o001);
     chmodSync(dir, 0o711);
     primary = await startEmbeddedPostgres({ dataDir: join(dir, 'primary'), port: await freePort() });
-    await createStandby({ primaryUrl: primary.url, dataDir: join(dir, 'standby') });
+    await createStandby({ primaryUrl: primary.url, dataDir: join(dir, 'standby'), pgBinDir: process.env.VBI_PG_BINDIR });
     standby = await startStandbyServer({ dataDir: join(dir, 'standby'), port: await freePort() });
     await requireSynchronousStandby(primary.url);
     for (let i = 0; i < 100 && (await synchronousStandbys(primary.url)) < 1; i++) await new Promise((r) => setTimeout(r, 100));

@@ -1,9 +1,6 @@
-import { join } from 'node:path';
-import { DEV_USER_PIN, loadConfig, readSecret } from '../../config/config';
-import { vbiError } from '../../errors';
+import { caSettings } from '../../config/ca-settings';
 import { closeLibrary, openLibrary } from '../../hsm/pkcs11-library';
 import { TokenSigner } from '../../hsm/token-signer';
-import { DEV_CA_LABEL } from '../dev';
 import { CaDirectory } from './ca-directory';
 import { startCaServer } from './http-server';
 import { PostalCa } from './postal-ca';
@@ -13,18 +10,17 @@ import { runMain } from '../../ops/run-main';
  * The dev/test postal CA as a process:  node dist/src/pki/ca/main.js
  *   VBI_CA_DIR (default var/ca), VBI_CA_PORT (default 8444), VBI_CA_HOST (default 127.0.0.1),
  *   VBI_CA_USER_PIN[_FILE] (the dev CA token 'vbi-dev-ca' falls back to the dev PIN).
- * Same PKCS#11 library settings as the service. MeterGen reaches it through CA_URL.
+ * Same PKCS#11 library settings as the service (src/config/ca-settings.ts reads them). MeterGen reaches it through CA_URL.
  */
 async function main(): Promise<void> {
-  const config = loadConfig({ ...process.env, PKCS11_USER_PIN: process.env.PKCS11_USER_PIN ?? 'unused-by-ca' });
-  const dir = process.env.VBI_CA_DIR ?? join(config.varDir, 'ca');
+  const settings = caSettings(process.env);
+  const { config, dir } = settings;
   const state = new CaDirectory(dir).readState();
-  const userPin = readSecret(process.env, 'VBI_CA_USER_PIN') ?? (state.tokenLabel === DEV_CA_LABEL ? DEV_USER_PIN : undefined);
-  if (!userPin) throw vbiError('CONFIG_INVALID', `VBI_CA_USER_PIN or VBI_CA_USER_PIN_FILE must hold the PIN of CA token '${state.tokenLabel}'`);
+  const userPin = settings.userPin(state.tokenLabel);
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   const signer = await TokenSigner.open({ library: lib, tokenLabel: state.tokenLabel, userPin });
   const ca = await PostalCa.open({ dir, signer });
-  const running = await startCaServer({ ca, host: process.env.VBI_CA_HOST ?? '127.0.0.1', port: Number(process.env.VBI_CA_PORT ?? 8444) });
+  const running = await startCaServer({ ca, host: settings.host, port: settings.port });
   process.stdout.write(`postal CA (${dir}, token '${state.tokenLabel}') listening on ${running.url}\n`);
   const stop = () => {
     void running.close().then(async () => {
