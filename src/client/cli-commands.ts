@@ -87,7 +87,7 @@ export async function cmdRekey(ctx: CliContext, v: Values): Promise<number> {
   const client = await ctx.client();
   let newPassword: string | undefined;
   if (v['change-password']) {
-    newPassword = ctx.io.env.VBI_NEW_PASSWORD || (await ctx.password({ confirm: true, ignoreEnv: true }));
+    newPassword = ctx.settings.newPassword || (await ctx.password({ confirm: true, ignoreEnv: true }));
     if (newPassword.length < 8) throw new UsageError('the new password must have at least 8 characters');
   }
   const r = await client.rekey({ newPassword });

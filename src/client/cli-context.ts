@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { vbiError } from '../errors';
 import { toPem } from '../pki/pem';
+import { cliEnvSettings, type CliEnvSettings } from './cli-config';
 import { PasswordUnavailable, promptPassword } from './cli-password';
 import type { FetchFn } from './http';
 import { VbiClient, VbiClientOptions } from './vbi-client';
@@ -40,16 +41,21 @@ export interface GlobalOptions {
 
 /** Resolved settings and helpers shared by the commands. */
 export class CliContext {
-  constructor(readonly io: CliIo, readonly opts: GlobalOptions) {}
+  /** What the environment says (src/client/cli-config.ts). */
+  readonly settings: CliEnvSettings;
+
+  constructor(readonly io: CliIo, readonly opts: GlobalOptions) {
+    this.settings = cliEnvSettings(io.env);
+  }
 
   /** --server, else VBI_SERVER; undefined means "what the key file says". */
   get serverOverride(): string | undefined {
-    return this.opts.server ?? (this.io.env.VBI_SERVER || undefined);
+    return this.opts.server ?? this.settings.server;
   }
 
   /** --key-file, else VBI_KEY_FILE, else ~/.vbi/key.json. */
   get keyFilePath(): string {
-    const p = this.opts['key-file'] ?? (this.io.env.VBI_KEY_FILE || join(homedir(), '.vbi', 'key.json'));
+    const p = this.opts['key-file'] ?? (this.settings.keyFile ?? join(homedir(), '.vbi', 'key.json'));
     return resolve(this.io.cwd, p);
   }
 
@@ -59,7 +65,7 @@ export class CliContext {
    * package). DER files are converted.
    */
   rootCertPem(): string {
-    const given = this.opts.root ?? (this.io.env.VBI_ROOT_CERT || undefined);
+    const given = this.opts.root ?? this.settings.rootCert;
     const candidates = given !== undefined
       ? [resolve(this.io.cwd, given)]
       : ['certs/postal-root.pem', 'var/dev-ca/root.pem'].flatMap((p) => [resolve(this.io.cwd, p), resolve(__dirname, '..', '..', '..', p)]);
@@ -71,8 +77,8 @@ export class CliContext {
 
   /** VBI_PASSWORD (unless `ignoreEnv`), else asked on the terminal (twice when `confirm`). */
   async password(opts: { confirm?: boolean; ignoreEnv?: boolean } = {}): Promise<string> {
-    const env = this.io.env.VBI_PASSWORD;
-    if (!opts.ignoreEnv && env !== undefined && env !== '') return env;
+    const env = this.settings.password;
+    if (!opts.ignoreEnv && env !== undefined) return env;
     const ask = this.io.prompt ?? ((p: string) => promptPassword(p));
     try {
       const first = await ask(opts.confirm ? 'New key file password: ' : 'Key file password: ');

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { CliContext, CliIo, DEFAULT_SERVER, GlobalOptions, UsageError } from './cli-context';
+import { cliEnvSettings } from './cli-config';
 import { cmdBalance, cmdBuy, cmdHistory, cmdLogin, cmdMoveModule, cmdRefund, cmdRegister, cmdRekey, cmdSettle, cmdVerify, Values } from './cli-commands';
 import { cmdPrint } from './cli-print';
 import { cmdPrintBatch, DEFAULT_CHUNK } from './cli-print-batch';
@@ -151,7 +152,7 @@ function report(e: unknown, io: CliIo): number {
   if (code === 'REGISTER_MISMATCH') {
     io.stderr.write('the key file\'s register copy differs from the meter\'s; it was not changed. Contact the vendor before printing.\n');
   }
-  if (code === 'ERROR' && io.env.VBI_DEBUG) io.stderr.write(`${String(err?.stack)}\n`);
+  if (code === 'ERROR' && cliEnvSettings(io.env).debug) io.stderr.write(`${String(err?.stack)}\n`);
   return 1;
 }
 
