@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { loadConfig, Config } from '../config/config';
+import { ceremonySettings } from '../config/ceremony-settings';
 import { isVbiError, vbiError } from '../errors';
 import { closeLibrary, openLibrary } from '../hsm/pkcs11-library';
 import { isPackageSuite, PackageSuite } from '../hsm/mechanisms';
@@ -59,14 +59,14 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
     out(USAGE);
     return step ? 0 : 2;
   }
-  const config: Config = loadConfig({ ...env, PKCS11_USER_PIN: env.PKCS11_USER_PIN ?? 'unused-by-ceremony' });
+  const { config, pins } = ceremonySettings(env);
   const suite: PackageSuite = (values.suite ?? config.hsm.suite) as PackageSuite;
   if (!isPackageSuite(suite)) throw vbiError('BAD_REQUEST', `--suite must be aes or legacy-3des`);
   const transcriptDir = values['transcript-dir'] ?? join(config.varDir, 'ceremony');
   const caDir = values['ca-dir'] ?? join(config.varDir, 'ca');
   const lib = openLibrary(config.hsm.library, config.hsm.softhsm2Conf, config.hsm.profile, config.hsm.initParameters, config.hsm.threads);
   try {
-    const ctx: StepContext = { step, values, env, out, config, suite, lib, transcriptDir, caDir };
+    const ctx: StepContext = { step, values, pins, out, config, suite, lib, transcriptDir, caDir };
     switch (step) {
       case 'probe': return await probe(ctx);
       case 'take-ownership': return await takeOwnership(ctx);
@@ -93,7 +93,7 @@ export async function runCeremony(argv: string[], env: Env = process.env, out: (
 }
 
 if (require.main === module) {
-  runCeremony(process.argv.slice(2)).then(
+  runCeremony(process.argv.slice(2), process.env).then(
     (code) => process.exit(code),
     (e) => {
       process.stderr.write(isVbiError(e) ? `${e.code}: ${e.message}\n` : `${(e as Error).stack}\n`);

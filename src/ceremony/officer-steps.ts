@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DEV_SO_PIN, DEV_USER_PIN } from '../config/config';
 import { vbiError } from '../errors';
 import { findSlotByLabel } from '../hsm/pkcs11-library';
 import { proveOfficer } from '../hsm/key-ceremony';
@@ -16,19 +15,19 @@ import { pgAuditStore } from '../ledger/audit-store';
 import { fromPem, toPem } from '../pki/pem';
 import { createOfficerKey, signApproval } from './officers';
 import { writeTranscript } from './transcript';
-import { acceptedCheckpoint, pin, required, serialOf, StepContext } from './step-context';
+import { acceptedCheckpoint, required, serialOf, StepContext } from './step-context';
 
 /** The officer-approval steps (docs/key-ceremony.md): reinstate, officer keys, approvers, statements, approvals. */
 
 /** `reinstate`: a module the ledger inhibited is reinstated with the officers' approvals (the service stopped). */
-export async function reinstate({ values, env, out, config, lib, transcriptDir }: StepContext): Promise<number> {
+export async function reinstate({ values, pins, out, config, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
   const accept = required(values['accept-checkpoint'], 'accept-checkpoint');
-  await proveOfficer(findSlotByLabel(lib, label), pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN));
+  await proveOfficer(findSlotByLabel(lib, label), pins.so(label));
   const module = await CryptoModule.start({
     library: lib, hsm: config.hsm,
-    module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
+    module: { tokenLabel: label, userPin: pins.user(label), userType: config.hsm.modules[0].userType },
   });
   // The service must be stopped: the reinstatement takes the map shard's and the module's leases.
   const db = await openShardDatabase(config);
@@ -52,11 +51,11 @@ export async function reinstate({ values, env, out, config, lib, transcriptDir }
 }
 
 /** `officer-key`: an officer's approval key on their own token; its public key written to a file. */
-export async function officerKey({ values, env, out, config, lib, transcriptDir }: StepContext): Promise<number> {
+export async function officerKey({ values, pins, out, config, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = checkOfficerName(required(values.officer, 'officer'));
   const spki = await createOfficerKey({
-    library: lib, label, soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+    library: lib, label, soPin: pins.so(label), userPin: pins.user(label),
   });
   const file = values.out ?? join(config.varDir, 'officers', `${officer}.pub.pem`);
   mkdirSync(dirname(file), { recursive: true });
@@ -71,7 +70,7 @@ export async function officerKey({ values, env, out, config, lib, transcriptDir 
 }
 
 /** `install-officers`: the module SO installs the approvers and the threshold. */
-export async function installOfficers({ values, env, out, lib, transcriptDir }: StepContext): Promise<number> {
+export async function installOfficers({ values, pins, out, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
   const threshold = Number(required(values.threshold, 'threshold'));
@@ -80,7 +79,7 @@ export async function installOfficers({ values, env, out, lib, transcriptDir }: 
     if (eq < 1) throw vbiError('BAD_REQUEST', `--officer-key takes NAME=FILE, got '${arg}'`);
     return { name: arg.slice(0, eq), spki: fromPem('PUBLIC KEY', readFileSync(arg.slice(eq + 1), 'utf8')) };
   });
-  const labels = await installApprovers({ library: lib, label, soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), threshold, officers });
+  const labels = await installApprovers({ library: lib, label, soPin: pins.so(label), threshold, officers });
   const t = writeTranscript(transcriptDir, {
     ceremony: 'install-officers', officer, library: lib.path, tokens: [{ label, serial: serialOf(lib, label) }],
     result: { threshold, approvers: officers.map((o) => ({ name: o.name, spkiSha256: createHash('sha256').update(o.spki).digest('hex') })), labels },
@@ -90,12 +89,12 @@ export async function installOfficers({ values, env, out, lib, transcriptDir }: 
 }
 
 /** `approval-request`: the reinstatement statement the officers approve (reads the token, writes nothing to it). */
-export async function approvalRequest({ values, env, out, config, lib }: StepContext): Promise<number> {
+export async function approvalRequest({ values, pins, out, config, lib }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const accept = required(values['accept-checkpoint'], 'accept-checkpoint');
   const module = await CryptoModule.start({
     library: lib, hsm: config.hsm,
-    module: { tokenLabel: label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), userType: config.hsm.modules[0].userType },
+    module: { tokenLabel: label, userPin: pins.user(label), userType: config.hsm.modules[0].userType },
   });
   try {
     // reads the ring and the inhibition from the token; writes nothing
@@ -111,12 +110,12 @@ export async function approvalRequest({ values, env, out, config, lib }: StepCon
 }
 
 /** `approve`: one officer's approval of a statement, signed on their token. */
-export async function approve({ values, env, out, lib }: StepContext): Promise<number> {
+export async function approve({ values, pins, out, lib }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
   const statement = JSON.parse(readFileSync(required(values.request, 'request'), 'utf8')) as ReinstatementStatement;
   if (statement.action !== 'reinstate' || typeof statement.moduleSerial !== 'string') throw vbiError('BAD_REQUEST', 'the request is not a reinstatement statement');
-  const approval = await signApproval({ library: lib, label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN), officer, statement });
+  const approval = await signApproval({ library: lib, label, userPin: pins.user(label), officer, statement });
   const text = JSON.stringify(approval, null, 2) + '\n';
   if (values.out) writeFileSync(values.out, text);
   out(values.out ? `approval of ${officer} written to ${values.out}` : text.trimEnd());

@@ -1,22 +1,21 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DEV_SO_PIN, DEV_USER_PIN } from '../config/config';
 import { signingKeyReport } from '../hsm/signing-keys';
 import { createVendorRaKey, initCa, registerRa, rolloverCa } from '../pki/ca/ca-ceremony';
 import { fromPem, toPem } from '../pki/pem';
 import { keyLines, writeTranscript } from './transcript';
-import { pin, required, serialOf, StepContext } from './step-context';
+import { required, serialOf, StepContext } from './step-context';
 
 /** The PKI steps (docs/pki.md), each on a token of its own: the postal CA, vendor RA keys, RA registration. */
 
 /** `ca-init`, `ca-rollover`: the dev/test postal CA created, or its next root key generation made the root. */
-export async function caInitOrRollover({ values, env, out, lib, transcriptDir, caDir, step }: StepContext): Promise<number> {
+export async function caInitOrRollover({ values, pins, out, lib, transcriptDir, caDir, step }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
   const token = {
     library: lib, tokenLabel: label,
-    soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+    soPin: pins.so(label), userPin: pins.user(label),
   };
   const r = step === 'ca-init' ? await initCa({ ...token, dir: caDir }) : await rolloverCa({ ...token, dir: caDir });
   const keys = await signingKeyReport({ library: lib, label, userPin: token.userPin });
@@ -31,13 +30,13 @@ export async function caInitOrRollover({ values, env, out, lib, transcriptDir, c
 }
 
 /** `vendor-ra`: the vendor RA key on its token; its public key written to a file. */
-export async function vendorRa({ values, env, out, config, lib, transcriptDir }: StepContext): Promise<number> {
+export async function vendorRa({ values, pins, out, config, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
   const raId = required(values['ra-id'], 'ra-id');
   const key = await createVendorRaKey({
     library: lib, tokenLabel: label,
-    soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+    soPin: pins.so(label), userPin: pins.user(label),
   });
   const file = values.out ?? join(config.varDir, 'pki', `${raId}.pub.pem`);
   mkdirSync(dirname(file), { recursive: true });
@@ -45,7 +44,7 @@ export async function vendorRa({ values, env, out, config, lib, transcriptDir }:
   const fingerprint = createHash('sha256').update(key.publicKeySpki).digest('hex');
   const t = writeTranscript(transcriptDir, {
     ceremony: 'vendor-ra', officer, library: lib.path, tokens: [{ label, serial: serialOf(lib, label) }],
-    keys: keyLines(label, await signingKeyReport({ library: lib, label, userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN) })),
+    keys: keyLines(label, await signingKeyReport({ library: lib, label, userPin: pins.user(label) })),
     result: { raKeyId: raId, keyLabel: key.keyLabel, publicKeyFile: file, spkiSha256: fingerprint },
   });
   out(`vendor RA key ${key.keyLabel} in '${label}'; public key ${file}\nSPKI-SHA256 ${fingerprint} (read it to the CA operator)\ntranscript ${t.path}`);

@@ -1,11 +1,11 @@
-import { readSecret, DEV_TOKEN_LABEL, Config } from '../config/config';
+import type { Config } from '../config/config';
+import type { CeremonyPins } from '../config/ceremony-settings';
 import { vbiError } from '../errors';
 import { KeyReport, moduleSerial } from '../hsm/key-ceremony';
 import type { LibraryHandle } from '../hsm/pkcs11-library';
 import type { PackageSuite } from '../hsm/mechanisms';
-import { DEV_CA_LABEL, DEV_VENDOR_LABEL } from '../pki/dev';
 
-/** What every ceremony step gets from the CLI (./cli.ts): its options, the environment, the open library. */
+/** What every ceremony step gets from the CLI (./cli.ts): its options, the PINs (src/config/ceremony-settings.ts), the open library. */
 
 /** Printed by --help, without a step, and with every missing option. */
 export const USAGE = `usage: npm run ceremony -- <probe|init-token|take-ownership|generate|clone|status|reinstate|officer-key|install-officers|approval-request|approve|ca-init|ca-rollover|vendor-ra|ca-register-ra> [options]
@@ -41,20 +41,14 @@ export interface StepContext {
   /** The step's name (the first positional). */
   step: string;
   values: StepOptions;
-  env: Env;
+  /** The PINs the environment gives (src/config/ceremony-settings.ts). */
+  pins: CeremonyPins;
   out: (s: string) => void;
   config: Config;
   suite: PackageSuite;
   lib: LibraryHandle;
   transcriptDir: string;
   caDir: string;
-}
-
-export function pin(env: Env, key: string, label: string, devDefault: string): string {
-  const v = readSecret(env, key);
-  if (v) return v;
-  if (label === DEV_TOKEN_LABEL || label === DEV_CA_LABEL || label === DEV_VENDOR_LABEL) return devDefault;
-  throw vbiError('CONFIG_INVALID', `${key} or ${key}_FILE must hold the PIN for token '${label}'`);
 }
 
 export function acceptedCheckpoint(arg: string): Buffer | null {

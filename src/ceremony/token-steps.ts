@@ -1,23 +1,21 @@
-import { DEV_SO_PIN, DEV_USER_PIN, readSecret } from '../config/config';
-import { vbiError } from '../errors';
 import { cloneSharedKeys, countDataObjects, generateModuleKeys, initToken as initTokenKeys, takeOwnership as takeTokenOwnership, tokenKeyReport } from '../hsm/key-ceremony';
 import { listTokens, probeWithProfiles } from '../hsm/probe-ceremony';
 import { KEY_ROLES, SHARED_ROLES } from '../hsm/key-templates';
 import { withSigningRoles } from '../hsm/signing-keys';
 import { keyLines, writeTranscript } from './transcript';
-import { formatKeys, pin, required, serialOf, StepContext } from './step-context';
+import { formatKeys, required, serialOf, StepContext } from './step-context';
 
 /** The token steps of the key ceremony: probe, take ownership, initialise, generate, clone, status. */
 
 /** `probe`: the library's slots, or whether a token fits the profile (and which shipped profiles do). */
-export async function probe({ values, env, out, config, suite, lib }: StepContext): Promise<number> {
+export async function probe({ values, pins, out, config, suite, lib }: StepContext): Promise<number> {
   if (!values.label) {
     out(`library ${lib.path} (${lib.module.libraryDescription.trim()}, ${lib.module.manufacturerID.trim()}); profile '${lib.profile.name}' (${lib.profile.basis})`);
     for (const t of listTokens(lib)) out(`  slot ${t.slot}: ${t.initialised ? `'${t.label}'` : '(uninitialised)'} ${t.manufacturerID} ${t.model} serial '${t.serial}' PIN ${t.minPinLen}..${t.maxPinLen}`);
     return 0;
   }
   const label = values.label;
-  const userPin = pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN);
+  const userPin = pins.user(label);
   const r = await probeWithProfiles({ library: lib, label, userPin, suite, wrapMechanism: config.hsm.wrapMechanism, oaepHash: config.hsm.oaepHash });
   if (values.json) out(JSON.stringify(r, null, 2));
   else {
@@ -31,14 +29,13 @@ export async function probe({ values, env, out, config, suite, lib }: StepContex
 }
 
 /** `take-ownership`: a vendor-initialised token's factory SO PIN changed, the user PIN set. */
-export async function takeOwnership({ values, env, out, lib, transcriptDir }: StepContext): Promise<number> {
+export async function takeOwnership({ values, pins, out, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
-  const factory = readSecret(env, 'VBI_FACTORY_SO_PIN');
-  if (!factory) throw vbiError('CONFIG_INVALID', 'VBI_FACTORY_SO_PIN or VBI_FACTORY_SO_PIN_FILE must hold the factory SO PIN');
+  const factory = pins.factorySo();
   const r = await takeTokenOwnership({
     library: lib, label, factorySoPin: factory,
-    soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+    soPin: pins.so(label), userPin: pins.user(label),
   });
   const t = writeTranscript(transcriptDir, {
     ceremony: 'take-ownership', officer, library: lib.path, tokens: [{ label, serial: r.serial }],
@@ -49,11 +46,11 @@ export async function takeOwnership({ values, env, out, lib, transcriptDir }: St
 }
 
 /** `init-token`: a token initialised with the SO and user PINs (profiles with provisioning free-slot). */
-export async function initToken({ values, env, out, lib, transcriptDir }: StepContext): Promise<number> {
+export async function initToken({ values, pins, out, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const r = await initTokenKeys({
     library: lib, label, force: values.force,
-    soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+    soPin: pins.so(label), userPin: pins.user(label),
   });
   const t = writeTranscript(transcriptDir, {
     ceremony: 'init-token', officer: values.officer ?? 'unspecified', library: lib.path,
@@ -64,14 +61,14 @@ export async function initToken({ values, env, out, lib, transcriptDir }: StepCo
 }
 
 /** `generate`: the module's keys (or with --own-keys only its identity and transport keys). */
-export async function generate({ values, env, out, config, suite, lib, transcriptDir }: StepContext): Promise<number> {
+export async function generate({ values, pins, out, config, suite, lib, transcriptDir }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
   const officer = required(values.officer, 'officer');
   // --own-keys: only the module's own identity and transport keys, beside shared keys from `clone`
   const roles = values['own-keys'] ? KEY_ROLES.filter((r) => !SHARED_ROLES.includes(r)) : undefined;
   const keys = await generateModuleKeys({
     library: lib, label, suite, wrapMechanism: config.hsm.wrapMechanism, roles,
-    soPin: pin(env, 'VBI_SO_PIN', label, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN),
+    soPin: pins.so(label), userPin: pins.user(label),
   });
   const serial = serialOf(lib, label);
   const t = writeTranscript(transcriptDir, {
@@ -84,14 +81,14 @@ export async function generate({ values, env, out, config, suite, lib, transcrip
 }
 
 /** `clone`: the shared package keys copied from one token to another; their KCVs match. */
-export async function clone({ values, env, out, config, suite, lib, transcriptDir }: StepContext): Promise<number> {
+export async function clone({ values, pins, out, config, suite, lib, transcriptDir }: StepContext): Promise<number> {
   const from = required(values.from, 'from');
   const to = required(values.to, 'to');
   const officer = required(values.officer, 'officer');
   const r = await cloneSharedKeys({
     suite, oaepHash: config.hsm.oaepHash, wrapMechanism: config.hsm.wrapMechanism,
-    from: { library: lib, label: from, soPin: pin(env, 'VBI_SO_PIN_FROM', from, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN_FROM', from, DEV_USER_PIN) },
-    to: { library: lib, label: to, soPin: pin(env, 'VBI_SO_PIN_TO', to, DEV_SO_PIN), userPin: pin(env, 'PKCS11_USER_PIN_TO', to, DEV_USER_PIN) },
+    from: { library: lib, label: from, soPin: pins.soFrom(from), userPin: pins.userFrom(from) },
+    to: { library: lib, label: to, soPin: pins.soTo(to), userPin: pins.userTo(to) },
   });
   const t = writeTranscript(transcriptDir, {
     ceremony: 'clone', officer, library: lib.path, suite,
@@ -106,9 +103,9 @@ export async function clone({ values, env, out, config, suite, lib, transcriptDi
 }
 
 /** `status`: the token's keys, KCVs and weak attributes (exit 1 when any key is weak). */
-export async function status({ values, env, out, config, suite, lib }: StepContext): Promise<number> {
+export async function status({ values, pins, out, config, suite, lib }: StepContext): Promise<number> {
   const label = required(values.label, 'label');
-  const userPin = pin(env, 'PKCS11_USER_PIN', label, DEV_USER_PIN);
+  const userPin = pins.user(label);
   const keys = withSigningRoles(await tokenKeyReport({ library: lib, label, userPin, suite, wrapMechanism: config.hsm.wrapMechanism }));
   const dataObjects = await countDataObjects({ library: lib, label, userPin });
   const weak = keys.filter((k) => k.weaknesses.length > 0);
