@@ -16,6 +16,18 @@ const COMPOSITION_ROOTS = new Set(['main.ts', 'server.ts', 'service.ts', 'client
 /** The transaction engine's files: nothing from hsm. */
 const ENGINE_FILES = ['ledger/ledger.ts', 'ledger/command-runner.ts', 'ledger/group-runner.ts', 'ledger/module-rotation.ts', 'ledger/step.ts'];
 
+/**
+ * Only src/config/ and src/client/cli-config.ts read environment variables (docs/architecture.md);
+ * the composition roots pass process.env whole to them. These files name process.env for another
+ * reason, given here.
+ */
+const ENV_READERS = ['config/', 'client/cli-config.ts'];
+const ENV_OTHER_USES: Record<string, string> = {
+  'hsm/pkcs11-library.ts': 'writes SOFTHSM2_CONF for the native library, which reads only its environment',
+  'ops/service-process.ts': "passes the environment on to the service's child process",
+  'db/pg-tools.ts': "passes the environment on to PostgreSQL's client tools (execFile)",
+};
+
 interface Rule { values: Set<string>; types: Set<string> }
 interface Import { file: string; target: string; typeOnly: boolean }
 
@@ -84,6 +96,19 @@ function violations(rules: Map<string, Rule>, sources: Array<{ file: string; tex
   return found;
 }
 
+/** process.env outside the files that may read it; a composition root may only pass it whole (not `process.env.X` or `process.env[...]`). */
+function envReads(sources: Array<{ file: string; text: string }>): string[] {
+  const found: string[] = [];
+  for (const { file, text } of sources) {
+    const rel = relative(SRC, file);
+    if (ENV_READERS.some((p) => (p.endsWith('/') ? rel.startsWith(p) : rel === p)) || ENV_OTHER_USES[rel] !== undefined) continue;
+    const uses = [...text.matchAll(/process\.env\b(\s*(\?\.|\.|\[))?/g)];
+    const reads = COMPOSITION_ROOTS.has(rel) ? uses.filter((m) => m[1] !== undefined) : uses;
+    if (reads.length > 0) found.push(`${rel}: ${reads.map((m) => m[0]).join(', ')} (only src/config/ and src/client/cli-config.ts read environment variables)`);
+  }
+  return found;
+}
+
 function cycle(rules: Map<string, Rule>): string[] | null {
   const state = new Map<string, 'open' | 'done'>();
   const path: string[] = [];
@@ -128,6 +153,11 @@ describe('architecture: the layer map of docs/architecture.md', () => {
     expect(violations(rules, files.map((file) => ({ file, text: readFileSync(file, 'utf8') })))).to.deep.equal([]);
   });
 
+  it('only src/config/ and src/client/cli-config.ts read environment variables; entry points pass process.env to them', () => {
+    for (const rel of Object.keys(ENV_OTHER_USES)) expect(existsSync(join(SRC, rel)), rel).to.equal(true);
+    expect(envReads(files.map((file) => ({ file, text: readFileSync(file, 'utf8') })))).to.deep.equal([]);
+  });
+
   it('the allowed value imports form no cycle: the layers have an order', () => {
     expect(cycle(rules)).to.equal(null);
   });
@@ -155,6 +185,16 @@ describe('architecture: the layer map of docs/architecture.md', () => {
       expect(found, c.rel).to.have.length.greaterThan(0);
     }
     expect(violationsOfText(join(SRC, 'web/app/x.ts'), "import type { ServiceDeps } from '../../service';")).to.deep.equal([]);
+    // environment variables read outside src/config/ (a root may pass process.env, not read from it)
+    const envOf = (rel: string, text: string) => envReads([{ file: join(SRC, rel), text }]);
+    for (const [rel, text] of [
+      ['db/x.ts', "const log = process.env.VBI_DB_LOG === '1';"],
+      ['ledger/x.ts', "const dir = process.env['VBI_VAR_DIR'];"],
+      ['main.ts', 'const port = Number(process.env.PORT ?? 8080);'],
+      ['client/cli-context.ts', 'const server = process.env.VBI_SERVER;'],
+    ]) expect(envOf(rel, text), rel).to.have.length.greaterThan(0);
+    expect(envOf('main.ts', 'const settings = serverSettings(process.env);')).to.deep.equal([]);
+    expect(envOf('config/x.ts', 'export const port = (env = process.env) => Number(env.PORT ?? 8080);')).to.deep.equal([]);
     expect(cycle(new Map([['a', { values: new Set(['b']), types: new Set() }], ['b', { values: new Set(['a']), types: new Set() }]]))).to.deep.equal(['a', 'b', 'a']);
   });
 });
