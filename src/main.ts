@@ -14,6 +14,7 @@ import { PgMeterStore } from './ledger/pg-meter-store';
 import { MeterGen } from './pki/metergen';
 import { fromPemAll } from './pki/pem';
 import { paymentProvider } from './payments/provider-config';
+import { paymentSettings } from './config/payment-settings';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { DevLicensingAuthority } from './licensing/dev-authority';
 import { cmlsHttpAuthorityFromEnv } from './licensing/cmls-http-config';
@@ -32,7 +33,7 @@ import { runMain } from './ops/run-main';
 async function main(): Promise<void> {
   const workers = process.argv.indexOf('--workers');
   if (workers >= 0) return front(process.argv[workers + 1]);
-  const payments = paymentProvider(process.env);
+  const payments = paymentProvider(paymentSettings(process.env));
   const licensing = licensingAuthority(process.env);
   const config = loadConfig(process.env);
   const settings = serverSettings(process.env);

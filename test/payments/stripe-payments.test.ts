@@ -6,6 +6,7 @@ import { VbiError } from '../../src/errors';
 import { chargeWithRetry } from '../../src/payments/charge';
 import { PaymentLinkError } from '../../src/payments/payment-provider';
 import { paymentProvider } from '../../src/payments/provider-config';
+import { paymentSettings } from '../../src/config/payment-settings';
 import { StripePaymentProvider } from '../../src/payments/stripe-provider';
 import { reconcile } from '../../src/reports/reconciliation';
 import { ServerFixture, serverFixture } from '../helpers/server';
@@ -131,7 +132,7 @@ describe('payments through Stripe', function () {
         writeFileSync(keyFile, 'sk_live_abcdefgh12345678\n');
         const fails = (env: Record<string, string>) => {
           try {
-            paymentProvider({ CA_URL: 'https://ca.invalid', ...env });
+            paymentProvider(paymentSettings({ CA_URL: 'https://ca.invalid', ...env }));
           } catch (e) {
             return `${(e as VbiError).code}: ${(e as Error).message}`;
           }
@@ -147,10 +148,10 @@ describe('payments through Stripe', function () {
         // the publishable key for the web app's buy page: of the form, and of the secret key's mode
         expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'sk_live_abcdefgh12345678' })).to.contain('is not a Stripe publishable key');
         expect(fails({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'pk_test_abcdefgh12345678' })).to.contain('of different modes');
-        expect(paymentProvider({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'pk_live_abcdefgh12345678' }).checkout)
+        expect(paymentProvider(paymentSettings({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_PUBLISHABLE_KEY: 'pk_live_abcdefgh12345678' })).checkout)
           .to.deep.equal({ methods: ['card'], stripePublishableKey: 'pk_live_abcdefgh12345678' });
-        expect(paymentProvider({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile }).checkout).to.deep.equal({ methods: ['card'] });
-        expect(paymentProvider({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_API_BASE: 'http://127.0.0.1:9' }).name).to.equal('stripe');
+        expect(paymentProvider(paymentSettings({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile })).checkout).to.deep.equal({ methods: ['card'] });
+        expect(paymentProvider(paymentSettings({ VBI_PAYMENT_PROVIDER: 'stripe', VBI_STRIPE_SECRET_KEY_FILE: keyFile, VBI_STRIPE_API_BASE: 'http://127.0.0.1:9' })).name).to.equal('stripe');
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
