@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { HsmModule } from '../hsm/hsm-module';
+import type { ModuleToken } from '../module/module-token';
 import { openPackage } from '../module/package-seal';
 import { parseCheckpoint } from '../module/checkpoint';
 import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
@@ -15,7 +15,7 @@ import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
  * from the master PSD once it is sealed — and a row whose copy columns differ from its package
  * is reported too; without one, from the copies.
  */
-export async function conservation(db: Knex, opts: { hsm?: HsmModule } = {}): Promise<{ violations: string[]; system: { left: number; right: number } }> {
+export async function conservation(db: Knex, opts: { hsm?: ModuleToken } = {}): Promise<{ violations: string[]; system: { left: number; right: number } }> {
   const violations: string[] = [];
   const rows = await db('meters as m')
     .leftJoin(

@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
 import { vbiError } from '../errors';
-import { HsmModule } from '../hsm/hsm-module';
+import { macExportSeal, verifyExportSeal, type ModuleToken } from '../module/module-token';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
 import { verifyJournalMac } from '../module/journal-seal';
 import { assembleIndicium, decodeIndicium } from '../indicium/layout';
@@ -122,7 +122,7 @@ export interface ReadExport {
  * certify and renewal records; meter and postage as the row says). Findings, not exceptions: the
  * caller decides (verify lists them, export and replay refuse).
  */
-export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExport> {
+export async function readExport(hsm: ModuleToken, dir: string): Promise<ReadExport> {
   const findings: ExportFinding[] = [];
   const entries: ExportEntry[] = [];
   const audit: AuditRecord[] = [];
@@ -159,7 +159,7 @@ export async function readExport(hsm: HsmModule, dir: string): Promise<ReadExpor
     }
     const { mac, ...body } = seal;
     if (seal.format !== EXPORT_FORMAT || seal.segment !== k || typeof mac !== 'string' ||
-        !(await hsm.verifyMac(sealMacInput(body), Buffer.from(mac, 'base64')).catch(() => false))) {
+        !(await verifyExportSeal(hsm, sealMacInput(body), Buffer.from(mac, 'base64')).catch(() => false))) {
       findings.push({ segment: k, reason: `the seal of segment ${k} does not verify (edited, or not made by a module of this deployment)` });
       break;
     }
@@ -314,7 +314,7 @@ async function rowsOf(db: Knex, r: JournalDbRow): Promise<ExportedRows> {
  * sequence order; across modules in meter map order) as one new sealed segment. Verifies the
  * export it appends to first: a broken export is JOURNAL_EXPORT_BROKEN and nothing is written.
  */
-export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string; now?: () => Date }): Promise<{ segment: number | null; entries: number; total: number; audit: number }> {
+export async function exportJournal(req: { db: Knex; hsm: ModuleToken; dir: string; now?: () => Date }): Promise<{ segment: number | null; entries: number; total: number; audit: number }> {
   await mkdir(req.dir, { recursive: true, mode: 0o700 });
   const existing = await readExport(req.hsm, req.dir);
   if (!usable(existing.findings)) {
@@ -374,7 +374,7 @@ export async function exportJournal(req: { db: Knex; hsm: HsmModule; dir: string
     format: EXPORT_FORMAT, segment: k, firstN, lastN: n, lastHash: prev, cursor,
     sealedAt: (req.now?.() ?? new Date()).toISOString(), sealedBy: req.hsm.serial, auditCursor,
   };
-  const seal: ExportSeal = { ...body, mac: (await req.hsm.mac(sealMacInput(body))).toString('base64') };
+  const seal: ExportSeal = { ...body, mac: (await macExportSeal(req.hsm, sealMacInput(body))).toString('base64') };
   await writeDurably(req.dir, segmentName(k), lines.join('\n') + '\n');
   await writeDurably(req.dir, sealName(k), JSON.stringify(seal, null, 2) + '\n');
   return { segment: k, entries: fresh.length, total: total + fresh.length, audit: freshAudit.length };

@@ -1,7 +1,7 @@
 // Over 300 lines: one procedure, replayJournal, and the helpers only it uses.
 import type { Knex } from 'knex';
 import { vbiError } from '../errors';
-import { HsmModule } from '../hsm/hsm-module';
+import type { ModuleToken } from '../module/module-token';
 import { CheckpointRing } from '../module/checkpoint-ring';
 import { Checkpoint, digestOf } from '../module/checkpoint';
 import { leafHash, pathNodes } from '../module/meter-map';
@@ -68,7 +68,7 @@ const NOT_REBUILT = [
  * the database: what the ring holds beyond it is listed as postage presumed spent.
  */
 export async function replayJournal(req: {
-  db: Knex; hsm: HsmModule; modules: HsmModule[]; dir: string;
+  db: Knex; hsm: ModuleToken; modules: ModuleToken[]; dir: string;
   /** Stock bought from the post after the restore point (the export does not hold it), entered first in the same transaction. */
   stock?: Array<{ reference: string; amount: number }>;
 }): Promise<ReplayReport> {
@@ -185,7 +185,7 @@ async function putBackAudit(trx: Knex.Transaction, records: AuditRecord[]): Prom
   return put;
 }
 
-async function applyRecord(trx: Knex.Transaction, hsm: HsmModule, entry: ExportEntry, cp: Checkpoint, refused: Set<number>): Promise<void> {
+async function applyRecord(trx: Knex.Transaction, hsm: ModuleToken, entry: ExportEntry, cp: Checkpoint, refused: Set<number>): Promise<void> {
   const j = entry.journal;
   const where = `module ${cp.moduleSerial} sequence ${cp.seq}`;
   const fail = (why: string) => vbiError('JOURNAL_REPLAY_FAILED', `${where}: ${why}`, { moduleSerial: cp.moduleSerial, seq: cp.seq });
@@ -285,7 +285,7 @@ function rowIn(r: Record<string, unknown>, times: string[], bytes: string[] = []
   return out;
 }
 
-async function compareWithRing(db: Knex, serial: string, hsm: HsmModule | undefined, replayed: number): Promise<ModuleAfterReplay> {
+async function compareWithRing(db: Knex, serial: string, hsm: ModuleToken | undefined, replayed: number): Promise<ModuleAfterReplay> {
   const row = await db('modules').where({ module_serial: serial }).first('checkpoint', 'checkpoint_seq');
   const databaseSeq = row?.checkpoint_seq === null || row?.checkpoint_seq === undefined ? null : Number(row.checkpoint_seq);
   const base = { moduleSerial: serial, replayed, databaseSeq, missing: [] as ModuleAfterReplay['missing'] };

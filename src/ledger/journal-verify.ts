@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { HsmModule } from '../hsm/hsm-module';
+import type { ModuleToken } from '../module/module-token';
 import { Checkpoint, ZERO_DIGEST, decodeCheckpoint, digestOf } from '../module/checkpoint';
 import { buildMap, leafHash } from '../module/meter-map';
 import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../module/commands/master-psd';
@@ -47,7 +47,7 @@ const PRINT_TYPES = new Set(['indicium', 'correction']);
  *  - each indicium row belongs to one journal print record, each print record has its rows and
  *    their postage adds up to its amount (`indicium`).
  */
-export async function verifyJournal(req: { db: Knex; hsm: HsmModule }): Promise<JournalReport> {
+export async function verifyJournal(req: { db: Knex; hsm: ModuleToken }): Promise<JournalReport> {
   const findings: Finding[] = [];
   let firstBroken: JournalReport['firstBroken'];
   const found = (f: Finding) => {

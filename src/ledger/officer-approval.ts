@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { HsmModule } from '../hsm/hsm-module';
+import { verifyOfficerApprovals, type ModuleToken } from '../module/module-token';
 import { canonicalJson } from '../protocol/canonical-json';
 
 /**
@@ -33,8 +33,8 @@ export function statementBytes(st: ReinstatementStatement): Buffer {
 }
 
 /** Throws OFFICER_APPROVAL_REQUIRED unless M distinct installed officers approved exactly this statement; returns who did. */
-export async function requireApprovals(hsm: HsmModule, statement: ReinstatementStatement, approvals: Approval[]): Promise<string[]> {
-  const check = await hsm.verifyApprovals({
+export async function requireApprovals(hsm: ModuleToken, statement: ReinstatementStatement, approvals: Approval[]): Promise<string[]> {
+  const check = await verifyOfficerApprovals(hsm, {
     statement: statementBytes(statement),
     approvals: approvals.map((a) => ({ officer: String(a.officer), signature: Buffer.from(String(a.signature), 'base64') })),
   });
