@@ -17,7 +17,8 @@ import { paymentProvider } from './payments/provider-config';
 import { paymentSettings } from './config/payment-settings';
 import { LicensingAuthority } from './licensing/licensing-authority';
 import { DevLicensingAuthority } from './licensing/dev-authority';
-import { cmlsHttpAuthorityFromEnv } from './licensing/cmls-http-config';
+import { cmlsHttpOptionsFromEnv } from './config/cmls-settings';
+import { CmlsHttpAuthority } from './licensing/cmls-http-authority';
 import { frontSettings, licensingChoice, serverSettings } from './config/server-settings';
 import { runMain } from './ops/run-main';
 
@@ -129,7 +130,7 @@ async function front(count: string | undefined): Promise<void> {
 
 /** The postal licensing authority (docs/licensing.md) that configuration chooses (src/config/server-settings.ts, licensingChoice). */
 function licensingAuthority(env: NodeJS.ProcessEnv): LicensingAuthority {
-  return licensingChoice(env) === 'cmls-http' ? cmlsHttpAuthorityFromEnv(env) : new DevLicensingAuthority();
+  return licensingChoice(env) === 'cmls-http' ? new CmlsHttpAuthority(cmlsHttpOptionsFromEnv(env)) : new DevLicensingAuthority();
 }
 
 runMain(main);

@@ -60,7 +60,7 @@ export function dbLogFrom(env: Env): boolean {
 /**
  * The postal licensing authority (docs/licensing.md), chosen by configuration before anything
  * starts, as the payment provider is: `cmls-http` (the HTTP adapter, its VBI_CMLS_* settings
- * checked by src/licensing/cmls-http-config.ts) or `dev`. A production deployment (CA_URL set)
+ * checked by src/config/cmls-settings.ts) or `dev`. A production deployment (CA_URL set)
  * must name it, and takes `dev` only when VBI_LICENSING_AUTHORITY=dev says so explicitly (a
  * staging system whose meters the post does not license).
  */

@@ -3,24 +3,10 @@ import { SOFTWARE_ID } from '../module/commands/create-indicium';
 import {
   AuthorityRevocation, checkedDecision, checkedEvents, LicenceApplication, LicenceUnknownError, LicenceDecision, LicenceEvents, LicenceRevocation, LicensingAuthority, LicensingLinkError,
 } from './licensing-authority';
+import { CmlsHttpOptions, VENDOR_ID_PATTERN } from '../config/cmls-settings';
 
-/** How the adapter reaches the authority (src/licensing/cmls-http-config.ts reads it from the environment). */
-export interface CmlsHttpOptions {
-  /** Base URL of the authority's licensing service (https); the /cmls/v1/... paths are appended. */
-  url: string;
-  /** The vendor's id at the authority: in every path and Idempotency-Key. */
-  vendorId: string;
-  /** The vendor's client certificate chain and key (PEM): mutual TLS. */
-  clientCert: Buffer;
-  clientKey: Buffer;
-  /** The CA certificate(s) (PEM) the authority's server certificate must chain to; no other is trusted. */
-  ca: Buffer;
-  /** The whole exchange (connect, TLS, request, answer) gives up after this long: a LicensingLinkError. */
-  timeoutMs: number;
-}
-
-/** What the vendor id may be: it goes into paths and header values unescaped by the authority. */
-export const VENDOR_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** How the adapter reaches the authority: src/config/cmls-settings.ts reads it from the environment. */
+export type { CmlsHttpOptions };
 
 /** An answer larger than this is not one the API gives: the exchange is cut off (no answer). */
 const ANSWER_MAX_BYTES = 64 * 1024;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CmlsHttpAuthority } from '../../src/licensing/cmls-http-authority';
-import { CMLS_TIMEOUT_DEFAULT_MS, cmlsHttpOptionsFromEnv } from '../../src/licensing/cmls-http-config';
+import { CMLS_TIMEOUT_DEFAULT_MS, cmlsHttpOptionsFromEnv } from '../../src/config/cmls-settings';
 import { LicenceApplication, LicenceRevocation, LicenceUnknownError, LicensingAuthority, LicensingLinkError } from '../../src/licensing/licensing-authority';
 import { isVbiError } from '../../src/errors';
 import { openPackage } from '../../src/module/package-seal';

@@ -2,7 +2,24 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { vbiError } from '../errors';
-import { CmlsHttpAuthority, CmlsHttpOptions, VENDOR_ID_PATTERN } from './cmls-http-authority';
+
+/** The HTTP adapter's settings (src/licensing/cmls-http-authority.ts takes them as they are). */
+export interface CmlsHttpOptions {
+  /** Base URL of the authority's licensing service (https); the /cmls/v1/... paths are appended. */
+  url: string;
+  /** The vendor's id at the authority: in every path and Idempotency-Key. */
+  vendorId: string;
+  /** The vendor's client certificate chain and key (PEM): mutual TLS. */
+  clientCert: Buffer;
+  clientKey: Buffer;
+  /** The CA certificate(s) (PEM) the authority's server certificate must chain to; no other is trusted. */
+  ca: Buffer;
+  /** The whole exchange (connect, TLS, request, answer) gives up after this long: a LicensingLinkError. */
+  timeoutMs: number;
+}
+
+/** What the vendor id may be: it goes into paths and header values unescaped by the authority. */
+export const VENDOR_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Default and bounds of VBI_CMLS_TIMEOUT_MS: step 1c waits for the authority, so a few seconds. */
 export const CMLS_TIMEOUT_DEFAULT_MS = 5_000;
@@ -46,11 +63,6 @@ export function cmlsHttpOptionsFromEnv(env: NodeJS.ProcessEnv): CmlsHttpOptions 
     }
   }
   return { url, vendorId, clientCert, clientKey, ca, timeoutMs };
-}
-
-/** The adapter configured from the environment. */
-export function cmlsHttpAuthorityFromEnv(env: NodeJS.ProcessEnv): CmlsHttpAuthority {
-  return new CmlsHttpAuthority(cmlsHttpOptionsFromEnv(env));
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
