@@ -23,6 +23,9 @@ import { defineLabelRoutes, LABEL_IMAGE_LIMIT } from './label-routes';
 import { webAppCsp, webAppStatic } from './web-app';
 import type { Checkout } from '../payments/payment-provider';
 import { defineOperatorViews } from './operator-views';
+import { pingDatabase } from '../db/repositories/health';
+import { listFraudReports } from '../db/repositories/fraud-reports';
+import { listLicenceRequests, listUnmatchedLicenceEvents } from '../db/repositories/licence-queue';
 
 export interface AppDeps {
   db: Knex;
@@ -110,7 +113,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
       const status = deps.status();
       let database = 'ok';
       try {
-        await deps.db.raw('select 1');
+        await pingDatabase(deps.db);
       } catch (e) {
         database = `down: ${(e as Error).message}`;
       }
@@ -259,10 +262,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     query: objectSchema({ meterId: meterIdSchema }, []), responses: ok('cases'),
     handler: async (req) => {
       await operatorOf(req);
-      const q = deps.db('fraud_reports').orderBy('fraud_report_id', 'desc').limit(200)
-        .select('fraud_report_id', 'kind', 'meter_id', 'indicium_digest', 'details', 'reported_at');
-      if (req.query.meterId) q.where({ meter_id: req.query.meterId });
-      const rows = await q;
+      const rows = await listFraudReports(deps.db, req.query.meterId);
       return {
         cases: rows.map((r) => ({
           caseId: Number(r.fraud_report_id), kind: r.kind, meterId: r.meter_id, digest: r.indicium_digest ? Buffer.from(r.indicium_digest).toString('hex') : null,
@@ -321,15 +321,10 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     responses: ok('licence requests'),
     handler: async (req) => {
       await operatorOf(req as unknown as express.Request);
-      const q = deps.db('license_requests as l').leftJoin('licence_revocation_reports as r', 'r.meter_id', 'l.meter_id').orderBy('l.request_id', 'desc').limit(200)
-        .select('l.request_id', 'l.account_id', 'l.meter_id', 'l.licensing_zip', 'l.status', 'l.licence_id', 'l.reason', 'l.authority_ref', 'l.attempts', 'l.last_error',
-          'l.created_at', 'l.completed_at', 'l.last_attempt_at', 'l.decided_at', 'l.revoked_at',
-          'r.status as report_status', 'r.attempts as report_attempts', 'r.last_error as report_error', 'r.reported_at');
-      if (req.query.status) q.where({ 'l.status': req.query.status });
-      if (req.query.meterId) q.where({ 'l.meter_id': req.query.meterId });
+      const rows = await listLicenceRequests(deps.db, { status: req.query.status, meterId: req.query.meterId });
       const iso = (d: Date | null) => (d ? d.toISOString() : null);
       return {
-        requests: (await q).map((r) => ({
+        requests: rows.map((r) => ({
           requestId: Number(r.request_id), accountId: Number(r.account_id), meterId: r.meter_id, licensingZip: r.licensing_zip, status: r.status,
           licenceId: r.licence_id, reason: r.reason, authorityRef: r.authority_ref, attempts: r.attempts, lastError: r.last_error,
           requestedAt: iso(r.created_at), registeredAt: iso(r.completed_at), lastAttemptAt: iso(r.last_attempt_at), decidedAt: iso(r.decided_at), revokedAt: iso(r.revoked_at),
@@ -345,7 +340,7 @@ export function createApp(deps: AppDeps): { app: express.Express; api: ApiRegist
     responses: ok('unmatched licence events'),
     handler: async (req) => {
       await operatorOf(req as unknown as express.Request);
-      const rows = await deps.db('licence_events_unmatched').orderBy('received_at', 'desc').limit(200).select('authority', 'licence_id', 'reason', 'revoked_at', 'received_at');
+      const rows = await listUnmatchedLicenceEvents(deps.db);
       return { events: rows.map((r) => ({ authority: r.authority, licenceId: r.licence_id, reason: r.reason, revokedAt: r.revoked_at.toISOString(), receivedAt: r.received_at.toISOString() })) };
     },
   });

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { vbiError } from '../errors';
+import { findUnrevokedCredential, insertCredential, listCredentialRows, revokeCredentialRow } from '../db/repositories/credentials';
 
 /**
  * Bearer credentials of the people and systems beside the mailers (docs/api-conventions.md
@@ -10,11 +11,11 @@ import { vbiError } from '../errors';
  */
 export type CredentialKind = 'verifier' | 'operator';
 
-interface KindSpec { table: string; id: string; idPrefix: string; tokenPrefix: string; label: string }
+interface KindSpec { idPrefix: string; tokenPrefix: string }
 
 const KINDS: Record<CredentialKind, KindSpec> = {
-  verifier: { table: 'postal_verifiers', id: 'verifier_id', idPrefix: 'pv-', tokenPrefix: 'pvt_', label: 'plant' },
-  operator: { table: 'operators', id: 'operator_id', idPrefix: 'op-', tokenPrefix: 'opt_', label: 'name' },
+  verifier: { idPrefix: 'pv-', tokenPrefix: 'pvt_' },
+  operator: { idPrefix: 'op-', tokenPrefix: 'opt_' },
 };
 
 /** Who a credential names: the plant of a verifier, the name of an operator. */
@@ -42,23 +43,23 @@ export async function addCredential(db: Knex, kind: CredentialKind, name: string
   const k = KINDS[kind];
   const id = `${k.idPrefix}${randomBytes(8).toString('hex')}`;
   const token = k.tokenPrefix + randomBytes(32).toString('base64url');
-  await db(k.table).insert({ [k.id]: id, [k.label]: checkCredentialName(name), token_sha256: tokenHash(token) });
+  await insertCredential(db, kind, { id, name: checkCredentialName(name), tokenSha256: tokenHash(token) });
   return { id, name, token };
 }
 
 /** Revokes a credential (of either kind, by its id) at once; false when there is no such unrevoked one. */
 export async function revokeCredential(db: Knex, id: string): Promise<boolean> {
-  for (const k of Object.values(KINDS)) {
+  for (const [kind, k] of Object.entries(KINDS) as Array<[CredentialKind, KindSpec]>) {
     if (!id.startsWith(k.idPrefix)) continue;
-    return (await db(k.table).where({ [k.id]: id }).whereNull('revoked_at').update({ revoked_at: db.fn.now() })) === 1;
+    return (await revokeCredentialRow(db, kind, id)) === 1;
   }
   return false;
 }
 
 export async function listCredentials(db: Knex): Promise<Credential[]> {
   const out: Credential[] = [];
-  for (const [kind, k] of Object.entries(KINDS) as Array<[CredentialKind, KindSpec]>) {
-    for (const r of await db(k.table).orderBy('created_at').select(`${k.id} as id`, `${k.label} as name`, 'created_at', 'revoked_at')) {
+  for (const kind of Object.keys(KINDS) as CredentialKind[]) {
+    for (const r of await listCredentialRows(db, kind)) {
       out.push({ kind, id: r.id, name: r.name, createdAt: r.created_at, revokedAt: r.revoked_at });
     }
   }
@@ -69,7 +70,7 @@ export async function listCredentials(db: Knex): Promise<Credential[]> {
 export async function authenticate(db: Knex, kind: CredentialKind, token: string): Promise<{ id: string; name: string } | null> {
   const k = KINDS[kind];
   if (!token.startsWith(k.tokenPrefix) || !/^[A-Za-z0-9_-]{43}$/.test(token.slice(k.tokenPrefix.length))) return null;
-  const row = await db(k.table).where({ token_sha256: tokenHash(token) }).whereNull('revoked_at').first(`${k.id} as id`, `${k.label} as name`);
+  const row = await findUnrevokedCredential(db, kind, tokenHash(token));
   return row ? { id: row.id, name: row.name } : null;
 }
 

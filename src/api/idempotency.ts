@@ -3,6 +3,7 @@ import type { Request, Response } from 'express';
 import type { Knex } from 'knex';
 import { canonicalJson as protocolCanonicalJson } from '../protocol/canonical-json';
 import { vbiError } from '../errors';
+import { deleteKeysBefore, findKey, insertKeyIfAbsent, recordKeyAnswer, releaseKey, takeOverKey } from '../db/repositories/idempotency-keys';
 import type { ErrorLog } from './http-errors';
 import type { IdempotencyContext } from '../mailer/idempotency-context';
 
@@ -62,7 +63,6 @@ export const REPLAY_HEADER = 'Idempotent-Replay';
 /** 1 to 128 printable ASCII characters (space to tilde). */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7E]{1,128}$/;
 
-const TABLE = 'idempotency_keys';
 /** Recording an answer again after the database failed: every second, for up to 10 minutes. */
 const RECORD_RETRY_MS = 1_000;
 const RECORD_RETRIES = 600;
@@ -82,15 +82,6 @@ export function requestHash(req: Pick<Request, 'method' | 'originalUrl' | 'query
   return createHash('sha256')
     .update(`${req.method}\n${path}\n${canonicalJson(req.query)}\n${canonicalJson(req.body)}`)
     .digest();
-}
-
-interface Row {
-  request_hash: Buffer;
-  status: number | null;
-  response: unknown;
-  state: 'in_progress' | 'done';
-  owner: string | null;
-  created_at: Date;
 }
 
 /**
@@ -117,11 +108,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
     // over by another retry); then we look again.
     for (let round = 0; round < 4; round++) {
       const run = randomBytes(16).toString('hex');
-      const inserted = await db(TABLE)
-        .insert({ scope, key, request_hash: hash, state: 'in_progress', owner, run_id: run })
-        .onConflict(['scope', 'key'])
-        .ignore()
-        .returning('created_at');
+      const inserted = await insertKeyIfAbsent(db, { scope, key, requestHash: hash, owner, run });
       const id = `${scope}\n${key}`;
       if (inserted.length === 1) {
         res.locals.idempotency = { scope, key, since: inserted[0].created_at, resumed: false } satisfies IdempotencyContext;
@@ -130,7 +117,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
         next();
         return;
       }
-      const row: Row | undefined = await db(TABLE).where({ scope, key }).first('request_hash', 'status', 'response', 'state', 'owner', 'created_at');
+      const row = await findKey(db, scope, key);
       if (!row) continue;
       if (!row.request_hash.equals(hash)) {
         throw vbiError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key '${key}' was already used with a different request`);
@@ -141,9 +128,7 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
             : !opts.ownerAlive || (await opts.ownerAlive(row.owner));
         if (alive) throw vbiError('IDEMPOTENCY_IN_PROGRESS');
         // Its process died or its run failed: take the row over and resume the request.
-        const taken = await db(TABLE).where({ scope, key, state: 'in_progress' })
-          .where((q) => (row.owner === null ? q.whereNull('owner') : q.where('owner', row.owner)))
-          .update({ owner, run_id: run });
+        const taken = await takeOverKey(db, { scope, key, previousOwner: row.owner, owner, run });
         if (taken !== 1 || running.has(id)) continue;
         res.locals.idempotency = { scope, key, since: row.created_at, resumed: true } satisfies IdempotencyContext;
         running.add(id);
@@ -186,11 +171,11 @@ export function idempotency(opts: IdempotencyOptions): DocumentedMiddleware {
 function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string; run: string; log: ErrorLog; done: () => void }): void {
   // only while the row is still this run's: a retry (here or elsewhere) may have taken it over,
   // and a delayed release must not clear that retry's ownership
-  const where = { scope: ctx.scope, key: ctx.key, state: 'in_progress', run_id: ctx.run };
+  const run = { scope: ctx.scope, key: ctx.key, run: ctx.run };
   const settle = (status: number, body: unknown): Promise<unknown> =>
     status >= 500
-      ? ctx.db(TABLE).where(where).update({ owner: null })
-      : ctx.db(TABLE).where(where).update({ state: 'done', status, response: body === undefined ? null : JSON.stringify(body) });
+      ? releaseKey(ctx.db, run)
+      : recordKeyAnswer(ctx.db, run, status, body === undefined ? null : JSON.stringify(body));
   const failed = (e: unknown) => ctx.log(`idempotency: could not record the answer for key '${ctx.key}' of '${ctx.scope}': ${(e as Error)?.message ?? e}`);
 
   // The database may be away for a moment (a restart): an answer that could not be recorded is
@@ -236,7 +221,5 @@ function recordAnswer(res: Response, ctx: { db: Knex; scope: string; key: string
  * did or did not commit). Returns the number of rows deleted.
  */
 export async function purgeIdempotencyKeys(req: { db: Knex; olderThan: Date; includeInProgress?: boolean }): Promise<number> {
-  const q = req.db(TABLE).where('created_at', '<', req.olderThan);
-  if (!req.includeInProgress) q.andWhere({ state: 'done' });
-  return q.delete();
+  return deleteKeysBefore(req.db, req.olderThan, req.includeInProgress ?? false);
 }

@@ -1,5 +1,8 @@
 import type express from 'express';
 import type { Knex } from 'knex';
+import { newestAuditRecords } from '../db/repositories/audit-log';
+import { indiciumKeyHorizon } from '../db/repositories/meters';
+import { readPoolRegisters } from '../db/repositories/pool';
 import { ApiRegistry, ERROR_SCHEMA_REF } from './openapi';
 import { anyObject } from './schemas';
 import { objectSchema } from './validation';
@@ -35,10 +38,9 @@ export function defineOperatorViews(api: ApiRegistry, deps: { db: Knex; operator
     responses: ok('audit records'),
     handler: async (req): Promise<{ records: AuditRecordView[] }> => {
       await deps.operatorOf(req as unknown as express.Request);
-      const rows = await deps.db('audit_log').orderBy('audit_id', 'desc').limit(Number(req.query.limit ?? 50))
-        .select('audit_id', 'kind', 'module_serial', 'at', 'record');
+      const rows = await newestAuditRecords(deps.db, Number(req.query.limit ?? 50));
       return {
-        records: rows.map((r: { audit_id: string | number; kind: string; module_serial: string; at: Date; record: Record<string, unknown> & { seq?: number } }) => ({
+        records: rows.map((r) => ({
           auditId: Number(r.audit_id), kind: r.kind, moduleSerial: r.module_serial, at: r.at.toISOString(), seq: r.record.seq, record: r.record,
         })),
       };
@@ -49,11 +51,11 @@ export function defineOperatorViews(api: ApiRegistry, deps: { db: Knex; operator
     responses: ok('pool registers'),
     handler: async (req): Promise<PoolView> => {
       await deps.operatorOf(req as unknown as express.Request);
-      const pool = await deps.db('pool').where({ pool_id: 1 }).first('purchased', 'available', 'refunds_paid', 'updated_at');
-      const keys = await deps.db('meters').whereNotNull('key_expiry').first(deps.db.raw('count(*) as meters'), deps.db.raw('min(key_expiry) as soonest'));
+      const pool = await readPoolRegisters(deps.db);
+      const keys = await indiciumKeyHorizon(deps.db);
       return {
-        pool: { purchased: Number(pool.purchased), available: Number(pool.available), refundsPaid: Number(pool.refunds_paid), updatedAt: (pool.updated_at as Date).toISOString() },
-        indiciumKeys: { meters: Number(keys?.meters ?? 0), soonestExpiry: keys?.soonest ? (keys.soonest as Date).toISOString() : null },
+        pool: { purchased: Number(pool.purchased), available: Number(pool.available), refundsPaid: Number(pool.refunds_paid), updatedAt: pool.updated_at.toISOString() },
+        indiciumKeys: { meters: Number(keys?.meters ?? 0), soonestExpiry: keys?.soonest ? keys.soonest.toISOString() : null },
       };
     },
   });
