@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { fraudReportDetailsSince, insertFraudReport } from '../db/repositories/fraud-reports';
 import { DuplicateEvent } from './verify';
 
 /**
@@ -36,10 +37,10 @@ export function fraudReportPolicy(deps: {
   return async (event) => {
     const meterId = event.fields.meterId;
     const kind = event.firstSeen.otherIndicium ? 'duplicate_piece_number' : 'duplicate_indicium';
-    await deps.knex('fraud_reports').insert({
+    await insertFraudReport(deps.knex, {
       kind,
-      meter_id: meterId,
-      indicium_digest: event.digest,
+      meterId,
+      indiciumDigest: event.digest,
       details: {
         sequence: event.fields.sequence,
         postage: event.fields.postage,
@@ -54,8 +55,7 @@ export function fraudReportPolicy(deps: {
       return;
     }
     const since = new Date(clock().getTime() - policy.windowHours * 3_600_000);
-    const cases: Array<{ details: { firstSeen: { plant?: string }; seenAgain: { plant?: string } } }> = await deps.knex('fraud_reports')
-      .where({ meter_id: meterId, kind: 'duplicate_indicium' }).andWhere('reported_at', '>=', since).select('details');
+    const cases = await fraudReportDetailsSince<{ firstSeen: { plant?: string }; seenAgain: { plant?: string } }>(deps.knex, meterId, 'duplicate_indicium', since);
     const plants = new Set<string>();
     for (const c of cases) for (const s of [c.details.firstSeen, c.details.seenAgain]) if (s?.plant) plants.add(s.plant);
     if (cases.length >= policy.duplicates && plants.size >= policy.plants) {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { firstScanOf, insertScanIfFirst } from '../db/repositories/scans';
 
 /** One sighting of an indicium in the mail stream. */
 export interface Scan {
@@ -42,24 +43,11 @@ export class PgScanStore implements ScanStore {
     // ON CONFLICT DO NOTHING (on the digest or on the piece number) waits for a concurrent
     // inserter to commit, then skips: the unique indexes decide who was first, not a
     // read-then-write race.
-    const inserted = await this.knex('indicium_scans')
-      .insert({
-        indicium_digest: scan.indiciumDigest,
-        meter_id: scan.meterId,
-        sequence: scan.sequence,
-        first_seen_at: scan.seenAt,
-        first_location: scan.location,
-        first_plant: scan.plant ?? null,
-      })
-      .onConflict()
-      .ignore()
-      .returning('indicium_digest');
+    const inserted = await insertScanIfFirst(this.knex, {
+      indiciumDigest: scan.indiciumDigest, meterId: scan.meterId, sequence: scan.sequence, seenAt: scan.seenAt, location: scan.location, plant: scan.plant ?? null,
+    });
     if (inserted.length === 1) return { firstSeen: null };
-    const first = await this.knex('indicium_scans')
-      .where({ indicium_digest: scan.indiciumDigest })
-      .orWhere({ meter_id: scan.meterId, sequence: scan.sequence })
-      .orderByRaw('indicium_digest = ? DESC', [scan.indiciumDigest])
-      .first('indicium_digest', 'first_seen_at', 'first_location', 'first_plant');
+    const first = await firstScanOf(this.knex, scan.indiciumDigest, scan.meterId, scan.sequence);
     if (!first) throw new Error('indicium scan row vanished after a conflict');
     return {
       firstSeen: {
