@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { meterIdsWithKeysDue } from '../db/repositories/meters';
 import { MeterGen } from './metergen';
 
 /**
@@ -20,11 +21,7 @@ export interface RenewalRun {
  * certificate's notAfter.
  */
 export async function keysDue(db: Knex, until: Date, limit = 100): Promise<string[]> {
-  const expiry = db.raw('coalesce(m.key_expiry, c.not_after)');
-  const rows = await db('meters as m').join('certificates as c', 'c.serial_hex', 'm.cert_serial')
-    .whereNot('m.state', 'closed').andWhere(expiry, '<', until)
-    .orderBy(expiry as unknown as string).limit(limit).select('m.meter_id');
-  return rows.map((r: { meter_id: string }) => r.meter_id);
+  return meterIdsWithKeysDue(db, until, limit);
 }
 
 export async function renewDueKeys(opts: {
