@@ -5,6 +5,8 @@ import type { Knex } from 'knex';
 import { HsmModule } from '../hsm/hsm-module';
 import { canonicalJson } from '../protocol/canonical-json';
 import { writeDurably } from '../db/durable-file';
+import { identityCertificateOf } from '../db/repositories/modules';
+import { anyJournalRecordBetween } from '../db/repositories/journal';
 import { DailyActivity, dailyActivity } from './daily-report';
 import { Reconciliation, reconcile } from './reconciliation';
 import { ReportSource, databaseSource } from './report-source';
@@ -21,9 +23,9 @@ export interface SignedReport {
 }
 
 export async function signReport(db: Knex, hsm: HsmModule, report: SignedReport['report']): Promise<SignedReport> {
-  const row = await db('modules').where({ module_serial: hsm.serial }).first('identity_certificate');
+  const row = await identityCertificateOf(db, hsm.serial);
   const value = await hsm.identitySign(Buffer.from(canonicalJson(report), 'utf8'));
-  return { report, signature: { moduleSerial: hsm.serial, certificate: row?.identity_certificate ? (row.identity_certificate as Buffer).toString('base64') : null, value: value.toString('base64') } };
+  return { report, signature: { moduleSerial: hsm.serial, certificate: row?.identity_certificate ? row.identity_certificate.toString('base64') : null, value: value.toString('base64') } };
 }
 
 /** Whether the signature verifies with the certificate the file carries (the caller checks that certificate's chain). */
@@ -64,7 +66,7 @@ export async function writeMissingReports(req: { db: Knex; hsm: HsmModule; dir: 
     const date = new Date(Date.parse(`${today}T00:00:00Z`) - back * 86_400_000).toISOString().slice(0, 10);
     if (have.has(reportFileName(date))) continue;
     const from = new Date(`${date}T00:00:00Z`);
-    const any = await req.db('journal').where('created_at', '>=', from).andWhere('created_at', '<', new Date(from.getTime() + 86_400_000)).first('journal_id');
+    const any = await anyJournalRecordBetween(req.db, from, new Date(from.getTime() + 86_400_000));
     if (!any) continue;
     await writeDailyReport({ db: req.db, hsm: req.hsm, date, dir: req.dir });
     written.push(date);

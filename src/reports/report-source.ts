@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { ExportEntry } from '../ledger/journal-export';
+import { indiciaBetween, journalRecordsBetween } from '../db/repositories/journal';
 
 /**
  * Where a daily report reads the day's module records and indicia: the live database, or a
@@ -30,18 +31,16 @@ export function databaseSource(db: Knex): ReportSource {
   return {
     name: 'database',
     async records(from, to) {
-      const rows = await db('journal').where('created_at', '>=', from).andWhere('created_at', '<', to)
-        .select('created_at', 'module_serial', 'checkpoint_seq', 'meter_id', 'tx_type', 'amount', 'ascending_register', 'descending_register');
+      const rows = await journalRecordsBetween(db, from, to);
       return rows.map((r) => ({
-        at: (r.created_at as Date).toISOString(), moduleSerial: r.module_serial, seq: Number(r.checkpoint_seq), meterId: r.meter_id, type: r.tx_type,
+        at: r.created_at.toISOString(), moduleSerial: r.module_serial, seq: Number(r.checkpoint_seq), meterId: r.meter_id, type: r.tx_type,
         amount: Number(r.amount), ascendingRegister: Number(r.ascending_register), descendingRegister: Number(r.descending_register),
       })).sort(byTime((x) => x.seq));
     },
     async indicia(from, to) {
-      const rows = await db('indicia').where('created_at', '>=', from).andWhere('created_at', '<', to)
-        .select('created_at', 'meter_id', 'kind', 'postage', 'module_serial', 'checkpoint_seq', 'data', 'signature', 'indicium_id');
+      const rows = await indiciaBetween(db, from, to);
       return rows.map((r) => ({
-        at: (r.created_at as Date).toISOString(), meterId: r.meter_id, kind: r.kind, postage: Number(r.postage), moduleSerial: r.module_serial,
+        at: r.created_at.toISOString(), meterId: r.meter_id, kind: r.kind, postage: Number(r.postage), moduleSerial: r.module_serial,
         checkpointSeq: Number(r.checkpoint_seq), data: r.data, signature: r.signature, id: Number(r.indicium_id),
       })).sort((x, y) => byTime<typeof x>((z) => z.checkpointSeq)(x, y) || x.id - y.id).map(({ id: _id, ...rest }) => rest);
     },
