@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { isVbiError, UserError } from '../errors';
+import { insertUnmatchedLicenceEvent, licenceEventCursor, meterOfLicence, saveLicenceEventCursor } from '../db/repositories/licence-queue';
 import { LicensingAuthority } from './licensing-authority';
 
 /** Pages of the feed read in one pass at most (the rest waits for the next pass). */
@@ -27,7 +28,7 @@ export class AuthorityRevocations {
   async pass(): Promise<{ revoked: number; unknown: number }> {
     const { db, authority } = this.opts;
     const counts = { revoked: 0, unknown: 0 };
-    let cursor: string | null = (await db('licence_event_cursors').where({ authority: authority.name }).first('cursor'))?.cursor ?? null;
+    let cursor: string | null = await licenceEventCursor(db, authority.name);
     for (let page = 0; page < PAGES_PER_PASS; page++) {
       let events;
       try {
@@ -37,10 +38,9 @@ export class AuthorityRevocations {
         return counts;
       }
       for (const r of events.revocations) {
-        const request = await db('license_requests').where({ licence_id: r.licenceId }).orderBy('request_id', 'desc').first('meter_id');
+        const request = await meterOfLicence(db, r.licenceId);
         if (!request) {
-          await db('licence_events_unmatched').insert({ authority: authority.name, licence_id: r.licenceId, reason: r.reason, revoked_at: new Date(r.revokedAt) })
-            .onConflict(['authority', 'licence_id']).ignore();
+          await insertUnmatchedLicenceEvent(db, { authority: authority.name, licenceId: r.licenceId, reason: r.reason, revokedAt: new Date(r.revokedAt) });
           this.opts.log?.(`licence events of ${authority.name}: licence ${r.licenceId} revoked by the authority is not one of this service's`);
           counts.unknown++;
           continue;
@@ -63,8 +63,7 @@ export class AuthorityRevocations {
           return counts;
         }
       }
-      await db('licence_event_cursors').insert({ authority: authority.name, cursor: events.cursor, updated_at: db.fn.now() })
-        .onConflict('authority').merge(['cursor', 'updated_at']);
+      await saveLicenceEventCursor(db, authority.name, events.cursor);
       cursor = events.cursor;
       if (!events.more) break;
     }

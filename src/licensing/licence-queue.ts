@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { isVbiError } from '../errors';
+import { decidePendingRequest, licenceApplicationRow, noteFailedAttempt, notePendingAttempt, pendingLicenceRequestIds } from '../db/repositories/licence-queue';
 import { Ledger } from '../ledger/ledger';
 import { checkedDecision, LicenceApplication, LicenceDecision, LicensingAuthority } from './licensing-authority';
 
@@ -51,9 +52,7 @@ export class LicenceQueue {
    * first, at most `limit`. Returns how many ended in each state.
    */
   async pass(limit = 200): Promise<{ licensed: number; refused: number; pending: number }> {
-    const rows = await this.db('license_requests as r').join('meters as m', 'm.meter_id', 'r.meter_id')
-      .where('r.status', 'pending').whereNot('m.state', 'closed')
-      .orderByRaw('r.last_attempt_at ASC NULLS FIRST, r.request_id ASC').limit(limit).select('r.request_id');
+    const rows = await pendingLicenceRequestIds(this.db, limit);
     const counts = { licensed: 0, refused: 0, pending: 0 };
     for (const r of rows) {
       const out = await this.process(Number(r.request_id));
@@ -68,7 +67,7 @@ export class LicenceQueue {
     if (row.status !== 'pending') return outcomeOf(row);
     const application: LicenceApplication = {
       requestId, meterId: row.meter_id, certSerial: row.cert_serial ?? '', accountName: row.name, returnAddress: row.return_address ?? [],
-      licensingZip: String(row.licensing_zip), registeredAt: (row.completed_at as Date | null)?.toISOString() ?? '',
+      licensingZip: String(row.licensing_zip), registeredAt: row.completed_at?.toISOString() ?? '',
     };
     let decision: LicenceDecision;
     try {
@@ -77,9 +76,7 @@ export class LicenceQueue {
       return this.leavePending(requestId, `${this.opts.authority.name}: ${(e as Error).message}`);
     }
     if (decision.status === 'pending') {
-      await this.db('license_requests').where({ request_id: requestId, status: 'pending' }).update({
-        attempts: this.db.raw('attempts + 1'), last_attempt_at: this.db.fn.now(), authority_ref: decision.authorityRef ?? null, last_error: null,
-      });
+      await notePendingAttempt(this.db, requestId, decision.authorityRef ?? null);
       return { status: 'pending' };
     }
     if (decision.status === 'refused') return this.decide(requestId, 'refused', decision.reason);
@@ -97,25 +94,19 @@ export class LicenceQueue {
   }
 
   private async row(requestId: number) {
-    return this.db('license_requests as r').join('accounts as a', 'a.account_id', 'r.account_id').leftJoin('meters as m', 'm.meter_id', 'r.meter_id')
-      .where('r.request_id', requestId)
-      .first('r.request_id', 'r.meter_id', 'r.status', 'r.licensing_zip', 'r.completed_at', 'r.licence_id', 'r.reason', 'a.name', 'a.return_address', 'm.cert_serial');
+    return licenceApplicationRow(this.db, requestId);
   }
 
   /** A final answer on a request that is still pending (a revocation in between wins). */
   private async decide(requestId: number, status: 'refused' | 'licensed', reason: string): Promise<LicenceOutcome> {
-    const n = await this.db('license_requests').where({ request_id: requestId, status: 'pending' }).update({
-      status, reason: reason.slice(0, REASON_MAX), decided_at: this.db.fn.now(), attempts: this.db.raw('attempts + 1'), last_attempt_at: this.db.fn.now(), last_error: null,
-    });
+    const n = await decidePendingRequest(this.db, requestId, status, reason.slice(0, REASON_MAX));
     if (n === 0) return outcomeOf(await this.row(requestId));
     this.opts.log?.(`licence request ${requestId}: ${status}: ${reason}`);
     return { status, reason: reason.slice(0, REASON_MAX) };
   }
 
   private async leavePending(requestId: number, error: string): Promise<LicenceOutcome> {
-    await this.db('license_requests').where({ request_id: requestId, status: 'pending' }).update({
-      attempts: this.db.raw('attempts + 1'), last_attempt_at: this.db.fn.now(), last_error: error.slice(0, REASON_MAX),
-    });
+    await noteFailedAttempt(this.db, requestId, error.slice(0, REASON_MAX));
     this.opts.log?.(`licence request ${requestId}: left for the next licensing pass: ${error}`);
     return { status: 'pending' };
   }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { dueRevocationReports, noteRevocationReportAttempt } from '../db/repositories/licence-queue';
 import { LicenceUnknownError, LicensingAuthority } from './licensing-authority';
 
 const ERROR_MAX = 500;
@@ -18,27 +19,25 @@ export class RevocationReports {
   /** Reports the due revocations, least recently tried first, at most `limit`. */
   async pass(limit = 200): Promise<{ reported: number; unreported: number; unknown: number }> {
     const db = this.opts.db;
-    const rows = await db('licence_revocation_reports').where({ status: 'due' })
-      .orderByRaw('last_attempt_at ASC NULLS FIRST, meter_id ASC').limit(limit).select('meter_id', 'licence_id', 'reason', 'revoked_at');
+    const rows = await dueRevocationReports(db, limit);
     const counts = { reported: 0, unreported: 0, unknown: 0 };
     for (const r of rows) {
-      const due = db('licence_revocation_reports').where({ meter_id: r.meter_id, status: 'due' });
       try {
-        await this.opts.authority.reportRevocation({ meterId: r.meter_id, licenceId: r.licence_id, reason: r.reason, revokedAt: (r.revoked_at as Date).toISOString() });
+        await this.opts.authority.reportRevocation({ meterId: r.meter_id, licenceId: r.licence_id, reason: r.reason, revokedAt: r.revoked_at.toISOString() });
       } catch (e) {
         const error = `${this.opts.authority.name}: ${(e as Error).message}`.slice(0, ERROR_MAX);
         if (e instanceof LicenceUnknownError) {
-          await due.update({ status: 'unknown', attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error });
+          await noteRevocationReportAttempt(db, r.meter_id, 'unknown', error);
           this.opts.log?.(`licence revocation of meter ${r.meter_id} (${r.licence_id}): the authority has no such licence; not sent again: ${error}`);
           counts.unknown++;
           continue;
         }
-        await due.update({ attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error });
+        await noteRevocationReportAttempt(db, r.meter_id, 'failed', error);
         this.opts.log?.(`licence revocation of meter ${r.meter_id} (${r.licence_id}): not reported, left for the next licensing pass: ${error}`);
         counts.unreported++;
         continue;
       }
-      await due.update({ status: 'reported', reported_at: db.fn.now(), attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: null });
+      await noteRevocationReportAttempt(db, r.meter_id, 'reported', null);
       this.opts.log?.(`licence revocation of meter ${r.meter_id} (${r.licence_id}) reported to ${this.opts.authority.name}`);
       counts.reported++;
     }

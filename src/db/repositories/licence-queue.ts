@@ -51,3 +51,89 @@ export interface UnmatchedLicenceEventRow {
 export async function listUnmatchedLicenceEvents(db: Knex): Promise<UnmatchedLicenceEventRow[]> {
   return db('licence_events_unmatched').orderBy('received_at', 'desc').limit(200).select('authority', 'licence_id', 'reason', 'revoked_at', 'received_at');
 }
+
+/** Pending requests of meters that are not closed, least recently tried first, at most `limit`. */
+export async function pendingLicenceRequestIds(db: Knex, limit: number): Promise<Array<{ request_id: number | string }>> {
+  return db('license_requests as r').join('meters as m', 'm.meter_id', 'r.meter_id')
+    .where('r.status', 'pending').whereNot('m.state', 'closed')
+    .orderByRaw('r.last_attempt_at ASC NULLS FIRST, r.request_id ASC').limit(limit).select('r.request_id');
+}
+
+/** A licence request with its account's name and return address and its meter's certificate serial. */
+export interface LicenceApplicationRow {
+  request_id: number | string;
+  meter_id: string;
+  status: 'registering' | 'pending' | 'licensed' | 'refused' | 'revoked';
+  licensing_zip: string | number;
+  completed_at: Date | null;
+  licence_id: string | null;
+  reason: string | null;
+  name: string;
+  return_address: string[] | null;
+  cert_serial: string | null;
+}
+
+export async function licenceApplicationRow(db: Knex, requestId: number): Promise<LicenceApplicationRow | undefined> {
+  return db('license_requests as r').join('accounts as a', 'a.account_id', 'r.account_id').leftJoin('meters as m', 'm.meter_id', 'r.meter_id')
+    .where('r.request_id', requestId)
+    .first('r.request_id', 'r.meter_id', 'r.status', 'r.licensing_zip', 'r.completed_at', 'r.licence_id', 'r.reason', 'a.name', 'a.return_address', 'm.cert_serial');
+}
+
+/** One more attempt on a request still pending (the authority still reviewing it). */
+export async function notePendingAttempt(db: Knex, requestId: number, authorityRef: string | null): Promise<number> {
+  return db('license_requests').where({ request_id: requestId, status: 'pending' }).update({
+    attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), authority_ref: authorityRef, last_error: null,
+  });
+}
+
+/** A final answer on a request still pending; the rows updated (0: it was no longer pending). */
+export async function decidePendingRequest(db: Knex, requestId: number, status: 'refused' | 'licensed', reason: string): Promise<number> {
+  return db('license_requests').where({ request_id: requestId, status: 'pending' }).update({
+    status, reason, decided_at: db.fn.now(), attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: null,
+  });
+}
+
+/** One more failed attempt on a request still pending. */
+export async function noteFailedAttempt(db: Knex, requestId: number, error: string): Promise<number> {
+  return db('license_requests').where({ request_id: requestId, status: 'pending' }).update({
+    attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error,
+  });
+}
+
+/** The revocation reports due, least recently tried first, at most `limit`. */
+export async function dueRevocationReports(db: Knex, limit: number): Promise<Array<{ meter_id: string; licence_id: string; reason: string; revoked_at: Date }>> {
+  return db('licence_revocation_reports').where({ status: 'due' })
+    .orderByRaw('last_attempt_at ASC NULLS FIRST, meter_id ASC').limit(limit).select('meter_id', 'licence_id', 'reason', 'revoked_at');
+}
+
+/**
+ * The outcome of an attempt to report a meter's due revocation: `reported`, `unknown` to the
+ * authority (not sent again), or `failed` (still due, with the error).
+ */
+export async function noteRevocationReportAttempt(db: Knex, meterId: string, outcome: 'reported' | 'unknown' | 'failed', error: string | null): Promise<number> {
+  const due = db('licence_revocation_reports').where({ meter_id: meterId, status: 'due' });
+  if (outcome === 'unknown') return due.update({ status: 'unknown', attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error });
+  if (outcome === 'failed') return due.update({ attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: error });
+  return due.update({ status: 'reported', reported_at: db.fn.now(), attempts: db.raw('attempts + 1'), last_attempt_at: db.fn.now(), last_error: null });
+}
+
+/** Where the authority's event feed was read up to; null before the first page. */
+export async function licenceEventCursor(db: Knex, authority: string): Promise<string | null> {
+  return (await db('licence_event_cursors').where({ authority }).first('cursor'))?.cursor ?? null;
+}
+
+export async function saveLicenceEventCursor(db: Knex, authority: string, cursor: string): Promise<void> {
+  await db('licence_event_cursors').insert({ authority, cursor, updated_at: db.fn.now() })
+    .onConflict('authority').merge(['cursor', 'updated_at']);
+}
+
+/** The meter of the newest licence request that names `licenceId`. */
+export async function meterOfLicence(db: Knex, licenceId: string): Promise<{ meter_id: string } | undefined> {
+  return db('license_requests').where({ licence_id: licenceId }).orderBy('request_id', 'desc').first('meter_id');
+}
+
+/** Keeps a revoked licence no request names (once per authority and licence). */
+export async function insertUnmatchedLicenceEvent(db: Knex, row: { authority: string; licenceId: string; reason: string; revokedAt: Date }): Promise<void> {
+  await db('licence_events_unmatched').insert({ authority: row.authority, licence_id: row.licenceId, reason: row.reason, revoked_at: row.revokedAt })
+    .onConflict(['authority', 'licence_id']).ignore();
+}
