@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { endOpenSession, sessionRow } from '../db/repositories/sessions';
 import { vbiError } from '../errors';
 import type { Ledger, Step } from '../ledger/ledger';
 import type { PsdPackage } from '../psd/psd-package';
@@ -143,8 +144,7 @@ export class MailerCore {
 
   /** The meter's open session, checked live (SESSION_NOT_FOUND, SESSION_ENDED); locked with `lock`. */
   async liveSession(db: Knex, sessionId: string, meterId: string, lock = false): Promise<LiveSession> {
-    const q = db('sessions').where({ session_id: sessionId, meter_id: meterId });
-    const s = await (lock ? q.forUpdate() : q).first();
+    const s = await sessionRow(db, sessionId, meterId, lock);
     if (!s) throw vbiError('SESSION_NOT_FOUND', `no session ${sessionId} for meter ${meterId}`);
     if (s.state !== 'open') throw vbiError('SESSION_ENDED', `session ${sessionId} is ${s.state}: ${s.end_reason ?? ''}`);
     if (this.now() - s.last_seen_at.getTime() > s.timeout_ms) {
@@ -162,7 +162,7 @@ export class MailerCore {
   }
 
   async endSession(sessionId: string, reason: string): Promise<void> {
-    await this.db('sessions').where({ session_id: sessionId, state: 'open' }).update({ state: 'ended', end_reason: reason });
+    await endOpenSession(this.db, sessionId, reason);
   }
 }
 

@@ -9,10 +9,11 @@ import { redeliver, StoredIndicium } from '../module/commands/redeliver';
 import { assembleIndicium } from '../indicium/layout';
 import type { IdempotencyContext } from './idempotency-context';
 import type { CorrectionAnswer, CorrectionBody, PrintAnswer, PrintBody, PrintItemAnswer, PrintItemBody, RedeliverBody } from '../protocol/bodies';
-import type { OperationalRequest, OperationalResponse } from '../protocol/messages';
+import type { OperationalRequest, OperationalResponse, Receipt } from '../protocol/messages';
 import { computePostage } from '../rates/postage';
 import { LiveSession, MailerCore } from './mailer-core';
 import { storePrintBatch } from './print-batch-rows';
+import { indiciaOfBatch, indiciaToRedeliver, indiciumOfMeter, priorBatch } from '../db/repositories/print-batches';
 
 /**
  * Printing (docs/protocol.md 4): print and correction requests inside a live session, each one
@@ -49,7 +50,7 @@ export class MailerPrinting {
       before: async (trx, session) => {
         // refused before the authorisation commits: the request fails as a whole
         this.core.checkCounter(session, item.counter, item.clientTime);
-        const original = await trx('indicia').where({ indicium_id: originalIndiciumId, meter_id: env.meterId }).first('indicium_id');
+        const original = await indiciumOfMeter(trx, originalIndiciumId, env.meterId);
         if (!original) throw vbiError('UNKNOWN_INDICIUM', `meter ${env.meterId} has no indicium ${originalIndiciumId}`);
       },
       details: { sessionId, originalIndiciumId },
@@ -73,8 +74,7 @@ export class MailerPrinting {
     const meterId = env.meterId;
     if (idem?.resumed) {
       // an earlier run of this request died or failed: if it committed, answer what it committed
-      const prior = await this.core.db('print_batches').where({ meter_id: meterId, kind, idempotency_key: idem.key })
-        .where('created_at', '>=', idem.since).orderBy('created_at', 'desc').first('batch_id', 'answer', 'outcomes', 'items');
+      const prior = await priorBatch<OperationalResponse, Record<string, { status: 'voided' | 'failed'; reason: string }>>(this.core.db, { meterId, kind, idempotencyKey: idem.key, since: idem.since });
       if (prior) return this.storedBatch(prior);
     }
     const batchId = randomBytes(8).toString('hex');
@@ -172,7 +172,7 @@ export class MailerPrinting {
     await this.core.ledger.ensureCheckpointed(prior.answer.receipt.moduleSerial, prior.answer.receipt.checkpointSeq);
     const done = new Map<number, PrintItemAnswer>();
     for (const [index, o] of Object.entries(prior.outcomes ?? {})) done.set(Number(index), { index: Number(index), status: o.status, reason: o.reason });
-    const rows = await this.core.db('indicia').where({ batch_id: prior.batch_id }).select('indicium_id', 'item_index', 'encrypted_indicium', 'receipt');
+    const rows = await indiciaOfBatch<Receipt>(this.core.db, prior.batch_id);
     for (const r of rows) {
       done.set(r.item_index, { index: r.item_index, status: 'printed', indiciumId: Number(r.indicium_id), encryptedIndicium: r.encrypted_indicium.toString('base64'), receipt: r.receipt });
     }
@@ -207,18 +207,12 @@ export class MailerPrinting {
       type: 'inquiry', details: () => ({ redeliver: { batchId: b.batchId, idempotencyKey: b.idempotencyKey, fromSequence: b.fromSequence, toSequence: b.toSequence } }),
       before: async (trx) => {
         const session = await this.core.liveSession(trx, b.sessionId, env.meterId, true);
-        const q = trx('indicia as i').where('i.meter_id', env.meterId);
-        if (b.batchId !== undefined) q.where('i.batch_id', b.batchId);
-        else if (b.idempotencyKey !== undefined) {
-          q.whereIn('i.batch_id', trx('print_batches').where({ meter_id: env.meterId, idempotency_key: b.idempotencyKey }).select('batch_id'));
-        } else q.whereBetween('i.sequence', [b.fromSequence!, b.toSequence!]);
-        const rows = await q.orderBy('i.sequence').limit(500)
-          .select('i.indicium_id', 'i.sequence', 'i.kind', 'i.postage', 'i.batch_id', 'i.item_index', 'i.data', 'i.signature', 'i.receipt');
+        const rows = await indiciaToRedeliver<unknown>(trx, env.meterId, b);
         const found: StoredIndicium[] = rows.map((r) => ({
           indiciumId: Number(r.indicium_id), sequence: Number(r.sequence), kind: r.kind, postage: Number(r.postage), batchId: r.batch_id, index: r.item_index,
           indicium: assembleIndicium(r.data, r.signature), receipt: r.receipt,
         }));
-        return { wrapped: session.wrapped_session_key as Buffer, found };
+        return { wrapped: session.wrapped_session_key, found };
       },
       operation: ({ wrapped, found }) => redeliver({ sessionId: b.sessionId, wrappedSessionKey: wrapped, indicia: found }),
     });

@@ -9,6 +9,10 @@ import type { OperationalRequest, OperationalResponse } from '../protocol/messag
 import { assertChargeable, chargeWithRetry } from '../payments/charge';
 import { payDueRefunds, payRefund } from './refund-payout';
 import { MailerCore } from './mailer-core';
+import {
+  appliedPaymentCapture, insertPendingPayment, lockPaymentStatus, markApplied, markCaptured, paymentOfMeter, paymentOfRequest, recordCharge, setPaymentStatus, uncapturedPaymentIds,
+} from '../db/repositories/payments';
+import { poolAvailable } from '../db/repositories/pool';
 
 /**
  * Purchases and refunds (docs/protocol.md 3): a payment charged, then downloaded into the meter
@@ -31,7 +35,7 @@ export class MailerPurchases {
    */
   async purchase(env: OperationalRequest<PurchaseBody>, idem?: IdempotencyContext): Promise<OperationalResponse> {
     const amount = assertChargeable(this.core.opts.payments, env.body.amount);
-    const prior = idem ? await this.core.db('payments').where({ meter_id: env.meterId, idempotency_key: idem.key }).where('created_at', '>=', idem.since).orderBy('payment_id', 'desc').first() : undefined;
+    const prior = idem ? await paymentOfRequest(this.core.db, env.meterId, idem.key, idem.since) : undefined;
     let paymentId: number;
     let processorKey: string;
     if (prior) {
@@ -46,7 +50,7 @@ export class MailerPurchases {
       }
       if (prior.status === 'declined') throw vbiError('PAYMENT_DECLINED', `payment ${paymentId} was declined`);
       if (prior.status === 'voided') throw vbiError('BAD_REQUEST', `payment ${paymentId} was voided: its download was refused`);
-      if (prior.provider_ref) return this.applyCharged(env, { paymentId, amount: prior.amount, providerRef: prior.provider_ref, status: prior.status }, idem);
+      if (prior.provider_ref) return this.applyCharged(env, { paymentId, amount: prior.amount, providerRef: prior.provider_ref, status: prior.status as 'approved' | 'pending' }, idem);
     } else {
       // Nobody is charged for a message that would not pass the module's checks, nor for a
       // download the meter or the pool would refuse: the same download rules, run on the package
@@ -54,11 +58,11 @@ export class MailerPurchases {
       // checks everything again, the pool on the sealed master PSD).
       const pkg = await this.core.preauthenticate(env);
       await postageValueDownload({ amount })(pkg);
-      const pool = await this.core.db('pool').where({ pool_id: 1 }).first('available');
+      const pool = await poolAvailable(this.core.db);
       if (!pool || pool.available < amount) throw vbiError('POOL_EXHAUSTED', `the pool cannot supply ${amount} mills now`);
-      const [row] = await this.core.db('payments').insert({
-        meter_id: env.meterId, amount, provider: this.core.opts.payments.name, status: 'pending', method_kind: env.body.payment.kind, idempotency_key: idem?.key ?? null,
-      }).returning(['payment_id', 'processor_key']);
+      const row = await insertPendingPayment(this.core.db, {
+        meterId: env.meterId, amount, provider: this.core.opts.payments.name, methodKind: env.body.payment.kind, idempotencyKey: idem?.key ?? null,
+      });
       paymentId = row.payment_id;
       processorKey = processorKeyOf(row);
     }
@@ -66,10 +70,10 @@ export class MailerPurchases {
     try {
       charge = await chargeWithRetry(this.core.opts.payments, { paymentId: processorKey, amount, method: env.body.payment }, { attempts: 3, backoffMs: this.core.opts.paymentBackoffMs ?? 250 });
     } catch (e) {
-      await this.core.db('payments').where({ payment_id: paymentId }).update({ status: 'declined', updated_at: this.core.db.fn.now() });
+      await setPaymentStatus(this.core.db, paymentId, 'declined');
       throw e;
     }
-    await this.core.db('payments').where({ payment_id: paymentId }).update({ provider_ref: charge.providerRef, status: charge.status, updated_at: this.core.db.fn.now() });
+    await recordCharge(this.core.db, paymentId, charge.providerRef, charge.status);
     return this.applyCharged(env, { paymentId, amount, providerRef: charge.providerRef, status: charge.status }, idem);
   }
 
@@ -79,7 +83,7 @@ export class MailerPurchases {
    * a crash before this) is captured by the next capturePayments() pass. Returns whether it is captured.
    */
   async capturePayment(paymentId: number): Promise<boolean> {
-    const p = await this.core.db('payments').where({ payment_id: paymentId, status: 'applied' }).first('provider_ref', 'amount', 'captured_at');
+    const p = await appliedPaymentCapture(this.core.db, paymentId);
     if (!p || !p.provider_ref) return false;
     if (p.captured_at) return true;
     try {
@@ -88,13 +92,13 @@ export class MailerPurchases {
       this.core.opts.log?.(`payment ${paymentId}: capture failed, left for the next capture pass: ${(e as Error).message}`);
       return false;
     }
-    await this.core.db('payments').where({ payment_id: paymentId }).whereNull('captured_at').update({ captured_at: this.core.db.fn.now() });
+    await markCaptured(this.core.db, paymentId);
     return true;
   }
 
   /** The capture pass: every applied payment not yet captured (oldest first, at most `limit`). */
   async capturePayments(limit = 500): Promise<{ captured: number; failed: number }> {
-    const rows = await this.core.db('payments').where({ status: 'applied' }).whereNull('captured_at').whereNotNull('provider_ref').orderBy('payment_id').limit(limit).select('payment_id');
+    const rows = await uncapturedPaymentIds(this.core.db, limit);
     let captured = 0;
     for (const r of rows) if (await this.capturePayment(Number(r.payment_id))) captured++;
     return { captured, failed: rows.length - captured };
@@ -111,7 +115,7 @@ export class MailerPurchases {
       // was stored, so the charge is voided at the processor and the payment recorded as voided.
       if (isVbiError(e) && e.kind === 'user') {
         await this.core.opts.payments.void(pay.providerRef);
-        await this.core.db('payments').where({ payment_id: pay.paymentId }).update({ status: 'voided', updated_at: this.core.db.fn.now() });
+        await setPaymentStatus(this.core.db, pay.paymentId, 'voided');
       }
       throw e;
     }
@@ -124,15 +128,15 @@ export class MailerPurchases {
   async settle(env: OperationalRequest<SettleBody>): Promise<OperationalResponse> {
     // only the meter's owner learns anything about its payments or makes the provider be asked
     await this.core.authenticate(env);
-    const p = await this.core.db('payments').where({ payment_id: env.body.paymentId, meter_id: env.meterId }).first();
+    const p = await paymentOfMeter(this.core.db, env.body.paymentId, env.meterId);
     if (!p) throw vbiError('BAD_REQUEST', `no payment ${env.body.paymentId} for meter ${env.meterId}`);
     if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${p.payment_id} is already applied`);
     if (p.status === 'declined') throw vbiError('PAYMENT_DECLINED', `payment ${p.payment_id} was declined`);
     if (p.status === 'voided') throw vbiError('BAD_REQUEST', `payment ${p.payment_id} was voided`);
     if (p.status === 'pending' && !p.provider_ref) throw vbiError('BAD_REQUEST', `payment ${p.payment_id} is still being charged`);
-    const polled = p.status === 'approved' ? { status: 'approved' as const } : await this.core.opts.payments.poll(p.provider_ref);
+    const polled = p.status === 'approved' ? { status: 'approved' as const } : await this.core.opts.payments.poll(p.provider_ref as string);
     if (polled.status === 'declined') {
-      await this.core.db('payments').where({ payment_id: p.payment_id }).update({ status: 'declined', updated_at: this.core.db.fn.now() });
+      await setPaymentStatus(this.core.db, p.payment_id, 'declined');
       throw vbiError('PAYMENT_DECLINED', `payment ${p.payment_id} was declined (returned check)`);
     }
     const answer = await this.applyPayment(env, { paymentId: p.payment_id, amount: p.amount, status: polled.status });
@@ -145,16 +149,14 @@ export class MailerPurchases {
       type: pay.status === 'approved' ? 'pvd' : 'inquiry', details: () => ({ paymentId: pay.paymentId, amount: pay.amount, status: pay.status }),
       operation: () => purchase(pay),
       before: async (trx) => {
-        const p = await trx('payments').where({ payment_id: pay.paymentId }).forUpdate().first('status');
+        const p = await lockPaymentStatus(trx, pay.paymentId);
         if (p.status === 'applied') throw vbiError('BAD_REQUEST', `payment ${pay.paymentId} is already applied`);
       },
       pool: () => (pay.status === 'approved' ? { kind: 'download', amount: pay.amount, meterId: env.meterId } : null),
       after: async (trx, { record, response }) => {
         if (pay.status !== 'approved') return;
         // the answer is kept with the download, for a retry after a crash (never released before the ring append)
-        await trx('payments').where({ payment_id: pay.paymentId }).update({
-          status: 'applied', applied_checkpoint_seq: record.seq, answer: idem ? JSON.stringify(response) : null, updated_at: trx.fn.now(),
-        });
+        await markApplied(trx, pay.paymentId, record.seq, idem ? JSON.stringify(response) : null);
       },
     });
     return done.response;

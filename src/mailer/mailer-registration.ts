@@ -4,6 +4,9 @@ import { registerUserSecrets, signRegistrationChallenge } from '../module/comman
 import type { LicenceOutcome } from '../licensing/licence-queue';
 import { DEFAULT_USER_SECRETS_LIFETIME_MS, MailerCore } from './mailer-core';
 import type { ModuleEntry } from './module-directory';
+import { deleteAccount, setReturnAddress } from '../db/repositories/accounts';
+import { completeRegistration, insertLicenceRequest, lockOpenRegistration } from '../db/repositories/licence-queue';
+import { meterExists } from '../db/repositories/meters';
 
 /** Registration tokens are kept only as their SHA-256. */
 function tokenHash(token: string): Buffer {
@@ -24,7 +27,7 @@ export class MailerRegistration {
     const name = req.name.normalize('NFC');
     const returnAddress = req.returnAddress.map((l) => l.normalize('NFC'));
     const accountId = await this.core.ledger.createAccount({ name, licensingZip: req.licensingZip });
-    await this.core.db('accounts').where({ account_id: accountId }).update({ return_address: returnAddress });
+    await setReturnAddress(this.core.db, accountId, returnAddress);
     let meterId: string;
     try {
       try {
@@ -36,21 +39,18 @@ export class MailerRegistration {
       }
     } catch (e) {
       // no meter was assigned: a refused registration leaves no account behind
-      await this.core.db('accounts').where({ account_id: accountId }).del().catch(() => undefined);
+      await deleteAccount(this.core.db, accountId).catch(() => undefined);
       throw e;
     }
     void this.core.opts.replenishMeters?.().catch(() => undefined);
     const registrationToken = randomBytes(16).toString('hex');
-    const [row] = await this.core.db('license_requests').insert({
-      account_id: accountId, meter_id: meterId, licensing_zip: req.licensingZip, token_hash: tokenHash(registrationToken),
-    }).returning('request_id');
-    return { registrationId: row.request_id, registrationToken, accountId, meterId, modules: await this.core.modules() };
+    const requestId = await insertLicenceRequest(this.core.db, { accountId, meterId, licensingZip: req.licensingZip, tokenHash: tokenHash(registrationToken) });
+    return { registrationId: requestId, registrationToken, accountId, meterId, modules: await this.core.modules() };
   }
 
   /** 1b: the module signs the client's nonce with its identity key. */
   async challenge(req: { meterId: string; moduleSerial: string; clientNonce: string }): Promise<ModuleEntry & { moduleSerial: string; signature: string }> {
-    const meter = await this.core.db('meters').where({ meter_id: req.meterId }).first('meter_id');
-    if (!meter) throw vbiError('UNKNOWN_METER', `no meter ${req.meterId}`);
+    if (!(await meterExists(this.core.db, req.meterId))) throw vbiError('UNKNOWN_METER', `no meter ${req.meterId}`);
     const entry = (await this.core.modules()).find((m) => m.serial === req.moduleSerial);
     if (!this.core.ledger.modules().some((m) => m.serial === req.moduleSerial)) throw vbiError('UNKNOWN_MODULE', `no module ${req.moduleSerial} in this service`);
     if (!entry) throw vbiError('NO_MODULE', `module ${req.moduleSerial} is not available`);
@@ -70,14 +70,13 @@ export class MailerRegistration {
       meterId: req.meterId, moduleSerial: req.moduleSerial, type: 'registration',
       // only the meter step 1a handed out, to the holder of its token, once
       before: async (trx) => {
-        const lr = await trx('license_requests').where({ meter_id: req.meterId, token_hash: tokenHash(req.registrationToken) })
-          .whereNull('completed_at').forUpdate().first('request_id');
+        const lr = await lockOpenRegistration(trx, req.meterId, tokenHash(req.registrationToken));
         if (!lr) throw vbiError('REGISTRATION_UNKNOWN', `no open registration for meter ${req.meterId} with that token`);
-        return lr.request_id as number;
+        return lr.request_id;
       },
       after: async (trx, _o, at, requestId) => {
         // the licence request is due at the authority from now on (docs/licensing.md)
-        await trx('license_requests').where({ request_id: requestId }).update({ completed_at: at, status: 'pending' });
+        await completeRegistration(trx, requestId, at);
         return requestId;
       },
       execute: (pkg, ctx) => registerUserSecrets({

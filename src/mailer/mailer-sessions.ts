@@ -6,6 +6,8 @@ import { resync } from '../module/commands/resync';
 import type { HistoryBody, RekeyBody, SessionCloseBody, SessionOpenBody } from '../protocol/bodies';
 import type { MeterTransaction, OperationalRequest, OperationalResponse, Receipt, ResyncRequest, ResyncResponse } from '../protocol/messages';
 import { DEFAULT_USER_SECRETS_LIFETIME_MS, MailerCore } from './mailer-core';
+import { indiciaOfRecords, meterTransactionsAfter, newestJournalOfMeter } from '../db/repositories/journal';
+import { closeSessionByClient, insertSession, raiseSessionCounter } from '../db/repositories/sessions';
 
 /**
  * Sessions and the meter's own state (docs/protocol.md 2, 5, 6, 7): balance and history, the
@@ -24,7 +26,7 @@ export class MailerSessions {
     const done = await this.core.operate(env, {
       type: 'inquiry',
       before: async (trx) => {
-        const rows = await trx('journal').where({ meter_id: env.meterId }).orderBy('journal_id', 'desc').limit(env.body.limit ?? 50);
+        const rows = await newestJournalOfMeter(trx, env.meterId, env.body.limit ?? 50);
         return rows.map((r) => ({ time: r.created_at.toISOString(), type: r.tx_type, amount: r.amount, ascending: r.ascending_register, descending: r.descending_register }));
       },
       operation: (entries) => async (pkg, ctx) => ({ ...(await inquiry(pkg, ctx)), result: { entries } }),
@@ -42,9 +44,9 @@ export class MailerSessions {
         encryptedPasswordSecret: Buffer.from(env.body.encryptedPasswordSecret, 'base64'), encryptedSessionKey: Buffer.from(env.body.encryptedSessionKey, 'base64'),
       }),
       after: async (trx, { at, kept }) => {
-        await trx('sessions').insert({
-          session_id: sessionId, meter_id: env.meterId, module_serial: env.body.moduleSerial, wrapped_session_key: kept,
-          heartbeat_ms: this.core.heartbeatIntervalMs, timeout_ms: this.core.sessionTimeoutMs, opened_at: at, last_seen_at: new Date(this.core.now()), state: 'open',
+        await insertSession(trx, {
+          sessionId, meterId: env.meterId, moduleSerial: env.body.moduleSerial, wrappedSessionKey: kept,
+          heartbeatMs: this.core.heartbeatIntervalMs, timeoutMs: this.core.sessionTimeoutMs, openedAt: at, lastSeenAt: new Date(this.core.now()),
         });
       },
     });
@@ -59,7 +61,7 @@ export class MailerSessions {
         await this.core.liveSession(trx, env.body.sessionId, env.meterId, true);
       },
       after: async (trx) => {
-        await trx('sessions').where({ session_id: env.body.sessionId }).update({ state: 'closed', end_reason: 'closed by the client' });
+        await closeSessionByClient(trx, env.body.sessionId);
       },
     });
     return done.response;
@@ -97,8 +99,7 @@ export class MailerSessions {
     }
     const now = new Date(this.core.now());
     // counter only moves forward, even with concurrent heartbeats and prints
-    const n = await this.core.db('sessions').where({ session_id: req.sessionId, state: 'open' }).where('counter', '<', req.counter)
-      .update({ counter: req.counter, last_seen_at: now });
+    const n = await raiseSessionCounter(this.core.db, req.sessionId, req.counter, now);
     if (n === 0) throw vbiError('STALE_CHALLENGE', 'heartbeat counter already used');
     return { counter: req.counter, expiresAt: new Date(now.getTime() + session.timeout_ms).toISOString() };
   }
@@ -114,20 +115,15 @@ export class MailerSessions {
     const out = await this.core.ledger.run<ResyncResponse, { list: MeterTransaction[]; more: boolean }>({
       meterId: req.meterId, type: 'inquiry',
       before: async (trx) => {
-        const rows = await trx('journal as j')
-          .where('j.meter_id', req.meterId).where('j.sequence', '>', req.afterSequence)
-          .orderBy('j.sequence').limit(limit + 1)
-          .select('j.sequence', 'j.tx_type', 'j.amount', 'j.ascending_register', 'j.descending_register', 'j.created_at', 'j.receipt', 'j.module_serial', 'j.checkpoint_seq');
+        const rows = await meterTransactionsAfter(trx, req.meterId, req.afterSequence, limit + 1);
         const shown = rows.slice(0, limit);
         // the indicia each record printed (a print request signs all its items in one record)
-        const printed = shown.length === 0 ? [] : await trx('indicia').where({ meter_id: req.meterId })
-          .whereIn(['module_serial', 'checkpoint_seq'], shown.map((r) => [r.module_serial, r.checkpoint_seq]))
-          .orderBy('sequence').select('indicium_id', 'sequence', 'batch_id', 'item_index', 'module_serial', 'checkpoint_seq');
+        const printed = shown.length === 0 ? [] : await indiciaOfRecords(trx, req.meterId, shown.map((r) => [r.module_serial, r.checkpoint_seq]));
         const byRecord = new Map<string, NonNullable<MeterTransaction['indicia']>>();
         for (const i of printed) {
           const key = `${i.module_serial}#${i.checkpoint_seq}`;
           const list = byRecord.get(key) ?? [];
-          list.push({ indiciumId: Number(i.indicium_id), sequence: Number(i.sequence), ...(i.batch_id !== null ? { batchId: i.batch_id as string, index: i.item_index as number } : {}) });
+          list.push({ indiciumId: Number(i.indicium_id), sequence: Number(i.sequence), ...(i.batch_id !== null ? { batchId: i.batch_id, index: i.item_index as number } : {}) });
           byRecord.set(key, list);
         }
         return {

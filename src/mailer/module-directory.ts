@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { HsmModule } from '../hsm/hsm-module';
 import { ModuleCertificate } from '../pki/module-identity';
 import { toPem } from '../pki/pem';
+import { identityCertificateOf, identityOf, storeIdentityCertificate } from '../db/repositories/modules';
 
 /** What a client needs to trust a module and encrypt to it (docs/protocol.md, registration). */
 export interface ModuleEntry {
@@ -20,10 +21,10 @@ export interface ModuleEntry {
  */
 export async function ensureModuleCertificates(req: { db: Knex; modules: HsmModule[]; certify: (m: HsmModule) => Promise<ModuleCertificate> }): Promise<void> {
   for (const m of req.modules) {
-    const row = await req.db('modules').where({ module_serial: m.serial }).first('identity_certificate');
+    const row = await identityCertificateOf(req.db, m.serial);
     if (row?.identity_certificate) continue;
     const cert = await req.certify(m);
-    await req.db('modules').where({ module_serial: m.serial }).update({ identity_certificate: cert.certificateDer, identity_chain: cert.chain });
+    await storeIdentityCertificate(req.db, m.serial, cert.certificateDer, cert.chain);
   }
 }
 
@@ -32,13 +33,13 @@ export async function moduleDirectory(req: { db: Knex; modules: HsmModule[]; oae
   for (const m of req.modules) {
     const st = m.status().state;
     if (st !== 'Idle' && st !== 'User') continue;
-    const row = await req.db('modules').where({ module_serial: m.serial }).first('identity_certificate', 'identity_chain');
+    const row = await identityOf(req.db, m.serial);
     if (!row?.identity_certificate) continue;
     out.push({
       serial: m.serial,
       transportKey: m.transportPublicKey().toString('base64'),
       oaepHash: req.oaepHash,
-      certificateChain: [toPem('CERTIFICATE', row.identity_certificate), ...((row.identity_chain ?? []) as Buffer[]).map((c) => toPem('CERTIFICATE', c))],
+      certificateChain: [toPem('CERTIFICATE', row.identity_certificate), ...(row.identity_chain ?? []).map((c) => toPem('CERTIFICATE', c))],
     });
   }
   return out;

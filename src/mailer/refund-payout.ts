@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
 import { PaymentProvider } from '../payments/payment-provider';
+import {
+  capturedPaymentsForRefund, dueRefundIds, insertPayoutPart, lockRefund, notePayoutRef, payoutParts, settleRefundPayout, type RefundPayoutPart,
+} from '../db/repositories/refunds';
 
 /**
  * Refunds paid back to the mailer through the processor (docs/api-conventions.md, Payments).
@@ -14,23 +17,18 @@ import { PaymentProvider } from '../payments/payment-provider';
  */
 export async function payRefund(db: Knex, provider: PaymentProvider, refundId: number): Promise<'paid' | 'unpaid' | 'failed' | 'done'> {
   const plan = await db.transaction(async (trx) => {
-    const r = await trx('refunds').where({ refund_id: refundId }).forUpdate().first('meter_id', 'amount', 'payout_status');
+    const r = await lockRefund(trx, refundId);
     if (!r || r.payout_status !== 'due') return null;
-    let parts: Array<{ payment_id: number; amount: number; payout_ref: string | null; provider_ref: string }> = await trx('refund_payouts as o')
-      .join('payments as p', 'p.payment_id', 'o.payment_id').where('o.refund_id', refundId)
-      .select('o.payment_id', 'o.amount', 'o.payout_ref', 'p.provider_ref');
+    let parts: RefundPayoutPart[] = await payoutParts(trx, refundId);
     if (parts.length === 0 && Number(r.amount) > 0) {
       // the meter's captured payments, newest first, with what earlier refunds left of each
-      const payments = await trx('payments as p').where({ 'p.meter_id': r.meter_id, 'p.status': 'applied' }).whereNotNull('p.captured_at')
-        .orderBy('p.payment_id', 'desc').forUpdate()
-        .select('p.payment_id', 'p.amount', 'p.provider_ref',
-          trx.raw('(SELECT coalesce(sum(o.amount), 0) FROM refund_payouts o WHERE o.payment_id = p.payment_id) AS refunded'));
+      const payments = await capturedPaymentsForRefund(trx, r.meter_id);
       let left = Number(r.amount);
       for (const p of payments) {
         // whole units of the processor only (a card is paid back in cents): a remainder below one unit stays unpaid
         const take = Math.floor(Math.min(left, Number(p.amount) - Number(p.refunded)) / provider.unitMills) * provider.unitMills;
         if (take <= 0) continue;
-        await trx('refund_payouts').insert({ refund_id: refundId, payment_id: p.payment_id, amount: take });
+        await insertPayoutPart(trx, refundId, p.payment_id, take);
         parts.push({ payment_id: Number(p.payment_id), amount: take, payout_ref: null, provider_ref: p.provider_ref });
         left -= take;
         if (left === 0) break;
@@ -44,21 +42,21 @@ export async function payRefund(db: Knex, provider: PaymentProvider, refundId: n
     if (part.payout_ref) continue;
     try {
       const { refundRef } = await provider.refund({ refundKey: `refund-${refundId}-payment-${part.payment_id}`, providerRef: part.provider_ref, amount: part.amount });
-      await db('refund_payouts').where({ refund_id: refundId, payment_id: part.payment_id }).update({ payout_ref: refundRef });
+      await notePayoutRef(db, refundId, part.payment_id, refundRef);
     } catch {
       return 'failed'; // left due: the next payout pass asks again with the same keys
     }
   }
   const paid = plan.parts.reduce((s, p) => s + p.amount, 0);
   const status = paid === plan.amount ? 'paid' : 'unpaid';
-  await db('refunds').where({ refund_id: refundId, payout_status: 'due' }).update({ payout_status: status, paid_at: status === 'paid' ? db.fn.now() : null });
+  await settleRefundPayout(db, refundId, status);
   return status;
 }
 
 /** The payout pass: every refund still due, oldest first (at most `limit`). */
 export async function payDueRefunds(db: Knex, provider: PaymentProvider, limit = 500): Promise<{ paid: number; unpaid: number; failed: number }> {
   const out = { paid: 0, unpaid: 0, failed: 0 };
-  for (const r of await db('refunds').where({ payout_status: 'due' }).orderBy('refund_id').limit(limit).select('refund_id')) {
+  for (const r of await dueRefundIds(db, limit)) {
     const s = await payRefund(db, provider, Number(r.refund_id));
     if (s !== 'done') out[s]++;
   }

@@ -28,3 +28,40 @@ export async function indiciaBetween(db: Knex, from: Date, to: Date): Promise<In
   return db('indicia').where('created_at', '>=', from).andWhere('created_at', '<', to)
     .select('created_at', 'meter_id', 'kind', 'postage', 'module_serial', 'checkpoint_seq', 'data', 'signature', 'indicium_id');
 }
+
+export interface JournalRow {
+  journal_id: number; meter_id: string; module_serial: string; checkpoint_seq: number; tx_type: string; amount: number;
+  ascending_register: number; descending_register: number; checkpoint: Buffer; payload: Buffer; module_mac: Buffer; created_at: Date; package: Buffer | null;
+}
+
+/** A meter's journal rows (every column), oldest first. */
+export async function journalOfMeter(db: Knex, meterId: string): Promise<JournalRow[]> {
+  return db('journal').where({ meter_id: meterId }).orderBy('journal_id');
+}
+
+/** The meter's newest `limit` journal rows (every column), newest first. */
+export async function newestJournalOfMeter(trx: Knex.Transaction, meterId: string, limit: number): Promise<JournalRow[]> {
+  return trx('journal').where({ meter_id: meterId }).orderBy('journal_id', 'desc').limit(limit);
+}
+
+export interface MeterTransactionRow {
+  sequence: number | string; tx_type: string; amount: number | string; ascending_register: number | string; descending_register: number | string;
+  created_at: Date; receipt: unknown; module_serial: string; checkpoint_seq: number | string;
+}
+
+/** The meter's records after its transaction sequence `after`, in order, at most `limit`. */
+export async function meterTransactionsAfter(trx: Knex.Transaction, meterId: string, after: number, limit: number): Promise<MeterTransactionRow[]> {
+  return trx('journal as j')
+    .where('j.meter_id', meterId).where('j.sequence', '>', after)
+    .orderBy('j.sequence').limit(limit)
+    .select('j.sequence', 'j.tx_type', 'j.amount', 'j.ascending_register', 'j.descending_register', 'j.created_at', 'j.receipt', 'j.module_serial', 'j.checkpoint_seq');
+}
+
+/** The meter's indicia written by the records (module serial, checkpoint sequence), by piece number. */
+export async function indiciaOfRecords(trx: Knex.Transaction, meterId: string, records: Array<[string, number | string]>): Promise<Array<{
+  indicium_id: number | string; sequence: number | string; batch_id: string | null; item_index: number | null; module_serial: string; checkpoint_seq: number | string;
+}>> {
+  return trx('indicia').where({ meter_id: meterId })
+    .whereIn(['module_serial', 'checkpoint_seq'], records)
+    .orderBy('sequence').select('indicium_id', 'sequence', 'batch_id', 'item_index', 'module_serial', 'checkpoint_seq');
+}

@@ -137,3 +137,22 @@ export async function insertUnmatchedLicenceEvent(db: Knex, row: { authority: st
   await db('licence_events_unmatched').insert({ authority: row.authority, licence_id: row.licenceId, reason: row.reason, revoked_at: row.revokedAt })
     .onConflict(['authority', 'licence_id']).ignore();
 }
+
+/** Registration step 1a's licence request (status registering); its id. */
+export async function insertLicenceRequest(db: Knex, row: { accountId: number; meterId: string; licensingZip: string; tokenHash: Buffer }): Promise<number> {
+  const [inserted] = await db('license_requests').insert({
+    account_id: row.accountId, meter_id: row.meterId, licensing_zip: row.licensingZip, token_hash: row.tokenHash,
+  }).returning('request_id');
+  return inserted.request_id;
+}
+
+/** The meter's registration not completed yet whose token hashes to `tokenHash`, locked (FOR UPDATE). */
+export async function lockOpenRegistration(trx: Knex.Transaction, meterId: string, tokenHash: Buffer): Promise<{ request_id: number } | undefined> {
+  return trx('license_requests').where({ meter_id: meterId, token_hash: tokenHash })
+    .whereNull('completed_at').forUpdate().first('request_id');
+}
+
+/** Registration completed at `at`: the licence request is pending at the authority from now on. */
+export async function completeRegistration(trx: Knex.Transaction, requestId: number, at: Date): Promise<void> {
+  await trx('license_requests').where({ request_id: requestId }).update({ completed_at: at, status: 'pending' });
+}

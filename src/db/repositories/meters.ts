@@ -1,6 +1,24 @@
 import type { Knex } from 'knex';
 
-/** The meters table. */
+/** The meters table: one row per meter, the sealed package and non-secret copies of its registers. */
+export interface MeterRow {
+  meter_id: string;
+  account_id: number | null;
+  state: 'unassigned' | 'active' | 'suspended' | 'closed';
+  record_counter: number;
+  package: Buffer;
+  ascending_register: number;
+  descending_register: number;
+  updated_at: Date;
+  cert_serial: string | null;
+  slot: number | null;
+  key_expiry: Date | null;
+}
+
+/** The meter's row, every column. */
+export async function meterRow(db: Knex, meterId: string): Promise<MeterRow | undefined> {
+  return db('meters').where({ meter_id: meterId }).first();
+}
 
 /** How many meters have an indicium key expiry, and the soonest one. */
 export async function indiciumKeyHorizon(db: Knex): Promise<{ meters: number | string; soonest: Date | null } | undefined> {
@@ -17,4 +35,9 @@ export async function meterIdsWithKeysDue(db: Knex, until: Date, limit: number):
     .whereNot('m.state', 'closed').andWhere(expiry, '<', until)
     .orderBy(expiry as unknown as string).limit(limit).select('m.meter_id');
   return rows.map((r: { meter_id: string }) => r.meter_id);
+}
+
+/** Whether the meter has a row. */
+export async function meterExists(db: Knex, meterId: string): Promise<boolean> {
+  return Boolean(await db('meters').where({ meter_id: meterId }).first('meter_id'));
 }

@@ -11,3 +11,8 @@ export interface PoolRegistersRow {
 export async function readPoolRegisters(db: Knex): Promise<PoolRegistersRow> {
   return db('pool').where({ pool_id: 1 }).first('purchased', 'available', 'refunds_paid', 'updated_at');
 }
+
+/** What the pool can supply now. */
+export async function poolAvailable(db: Knex): Promise<{ available: number } | undefined> {
+  return db('pool').where({ pool_id: 1 }).first('available');
+}
