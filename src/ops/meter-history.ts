@@ -3,6 +3,8 @@ import { HsmModule } from '../hsm/hsm-module';
 import { decodeCheckpoint } from '../module/checkpoint';
 import { openJournalPayload } from '../module/journal-seal';
 import { vbiError } from '../errors';
+import { journalOfMeter } from '../db/repositories/journal';
+import { meterRow } from '../db/repositories/meters';
 import { openPackage } from '../module/package-seal';
 
 export interface HistoryLine {
@@ -22,9 +24,9 @@ export interface HistoryLine {
  * every payload decrypted by a module (so an edited row shows up as an error, not as history).
  */
 export async function meterHistory(req: { db: Knex; hsm: HsmModule; meterId: string }): Promise<{ meter: Record<string, unknown>; history: HistoryLine[] }> {
-  const m = await req.db('meters').where({ meter_id: req.meterId }).first();
+  const m = await meterRow(req.db, req.meterId);
   if (!m) throw vbiError('UNKNOWN_METER', `no meter ${req.meterId}`);
-  const rows = await req.db('journal').where({ meter_id: req.meterId }).orderBy('journal_id');
+  const rows = await journalOfMeter(req.db, req.meterId);
   const history: HistoryLine[] = [];
   for (const r of rows) {
     const cp = await decodeCheckpoint(req.hsm, r.checkpoint);
