@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { AuditRecord } from '../module/audit';
 import { AuditStore } from '../module/audit-chain';
+import { auditRecordsInOrder, insertAuditRecord, lastChainedAuditRecord } from '../db/repositories/audit-log';
 
 /**
  * The modules' signed audit chains in PostgreSQL (table audit_log): the record as signed in
@@ -11,18 +12,15 @@ import { AuditStore } from '../module/audit-chain';
 export function pgAuditStore(db: Knex): AuditStore {
   return {
     async last(moduleSerial) {
-      const row = await db('audit_log').where({ module_serial: moduleSerial }).whereNotNull('seq').orderBy('seq', 'desc').first('record');
-      return row ? (row.record as AuditRecord) : null;
+      return lastChainedAuditRecord<AuditRecord>(db, moduleSerial);
     },
     async insert(r) {
-      await db('audit_log').insert({ kind: r.kind, module_serial: r.moduleSerial, at: r.at, seq: r.seq, record: JSON.stringify(r) });
+      await insertAuditRecord(db, { kind: r.kind, moduleSerial: r.moduleSerial, at: r.at, seq: r.seq, record: JSON.stringify(r) });
     },
   };
 }
 
 /** Every stored record in the order it was written (verify-journal lists them; audit-verify checks them). */
 export async function auditRecords(db: Knex, filter: { moduleSerial?: string } = {}): Promise<AuditRecord[]> {
-  const q = db('audit_log').orderBy('audit_id');
-  if (filter.moduleSerial) q.where({ module_serial: filter.moduleSerial });
-  return (await q.select('record')).map((r: { record: AuditRecord }) => r.record);
+  return auditRecordsInOrder<AuditRecord>(db, filter.moduleSerial);
 }

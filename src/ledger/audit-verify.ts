@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { AuditRecord, verifyAuditSignature } from '../module/audit';
 import { ChainHead, GENESIS_HASH, auditHash } from '../module/audit-chain';
+import { auditLogRows } from '../db/repositories/audit-log';
 
 /**
  * `npm run audit -- verify`: every stored audit record against its module's identity key, its
@@ -38,7 +39,7 @@ export interface AuditVerifyReport {
 interface Row { audit_id: number; kind: string; module_serial: string; at: Date; seq: number | null; record: AuditRecord }
 
 export async function verifyAuditLog(db: Knex, keys: AuditModuleKey[]): Promise<AuditVerifyReport> {
-  const rows: Row[] = await db('audit_log').orderBy('audit_id').select('audit_id', 'kind', 'module_serial', 'at', 'seq', 'record');
+  const rows = (await auditLogRows(db)) as Row[];
   const findings: AuditFinding[] = [];
   const byModule = new Map<string, Row[]>();
   for (const row of rows) {

@@ -12,6 +12,11 @@ import type { AuditEvent } from '../module/audit';
 import { assertMills } from '../protocol/amounts';
 import { recordRefund } from './refund-rows';
 import { CommandRunner } from './command-runner';
+import { accountRow, insertAccount } from '../db/repositories/accounts';
+import { insertRevocationReport, lockLicenceRequestStatus, markLicensed, revokeLicenceRequests } from '../db/repositories/licence-queue';
+import { firstPooledMeter, meterRow, pooledMeterCount, setMeterAccount } from '../db/repositories/meters';
+import { insertPoolPurchase, poolRowAll, purchaseByReference } from '../db/repositories/pool';
+import { refundedSum } from '../db/repositories/refunds';
 
 export type { LedgerOptions } from './command-runner';
 export type { Execute, Step, StepResult } from './step';
@@ -37,7 +42,7 @@ export class Ledger extends CommandRunner {
       throw vbiError('BAD_REQUEST', "the post's reference must be 1 to 128 characters");
     }
     const existing = async () => {
-      const row = await this.db('pool_purchases').where({ reference: req.reference }).first('purchase_id', 'amount');
+      const row = await purchaseByReference(this.db, req.reference);
       if (!row) return undefined;
       if (Number(row.amount) !== amount) {
         throw vbiError('POOL_PURCHASE_CONFLICT', `the post's reference ${req.reference} was entered with ${row.amount} mills`, { purchaseId: Number(row.purchase_id) });
@@ -55,8 +60,7 @@ export class Ledger extends CommandRunner {
         meterId: MASTER_PSD_ID, type: 'pool-purchase', master: { kind: 'purchase', amount },
         details: () => ({ kind: 'purchase', amount, reference: req.reference, operator: req.operator ?? null }),
         after: async (trx) => {
-          const [row] = await trx('pool_purchases').insert({ amount, reference: req.reference, entered_by: req.operator ?? null }).returning('purchase_id');
-          purchaseId = Number(row.purchase_id);
+          purchaseId = Number(await insertPoolPurchase(trx, { amount, reference: req.reference, enteredBy: req.operator ?? null }));
         },
       });
     } catch (e) {
@@ -68,7 +72,7 @@ export class Ledger extends CommandRunner {
   }
 
   async pool(): Promise<{ purchased: number; available: number; refundsPaid: number }> {
-    const r = await this.db('pool').where({ pool_id: 1 }).first();
+    const r = await poolRowAll(this.db);
     return { purchased: r.purchased, available: r.available, refundsPaid: r.refunds_paid };
   }
 
@@ -77,8 +81,7 @@ export class Ledger extends CommandRunner {
   async createAccount(req: { name: string; licensingZip: string }): Promise<number> {
     if (typeof req.name !== 'string' || !req.name.trim() || req.name.length > 200) throw vbiError('BAD_REQUEST', 'name is required (at most 200 characters)');
     if (typeof req.licensingZip !== 'string' || !/^\d{5}$/.test(req.licensingZip)) throw vbiError('BAD_REQUEST', 'licensing ZIP must be 5 digits');
-    const [row] = await this.db('accounts').insert({ name: req.name.trim(), licensing_zip: req.licensingZip }).returning('account_id');
-    return row.account_id;
+    return insertAccount(this.db, { name: req.name.trim(), licensingZip: req.licensingZip });
   }
 
   /**
@@ -86,18 +89,17 @@ export class Ledger extends CommandRunner {
    * Without `meterId`, takes the next one from the pool of certified, unassigned meters.
    */
   async assignMeter(req: { accountId: number; meterId?: string }): Promise<{ meterId: string; certSerial: string }> {
-    const account = await this.db('accounts').where({ account_id: req.accountId }).first();
+    const account = await accountRow(this.db, req.accountId);
     if (!account) throw vbiError('BAD_REQUEST', `no account ${req.accountId}`);
     for (let attempt = 0; attempt < 5; attempt++) {
-      const meterId = req.meterId ?? (await this.db('meters').where({ state: 'unassigned' }).whereNotNull('cert_serial').whereNull('account_id')
-        .orderBy('meter_id').first('meter_id'))?.meter_id;
+      const meterId = req.meterId ?? (await firstPooledMeter(this.db))?.meter_id;
       if (!meterId) throw vbiError('NO_METER_AVAILABLE', 'the pool of certified, unassigned meters is empty (run MeterGen)');
       try {
         const out = await this.run({
           meterId, type: 'meter-assign', execute: assignMeter({ licensingZip: account.licensing_zip }),
           details: () => ({ accountId: req.accountId }),
           after: async (trx) => {
-            await trx('meters').where({ meter_id: meterId }).update({ account_id: req.accountId });
+            await setMeterAccount(trx, meterId, req.accountId);
           },
         });
         return { meterId, certSerial: out.result.certSerial };
@@ -111,7 +113,7 @@ export class Ledger extends CommandRunner {
 
   /** Certified, unassigned meters waiting in the pool (MeterGen keeps this above a threshold). */
   async unassignedMeters(): Promise<number> {
-    const r = await this.db('meters').where({ state: 'unassigned' }).whereNotNull('cert_serial').whereNull('account_id').count({ n: '*' }).first();
+    const r = await pooledMeterCount(this.db);
     return Number(r?.n ?? 0);
   }
 
@@ -161,12 +163,12 @@ export class Ledger extends CommandRunner {
       meterId: req.meterId, type: 'license', execute: licenseMeter({ licenceId: req.licenceId, licensingZip: req.licensingZip }),
       before: async (trx) => {
         if (req.requestId === undefined) return;
-        const row = await trx('license_requests').where({ request_id: req.requestId, meter_id: req.meterId }).forUpdate().first('status');
+        const row = await lockLicenceRequestStatus(trx, req.requestId, req.meterId);
         if (row?.status !== 'pending') throw vbiError('BAD_REQUEST', `licence request ${req.requestId} of meter ${req.meterId} is ${row?.status ?? 'unknown'}, not pending`);
       },
       after: async (trx, _o, at) => {
         if (req.requestId === undefined) return;
-        await trx('license_requests').where({ request_id: req.requestId }).update({ status: 'licensed', licence_id: req.licenceId, decided_at: at, reason: null, last_error: null });
+        await markLicensed(trx, req.requestId, req.licenceId, at);
       },
       details: () => ({ licenceId: req.licenceId, licensingZip: req.licensingZip, requestId: req.requestId ?? null }),
     });
@@ -187,12 +189,11 @@ export class Ledger extends CommandRunner {
     const out = await this.run({
       meterId: req.meterId, type: 'revoke-licence', execute: revokeLicence(),
       after: async (trx, o, at) => {
-        await trx('license_requests').where({ meter_id: req.meterId }).whereIn('status', ['registering', 'pending', 'licensed'])
-          .update({ status: 'revoked', revoked_at: at, reason: `revoked by ${by}: ${req.reason}` });
+        await revokeLicenceRequests(trx, req.meterId, at, `revoked by ${by}: ${req.reason}`);
         // no licence number: never licensed by the authority (or grandfathered), nothing to report;
         // revoked by the authority itself: it knows
         if (o.package.licenceId && !req.authority) {
-          await trx('licence_revocation_reports').insert({ meter_id: req.meterId, licence_id: o.package.licenceId, reason: req.reason, revoked_at: at });
+          await insertRevocationReport(trx, { meterId: req.meterId, licenceId: o.package.licenceId, reason: req.reason, revokedAt: at });
         }
       },
       details: () => ({ operator: req.operator, reason: req.reason, authority: req.authority ?? null }),
@@ -243,9 +244,9 @@ export class Ledger extends CommandRunner {
 
   /** Registers as the database's non-secret columns hold them (the sealed package is the authority). */
   async registers(meterId: string): Promise<Registers & { state: string; recordCounter: number }> {
-    const m = await this.db('meters').where({ meter_id: meterId }).first();
+    const m = await meterRow(this.db, meterId);
     if (!m) throw vbiError('UNKNOWN_METER', `no meter ${meterId}`);
-    const refunded = await this.db('refunds').where({ meter_id: meterId }).sum({ s: 'amount' }).first();
+    const refunded = await refundedSum(this.db, meterId);
     return {
       ascendingRegister: m.ascending_register, descendingRegister: m.descending_register,
       refundRegister: Number(refunded?.s ?? 0), state: m.state, recordCounter: m.record_counter,

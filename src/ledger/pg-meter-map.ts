@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
 import { EMPTY, MapNode, MeterMapView, siblingPositions } from '../module/meter-map';
+import {
+  lockMapRowColumns, lockModuleAndMapRows, lockModuleCheckpoint, mapNodesAt, mapRowColumns, raiseOwnerEpoch, storeMapRows, type MapNodeRow,
+} from '../db/repositories/meter-map';
 
 /**
  * The meter map's row key. Each shard of a deployment keeps its map in its own schema
@@ -15,9 +18,9 @@ export interface MapRow { epoch: number; root: Buffer; nextSlot: number }
  * value (storeCommands), so a process the shard was taken from commits nothing more.
  */
 export async function claimMap(db: Knex): Promise<number> {
-  const r = await db.raw('UPDATE meter_map SET owner_epoch = owner_epoch + 1 WHERE shard = ? RETURNING owner_epoch', [MAP_SHARD]);
-  if (!r.rows[0]) throw new Error(`the database has no meter map row ${MAP_SHARD}`);
-  return Number(r.rows[0].owner_epoch);
+  const row = await raiseOwnerEpoch(db, MAP_SHARD);
+  if (!row) throw new Error(`the database has no meter map row ${MAP_SHARD}`);
+  return Number(row.owner_epoch);
 }
 
 /**
@@ -31,12 +34,12 @@ export async function claimMap(db: Knex): Promise<number> {
 const NO_ROW: MapRow = { epoch: -1, root: Buffer.alloc(0), nextSlot: 0 };
 
 export async function lockMapRow(trx: Knex.Transaction): Promise<MapRow> {
-  const r = await trx.raw('SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE', [MAP_SHARD]);
-  return r.rows[0] ? { epoch: r.rows[0].epoch, root: r.rows[0].root, nextSlot: r.rows[0].next_slot } : NO_ROW;
+  const r = await lockMapRowColumns(trx, MAP_SHARD);
+  return r ? { epoch: r.epoch, root: r.root, nextSlot: r.next_slot } : NO_ROW;
 }
 
 export async function readMapRow(db: Knex): Promise<MapRow | null> {
-  const r = await db('meter_map').where({ shard: MAP_SHARD }).first();
+  const r = await mapRowColumns(db, MAP_SHARD);
   return r ? { epoch: r.epoch, root: r.root, nextSlot: r.next_slot } : null;
 }
 
@@ -53,7 +56,7 @@ async function lockMapAndProveNext(trx: Knex.Transaction): Promise<{ row: MapRow
  */
 export async function lockModuleAndMap(trx: Knex.Transaction, req: { moduleSerial: string; slot: number | null }): Promise<{ moduleRow: { checkpoint: Buffer | null } | null; row: MapRow; view: MeterMapView }> {
   if (req.slot === null) {
-    const m = await trx('modules').where({ module_serial: req.moduleSerial }).forUpdate().first('checkpoint');
+    const m = await lockModuleCheckpoint(trx, req.moduleSerial);
     return { moduleRow: m ?? null, ...(await lockMapAndProveNext(trx)) };
   }
   const { views, ...rest } = await lockModuleAndMapFor(trx, { moduleSerial: req.moduleSerial, slots: [req.slot] });
@@ -69,21 +72,12 @@ export async function lockModuleAndMapFor(trx: Knex.Transaction, req: { moduleSe
   const wanted = new Map<string, { level: number; index: number }>();
   for (const p of paths.flat()) wanted.set(`${p.level}:${p.index}`, p);
   const pos = [...wanted.values()];
-  const r = await trx.raw(
-    `WITH mo AS (SELECT checkpoint FROM modules WHERE module_serial = ? FOR UPDATE),
-          mp AS (SELECT epoch, root, next_slot FROM meter_map WHERE shard = ? FOR UPDATE)
-     SELECT (SELECT count(*) FROM mo)::int AS module_rows, (SELECT checkpoint FROM mo) AS checkpoint,
-            mp.epoch, mp.root, mp.next_slot, n.level, n.idx, n.hash
-       FROM (SELECT 1) AS one
-       LEFT JOIN mp ON true
-       LEFT JOIN (SELECT level, idx, hash FROM meter_map_nodes
-                   WHERE shard = ? AND (level, idx) IN (SELECT * FROM unnest(?::smallint[], ?::bigint[]))) n ON true`,
-    [req.moduleSerial, MAP_SHARD, MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
-  const first = r.rows[0];
-  const row = first.epoch === null ? NO_ROW : { epoch: first.epoch, root: first.root, nextSlot: first.next_slot };
+  const rows = await lockModuleAndMapRows(trx, { moduleSerial: req.moduleSerial, shard: MAP_SHARD, levels: pos.map((p) => p.level), indexes: pos.map((p) => p.index) });
+  const first = rows[0];
+  const row = first.epoch === null ? NO_ROW : { epoch: first.epoch, root: first.root as Buffer, nextSlot: first.next_slot as number };
   const stored = new Map<string, Buffer>();
   if (first.epoch !== null) {
-    for (const n of r.rows as Array<{ level: number | null; idx: string | number | null; hash: Buffer | null }>) {
+    for (const n of rows) {
       if (n.level !== null && n.idx !== null && n.hash !== null) stored.set(`${n.level}:${n.idx}`, n.hash);
     }
   }
@@ -98,14 +92,11 @@ export async function lockModuleAndMapFor(trx: Knex.Transaction, req: { moduleSe
 
 async function siblings(trx: Knex.Transaction, slot: number): Promise<Buffer[]> {
   const pos = siblingPositions(slot);
-  const r = await trx.raw(
-    'SELECT level, idx, hash FROM meter_map_nodes WHERE shard = ? AND (level, idx) IN (SELECT * FROM unnest(?::smallint[], ?::bigint[]))',
-    [MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)]);
-  return fill(pos, r.rows);
+  return fill(pos, await mapNodesAt(trx, MAP_SHARD, pos.map((p) => p.level), pos.map((p) => p.index)));
 }
 
 /** One sibling per level, EMPTY[level] where no node is stored. */
-function fill(pos: Array<{ level: number; index: number }>, rows: Array<{ level: number | null; idx: number | null; hash: Buffer | null }>): Buffer[] {
+function fill(pos: Array<{ level: number; index: number }>, rows: MapNodeRow[]): Buffer[] {
   const byLevel = new Map<number, { idx: number; hash: Buffer }>();
   for (const r of rows) if (r.level !== null && r.idx !== null && r.hash !== null) byLevel.set(r.level, { idx: r.idx, hash: r.hash });
   return pos.map((p) => {
@@ -116,11 +107,8 @@ function fill(pos: Array<{ level: number; index: number }>, rows: Array<{ level:
 
 /** Stores a command's new path and the map row, in the command's transaction (one statement). */
 export async function storeMap(trx: Knex.Transaction, req: { nodes: MapNode[]; epoch: number; root: Buffer; nextSlot: number }): Promise<void> {
-  await trx.raw(
-    `WITH path AS (
-       INSERT INTO meter_map_nodes (shard, level, idx, hash)
-       SELECT ?, l, i, h FROM unnest(?::smallint[], ?::bigint[], ?::bytea[]) AS p(l, i, h)
-       ON CONFLICT (shard, level, idx) DO UPDATE SET hash = EXCLUDED.hash)
-     UPDATE meter_map SET epoch = ?, root = ?, next_slot = ?, updated_at = now() WHERE shard = ?`,
-    [MAP_SHARD, req.nodes.map((n) => n.level), req.nodes.map((n) => n.index), req.nodes.map((n) => n.hash), req.epoch, req.root, req.nextSlot, MAP_SHARD]);
+  await storeMapRows(trx, {
+    shard: MAP_SHARD, levels: req.nodes.map((n) => n.level), indexes: req.nodes.map((n) => n.index), hashes: req.nodes.map((n) => n.hash),
+    epoch: req.epoch, root: req.root, nextSlot: req.nextSlot,
+  });
 }

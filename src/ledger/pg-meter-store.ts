@@ -12,6 +12,8 @@ import {
 } from '../pki/meter-store';
 import { Ledger } from './ledger';
 import { PgCertificateStore } from './pg-certificate-store';
+import { deleteKeyRenewal, deleteMeterKeyRenewal, insertKeyRenewal, keyRenewalOf } from '../db/repositories/key-renewals';
+import { deleteUncertifiedMeter, meterPackage, meterRow } from '../db/repositories/meters';
 
 /**
  * MeterGen's storage ports on the transaction engine: every package change is one module
@@ -48,19 +50,19 @@ export class PgMeterStore implements MeterGenStore, KeyRenewalStore {
   }
 
   async discardMeter(meterId: string): Promise<void> {
-    const row = await this.ledger.db('meters').where({ meter_id: meterId }).first();
+    const row = await meterRow(this.ledger.db, meterId);
     if (!row) return;
     const pkg = await openPackage(this.ledger.anyModule(), row.package, meterId);
     if (pkg.indiciumCertSerial !== '' || pkg.state !== 'unassigned') throw vbiError('METER_ALREADY_CERTIFIED', `meter ${meterId} is certified; it cannot be discarded`);
     // The journal keeps the meter-create record; the meter itself never held value.
-    await this.ledger.db('meters').where({ meter_id: meterId, state: 'unassigned' }).whereNull('cert_serial').del();
+    await deleteUncertifiedMeter(this.ledger.db, meterId);
   }
 
   async beginKeyRenewal(req: { meterId: string; algorithm: IndiciumKeyAlgorithm }): Promise<PendingRenewal> {
     await this.meterRow(req.meterId);
     const key = await this.ledger.anyModule().generateIndiciumKey({ algorithm: req.algorithm });
     const renewalId = randomUUID();
-    await this.ledger.db('key_renewals').insert({ renewal_id: renewalId, meter_id: req.meterId, algorithm: req.algorithm, wrapped_key: key.wrappedKey });
+    await insertKeyRenewal(this.ledger.db, { renewalId, meterId: req.meterId, algorithm: req.algorithm, wrappedKey: key.wrappedKey });
     return { meterId: req.meterId, renewalId, publicKeySpki: key.publicKeySpki, algorithm: req.algorithm };
   }
 
@@ -77,25 +79,25 @@ export class PgMeterStore implements MeterGenStore, KeyRenewalStore {
       details: (o) => ({ previousSerialHex: o.result.previousSerialHex, serialHex: req.serialHex, notAfter: req.notAfter }),
       after: async (trx) => {
         await this.certificates.put(certificateRecord(req.meterId, req.certificateDer), trx);
-        await trx('key_renewals').where({ renewal_id: req.renewalId }).del();
+        await deleteKeyRenewal(trx, req.renewalId);
       },
     });
     return { previousSerialHex: out.result.previousSerialHex };
   }
 
   async abandonKeyRenewal(req: { meterId: string; renewalId: string }): Promise<void> {
-    await this.ledger.db('key_renewals').where({ renewal_id: req.renewalId, meter_id: req.meterId }).del();
+    await deleteMeterKeyRenewal(this.ledger.db, req.renewalId, req.meterId);
   }
 
   private async meterRow(meterId: string): Promise<{ package: Buffer }> {
-    const row = await this.ledger.db('meters').where({ meter_id: meterId }).first('package');
+    const row = await meterPackage(this.ledger.db, meterId);
     if (!row) throw vbiError('UNKNOWN_METER', `no meter ${meterId}`);
     return row;
   }
 
   private async renewal(meterId: string, renewalId: string): Promise<{ wrapped_key: Buffer; algorithm: IndiciumKeyAlgorithm }> {
-    const r = await this.ledger.db('key_renewals').where({ renewal_id: renewalId, meter_id: meterId }).first();
+    const r = await keyRenewalOf(this.ledger.db, renewalId, meterId);
     if (!r) throw vbiError('RENEWAL_NOT_FOUND', `no pending renewal ${renewalId} for meter ${meterId}`);
-    return r;
+    return { wrapped_key: r.wrapped_key, algorithm: r.algorithm as IndiciumKeyAlgorithm };
   }
 }

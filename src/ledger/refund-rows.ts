@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { insertRefund } from '../db/repositories/refunds';
 
 /**
  * The refunds rows, written inside the refund command's transaction. The pool's registers are
@@ -8,9 +9,5 @@ import type { Knex } from 'knex';
 export async function recordRefund(trx: Knex.Transaction, r: {
   meterId: string; kind: 'partial' | 'full'; amount: number; reason: string; record: { moduleSerial: string; seq: number }; at: Date;
 }): Promise<number> {
-  const [row] = await trx('refunds').insert({
-    meter_id: r.meterId, kind: r.kind, amount: r.amount, reason: r.reason,
-    module_serial: r.record.moduleSerial, checkpoint_seq: r.record.seq, created_at: r.at,
-  }).returning('refund_id');
-  return Number(row.refund_id);
+  return Number(await insertRefund(trx, { meterId: r.meterId, kind: r.kind, amount: r.amount, reason: r.reason, moduleSerial: r.record.moduleSerial, seq: r.record.seq, at: r.at }));
 }

@@ -6,6 +6,9 @@ import { sealJournalPayload } from '../module/journal-seal';
 import { Approval, ReinstatementStatement, requireApprovals } from './officer-approval';
 import { MAP_SHARD, lockMapRow } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
+import { insertJournalRow } from '../db/repositories/journal';
+import { setMapEpoch } from '../db/repositories/meter-map';
+import { insertModuleRow, lockModuleRow, storeReinstatedCheckpoint } from '../db/repositories/modules';
 
 /**
  * Officer reinstatement (docs/checkpoint.md), approved by M of the module's officers
@@ -28,25 +31,22 @@ export async function reinstateModule(req: {
     const trx = await db.transaction();
     let prepared;
     try {
-      let row = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+      let row = await lockModuleRow(trx, engine.hsm.serial);
       if (!row) {
-        await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
-        row = await trx('modules').where({ module_serial: engine.hsm.serial }).forUpdate().first();
+        await insertModuleRow(trx, engine.hsm.serial, engine.hsm.tokenLabel);
+        row = await lockModuleRow(trx, engine.hsm.serial);
       }
-      const dbCheckpoint: Buffer | null = row.checkpoint ?? null;
+      const dbCheckpoint: Buffer | null = row!.checkpoint ?? null;
       const same = req.acceptCheckpoint === null ? dbCheckpoint === null : dbCheckpoint !== null && dbCheckpoint.equals(req.acceptCheckpoint);
       if (!same) throw vbiError('CHECKPOINT_MISMATCH', "the module row's checkpoint is not the one the officer accepted (it changed, or was mistyped)");
       const map = await lockMapRow(trx);
       if (map.epoch < 0) throw vbiError('BAD_REQUEST', `the database has no meter map row for shard ${MAP_SHARD}: restore it first`);
       prepared = await engine.prepareReinstatement({ dbCheckpoint, map });
       const at = new Date(prepared.record.time);
-      await trx('modules').where({ module_serial: engine.hsm.serial }).update({
-        checkpoint: prepared.bytes, checkpoint_seq: prepared.record.seq, last_tx_at: at, last_tx_type: 'reinstate', last_tx_amount: 0,
-        in_rotation: true, out_reason: null, updated_at: at,
-      });
-      await trx('meter_map').where({ shard: MAP_SHARD }).update({ epoch: prepared.record.mapEpoch, updated_at: at });
+      await storeReinstatedCheckpoint(trx, engine.hsm.serial, { checkpoint: prepared.bytes, seq: prepared.record.seq, at });
+      await setMapEpoch(trx, MAP_SHARD, prepared.record.mapEpoch, at);
       const sealed = await sealJournalPayload(engine.hsm, prepared.bytes, { officer: req.officer });
-      await trx('journal').insert({
+      await insertJournalRow(trx, {
         meter_id: '', module_serial: engine.hsm.serial, checkpoint_seq: prepared.record.seq, tx_type: 'reinstate',
         amount: 0, ascending_register: 0, descending_register: 0,
         checkpoint: prepared.bytes, payload: sealed.payload, module_mac: sealed.moduleMac, created_at: at,

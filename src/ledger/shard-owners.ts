@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import { SQL_DIR } from '../db/migrations';
+import { createShardOwnersTable, shardOwnerUrl, upsertShardOwner } from '../db/repositories/shard-owners';
 
 /**
  * The shard owner directory (`public.shard_owners`): the URL of the process that serves each
@@ -18,7 +16,7 @@ export class ShardOwners {
   static async at(url: string): Promise<ShardOwners & { close(): Promise<void> }> {
     const db = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 2 } });
     try {
-      await db.raw(readFileSync(join(SQL_DIR, '0260_shard_owners.sql'), 'utf8'));
+      await createShardOwnersTable(db);
     } catch (e) {
       await db.destroy();
       throw e;
@@ -33,10 +31,7 @@ export class ShardOwners {
 
   /** Records this process (`instanceId`, reachable at `url`) as the one serving `shard`. Call only while holding the shard's lease. */
   async claim(shard: number, url: string, instanceId: string): Promise<void> {
-    await this.db.raw(
-      `INSERT INTO public.shard_owners (shard, url, instance_id, since) VALUES (?, ?, ?, now())
-       ON CONFLICT (shard) DO UPDATE SET url = EXCLUDED.url, instance_id = EXCLUDED.instance_id, since = now()`,
-      [shard, url, instanceId]);
+    await upsertShardOwner(this.db, shard, url, instanceId);
     this.cache.delete(shard);
   }
 
@@ -44,8 +39,7 @@ export class ShardOwners {
   async urlOf(shard: number): Promise<string | null> {
     const hit = this.cache.get(shard);
     if (hit && this.clock() - hit.at < this.ttlMs) return hit.url;
-    const row = await this.db.raw('SELECT url FROM public.shard_owners WHERE shard = ?', [shard]);
-    const url: string | null = row.rows[0]?.url ?? null;
+    const url = await shardOwnerUrl(this.db, shard);
     this.cache.set(shard, { url, at: this.clock() });
     return url;
   }

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { Config } from '../config/config';
 import { serverFacts } from '../db/pg-tools';
 import { AuditEvent, AuditRecord } from '../module/audit';
+import { lastChainedAuditRecord } from '../db/repositories/audit-log';
 
 /**
  * The `service-started` audit record each module's chain gets at every start: the configuration
@@ -23,11 +24,10 @@ export async function startupEvent(db: Knex, url: string, config: Config, module
     spoilageLimitBps: config.spoilageLimitBps,
   };
   const database = { systemIdentifier: facts.systemIdentifier, timeline: facts.timeline, version: facts.version };
-  const prev = await db('audit_log').where({ module_serial: moduleSerial, kind: 'service-started' }).whereNotNull('seq')
-    .orderBy('seq', 'desc').first('record');
+  const prev = await lastChainedAuditRecord<AuditRecord>(db, moduleSerial, 'service-started');
   const changed: string[] = [];
   if (prev) {
-    const p = (prev.record as AuditRecord).details as { settings?: Record<string, unknown>; database?: Record<string, unknown> };
+    const p = prev.details as { settings?: Record<string, unknown>; database?: Record<string, unknown> };
     for (const [k, v] of Object.entries(settings)) if (JSON.stringify(p.settings?.[k]) !== JSON.stringify(v)) changed.push(`settings.${k}`);
     for (const [k, v] of Object.entries(database)) if (JSON.stringify(p.database?.[k]) !== JSON.stringify(v)) changed.push(`database.${k}`);
   }

@@ -65,3 +65,17 @@ export async function indiciaOfRecords(trx: Knex.Transaction, meterId: string, r
     .whereIn(['module_serial', 'checkpoint_seq'], records)
     .orderBy('sequence').select('indicium_id', 'sequence', 'batch_id', 'item_index', 'module_serial', 'checkpoint_seq');
 }
+
+/** One journal row, in its command's transaction. */
+export async function insertJournalRow(trx: Knex.Transaction, row: {
+  meter_id: string; module_serial: string; checkpoint_seq: number; tx_type: string; amount: number; ascending_register: number; descending_register: number;
+  checkpoint: Buffer; payload: Buffer; module_mac: Buffer; created_at: Date;
+}): Promise<void> {
+  await trx('journal').insert(row);
+}
+
+/** A module's checkpoint records after sequence `seq`, oldest first, at most `limit`. */
+export async function moduleCheckpointsAfter(db: Knex, moduleSerial: string, seq: number, limit: number): Promise<Buffer[]> {
+  return (await db('journal').where({ module_serial: moduleSerial }).where('checkpoint_seq', '>', seq)
+    .orderBy('checkpoint_seq').limit(limit).select('checkpoint')).map((r: { checkpoint: Buffer }) => r.checkpoint);
+}

@@ -156,3 +156,24 @@ export async function lockOpenRegistration(trx: Knex.Transaction, meterId: strin
 export async function completeRegistration(trx: Knex.Transaction, requestId: number, at: Date): Promise<void> {
   await trx('license_requests').where({ request_id: requestId }).update({ completed_at: at, status: 'pending' });
 }
+
+/** The meter's licence request's status, the row locked (FOR UPDATE). */
+export async function lockLicenceRequestStatus(trx: Knex.Transaction, requestId: number, meterId: string): Promise<{ status: string } | undefined> {
+  return trx('license_requests').where({ request_id: requestId, meter_id: meterId }).forUpdate().first('status');
+}
+
+/** The request licensed at `at` with the authority's licence number. */
+export async function markLicensed(trx: Knex.Transaction, requestId: number, licenceId: string, at: Date): Promise<void> {
+  await trx('license_requests').where({ request_id: requestId }).update({ status: 'licensed', licence_id: licenceId, decided_at: at, reason: null, last_error: null });
+}
+
+/** The meter's open or granted licence requests revoked at `at`. */
+export async function revokeLicenceRequests(trx: Knex.Transaction, meterId: string, at: Date, reason: string): Promise<void> {
+  await trx('license_requests').where({ meter_id: meterId }).whereIn('status', ['registering', 'pending', 'licensed'])
+    .update({ status: 'revoked', revoked_at: at, reason });
+}
+
+/** A revocation due for reporting to the licensing authority. */
+export async function insertRevocationReport(trx: Knex.Transaction, row: { meterId: string; licenceId: string; reason: string; revokedAt: Date }): Promise<void> {
+  await trx('licence_revocation_reports').insert({ meter_id: row.meterId, licence_id: row.licenceId, reason: row.reason, revoked_at: row.revokedAt });
+}

@@ -41,3 +41,45 @@ export async function meterIdsWithKeysDue(db: Knex, until: Date, limit: number):
 export async function meterExists(db: Knex, meterId: string): Promise<boolean> {
   return Boolean(await db('meters').where({ meter_id: meterId }).first('meter_id'));
 }
+
+/** The first certified, unassigned meter of the pool (by meter id). */
+export async function firstPooledMeter(db: Knex): Promise<{ meter_id: string } | undefined> {
+  return db('meters').where({ state: 'unassigned' }).whereNotNull('cert_serial').whereNull('account_id')
+    .orderBy('meter_id').first('meter_id');
+}
+
+/** How many certified, unassigned meters wait in the pool. */
+export async function pooledMeterCount(db: Knex): Promise<{ n?: number | string } | undefined> {
+  return db('meters').where({ state: 'unassigned' }).whereNotNull('cert_serial').whereNull('account_id').count({ n: '*' }).first();
+}
+
+export async function setMeterAccount(trx: Knex.Transaction, meterId: string, accountId: number): Promise<void> {
+  await trx('meters').where({ meter_id: meterId }).update({ account_id: accountId });
+}
+
+/** Deletes the meter while it is unassigned and uncertified. */
+export async function deleteUncertifiedMeter(db: Knex, meterId: string): Promise<void> {
+  await db('meters').where({ meter_id: meterId, state: 'unassigned' }).whereNull('cert_serial').del();
+}
+
+/** The meter's sealed package. */
+export async function meterPackage(db: Knex, meterId: string): Promise<{ package: Buffer } | undefined> {
+  return db('meters').where({ meter_id: meterId }).first('package');
+}
+
+/** A meter row (every column) with the checkpoint of the meter's newest journal record, as the engine locks it. */
+export interface LockedMeterRow { meter_id: string; slot: number; package: Buffer; newest_checkpoint: Buffer | null; [column: string]: unknown }
+
+/** The meter row and its newest journal record's checkpoint, one round trip; the row locked (FOR UPDATE OF m). */
+export async function lockMeterWithNewestCheckpoint(trx: Knex.Transaction, meterId: string): Promise<LockedMeterRow | undefined> {
+  return (await trx.raw(
+    `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
+       FROM meters m WHERE m.meter_id = ? FOR UPDATE OF m`, [meterId])).rows[0];
+}
+
+/** lockMeterWithNewestCheckpoint for several meters, locked in meter id order. */
+export async function lockMetersWithNewestCheckpoint(trx: Knex.Transaction, meterIds: string[]): Promise<LockedMeterRow[]> {
+  return (await trx.raw(
+    `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
+       FROM meters m WHERE m.meter_id = ANY(?::text[]) ORDER BY m.meter_id FOR UPDATE OF m`, [meterIds])).rows as LockedMeterRow[];
+}

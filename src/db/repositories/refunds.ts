@@ -52,3 +52,8 @@ export async function insertRefund(trx: Knex.Transaction, r: {
   }).returning('refund_id');
   return row.refund_id;
 }
+
+/** What the meter's refunds add up to. */
+export async function refundedSum(db: Knex, meterId: string): Promise<{ s?: number | string | null } | undefined> {
+  return db('refunds').where({ meter_id: meterId }).sum({ s: 'amount' }).first();
+}
