@@ -12,6 +12,8 @@ import { GroupRun, GroupRunner, unwrap } from './group-runner';
 import { ModuleRotation } from './module-rotation';
 import { ShardOwnership } from './shard-ownership';
 import { AnyStep, MODULE_FAULTS, Step, StepResult } from './step';
+import { meterPackage } from '../db/repositories/meters';
+import { ensureModuleRow } from '../db/repositories/modules';
 
 export interface LedgerOptions {
   db: Knex;
@@ -120,7 +122,7 @@ export class CommandRunner {
   async registerModules(): Promise<void> {
     for (const e of this.opts.engines) {
       if (!e.hsm.serial) continue;
-      await this.db('modules').insert({ module_serial: e.hsm.serial, token_label: e.hsm.tokenLabel }).onConflict('module_serial').ignore();
+      await ensureModuleRow(this.db, e.hsm.serial, e.hsm.tokenLabel);
     }
   }
 
@@ -135,7 +137,7 @@ export class CommandRunner {
    * the meter has no row.
    */
   async inspect<T>(meterId: string, check: (pkg: PsdPackage, hsm: PsdEngine['hsm']) => Promise<T>): Promise<T> {
-    const meter = await this.db('meters').where({ meter_id: meterId }).first('package');
+    const meter = await meterPackage(this.db, meterId);
     if (!meter) throw vbiError('UNKNOWN_METER', `no meter ${meterId}`);
     return this.pickModule(new Set()).inspect(meterId, meter.package, check);
   }

@@ -12,6 +12,9 @@ import type { ShardOwnership } from './shard-ownership';
 import { lockModuleAndMap, lockModuleAndMapFor } from './pg-meter-map';
 import { CommandRows, storeCommands } from './store-command';
 import { AnyStep, MODULE_FAULTS, StepResult } from './step';
+import { lockMeterWithNewestCheckpoint, lockMetersWithNewestCheckpoint, type LockedMeterRow } from '../db/repositories/meters';
+import { insertModuleRow as insertModuleTableRow } from '../db/repositories/modules';
+import { lockPoolWithNewestCheckpoint } from '../db/repositories/pool';
 
 /**
  * One group of commands on one module (docs/ledger.md, "Group commit"): one PostgreSQL
@@ -135,9 +138,7 @@ export class GroupRunner {
   private async runStep(engine: PsdEngine, trx: Knex.Transaction, step: AnyStep, onPrepared?: (p: PreparedCommand<unknown>) => void): Promise<{ out: StepResult<unknown, unknown>; last: PreparedCommand<unknown> }> {
     if (step.master) return this.runMaster(engine, trx, step.master, step, onPrepared);
     // the meter row and its newest journal record, one round trip
-    const meter = (await trx.raw(
-      `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
-         FROM meters m WHERE m.meter_id = ? FOR UPDATE OF m`, [step.meterId])).rows[0];
+    const meter = await lockMeterWithNewestCheckpoint(trx, step.meterId);
     checkMeterRow(step, meter);
     // Lock order everywhere: meter, then module and map. Commands of this process already run
     // one at a time (map lock); the row locks keep out writers from outside the engine.
@@ -168,10 +169,7 @@ export class GroupRunner {
    */
   private async runMaster(engine: PsdEngine, trx: Knex.Transaction, movement: PoolMovement, step: AnyStep,
     onPrepared?: (p: PreparedCommand<unknown>) => void): Promise<{ out: StepResult<unknown, unknown>; last: PreparedCommand<unknown> }> {
-    const pool = (await trx.raw(
-      `SELECT p.package, p.purchased, p.available, p.refunds_paid,
-              (SELECT j.checkpoint FROM journal j WHERE j.meter_id = ? ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
-         FROM pool p WHERE p.pool_id = 1 FOR UPDATE OF p`, [MASTER_PSD_ID])).rows[0];
+    const pool = await lockPoolWithNewestCheckpoint(trx, MASTER_PSD_ID);
     if (!pool) throw vbiError('PACKAGE_STALE', "the pool row (the master PSD) is missing from the database", { meterId: MASTER_PSD_ID });
     const locked = await lockModuleAndMap(trx, { moduleSerial: engine.hsm.serial, slot: MASTER_PSD_SLOT });
     const moduleRow = locked.moduleRow ?? (await this.insertModuleRow(engine, trx));
@@ -189,7 +187,7 @@ export class GroupRunner {
 
   /** A missing row is a database without a checkpoint for this module: the module decides whether that is a new module (empty ring) or a deleted row (inhibit). */
   private async insertModuleRow(engine: PsdEngine, trx: Knex.Transaction): Promise<{ checkpoint: null }> {
-    await trx('modules').insert({ module_serial: engine.hsm.serial, token_label: engine.hsm.tokenLabel });
+    await insertModuleTableRow(trx, engine.hsm.serial, engine.hsm.tokenLabel);
     return { checkpoint: null };
   }
 
@@ -205,9 +203,7 @@ export class GroupRunner {
   private async runSideBySide(engine: PsdEngine, trx: Knex.Transaction, steps: AnyStep[],
     settle: (k: number, o: Outcome, last?: PreparedCommand<unknown>) => void): Promise<void> {
     const meters = new Map<string, MeterRow>();
-    for (const m of (await trx.raw(
-      `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
-         FROM meters m WHERE m.meter_id = ANY(?::text[]) ORDER BY m.meter_id FOR UPDATE OF m`, [steps.map((s) => s.meterId)])).rows as MeterRow[]) {
+    for (const m of await lockMetersWithNewestCheckpoint(trx, steps.map((s) => s.meterId))) {
       meters.set(m.meter_id, m);
     }
     const ready: Array<{ k: number; meter: MeterRow; input: unknown; cmd: PsdCommand<unknown> }> = [];
@@ -296,7 +292,7 @@ class SideBySideWriteFailed extends Error {
 }
 
 /** A meter row as the command runner reads it, with its newest journal record. */
-interface MeterRow { meter_id: string; slot: number; package: Buffer; newest_checkpoint: Buffer | null; [column: string]: unknown }
+type MeterRow = LockedMeterRow;
 
 function checkMeterRow(step: Pick<AnyStep, 'meterId' | 'creates'>, meter: MeterRow | undefined): void {
   // the master PSD is no meter: no meter command reaches it, and no meter takes its id

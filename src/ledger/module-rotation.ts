@@ -3,6 +3,8 @@ import { vbiError, VbiError } from '../errors';
 import { GROUP_MAX, PsdEngine } from '../module/psd-engine';
 import type { Lease } from './module-lease';
 import type { ShardOwnership } from './shard-ownership';
+import { moduleCheckpointsAfter } from '../db/repositories/journal';
+import { moduleCheckpoint, setModuleInRotation } from '../db/repositories/modules';
 
 /**
  * The module rotation of one process (docs/ledger.md): which modules a command may go to, the
@@ -124,14 +126,14 @@ export class ModuleRotation {
         if (renewed || e.hsm.status().state === 'Error') await e.restart();
         const health = await e.hsm.healthCheck();
         if (!health.ok) continue;
-        const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+        const row = await moduleCheckpoint(this.db, e.hsm.serial);
         await e.reconcile(row?.checkpoint ?? null, this.journalRecords(e));
       } catch (err) {
         if (err instanceof VbiError) this.outOfRotation.set(e, `${err.code}: ${err.message}`);
         continue;
       }
       this.outOfRotation.delete(e);
-      await this.db('modules').where({ module_serial: e.hsm.serial }).update({ in_rotation: true, out_reason: null, updated_at: this.db.fn.now() }).catch(() => undefined);
+      await setModuleInRotation(this.db, e.hsm.serial, true, null).catch(() => undefined);
       back.push(e.hsm.serial);
     }
     return back;
@@ -139,7 +141,7 @@ export class ModuleRotation {
 
   takeOut(e: PsdEngine, why: string): void {
     this.outOfRotation.set(e, why);
-    void this.db('modules').where({ module_serial: e.hsm.serial }).update({ in_rotation: false, out_reason: why.slice(0, 500), updated_at: this.db.fn.now() }).catch(() => undefined);
+    void setModuleInRotation(this.db, e.hsm.serial, false, why.slice(0, 500)).catch(() => undefined);
   }
 
   /**
@@ -154,7 +156,7 @@ export class ModuleRotation {
       for (const e of engines) {
         const st = e.status().state;
         if (st !== 'Idle' && st !== 'User') continue;
-        const row = await this.db('modules').where({ module_serial: e.hsm.serial }).first('checkpoint');
+        const row = await moduleCheckpoint(this.db, e.hsm.serial);
         try {
           await e.reconcile(row?.checkpoint ?? null, this.journalRecords(e));
         } catch (r) {
@@ -167,7 +169,6 @@ export class ModuleRotation {
 
   /** The journal's checkpoint records of a module after a sequence number, oldest first (a committed group's chain). */
   private journalRecords(e: PsdEngine): (seq: number) => Promise<Buffer[]> {
-    return async (seq) => (await this.db('journal').where({ module_serial: e.hsm.serial }).where('checkpoint_seq', '>', seq)
-      .orderBy('checkpoint_seq').limit(GROUP_MAX).select('checkpoint')).map((r: { checkpoint: Buffer }) => r.checkpoint);
+    return (seq) => moduleCheckpointsAfter(this.db, e.hsm.serial, seq, GROUP_MAX);
   }
 }
