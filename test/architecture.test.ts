@@ -15,24 +15,12 @@ const DOC = join(ROOT, 'docs', 'architecture.md');
 const COMPOSITION_ROOTS = new Set(['main.ts', 'server.ts', 'service.ts', 'client/cli.ts', 'ceremony/cli.ts', 'indicium/cli.ts', 'pki/metergen-cli.ts', 'pki/ca/main.ts']);
 /** The transaction engine's files: nothing from hsm. */
 const ENGINE_FILES = ['ledger/ledger.ts', 'ledger/command-runner.ts', 'ledger/group-runner.ts', 'ledger/module-rotation.ts', 'ledger/step.ts'];
-/**
- * The ledger's one import from hsm, taken as type-only: pg-meter-store.ts names the type
- * IndiciumKeyAlgorithm of hsm/hsm-module.ts (another change moves that type out of hsm). Paths as
- * resolved imports name them, without the extension.
- */
-const LEDGER_HSM_TYPE_IMPORT = { file: 'ledger/pg-meter-store.ts', target: 'hsm/hsm-module' };
 
 /**
- * Only src/config/ and src/client/cli-config.ts read environment variables (docs/architecture.md);
- * the composition roots pass process.env whole to them. These files name process.env for another
- * reason, given here.
+ * Layers whose table access is all in src/db/repositories (docs/architecture.md, "Table access"):
+ * they import 'knex' for types only (a transaction handed on) and build no query themselves.
  */
-const ENV_READERS = ['config/', 'client/cli-config.ts'];
-const ENV_OTHER_USES: Record<string, string> = {
-  'hsm/pkcs11-library.ts': 'writes SOFTHSM2_CONF for the native library, which reads only its environment',
-  'ops/service-process.ts': "passes the environment on to the service's child process",
-  'db/pg-tools.ts': "passes the environment on to PostgreSQL's client tools (execFile)",
-};
+const NO_SQL_LAYERS = ['api', 'indicium', 'licensing', 'mailer', 'ops', 'pki', 'reports'];
 
 interface Rule { values: Set<string>; types: Set<string> }
 interface Import { file: string; target: string; typeOnly: boolean }
@@ -91,30 +79,27 @@ function violations(rules: Map<string, Rule>, sources: Array<{ file: string; tex
       const to = layerOf(relative(SRC, imp.target));
       const targetRel = relative(SRC, imp.target);
       if (ENGINE_FILES.includes(rel) && to === 'hsm') found.push(`${rel} imports ${targetRel}: the transaction engine imports nothing from hsm`);
-      const ledgerTypeImport = rel === LEDGER_HSM_TYPE_IMPORT.file && targetRel === LEDGER_HSM_TYPE_IMPORT.target;
-      if (from === 'ledger' && to === 'hsm' && !ENGINE_FILES.includes(rel) && !ledgerTypeImport) {
-        found.push(`${rel} imports ${targetRel}: the ledger reaches the token through the module layer (module/module-token.ts)`);
-      }
       if (from === 'mailer' && to === 'hsm' && !imp.typeOnly) found.push(`${rel} imports ${targetRel}: the mailer takes only types from hsm`);
       if (to === from || COMPOSITION_ROOTS.has(rel)) continue;
       const rule = rules.get(from);
       if (!rule) continue; // reported by the rows test
-      if (rule.values.has(to) || ((imp.typeOnly || ledgerTypeImport) && rule.types.has(to))) continue;
+      if (rule.values.has(to) || (imp.typeOnly && rule.types.has(to))) continue;
       found.push(`${rel} imports ${targetRel} (${from} may not import ${imp.typeOnly ? 'types from ' : ''}${to})`);
     }
   }
   return found;
 }
 
-/** process.env outside the files that may read it; a composition root may only pass it whole (not `process.env.X` or `process.env[...]`). */
-function envReads(sources: Array<{ file: string; text: string }>): string[] {
+/** Where a file of a NO_SQL_LAYERS layer imports 'knex' at runtime or runs a query on a table itself. */
+function sqlOutsideDb(sources: Array<{ file: string; text: string }>): string[] {
   const found: string[] = [];
   for (const { file, text } of sources) {
     const rel = relative(SRC, file);
-    if (ENV_READERS.some((p) => (p.endsWith('/') ? rel.startsWith(p) : rel === p)) || ENV_OTHER_USES[rel] !== undefined) continue;
-    const uses = [...text.matchAll(/process\.env\b(\s*(\?\.|\.|\[))?/g)];
-    const reads = COMPOSITION_ROOTS.has(rel) ? uses.filter((m) => m[1] !== undefined) : uses;
-    if (reads.length > 0) found.push(`${rel}: ${reads.map((m) => m[0]).join(', ')} (only src/config/ and src/client/cli-config.ts read environment variables)`);
+    if (!NO_SQL_LAYERS.includes(layerOf(rel))) continue;
+    for (const m of text.matchAll(/^import(\s+type)?\s[^;]*?\sfrom\s+'knex'/gms)) {
+      if (!m[1]) found.push(`${rel} imports knex at runtime (only \`import type\`: table access is in src/db/repositories)`);
+    }
+    if (/\b(?:db|trx|knex)(?:\.raw)?\(\s*['"`]/.test(text)) found.push(`${rel} runs a query itself (table access is in src/db/repositories)`);
   }
   return found;
 }
@@ -163,9 +148,16 @@ describe('architecture: the layer map of docs/architecture.md', () => {
     expect(violations(rules, files.map((file) => ({ file, text: readFileSync(file, 'utf8') })))).to.deep.equal([]);
   });
 
-  it('only src/config/ and src/client/cli-config.ts read environment variables; entry points pass process.env to them', () => {
-    for (const rel of Object.keys(ENV_OTHER_USES)) expect(existsSync(join(SRC, rel)), rel).to.equal(true);
-    expect(envReads(files.map((file) => ({ file, text: readFileSync(file, 'utf8') })))).to.deep.equal([]);
+  it('the layers whose table access moved to src/db/repositories import knex for types only and query no table themselves', () => {
+    expect(sqlOutsideDb(files.map((file) => ({ file, text: readFileSync(file, 'utf8') })))).to.deep.equal([]);
+    // the check finds them: a runtime import, a query on a table, raw SQL; a type-only import and another layer pass
+    const check = (rel: string, text: string) => sqlOutsideDb([{ file: join(SRC, rel), text }]);
+    expect(check('mailer/x.ts', "import knex from 'knex';")).to.have.length(1);
+    expect(check('api/x.ts', "import { type Knex } from 'knex';")).to.have.length(1);
+    expect(check('licensing/x.ts', "const rows = await this.db('license_requests').where({ status: 'pending' });")).to.have.length(1);
+    expect(check('reports/x.ts', "const r = await db.raw('select 1');")).to.have.length(1);
+    expect(check('api/x.ts', "import type { Knex } from 'knex';")).to.deep.equal([]);
+    expect(check('ledger/x.ts', "import knex from 'knex';")).to.deep.equal([]);
   });
 
   it('the allowed value imports form no cycle: the layers have an order', () => {
@@ -188,8 +180,6 @@ describe('architecture: the layer map of docs/architecture.md', () => {
       fake('web/app/x.ts', "import { createService } from '../../service';"),
       fake('mailer/x.ts', "import { HsmModule } from '../hsm/hsm-module';"),
       fake('ledger/group-runner.ts', "import type { KeyRef } from '../hsm/hsm-module';"),
-      fake('ledger/journal-verify.ts', "import type { HsmModule } from '../hsm/hsm-module';"),
-      fake('ledger/conservation.ts', "import { HsmModule } from '../hsm/hsm-module';"),
     ];
     for (const c of cases) {
       const file = join(SRC, c.rel);
@@ -197,17 +187,6 @@ describe('architecture: the layer map of docs/architecture.md', () => {
       expect(found, c.rel).to.have.length.greaterThan(0);
     }
     expect(violationsOfText(join(SRC, 'web/app/x.ts'), "import type { ServiceDeps } from '../../service';")).to.deep.equal([]);
-    expect(violationsOfText(join(SRC, 'ledger/pg-meter-store.ts'), "import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';")).to.deep.equal([]);
-    // environment variables read outside src/config/ (a root may pass process.env, not read from it)
-    const envOf = (rel: string, text: string) => envReads([{ file: join(SRC, rel), text }]);
-    for (const [rel, text] of [
-      ['db/x.ts', "const log = process.env.VBI_DB_LOG === '1';"],
-      ['ledger/x.ts', "const dir = process.env['VBI_VAR_DIR'];"],
-      ['main.ts', 'const port = Number(process.env.PORT ?? 8080);'],
-      ['client/cli-context.ts', 'const server = process.env.VBI_SERVER;'],
-    ]) expect(envOf(rel, text), rel).to.have.length.greaterThan(0);
-    expect(envOf('main.ts', 'const settings = serverSettings(process.env);')).to.deep.equal([]);
-    expect(envOf('config/x.ts', 'export const port = (env = process.env) => Number(env.PORT ?? 8080);')).to.deep.equal([]);
     expect(cycle(new Map([['a', { values: new Set(['b']), types: new Set() }], ['b', { values: new Set(['a']), types: new Set() }]]))).to.deep.equal(['a', 'b', 'a']);
   });
 });
