@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Client } from 'pg';
 import type { Knex } from 'knex';
 import { isVbiError, vbiError } from '../errors';
+import { advisoryLockGranted } from '../db/repositories/advisory-locks';
 
 /** First key of every advisory lock this service takes ("VBI1"); the second names the resource. */
 const LOCK_CLASS = 0x56424931 | 0;
@@ -67,12 +68,7 @@ export class Lease {
     const pid = (this.client as unknown as { processID?: number }).processID;
     let held: boolean;
     try {
-      const r = await db.raw(
-        `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
-           AND classid::bigint = ? AND objid::bigint = ? AND pid = ?) AS held`,
-        [LOCK_CLASS >>> 0, lockKey(this.resource) >>> 0, pid ?? -1],
-      );
-      held = r.rows[0].held === true;
+      held = await advisoryLockGranted(db, LOCK_CLASS >>> 0, lockKey(this.resource) >>> 0, pid ?? -1);
     } catch {
       return false; // the database is away: nothing to decide now
     }
@@ -136,12 +132,7 @@ async function lock(url: string, resource: string): Promise<Client> {
  * advisory lock appear there as classid and objid, unsigned, with objsubid 2).
  */
 export async function leaseHeld(db: Knex, resource: string): Promise<boolean> {
-  const r = await db.raw(
-    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
-       AND classid::bigint = ? AND objid::bigint = ?) AS held`,
-    [LOCK_CLASS >>> 0, lockKey(resource) >>> 0],
-  );
-  return r.rows[0].held === true;
+  return advisoryLockGranted(db, LOCK_CLASS >>> 0, lockKey(resource) >>> 0);
 }
 
 export const moduleResource = (serial: string) => `module ${serial}`;
