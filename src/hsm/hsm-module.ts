@@ -1,7 +1,11 @@
+import type { IndiciumKeyAlgorithm } from '../indicium/key-algorithm';
 import { ModuleState } from './module-state';
 import { SelfTestReport } from './self-test';
 import { ProbeReport } from './token-probe';
 import { PackageSuite } from './mechanisms';
+
+/** Defined with the indicium (the client reads it too); named here for the module's callers. */
+export type { IndiciumKeyAlgorithm };
 
 /**
  * The HSM boundary: the one interface through which the service uses a cryptographic module.
@@ -105,7 +109,6 @@ export interface HsmModule {
   close(): Promise<void>;
 }
 
-export type IndiciumKeyAlgorithm = 'ec-p256' | 'rsa-2048';
 
 /**
  * The key-chain operations of HsmModule inside one PKCS#11 session held for the scope: each

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import type { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from './key-algorithm';
 import { OID } from '../pki/oids';
 import { canonicalSerialHex } from './serial';
 

@@ -1,4 +1,4 @@
-import type { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from './key-algorithm';
 
 /**
  * The fields of one indicium (the signed evidence of payment) as the service and verifiers see

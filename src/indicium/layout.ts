@@ -1,4 +1,4 @@
-import type { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from './key-algorithm';
 import { vbiError } from '../errors';
 import { decodeBcd, encodeBcd } from './bcd';
 import { checkFields, FieldProblem } from './field-checks';

@@ -1,5 +1,5 @@
 import { constants, KeyObject, verify } from 'node:crypto';
-import type { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from './key-algorithm';
 
 /**
  * Checks an indicium signature with node:crypto (OpenSSL). EC: ECDSA P-256 over SHA-256 with

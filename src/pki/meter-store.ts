@@ -1,4 +1,4 @@
-import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from '../indicium/key-algorithm';
 
 /**
  * The storage port MeterGen works through. The transaction engine implements it on PostgreSQL

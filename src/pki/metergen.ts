@@ -1,5 +1,5 @@
 import { vbiError } from '../errors';
-import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from '../indicium/key-algorithm';
 import { CaClient } from './ca-client';
 import { buildCsr } from './csr';
 import { verifyIssuedCertificate } from './issued-certificate';

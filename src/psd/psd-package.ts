@@ -1,4 +1,4 @@
-import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from '../indicium/key-algorithm';
 import { encodeTlv, decodeTlv, u64, readU64, u8, readU8, str, readStr, TlvError } from './tlv';
 
 /**
