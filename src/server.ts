@@ -11,7 +11,7 @@ import { ensureModuleCertificates } from './mailer/module-directory';
 import { createApp } from './api/app';
 import { PgMeterStore } from './ledger/pg-meter-store';
 import { IndiciumVerifier } from './indicium/verify';
-import { PgScanStore } from './indicium/scan-store';
+import { PgScanStore } from './indicium/pg-scan-store';
 import { fraudReportPolicy } from './indicium/fraud-report';
 import { MeterGen } from './pki/metergen';
 import { certifyModuleIdentity } from './pki/module-identity';

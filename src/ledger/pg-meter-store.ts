@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { vbiError } from '../errors';
-import { IndiciumKeyAlgorithm } from '../hsm/hsm-module';
+import type { IndiciumKeyAlgorithm } from '../indicium/key-algorithm';
 import { openPackage } from '../module/package-seal';
 import { createUncertifiedMeter } from '../module/commands/metergen-create';
 import { certifyMeterKey } from '../module/commands/metergen-certify';

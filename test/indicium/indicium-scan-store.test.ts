@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase, type Database } from '../../src/db/database';
 import { fraudReportPolicy } from '../../src/indicium/fraud-report';
-import { PgScanStore } from '../../src/indicium/scan-store';
+import { PgScanStore } from '../../src/indicium/pg-scan-store';
 import { signIndicium } from '../../src/indicium/sign';
 import { IndiciumVerifier } from '../../src/indicium/verify';
 import { isoDay, sampleFields } from '../helpers/indicium-fixtures';
