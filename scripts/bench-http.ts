@@ -2,7 +2,7 @@
  * npm run bench -- http [--seconds N] [--mailers 1,4,16,64] [--batches 1,50] [--modules 1,2] [--meters N] [--profile DIR]
  * npm run bench -- http --processes 1,2,3 [--seconds N] [--mailers ...] [--batches ...]
  *
- * Durable printing through the path mailers take: the real service program (`dist/src/main.js`,
+ * Durable printing through the path mailers take: the real service program (`packages/server/dist/src/bin/main.js`,
  * what `npm start` runs) in a temp directory of its own — SoftHSM2 dev token, embedded
  * PostgreSQL with fsync on, dev PKI — and mailers registered and printing through the SDK over
  * HTTP. For each number of modules (the second and later cloned from the dev token, as the
@@ -20,7 +20,7 @@
  * the base), and the ratio. With
  * --profile the service runs under `node --cpu-prof` and writes its CPU profile (.cpuprofile,
  * for Chrome DevTools) into DIR when the rows are done. With --processes, the rows run instead
- * against `npm start -- --workers P` for each P (src/ops/front.ts: P service processes, one shard
+ * against `npm start -- --workers P` for each P (packages/server/src/ops/front.ts: P service processes, one shard
  * and one dev module token each, behind the front), the mailers registered through the front and
  * so spread over the shards; the service's CPU is the front's and the workers'. Not a test:
  * numbers depend on the machine. Quote the output, don't assert on it.
@@ -29,25 +29,25 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { VbiClient } from '../src/client/vbi-client';
-import { CryptoModule } from '../src/hsm/crypto-module';
-import { closeLibrary, openLibrary } from '../src/hsm/pkcs11-library';
-import { listTokens } from '../src/hsm/probe-ceremony';
-import { DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, loadConfig } from '../src/config/config';
-import { installApprovers } from '../src/hsm/officer-keys';
-import { createOfficerKey, signApproval } from '../src/ceremony/officers';
-import type { Approval, ReinstatementStatement } from '../src/ledger/officer-approval';
-import { reinstatementStatement } from '../src/ledger/reinstatement';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { closeLibrary, openLibrary } from '@vbi/server/hsm/pkcs11-library';
+import { listTokens } from '@vbi/server/hsm/probe-ceremony';
+import { DEV_SO_PIN, DEV_TOKEN_LABEL, DEV_USER_PIN, loadConfig } from '@vbi/server/config/config';
+import { installApprovers } from '@vbi/server/hsm/officer-keys';
+import { createOfficerKey, signApproval } from '@vbi/server/ceremony/officers';
+import type { Approval, ReinstatementStatement } from '@vbi/server/ledger/officer-approval';
+import { reinstatementStatement } from '@vbi/server/ledger/reinstatement';
 import { createHash } from 'node:crypto';
-import { openDatabase } from '../src/db/database';
-import { createService } from '../src/service';
-import { MAP_SHARD } from '../src/ledger/pg-meter-map';
-import { buildMap, leafHash } from '../src/module/meter-map';
-import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../src/module/commands/master-psd';
-import { digestOf } from '../src/module/checkpoint';
-import { cloneSharedKeys, generateModuleKeys, initToken } from '../src/hsm/key-ceremony';
-import { ServiceProcess } from '../src/ops/service-process';
-import { shardOfMeter } from '../src/config/shard';
+import { openDatabase } from '@vbi/server/db/database';
+import { createService } from '@vbi/server/service';
+import { MAP_SHARD } from '@vbi/server/ledger/pg-meter-map';
+import { buildMap, leafHash } from '@vbi/server/module/meter-map';
+import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '@vbi/server/module/commands/master-psd';
+import { digestOf } from '@vbi/server/module/checkpoint';
+import { cloneSharedKeys, generateModuleKeys, initToken } from '@vbi/server/hsm/key-ceremony';
+import { ServiceProcess } from '@vbi/server/ops/service-process';
+import { shardOfMeter } from '@vbi/server/config/shard';
 import { cpuSeconds, ownCpuSeconds } from './cpu-time';
 
 function list(name: string, dflt: number[]): number[] {
@@ -87,7 +87,7 @@ async function addModuleToken(dir: string, library: string, label: string): Prom
 /**
  * Puts `n` more meters' leaves (filler leaves after the map's next free slot) into the stopped
  * service's meter map, with every meter it has, as a deployment with that many meters has them;
- * then each module accepts the new map through the officer's reinstatement (src/ledger/reinstatement.ts).
+ * then each module accepts the new map through the officer's reinstatement (packages/server/src/ledger/reinstatement.ts).
  */
 async function fillMeterMap(service: ServiceProcess, n: number, library: string, labels: string[]): Promise<void> {
   const env = {
@@ -273,7 +273,7 @@ export async function benchHttp(): Promise<void> {
     const labels = [DEV_TOKEN_LABEL];
     await service.start(); // the first start provisions the dev token
     if (processCounts.length > 0) {
-      say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js --workers P (one dev module token per worker), SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
+      say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: packages/server/dist/src/bin/main.js --workers P (one dev module token per worker), SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
       for (const procs of processCounts) {
         // the front and `procs` workers (one shard and one dev module token each) on the same database
         await service.terminate(30_000);
@@ -307,7 +307,7 @@ export async function benchHttp(): Promise<void> {
         service.env = { ...service.env, PKCS11_TOKEN_LABELS: labels.join(','), PKCS11_USER_PIN: DEV_USER_PIN };
         await service.start();
       }
-      if (best === 0) say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: dist/src/main.js, SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
+      if (best === 0) say(`machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; service: packages/server/dist/src/bin/main.js, SoftHSM2, embedded PostgreSQL (fsync on); ${seconds} s per row`);
       const t0 = performance.now();
       const clients = await mailers(`m${modules}`, service.url);
       say(`${modules} module(s): ${clients.length} mailers registered, funded and in session through HTTP in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

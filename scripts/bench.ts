@@ -6,7 +6,7 @@
  * don't assert on it.
  */
 import { benchHttp } from './bench-http';
-import { runMain } from '../src/ops/run-main';
+import { runMain } from '@vbi/core/cli/run-main';
 
 async function main(): Promise<void> {
   if (process.argv[2] !== 'http') {

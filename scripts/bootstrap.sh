@@ -49,7 +49,7 @@ lib=$(find_softhsm) || { echo "bootstrap: libsofthsm2.so still not found" >&2; e
 mkdir -p var/tokens
 chmod 700 var var/tokens
 if [ ! -f var/softhsm2.conf ]; then
-  sed "s#@TOKENDIR@#$root/var/tokens#" hsm/softhsm2.conf.template > var/softhsm2.conf
+  sed "s#@TOKENDIR@#$root/var/tokens#" packages/server/hsm/softhsm2.conf.template > var/softhsm2.conf
 fi
 # The service reads these when PKCS11_LIBRARY / SOFTHSM2_CONF are not set in the environment.
 printf 'PKCS11_LIBRARY=%s\nSOFTHSM2_CONF=%s\n' "$lib" "$root/var/softhsm2.conf" > var/dev.env

@@ -6,13 +6,13 @@ import { promisify } from 'node:util';
 
 /**
  * Builds the separately installable client package (packages/vbi-client): the `vbi` CLI
- * (src/client/cli.ts) and the SDK (src/client/index.ts) as two esbuild bundles, platform node,
+ * (packages/client/src/bin/vbi.ts) and the SDK (packages/client/src/client/index.ts) as two esbuild bundles, platform node,
  * node builtins external and every other module bundled, so installing the package installs no
  * dependency. `npm run pack:client` runs this, then `npm pack`; test/client/client-package.test.ts calls
  * the same functions.
  *
  * Three modules of the label renderer find files at run time, and get the bundle's copies:
- * - src/indicium/render/fonts.ts resolves the label font inside the installed bwip-js: the
+ * - packages/core/src/indicium/render/fonts.ts resolves the label font inside the installed bwip-js: the
  *   bundle's labelFontFile() returns dist/fonts/Inconsolata.otf instead (copied from bwip-js).
  * - pdfkit's node build loads its standard font metrics with require('#standard-fonts/…') (the
  *   "imports" map of its package.json) and its sRGB profile from ./data/ next to itself: the
@@ -40,9 +40,12 @@ export interface ClientBuild {
 
 const SHIM = 'vbi-client-shim';
 
+/** esbuild reads the workspaces' TypeScript sources (the "vbi-source" condition of their package.json exports), which the shims match. */
+export const SOURCE_CONDITIONS = ['vbi-source'];
+
 /** The replacements described above, as an esbuild plugin (also used by test/client/client-package.test.ts). */
 export function clientShims(): Plugin {
-  const fontsModule = join(root, 'src', 'indicium', 'render', 'fonts.ts');
+  const fontsModule = join(root, 'packages', 'core', 'src', 'indicium', 'render', 'fonts.ts');
   return {
     name: 'vbi-client-shims',
     setup(b) {
@@ -89,7 +92,7 @@ function packageDirOf(input: string): string | undefined {
   return m?.[1];
 }
 
-/** Builds packages/vbi-client/dist from src/. */
+/** Builds packages/vbi-client/dist from the sources of @vbi/client and @vbi/core. */
 export async function buildClientPackage(): Promise<ClientBuild> {
   const outDir = join(CLIENT_PACKAGE_DIR, 'dist');
   const pkg = JSON.parse(await fs.readFile(join(CLIENT_PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string };
@@ -113,10 +116,11 @@ export async function buildClientPackage(): Promise<ClientBuild> {
     // tree-shaken; esbuild still warns about it while parsing.
     logOverride: { 'require-resolve-not-external': 'silent' },
     plugins: [clientShims()],
+    conditions: SOURCE_CONDITIONS,
   };
   const results = await Promise.all([
-    build({ ...common, entryPoints: [join(root, 'src', 'client', 'cli.ts')], outfile: join(outDir, 'cli.js') }),
-    build({ ...common, entryPoints: [join(root, 'src', 'client', 'index.ts')], outfile: join(outDir, 'index.js') }),
+    build({ ...common, entryPoints: [join(root, 'packages', 'client', 'src', 'bin', 'vbi.ts')], outfile: join(outDir, 'cli.js') }),
+    build({ ...common, entryPoints: [join(root, 'packages', 'client', 'src', 'client', 'index.ts')], outfile: join(outDir, 'index.js') }),
   ]);
   await fs.chmod(join(outDir, 'cli.js'), 0o755);
 

@@ -5,14 +5,14 @@
 # dist/.build-stamp records a successful build: it carries the time the build *started* (taken
 # before tsc reads anything, written only after the build succeeded), so a source
 # edited during a build, or a failed build, leaves dist/ stale and the next call builds again.
-# Sources: everything tsc compiles (src/, scripts/, test/) and the files that steer the build.
+# Sources: everything tsc compiles (the workspaces' src/, scripts/, test/) and the files that steer the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stamp=dist/.build-stamp
 stale() {
-  [ -f "$stamp" ] && [ -f dist/src/client/cli.js ] || return 0
-  [ -n "$(find src scripts test tsconfig.json package.json package-lock.json -newer "$stamp" -print -quit)" ]
+  [ -f "$stamp" ] && [ -f packages/client/dist/src/bin/vbi.js ] || return 0
+  [ -n "$(find packages/core packages/client packages/server scripts test tsconfig.json tsconfig.base.json package.json package-lock.json -path '*/dist' -prune -o -newer "$stamp" -print -quit)" ]
 }
 
 if stale; then

@@ -17,7 +17,7 @@ import { formatReport } from '../test/fuzz/report';
 import { closeTestPki } from '../test/helpers/pki';
 import { closeTestDatabases } from '../test/helpers/db';
 import { closeTestLibrary } from '../test/helpers/hsm';
-import { runMain } from '../src/ops/run-main';
+import { runMain } from '@vbi/core/cli/run-main';
 import { useTestRoot } from '../test/helpers/test-root';
 import { numberArg } from './args';
 
@@ -57,4 +57,4 @@ async function main(): Promise<number> {
   }
 }
 
-runMain(main, 2);
+runMain(main, { failureCode: 2 });

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCrashLoop } from '../test/crash/crash-loop';
-import { runMain } from '../src/ops/run-main';
+import { runMain } from '@vbi/core/cli/run-main';
 import { numberArg } from './args';
 
 const arg = (name: string, dflt: number): number => numberArg(name, dflt, { integer: true });

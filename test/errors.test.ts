@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_CODES, UserError, InternalError, vbiError } from '../src/errors';
+import { ERROR_CODES, UserError, InternalError, vbiError } from '@vbi/core/errors';
 
 /** One row of a code table in docs/errors.md: | `CODE` | status | kind | meaning | */
 interface DocRow {

@@ -4,11 +4,11 @@ import { request as httpRequest } from 'node:http';
 import { constants, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { RawClient } from '../helpers/raw-client';
-import { passwordSecret } from '../../src/protocol/messages';
-import { vbiError } from '../../src/errors';
+import { passwordSecret } from '@vbi/core/protocol/messages';
+import { vbiError } from '@vbi/core/errors';
 import { ledgerFixture } from '../helpers/ledger';
-import { MailerService } from '../../src/mailer/mailer-service';
-import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
+import { MailerService } from '@vbi/server/mailer/mailer-service';
+import { SandboxPaymentProvider } from '@vbi/server/payments/sandbox-provider';
 
 /**
  * Hostile input against the real server (SoftHSM2 token, PostgreSQL): requests an attacker on

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { ERROR_CODES } from '../../src/errors';
+import { ERROR_CODES } from '@vbi/core/errors';
 import express from 'express';
-import { vbiError } from '../../src/errors';
-import { errorHandler, notFoundHandler } from '../../src/api/http-errors';
-import { jsonBody, requireJsonContent } from '../../src/api/json-body';
+import { vbiError } from '@vbi/core/errors';
+import { errorHandler, notFoundHandler } from '@vbi/server/api/http-errors';
+import { jsonBody, requireJsonContent } from '@vbi/server/api/json-body';
 import { listen, TestServer } from '../helpers/http-server';
 
 describe('HTTP error mapping', () => {

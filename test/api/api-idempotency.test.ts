@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import express from 'express';
-import { vbiError } from '../../src/errors';
-import { Database } from '../../src/db/database';
-import { errorHandler } from '../../src/api/http-errors';
-import { jsonBody } from '../../src/api/json-body';
-import { ApiRegistry } from '../../src/api/openapi';
-import { canonicalJson, idempotency, idempotencyContext, purgeIdempotencyKeys, requestHash } from '../../src/api/idempotency';
-import { millsSchema, objectSchema } from '../../src/api/validation';
+import { vbiError } from '@vbi/core/errors';
+import { Database } from '@vbi/server/db/database';
+import { errorHandler } from '@vbi/server/api/http-errors';
+import { jsonBody } from '@vbi/server/api/json-body';
+import { ApiRegistry } from '@vbi/server/api/openapi';
+import { canonicalJson, idempotency, idempotencyContext, purgeIdempotencyKeys, requestHash } from '@vbi/server/api/idempotency';
+import { millsSchema, objectSchema } from '@vbi/server/api/validation';
 import { freshDatabase } from '../helpers/db';
 import { listen, TestServer } from '../helpers/http-server';
 

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import express from 'express';
-import { vbiError } from '../../src/errors';
-import { errorHandler, notFoundHandler } from '../../src/api/http-errors';
-import { ApiMetrics } from '../../src/api/metrics';
-import { ApiRegistry, routesMissingFromSpec } from '../../src/api/openapi';
+import { vbiError } from '@vbi/core/errors';
+import { errorHandler, notFoundHandler } from '@vbi/server/api/http-errors';
+import { ApiMetrics } from '@vbi/server/api/metrics';
+import { ApiRegistry, routesMissingFromSpec } from '@vbi/server/api/openapi';
 import { listen, TestServer } from '../helpers/http-server';
 
 describe('metrics (prom-client)', () => {

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import express from 'express';
-import { vbiError } from '../../src/errors';
-import { errorHandler, notFoundHandler } from '../../src/api/http-errors';
-import { jsonBody } from '../../src/api/json-body';
-import { ApiRegistry, DocumentedMiddleware, expressRoutes, routesMissingFromSpec } from '../../src/api/openapi';
-import { meterIdSchema, millsSchema, objectSchema } from '../../src/api/validation';
+import { vbiError } from '@vbi/core/errors';
+import { errorHandler, notFoundHandler } from '@vbi/server/api/http-errors';
+import { jsonBody } from '@vbi/server/api/json-body';
+import { ApiRegistry, DocumentedMiddleware, expressRoutes, routesMissingFromSpec } from '@vbi/server/api/openapi';
+import { meterIdSchema, millsSchema, objectSchema } from '@vbi/server/api/validation';
 import { listen, TestServer } from '../helpers/http-server';
 
 const headerMiddleware: DocumentedMiddleware = Object.assign((_req: express.Request, _res: express.Response, next: express.NextFunction) => next(), {

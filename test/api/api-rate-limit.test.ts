@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import express from 'express';
-import { errorHandler } from '../../src/api/http-errors';
-import { jsonBody } from '../../src/api/json-body';
-import { ipAndMeterKey, RateLimiter } from '../../src/api/rate-limit';
+import { errorHandler } from '@vbi/server/api/http-errors';
+import { jsonBody } from '@vbi/server/api/json-body';
+import { ipAndMeterKey, RateLimiter } from '@vbi/server/api/rate-limit';
 import { listen, TestServer } from '../helpers/http-server';
 
 describe('rate limiting (sliding window, injected clock)', () => {

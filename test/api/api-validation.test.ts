@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import express from 'express';
-import { VbiError } from '../../src/errors';
-import { errorHandler } from '../../src/api/http-errors';
-import { jsonBody } from '../../src/api/json-body';
-import { meterIdSchema, millsSchema, objectSchema, validate, validateBody, validateParams, validateQuery } from '../../src/api/validation';
+import { VbiError } from '@vbi/core/errors';
+import { errorHandler } from '@vbi/server/api/http-errors';
+import { jsonBody } from '@vbi/server/api/json-body';
+import { meterIdSchema, millsSchema, objectSchema, validate, validateBody, validateParams, validateQuery } from '@vbi/server/api/validation';
 import { listen, TestServer } from '../helpers/http-server';
 
 function issuesOf(fn: () => unknown): Array<{ path: string; message: string }> | 'OK' {

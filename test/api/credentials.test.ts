@@ -1,10 +1,9 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freshDatabase } from '../helpers/db';
-import { authenticate } from '../../src/api/credentials';
-import type { Database } from '../../src/db/database';
+import { authenticate } from '@vbi/server/api/credentials';
+import type { Database } from '@vbi/server/db/database';
 
 const run = promisify(execFile);
 
@@ -14,7 +13,7 @@ describe('bearer credentials (npm run credentials, real PostgreSQL)', function (
   let db: Database;
   before(async () => { db = await freshDatabase(); });
 
-  const cli = (...args: string[]) => run(process.execPath, [join(__dirname, '..', '..', 'scripts', 'credentials.js'), ...args], { env: { ...process.env, DATABASE_URL: db.url } })
+  const cli = (...args: string[]) => run(process.execPath, [require.resolve('@vbi/server/bin/credentials'), ...args], { env: { ...process.env, DATABASE_URL: db.url } })
     .then((r) => ({ code: 0, out: r.stdout }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));
 
   it('add prints the token once (only its hash is stored); it authenticates as its own kind only, until revoke; list shows both states', async () => {

@@ -2,15 +2,15 @@ import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { RawClient } from '../helpers/raw-client';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { passwordSecret, Receipt } from '../../src/protocol/messages';
-import { batchRootSync, receiptBatchSignedBytes, receiptLeafInput } from '../../src/protocol/receipt-batch';
-import { ReceiptVerifier } from '../../src/client/module-trust';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { passwordSecret, Receipt } from '@vbi/core/protocol/messages';
+import { batchRootSync, receiptBatchSignedBytes, receiptLeafInput } from '@vbi/core/protocol/receipt-batch';
+import { ReceiptVerifier } from '@vbi/client/client/module-trust';
 import { createHash, createPublicKey, verify, X509Certificate } from 'node:crypto';
-import { verifyIndiciumSignature } from '../../src/indicium/signature';
-import { decryptIndicium } from '../../src/client/client-crypto';
-import { decodeIndicium } from '../../src/indicium/layout';
+import { verifyIndiciumSignature } from '@vbi/core/indicium/signature';
+import { decryptIndicium } from '@vbi/client/client/client-crypto';
+import { decodeIndicium } from '@vbi/core/indicium/layout';
 
 /**
  * A print request is one module dispatch and one transaction (docs/protocol.md 4), against the

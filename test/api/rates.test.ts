@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { VbiError } from '../../src/errors';
-import { computePostage, PostageRequest, postageRequestSchema, rateTableAt } from '../../src/rates/postage';
-import { RateTable, validateRateTable, validateRateTables } from '../../src/rates/rate-table';
-import { SHIPPED_RATE_TABLES } from '../../src/rates/shipped-tables';
-import { validate } from '../../src/api/validation';
+import { VbiError } from '@vbi/core/errors';
+import { computePostage, PostageRequest, postageRequestSchema, rateTableAt } from '@vbi/core/rates/postage';
+import { RateTable, validateRateTable, validateRateTables } from '@vbi/core/rates/rate-table';
+import { SHIPPED_RATE_TABLES } from '@vbi/core/rates/shipped-tables';
+import { validate } from '@vbi/server/api/validation';
 
 function quote(req: PostageRequest, tables?: readonly RateTable[]): unknown {
   try {

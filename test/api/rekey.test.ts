@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { VbiClient } from '../../src/client/vbi-client';
-import { FetchFn } from '../../src/client/http';
-import { passwordSecret, rekeyProofInput } from '../../src/protocol/messages';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { FetchFn } from '@vbi/client/client/http';
+import { passwordSecret, rekeyProofInput } from '@vbi/core/protocol/messages';
 import { RawClient } from '../helpers/raw-client';
 import { ServerFixture, serverFixture } from '../helpers/server';
 

@@ -1,14 +1,14 @@
 import { expect } from 'chai';
-import { addCredential, revokeCredential } from '../../src/api/credentials';
-import { auditRecords } from '../../src/ledger/audit-store';
+import { addCredential, revokeCredential } from '@vbi/server/api/credentials';
+import { auditRecords } from '@vbi/server/ledger/audit-store';
 import { createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { RawClient } from '../helpers/raw-client';
-import { conservation } from '../../src/ledger/conservation';
-import { routesMissingFromSpec } from '../../src/api/openapi';
-import { decodeIndicium } from '../../src/indicium/layout';
-import { responseMacInput, passwordSecret } from '../../src/protocol/messages';
-import { indiciumAad } from '../../src/protocol/bodies';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { routesMissingFromSpec } from '@vbi/server/api/openapi';
+import { decodeIndicium } from '@vbi/core/indicium/layout';
+import { responseMacInput, passwordSecret } from '@vbi/core/protocol/messages';
+import { indiciumAad } from '@vbi/core/protocol/bodies';
 
 /** Everything a rejected request must leave untouched. */
 async function snapshotOf(f: ServerFixture, meterId: string): Promise<unknown> {

@@ -5,7 +5,7 @@ import { get } from 'node:https';
 import { join } from 'node:path';
 import { ServerFixture, serverFixture } from '../helpers/server';
 
-/** TLS from configuration (VBI_TLS_CERT / VBI_TLS_KEY in src/main.ts). */
+/** TLS from configuration (VBI_TLS_CERT / VBI_TLS_KEY in packages/server/src/bin/main.ts). */
 describe('the API over TLS', function () {
   this.timeout(120_000);
   let f: ServerFixture;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { parseBatchList } from '../../src/client/batch-list';
-import { parseCsv } from '../../src/client/csv';
+import { parseBatchList } from '@vbi/client/client/batch-list';
+import { parseCsv } from '@vbi/client/client/csv';
 
 describe('client CSV and mailing lists (vbi print-batch)', () => {
   const cases: Array<[string, string, string[][]]> = [

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { createHmac, randomBytes } from 'node:crypto';
-import { buildEnvelope, checkResponseMac } from '../../src/client/envelope';
-import { buildPrintItem, priceItem } from '../../src/client/print-item';
-import { OperationalRequest, OperationalResponse, dynamicPasswordInput, requestMacInput, responseMacInput } from '../../src/protocol/messages';
-import { computePostage } from '../../src/rates/postage';
+import { buildEnvelope, checkResponseMac } from '@vbi/client/client/envelope';
+import { buildPrintItem, priceItem } from '@vbi/client/client/print-item';
+import { OperationalRequest, OperationalResponse, dynamicPasswordInput, requestMacInput, responseMacInput } from '@vbi/core/protocol/messages';
+import { computePostage } from '@vbi/core/rates/postage';
 
-/** What the module does with the bytes it receives (src/module/commands/operational.ts), in software. */
+/** What the module does with the bytes it receives (packages/server/src/module/commands/operational.ts), in software. */
 function moduleVerifies(hmk: Buffer, wire: string): boolean {
   const req = JSON.parse(wire) as OperationalRequest;
   const mac = createHmac('sha256', hmk).update(requestMacInput(req)).digest();

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { FetchFn, HttpClient, NetworkError, ServiceError } from '../../src/client/http';
-import { VbiError } from '../../src/errors';
+import { FetchFn, HttpClient, NetworkError, ServiceError } from '@vbi/client/client/http';
+import { VbiError } from '@vbi/core/errors';
 
 interface Seen {
   url: string;

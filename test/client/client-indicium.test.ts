@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { decryptIndicium } from '../../src/client/client-crypto';
-import { indiciumAad } from '../../src/protocol/bodies';
-import { checkPrintedIndicium } from '../../src/client/print-item';
-import { WirePrintItem } from '../../src/client/wire';
-import { assembleIndicium, encodeIndiciumData } from '../../src/indicium/layout';
-import { Receipt } from '../../src/protocol/messages';
+import { decryptIndicium } from '@vbi/client/client/client-crypto';
+import { indiciumAad } from '@vbi/core/protocol/bodies';
+import { checkPrintedIndicium } from '@vbi/client/client/print-item';
+import { WirePrintItem } from '@vbi/client/client/wire';
+import { assembleIndicium, encodeIndiciumData } from '@vbi/core/indicium/layout';
+import { Receipt } from '@vbi/core/protocol/messages';
 import { sampleFields } from '../helpers/indicium-fixtures';
 
 /** What the module's encryptWithKeyChain produces: IV(12) || AES-256-GCM ciphertext || tag(16). */

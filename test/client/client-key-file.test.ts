@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_KDF, KeyFile, KeyFileEnvelope } from '../../src/client/key-file';
+import { DEFAULT_KDF, KeyFile, KeyFileEnvelope } from '@vbi/client/client/key-file';
 
 async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
   try {

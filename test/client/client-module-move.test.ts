@@ -2,12 +2,12 @@ import { expect } from 'chai';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { runCli } from '../../src/client/cli';
-import { FetchFn } from '../../src/client/http';
-import { checkModuleCertificate } from '../../src/client/module-trust';
-import { VbiClient } from '../../src/client/vbi-client';
-import { OID } from '../../src/pki/oids';
-import { toPem } from '../../src/pki/pem';
+import { runCli } from '@vbi/client/bin/vbi';
+import { FetchFn } from '@vbi/client/client/http';
+import { checkModuleCertificate } from '@vbi/client/client/module-trust';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { OID } from '@vbi/core/pki/oids';
+import { toPem } from '@vbi/core/pki/pem';
 import { codeOf } from '../helpers/codes';
 import { freshDatabase } from '../helpers/db';
 import { requireClone } from '../helpers/hsm';
@@ -32,7 +32,7 @@ const password = 'password of a mailer that moves';
 const PIECE = { destinationZip: '10001', postage: 500 };
 
 /**
- * The SDK moves to another module of the service (src/client/module-move.ts, docs/protocol.md
+ * The SDK moves to another module of the service (packages/client/src/client/module-move.ts, docs/protocol.md
  * "Moving to another module") when session-open or re-key is refused because the key file's
  * module is unknown to the service (UNKNOWN_MODULE) or not available (NO_MODULE): another module
  * listed by GET /v1/modules proves itself as in registration step 1b, the key file names it, and

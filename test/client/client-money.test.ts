@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { parseMills } from '../../src/client/money';
+import { parseMills } from '@vbi/client/client/money';
 
 describe('client money parsing (decimal currency to integer mills, no floats)', () => {
   const good: Array<[string, number]> = [

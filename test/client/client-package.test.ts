@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildClientPackage, clientShims, ClientBuild, packClientPackage, SERVER_ONLY_MODULES } from '../../scripts/build-client';
+import { buildClientPackage, clientShims, ClientBuild, packClientPackage, SERVER_ONLY_MODULES, SOURCE_CONDITIONS } from '../../scripts/build-client';
 
 const run = promisify(execFile);
 const root = join(__dirname, '..', '..', '..');
@@ -98,7 +98,7 @@ describe('client package (@vbi/client, installable without the service)', functi
       outfile: join(installed, 'dist', 'render-probe.js'),
       bundle: true, platform: 'node', target: 'node20', format: 'cjs', absWorkingDir: root, logLevel: 'error',
       logOverride: { 'require-resolve-not-external': 'silent' },
-      plugins: [clientShims()],
+      plugins: [clientShims()], conditions: SOURCE_CONDITIONS,
     });
     const { stdout } = await run(process.execPath, [join(installed, 'dist', 'render-probe.js')], { cwd: app });
     const result = JSON.parse(stdout) as Record<string, string>;

@@ -5,22 +5,22 @@ import {
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/client/cli';
-import { ClientState } from '../../src/client/client-state';
-import { FetchFn } from '../../src/client/http';
-import { KeyFile } from '../../src/client/key-file';
-import { VbiClient } from '../../src/client/vbi-client';
-import { assembleIndicium, encodeIndiciumData } from '../../src/indicium/layout';
-import { buildCertificate } from '../../src/pki/cert-builder';
-import { basicConstraints, extKeyUsage, keyUsage } from '../../src/pki/extensions';
-import { buildName, NameFields } from '../../src/pki/names';
-import { OID } from '../../src/pki/oids';
-import { toPem } from '../../src/pki/pem';
+import { runCli } from '@vbi/client/bin/vbi';
+import { ClientState } from '@vbi/client/client/client-state';
+import { FetchFn } from '@vbi/client/client/http';
+import { KeyFile } from '@vbi/client/client/key-file';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { assembleIndicium, encodeIndiciumData } from '@vbi/core/indicium/layout';
+import { buildCertificate } from '@vbi/server/pki/cert-builder';
+import { basicConstraints, extKeyUsage, keyUsage } from '@vbi/core/pki/extensions';
+import { buildName, NameFields } from '@vbi/core/pki/names';
+import { OID } from '@vbi/core/pki/oids';
+import { toPem } from '@vbi/core/pki/pem';
 import {
   dynamicPasswordInput, OperationalRequest, OperationalResponse, Receipt, receiptSignedBytes, registrationChallengeBytes, requestMacInput,
   responseMacInput, Operation,
-} from '../../src/protocol/messages';
-import { computePostage } from '../../src/rates/postage';
+} from '@vbi/core/protocol/messages';
+import { computePostage } from '@vbi/core/rates/postage';
 
 /*
  * The SDK and the CLI against an in-memory service that follows docs/protocol.md in software

@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/client/cli';
-import { VbiClient } from '../../src/client/vbi-client';
-import { computePostage } from '../../src/rates/postage';
+import { runCli } from '@vbi/client/bin/vbi';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { computePostage } from '@vbi/core/rates/postage';
 import { ServerFixture, serverFixture } from '../helpers/server';
 
 /*

@@ -3,13 +3,13 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { RecoveredRequest, VbiClient } from '../../src/client/vbi-client';
-import { runCli } from '../../src/client/cli';
-import { KeyFile } from '../../src/client/key-file';
-import { ClientState } from '../../src/client/client-state';
-import { buildResyncRequest, checkResyncResponse } from '../../src/client/resync';
-import { assembleIndicium } from '../../src/indicium/layout';
-import { conservation } from '../../src/ledger/conservation';
+import { RecoveredRequest, VbiClient } from '@vbi/client/client/vbi-client';
+import { runCli } from '@vbi/client/bin/vbi';
+import { KeyFile } from '@vbi/client/client/key-file';
+import { ClientState } from '@vbi/client/client/client-state';
+import { buildResyncRequest, checkResyncResponse } from '@vbi/client/client/resync';
+import { assembleIndicium } from '@vbi/core/indicium/layout';
+import { conservation } from '@vbi/server/ledger/conservation';
 import { ServerFixture, serverFixture } from '../helpers/server';
 
 /**

@@ -1,12 +1,12 @@
 import { join } from 'node:path';
-import { VbiClient } from '../../src/client/vbi-client';
-import type { PrintedItem } from '../../src/client/print-results';
-import { isVbiError } from '../../src/errors';
-import { openDatabase } from '../../src/db/database';
-import { conservation } from '../../src/ledger/conservation';
-import { assembleIndicium } from '../../src/indicium/layout';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import type { PrintedItem } from '@vbi/client/client/print-results';
+import { isVbiError } from '@vbi/core/errors';
+import { openDatabase } from '@vbi/server/db/database';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { assembleIndicium } from '@vbi/core/indicium/layout';
 import { Prng } from '../fuzz/prng';
-import { ServiceProcess } from '../../src/ops/service-process';
+import { ServiceProcess } from '@vbi/server/ops/service-process';
 
 /**
  * The crash loop of the crash-safe service (docs/recovery.md): the real service program runs as

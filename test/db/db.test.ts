@@ -4,8 +4,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import knexFactory from 'knex';
-import { openDatabase, type Database } from '../../src/db/database';
-import { DbNewerThanCodeError, listMigrations, migrate, SQL_DIR } from '../../src/db/migrations';
+import { openDatabase, type Database } from '@vbi/server/db/database';
+import { DbNewerThanCodeError, listMigrations, migrate, SQL_DIR } from '@vbi/server/db/migrations';
 
 /**
  * Runs against a real PostgreSQL: an embedded cluster in a temp directory, or DATABASE_URL
@@ -41,7 +41,7 @@ describe('database foundation (real PostgreSQL)', function () {
     rmSync(varDir, { recursive: true, force: true });
   });
 
-  it('finds the sql/ directory from the compiled file', () => {
+  it('finds the packages/server/sql/ directory from the compiled file', () => {
     expect(existsSync(join(SQL_DIR, '0001_init.sql'))).to.equal(true);
   });
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { EmbeddedPostgres, startEmbeddedPostgres } from '../../src/db/embedded-postgres';
+import { EmbeddedPostgres, startEmbeddedPostgres } from '@vbi/server/db/embedded-postgres';
 
 /**
  * Restarts of the embedded PostgreSQL after the things a crash leaves behind: a postmaster.pid

@@ -9,7 +9,7 @@ export interface DocumentedCode {
 /**
  * The error codes of docs/errors.md, read from its tables (`| \`CODE\` | status | kind | meaning |`).
  * The document is the published contract, so an answer is checked against it rather than against
- * src/errors.ts: a code the service sends but never documented is a finding.
+ * packages/core/src/errors.ts: a code the service sends but never documented is a finding.
  */
 export function parseErrorCatalogue(markdown: string): Map<string, DocumentedCode> {
   const codes = new Map<string, DocumentedCode>();

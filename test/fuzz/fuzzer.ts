@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
-import type { HsmModule } from '../../src/hsm/hsm-module';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { conservation } from '../../src/ledger/conservation';
+import type { HsmModule } from '@vbi/server/hsm/hsm-module';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { conservation } from '@vbi/server/ledger/conservation';
 import { RouteSpec, SchemaChecker, routesOf } from './api-routes';
 import { checkAnswer, errorCodeOf } from './answer-checks';
 import { CaseContext, FuzzCase, Strategy } from './cases';

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import type { Knex } from 'knex';
 import { RawClient } from '../helpers/raw-client';
-import { OperationalRequest, passwordSecret } from '../../src/protocol/messages';
+import { OperationalRequest, passwordSecret } from '@vbi/core/protocol/messages';
 import { dynamicPassword, encryptTo } from './protocol';
 
 /**

@@ -1,5 +1,5 @@
 import { constants, createHmac, createPublicKey, publicEncrypt, type KeyObject } from 'node:crypto';
-import { DynamicPasswordInput, Operation, OperationalRequest, RegisterEcho, dynamicPasswordInput, requestMacInput } from '../../src/protocol/messages';
+import { DynamicPasswordInput, Operation, OperationalRequest, RegisterEcho, dynamicPasswordInput, requestMacInput } from '@vbi/core/protocol/messages';
 
 /**
  * The protocol's message construction (docs/protocol.md) with every input under the fuzzer's

@@ -1,4 +1,4 @@
-import type { Operation } from '../../src/protocol/messages';
+import type { Operation } from '@vbi/core/protocol/messages';
 import { RouteSpec, fillPath } from './api-routes';
 import type { CaseContext } from './cases';
 import { usableMailers } from './cases';

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
-import { renderLabel } from '../../src/client/label-output';
-import { assembleIndicium, encodeIndiciumData } from '../../src/indicium/layout';
-import { LabelRequest } from '../../src/indicium/render/label-request';
+import { renderLabel } from '@vbi/client/client/label-output';
+import { assembleIndicium, encodeIndiciumData } from '@vbi/core/indicium/layout';
+import { LabelRequest } from '@vbi/core/indicium/render/label-request';
 import { sampleFields } from './indicium-fixtures';
 
 /**

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRootCa, issueTlsCertificate, TestCa } from './throwaway-ca';
-import { CmlsHttpOptions } from '../../src/licensing/cmls-http-authority';
+import { CmlsHttpOptions } from '@vbi/server/licensing/cmls-http-authority';
 
 /** The certificates of one test: the authority's CA and server, the vendor's CA and client, and a stranger's CA with both kinds. */
 export interface CmlsPki {

@@ -1,7 +1,7 @@
-import { CommandOutcome, PsdCommand, PsdEngine, DispatchResult } from '../../src/module/psd-engine';
-import { newPackage, PsdPackage } from '../../src/psd/psd-package';
-import { MemoryMeterMap } from '../../src/module/memory-meter-map';
-import { MeterMapView } from '../../src/module/meter-map';
+import { CommandOutcome, PsdCommand, PsdEngine, DispatchResult } from '@vbi/server/module/psd-engine';
+import { newPackage, PsdPackage } from '@vbi/core/psd/psd-package';
+import { MemoryMeterMap } from '@vbi/server/module/memory-meter-map';
+import { MeterMapView } from '@vbi/server/module/meter-map';
 
 /**
  * Minimal commands for exercising the engine's checkpoint and map handling at the module level.

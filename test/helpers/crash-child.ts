@@ -3,9 +3,9 @@
  * process killed (SIGKILL) either after the module's prepare and the database writes, before
  * COMMIT (`before`), or right after COMMIT, before the ring append (`after`).
  */
-import { openDatabase } from '../../src/db/database';
+import { openDatabase } from '@vbi/server/db/database';
 import { createIndicium } from './ledger-commands';
-import { createService } from '../../src/service';
+import { createService } from '@vbi/server/service';
 import { MAIL, testConfig } from './ledger';
 
 async function main(): Promise<void> {

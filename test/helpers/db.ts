@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { startEmbeddedPostgres, EmbeddedPostgres } from '../../src/db/embedded-postgres';
-import { Database, openDatabase } from '../../src/db/database';
+import { startEmbeddedPostgres, EmbeddedPostgres } from '@vbi/server/db/embedded-postgres';
+import { Database, openDatabase } from '@vbi/server/db/database';
 
 /**
  * A real PostgreSQL for the tests: DATABASE_URL when set, otherwise one embedded server per test

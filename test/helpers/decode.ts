@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readDataMatrix } from '../../src/indicium/decoder/dmtxread';
-import { withPdfPagePng } from '../../src/indicium/decoder/pdf-page';
+import { readDataMatrix } from '@vbi/core/indicium/decoder/dmtxread';
+import { withPdfPagePng } from '@vbi/core/indicium/decoder/pdf-page';
 
 /**
  * The first `max` DataMatrix symbols dmtxread (libdmtx) finds in a PNG held in memory. Keep

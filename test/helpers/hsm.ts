@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import * as graphene from 'graphene-pk11';
-import { LibraryHandle, closeLibrary, openLibrary } from '../../src/hsm/pkcs11-library';
-import { generateModuleKeys, initToken } from '../../src/hsm/key-ceremony';
-import { CryptoModule, CryptoModuleOptions } from '../../src/hsm/crypto-module';
-import { PsdEngine, EngineOptions } from '../../src/module/psd-engine';
-import { PackageSuite } from '../../src/hsm/mechanisms';
-import { HsmConfig } from '../../src/hsm/hsm-config';
-import { TokenProfile, setLibraryProfile } from '../../src/hsm/token-profile';
+import { LibraryHandle, closeLibrary, openLibrary } from '@vbi/server/hsm/pkcs11-library';
+import { generateModuleKeys, initToken } from '@vbi/server/hsm/key-ceremony';
+import { CryptoModule, CryptoModuleOptions } from '@vbi/server/hsm/crypto-module';
+import { PsdEngine, EngineOptions } from '@vbi/server/module/psd-engine';
+import { PackageSuite } from '@vbi/server/hsm/mechanisms';
+import { HsmConfig } from '@vbi/server/hsm/hsm-config';
+import { TokenProfile, setLibraryProfile } from '@vbi/server/hsm/token-profile';
 
 /**
  * PINs of the tokens tests create: VBI_TEST_SO_PIN / VBI_TEST_USER_PIN on a library whose PIN
- * rules these defaults break (hsm/README.md, "Running the suite on another library").
+ * rules these defaults break (packages/server/hsm/README.md, "Running the suite on another library").
  */
 export const TEST_SO_PIN = process.env.VBI_TEST_SO_PIN || 'test-officer-pin';
 export const TEST_USER_PIN = process.env.VBI_TEST_USER_PIN || 'test-user-pin';
@@ -85,7 +85,7 @@ function poolSlots(library: LibraryHandle): graphene.Slot[] {
 function reinitialiseFromPool(library: LibraryHandle, label: string, keep: boolean): void {
   pool ??= poolSlots(library);
   if (!pool.length) {
-    throw new Error(`token profile '${library.profile.name}' has no free slots: name initialised test tokens in VBI_TEST_TOKEN_SLOTS (hsm/README.md)`);
+    throw new Error(`token profile '${library.profile.name}' has no free slots: name initialised test tokens in VBI_TEST_TOKEN_SLOTS (packages/server/hsm/README.md)`);
   }
   const slot = pool.shift() as graphene.Slot;
   // back at the end of the queue at once: a failed re-initialisation must not shrink the pool

@@ -1,4 +1,4 @@
-import { IndiciumFields } from '../../src/indicium/fields';
+import { IndiciumFields } from '@vbi/core/indicium/fields';
 
 /** A typical first-class letter indicium; `over` replaces fields. */
 export function sampleFields(over: Partial<IndiciumFields> = {}): IndiciumFields {

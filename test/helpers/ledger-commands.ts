@@ -1,18 +1,18 @@
-import { vbiError } from '../../src/errors';
-import { Ledger } from '../../src/ledger/ledger';
-import { assertMills } from '../../src/protocol/amounts';
-import { recordRefund } from '../../src/ledger/refund-rows';
-import { CommandContext, CommandOutcome } from '../../src/module/psd-engine';
-import { PsdPackage } from '../../src/psd/psd-package';
-import { Mailpiece, PrintedIndicium, planIndicium, signPlanned } from '../../src/module/commands/create-indicium';
-import { Registers, registersOf } from '../../src/module/commands/guards';
-import { fullRefund, partialRefund } from '../../src/module/commands/refund';
+import { vbiError } from '@vbi/core/errors';
+import { Ledger } from '@vbi/server/ledger/ledger';
+import { assertMills } from '@vbi/core/protocol/amounts';
+import { recordRefund } from '@vbi/server/ledger/refund-rows';
+import { CommandContext, CommandOutcome } from '@vbi/server/module/psd-engine';
+import { PsdPackage } from '@vbi/core/psd/psd-package';
+import { Mailpiece, PrintedIndicium, planIndicium, signPlanned } from '@vbi/server/module/commands/create-indicium';
+import { Registers, registersOf } from '@vbi/server/module/commands/guards';
+import { fullRefund, partialRefund } from '@vbi/server/module/commands/refund';
 
 /*
  * One-command prints and refunds run straight through the transaction engine (Ledger.run), for
  * the engine's own tests: the rollback attacks, crashes and tampering need a package-changing
  * command and nothing else of the mailer protocol. They use the module's indicium and refund
- * commands (src/module/commands/) as the print and refund requests do; what a mailer's request
+ * commands (packages/server/src/module/commands/) as the print and refund requests do; what a mailer's request
  * adds (envelope, session, dynamic passwords, batch rows) is tested through HTTP elsewhere.
  */
 

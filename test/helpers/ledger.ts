@@ -1,22 +1,22 @@
 import type { Knex } from 'knex';
-import { cloneSharedKeys, generateModuleKeys } from '../../src/hsm/key-ceremony';
-import { createService, Service } from '../../src/service';
-import { Config } from '../../src/config/config';
-import { auditRecords } from '../../src/ledger/audit-store';
-import { AuditRecord } from '../../src/module/audit';
-import { defaultWalArchive } from '../../src/db/wal-archive';
-import { DEFAULT_SUSPENSION_POLICY } from '../../src/indicium/fraud-report';
+import { cloneSharedKeys, generateModuleKeys } from '@vbi/server/hsm/key-ceremony';
+import { createService, Service } from '@vbi/server/service';
+import { Config } from '@vbi/server/config/config';
+import { auditRecords } from '@vbi/server/ledger/audit-store';
+import { AuditRecord } from '@vbi/server/module/audit';
+import { defaultWalArchive } from '@vbi/server/db/wal-archive';
+import { DEFAULT_SUSPENSION_POLICY } from '@vbi/server/indicium/fraud-report';
 import { join } from 'node:path';
-import { LedgerOptions } from '../../src/ledger/ledger';
-import { Database } from '../../src/db/database';
+import { LedgerOptions } from '@vbi/server/ledger/ledger';
+import { Database } from '@vbi/server/db/database';
 import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, testLibrary, uniqueLabel } from './hsm';
 import { freshDatabase } from './db';
 import { testPki } from './pki';
-import { PgMeterStore } from '../../src/ledger/pg-meter-store';
-import { MeterGen } from '../../src/pki/metergen';
-import { Mailpiece } from '../../src/module/commands/create-indicium';
+import { PgMeterStore } from '@vbi/server/ledger/pg-meter-store';
+import { MeterGen } from '@vbi/server/pki/metergen';
+import { Mailpiece } from '@vbi/server/module/commands/create-indicium';
 import { randomBytes } from 'node:crypto';
-import { CryptoModuleOptions } from '../../src/hsm/crypto-module';
+import { CryptoModuleOptions } from '@vbi/server/hsm/crypto-module';
 
 /** Two (or more) module tokens sharing package keys, as `ceremony clone` leaves them. */
 export async function provisionModules(count: number, prefix = 'mod'): Promise<string[]> {

@@ -1,7 +1,7 @@
-import { HsmModule } from '../../src/hsm/hsm-module';
-import { sealEncoded } from '../../src/module/package-seal';
-import { PsdPackage } from '../../src/psd/psd-package';
-import { encodeTlv, str, u64, u8 } from '../../src/psd/tlv';
+import { HsmModule } from '@vbi/server/hsm/hsm-module';
+import { sealEncoded } from '@vbi/server/module/package-seal';
+import { PsdPackage } from '@vbi/core/psd/psd-package';
+import { encodeTlv, str, u64, u8 } from '@vbi/core/psd/tlv';
 
 /*
  * A package as the releases before the piece counter sealed it: the public section has tags 1

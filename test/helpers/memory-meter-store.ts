@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { vbiError } from '../../src/errors';
-import { IndiciumKeyAlgorithm } from '../../src/hsm/hsm-module';
-import { DispatchResult, PsdEngine } from '../../src/module/psd-engine';
-import { Mutex } from '../../src/module/mutex';
-import { openPackage } from '../../src/module/package-seal';
-import { createUncertifiedMeter } from '../../src/module/commands/metergen-create';
-import { certifyMeterKey } from '../../src/module/commands/metergen-certify';
-import { renewMeterKey } from '../../src/module/commands/key-renewal';
-import { signRequestWithKey, signRequestWithPackageKey } from '../../src/module/commands/certification-request';
-import { PsdPackage } from '../../src/psd/psd-package';
-import { MemoryMeterMap } from '../../src/module/memory-meter-map';
-import { CertificateStore, certificateRecord } from '../../src/pki/certificate-store';
+import { vbiError } from '@vbi/core/errors';
+import { IndiciumKeyAlgorithm } from '@vbi/server/hsm/hsm-module';
+import { DispatchResult, PsdEngine } from '@vbi/server/module/psd-engine';
+import { Mutex } from '@vbi/server/module/mutex';
+import { openPackage } from '@vbi/server/module/package-seal';
+import { createUncertifiedMeter } from '@vbi/server/module/commands/metergen-create';
+import { certifyMeterKey } from '@vbi/server/module/commands/metergen-certify';
+import { renewMeterKey } from '@vbi/server/module/commands/key-renewal';
+import { signRequestWithKey, signRequestWithPackageKey } from '@vbi/server/module/commands/certification-request';
+import { PsdPackage } from '@vbi/core/psd/psd-package';
+import { MemoryMeterMap } from '@vbi/server/module/memory-meter-map';
+import { CertificateStore, certificateRecord } from '@vbi/server/pki/certificate-store';
 import {
   CertifyMeterRequest, CreateMeterRequest, CreatedMeter, KeyRenewalStore, MeterGenStore, PendingRenewal,
-} from '../../src/pki/meter-store';
+} from '@vbi/server/pki/meter-store';
 
 interface PendingKey { renewalId: string; wrappedKey: Buffer; algorithm: IndiciumKeyAlgorithm }
 

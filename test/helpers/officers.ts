@@ -1,8 +1,8 @@
-import { installApprovers } from '../../src/hsm/officer-keys';
-import { createOfficerKey, signApproval } from '../../src/ceremony/officers';
-import { Approval, ReinstatementStatement } from '../../src/ledger/officer-approval';
-import { reinstatementStatement } from '../../src/ledger/reinstatement';
-import { PsdEngine } from '../../src/module/psd-engine';
+import { installApprovers } from '@vbi/server/hsm/officer-keys';
+import { createOfficerKey, signApproval } from '@vbi/server/ceremony/officers';
+import { Approval, ReinstatementStatement } from '@vbi/server/ledger/officer-approval';
+import { reinstatementStatement } from '@vbi/server/ledger/reinstatement';
+import { PsdEngine } from '@vbi/server/module/psd-engine';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from './hsm';
 
 /**

@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { IndiciumKeyAlgorithm } from '../../src/hsm/hsm-module';
-import { ecdsaRawToDer } from '../../src/indicium/signature';
+import type { IndiciumKeyAlgorithm } from '@vbi/server/hsm/hsm-module';
+import { ecdsaRawToDer } from '@vbi/core/indicium/signature';
 
 /**
  * `openssl dgst -sha256 -verify pub.pem -signature sig data`, with the public key taken out of

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { DevPki, startDevPki } from '../../src/pki/dev-pki';
+import { DevPki, startDevPki } from '@vbi/server/pki/dev-pki';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from './hsm';
 
 /** One dev PKI (CA token, vendor token, HTTP CA) per test run, shared by the ledger fixtures. */

@@ -1,14 +1,14 @@
 import { testLibrary } from './hsm';
-import type { KnownModule } from '../../src/client/client-state';
+import type { KnownModule } from '@vbi/client/client/client-state';
 import { constants, createHmac, publicEncrypt, randomBytes, createPublicKey } from 'node:crypto';
 import {
   Operation, OperationalRequest, RegisterEcho, dynamicPasswordInput, passwordSecret, requestMacInput,
-} from '../../src/protocol/messages';
+} from '@vbi/core/protocol/messages';
 
 /**
  * A minimal protocol client for the server tests that need to misbehave on purpose (replays,
- * stale challenges, tampered bodies): it builds messages from src/protocol/messages.ts directly.
- * The real client is src/client/.
+ * stale challenges, tampered bodies): it builds messages from packages/core/src/protocol/messages.ts directly.
+ * The real client is packages/client/src/client/.
  */
 export class RawClient {
   meterId = '';

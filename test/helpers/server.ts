@@ -1,16 +1,16 @@
-import { Service, createService } from '../../src/service';
-import { RunningServer, startServer } from '../../src/server';
-import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
-import type { PaymentProvider } from '../../src/payments/payment-provider';
-import { DevLicensingAuthority } from '../../src/licensing/dev-authority';
-import type { LicensingAuthority } from '../../src/licensing/licensing-authority';
-import { MailerOptions } from '../../src/mailer/mailer-service';
+import { Service, createService } from '@vbi/server/service';
+import { RunningServer, startServer } from '@vbi/server/server';
+import { SandboxPaymentProvider } from '@vbi/server/payments/sandbox-provider';
+import type { PaymentProvider } from '@vbi/server/payments/payment-provider';
+import { DevLicensingAuthority } from '@vbi/server/licensing/dev-authority';
+import type { LicensingAuthority } from '@vbi/server/licensing/licensing-authority';
+import { MailerOptions } from '@vbi/server/mailer/mailer-service';
 import { freshDatabase } from './db';
-import type { Database } from '../../src/db/database';
-import type { LedgerOptions } from '../../src/ledger/ledger';
+import type { Database } from '@vbi/server/db/database';
+import type { LedgerOptions } from '@vbi/server/ledger/ledger';
 import { testPki } from './pki';
 import { provisionModules, testConfig } from './ledger';
-import { toPem } from '../../src/pki/pem';
+import { toPem } from '@vbi/core/pki/pem';
 
 export interface ServerFixture<P extends PaymentProvider = SandboxPaymentProvider> {
   service: Service;
@@ -36,7 +36,7 @@ export async function serverFixture<P extends PaymentProvider = SandboxPaymentPr
   payments?: P;
   /** false: no periodic licensing pass (the test calls licensingPass() itself; the pass at start still runs). */
   licensingTimer?: boolean;
-  /** The shard this service serves (src/config/shard.ts); `db` must then be opened on its schema. */
+  /** The shard this service serves (packages/server/src/config/shard.ts); `db` must then be opened on its schema. */
   shard?: number;
   /** The shard owner directory's database when not the shard's own (VBI_DIRECTORY_URL). */
   directoryUrl?: string;

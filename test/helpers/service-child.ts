@@ -2,9 +2,9 @@
  * Run as a separate process by the lease test: starts a service on the given database and
  * tokens, as a second `npm start` on the same deployment would, and prints what happened.
  */
-import { openDatabase } from '../../src/db/database';
-import { createService } from '../../src/service';
-import { isVbiError } from '../../src/errors';
+import { openDatabase } from '@vbi/server/db/database';
+import { createService } from '@vbi/server/service';
+import { isVbiError } from '@vbi/core/errors';
 import { testConfig } from './ledger';
 
 async function main(): Promise<void> {

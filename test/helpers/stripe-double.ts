@@ -2,7 +2,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import type { AddressInfo, Socket } from 'node:net';
 
 /**
- * A local stand-in for the part of Stripe's API that src/payments/stripe-provider.ts uses
+ * A local stand-in for the part of Stripe's API that packages/server/src/payments/stripe-provider.ts uses
  * (PaymentIntents create / retrieve / capture / cancel, Refunds create / list), as Stripe documents
  * it: form-encoded requests, Bearer secret key, Idempotency-Key replay (and its 400 on other
  * parameters), 402 card errors that name the PaymentIntent, and Stripe's test PaymentMethods:

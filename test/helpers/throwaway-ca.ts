@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 /**
  * A throwaway certificate authority made with the openssl CLI for indicium verification
- * tests (the real CA and MeterGen live in src/pki/). Keys are files in a test temp dir.
+ * tests (the real CA and MeterGen live in packages/server/src/pki/). Keys are files in a test temp dir.
  */
 export interface TestCa {
   name: string;

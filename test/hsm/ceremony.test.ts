@@ -4,17 +4,17 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSyn
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as graphene from 'graphene-pk11';
-import { cloneSharedKeys, generateModuleKeys, initToken, tokenKeyReport } from '../../src/hsm/key-ceremony';
-import { findSlotByLabel } from '../../src/hsm/pkcs11-library';
-import { KEY_ROLES, SHARED_ROLES, roleAttributes, roleLabel, roleSpec, isSecretRole } from '../../src/hsm/key-templates';
-import { isVbiError } from '../../src/errors';
-import { rsaOaep } from '../../src/hsm/mechanisms';
-import { newPackage } from '../../src/psd/psd-package';
-import { openPackage, sealPackage } from '../../src/module/package-seal';
+import { cloneSharedKeys, generateModuleKeys, initToken, tokenKeyReport } from '@vbi/server/hsm/key-ceremony';
+import { findSlotByLabel } from '@vbi/server/hsm/pkcs11-library';
+import { KEY_ROLES, SHARED_ROLES, roleAttributes, roleLabel, roleSpec, isSecretRole } from '@vbi/server/hsm/key-templates';
+import { isVbiError } from '@vbi/core/errors';
+import { rsaOaep } from '@vbi/server/hsm/mechanisms';
+import { newPackage } from '@vbi/core/psd/psd-package';
+import { openPackage, sealPackage } from '@vbi/server/module/package-seal';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, requireFreeSlots, startModule, testLibrary, uniqueLabel } from '../helpers/hsm';
 
 const run = promisify(execFile);
-const CLI = join(__dirname, '..', '..', 'src', 'ceremony', 'cli.js');
+const CLI = require.resolve('@vbi/server/bin/ceremony');
 
 describe('key ceremony', () => {
   const a = uniqueLabel('cer-a');

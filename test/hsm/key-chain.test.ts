@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { constants, createDecipheriv, createHmac, publicEncrypt, randomBytes } from 'node:crypto';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { KeyRef } from '../../src/hsm/hsm-module';
-import { spkiToKeyObject } from '../../src/hsm/public-keys';
-import { isVbiError } from '../../src/errors';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { KeyRef } from '@vbi/server/hsm/hsm-module';
+import { spkiToKeyObject } from '@vbi/server/hsm/public-keys';
+import { isVbiError } from '@vbi/core/errors';
 import { provisionToken, startModule, testLibrary, uniqueLabel } from '../helpers/hsm';
 
 describe('client secrets and key chains in the module', () => {

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { createCipheriv, createHash, createHmac, createPublicKey, verify } from 'node:crypto';
-import { KAT_VECTORS, KatVectors } from '../../src/hsm/self-test';
+import { KAT_VECTORS, KatVectors } from '@vbi/server/hsm/self-test';
 import { TEST_USER_PIN, hsmConfig, provisionToken, startModule, uniqueLabel, withTestProfile } from '../helpers/hsm';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { isVbiError } from '../../src/errors';
-import { MODULE_STATES } from '../../src/hsm/module-state';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { isVbiError } from '@vbi/core/errors';
+import { MODULE_STATES } from '@vbi/server/hsm/module-state';
 
 describe('module power-on self-tests and state machine', () => {
   const label = uniqueLabel('selftest');

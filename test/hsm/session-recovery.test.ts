@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createVerify } from 'node:crypto';
-import { findSlotByLabel } from '../../src/hsm/pkcs11-library';
-import { spkiToKeyObject } from '../../src/hsm/public-keys';
+import { findSlotByLabel } from '@vbi/server/hsm/pkcs11-library';
+import { spkiToKeyObject } from '@vbi/server/hsm/public-keys';
 import { provisionToken, startModule, testLibrary, uniqueLabel } from '../helpers/hsm';
 
 describe('module sessions', () => {

@@ -4,18 +4,18 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import * as graphene from 'graphene-pk11';
-import { listProfiles, loadProfile, parseProfile } from '../../src/hsm/token-profile';
-import { CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, mechanismHex } from '../../src/hsm/mechanisms';
-import { runCeremony } from '../../src/ceremony/cli';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { generateModuleKeys, initToken, takeOwnership, cloneSharedKeys } from '../../src/hsm/key-ceremony';
-import { probeWithProfiles } from '../../src/hsm/probe-ceremony';
-import { findSlotByLabel } from '../../src/hsm/pkcs11-library';
-import { isVbiError } from '../../src/errors';
+import { listProfiles, loadProfile, parseProfile } from '@vbi/server/hsm/token-profile';
+import { CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, mechanismHex } from '@vbi/server/hsm/mechanisms';
+import { runCeremony } from '@vbi/server/bin/ceremony';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { generateModuleKeys, initToken, takeOwnership, cloneSharedKeys } from '@vbi/server/hsm/key-ceremony';
+import { probeWithProfiles } from '@vbi/server/hsm/probe-ceremony';
+import { findSlotByLabel } from '@vbi/server/hsm/pkcs11-library';
+import { isVbiError } from '@vbi/core/errors';
 import { TEST_SO_PIN, TEST_USER_PIN, hsmConfig, provisionToken, requireFreeSlots, startModule, testLibrary, uniqueLabel, withTestProfile } from '../helpers/hsm';
 import { ledgerFixture, testConfig } from '../helpers/ledger';
 import { freshDatabase } from '../helpers/db';
-import { createService } from '../../src/service';
+import { createService } from '@vbi/server/service';
 
 /**
  * A profile variant under which the token leaves unwrapped keys readable: CKA_SENSITIVE and

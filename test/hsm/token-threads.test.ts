@@ -1,16 +1,15 @@
 import { expect } from 'chai';
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import * as pkcs11 from 'pkcs11js';
-import { findSlotByLabel } from '../../src/hsm/pkcs11-library';
-import { threadsOf } from '../../src/hsm/token-threads';
-import { isRecoverable } from '../../src/hsm/pkcs11-errors';
-import type { KeyRef } from '../../src/hsm/hsm-module';
+import { findSlotByLabel } from '@vbi/server/hsm/pkcs11-library';
+import { threadsOf } from '@vbi/server/hsm/token-threads';
+import { isRecoverable } from '@vbi/server/hsm/pkcs11-errors';
+import type { KeyRef } from '@vbi/server/hsm/hsm-module';
 import { hsmConfig, provisionToken, startModule, testLibrary, TEST_USER_PIN, uniqueLabel } from '../helpers/hsm';
 
 /**
- * Token threads (src/hsm/token-threads.ts) and the calls that use them, on the real token: many
+ * Token threads (packages/server/src/hsm/token-threads.ts) and the calls that use them, on the real token: many
  * calls in one trip answer what the single calls answer; a token error comes back with its CKR
  * code (so recovery still tells a lost session from a refusal); spare key scopes are only taken
  * from free sessions; a program that used the token exits by itself.
@@ -94,9 +93,9 @@ describe('token threads', function () {
 
   it('the last close waits until every token thread has exited before C_Finalize; opened again meanwhile, the library stays usable', () => {
     const script = `
-      const { openLibrary, closeLibrary } = require(${JSON.stringify(join(__dirname, '../../src/hsm/pkcs11-library.js'))});
-      const { libraryThreads } = require(${JSON.stringify(join(__dirname, '../../src/hsm/token-threads.js'))});
-      const { CryptoModule } = require(${JSON.stringify(join(__dirname, '../../src/hsm/crypto-module.js'))});
+      const { openLibrary, closeLibrary } = require(${JSON.stringify(require.resolve('@vbi/server/hsm/pkcs11-library'))});
+      const { libraryThreads } = require(${JSON.stringify(require.resolve('@vbi/server/hsm/token-threads'))});
+      const { CryptoModule } = require(${JSON.stringify(require.resolve('@vbi/server/hsm/crypto-module'))});
       const open = () => openLibrary(${JSON.stringify(testLibrary().path)}, process.env.SOFTHSM2_CONF, process.env.PKCS11_PROFILE || undefined);
       const start = (lib) => CryptoModule.start({ library: lib, module: { tokenLabel: ${JSON.stringify(label)}, userPin: ${JSON.stringify(TEST_USER_PIN)}, userType: 1 },
         hsm: ${JSON.stringify(hsmConfig('aes'))} });
@@ -129,8 +128,8 @@ describe('token threads', function () {
 
   it('a program that used the token exits by itself (idle threads keep nothing alive)', () => {
     const script = `
-      const { openLibrary } = require(${JSON.stringify(join(__dirname, '../../src/hsm/pkcs11-library.js'))});
-      const { CryptoModule } = require(${JSON.stringify(join(__dirname, '../../src/hsm/crypto-module.js'))});
+      const { openLibrary } = require(${JSON.stringify(require.resolve('@vbi/server/hsm/pkcs11-library'))});
+      const { CryptoModule } = require(${JSON.stringify(require.resolve('@vbi/server/hsm/crypto-module'))});
       const lib = openLibrary(${JSON.stringify(testLibrary().path)}, process.env.SOFTHSM2_CONF, process.env.PKCS11_PROFILE || undefined);
       CryptoModule.start({ library: lib, module: { tokenLabel: ${JSON.stringify(label)}, userPin: ${JSON.stringify(TEST_USER_PIN)}, userType: 1 },
         hsm: ${JSON.stringify(hsmConfig('aes'))} })

@@ -4,14 +4,14 @@ import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { barcodePng } from '../../src/indicium/render/barcode';
-import { renderLabelPdf, renderLabelPng } from '../../src/indicium/render/label';
-import { encodeGrayPng } from '../../src/indicium/render/png';
-import { signIndicium, SignedIndicium } from '../../src/indicium/sign';
+import { barcodePng } from '@vbi/core/indicium/render/barcode';
+import { renderLabelPdf, renderLabelPng } from '@vbi/core/indicium/render/label';
+import { encodeGrayPng } from '@vbi/core/indicium/render/png';
+import { signIndicium, SignedIndicium } from '@vbi/core/indicium/sign';
 import { isoDay, sampleFields } from '../helpers/indicium-fixtures';
 import { createRootCa, issueIndiciumCertificate, randomSerial, TestCa } from '../helpers/throwaway-ca';
 
-const CLI = join(__dirname, '..', '..', 'src', 'indicium', 'cli.js');
+const CLI = require.resolve('@vbi/server/bin/verify');
 
 /** The verify CLI run as a user would, in a child process. */
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {

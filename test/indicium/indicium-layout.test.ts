@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { isVbiError } from '../../src/errors';
-import { IndiciumFields, MAX_POSTAGE_MILLS, MAX_REGISTER_MILLS, MAX_SEQUENCE } from '../../src/indicium/fields';
-import { assembleIndicium, decodeIndicium, encodeIndiciumData, FIXED_DATA_BYTES } from '../../src/indicium/layout';
-import { canonicalSerialHex } from '../../src/indicium/serial';
-import { signIndicium } from '../../src/indicium/sign';
-import { indiciumDigest } from '../../src/indicium/digest';
+import { isVbiError } from '@vbi/core/errors';
+import { IndiciumFields, MAX_POSTAGE_MILLS, MAX_REGISTER_MILLS, MAX_SEQUENCE } from '@vbi/core/indicium/fields';
+import { assembleIndicium, decodeIndicium, encodeIndiciumData, FIXED_DATA_BYTES } from '@vbi/core/indicium/layout';
+import { canonicalSerialHex } from '@vbi/core/indicium/serial';
+import { signIndicium } from '@vbi/core/indicium/sign';
+import { indiciumDigest } from '@vbi/core/indicium/digest';
 import { sampleFields } from '../helpers/indicium-fixtures';
 
 const SIG = { 'ec-p256': 64, 'rsa-2048': 256 } as const;

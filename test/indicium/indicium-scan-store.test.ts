@@ -3,11 +3,11 @@ import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openDatabase, type Database } from '../../src/db/database';
-import { fraudReportPolicy } from '../../src/indicium/fraud-report';
-import { PgScanStore } from '../../src/indicium/pg-scan-store';
-import { signIndicium } from '../../src/indicium/sign';
-import { IndiciumVerifier } from '../../src/indicium/verify';
+import { openDatabase, type Database } from '@vbi/server/db/database';
+import { fraudReportPolicy } from '@vbi/server/indicium/fraud-report';
+import { PgScanStore } from '@vbi/server/indicium/pg-scan-store';
+import { signIndicium } from '@vbi/core/indicium/sign';
+import { IndiciumVerifier } from '@vbi/core/indicium/verify';
 import { isoDay, sampleFields } from '../helpers/indicium-fixtures';
 import { createRootCa, issueIndiciumCertificate, randomSerial, TestCa } from '../helpers/throwaway-ca';
 

@@ -4,11 +4,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { RawClient } from '../helpers/raw-client';
-import { passwordSecret } from '../../src/protocol/messages';
-import { indiciumAad } from '../../src/protocol/bodies';
-import { renderLabelPdf, renderLabelPng } from '../../src/indicium/render/label';
-import { readFirstDataMatrix } from '../../src/indicium/decoder/dmtxread';
-import { withPdfPagePng } from '../../src/indicium/decoder/pdf-page';
+import { passwordSecret } from '@vbi/core/protocol/messages';
+import { indiciumAad } from '@vbi/core/protocol/bodies';
+import { renderLabelPdf, renderLabelPng } from '@vbi/core/indicium/render/label';
+import { readFirstDataMatrix } from '@vbi/core/indicium/decoder/dmtxread';
+import { withPdfPagePng } from '@vbi/core/indicium/decoder/pdf-page';
 
 /**
  * Indicia printed by the running service, end to end: the module signs, the client decrypts,

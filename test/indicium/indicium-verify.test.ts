@@ -4,12 +4,12 @@ import { constants, generateKeyPairSync, KeyObject, sign, X509Certificate } from
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { IndiciumKeyAlgorithm } from '../../src/hsm/hsm-module';
-import { CertificateLookup } from '../../src/indicium/certificates';
-import { IndiciumFields } from '../../src/indicium/fields';
-import { OID } from '../../src/pki/oids';
-import { signIndicium } from '../../src/indicium/sign';
-import { IndiciumVerifier, VerifyCode } from '../../src/indicium/verify';
+import type { IndiciumKeyAlgorithm } from '@vbi/server/hsm/hsm-module';
+import { CertificateLookup } from '@vbi/core/indicium/certificates';
+import { IndiciumFields } from '@vbi/core/indicium/fields';
+import { OID } from '@vbi/core/pki/oids';
+import { signIndicium } from '@vbi/core/indicium/sign';
+import { IndiciumVerifier, VerifyCode } from '@vbi/core/indicium/verify';
 import { isoDay, sampleFields } from '../helpers/indicium-fixtures';
 import { opensslVerify } from '../helpers/openssl-verify';
 import { createIntermediateCa, createRootCa, issueIndiciumCertificate, randomSerial, TestCa } from '../helpers/throwaway-ca';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { commitOrThrow } from '../../src/db/commit';
+import { commitOrThrow } from '@vbi/server/db/commit';
 import { freshDatabase } from '../helpers/db';
 import { LedgerFixture, MAIL, ledgerFixture } from '../helpers/ledger';
 import { createIndicium } from '../helpers/ledger-commands';

@@ -3,19 +3,19 @@ import { createIndicium } from '../helpers/ledger-commands';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VbiClient } from '../../src/client/vbi-client';
+import { VbiClient } from '@vbi/client/client/vbi-client';
 import { ServerFixture, serverFixture } from '../helpers/server';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { createService } from '../../src/service';
-import { decodeCheckpoint, digestOf } from '../../src/module/checkpoint';
-import { postageValueDownload } from '../../src/module/commands/postage-value-download';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { createService } from '@vbi/server/service';
+import { decodeCheckpoint, digestOf } from '@vbi/server/module/checkpoint';
+import { postageValueDownload } from '@vbi/server/module/commands/postage-value-download';
 import { codeOf } from '../helpers/codes';
 import { requireClone } from '../helpers/hsm';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from '../helpers/ledger';
-import { PsdEngine } from '../../src/module/psd-engine';
-import { RING_PREFIX } from '../../src/module/checkpoint-ring';
-import { vbiError } from '../../src/errors';
+import { PsdEngine } from '@vbi/server/module/psd-engine';
+import { RING_PREFIX } from '@vbi/server/module/checkpoint-ring';
+import { vbiError } from '@vbi/core/errors';
 
 /*
  * Group commit (docs/ledger.md): commands that wait for the same module are committed in one

@@ -1,14 +1,14 @@
-import { MASTER_PSD_ID } from '../../src/module/commands/master-psd';
+import { MASTER_PSD_ID } from '@vbi/server/module/commands/master-psd';
 import { expect } from 'chai';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isVbiError } from '../../src/errors';
-import { exportJournal, readExport } from '../../src/ledger/journal-export';
-import { replayJournal } from '../../src/ledger/journal-replay';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { readAuditHead } from '../../src/module/audit-chain';
+import { isVbiError } from '@vbi/core/errors';
+import { exportJournal, readExport } from '@vbi/server/ledger/journal-export';
+import { replayJournal } from '@vbi/server/ledger/journal-replay';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { readAuditHead } from '@vbi/server/module/audit-chain';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, restore, snapshot } from '../helpers/ledger';
 import { createIndicium, correction, refund } from '../helpers/ledger-commands';
 

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
-import { keysDue, renewDueKeys } from '../../src/pki/key-renewal-schedule';
-import { decodeIndicium } from '../../src/indicium/layout';
+import { keysDue, renewDueKeys } from '@vbi/server/pki/key-renewal-schedule';
+import { decodeIndicium } from '@vbi/core/indicium/layout';
 import { createIndicium } from '../helpers/ledger-commands';
 import { codeOf } from '../helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture } from '../helpers/ledger';
 
 /**
- * Indicium keys renewed ahead of expiry by the service's schedule (src/pki/key-renewal-schedule.ts),
+ * Indicium keys renewed ahead of expiry by the service's schedule (packages/server/src/pki/key-renewal-schedule.ts),
  * while the meter prints: real token, real PostgreSQL, the test CA.
  */
 describe('indicium key renewal ahead of expiry (the service schedule)', function () {

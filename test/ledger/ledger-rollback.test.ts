@@ -5,18 +5,18 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Knex } from 'knex';
-import { auditRecords } from '../../src/ledger/audit-store';
-import { AuditRecord, canonicalJson } from '../../src/module/audit';
-import { spkiToKeyObject } from '../../src/hsm/public-keys';
-import { createService, Service } from '../../src/service';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
+import { auditRecords } from '@vbi/server/ledger/audit-store';
+import { AuditRecord, canonicalJson } from '@vbi/server/module/audit';
+import { spkiToKeyObject } from '@vbi/server/hsm/public-keys';
+import { createService, Service } from '@vbi/server/service';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
 import { codeOf } from '../helpers/codes';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture, provisionModules, restore, snapshot, testConfig, moduleEvents } from '../helpers/ledger';
 import { freshDatabase } from '../helpers/db';
 import { TEST_SO_PIN, TEST_USER_PIN, requireClone } from '../helpers/hsm';
 import { approvalsFor, installTestOfficers, testOfficers } from '../helpers/officers';
-import { toPem } from '../../src/pki/pem';
+import { toPem } from '@vbi/core/pki/pem';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const run = promisify(execFile);
@@ -139,7 +139,7 @@ describe('rollback and tampering attacks on the ledger (SoftHSM2 + PostgreSQL, S
       const hex = ((await f.db.knex('modules').where({ module_serial: serial }).first()).checkpoint as Buffer).toString('hex');
       const root = process.env.VBI_TEST_ROOT as string;
       const env = { ...process.env, DATABASE_URL: f.db.url, PKCS11_TOKEN_LABELS: f.labels[0], PKCS11_USER_PIN: TEST_USER_PIN, VBI_SO_PIN: TEST_SO_PIN, VBI_VAR_DIR: root };
-      const ceremony = (args: string[], extra: Record<string, string> = {}) => run(process.execPath, [join(__dirname, '..', '..', 'src', 'ceremony', 'cli.js'), ...args,
+      const ceremony = (args: string[], extra: Record<string, string> = {}) => run(process.execPath, [require.resolve('@vbi/server/bin/ceremony'), ...args,
         '--transcript-dir', join(root, 'ceremony')], { env: { ...env, ...extra } })
         .then((r) => ({ code: 0, out: r.stdout + r.stderr }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));
       const officers = await testOfficers();

@@ -1,20 +1,20 @@
 import { requireClone } from '../helpers/hsm';
 import { createIndicium, correction, refund } from '../helpers/ledger-commands';
 import { expect } from 'chai';
-import { isVbiError } from '../../src/errors';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { conservation } from '../../src/ledger/conservation';
-import { Service } from '../../src/service';
-import { Database } from '../../src/db/database';
+import { isVbiError } from '@vbi/core/errors';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { Service } from '@vbi/server/service';
+import { Database } from '@vbi/server/db/database';
 import { codeOf } from '../helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture, restore, snapshot, testConfig, moduleEvents } from '../helpers/ledger';
-import { createService } from '../../src/service';
+import { createService } from '@vbi/server/service';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-import { meterHistory } from '../../src/ops/meter-history';
+import { meterHistory } from '@vbi/server/ops/meter-history';
 
 
 /** Everything a command may change, for "changes nothing" assertions. */

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { auditRecords } from '../../src/ledger/audit-store';
-import { openPackage } from '../../src/module/package-seal';
-import { MASTER_PSD_ID, masterRegisters } from '../../src/module/commands/master-psd';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { auditRecords } from '@vbi/server/ledger/audit-store';
+import { openPackage } from '@vbi/server/module/package-seal';
+import { MASTER_PSD_ID, masterRegisters } from '@vbi/server/module/commands/master-psd';
 import { codeOf } from '../helpers/codes';
 import { createIndicium, refund } from '../helpers/ledger-commands';
 import { LedgerFixture, MAIL, asInsider, ledgerFixture } from '../helpers/ledger';

@@ -1,17 +1,17 @@
 import { expect } from 'chai';
-import { createService } from '../../src/service';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
+import { createService } from '@vbi/server/service';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
 import { createIndicium } from '../helpers/ledger-commands';
 import { codeOf } from '../helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture, moduleEvents, provisionModules, testConfig } from '../helpers/ledger';
 import { requireClone } from '../helpers/hsm';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { closeLibrary, openLibrary } from '../../src/hsm/pkcs11-library';
-import { exportJournal } from '../../src/ledger/journal-export';
-import { replayJournal } from '../../src/ledger/journal-replay';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { closeLibrary, openLibrary } from '@vbi/server/hsm/pkcs11-library';
+import { exportJournal } from '@vbi/server/ledger/journal-export';
+import { replayJournal } from '@vbi/server/ledger/journal-replay';
 import { restore, snapshot } from '../helpers/ledger';
 import { approvalsFor, installTestOfficers } from '../helpers/officers';
 

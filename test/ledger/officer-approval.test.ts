@@ -6,11 +6,11 @@ import { codeOf } from '../helpers/codes';
 import { LedgerFixture, MAIL, ledgerFixture, provisionModules, restore, snapshot } from '../helpers/ledger';
 import { TEST_USER_PIN, testLibrary } from '../helpers/hsm';
 import { approvals, approvalsFor, installTestOfficers } from '../helpers/officers';
-import { findSlotByLabel } from '../../src/hsm/pkcs11-library';
-import { P256_PARAMS } from '../../src/hsm/mechanisms';
-import { APPROVER_PREFIX, approverLabel } from '../../src/hsm/officer-keys';
-import { Approval, statementBytes } from '../../src/ledger/officer-approval';
-import { reinstatementStatement } from '../../src/ledger/reinstatement';
+import { findSlotByLabel } from '@vbi/server/hsm/pkcs11-library';
+import { P256_PARAMS } from '@vbi/server/hsm/mechanisms';
+import { APPROVER_PREFIX, approverLabel } from '@vbi/server/hsm/officer-keys';
+import { Approval, statementBytes } from '@vbi/server/ledger/officer-approval';
+import { reinstatementStatement } from '@vbi/server/ledger/reinstatement';
 
 /**
  * Officer approvals bound to the module token (docs/key-ceremony.md): a reinstatement happens

@@ -1,17 +1,17 @@
 import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Database, openDatabase } from '../../src/db/database';
-import { shardSchema } from '../../src/config/shard';
-import { VbiClient } from '../../src/client/vbi-client';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { createService } from '../../src/service';
+import { Database, openDatabase } from '@vbi/server/db/database';
+import { shardSchema } from '@vbi/server/config/shard';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { createService } from '@vbi/server/service';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { freshDatabase } from '../helpers/db';
 import { testConfig } from '../helpers/ledger';
-import { claimMap } from '../../src/ledger/pg-meter-map';
-import { ShardOwners } from '../../src/ledger/shard-owners';
+import { claimMap } from '@vbi/server/ledger/pg-meter-map';
+import { ShardOwners } from '@vbi/server/ledger/shard-owners';
 
 /**
  * Two shards in one database (docs/operations.md, "Several processes, several tokens"), each

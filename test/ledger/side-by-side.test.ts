@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { decodeCheckpoint, digestOf } from '../../src/module/checkpoint';
-import { requireFunds } from '../../src/module/commands/guards';
-import { DispatchResult } from '../../src/module/psd-engine';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { decodeCheckpoint, digestOf } from '@vbi/server/module/checkpoint';
+import { requireFunds } from '@vbi/server/module/commands/guards';
+import { DispatchResult } from '@vbi/server/module/psd-engine';
 import { codeOf } from '../helpers/codes';
 import { LedgerFixture, ledgerFixture, moduleEvents } from '../helpers/ledger';
 

@@ -1,28 +1,27 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { RawClient } from '../helpers/raw-client';
 import { asInsider, MAIL } from '../helpers/ledger';
 import { createIndicium } from '../helpers/ledger-commands';
 import { provisionToken, startModule, uniqueLabel } from '../helpers/hsm';
-import { addCredential } from '../../src/api/credentials';
-import { auditRecords } from '../../src/ledger/audit-store';
-import { conservation } from '../../src/ledger/conservation';
-import { verifyJournal } from '../../src/ledger/journal-verify';
-import { openPackage, sealPackage, PACKAGE_FORMAT_VERSION, PACKAGE_MAGIC } from '../../src/module/package-seal';
-import { SUITE_ID } from '../../src/hsm/mechanisms';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { decodePublic, encodePublic, encodeSecrets, newPackage, PsdPackage, PUBLIC_TAGS } from '../../src/psd/psd-package';
-import { decodeTlv, encodeTlv, TlvError } from '../../src/psd/tlv';
-import { planIndicium } from '../../src/module/commands/create-indicium';
-import { assignMeter } from '../../src/module/commands/assign-meter';
-import { DevLicensingAuthority, devRefusal } from '../../src/licensing/dev-authority';
-import { dailyActivity } from '../../src/reports/daily-report';
-import { databaseSource } from '../../src/reports/report-source';
-import { isVbiError } from '../../src/errors';
-import { passwordSecret } from '../../src/protocol/messages';
+import { addCredential } from '@vbi/server/api/credentials';
+import { auditRecords } from '@vbi/server/ledger/audit-store';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { verifyJournal } from '@vbi/server/ledger/journal-verify';
+import { openPackage, sealPackage, PACKAGE_FORMAT_VERSION, PACKAGE_MAGIC } from '@vbi/server/module/package-seal';
+import { SUITE_ID } from '@vbi/server/hsm/mechanisms';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { decodePublic, encodePublic, encodeSecrets, newPackage, PsdPackage, PUBLIC_TAGS } from '@vbi/core/psd/psd-package';
+import { decodeTlv, encodeTlv, TlvError } from '@vbi/core/psd/tlv';
+import { planIndicium } from '@vbi/server/module/commands/create-indicium';
+import { assignMeter } from '@vbi/server/module/commands/assign-meter';
+import { DevLicensingAuthority, devRefusal } from '@vbi/server/licensing/dev-authority';
+import { dailyActivity } from '@vbi/server/reports/daily-report';
+import { databaseSource } from '@vbi/server/reports/report-source';
+import { isVbiError } from '@vbi/core/errors';
+import { passwordSecret } from '@vbi/core/protocol/messages';
 
 const PASSWORD = 'licence test password';
 /** A licensing pass that had no revocation to report. */
@@ -197,7 +196,7 @@ describe('licensing: a meter prints only once the postal licensing authority lic
     expect(list.json.requests.map((r: { status: string }) => r.status)).to.deep.equal(['revoked']);
     expect((await asOperator('GET', '/v1/operator/licence-requests?status=refused', operator)).json.requests.map((r: { meterId: string }) => r.meterId)).to.include(refused.c.meterId);
     expect((await asOperator('GET', '/v1/operator/licence-requests', null)).status).to.equal(401);
-    const tool = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => execFile(process.execPath, [join(__dirname, '..', '..', 'scripts', 'operator.js'), ...args],
+    const tool = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => execFile(process.execPath, [require.resolve('@vbi/server/bin/operator'), ...args],
       { env: { PATH: process.env.PATH ?? '', VBI_SERVER: f.url, VBI_OPERATOR_TOKEN: operator } },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr })));
     const shown = await tool(['licences', '--meter', c.meterId]);
@@ -353,7 +352,7 @@ describe("licensing: the authority's own revocations, read from its event feed",
     expect(unmatched.json.events.map((e: { authority: string; licenceId: string; reason: string }) => [e.authority, e.licenceId, e.reason]))
       .to.deep.equal([['dev', 'DEV-99999-000001', "LICENCE_WITHDRAWN: not this vendor's"]]);
     expect((await operatorGet('/v1/operator/licence-events/unmatched', null)).status).to.equal(401);
-    const tool = await new Promise<{ code: number; stdout: string }>((resolve) => execFile(process.execPath, [join(__dirname, '..', '..', 'scripts', 'operator.js'), 'licence-events'],
+    const tool = await new Promise<{ code: number; stdout: string }>((resolve) => execFile(process.execPath, [require.resolve('@vbi/server/bin/operator'), 'licence-events'],
       { env: { PATH: process.env.PATH ?? '', VBI_SERVER: f.url, VBI_OPERATOR_TOKEN: operator } }, (err, stdout) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout })));
     expect(tool.code).to.equal(0);
     expect(JSON.parse(tool.stdout).events.map((e: { licenceId: string }) => e.licenceId)).to.deep.equal(['DEV-99999-000001']);

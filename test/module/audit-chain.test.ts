@@ -1,12 +1,11 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createService } from '../../src/service';
-import { AuditRecord, canonicalJson, verifyAuditSignature } from '../../src/module/audit';
-import { GENESIS_HASH, auditHash, readAuditHead } from '../../src/module/audit-chain';
-import { auditRecords, pgAuditStore } from '../../src/ledger/audit-store';
-import { verifyAuditLog, type AuditFindingKind } from '../../src/ledger/audit-verify';
+import { createService } from '@vbi/server/service';
+import { AuditRecord, canonicalJson, verifyAuditSignature } from '@vbi/server/module/audit';
+import { GENESIS_HASH, auditHash, readAuditHead } from '@vbi/server/module/audit-chain';
+import { auditRecords, pgAuditStore } from '@vbi/server/ledger/audit-store';
+import { verifyAuditLog, type AuditFindingKind } from '@vbi/server/ledger/audit-verify';
 import { LedgerFixture, ledgerFixture, testConfig } from '../helpers/ledger';
 import { TEST_USER_PIN } from '../helpers/hsm';
 
@@ -150,7 +149,7 @@ describe('signed audit log: one hash chain per module, its head in the token', f
     await restart();
     await f.service.close(); // the script opens the token itself (one process per token, as an operator would run it)
     const env = { ...process.env, DATABASE_URL: f.db.url, PKCS11_TOKEN_LABELS: f.labels.join(','), PKCS11_USER_PIN: TEST_USER_PIN };
-    const script = join(__dirname, '..', '..', 'scripts', 'audit.js');
+    const script = require.resolve('@vbi/server/bin/audit');
     const call = (...args: string[]) => run(process.execPath, [script, ...args], { env }).then(
       (r) => ({ code: 0, out: r.stdout }), (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }));
     const clean = await call('verify');

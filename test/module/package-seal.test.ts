@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { CryptoModule } from '../../src/hsm/crypto-module';
-import { newPackage, PsdPackage, encodePublic, decodePublic, PUBLIC_TAGS } from '../../src/psd/psd-package';
-import { openPackage, sealPackage } from '../../src/module/package-seal';
-import { decodeTlv, encodeTlv, TlvError, u64 } from '../../src/psd/tlv';
-import { VbiError, isVbiError } from '../../src/errors';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
+import { newPackage, PsdPackage, encodePublic, decodePublic, PUBLIC_TAGS } from '@vbi/core/psd/psd-package';
+import { openPackage, sealPackage } from '@vbi/server/module/package-seal';
+import { decodeTlv, encodeTlv, TlvError, u64 } from '@vbi/core/psd/tlv';
+import { VbiError, isVbiError } from '@vbi/core/errors';
 import { provisionToken, startModule, uniqueLabel } from '../helpers/hsm';
 import { publicSectionOf, publicWithoutPieceCounter, sealWithoutPieceCounter } from '../helpers/legacy-package';
 

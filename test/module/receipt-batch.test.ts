@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { batchRoot, batchRootSync, batchSteps, batchTree, MAX_BATCH_SIZE, ReceiptBatch } from '../../src/protocol/receipt-batch';
-import { sha256 as webSha256 } from '../../src/web/crypto/web-crypto';
+import { batchRoot, batchRootSync, batchSteps, batchTree, MAX_BATCH_SIZE, ReceiptBatch } from '@vbi/core/protocol/receipt-batch';
+import { sha256 as webSha256 } from '@vbi/client/web/crypto/web-crypto';
 
 const sha256 = (d: Buffer) => createHash('sha256').update(d).digest();
 const leaves = (n: number) => Array.from({ length: n }, (_, i) => sha256(Buffer.from(`leaf ${i}`)));
 const b64 = (path: Buffer[]) => path.map((h) => h.toString('base64'));
 
 /**
- * The receipt tree's shape (src/protocol/receipt-batch.ts), without a module: every leaf of
+ * The receipt tree's shape (packages/core/src/protocol/receipt-batch.ts), without a module: every leaf of
  * every size folds to the root with its path (SDK and WebCrypto alike), and nothing else does.
  * The module's signature over the root is tested against the real service in print-batch.test.ts.
  */

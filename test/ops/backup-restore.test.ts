@@ -3,14 +3,14 @@ import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { requireFreeSlots } from '../helpers/hsm';
-import { ServiceProcess } from '../../src/ops/service-process';
-import { VbiClient } from '../../src/client/vbi-client';
-import { isVbiError } from '../../src/errors';
-import { openDatabase } from '../../src/db/database';
-import { conservation } from '../../src/ledger/conservation';
-import { listBackups } from '../../src/ops/backup';
-import { parseTarget } from '../../src/ops/restore';
-import type { OpsTranscript } from '../../src/ops/transcript';
+import { ServiceProcess } from '@vbi/server/ops/service-process';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { isVbiError } from '@vbi/core/errors';
+import { openDatabase } from '@vbi/server/db/database';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { listBackups } from '@vbi/server/ops/backup';
+import { parseTarget } from '@vbi/server/ops/restore';
+import type { OpsTranscript } from '@vbi/server/ops/transcript';
 
 /**
  * Backup and point-in-time recovery as an operator runs them (docs/operations.md): the real

@@ -2,12 +2,12 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
-import { VbiClient } from '../../src/client/vbi-client';
-import { exportJournal, readExport } from '../../src/ledger/journal-export';
-import { DailyActivity, dailyActivity } from '../../src/reports/daily-report';
-import { reconcile } from '../../src/reports/reconciliation';
-import { databaseSource, exportSource } from '../../src/reports/report-source';
-import { SignedReport, verifyReportSignature, writeDailyReport, writeMissingReports } from '../../src/reports/report-file';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { exportJournal, readExport } from '@vbi/server/ledger/journal-export';
+import { DailyActivity, dailyActivity } from '@vbi/server/reports/daily-report';
+import { reconcile } from '@vbi/server/reports/reconciliation';
+import { databaseSource, exportSource } from '@vbi/server/reports/report-source';
+import { SignedReport, verifyReportSignature, writeDailyReport, writeMissingReports } from '@vbi/server/reports/report-file';
 import { asInsider } from '../helpers/ledger';
 import { ServerFixture, serverFixture } from '../helpers/server';
 

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { EmbeddedPostgres, startEmbeddedPostgres } from '../../src/db/embedded-postgres';
-import { Database, openDatabase } from '../../src/db/database';
-import { VbiClient } from '../../src/client/vbi-client';
-import { conservation } from '../../src/ledger/conservation';
+import { EmbeddedPostgres, startEmbeddedPostgres } from '@vbi/server/db/embedded-postgres';
+import { Database, openDatabase } from '@vbi/server/db/database';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { conservation } from '@vbi/server/ledger/conservation';
 import { ServerFixture, serverFixture } from '../helpers/server';
-import { freePort } from '../../src/ops/service-process';
+import { freePort } from '@vbi/server/ops/service-process';
 import { killServer } from '../helpers/processes';
 
 /**

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { requireClone, requireFreeSlots } from '../helpers/hsm';
-import type { OpsTranscript } from '../../src/ops/transcript';
+import type { OpsTranscript } from '@vbi/server/ops/transcript';
 
 /**
  * The disaster-recovery drill (`npm run drill`, docs/operations.md "The drill") as an operator
@@ -23,7 +23,7 @@ describe('the disaster-recovery drill (npm run drill): four losses, recovered th
     requireClone(this);
     dir = mkdtempSync(join(process.env.VBI_TEST_ROOT as string, 'drill-'));
     run = await new Promise((resolve) => {
-      execFile(process.execPath, [join(__dirname, '..', '..', 'scripts', 'drill.js'), '--dir', dir], { maxBuffer: 64 << 20 },
+      execFile(process.execPath, [require.resolve('@vbi/server/bin/drill'), '--dir', dir], { maxBuffer: 64 << 20 },
         (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
     });
   });

@@ -9,7 +9,7 @@ const run = promisify(execFile);
 /** `npm start`'s program refuses a configuration that would take real money through the sandbox, or license nothing. */
 describe('the service program: payment provider and licensing authority chosen by configuration', function () {
   this.timeout(60_000);
-  const main = join(__dirname, '..', '..', 'src', 'main.js');
+  const main = require.resolve('@vbi/server/bin/main');
 
   it('a production deployment (CA_URL set) without VBI_PAYMENT_PROVIDER or VBI_LICENSING_AUTHORITY, with an unknown one, or with cmls-http missing a setting, refuses to start and starts nothing', async () => {
     const dir = mkdtempSync(join(process.env.VBI_TEST_ROOT as string, 'main-'));

@@ -1,12 +1,12 @@
-import { MASTER_PSD_ID } from '../../src/module/commands/master-psd';
+import { MASTER_PSD_ID } from '@vbi/server/module/commands/master-psd';
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { VbiClient } from '../../src/client/vbi-client';
-import { addCredential } from '../../src/api/credentials';
-import { auditRecords } from '../../src/ledger/audit-store';
-import { reconcile } from '../../src/reports/reconciliation';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { addCredential } from '@vbi/server/api/credentials';
+import { auditRecords } from '@vbi/server/ledger/audit-store';
+import { reconcile } from '@vbi/server/reports/reconciliation';
 import { ServerFixture, serverFixture } from '../helpers/server';
 
 /**
@@ -75,7 +75,7 @@ describe("operators enter stock bought from the post; the operator's command-lin
 
   /** The operator tool as an operator runs it. */
   function operatorTool(args: string[], env: Record<string, string> = { VBI_OPERATOR_TOKEN: token }): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => execFile(process.execPath, [join(__dirname, '..', '..', 'scripts', 'operator.js'), ...args],
+    return new Promise((resolve) => execFile(process.execPath, [require.resolve('@vbi/server/bin/operator'), ...args],
       { env: { PATH: process.env.PATH ?? '', VBI_SERVER: f.url, ...env } },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr })));
   }

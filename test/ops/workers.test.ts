@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, ServiceProcess } from '../../src/ops/service-process';
-import { VbiClient } from '../../src/client/vbi-client';
-import { Database, openDatabase } from '../../src/db/database';
-import { shardOfMeter, shardSchema } from '../../src/config/shard';
-import { conservation } from '../../src/ledger/conservation';
-import { DEV_SO_PIN, DEV_USER_PIN, devTokenLabel } from '../../src/config/config';
-import type { WorkerInfo } from '../../src/ops/front';
+import { freePort, ServiceProcess } from '@vbi/server/ops/service-process';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { Database, openDatabase } from '@vbi/server/db/database';
+import { shardOfMeter, shardSchema } from '@vbi/server/config/shard';
+import { conservation } from '@vbi/server/ledger/conservation';
+import { DEV_SO_PIN, DEV_USER_PIN, devTokenLabel } from '@vbi/server/config/config';
+import type { WorkerInfo } from '@vbi/server/ops/front';
 
 const SHARDS = 3;
 const secondToken = (shard: number) => `${devTokenLabel(shard)}-b`;

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { VbiClient } from '../../src/client/vbi-client';
-import { reconcile } from '../../src/reports/reconciliation';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { reconcile } from '@vbi/server/reports/reconciliation';
 import { ServerFixture, serverFixture } from '../helpers/server';
 
 /**

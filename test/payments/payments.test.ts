@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { VbiError } from '../../src/errors';
-import { chargeWithRetry } from '../../src/payments/charge';
-import { AuthorizeRequest, PaymentLinkError, PaymentProvider } from '../../src/payments/payment-provider';
-import { SandboxPaymentProvider } from '../../src/payments/sandbox-provider';
+import { VbiError } from '@vbi/core/errors';
+import { chargeWithRetry } from '@vbi/server/payments/charge';
+import { AuthorizeRequest, PaymentLinkError, PaymentProvider } from '@vbi/server/payments/payment-provider';
+import { SandboxPaymentProvider } from '@vbi/server/payments/sandbox-provider';
 
 async function outcome(p: Promise<unknown>): Promise<unknown> {
   try {

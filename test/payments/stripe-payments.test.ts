@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { VbiClient } from '../../src/client/vbi-client';
-import { VbiError } from '../../src/errors';
-import { chargeWithRetry } from '../../src/payments/charge';
-import { PaymentLinkError } from '../../src/payments/payment-provider';
-import { paymentProvider } from '../../src/payments/provider-config';
-import { paymentSettings } from '../../src/config/payment-settings';
-import { StripePaymentProvider } from '../../src/payments/stripe-provider';
-import { reconcile } from '../../src/reports/reconciliation';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { VbiError } from '@vbi/core/errors';
+import { chargeWithRetry } from '@vbi/server/payments/charge';
+import { PaymentLinkError } from '@vbi/server/payments/payment-provider';
+import { paymentProvider } from '@vbi/server/payments/provider-config';
+import { paymentSettings } from '@vbi/server/config/payment-settings';
+import { StripePaymentProvider } from '@vbi/server/payments/stripe-provider';
+import { reconcile } from '@vbi/server/reports/reconciliation';
 import { ServerFixture, serverFixture } from '../helpers/server';
 import { StripeDouble } from '../helpers/stripe-double';
 

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
-import { isVbiError } from '../../src/errors';
-import { buildCsr } from '../../src/pki/csr';
-import { NameFields } from '../../src/pki/names';
-import { X509Signer } from '../../src/pki/signer';
-import { VendorRa } from '../../src/pki/vendor-ra';
-import { TokenSigner } from '../../src/hsm/token-signer';
-import { createVendorRaKey, registerRa } from '../../src/pki/ca/ca-ceremony';
-import { readCertInfo } from '../../src/pki/cert-info';
+import { isVbiError } from '@vbi/core/errors';
+import { buildCsr } from '@vbi/server/pki/csr';
+import { NameFields } from '@vbi/core/pki/names';
+import { X509Signer } from '@vbi/core/pki/signer';
+import { VendorRa } from '@vbi/server/pki/vendor-ra';
+import { TokenSigner } from '@vbi/server/hsm/token-signer';
+import { createVendorRaKey, registerRa } from '@vbi/server/pki/ca/ca-ceremony';
+import { readCertInfo } from '@vbi/core/pki/cert-info';
 import { PkiWorld, RA_KEY_ID, openssl, opensslVerify, pemFile, startPkiWorld } from '../pki-fixtures';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from '../helpers/hsm';
 

@@ -5,15 +5,15 @@ import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildCsr } from '../../src/pki/csr';
-import { readCertInfo } from '../../src/pki/cert-info';
-import { spkiHash } from '../../src/pki/extensions';
-import { fromPem, toPem } from '../../src/pki/pem';
+import { buildCsr } from '@vbi/server/pki/csr';
+import { readCertInfo } from '@vbi/core/pki/cert-info';
+import { spkiHash } from '@vbi/core/pki/extensions';
+import { fromPem, toPem } from '@vbi/core/pki/pem';
 import { openssl } from '../pki-fixtures';
 
 const run = promisify(execFile);
-const CLI = join(__dirname, '..', '..', 'src', 'ceremony', 'cli.js');
-const CA_MAIN = join(__dirname, '..', '..', 'src', 'pki', 'ca', 'main.js');
+const CLI = require.resolve('@vbi/server/bin/ceremony');
+const CA_MAIN = require.resolve('@vbi/server/bin/postal-ca');
 
 /** Every file under `dir`, recursively. */
 function walk(dir: string): string[] {

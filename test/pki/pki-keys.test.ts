@@ -1,15 +1,15 @@
 import { expect } from 'chai';
 import * as asn1js from 'asn1js';
 import { createPublicKey, createVerify, generateKeyPairSync, sign as nodeSign } from 'node:crypto';
-import { isVbiError } from '../../src/errors';
-import { findSlotByLabel } from '../../src/hsm/pkcs11-library';
-import { SIGNING_ROLES, pairTemplates, parseSigningKeyLabel, roleSpec, signingKeyLabel } from '../../src/hsm/key-templates';
-import { generateSigningKey, signingKeyReport } from '../../src/hsm/signing-keys';
-import { TokenSigner } from '../../src/hsm/token-signer';
-import { derToRaw, rawToDer } from '../../src/pki/ecdsa-signature';
-import { keyUsage } from '../../src/pki/extensions';
-import { buildCsr, parseRequestInfo } from '../../src/pki/csr';
-import { OID, oidIs, parsedOidSpelling } from '../../src/pki/oids';
+import { isVbiError } from '@vbi/core/errors';
+import { findSlotByLabel } from '@vbi/server/hsm/pkcs11-library';
+import { SIGNING_ROLES, pairTemplates, parseSigningKeyLabel, roleSpec, signingKeyLabel } from '@vbi/server/hsm/key-templates';
+import { generateSigningKey, signingKeyReport } from '@vbi/server/hsm/signing-keys';
+import { TokenSigner } from '@vbi/server/hsm/token-signer';
+import { derToRaw, rawToDer } from '@vbi/core/pki/ecdsa-signature';
+import { keyUsage } from '@vbi/core/pki/extensions';
+import { buildCsr, parseRequestInfo } from '@vbi/server/pki/csr';
+import { OID, oidIs, parsedOidSpelling } from '@vbi/core/pki/oids';
 import { TEST_SO_PIN, TEST_USER_PIN, provisionToken, testLibrary, uniqueLabel } from '../helpers/hsm';
 
 describe('PKI: signing keys in their own tokens (templates, TokenSigner)', () => {

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { isVbiError } from '../../src/errors';
-import { HttpCaClient } from '../../src/pki/ca-client';
-import { hasPurpose, readCertInfo } from '../../src/pki/cert-info';
-import { OID } from '../../src/pki/oids';
-import { certifyModuleIdentity, verifyModuleSignature } from '../../src/pki/module-identity';
-import { CryptoModule } from '../../src/hsm/crypto-module';
+import { isVbiError } from '@vbi/core/errors';
+import { HttpCaClient } from '@vbi/server/pki/ca-client';
+import { hasPurpose, readCertInfo } from '@vbi/core/pki/cert-info';
+import { OID } from '@vbi/core/pki/oids';
+import { certifyModuleIdentity, verifyModuleSignature } from '@vbi/server/pki/module-identity';
+import { CryptoModule } from '@vbi/server/hsm/crypto-module';
 import { PkiWorld, openssl, opensslVerify, pemFile, startPkiWorld } from '../pki-fixtures';
 import { provisionToken, startModule, uniqueLabel } from '../helpers/hsm';
 

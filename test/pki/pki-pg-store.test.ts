@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { isVbiError, vbiError } from '../../src/errors';
-import { MeterGen } from '../../src/pki/metergen';
-import { PgMeterStore } from '../../src/ledger/pg-meter-store';
+import { isVbiError, vbiError } from '@vbi/core/errors';
+import { MeterGen } from '@vbi/server/pki/metergen';
+import { PgMeterStore } from '@vbi/server/ledger/pg-meter-store';
 import { LedgerFixture, ledgerFixture } from '../helpers/ledger';
 import { testPki } from '../helpers/pki';
 

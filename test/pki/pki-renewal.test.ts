@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { createPublicKey, createVerify } from 'node:crypto';
-import { isVbiError } from '../../src/errors';
-import { CaClient } from '../../src/pki/ca-client';
-import { readCertInfo } from '../../src/pki/cert-info';
-import { verifyPath } from '../../src/pki/path';
-import { IndiciumKeyAlgorithm } from '../../src/hsm/hsm-module';
+import { isVbiError } from '@vbi/core/errors';
+import { CaClient } from '@vbi/server/pki/ca-client';
+import { readCertInfo } from '@vbi/core/pki/cert-info';
+import { verifyPath } from '@vbi/core/pki/path';
+import { IndiciumKeyAlgorithm } from '@vbi/server/hsm/hsm-module';
 import { PkiWorld, opensslVerify, startPkiWorld } from '../pki-fixtures';
 
 /** Verifies a module signature (raw r||s for EC, PKCS#1 v1.5 for RSA) with a certificate's key. */

@@ -6,18 +6,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { addCredential } from '../../src/api/credentials';
-import { KeyFile } from '../../src/client/key-file';
-import { formatMills } from '../../src/client/money';
-import type { ClientState } from '../../src/client/client-state';
-import { readFirstDataMatrix } from '../../src/indicium/decoder/dmtxread';
-import { decodeIndicium } from '../../src/indicium/layout';
-import { computePostage } from '../../src/rates/postage';
+import { addCredential } from '@vbi/server/api/credentials';
+import { KeyFile } from '@vbi/client/client/key-file';
+import { formatMills } from '@vbi/client/client/money';
+import type { ClientState } from '@vbi/client/client/client-state';
+import { readFirstDataMatrix } from '@vbi/core/indicium/decoder/dmtxread';
+import { decodeIndicium } from '@vbi/core/indicium/layout';
+import { computePostage } from '@vbi/core/rates/postage';
 import { launchChromium, screenshot } from '../helpers/browser';
 import { ServerFixture, serverFixture } from '../helpers/server';
 
 const PASSWORD = 'web-app-password-1';
-const CLI = join(__dirname, '..', '..', 'src', 'client', 'cli.js');
+const CLI = require.resolve('@vbi/client/bin/vbi');
 
 /**
  * The web app end to end: the real service (SoftHSM2 token, PostgreSQL) and Debian's headless

@@ -2,12 +2,12 @@ import { expect } from 'chai';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FetchFn } from '../../src/client/http';
-import { checkModuleCertificate } from '../../src/client/module-trust';
-import { VbiClient } from '../../src/client/vbi-client';
-import { OID } from '../../src/pki/oids';
-import { toPem } from '../../src/pki/pem';
-import { WebClient } from '../../src/web/client/web-client';
+import { FetchFn } from '@vbi/client/client/http';
+import { checkModuleCertificate } from '@vbi/client/client/module-trust';
+import { VbiClient } from '@vbi/client/client/vbi-client';
+import { OID } from '@vbi/core/pki/oids';
+import { toPem } from '@vbi/core/pki/pem';
+import { WebClient } from '@vbi/client/web/client/web-client';
 import { codeOf } from '../helpers/codes';
 import { freshDatabase } from '../helpers/db';
 import { requireClone } from '../helpers/hsm';
@@ -41,10 +41,10 @@ const password = 'password of a web mailer that moves';
 const PIECE = { destinationZip: '10001', postage: 500 };
 
 /**
- * The web app's client (src/web/client/web-client.ts, WebCrypto; run here in Node, whose
+ * The web app's client (packages/client/src/web/client/web-client.ts, WebCrypto; run here in Node, whose
  * globalThis.crypto.subtle is WebCrypto, with the page's localStorage replaced by the `persist`
  * callback the page hands it) moves to another module as the SDK does
- * (src/web/client/web-module-move.ts, docs/protocol.md 8) when session-open is refused with
+ * (packages/client/src/web/client/web-module-move.ts, docs/protocol.md 8) when session-open is refused with
  * NO_MODULE or UNKNOWN_MODULE. Against the real service, as test/client/client-module-move.test.ts.
  */
 describe('web client: moving to another module when the key file\'s module is gone', function () {

@@ -3,16 +3,16 @@ import { constants, createCipheriv, generateKeyPairSync, privateDecrypt, randomB
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hmacSha256 as sdkHmac } from '../../src/client/client-crypto';
-import { indiciumAad } from '../../src/protocol/bodies';
-import { dynamicPassword as sdkDynamicPassword } from '../../src/client/dynamic-password';
-import { KeyFile } from '../../src/client/key-file';
-import { buildEnvelope, checkResponseMac } from '../../src/client/envelope';
-import { dynamicPasswordInput, OperationalResponse, passwordSecret, responseMacInput } from '../../src/protocol/messages';
-import { buildWebEnvelope, checkWebResponseMac } from '../../src/web/client/web-envelope';
-import { webPasswordSecret } from '../../src/web/crypto/password-secret';
-import { decryptWithSessionKey, encryptToModule, hmacSha256, macMatches, verifyEcdsaP256 } from '../../src/web/crypto/web-crypto';
-import { WebKeyFile } from '../../src/web/crypto/web-key-file';
+import { hmacSha256 as sdkHmac } from '@vbi/client/client/client-crypto';
+import { indiciumAad } from '@vbi/core/protocol/bodies';
+import { dynamicPassword as sdkDynamicPassword } from '@vbi/client/client/dynamic-password';
+import { KeyFile } from '@vbi/client/client/key-file';
+import { buildEnvelope, checkResponseMac } from '@vbi/client/client/envelope';
+import { dynamicPasswordInput, OperationalResponse, passwordSecret, responseMacInput } from '@vbi/core/protocol/messages';
+import { buildWebEnvelope, checkWebResponseMac } from '@vbi/client/web/client/web-envelope';
+import { webPasswordSecret } from '@vbi/client/web/crypto/password-secret';
+import { decryptWithSessionKey, encryptToModule, hmacSha256, macMatches, verifyEcdsaP256 } from '@vbi/client/web/crypto/web-crypto';
+import { WebKeyFile } from '@vbi/client/web/crypto/web-key-file';
 
 async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
   try {
@@ -24,7 +24,7 @@ async function rejection(p: Promise<unknown>): Promise<{ code?: string; message:
 }
 
 /**
- * The web app's crypto (src/web/crypto, WebCrypto + @noble/hashes) against the SDK's
+ * The web app's crypto (packages/client/src/web/crypto, WebCrypto + @noble/hashes) against the SDK's
  * (node:crypto): same inputs, same bytes; each side reads what the other wrote.
  */
 describe('web app crypto against the SDK', () => {

@@ -2,17 +2,17 @@ import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkModuleCertificate } from '../../src/client/module-trust';
-import { HttpCaClient } from '../../src/pki/ca-client';
-import { certifyModuleIdentity } from '../../src/pki/module-identity';
-import { readCertInfo } from '../../src/pki/cert-info';
-import { toPem } from '../../src/pki/pem';
-import { checkModuleCertificateWeb } from '../../src/web/crypto/web-module-trust';
+import { checkModuleCertificate } from '@vbi/client/client/module-trust';
+import { HttpCaClient } from '@vbi/server/pki/ca-client';
+import { certifyModuleIdentity } from '@vbi/server/pki/module-identity';
+import { readCertInfo } from '@vbi/core/pki/cert-info';
+import { toPem } from '@vbi/core/pki/pem';
+import { checkModuleCertificateWeb } from '@vbi/client/web/crypto/web-module-trust';
 import { PkiWorld, startPkiWorld } from '../pki-fixtures';
 
 /**
  * The web app's module certificate check (pkijs on WebCrypto) against the SDK's
- * (src/pki/path.ts and OpenSSL) on real certificates from the dev postal CA: both accept the
+ * (packages/core/src/pki/path.ts and OpenSSL) on real certificates from the dev postal CA: both accept the
  * same chains and refuse the same ones with CERT_INVALID.
  */
 describe('web app: module identity certificates checked as the SDK checks them', () => {
