@@ -3,6 +3,10 @@ import type { ModuleToken } from '../module/module-token';
 import { openPackage } from '../module/package-seal';
 import { parseCheckpoint } from '../module/checkpoint';
 import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
+import { metersWithMovements } from '../db/repositories/meters';
+import { poolRowAll } from '../db/repositories/pool';
+import { checkpointsOfType } from '../db/repositories/journal';
+import { auditRecordsOfKind } from '../db/repositories/audit-log';
 
 /**
  * The conservation invariants, in integer mills:
@@ -17,14 +21,7 @@ import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
  */
 export async function conservation(db: Knex, opts: { hsm?: ModuleToken } = {}): Promise<{ violations: string[]; system: { left: number; right: number } }> {
   const violations: string[] = [];
-  const rows = await db('meters as m')
-    .leftJoin(
-      db('journal').select('meter_id')
-        .sum({ downloaded: db.raw("CASE WHEN tx_type = 'pvd' THEN amount ELSE 0 END") })
-        .sum({ refunded: db.raw("CASE WHEN tx_type = 'refund' THEN amount ELSE 0 END") })
-        .groupBy('meter_id').as('j'),
-      'j.meter_id', 'm.meter_id')
-    .select('m.meter_id', 'm.package', 'm.ascending_register', 'm.descending_register', 'j.downloaded', 'j.refunded');
+  const rows = await metersWithMovements(db);
   let sumAr = 0;
   let sumDr = 0;
   for (const r of rows) {
@@ -47,7 +44,7 @@ export async function conservation(db: Knex, opts: { hsm?: ModuleToken } = {}): 
     const rhs = Number(r.downloaded ?? 0) - Number(r.refunded ?? 0);
     if (ar + dr !== rhs) violations.push(`meter ${r.meter_id}: AR + DR = ${ar + dr} but downloaded - refunded = ${rhs}`);
   }
-  const row = await db('pool').where({ pool_id: 1 }).first();
+  const row = await poolRowAll(db);
   const pool = { available: Number(row.available), purchased: Number(row.purchased), refunds_paid: Number(row.refunds_paid), purchased_unsigned: row.purchased_unsigned };
   if (opts.hsm && row.package) {
     try {
@@ -79,7 +76,7 @@ export async function conservation(db: Knex, opts: { hsm?: ModuleToken } = {}): 
  * master PSD, each post's reference once (`npm run audit -- verify` checks those, docs/audit.md).
  */
 async function signedStock(db: Knex): Promise<number> {
-  const records: Array<{ checkpoint: Buffer }> = await db('journal').where({ meter_id: MASTER_PSD_ID, tx_type: 'pool-purchase' }).select('checkpoint');
+  const records = await checkpointsOfType(db, MASTER_PSD_ID, 'pool-purchase');
   let total = 0;
   for (const r of records) {
     try {
@@ -92,7 +89,7 @@ async function signedStock(db: Knex): Promise<number> {
 }
 
 async function auditedStock(db: Knex): Promise<number> {
-  const rows: Array<{ record: { details?: { reference?: unknown; amount?: unknown } } }> = await db('audit_log').where({ kind: 'pool-purchased' }).orderBy('audit_id').select('record');
+  const rows = await auditRecordsOfKind<{ details?: { reference?: unknown; amount?: unknown } }>(db, 'pool-purchased');
   const byReference = new Map<string, number>();
   for (const { record } of rows) {
     const reference = String(record.details?.reference ?? '');

@@ -11,6 +11,10 @@ import { assembleIndicium, decodeIndicium } from '@vbi/core/indicium/layout';
 import { verifyIndiciumSignature } from '@vbi/core/indicium/signature';
 import { writeDurably } from '../db/durable-file';
 import type { AuditRecord } from '../module/audit';
+import { accountRows, certificatesOfMeterBySerial, indiciaOfRecord, paymentsAppliedBy, refundsOfRecord } from '../db/repositories/record-rows';
+import { journalModuleSerials, journalRowsAfter, type JournalDbRow } from '../db/repositories/journal';
+import { meterAccountId } from '../db/repositories/meters';
+import { chainedAuditRecords } from '../db/repositories/audit-log';
 
 /**
  * The journal export (docs/journal-export.md): the journal written off the database to an
@@ -270,12 +274,6 @@ function plain(row: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-interface JournalDbRow {
-  meter_id: string; module_serial: string; checkpoint_seq: number | string; tx_type: string; amount: number | string;
-  ascending_register: number | string; descending_register: number | string; checkpoint: Buffer; payload: Buffer; module_mac: Buffer;
-  created_at: Date; sequence: number | string | null; receipt: unknown; package: Buffer | null;
-}
-
 /** The non-secret rows a command wrote beside its journal row, as recovery puts them back. */
 async function rowsOf(db: Knex, r: JournalDbRow): Promise<ExportedRows> {
   const key = { module_serial: r.module_serial, checkpoint_seq: r.checkpoint_seq };
@@ -286,22 +284,22 @@ async function rowsOf(db: Knex, r: JournalDbRow): Promise<ExportedRows> {
   switch (r.tx_type) {
     case 'indicium':
     case 'correction':
-      put('indicia', await db('indicia').where(key).orderBy('indicium_id'));
+      put('indicia', await indiciaOfRecord(db, key));
       break;
     case 'refund':
-      put('refunds', await db('refunds').where(key).orderBy('refund_id'));
+      put('refunds', await refundsOfRecord(db, key));
       break;
     case 'pvd':
       // a payment names the meter and the sequence number of the record that applied it
-      put('payments', await db('payments').where({ meter_id: r.meter_id, applied_checkpoint_seq: r.checkpoint_seq, amount: r.amount }).orderBy('payment_id'));
+      put('payments', await paymentsAppliedBy(db, { meterId: r.meter_id, seq: r.checkpoint_seq, amount: r.amount }));
       break;
     case 'meter-certify':
     case 'key-renewal':
-      put('certificates', await db('certificates').where({ meter_id: r.meter_id }).orderBy('serial_hex'));
+      put('certificates', await certificatesOfMeterBySerial(db, r.meter_id));
       break;
     case 'meter-assign': {
-      const m = await db('meters').where({ meter_id: r.meter_id }).first('account_id');
-      if (m?.account_id !== null && m?.account_id !== undefined) put('accounts', await db('accounts').where({ account_id: m.account_id }));
+      const m = await meterAccountId(db, r.meter_id);
+      if (m?.account_id !== null && m?.account_id !== undefined) put('accounts', await accountRows(db, m.account_id));
       break;
     }
     default:
@@ -327,17 +325,15 @@ export async function exportJournal(req: { db: Knex; hsm: ModuleToken; dir: stri
   }
   const last = existing.seals[existing.seals.length - 1];
   const cursor: Record<string, number> = { ...(last?.cursor ?? {}) };
-  const serials: string[] = (await req.db('journal').distinct('module_serial')).map((r: { module_serial: string }) => r.module_serial).sort();
+  const serials = (await journalModuleSerials(req.db)).sort();
   const fresh: Array<{ row: JournalDbRow; epoch: number }> = [];
   for (const serial of serials) {
-    const rows: JournalDbRow[] = await req.db('journal').where({ module_serial: serial }).where('checkpoint_seq', '>', cursor[serial] ?? 0).orderBy('checkpoint_seq')
-      .select('meter_id', 'module_serial', 'checkpoint_seq', 'tx_type', 'amount', 'ascending_register', 'descending_register', 'checkpoint', 'payload', 'module_mac', 'created_at', 'sequence', 'receipt', 'package');
+    const rows = await journalRowsAfter(req.db, serial, cursor[serial] ?? 0);
     for (const row of rows) fresh.push({ row, epoch: (await decodeCheckpoint(req.hsm, row.checkpoint)).mapEpoch });
   }
   // the modules' signed audit records after the audit cursor, each module's in sequence order
   const auditCursor: Record<string, number> = { ...(last?.auditCursor ?? {}) };
-  const auditRows: Array<{ module_serial: string; seq: number | string; record: AuditRecord }> = await req.db('audit_log').whereNotNull('seq').orderBy([{ column: 'module_serial' }, { column: 'seq' }])
-    .select('module_serial', 'seq', 'record');
+  const auditRows = await chainedAuditRecords<AuditRecord>(req.db);
   const freshAudit = auditRows.filter((r) => Number(r.seq) > (auditCursor[r.module_serial] ?? 0));
   const total = existing.entries.length;
   if (fresh.length === 0 && freshAudit.length === 0) return { segment: null, entries: 0, total, audit: 0 };

@@ -9,11 +9,21 @@ import { MASTER_PSD_ID, masterRegisters } from '../module/commands/master-psd';
 import { openPackage } from '../module/package-seal';
 import { ExportEntry, readExport, usable } from './journal-export';
 import { openJournalPayload } from '../module/journal-seal';
-import { lockModuleAndMap, storeMap } from './pg-meter-map';
+import { MAP_SHARD, lockModuleAndMap, storeMap } from './pg-meter-map';
 import { commitOrThrow } from '../db/commit';
 import type { AuditRecord } from '../module/audit';
 import { AuditChain } from '../module/audit-chain';
 import { pgAuditStore } from './audit-store';
+import { insertModuleRow, moduleCheckpointAndSeq, storeModuleCheckpoint } from '../db/repositories/modules';
+import {
+  enterStock, lockPoolAvailable, poolPackage, purchaseAmountOf, putBackPurchase, refundIntoPool, storeMasterPsd, takeFromPool,
+} from '../db/repositories/pool';
+import { continueIdSequences, putBackAccount, putBackCertificate, putBackIndicium, putBackPayment, putBackRefund } from '../db/repositories/record-rows';
+import { insertAuditRecord, newestAuditSeqs } from '../db/repositories/audit-log';
+import { setMapEpochNow } from '../db/repositories/meter-map';
+import { insertMeterRow, meterExists, updateMeterRow } from '../db/repositories/meters';
+import { insertRevocationReportOnce } from '../db/repositories/licence-queue';
+import { insertJournalRow } from '../db/repositories/journal';
 
 /** Where a module's ring stands against the database after a replay. */
 export interface ModuleAfterReplay {
@@ -93,20 +103,20 @@ export async function replayJournal(req: {
     // what to replay: per module, the records after the database's checkpoint
     const todo: Array<{ entry: ExportEntry; cp: Checkpoint }> = [];
     for (const [serial, list] of bySerial) {
-      const row = await trx('modules').where({ module_serial: serial }).first('checkpoint', 'checkpoint_seq');
+      const row = await moduleCheckpointAndSeq(trx, serial);
       const dbCheckpoint: Buffer | null = row?.checkpoint ?? null;
       let from = 0;
       if (dbCheckpoint) {
         const at = list.findIndex((x) => Buffer.from(x.entry.journal.checkpoint, 'base64').equals(dbCheckpoint));
         if (at >= 0) from = at + 1;
-        else if (list[0].cp.seq > Number(row.checkpoint_seq)) {
-          throw vbiError('JOURNAL_REPLAY_FAILED', `module ${serial}: the export starts at sequence ${list[0].cp.seq}, after the database's ${row.checkpoint_seq}, without its record: records between them are in neither`, { moduleSerial: serial });
+        else if (list[0].cp.seq > Number(row!.checkpoint_seq)) {
+          throw vbiError('JOURNAL_REPLAY_FAILED', `module ${serial}: the export starts at sequence ${list[0].cp.seq}, after the database's ${row!.checkpoint_seq}, without its record: records between them are in neither`, { moduleSerial: serial });
         } else from = list.length; // the database is ahead of the export for this module
       }
       todo.push(...list.slice(from));
       counts.set(serial, list.length - from);
     }
-    const sealedPool = (await trx('pool').where({ pool_id: 1 }).first('package'))?.package;
+    const sealedPool = (await poolPackage(trx))?.package;
     // stock bought from the post that the export's signed audit records hold: entered first, so
     // that the PVDs replayed after it can draw on it (its record is put back with the others)
     for (const a of exp.audit) {
@@ -114,29 +124,25 @@ export async function replayJournal(req: {
       const reference = String(a.details.reference ?? '');
       const amount = Number(a.details.amount);
       if (!reference || !Number.isSafeInteger(amount) || amount <= 0) continue;
-      const had = await trx('pool_purchases').where({ reference }).first('amount');
+      const had = await purchaseAmountOf(trx, reference);
       if (had || sealedPool) continue;
-      await trx('pool_purchases').insert({ amount, reference, entered_by: 'journal replay (signed record)' });
-      await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [amount, amount]);
+      await enterStock(trx, { amount, reference, enteredBy: 'journal replay (signed record)' });
       stockFromRecords.push({ reference, amount });
     }
     for (const p of req.stock ?? []) {
       if (sealedPool) throw vbiError('BAD_REQUEST', "the restored database's pool is the sealed master PSD: stock bought from the post is in the export's master PSD records, --stock is for a database from before it");
       if (!Number.isSafeInteger(p.amount) || p.amount <= 0 || !p.reference) throw vbiError('BAD_REQUEST', `stock purchase ${p.reference}: a reference and a positive amount of mills`);
-      const had = await trx('pool_purchases').where({ reference: p.reference }).first('amount');
+      const had = await purchaseAmountOf(trx, p.reference);
       if (had && Number(had.amount) !== p.amount) throw vbiError('POOL_PURCHASE_CONFLICT', `the post's reference ${p.reference} is in the database with ${had.amount} mills`);
       if (had) continue;
-      await trx('pool_purchases').insert({ amount: p.amount, reference: p.reference, entered_by: 'journal replay' });
-      await trx.raw('UPDATE pool SET purchased = purchased + ?, available = available + ?, updated_at = now() WHERE pool_id = 1', [p.amount, p.amount]);
+      await enterStock(trx, { amount: p.amount, reference: p.reference, enteredBy: 'journal replay' });
       stockEntered.push(p);
     }
     todo.sort((x, y) => x.cp.mapEpoch - y.cp.mapEpoch);
     for (const { entry, cp } of todo) await applyRecord(trx, req.hsm, entry, cp, refused);
     auditRecords = await putBackAudit(trx, exp.audit);
     // explicit ids were written: the sequences go on after them
-    for (const [table, id] of [['indicia', 'indicium_id'], ['refunds', 'refund_id'], ['payments', 'payment_id'], ['accounts', 'account_id']]) {
-      await trx.raw(`SELECT setval(pg_get_serial_sequence(?, ?), GREATEST((SELECT max(${id}) FROM ${table}), 1))`, [table, id]);
-    }
+    await continueIdSequences(trx);
     await commitOrThrow(trx);
   } catch (e) {
     if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
@@ -172,13 +178,13 @@ export async function replayJournal(req: {
  */
 async function putBackAudit(trx: Knex.Transaction, records: AuditRecord[]): Promise<number> {
   const newest = new Map<string, number>();
-  for (const r of await trx('audit_log').whereNotNull('seq').groupBy('module_serial').select('module_serial', trx.raw('max(seq) AS seq'))) {
+  for (const r of await newestAuditSeqs(trx)) {
     newest.set(r.module_serial, Number(r.seq));
   }
   let put = 0;
   for (const r of records) {
     if (r.seq <= (newest.get(r.moduleSerial) ?? 0)) continue;
-    await trx('audit_log').insert({ kind: r.kind, module_serial: r.moduleSerial, at: r.at, seq: r.seq, record: JSON.stringify(r) });
+    await insertAuditRecord(trx, { kind: r.kind, moduleSerial: r.moduleSerial, at: r.at, seq: r.seq, record: JSON.stringify(r) });
     newest.set(r.moduleSerial, r.seq);
     put++;
   }
@@ -201,7 +207,7 @@ async function applyRecord(trx: Knex.Transaction, hsm: ModuleToken, entry: Expor
   const at = new Date(j.createdAt);
 
   if (cp.type === 'reinstate') {
-    await trx.raw('UPDATE meter_map SET epoch = ?, updated_at = now() WHERE shard = 0', [cp.mapEpoch]);
+    await setMapEpochNow(trx, MAP_SHARD, cp.mapEpoch);
   } else {
     if (!j.package) throw fail('the record carries no package (exported from a journal before packages were kept)');
     const sealed = Buffer.from(j.package, 'base64');
@@ -215,39 +221,35 @@ async function applyRecord(trx: Knex.Transaction, hsm: ModuleToken, entry: Expor
     if (master) {
       // the pool row is the master PSD's package and its register copies
       const m = masterRegisters(pkg);
-      await trx('pool').where({ pool_id: 1 }).update({
+      await storeMasterPsd(trx, {
         package: sealed, record_counter: pkg.recordCounter, purchased: m.purchased, available: m.descendingRegister, refunds_paid: m.refundRegister, updated_at: at,
       });
       // a purchase's post reference is in its sealed details
       if (cp.type === 'pool-purchase') {
         const details = await openJournalPayload(hsm, checkpoint, Buffer.from(j.payload, 'base64'));
-        await trx('pool_purchases').insert({ amount: cp.amount, reference: String(details.reference ?? ''), entered_by: details.operator ?? 'journal replay', created_at: at })
-          .onConflict('reference').ignore();
+        await putBackPurchase(trx, { amount: cp.amount, reference: String(details.reference ?? ''), enteredBy: details.operator ?? 'journal replay', at });
       }
     }
-    for (const a of entry.rows.accounts ?? []) await trx('accounts').insert(a).onConflict('account_id').ignore();
+    for (const a of entry.rows.accounts ?? []) await putBackAccount(trx, a);
     const meter = master ? null : {
       state: pkg.state, record_counter: pkg.recordCounter, package: sealed, cert_serial: pkg.indiciumCertSerial || null,
       key_expiry: pkg.indiciumKeyExpiry ? new Date(pkg.indiciumKeyExpiry) : null,
       ascending_register: pkg.ascendingRegister, descending_register: pkg.descendingRegister, updated_at: at,
       ...(entry.rows.accounts?.[0] ? { account_id: entry.rows.accounts[0].account_id } : {}),
     };
-    const exists = meter && await trx('meters').where({ meter_id: cp.meterId }).first('meter_id');
-    if (meter && exists) await trx('meters').where({ meter_id: cp.meterId }).update(meter);
-    else if (meter) await trx('meters').insert({ meter_id: cp.meterId, slot: cp.slot, ...meter });
+    const exists = meter && await meterExists(trx, cp.meterId);
+    if (meter && exists) await updateMeterRow(trx, cp.meterId, meter);
+    else if (meter) await insertMeterRow(trx, { meter_id: cp.meterId, slot: cp.slot, ...meter });
     // a revocation the restored database does not know is still owed to the licensing authority
     // (docs/licensing.md): queued again with the operator's reason from the sealed details
     if (cp.type === 'revoke-licence' && pkg.licenceId) {
       const details = await openJournalPayload(hsm, checkpoint, Buffer.from(j.payload, 'base64'));
-      await trx('licence_revocation_reports').insert({ meter_id: cp.meterId, licence_id: pkg.licenceId, reason: String(details.reason ?? ''), revoked_at: at })
-        .onConflict('meter_id').ignore();
+      await insertRevocationReportOnce(trx, { meterId: cp.meterId, licenceId: pkg.licenceId, reason: String(details.reason ?? ''), revokedAt: at });
     }
   }
-  if (!locked.moduleRow) await trx('modules').insert({ module_serial: cp.moduleSerial, token_label: '' });
-  await trx('modules').where({ module_serial: cp.moduleSerial }).update({
-    checkpoint, checkpoint_seq: cp.seq, last_tx_at: at, last_tx_type: cp.type, last_tx_amount: cp.amount, updated_at: at,
-  });
-  await trx('journal').insert({
+  if (!locked.moduleRow) await insertModuleRow(trx, cp.moduleSerial, '');
+  await storeModuleCheckpoint(trx, cp.moduleSerial, { checkpoint, seq: cp.seq, type: cp.type, amount: cp.amount, at });
+  await insertJournalRow(trx, {
     meter_id: j.meterId, module_serial: j.moduleSerial, checkpoint_seq: j.seq, tx_type: j.type, amount: j.amount,
     ascending_register: j.ascendingRegister, descending_register: j.descendingRegister, checkpoint,
     payload: Buffer.from(j.payload, 'base64'), module_mac: Buffer.from(j.moduleMac, 'base64'), created_at: at,
@@ -255,25 +257,24 @@ async function applyRecord(trx: Knex.Transaction, hsm: ModuleToken, entry: Expor
   });
   // before the master PSD was sealed, the pool row moved with the meters' commands; since, only
   // the master PSD's own records move it (above)
-  const unsealed = !(await trx('pool').where({ pool_id: 1 }).first('package'))?.package;
+  const unsealed = !(await poolPackage(trx))?.package;
   if (unsealed && cp.type === 'pvd') {
-    const pool = await trx('pool').where({ pool_id: 1 }).forUpdate().first('available');
+    const pool = await lockPoolAvailable(trx);
     if (Number(pool.available) < cp.amount) throw fail(`the restored pool holds ${pool.available} mills and the PVD took ${cp.amount}: stock bought from the post after the restore point is not in the export (give it with --stock REFERENCE=AMOUNT)`);
-    await trx.raw('UPDATE pool SET available = available - ?, updated_at = now() WHERE pool_id = 1', [cp.amount]);
+    await takeFromPool(trx, cp.amount);
   }
   for (const r of entry.rows.refunds ?? []) {
-    if (unsealed) await trx.raw(r.kind === 'partial' ? 'UPDATE pool SET refunds_paid = refunds_paid + ? WHERE pool_id = 1' : 'UPDATE pool SET available = available + ? WHERE pool_id = 1', [Number(r.amount)]);
-    await trx('refunds').insert(rowIn(r, ['created_at'])).onConflict('refund_id').ignore();
+    if (unsealed) await refundIntoPool(trx, r.kind, Number(r.amount));
+    await putBackRefund(trx, rowIn(r, ['created_at']));
   }
   for (const p of entry.rows.payments ?? []) {
-    await trx('payments').insert(rowIn(p, ['created_at', 'updated_at'])).onConflict('payment_id').merge(['status', 'applied_checkpoint_seq', 'updated_at']);
+    await putBackPayment(trx, rowIn(p, ['created_at', 'updated_at']));
   }
-  for (const c of entry.rows.certificates ?? []) await trx('certificates').insert(rowIn(c, ['not_before', 'not_after', 'created_at'], ['certificate_der'])).onConflict('serial_hex').ignore();
+  for (const c of entry.rows.certificates ?? []) await putBackCertificate(trx, rowIn(c, ['not_before', 'not_after', 'created_at'], ['certificate_der']));
   for (const i of entry.rows.indicia ?? []) {
     if (refused.has(Number(i.indicium_id))) continue;
     // the print batch the row names is a request's answer the export does not carry
-    await trx('indicia').insert({ ...rowIn(i, ['created_at'], ['data', 'signature', 'encrypted_indicium']), batch_id: null, receipt: i.receipt === null || i.receipt === undefined ? null : JSON.stringify(i.receipt) })
-      .onConflict('indicium_id').ignore();
+    await putBackIndicium(trx, { ...rowIn(i, ['created_at'], ['data', 'signature', 'encrypted_indicium']), batch_id: null, receipt: i.receipt === null || i.receipt === undefined ? null : JSON.stringify(i.receipt) });
   }
 }
 
@@ -286,7 +287,7 @@ function rowIn(r: Record<string, unknown>, times: string[], bytes: string[] = []
 }
 
 async function compareWithRing(db: Knex, serial: string, hsm: ModuleToken | undefined, replayed: number): Promise<ModuleAfterReplay> {
-  const row = await db('modules').where({ module_serial: serial }).first('checkpoint', 'checkpoint_seq');
+  const row = await moduleCheckpointAndSeq(db, serial);
   const databaseSeq = row?.checkpoint_seq === null || row?.checkpoint_seq === undefined ? null : Number(row.checkpoint_seq);
   const base = { moduleSerial: serial, replayed, databaseSeq, missing: [] as ModuleAfterReplay['missing'] };
   if (!hsm) return { ...base, ringSeq: null, state: 'not-configured' };

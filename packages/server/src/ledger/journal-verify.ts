@@ -5,6 +5,10 @@ import { buildMap, leafHash } from '../module/meter-map';
 import { MASTER_PSD_ID, MASTER_PSD_SLOT } from '../module/commands/master-psd';
 import { verifyJournalMac } from '../module/journal-seal';
 import { readMapRow } from './pg-meter-map';
+import { indiciaWithRecords, journalInModuleOrder } from '../db/repositories/journal';
+import { moduleCheckpoint } from '../db/repositories/modules';
+import { meterSlots } from '../db/repositories/meters';
+import { poolPackage } from '../db/repositories/pool';
 
 export type FindingKind = 'edited' | 'inserted' | 'deleted' | 'reordered' | 'map' | 'indicium';
 
@@ -56,7 +60,7 @@ export async function verifyJournal(req: { db: Knex; hsm: ModuleToken }): Promis
       firstBroken = { journalId: f.journalId, moduleSerial: f.moduleSerial ?? '', seq: f.seq ?? 0, reason: f.reason };
     }
   };
-  const rows: Row[] = await req.db('journal').orderBy('module_serial').orderBy('checkpoint_seq').orderBy('journal_id');
+  const rows: Row[] = await journalInModuleOrder(req.db);
   const serials = [...new Set(rows.map((r) => r.module_serial))].sort();
   const decoded = new Map<number, Checkpoint>();
   let rowsChecked = 0;
@@ -112,7 +116,7 @@ export async function verifyJournal(req: { db: Knex; hsm: ModuleToken }): Promis
       prev = { checkpoint: r.checkpoint, seq: cp.seq };
       rowsChecked++;
     }
-    const mod = await req.db('modules').where({ module_serial: serial }).first('checkpoint');
+    const mod = await moduleCheckpoint(req.db, serial);
     if (prev && (!mod?.checkpoint || !(mod.checkpoint as Buffer).equals(prev.checkpoint))) {
       const last = mine[mine.length - 1];
       found({ kind: 'deleted', journalId: last.journal_id, moduleSerial: serial, seq: last.checkpoint_seq,
@@ -153,7 +157,7 @@ async function checkMap(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>,
   if (last && !last.mapRoot.equals(rebuilt)) found({ kind: 'map', reason: "the map rebuilt from the journal is not the root of the journal's newest record" });
   if (!mapRow.root.equals(rebuilt)) found({ kind: 'map', reason: "the map row's root is not the map rebuilt from the journal" });
 
-  const meters: Array<{ meter_id: string; slot: number | null; package: Buffer }> = await db('meters').select('meter_id', 'slot', 'package');
+  const meters = await meterSlots(db);
   const bySlot = new Map([...newest.values()].map((cp) => [cp.slot, cp]));
   for (const m of meters) {
     const cp = m.slot === null ? undefined : bySlot.get(m.slot);
@@ -161,7 +165,7 @@ async function checkMap(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>,
     else if (!cp.packageDigest.equals(digestOf(m.package))) found({ kind: 'map', meterId: m.meter_id, reason: "meter row's package is not the one its newest journal record names" });
   }
   // the master PSD (the pool row): its package is the one its newest record at the reserved slot names
-  const pool: { package: Buffer | null } | undefined = await db('pool').where({ pool_id: 1 }).first('package');
+  const pool = await poolPackage(db);
   const master = bySlot.get(MASTER_PSD_SLOT);
   if (master && master.meterId !== MASTER_PSD_ID) found({ kind: 'map', meterId: master.meterId, reason: `a record of ${master.meterId} at the master PSD's slot ${MASTER_PSD_SLOT}` });
   else if (master && !pool?.package) found({ kind: 'map', meterId: MASTER_PSD_ID, reason: 'the journal holds master PSD records but the pool row holds no sealed package (deleted?)' });
@@ -177,8 +181,7 @@ async function checkMap(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>,
 async function checkIndicia(db: Knex, rows: Row[], decoded: Map<number, Checkpoint>, found: (f: Finding) => void): Promise<void> {
   const prints = new Map<string, Row>();
   for (const r of rows) if (decoded.has(r.journal_id) && PRINT_TYPES.has(r.tx_type)) prints.set(`${r.module_serial}#${r.checkpoint_seq}`, r);
-  const indicia: Array<{ indicium_id: number; meter_id: string; module_serial: string; checkpoint_seq: number; postage: number }> =
-    await db('indicia').select('indicium_id', 'meter_id', 'module_serial', 'checkpoint_seq', 'postage').orderBy('indicium_id');
+  const indicia = await indiciaWithRecords(db);
   const postage = new Map<string, number>();
   for (const i of indicia) {
     const key = `${i.module_serial}#${i.checkpoint_seq}`;

@@ -25,6 +25,17 @@ export async function insertAuditRecord(db: Knex, r: { kind: string; moduleSeria
   await db('audit_log').insert({ kind: r.kind, module_serial: r.moduleSerial, at: r.at, seq: r.seq, record: r.record });
 }
 
+/** The stored records of one kind, in the order they were written. */
+export async function auditRecordsOfKind<R>(db: Knex, kind: string): Promise<Array<{ record: R }>> {
+  return db('audit_log').where({ kind }).orderBy('audit_id').select('record');
+}
+
+/** The records of the modules' chains (with a sequence number), by module and sequence number. */
+export async function chainedAuditRecords<R>(db: Knex): Promise<Array<{ module_serial: string; seq: number | string; record: R }>> {
+  return db('audit_log').whereNotNull('seq').orderBy([{ column: 'module_serial' }, { column: 'seq' }])
+    .select('module_serial', 'seq', 'record');
+}
+
 /** Every stored record (of one module with `moduleSerial`) in the order it was written. */
 export async function auditRecordsInOrder<R>(db: Knex, moduleSerial?: string): Promise<R[]> {
   const q = db('audit_log').orderBy('audit_id');
@@ -37,4 +48,9 @@ export interface AuditLogVerifyRow { audit_id: number; kind: string; module_seri
 
 export async function auditLogRows(db: Knex): Promise<AuditLogVerifyRow[]> {
   return db('audit_log').orderBy('audit_id').select('audit_id', 'kind', 'module_serial', 'at', 'seq', 'record');
+}
+
+/** Per module, the highest sequence number of its stored chain. */
+export async function newestAuditSeqs(db: Knex): Promise<Array<{ module_serial: string; seq: number | string }>> {
+  return db('audit_log').whereNotNull('seq').groupBy('module_serial').select('module_serial', db.raw('max(seq) AS seq'));
 }

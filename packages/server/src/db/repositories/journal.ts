@@ -70,6 +70,8 @@ export async function indiciaOfRecords(trx: Knex.Transaction, meterId: string, r
 export async function insertJournalRow(trx: Knex.Transaction, row: {
   meter_id: string; module_serial: string; checkpoint_seq: number; tx_type: string; amount: number; ascending_register: number; descending_register: number;
   checkpoint: Buffer; payload: Buffer; module_mac: Buffer; created_at: Date;
+  /** A replayed row's: its meter's transaction number, its receipt (JSON), the sealed package after it. */
+  sequence?: number | null; receipt?: string | null; package?: Buffer | null;
 }): Promise<void> {
   await trx('journal').insert(row);
 }
@@ -78,4 +80,37 @@ export async function insertJournalRow(trx: Knex.Transaction, row: {
 export async function moduleCheckpointsAfter(db: Knex, moduleSerial: string, seq: number, limit: number): Promise<Buffer[]> {
   return (await db('journal').where({ module_serial: moduleSerial }).where('checkpoint_seq', '>', seq)
     .orderBy('checkpoint_seq').limit(limit).select('checkpoint')).map((r: { checkpoint: Buffer }) => r.checkpoint);
+}
+
+/** The checkpoint records of the meter's (or master PSD's) journal rows of one type. */
+export async function checkpointsOfType(db: Knex, meterId: string, txType: string): Promise<Array<{ checkpoint: Buffer }>> {
+  return db('journal').where({ meter_id: meterId, tx_type: txType }).select('checkpoint');
+}
+
+/** Every journal row (every column), by module, then sequence number, then id. */
+export async function journalInModuleOrder(db: Knex): Promise<JournalRow[]> {
+  return db('journal').orderBy('module_serial').orderBy('checkpoint_seq').orderBy('journal_id');
+}
+
+/** Every indicium row with the journal record it names, by id. */
+export async function indiciaWithRecords(db: Knex): Promise<Array<{ indicium_id: number; meter_id: string; module_serial: string; checkpoint_seq: number; postage: number }>> {
+  return db('indicia').select('indicium_id', 'meter_id', 'module_serial', 'checkpoint_seq', 'postage').orderBy('indicium_id');
+}
+
+/** The serials of the modules that wrote journal rows. */
+export async function journalModuleSerials(db: Knex): Promise<string[]> {
+  return (await db('journal').distinct('module_serial')).map((r: { module_serial: string }) => r.module_serial);
+}
+
+/** A journal row with the columns the export carries. */
+export interface JournalDbRow {
+  meter_id: string; module_serial: string; checkpoint_seq: number | string; tx_type: string; amount: number | string;
+  ascending_register: number | string; descending_register: number | string; checkpoint: Buffer; payload: Buffer; module_mac: Buffer;
+  created_at: Date; sequence: number | string | null; receipt: unknown; package: Buffer | null;
+}
+
+/** The module's journal rows after sequence `seq`, in sequence order. */
+export async function journalRowsAfter(db: Knex, moduleSerial: string, seq: number): Promise<JournalDbRow[]> {
+  return db('journal').where({ module_serial: moduleSerial }).where('checkpoint_seq', '>', seq).orderBy('checkpoint_seq')
+    .select('meter_id', 'module_serial', 'checkpoint_seq', 'tx_type', 'amount', 'ascending_register', 'descending_register', 'checkpoint', 'payload', 'module_mac', 'created_at', 'sequence', 'receipt', 'package');
 }

@@ -174,6 +174,17 @@ export async function revokeLicenceRequests(trx: Knex.Transaction, meterId: stri
 }
 
 /** A revocation due for reporting to the licensing authority. */
-export async function insertRevocationReport(trx: Knex.Transaction, row: { meterId: string; licenceId: string; reason: string; revokedAt: Date }): Promise<void> {
-  await trx('licence_revocation_reports').insert({ meter_id: row.meterId, licence_id: row.licenceId, reason: row.reason, revoked_at: row.revokedAt });
+export async function insertRevocationReport(trx: Knex.Transaction, row: RevocationReport): Promise<void> {
+  await revocationReportInsert(trx, row);
+}
+
+/** A revocation due for reporting, unless the meter has one (a replayed revocation's). */
+export async function insertRevocationReportOnce(trx: Knex.Transaction, row: RevocationReport): Promise<void> {
+  await revocationReportInsert(trx, row).onConflict('meter_id').ignore();
+}
+
+interface RevocationReport { meterId: string; licenceId: string; reason: string; revokedAt: Date }
+
+function revocationReportInsert(trx: Knex.Transaction, row: RevocationReport): Knex.QueryBuilder {
+  return trx('licence_revocation_reports').insert({ meter_id: row.meterId, licence_id: row.licenceId, reason: row.reason, revoked_at: row.revokedAt });
 }

@@ -71,3 +71,8 @@ export async function storeMapRows(trx: Knex.Transaction, req: { shard: number; 
      UPDATE meter_map SET epoch = ?, root = ?, next_slot = ?, updated_at = now() WHERE shard = ?`,
     [req.shard, req.levels, req.indexes, req.hashes, req.epoch, req.root, req.nextSlot, req.shard]);
 }
+
+/** The map row's epoch set, its time the database's (a replayed reinstatement's). */
+export async function setMapEpochNow(trx: Knex.Transaction, shard: number, epoch: number): Promise<void> {
+  await trx.raw('UPDATE meter_map SET epoch = ?, updated_at = now() WHERE shard = ?', [epoch, shard]);
+}

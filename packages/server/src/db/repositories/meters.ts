@@ -62,6 +62,34 @@ export async function deleteUncertifiedMeter(db: Knex, meterId: string): Promise
   await db('meters').where({ meter_id: meterId, state: 'unassigned' }).whereNull('cert_serial').del();
 }
 
+/** A meter's register copies and sealed package, with the value its journal's PVD records downloaded and its refund records refunded (null: none). */
+export interface MeterMovementsRow {
+  meter_id: string; package: Buffer; ascending_register: number; descending_register: number;
+  downloaded: number | string | null; refunded: number | string | null;
+}
+
+/** Every meter with the sums of its journal's PVD and refund records. */
+export async function metersWithMovements(db: Knex): Promise<MeterMovementsRow[]> {
+  return db('meters as m')
+    .leftJoin(
+      db('journal').select('meter_id')
+        .sum({ downloaded: db.raw("CASE WHEN tx_type = 'pvd' THEN amount ELSE 0 END") })
+        .sum({ refunded: db.raw("CASE WHEN tx_type = 'refund' THEN amount ELSE 0 END") })
+        .groupBy('meter_id').as('j'),
+      'j.meter_id', 'm.meter_id')
+    .select('m.meter_id', 'm.package', 'm.ascending_register', 'm.descending_register', 'j.downloaded', 'j.refunded');
+}
+
+/** Every meter's slot and sealed package. */
+export async function meterSlots(db: Knex): Promise<Array<{ meter_id: string; slot: number | null; package: Buffer }>> {
+  return db('meters').select('meter_id', 'slot', 'package');
+}
+
+/** The account the meter is assigned to, if it has a row. */
+export async function meterAccountId(db: Knex, meterId: string): Promise<{ account_id: number | null } | undefined> {
+  return db('meters').where({ meter_id: meterId }).first('account_id');
+}
+
 /** The meter's sealed package. */
 export async function meterPackage(db: Knex, meterId: string): Promise<{ package: Buffer } | undefined> {
   return db('meters').where({ meter_id: meterId }).first('package');
@@ -82,4 +110,14 @@ export async function lockMetersWithNewestCheckpoint(trx: Knex.Transaction, mete
   return (await trx.raw(
     `SELECT m.*, (SELECT j.checkpoint FROM journal j WHERE j.meter_id = m.meter_id ORDER BY j.journal_id DESC LIMIT 1) AS newest_checkpoint
        FROM meters m WHERE m.meter_id = ANY(?::text[]) ORDER BY m.meter_id FOR UPDATE OF m`, [meterIds])).rows as LockedMeterRow[];
+}
+
+/** The meter's row updated with these columns. */
+export async function updateMeterRow(trx: Knex.Transaction, meterId: string, columns: Record<string, unknown>): Promise<void> {
+  await trx('meters').where({ meter_id: meterId }).update(columns);
+}
+
+/** A meter's row inserted. */
+export async function insertMeterRow(trx: Knex.Transaction, row: { meter_id: string; slot: number; [column: string]: unknown }): Promise<void> {
+  await trx('meters').insert(row);
 }

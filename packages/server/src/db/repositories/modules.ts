@@ -47,3 +47,15 @@ export async function moduleCheckpoint(db: Knex, moduleSerial: string): Promise<
 export async function setModuleInRotation(db: Knex, moduleSerial: string, inRotation: boolean, reason: string | null): Promise<void> {
   await db('modules').where({ module_serial: moduleSerial }).update({ in_rotation: inRotation, out_reason: reason, updated_at: db.fn.now() });
 }
+
+/** The module's checkpoint and its sequence number as its row holds them. */
+export async function moduleCheckpointAndSeq(db: Knex, moduleSerial: string): Promise<{ checkpoint: Buffer | null; checkpoint_seq: number | string | null } | undefined> {
+  return db('modules').where({ module_serial: moduleSerial }).first('checkpoint', 'checkpoint_seq');
+}
+
+/** The module's checkpoint row after one of its records. */
+export async function storeModuleCheckpoint(trx: Knex.Transaction, moduleSerial: string, r: { checkpoint: Buffer; seq: number; type: string; amount: number; at: Date }): Promise<void> {
+  await trx('modules').where({ module_serial: moduleSerial }).update({
+    checkpoint: r.checkpoint, checkpoint_seq: r.seq, last_tx_at: r.at, last_tx_type: r.type, last_tx_amount: r.amount, updated_at: r.at,
+  });
+}
