@@ -46,10 +46,13 @@ export type SessionOpenBody = {
   encryptedSessionKey: string;
 };
 
-/** Session close: the session ends; its key is no longer used. */
-export type SessionCloseBody = {
+/** What every request made inside a live session names first: the session. */
+export type InSession = {
   sessionId: string;
 };
+
+/** Session close: the session ends; its key is no longer used. */
+export type SessionCloseBody = InSession;
 
 /** Re-key (docs/protocol.md 7): the current password secret, a new HMK and password secret, and the nonce the new HMK proves. */
 export type RekeyBody = {
@@ -87,21 +90,18 @@ export type PrintItemBody = {
 };
 
 /** A print request: 1 to 500 items, in a live session. */
-export type PrintBody = {
-  sessionId: string;
+export type PrintBody = InSession & {
   items: PrintItemBody[];
 };
 
 /** A correction indicium for the additional postage of an indicium printed before, in a live session. */
-export type CorrectionBody = {
-  sessionId: string;
+export type CorrectionBody = InSession & {
   originalIndiciumId: number;
   item: PrintItemBody;
 };
 
 /** Exactly one selector: batchId, idempotencyKey, or fromSequence with toSequence. */
-export type RedeliverBody = {
-  sessionId: string;
+export type RedeliverBody = InSession & {
   batchId?: string;
   idempotencyKey?: string;
   fromSequence?: number;
